@@ -1,0 +1,33 @@
+"""The Typer application; each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from caveat.cli import demo, evaluate, predict, train, tune
+from caveat.errors import CaveatError
+
+app = typer.Typer(
+    name="caveat",
+    help="Fine-tune language models that are robust by construction and say when not to trust them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+for module in (train, tune, predict, evaluate, demo):
+    module.register(app)
+
+
+def main() -> None:
+    """Entry point: user errors become one clear line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "urllib3", "filelock", "accelerate"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        app()
+    except CaveatError as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None

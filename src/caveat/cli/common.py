@@ -1,0 +1,34 @@
+"""Helpers shared by the subcommands: JSON output and config assembly from flags."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from caveat.config import RunConfig, load_config
+
+
+def emit(obj: Any) -> None:
+    """Print one JSON object on stdout (progress and logs go to stderr)."""
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def build_config(config: Path | None, overrides: list[str], **flags: Any) -> RunConfig:
+    """Merge a config file, shortcut flags (``--train``, ``--task`` ...) and ``--set`` overrides (last wins)."""
+    data_keys = {"train": "train", "validation": "validation", "test": "test", "calibration": "calibration",
+                 "text_field": "text_field", "label_field": "label_field", "format": "format"}
+    extra: dict[str, Any] = {}
+    for flag, key in data_keys.items():
+        if flags.get(flag) is not None:
+            value = flags[flag]
+            if flag in ("train", "validation", "test", "calibration"):
+                value = str(Path(value).expanduser().resolve()) if "#" not in str(value) else value
+            extra.setdefault("data", {})[key] = value
+    if flags.get("task") is not None:
+        extra["task"] = flags["task"]
+    if flags.get("model") is not None:
+        extra.setdefault("model", {})["name_or_path"] = flags["model"]
+    return load_config(config, overrides, **extra)

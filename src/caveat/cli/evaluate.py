@@ -1,0 +1,57 @@
+"""``caveat evaluate``: metrics of a run on a split or a file (JSON, or a table for people)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from caveat.cli.common import emit
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)
+
+
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run directory written by caveat train.")],
+    data: Annotated[str, typer.Option(help="Split name (train, validation, calibration, test) or a labelled file.")] = "test",
+    format: Annotated[str, typer.Option("--format", help="json or table.")] = "json",
+    batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
+) -> None:
+    """Score a run; also merged into RUN/metrics.json. Keys are listed in docs/metrics.md."""
+    from caveat.errors import ConfigError
+    from caveat.evaluate.run import evaluate_run
+
+    if format not in ("json", "table"):
+        raise ConfigError(f"--format must be json or table. Got {format!r}.")
+    metrics = evaluate_run(run, data, batch_size=batch_size)
+    if format == "json":
+        emit(metrics)
+    else:
+        print_table(metrics)
+
+
+def print_table(metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary = Table(title=f"{metrics['task']} on {metrics['data']} ({metrics['source']})")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            summary.add_row(key, f"{value:.4f}")
+        elif isinstance(value, int):
+            summary.add_row(key, str(value))
+    console.print(summary)
+    per = metrics.get("per_type") or metrics.get("per_class") or {}
+    detail = Table(title="per type" if "per_type" in metrics else "per class (20 weakest by f1)")
+    for col in ("label", "precision", "recall", "f1", "support"):
+        detail.add_column(col, justify="left" if col == "label" else "right")
+    rows = sorted(per.items(), key=lambda kv: kv[1]["f1"])[:20] if "per_class" in metrics else per.items()
+    for name, row in rows:
+        detail.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+    console.print(detail)

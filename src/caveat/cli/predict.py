@@ -1,0 +1,73 @@
+"""``caveat predict``: label (or entity spans) and probabilities for texts, a file, or stdin."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from caveat.errors import ConfigError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)
+
+
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run directory written by caveat train.")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to predict; '-' or none reads stdin (one per line).")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="A .jsonl file (field 'text') or one text per line.")] = None,
+    top_k: Annotated[int, typer.Option(help="Probabilities of the k most likely labels (0: all).")] = 5,
+    batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
+) -> None:
+    """Predict; one JSON object per input (JSON lines when there are several)."""
+    from caveat.data.readers import read_texts
+    from caveat.predict import Predictor
+
+    if file is not None:
+        inputs = read_texts(file)
+    elif texts and texts != ["-"]:
+        inputs = list(texts)
+    elif not sys.stdin.isatty():
+        inputs = [line.rstrip("\r") for line in sys.stdin.read().split("\n") if line.strip()]
+    else:
+        raise ConfigError("nothing to predict: pass a text, --file FILE, or pipe texts on stdin")
+    if top_k < 0:
+        raise ConfigError(f"--top-k must be >= 0 (0 = all labels). Got {top_k}.")
+    empty = [i + 1 for i, t in enumerate(inputs) if not t.strip()]
+    if empty:
+        raise ConfigError(f"input {empty[0]} is empty; give non-empty texts")
+    predictor = Predictor.from_run(run, batch_size=batch_size)
+    rows = format_predictions(predictor, inputs, top_k)
+    for row in rows:
+        sys.stdout.write(json.dumps(row, ensure_ascii=False, indent=None if len(rows) > 1 else 2) + "\n")
+
+
+def format_predictions(predictor, inputs: list[str], top_k: int) -> list[dict]:
+    """JSON-ready rows: ``{text, label, probability, probabilities}`` or ``{text, tokens, tags, spans}``."""
+    from caveat.models.tags import bio_spans
+    from caveat.train.evaluation import decode_tags
+    from caveat.types import Task
+
+    preds = predictor.predict(inputs)
+    probs, labels = preds.probs[0], predictor.labels
+    rows = []
+    if predictor.task is Task.TOKEN_CLASSIFICATION:
+        for i, text in enumerate(inputs):
+            words = text.split()
+            tags = decode_tags([preds.logits[0][i, : len(words)]], labels)[0]
+            word_p = [float(probs[i, w, labels.index(t)]) for w, t in enumerate(tags)]
+            spans = [{"text": " ".join(words[s:e]), "label": typ, "start": s, "end": e, "probability": min(word_p[s:e])}
+                     for s, e, typ in bio_spans(tags)]
+            rows.append({"text": text, "tokens": words, "tags": tags, "spans": spans})
+        return rows
+    k = len(labels) if top_k == 0 else min(top_k, len(labels))
+    for i, text in enumerate(inputs):
+        order = np.argsort(-probs[i])[:k]
+        rows.append({"text": text, "label": labels[order[0]], "probability": float(probs[i, order[0]]),
+                     "probabilities": {labels[j]: float(probs[i, j]) for j in order}})
+    return rows

@@ -1,0 +1,56 @@
+"""``caveat train``: fine-tune into a run directory, then score validation and test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from caveat.cli.common import build_config, emit
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+
+
+def train(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML config (optional when --train is given).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = Path("runs/latest"),
+    set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set train.lr=3e-5 (repeatable).")] = [],
+    task: Annotated[Optional[str], typer.Option(help="text-classification or token-classification.")] = None,
+    train_file: Annotated[Optional[str], typer.Option("--train", help="Training file (sets data.train).")] = None,
+    validation: Annotated[Optional[str], typer.Option(help="Validation file (sets data.validation).")] = None,
+    test: Annotated[Optional[str], typer.Option(help="Test file (sets data.test).")] = None,
+    text_field: Annotated[Optional[str], typer.Option(help="Text field name (sets data.text_field).")] = None,
+    label_field: Annotated[Optional[str], typer.Option(help="Label field name (sets data.label_field).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Backbone: 'default', a folder or a hub name.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = False,
+    sweep: Annotated[Optional[str], typer.Option(help="Comma-separated alphas: tune train.alpha on validation (as caveat tune).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Fine-tune a transformer with a robust objective; prints a JSON summary."""
+    cfg = build_config(config, set_, task=task, train=train_file, validation=validation, test=test,
+                       text_field=text_field, label_field=label_field, model=model)
+    if sweep:
+        from caveat.train.select import sweep_alpha
+
+        emit(sweep_alpha(cfg, out, [float(a) for a in sweep.split(",")], progress=progress))
+        return
+    emit(run_training(cfg, out, resume=resume, progress=progress))
+
+
+def run_training(cfg, out: Path, *, resume: bool = False, progress: bool = True) -> dict:
+    """Train, then evaluate validation and test (when present) on the main process."""
+    from caveat.evaluate.run import evaluate_run
+    from caveat.train.loop import Trainer
+
+    trainer = Trainer(cfg, out, progress=progress)
+    summary = trainer.fit(resume=resume)
+    result = {"run": str(out), "objective": cfg.train.objective, "alpha": cfg.train.alpha, "training": {k: v for k, v in summary.items() if k != "history"}}
+    if trainer.accelerator.is_main_process:
+        for split in ("validation", "test"):
+            if split == "validation" or cfg.data.test or cfg.data.test_fraction:
+                metrics = evaluate_run(out, split)
+                result[split] = {k: v for k, v in metrics.items() if k not in ("per_class", "per_type")}
+    return result

@@ -1,0 +1,182 @@
+"""Typed configuration: a YAML file and ``--set key=value`` overrides are two spellings of one RunConfig.
+
+Defaults are tuned for the packaged default backbone (all-MiniLM-L6-v2, 6 layers, 384 wide): it wants a
+larger learning rate than BERT-base recipes, and a freshly initialised head wants a larger one still.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from caveat.errors import ConfigError
+from caveat.types import Task
+
+DEFAULT_MODEL = "default"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    root: str | None = Field(None, description="Folder that relative data paths are read from.")
+    format: Literal["auto", "jsonl", "json", "csv", "tsv", "label-sentence", "conll"] = Field(
+        "auto", description="File format; auto picks by extension (CoNLL for token tasks)."
+    )
+    train: str | None = Field(None, description="Training file; 'file.json#key' picks one split of a JSON dict.")
+    validation: str | None = Field(None, description="Validation file (early stopping, alpha tuning); carved from train when absent.")
+    calibration: str | None = Field(None, description="Calibration file; carved from validation when absent.")
+    test: str | None = Field(None, description="Test file.")
+    ood: dict[str, str] = Field(default_factory=dict, description="Named out-of-scope sets, e.g. {oos_test: clinc150/data_full.json#oos_test}.")
+    text_field: str = Field("text", description="Field holding the text (JSONL/CSV/TSV).")
+    label_field: str = Field("label", description="Field holding the label (JSONL/CSV/TSV).")
+    tokens_field: str = Field("tokens", description="Field holding the token list (JSONL, token tasks).")
+    tags_field: str = Field("tags", description="Field holding the tag list (JSONL, token tasks).")
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train carved out as validation when none is given.")
+    calibration_fraction: float = Field(0.5, gt=0, lt=1, description="Share of validation carved out as calibration when none is given.")
+    test_fraction: float = Field(0.0, ge=0, lt=1, description="Share of train carved out as test when none is given (0: no test split).")
+    max_examples: int | None = Field(None, gt=0, description="Keep only the first N examples of each file (quick runs).")
+    skip_invalid: bool = Field(False, description="Skip malformed records (counted and reported) instead of failing.")
+
+
+class ModelConfig(_Section):
+    name_or_path: str = Field(DEFAULT_MODEL, description="'default' (packaged all-MiniLM-L6-v2), a local folder, or a hub name.")
+    pooling: Literal["mean", "cls"] = Field("mean", description="Sentence pooling for text classification.")
+    dropout: float | None = Field(None, ge=0, lt=1, description="Backbone hidden/attention dropout; None keeps the backbone's.")
+    head_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the classification head.")
+
+
+class AdversarialConfig(_Section):
+    epsilon: float = Field(1.0, gt=0, description="L2 radius of the embedding perturbation, per example.")
+    steps: int = Field(3, ge=1, le=20, description="Ascent steps K for PGD and FreeLB.")
+    step_size: float = Field(0.3, gt=0, description="Ascent step size (L2) for PGD and FreeLB.")
+    init_scale: float = Field(0.1, ge=0, description="FreeLB random start: norm of the initial perturbation as a share of epsilon.")
+
+
+class MixupConfig(_Section):
+    beta: float = Field(0.4, gt=0, description="Mixing weight lambda ~ Beta(beta, beta).")
+
+
+class TrainConfig(_Section):
+    objective: str = Field("erm", description="erm, mixup, rdrop, fgm, pgd or freelb.")
+    alpha: float = Field(1.0, ge=0, description="Robustness strength: loss = task_loss + alpha * R.")
+    epochs: float = Field(3, gt=0, le=1000, description="Training epochs (fractions allowed).")
+    batch_size: int = Field(32, ge=1, le=4096, description="Global batch size (split across processes).")
+    eval_batch_size: int = Field(128, ge=1, description="Batch size for validation and prediction.")
+    lr: float = Field(1e-4, gt=0, lt=1, description="Peak learning rate of the backbone.")
+    head_lr: float = Field(2e-3, gt=0, lt=1, description="Peak learning rate of the freshly initialised head.")
+    weight_decay: float = Field(0.01, ge=0, lt=1, description="Decoupled L2 (AdamW); not applied to biases and norms.")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear warm-up, then linear decay.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm; None disables.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy.")
+    max_length: int = Field(128, ge=8, le=4096, description="Sub-word tokens per input (longer inputs are truncated).")
+    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement; None trains all epochs.")
+    evals_per_epoch: int = Field(1, ge=1, le=100, description="Validation evaluations per epoch (best model kept).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    checkpoint_every: int | None = Field(None, ge=1, description="Save a resumable checkpoint every N steps (also at each evaluation).")
+    log_every: int = Field(10, ge=1, description="Log loss and throughput every N steps.")
+    adv: AdversarialConfig = Field(default_factory=AdversarialConfig)
+    mixup: MixupConfig = Field(default_factory=MixupConfig)
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, value: str) -> str:
+        from caveat.train.objectives import OBJECTIVES
+
+        OBJECTIVES.get(value)  # raises ConfigError listing the names
+        return value
+
+
+class RunConfig(_Section):
+    task: Task = Field(Task.TEXT_CLASSIFICATION, description="text-classification or token-classification.")
+    seed: int = Field(13, ge=0, description="Seed for splits, initialisation, shuffling and dropout.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def valid_keys(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
+    """Every dotted key a config accepts, e.g. ``train.adv.epsilon``."""
+    keys = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += valid_keys(ann, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown key {key!r}; valid keys: {', '.join(valid_keys())}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}={e.get('input')!r}: {msg}")
+    return f"invalid configuration ({source}):\n  " + "\n  ".join(lines)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ``["train.lr=3e-5", "data.ood={a: b.json}"]`` into a nested dict (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    keys = set(valid_keys())
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r} has no '='; write --set key=value, e.g. --set train.lr=3e-5")
+        key, raw = pair.split("=", 1)
+        key = key.strip()
+        if key not in keys and not any(key.startswith(k + ".") for k in keys if k == "data.ood"):
+            raise ConfigError(f"unknown key {key!r} in --set; valid keys: {', '.join(sorted(keys))}")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, **extra: Any) -> RunConfig:
+    """Read a YAML config (optional), apply ``--set`` overrides and keyword sections, validate.
+
+    Relative ``data.root`` in a file is resolved against the file's folder; on the command line,
+    against the working directory.
+    """
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} not found; pass a YAML file such as examples/clinc150.yaml")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err}); fix the syntax") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, train:)")
+        root = (raw.get("data") or {}).get("root")
+        if root is not None and not Path(root).is_absolute():
+            raw.setdefault("data", {})["root"] = str((path.parent / root).resolve())
+        source = str(path)
+    raw = _merge(raw, extra)
+    if overrides:
+        raw = _merge(raw, parse_overrides(overrides))
+        source += " + --set"
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None

@@ -1,0 +1,74 @@
+"""Build the train / validation / calibration / test splits a config asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from caveat.config import DataConfig, RunConfig
+from caveat.errors import ConfigError
+from caveat.types import Split, Task
+
+SPLIT_NAMES = ("train", "validation", "calibration", "test")
+
+
+def resolve_path(spec: str, root: str | None) -> str:
+    """Join a relative path (optionally ``file#key``) to ``data.root``."""
+    path, _, key = spec.partition("#")
+    full = Path(path).expanduser()
+    if not full.is_absolute() and root is not None:
+        full = Path(root).expanduser() / full
+    return f"{full}#{key}" if key else str(full)
+
+
+def read_file(spec: str, data: DataConfig, task: Task, *, name: str, labelled: bool = True) -> Split:
+    """Read one file as configured by ``data`` (format, fields, skip policy)."""
+    from caveat.data.readers import read_split
+
+    return read_split(
+        resolve_path(spec, data.root),
+        name=name,
+        task=task,
+        fmt=data.format,
+        text_field=data.text_field,
+        label_field=data.label_field,
+        tokens_field=data.tokens_field,
+        tags_field=data.tags_field,
+        skip_invalid=data.skip_invalid,
+        max_examples=data.max_examples,
+        labelled=labelled,
+    )
+
+
+def load_data(config: RunConfig):
+    """Read the configured files and carve the missing splits (seeded). Returns ``DataSplits``.
+
+    Out-of-scope sets (``data.ood``) are read into ``extra`` as they are: their labels (e.g. ``oos``)
+    are not classes of the model.
+    """
+    from caveat.data.splits import make_splits
+
+    data, task = config.data, config.task
+    if data.train is None:
+        raise ConfigError("data.train is not set; give a training file, e.g. --set data.train=train.jsonl (or --train on the command line)")
+    read = {name: read_file(getattr(data, name), data, task, name=name) for name in SPLIT_NAMES if getattr(data, name)}
+    splits = make_splits(
+        read["train"],
+        read.get("validation"),
+        read.get("calibration"),
+        read.get("test"),
+        seed=config.seed,
+        validation_fraction=data.validation_fraction,
+        calibration_fraction=data.calibration_fraction,
+        test_fraction=data.test_fraction,
+        stratify=task is Task.TEXT_CLASSIFICATION,
+    )
+    for name, spec in data.ood.items():
+        splits.extra[name] = read_file(spec, data, task, name=name, labelled=False)
+    return splits
+
+
+def find_split(splits, name: str) -> Split | None:
+    """The split called ``name`` (one of the four, or an ``ood`` name), or None."""
+    if name in SPLIT_NAMES:
+        return getattr(splits, name)
+    return splits.extra.get(name)

@@ -1,0 +1,1 @@
+"""Metrics (pure functions on arrays) and evaluation of a run on a split or file."""

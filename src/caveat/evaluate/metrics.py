@@ -1,0 +1,63 @@
+"""Task metrics as pure functions. Keys are stable and documented in docs/metrics.md."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict:
+    """``accuracy``, ``macro_f1``, ``weighted_f1``, ``n`` and ``per_class`` (precision, recall, f1, support).
+
+    Macro-F1 averages over the classes that occur in ``y_true`` or ``y_pred``.
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    present = np.union1d(y_true, y_pred)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=present, zero_division=0)
+    _, _, macro, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average="macro", zero_division=0)
+    _, _, weighted, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average="weighted", zero_division=0)
+    return {
+        "accuracy": float((y_true == y_pred).mean()),
+        "macro_f1": float(macro),
+        "weighted_f1": float(weighted),
+        "n": int(len(y_true)),
+        "per_class": {
+            labels[c]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, c in enumerate(present)
+        },
+    }
+
+
+def span_metrics(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict:
+    """Entity-level ``precision``, ``recall``, ``f1`` (micro), ``macro_f1`` over types, ``token_accuracy``,
+    ``n`` (sentences), ``n_entities`` and ``per_type``; seqeval in strict mode with the IOB2 scheme."""
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2
+
+    report = classification_report(true_tags, pred_tags, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    types = {k: v for k, v in report.items() if k not in ("micro avg", "macro avg", "weighted avg")}
+    micro = report["micro avg"]
+    flat_true = [t for s in true_tags for t in s]
+    flat_pred = [t for s in pred_tags for t in s]
+    return {
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "macro_f1": float(report["macro avg"]["f1-score"]),
+        "token_accuracy": float(np.mean([a == b for a, b in zip(flat_true, flat_pred)])) if flat_true else 0.0,
+        "n": len(true_tags),
+        "n_entities": int(micro["support"]),
+        "per_type": {
+            k: {"precision": float(v["precision"]), "recall": float(v["recall"]), "f1": float(v["f1-score"]), "support": int(v["support"])}
+            for k, v in sorted(types.items())
+        },
+    }
+
+
+def nll(probs: np.ndarray, y_true: Sequence[int]) -> float:
+    """Mean negative log-likelihood of the true class; probs (N, C)."""
+    p = probs[np.arange(len(y_true)), np.asarray(y_true)]
+    return float(-np.log(np.clip(p, 1e-12, 1.0)).mean())

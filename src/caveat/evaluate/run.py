@@ -1,0 +1,61 @@
+"""Evaluate a run directory on a named split or on a file; results merged into ``metrics.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from caveat.errors import ConfigError, RunDirError
+from caveat.io import read_json, write_json_atomic
+from caveat.models.rundir import Run, open_run
+from caveat.types import Split, Task
+
+METRICS_FILE = "metrics.json"
+
+
+def resolve_split(run: Run, data: str) -> Split:
+    """``data`` is a split name (train/validation/calibration/test, as the run was trained) or a file."""
+    from caveat.data.labels import LabelMap, check_labels
+    from caveat.data.load import SPLIT_NAMES, find_split, load_data, read_file
+
+    if Path(data.partition("#")[0]).expanduser().is_file():
+        split = read_file(data, run.config.data.model_copy(update={"root": None}), run.task, name=Path(data).name)
+    elif data in SPLIT_NAMES or data in run.config.data.ood:
+        if data in run.config.data.ood:
+            raise ConfigError(f"--data {data}: an out-of-scope set has no labels of this model to score; choose one of {', '.join(SPLIT_NAMES)} or a labelled file")
+        splits = load_data(run.config)
+        split = find_split(splits, data)
+        if split is None:
+            raise ConfigError(f"--data {data}: this run has no {data} split (set data.{data} when training, or pass a file)")
+        from caveat.data.fingerprint import fingerprint
+
+        if fingerprint(splits) != run.info.get("data", {}).get("fingerprint"):
+            raise RunDirError(f"the data of {run.path} changed since training (fingerprint differs); pass the file to --data instead of the split name")
+    else:
+        raise ConfigError(f"--data {data!r} is neither a file nor a split name; use one of {', '.join(SPLIT_NAMES)} or a path")
+    check_labels(split, LabelMap(run.labels), run.task)
+    return split
+
+
+def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, batch_size: int | None = None, write: bool = True) -> dict:
+    """Metrics of a run on ``data`` (see docs/metrics.md for the keys); merged into ``metrics.json``."""
+    from caveat.predict import Predictor
+    from caveat.train.evaluation import metrics_for
+
+    run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
+    split = resolve_split(run, data)
+    predictor = Predictor.from_run(run, batch_size=batch_size)
+    if run.task is Task.TOKEN_CLASSIFICATION:
+        preds = predictor.predict([ex.tokens for ex in split.examples])
+        logits = preds.logits[0]
+        words = [logits[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)]
+        metrics = metrics_for(run.task, split, run.labels, word_logits=words)
+    else:
+        preds = predictor.predict([ex.text for ex in split.examples])
+        metrics = metrics_for(run.task, split, run.labels, logits=preds.logits[0])
+    result = {"data": data, "source": split.source, "task": run.task.value, **metrics}
+    if write:
+        path = run.path / METRICS_FILE
+        existing = read_json(path) if path.is_file() else {}
+        existing[data] = result
+        write_json_atomic(path, existing)
+    return result

@@ -1,0 +1,84 @@
+"""A backbone plus a linear head, for sequences (pooled) and tokens.
+
+Everything a training objective needs goes through ``forward`` (perturbations, mixup, kept
+embeddings), so that a DDP-wrapped model synchronises gradients the same way for every objective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from caveat.types import Task
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # (B, C) or (B, T, C)
+    features: torch.Tensor  # (B, D) pooled, or (B, T, D) per token
+    embeddings: torch.Tensor | None = None  # (B, T, D) word embeddings when keep_embeddings=True
+    mixed_logits: torch.Tensor | None = None  # (B, C) when mixup is asked for
+
+
+class CaveatModel(nn.Module):
+    """``encoder`` (a Hugging Face ``AutoModel``) + dropout + ``Linear(D, C)``.
+
+    Parameters
+    ----------
+    encoder : a transformers model returning ``last_hidden_state`` and accepting ``inputs_embeds``.
+    num_labels : C.
+    task : sequence or token classification.
+    pooling : ``"mean"`` (masked mean; what sentence-embedding backbones are trained for) or ``"cls"``.
+    """
+
+    def __init__(self, encoder: nn.Module, num_labels: int, *, task: Task, pooling: str = "mean", head_dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.task = Task(task)
+        self.pooling = pooling
+        self.dropout = nn.Dropout(head_dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        *,
+        delta: torch.Tensor | None = None,
+        keep_embeddings: bool = False,
+        mixup: tuple[torch.Tensor, float] | None = None,
+        **_: torch.Tensor,
+    ) -> ModelOutput:
+        """Run the model.
+
+        Parameters
+        ----------
+        input_ids, attention_mask : (B, T).
+        delta : (B, T, D) perturbation added to the word embeddings (adversarial training).
+        keep_embeddings : keep the (B, T, D) word embeddings with ``retain_grad`` so that their
+            gradient is available after ``backward`` (FGM/PGD reuse the clean pass's gradient).
+        mixup : ``(perm, lam)``: also return logits of ``lam * f + (1 - lam) * f[perm]`` over the
+            pooled features ``f`` (sequence tasks).
+        """
+        embeds = self.encoder.get_input_embeddings()(input_ids)  # (B, T, D)
+        if keep_embeddings and embeds.requires_grad:
+            embeds.retain_grad()
+        inputs = embeds if delta is None else embeds + delta
+        hidden = self.encoder(inputs_embeds=inputs, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
+        if self.task is Task.TOKEN_CLASSIFICATION:
+            features = hidden
+        elif self.pooling == "cls":
+            features = hidden[:, 0]  # (B, D)
+        else:
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            features = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D)
+        logits = self.head(self.dropout(features))
+        mixed = None
+        if mixup is not None:
+            perm, lam = mixup
+            mixed = self.head(self.dropout(lam * features + (1.0 - lam) * features[perm]))
+        return ModelOutput(logits=logits, features=features, embeddings=embeds if keep_embeddings else None, mixed_logits=mixed)

@@ -1,0 +1,68 @@
+"""Tokenise examples once and pad batches on the fly.
+
+For token classification, word tags are aligned to sub-words through ``word_ids()``: the first
+sub-token of a word carries the word's tag, the other sub-tokens and the special tokens carry -100
+(ignored by the loss). Word tags are never padded to the sub-word length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+IGNORE = -100
+
+
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int, label_ids: Sequence[int] | None = None) -> list[dict]:
+    """One dict per text: ``input_ids`` (list[int]) and, when given, ``labels`` (int)."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length)
+    rows = [{"input_ids": ids} for ids in enc["input_ids"]]
+    if label_ids is not None:
+        for row, y in zip(rows, label_ids):
+            row["labels"] = int(y)
+    return rows
+
+
+def encode_words(tokenizer, sentences: Sequence[Sequence[str]], max_length: int, tag_ids: Sequence[Sequence[int]] | None = None) -> list[dict]:
+    """One dict per sentence: ``input_ids``, ``word_index`` (word of each first sub-token, -1 elsewhere)
+    and, when tags are given, ``labels`` aligned to sub-words (-100 except at first sub-tokens).
+
+    Words cut off by ``max_length`` get no position; predictions for them fall back to ``O``.
+    """
+    enc = tokenizer([list(s) for s in sentences], is_split_into_words=True, truncation=True, max_length=max_length)
+    rows = []
+    for i, ids in enumerate(enc["input_ids"]):
+        word_ids = enc.word_ids(i)
+        index, previous = [], None
+        for w in word_ids:
+            index.append(w if w is not None and w != previous else -1)
+            previous = w
+        row = {"input_ids": ids, "word_index": index}
+        if tag_ids is not None:
+            row["labels"] = [IGNORE if w < 0 else int(tag_ids[i][w]) for w in index]
+        rows.append(row)
+    return rows
+
+
+class Collator:
+    """Pad a list of encoded rows to the longest in the batch: (B, T) tensors."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        batch = {
+            "input_ids": torch.tensor([r["input_ids"] + [self.pad_token_id] * (width - len(r["input_ids"])) for r in rows]),
+            "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]),
+        }
+        if "word_index" in rows[0]:
+            batch["word_index"] = torch.tensor([r["word_index"] + [-1] * (width - len(r["word_index"])) for r in rows])
+        if "labels" in rows[0]:
+            first = rows[0]["labels"]
+            if isinstance(first, list):
+                batch["labels"] = torch.tensor([r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in rows])
+            else:
+                batch["labels"] = torch.tensor([r["labels"] for r in rows])
+        return batch

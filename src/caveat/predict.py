@@ -1,0 +1,120 @@
+"""The one batched inference engine: run directory (or model) + inputs -> Predictions.
+
+Uncertainty methods, evaluation, attacks, explanations and the service all call this; none of them
+tokenises or batches on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from caveat.models.encoding import Collator, encode_texts, encode_words
+from caveat.models.rundir import Run, load_model, open_run
+from caveat.types import Predictions, Task
+
+
+@torch.no_grad()
+def iter_outputs(model, loader, accelerator=None) -> Iterator[dict[str, np.ndarray]]:
+    """Yield per batch ``logits`` (B, C) or (B, T, C), ``features`` (B, D) for sequences, and the
+    batch's ``word_index``/``labels`` when present; gathered across processes without the padded
+    duplicates of the last batch when an ``accelerator`` is given."""
+    was_training = model.training
+    model.eval()
+    distributed = accelerator is not None and accelerator.num_processes > 1
+    for batch in loader:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        item = {"logits": out.logits.float()}
+        if out.features.dim() == 2:
+            item["features"] = out.features.float()
+        for key in ("word_index", "labels"):
+            if key in batch:
+                item[key] = batch[key]
+        if distributed:
+            if out.logits.dim() == 3:  # token tasks: widths differ between processes
+                item = {k: accelerator.pad_across_processes(v, dim=1, pad_index=-1 if k == "word_index" else -100) for k, v in item.items()}
+            item = accelerator.gather_for_metrics(item)
+        yield {k: v.cpu().numpy() for k, v in item.items()}
+    model.train(was_training)
+
+
+def word_logits(logits: np.ndarray, word_index: np.ndarray, n_words: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pick each word's first sub-token: logits (T, C), word_index (T,) -> (n_words, C) and a (n_words,) mask
+    that is False for words cut off by ``max_length``."""
+    out = np.zeros((n_words, logits.shape[-1]), dtype=logits.dtype)
+    seen = np.zeros(n_words, dtype=bool)
+    pos = np.nonzero(word_index >= 0)[0]
+    out[word_index[pos]] = logits[pos]
+    seen[word_index[pos]] = True
+    return out, seen
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+class Predictor:
+    """Batched, length-sorted inference for one model.
+
+    Parameters
+    ----------
+    model : a ``CaveatModel``.
+    tokenizer : its fast tokenizer.
+    labels : class names (C).
+    task : sequence or token classification.
+    """
+
+    def __init__(self, model, tokenizer, labels: Sequence[str], task: Task, *, max_length: int = 128, batch_size: int = 64):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.labels, self.task = list(labels), Task(task)
+        self.max_length, self.batch_size = max_length, batch_size
+        self.collate = Collator(tokenizer.pad_token_id or 0)
+
+    @classmethod
+    def from_run(cls, run: str | Path | Run, *, batch_size: int | None = None) -> "Predictor":
+        run = run if isinstance(run, Run) else open_run(run)
+        tokenizer, model = load_model(run)
+        cfg = run.config.train
+        return cls(model, tokenizer, run.labels, run.task, max_length=cfg.max_length, batch_size=batch_size or cfg.eval_batch_size)
+
+    def _batches(self, rows: list[dict]) -> Iterator[tuple[np.ndarray, dict]]:
+        order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")  # less padding
+        for i in range(0, len(rows), self.batch_size):
+            idx = order[i : i + self.batch_size]
+            yield idx, self.collate([rows[j] for j in idx])
+
+    def predict(self, inputs: Sequence[str] | Sequence[Sequence[str]]) -> Predictions:
+        """Predict a list of texts (sequence task) or of word lists (token task; strings are split on
+        whitespace). Returns ``Predictions`` with M = 1; for tokens, T indexes words and ``mask``
+        marks real (not truncated) words."""
+        if not inputs:
+            raise ValueError("nothing to predict: pass at least one input")
+        if self.task is Task.TOKEN_CLASSIFICATION:
+            return self._predict_words([s.split() if isinstance(s, str) else list(s) for s in inputs])
+        rows = encode_texts(self.tokenizer, list(inputs), self.max_length)
+        logits = np.zeros((len(rows), len(self.labels)), dtype=np.float32)
+        features = None
+        for idx, batch in self._batches(rows):
+            out = next(iter_outputs(self.model, [batch]))
+            logits[idx] = out["logits"]
+            if features is None:
+                features = np.zeros((len(rows), out["features"].shape[-1]), dtype=np.float32)
+            features[idx] = out["features"]
+        return Predictions(probs=softmax(logits)[None], logits=logits[None], features=features, labels=self.labels)
+
+    def _predict_words(self, sentences: list[list[str]]) -> Predictions:
+        rows = encode_words(self.tokenizer, sentences, self.max_length)
+        width = max(1, max(len(s) for s in sentences))
+        logits = np.zeros((len(rows), width, len(self.labels)), dtype=np.float32)  # (N, W, C)
+        mask = np.zeros((len(rows), width), dtype=bool)
+        for idx, batch in self._batches(rows):
+            out = next(iter_outputs(self.model, [batch]))
+            for k, j in enumerate(idx):
+                n = len(sentences[j])
+                logits[j, :n], mask[j, :n] = word_logits(out["logits"][k], out["word_index"][k], n)
+        return Predictions(probs=softmax(logits)[None], logits=logits[None], mask=mask, labels=self.labels)

@@ -1,0 +1,1 @@
+"""Training: one loop on HF Accelerate, composable robust objectives, and alpha selection."""

@@ -1,0 +1,67 @@
+"""Encoding of splits and their scoring, shared by the training loop and ``caveat evaluate``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from caveat.models.encoding import encode_texts, encode_words
+from caveat.models.tags import viterbi_bio
+from caveat.types import Split, Task
+
+
+def encode_split(tokenizer, split: Split, label_map, task: Task, max_length: int) -> list[dict]:
+    """Tokenise a labelled split once; rows carry ``labels`` ids (aligned to sub-words for tokens)."""
+    where = split.source
+    if Task(task) is Task.TOKEN_CLASSIFICATION:
+        tags = [[label_map.to_id(t, where=f"{where}:{ex.line}") for t in ex.tags] for ex in split.examples]
+        return encode_words(tokenizer, [ex.tokens for ex in split.examples], max_length, tags)
+    ids = [label_map.to_id(ex.label, where=f"{where}:{ex.line}") for ex in split.examples]
+    return encode_texts(tokenizer, [ex.text for ex in split.examples], max_length, ids)
+
+
+def decode_tags(word_logits: list[np.ndarray], labels: list[str]) -> list[list[str]]:
+    """Per sentence (W, C) logits -> valid BIO2 tag strings by constrained Viterbi."""
+    out = []
+    for logits in word_logits:
+        log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True) if len(logits) else logits
+        out.append([labels[i] for i in viterbi_bio(log_probs, labels)])
+    return out
+
+
+def metrics_for(task: Task, split: Split, labels: list[str], *, logits: np.ndarray | None = None,
+                word_logits: list[np.ndarray] | None = None) -> dict:
+    """Task metrics of predictions against a labelled split: (N, C) logits, or per-sentence (W, C) logits."""
+    from caveat.evaluate.metrics import classification_metrics, nll, span_metrics
+
+    if Task(task) is Task.TOKEN_CLASSIFICATION:
+        pred = decode_tags(word_logits, labels)
+        return span_metrics([list(ex.tags) for ex in split.examples], pred)
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = [index[ex.label] for ex in split.examples]
+    out = classification_metrics(y, logits.argmax(-1), labels)
+    z = logits - logits.max(-1, keepdims=True)
+    out["nll"] = nll(np.exp(z) / np.exp(z).sum(-1, keepdims=True), y)
+    return out
+
+
+def score_outputs(model, loader, accelerator, label_map, task: Task, split: Split) -> dict:
+    """Run ``model`` over a prepared loader of ``split`` (gathered across processes) and score it."""
+    from caveat.predict import iter_outputs, word_logits
+
+    logits, words = [], []
+    for out in iter_outputs(model, loader, accelerator):
+        if Task(task) is Task.TOKEN_CLASSIFICATION:
+            for k in range(out["logits"].shape[0]):
+                n = len(split.examples[len(words)].tokens)
+                words.append(word_logits(out["logits"][k], out["word_index"][k], n)[0])
+        else:
+            logits.append(out["logits"])
+    if Task(task) is Task.TOKEN_CLASSIFICATION:
+        return metrics_for(task, split, label_map.labels, word_logits=words)
+    return metrics_for(task, split, label_map.labels, logits=np.concatenate(logits))
+
+
+def split_summary(splits) -> dict:
+    """Per split: where it came from, how many examples, how many records were skipped."""
+    items = {"train": splits.train, "validation": splits.validation, "calibration": splits.calibration, "test": splits.test, **splits.extra}
+    return {name: {"source": s.source, "n": len(s), "skipped": s.skipped} for name, s in items.items() if s is not None}

@@ -1,0 +1,238 @@
+"""The one training loop, on HF Accelerate: one process or many run this same code.
+
+``train.batch_size`` is the global batch: Accelerate splits each batch across processes
+(``split_batches=True``), so N processes take the same optimizer steps as one process would.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from caveat.config import RunConfig
+from caveat.data.labels import LabelMap, check_labels
+from caveat.data.load import load_data
+from caveat.models.backbone import load_backbone
+from caveat.models.classifier import CaveatModel
+from caveat.models.encoding import Collator
+from caveat.models.rundir import save_model, write_run_info
+from caveat.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from caveat.train.evaluation import encode_split, score_outputs, split_summary
+from caveat.train.objectives import build_objective
+from caveat.train.optim import build_optimizer, linear_schedule
+from caveat.types import Task
+
+log = logging.getLogger(__name__)
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation that depends only on ``(seed, epoch)``: resumable, and the same in every process."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+@dataclass
+class TrainState:
+    """Where the loop is; saved in checkpoints as JSON."""
+
+    global_step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """Fine-tune ``config.model`` on ``config.data`` with ``config.train.objective`` into ``out_dir``.
+
+    Stages: ``fit()`` trains and writes the run directory (model/, caveat.json, metrics.json, logs/).
+    """
+
+    def __init__(self, config: RunConfig, out_dir: str | Path, *, splits=None, progress: bool = True,
+                 callbacks: list[Callable[[TrainState, dict], None]] | None = None):
+        self.config, self.out = config, Path(out_dir)
+        self.splits, self.progress, self.callbacks = splits, progress, callbacks or []
+
+    def fit(self, *, resume: bool = False) -> dict:
+        """Train; with ``resume``, continue from ``out_dir/checkpoint`` exactly where it stopped."""
+        from accelerate import Accelerator
+        from accelerate.utils import DataLoaderConfiguration, set_seed
+
+        cfg, tcfg = self.config, self.config.train
+        if not resume and has_checkpoint(self.out):
+            from caveat.errors import ConfigError
+
+            raise ConfigError(f"{self.out} holds an unfinished run; continue it with --resume or choose another --out")
+        accelerator = Accelerator(
+            dataloader_config=DataLoaderConfiguration(split_batches=True),
+            log_with="tensorboard",
+            project_dir=str(self.out / "logs"),
+        )
+        self.accelerator = accelerator
+        set_seed(cfg.seed)
+        splits = self.splits if self.splits is not None else load_data(cfg)
+        label_map = LabelMap.from_splits(splits.train, cfg.task)
+        for split in (splits.validation, splits.calibration, splits.test):
+            if split is not None:
+                check_labels(split, label_map, cfg.task)
+
+        tokenizer, encoder = load_backbone(cfg.model.name_or_path, dropout=cfg.model.dropout)
+        model = CaveatModel(encoder, len(label_map), task=cfg.task, pooling=cfg.model.pooling, head_dropout=cfg.model.head_dropout)
+        collate = Collator(tokenizer.pad_token_id or 0)
+        train_rows = encode_split(tokenizer, splits.train, label_map, cfg.task, tcfg.max_length)
+        val_rows = encode_split(tokenizer, splits.validation, label_map, cfg.task, tcfg.max_length)
+        if tcfg.batch_size % accelerator.num_processes:
+            from caveat.errors import ConfigError
+
+            raise ConfigError(f"train.batch_size={tcfg.batch_size} must be divisible by the {accelerator.num_processes} processes")
+        sampler = EpochSampler(len(train_rows), cfg.seed)
+        # Its own generator: creating an iterator draws a seed, which must not shift the global RNG
+        # that dropout uses (else a resumed run would diverge from an uninterrupted one).
+        loader = DataLoader(train_rows, batch_size=tcfg.batch_size, sampler=sampler, collate_fn=collate,
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        val_loader = DataLoader(val_rows, batch_size=tcfg.eval_batch_size, collate_fn=collate)
+        steps_per_epoch = len(loader)
+        total = tcfg.max_steps or max(1, math.ceil(tcfg.epochs * steps_per_epoch))
+        optimizer = build_optimizer(model, tcfg)
+        scheduler = linear_schedule(optimizer, total, tcfg.warmup_ratio)
+        objective = build_objective(tcfg, cfg.task)
+        model, optimizer, loader, val_loader = accelerator.prepare(model, optimizer, loader, val_loader)
+
+        state = TrainState()
+        if resume:
+            if not has_checkpoint(self.out):
+                from caveat.errors import ConfigError
+
+                raise ConfigError(f"--resume: {self.out} has no checkpoint to resume; start without --resume")
+            state = TrainState(**load_checkpoint(self.out, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler))
+            log.info("resuming at step %d (epoch %d, batch %d)", state.global_step, state.epoch, state.step_in_epoch)
+        if accelerator.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+        accelerator.init_trackers("train", config={"objective": tcfg.objective, "alpha": tcfg.alpha, "lr": tcfg.lr, "batch_size": tcfg.batch_size})
+        eval_points = {round(steps_per_epoch * k / tcfg.evals_per_epoch) for k in range(1, tcfg.evals_per_epoch + 1)}
+        data_info = {"fingerprint": _fingerprint(splits), "splits": split_summary(splits)}
+
+        def validate() -> bool:
+            """Evaluate, keep the best model; returns True when training should stop early."""
+            metrics = score_outputs(model, val_loader, accelerator, label_map, cfg.task, splits.validation)
+            key = "accuracy" if cfg.task is Task.TEXT_CLASSIFICATION else "f1"
+            value = metrics[key]
+            state.history.append({"step": state.global_step, "epoch": state.global_step / steps_per_epoch, f"validation_{key}": value})
+            accelerator.log({f"validation/{key}": value}, step=state.global_step)
+            if state.best_metric is None or value > state.best_metric:
+                state.best_metric, state.best_step, state.evals_without_improvement = value, state.global_step, 0
+                if accelerator.is_main_process:
+                    save_model(self.out, accelerator.unwrap_model(model), tokenizer)
+            else:
+                state.evals_without_improvement += 1
+            accelerator.wait_for_everyone()
+            patience = tcfg.early_stopping_patience
+            return patience is not None and state.evals_without_improvement >= patience
+
+        started, seen = time.perf_counter(), 0
+        bar = _Progress(total, enabled=self.progress and accelerator.is_main_process, start=state.global_step)
+        model.train()
+        stop = state.global_step >= total
+        while not stop:
+            sampler.set_epoch(state.epoch)
+            batches = accelerator.skip_first_batches(loader, state.step_in_epoch) if state.step_in_epoch else loader
+            for batch in batches:
+                stats = objective.step(model, batch, accelerator)
+                if tcfg.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(model.parameters(), tcfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.global_step += 1
+                state.step_in_epoch += 1
+                seen += batch["input_ids"].shape[0] * accelerator.num_processes
+                rate = seen / max(1e-9, time.perf_counter() - started)
+                bar.update(stats["loss"], rate)
+                if state.global_step % tcfg.log_every == 0:
+                    accelerator.log({f"train/{k}": v for k, v in stats.items()} | {"train/lr": scheduler.get_last_lr()[0], "train/examples_per_s": rate}, step=state.global_step)
+                at_eval = state.step_in_epoch in eval_points or state.global_step == total
+                if at_eval:
+                    state.stopped_early = validate()
+                if state.step_in_epoch == steps_per_epoch:
+                    state.epoch, state.step_in_epoch = state.epoch + 1, 0
+                stop = state.stopped_early or state.global_step >= total
+                if not stop and (at_eval or (tcfg.checkpoint_every and state.global_step % tcfg.checkpoint_every == 0)):
+                    if accelerator.is_main_process:
+                        save_checkpoint(self.out, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler, trainer_state=state.__dict__)
+                    accelerator.wait_for_everyone()
+                for callback in self.callbacks:
+                    callback(state, stats)
+                if stop:
+                    break
+        bar.close()
+        accelerator.end_training()
+        summary = {
+            "steps": state.global_step,
+            "steps_per_epoch": steps_per_epoch,
+            "epochs": round(state.global_step / steps_per_epoch, 3),
+            "best_step": state.best_step,
+            "best_validation": state.best_metric,
+            "stopped_early": state.stopped_early,
+            "history": state.history,
+            "seconds": round(time.perf_counter() - started, 1),
+            "processes": accelerator.num_processes,
+        }
+        if accelerator.is_main_process:
+            write_run_info(self.out, config=cfg, labels=label_map.labels, data=data_info, training=summary)
+            import shutil
+
+            from caveat.train.checkpoint import CHECKPOINT_DIR
+
+            shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return summary
+
+
+def _fingerprint(splits) -> str:
+    from caveat.data.fingerprint import fingerprint
+
+    return fingerprint(splits)
+
+
+class _Progress:
+    """A rich progress bar on stderr with loss and throughput (no-op when disabled)."""
+
+    def __init__(self, total: int, *, enabled: bool, start: int = 0):
+        self.bar = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+            self.task = self.bar.add_task("train", total=total, completed=start, info="")
+            self.bar.start()
+
+    def update(self, loss: float, rate: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, info=f"loss {loss:.4f}  {rate:.0f} ex/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,12 @@
+"""Training objectives, each ``loss = task_loss + alpha * R``, registered by name.
+
+An objective runs its own backward passes: adversarial ones need the gradient with respect to the
+embeddings before the final loss is known.
+"""
+
+from caveat.train.objectives.base import OBJECTIVES, Objective, build_objective
+
+# Importing the modules registers their objectives.
+from caveat.train.objectives import adversarial, erm, mixup, rdrop  # noqa: E402,F401
+
+__all__ = ["OBJECTIVES", "Objective", "build_objective"]

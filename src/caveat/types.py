@@ -1,0 +1,75 @@
+"""The data contracts shared by every stage. Shapes are documented here once.
+
+Letters used in shapes: ``M`` stochastic samples (1 when deterministic), ``N`` inputs,
+``C`` classes, ``T`` sub-word positions, ``D`` feature size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+class Task(str, Enum):
+    TEXT_CLASSIFICATION = "text-classification"
+    TOKEN_CLASSIFICATION = "token-classification"
+
+
+@dataclass(frozen=True)
+class TextExample:
+    """One text with its label (``None`` when unlabelled). ``line`` is 1-based, for messages."""
+
+    text: str
+    label: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenExample:
+    """One pre-split sentence with one BIO2 tag per token (``None`` when unlabelled)."""
+
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...] | None = None
+    line: int | None = None
+
+
+Example = TextExample | TokenExample
+
+
+@dataclass
+class Split:
+    """One named split: its examples, where they came from, and how many lines were skipped."""
+
+    name: str
+    examples: list
+    source: str
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+@dataclass
+class Predictions:
+    """Model outputs as arrays; everything after the model works on these, not on models.
+
+    Attributes
+    ----------
+    probs : (M, N, C) for sequences, (M, N, T, C) for tokens.
+    logits : same shape as ``probs``, or None.
+    features : (N, D) penultimate features (sequences only), or None.
+    mask : (N, T) bool, True at the first sub-token of each word (tokens only), or None.
+    """
+
+    probs: np.ndarray
+    logits: np.ndarray | None = None
+    features: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def mean_probs(self) -> np.ndarray:
+        """(N, C) or (N, T, C): the average over the M samples."""
+        return self.probs.mean(axis=0)

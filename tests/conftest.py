@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny backbone and planted-rule data, built once per session in a temp folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import make_backbone, planted_ner, planted_texts, write_conll, write_jsonl
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+DATA_ROOT = Path(os.environ.get("CAVEAT_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> Path:
+    return make_backbone(tmp_path_factory.mktemp("backbone"), ["alpha", "beta", "gamma", "alice", "bob", "smith", "paris", "rome"])
+
+
+@pytest.fixture(scope="session")
+def text_data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("text")
+    write_jsonl(folder / "train.jsonl", planted_texts(192, seed=1))
+    write_jsonl(folder / "validation.jsonl", planted_texts(60, seed=2))
+    write_jsonl(folder / "test.jsonl", planted_texts(60, seed=3))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def ner_data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ner")
+    write_conll(folder / "train.conll", planted_ner(160, seed=1))
+    write_conll(folder / "validation.conll", planted_ner(40, seed=2))
+    write_conll(folder / "test.conll", planted_ner(40, seed=3))
+    return folder
+
+
+def tiny_overrides(backbone: Path, data: Path, task: str = "text-classification", **train) -> list[str]:
+    """--set overrides for a fast run of the tiny backbone on a planted data folder."""
+    ext = "jsonl" if task == "text-classification" else "conll"
+    base = {"epochs": 8, "batch_size": 16, "lr": 3e-3, "head_lr": 3e-3, "warmup_ratio": 0.0, "log_every": 1}
+    base.update(train)
+    return [f"task={task}", f"model.name_or_path={backbone}", f"data.root={data}", f"data.train=train.{ext}",
+            f"data.validation=validation.{ext}", f"data.test=test.{ext}", *(f"train.{k}={v}" for k, v in base.items())]
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not DATA_ROOT.is_dir():
+        pytest.skip(f"real data not found at {DATA_ROOT} (set CAVEAT_DATA)")
+    return DATA_ROOT

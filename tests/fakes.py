@@ -1,0 +1,68 @@
+"""Tiny models and planted-rule data sets, built from a config on demand (never at import time)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+FILLER = ("the a my your please now today really just some this that it is was and or but then very quite".split()
+          + "card money order parcel account phone time help store city house cat dog tree road".split())
+CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def make_backbone(path: Path, words: list[str] = (), *, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
+    """A random BERT (``hidden`` wide, ``layers`` deep) with a word-piece vocabulary, saved as an HF folder."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += sorted(set(FILLER) | set(w.lower() for w in words)) + CHARS + ["##" + c for c in CHARS]
+    vocab = list(dict.fromkeys(vocab))
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(path)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=2 * hidden, max_position_embeddings=128)
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(path)
+    return path
+
+
+def planted_texts(n: int, seed: int, keywords: dict[str, str] | None = None) -> list[dict]:
+    """Texts of 4-9 filler words with one keyword whose label is planted: keyword -> label."""
+    keywords = keywords or {"alpha": "first", "beta": "second", "gamma": "third"}
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        word = rng.choice(sorted(keywords))
+        words = rng.choices(FILLER, k=rng.randint(4, 9))
+        words.insert(rng.randint(0, len(words)), word)
+        rows.append({"text": " ".join(words), "label": keywords[word]})
+    return rows
+
+
+def planted_ner(n: int, seed: int) -> list[tuple[list[str], list[str]]]:
+    """Sentences where 'alice'/'bob' are PER (one or two words) and 'paris'/'rome' are LOC; the rest O."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        tokens = rng.choices(FILLER, k=rng.randint(3, 7))
+        tags = ["O"] * len(tokens)
+        for kind, names in (("PER", ["alice", "bob"]), ("LOC", ["paris", "rome"])):
+            pos = rng.randint(0, len(tokens))
+            ent = [rng.choice(names)] + (["smith"] if kind == "PER" and rng.random() < 0.5 else [])
+            tokens[pos:pos] = ent
+            tags[pos:pos] = [f"B-{kind}"] + [f"I-{kind}"] * (len(ent) - 1)
+        out.append((tokens, tags))
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> Path:
+    path.write_text("\n\n".join("\n".join(f"{t} {g}" for t, g in zip(*s)) for s in sentences) + "\n", encoding="utf-8")
+    return path
