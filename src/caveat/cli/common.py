@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,15 @@ from typing import Any
 from caveat.config import RunConfig, load_config
 
 
+def is_main_process() -> bool:
+    """True except in the non-zero ranks of a torchrun / accelerate launch."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def emit(obj: Any) -> None:
-    """Print one JSON object on stdout (progress and logs go to stderr)."""
+    """Print one JSON object on stdout, from the main process only (progress and logs go to stderr)."""
+    if not is_main_process():
+        return
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 

@@ -48,7 +48,7 @@ def run_training(cfg, out: Path, *, resume: bool = False, progress: bool = True)
     trainer = Trainer(cfg, out, progress=progress)
     summary = trainer.fit(resume=resume)
     result = {"run": str(out), "objective": cfg.train.objective, "alpha": cfg.train.alpha, "training": {k: v for k, v in summary.items() if k != "history"}}
-    if trainer.accelerator.is_main_process:
+    if trainer.is_main_process:
         for split in ("validation", "test"):
             if split == "validation" or cfg.data.test or cfg.data.test_fraction:
                 metrics = evaluate_run(out, split)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,7 +85,10 @@ class Trainer:
             from caveat.errors import ConfigError
 
             raise ConfigError(f"{self.out} holds an unfinished run; continue it with --resume or choose another --out")
+        # Accelerate only picks the gloo CPU backend under torchrun when asked for the CPU explicitly.
+        multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
         accelerator = Accelerator(
+            cpu=multi_cpu,
             dataloader_config=DataLoaderConfiguration(split_batches=True),
             log_with="tensorboard",
             project_dir=str(self.out / "logs"),
@@ -138,7 +142,7 @@ class Trainer:
             metrics = score_outputs(model, val_loader, accelerator, label_map, cfg.task, splits.validation)
             key = "accuracy" if cfg.task is Task.TEXT_CLASSIFICATION else "f1"
             value = metrics[key]
-            state.history.append({"step": state.global_step, "epoch": state.global_step / steps_per_epoch, f"validation_{key}": value})
+            state.history.append({"step": state.global_step, "epoch": state.global_step / steps_per_epoch, f"validation_{key}": value, "validation_n": metrics["n"]})
             accelerator.log({f"validation/{key}": value}, step=state.global_step)
             if state.best_metric is None or value > state.best_metric:
                 state.best_metric, state.best_step, state.evals_without_improvement = value, state.global_step, 0
@@ -186,7 +190,6 @@ class Trainer:
                 if stop:
                     break
         bar.close()
-        accelerator.end_training()
         summary = {
             "steps": state.global_step,
             "steps_per_epoch": steps_per_epoch,
@@ -206,6 +209,8 @@ class Trainer:
 
             shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
         accelerator.wait_for_everyone()
+        self.is_main_process = accelerator.is_main_process  # end_training tears the process group down
+        accelerator.end_training()
         return summary
 
 

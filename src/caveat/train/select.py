@@ -13,6 +13,7 @@ from caveat.io import write_json_atomic, write_text_atomic
 def sweep_alpha(config: RunConfig, out: str | Path, alphas: list[float], *, progress: bool = True) -> dict:
     """Train one run per alpha into ``out/sweep/alpha=A``; copy the best (highest validation score)
     to ``out``; write the whole table as ``out/sweep.json`` and ``out/sweep.md``."""
+    from caveat.cli.common import is_main_process
     from caveat.cli.train import run_training
 
     if not alphas or any(a < 0 for a in alphas):
@@ -25,6 +26,8 @@ def sweep_alpha(config: RunConfig, out: str | Path, alphas: list[float], *, prog
         result = run_training(cfg, run_dir, progress=progress)
         rows.append({"alpha": alpha, "run": str(run_dir), "best_validation": result["training"]["best_validation"],
                      "seconds": result["training"]["seconds"]})
+    if not is_main_process():
+        return {}
     best = max(rows, key=lambda r: r["best_validation"])
     for name in ("model", "caveat.json", "metrics.json"):
         src, dst = Path(best["run"]) / name, out / name
