@@ -17,7 +17,7 @@ from caveat.types import Predictions
 
 def train(config: str | Path | RunConfig, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False, progress: bool = True) -> Path:
     """Fine-tune as ``config`` says and write the run directory ``out``; returns ``out``."""
-    from caveat.train.loop import Trainer
+    from caveat.training.loop import Trainer
 
     cfg = config if isinstance(config, RunConfig) else load_config(config, list(overrides))
     Trainer(cfg, out, progress=progress).fit(resume=resume)
@@ -26,13 +26,13 @@ def train(config: str | Path | RunConfig, out: str | Path, *, overrides: Sequenc
 
 def predict(run: str | Path, inputs: Sequence[str] | Sequence[Sequence[str]], *, batch_size: int | None = None) -> Predictions:
     """Predictions (probs (1, N, C), or (1, N, W, C) for token tasks) for texts or word lists."""
-    from caveat.predict import Predictor
+    from caveat.inference import Predictor
 
     return Predictor.from_run(run, batch_size=batch_size).predict(list(inputs))
 
 
 def evaluate(run: str | Path, data: str = "test", *, write: bool = True) -> dict:
     """Metrics of a run on a split name or a labelled file (also merged into ``metrics.json``)."""
-    from caveat.evaluate.run import evaluate_run
+    from caveat.evaluation.run import evaluate_run
 
     return evaluate_run(run, data, write=write)

@@ -73,6 +73,7 @@ class TrainConfig(_Section):
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear warm-up, then linear decay.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm; None disables.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy.")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding, faster).")
     max_length: int = Field(128, ge=8, le=4096, description="Sub-word tokens per input (longer inputs are truncated).")
     early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement; None trains all epochs.")
     evals_per_epoch: int = Field(1, ge=1, le=100, description="Validation evaluations per epoch (best model kept).")
@@ -85,7 +86,7 @@ class TrainConfig(_Section):
     @field_validator("objective")
     @classmethod
     def _known_objective(cls, value: str) -> str:
-        from caveat.train.objectives import OBJECTIVES
+        from caveat.training.objectives import OBJECTIVES
 
         OBJECTIVES.get(value)  # raises ConfigError listing the names
         return value

@@ -27,7 +27,7 @@ def demo(
     from caveat.cli.train import run_training
     from caveat.config import load_config
     from caveat.errors import ConfigError
-    from caveat.predict import Predictor
+    from caveat.inference import Predictor
 
     if not (data_dir / "intents_train.jsonl").is_file():
         raise ConfigError(f"{data_dir}/intents_train.jsonl not found; run from the project root or pass --data-dir examples/data")

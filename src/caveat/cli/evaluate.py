@@ -22,7 +22,7 @@ def evaluate(
 ) -> None:
     """Score a run; also merged into RUN/metrics.json. Keys are listed in docs/metrics.md."""
     from caveat.errors import ConfigError
-    from caveat.evaluate.run import evaluate_run
+    from caveat.evaluation.run import evaluate_run
 
     if format not in ("json", "table"):
         raise ConfigError(f"--format must be json or table. Got {format!r}.")

@@ -26,7 +26,7 @@ def predict(
 ) -> None:
     """Predict; one JSON object per input (JSON lines when there are several)."""
     from caveat.data.readers import read_texts
-    from caveat.predict import Predictor
+    from caveat.inference import Predictor
 
     if file is not None:
         inputs = read_texts(file)
@@ -50,7 +50,7 @@ def predict(
 def format_predictions(predictor, inputs: list[str], top_k: int) -> list[dict]:
     """JSON-ready rows: ``{text, label, probability, probabilities}`` or ``{text, tokens, tags, spans}``."""
     from caveat.models.tags import bio_spans
-    from caveat.train.evaluation import decode_tags
+    from caveat.training.scoring import decode_tags
     from caveat.types import Task
 
     preds = predictor.predict(inputs)

@@ -33,7 +33,7 @@ def train(
     cfg = build_config(config, set_, task=task, train=train_file, validation=validation, test=test,
                        text_field=text_field, label_field=label_field, model=model)
     if sweep:
-        from caveat.train.select import sweep_alpha
+        from caveat.training.select import sweep_alpha
 
         emit(sweep_alpha(cfg, out, [float(a) for a in sweep.split(",")], progress=progress))
         return
@@ -42,8 +42,8 @@ def train(
 
 def run_training(cfg, out: Path, *, resume: bool = False, progress: bool = True) -> dict:
     """Train, then evaluate validation and test (when present) on the main process."""
-    from caveat.evaluate.run import evaluate_run
-    from caveat.train.loop import Trainer
+    from caveat.evaluation.run import evaluate_run
+    from caveat.training.loop import Trainer
 
     trainer = Trainer(cfg, out, progress=progress)
     summary = trainer.fit(resume=resume)

@@ -23,7 +23,7 @@ def tune(
 ) -> None:
     """Train one run per alpha, pick the best validation score, write OUT/sweep.json and OUT/sweep.md."""
     from caveat.errors import ConfigError
-    from caveat.train.select import sweep_alpha
+    from caveat.training.select import sweep_alpha
 
     try:
         values = [float(a) for a in alphas.split(",") if a.strip()]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from caveat.train.objectives.base import OBJECTIVES, Objective
+from caveat.training.objectives.base import OBJECTIVES, Objective
 
 
 @OBJECTIVES.register("erm")

@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 
 from caveat.config import load_config
 from caveat.errors import ConfigError
-from caveat.evaluate.run import evaluate_run
-from caveat.train.loop import Trainer
+from caveat.evaluation.run import evaluate_run
+from caveat.training.loop import Trainer
 from tests.conftest import tiny_overrides
 
 

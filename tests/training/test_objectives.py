@@ -13,9 +13,9 @@ from caveat.errors import ConfigError
 from caveat.models.backbone import load_backbone
 from caveat.models.classifier import CaveatModel
 from caveat.models.encoding import Collator, encode_texts, encode_words
-from caveat.train.objectives import OBJECTIVES, build_objective
-from caveat.train.objectives.adversarial import example_norm, normalize, project
-from caveat.train.objectives.rdrop import symmetric_kl
+from caveat.training.objectives import OBJECTIVES, build_objective
+from caveat.training.objectives.adversarial import example_norm, normalize, project
+from caveat.training.objectives.rdrop import symmetric_kl
 from caveat.types import Task
 
 

@@ -31,7 +31,7 @@ def decode_tags(word_logits: list[np.ndarray], labels: list[str]) -> list[list[s
 def metrics_for(task: Task, split: Split, labels: list[str], *, logits: np.ndarray | None = None,
                 word_logits: list[np.ndarray] | None = None) -> dict:
     """Task metrics of predictions against a labelled split: (N, C) logits, or per-sentence (W, C) logits."""
-    from caveat.evaluate.metrics import classification_metrics, nll, span_metrics
+    from caveat.evaluation.metrics import classification_metrics, nll, span_metrics
 
     if Task(task) is Task.TOKEN_CLASSIFICATION:
         pred = decode_tags(word_logits, labels)
@@ -46,7 +46,7 @@ def metrics_for(task: Task, split: Split, labels: list[str], *, logits: np.ndarr
 
 def score_outputs(model, loader, accelerator, label_map, task: Task, split: Split) -> dict:
     """Run ``model`` over a prepared loader of ``split`` (gathered across processes) and score it."""
-    from caveat.predict import iter_outputs, word_logits
+    from caveat.inference import iter_outputs, word_logits
 
     logits, words = [], []
     for out in iter_outputs(model, loader, accelerator):

@@ -38,8 +38,8 @@ def resolve_split(run: Run, data: str) -> Split:
 
 def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, batch_size: int | None = None, write: bool = True) -> dict:
     """Metrics of a run on ``data`` (see docs/metrics.md for the keys); merged into ``metrics.json``."""
-    from caveat.predict import Predictor
-    from caveat.train.evaluation import metrics_for
+    from caveat.inference import Predictor
+    from caveat.training.scoring import metrics_for
 
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
     split = resolve_split(run, data)

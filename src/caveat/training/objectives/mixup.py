@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from caveat.train.objectives.base import OBJECTIVES, Objective
+from caveat.training.objectives.base import OBJECTIVES, Objective
 
 
 @OBJECTIVES.register("mixup")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from caveat.train.objectives.base import OBJECTIVES, Objective
+from caveat.training.objectives.base import OBJECTIVES, Objective
 
 
 def example_norm(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from caveat.train.objectives.base import OBJECTIVES, Objective
+from caveat.training.objectives.base import OBJECTIVES, Objective
 
 
 def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

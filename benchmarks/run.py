@@ -1,0 +1,87 @@
+"""``make bench``: real-data benchmarks of the default backbone on CPU.
+
+    python -m benchmarks.run [--only clinc150,conll2003,sst2,step_cost] [--quick] [--no-reuse]
+
+Reads ``$CAVEAT_DATA`` (default ../shared/data); writes ``benchmarks/results/<name>.json``,
+``benchmarks/results/README.md`` and the table between the bench markers of the top-level README.
+Runs live in ``benchmarks/work/`` (ignored by git); a finished run with the same config is re-scored,
+not retrained, unless ``--no-reuse``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from benchmarks.step_cost import bench_step_cost
+from benchmarks.tasks import TASKS, bench_task
+from caveat.io import write_json_atomic, write_text_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "benchmarks" / "work"
+
+
+def table() -> str:
+    """Markdown from whatever results exist."""
+    lines = ["| benchmark | metric | value | target | met | train time |", "|---|---|---:|---:|:---:|---:|"]
+    for name in TASKS:
+        path = RESULTS / f"{name}.json"
+        if path.is_file():
+            r = json.loads(path.read_text())
+            lines.append(f"| {name} ({r['objective']}, {r['epochs']:g} epochs) | test {r['metric']} | {r['value']:.4f} | "
+                         f"≥ {r['target']} | {'yes' if r['met'] else 'no'} | {r['train_seconds'] / 60:.1f} min |")
+    path = RESULTS / "step_cost.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        for k, v in r["ratio_to_erm"].items():
+            if k != "erm":
+                target = r["targets"][k]
+                lines.append(f"| cost per step, {k}{'-3' if k in ('pgd', 'freelb') else ''} / ERM | ratio | {v:.2f}× | ≤ {target}× | {'yes' if v <= target else 'no'} | |")
+        v = r["erm_over_bare"]
+        lines.append(f"| cost per step, caveat ERM / bare PyTorch loop | ratio | {v:.3f}× | ≤ 1.10× | {'yes' if v <= 1.10 else 'no'} | |")
+    path = RESULTS / "conll2003.json"
+    if path.is_file():
+        per = json.loads(path.read_text())["test"]["per_type"]
+        lines += ["", "CoNLL-2003 test, per type (strict span F1):", "", "| type | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {t} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | {v['support']} |" for t, v in per.items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join([*TASKS, "step_cost"]))
+    parser.add_argument("--quick", action="store_true", help="a few steps each: checks the harness, not the figures")
+    parser.add_argument("--no-reuse", action="store_true")
+    args = parser.parse_args()
+    data_root = Path(os.environ.get("CAVEAT_DATA", ROOT.parent / "shared" / "data")).resolve()
+    if not data_root.is_dir():
+        raise SystemExit(f"data not found at {data_root}; set CAVEAT_DATA to the folder holding clinc150/, conll2003/, sst2/")
+    results = RESULTS if not args.quick else WORK / "quick-results"
+    for name in args.only.split(","):
+        start = time.perf_counter()
+        if name == "step_cost":
+            record = bench_step_cost(data_root, WORK, quick=args.quick)
+        elif name in TASKS:
+            record = bench_task(name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse)
+        else:
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost'])}")
+        record["command"] = "make bench" if not args.quick else "python -m benchmarks.run --quick"
+        record["wall_seconds"] = round(time.perf_counter() - start, 1)
+        write_json_atomic(results / f"{name}.json", record)
+        print(json.dumps({k: v for k, v in record.items() if k != "test"}), flush=True)
+    if not args.quick:
+        md = table()
+        write_text_atomic(RESULTS / "README.md", "# Benchmark results\n\nReproduce with `make bench` (CPU, 2 cores).\n\n" + md + "\n")
+        readme = ROOT / "README.md"
+        text = readme.read_text(encoding="utf-8")
+        text = re.sub(r"<!-- bench:start -->.*<!-- bench:end -->", f"<!-- bench:start -->\n{md}\n<!-- bench:end -->", text, flags=re.S)
+        write_text_atomic(readme, text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Delimited text formats: ``csv``, ``tsv`` (with a header row) and ``label-sentence``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from caveat.data.readers._common import (
+    READERS,
+    Item,
+    ReadContext,
+    _error,
+    _lines,
+    _no_key,
+    _only_text,
+)
+from caveat.data.readers._records import _text_example
+
+
+def _read_delimited(text: str, ctx: ReadContext, fmt: str, **dialect: Any) -> Iterator[Item]:
+    _no_key(fmt, ctx)
+    _only_text(fmt, ctx)
+    # io with newline="" splits only on \r and \n (never U+0085), as csv requires.
+    rows = csv.reader(io.StringIO(text, newline=""), **dialect)
+    try:
+        header = next(rows, None)
+        if header is None:
+            return
+        needed = [ctx.text_field] + ([ctx.label_field] if ctx.labelled else [])
+        for field in needed:
+            if field not in header:
+                option = "text_field" if field == ctx.text_field else "label_field"
+                raise _error(
+                    ctx.file,
+                    1,
+                    f"the header has no column {field!r} (columns: {', '.join(map(repr, header))})",
+                    f"name the column with --set data.{option}=<column>, "
+                    f"e.g. --set data.{option}={header[0] if header else 'text'}",
+                )
+        text_at = header.index(ctx.text_field)
+        label_at = header.index(ctx.label_field) if ctx.label_field in header else None
+        for row in rows:
+            line = rows.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            last = max(text_at, label_at or 0)
+            if len(row) <= last:
+                missing = header[len(row)] if len(row) < len(header) else header[last]
+                yield _error(
+                    ctx.file,
+                    line,
+                    f"the row has {len(row)} columns and no value for {missing!r}",
+                    f"give every row the {len(header)} columns of the header",
+                )
+                continue
+            label = row[label_at] if label_at is not None else None
+            if label == "" and not ctx.labelled:
+                label = None
+            yield _text_example(row[text_at], label, line, ctx)
+    except csv.Error as e:
+        raise _error(
+            ctx.file, rows.line_num, f"unreadable {fmt} ({e})", f"fix the {fmt} quoting"
+        ) from None
+
+
+@READERS.register("csv")
+def read_csv(text: str, ctx: ReadContext) -> Iterator[Item]:
+    """Comma-separated with a header row and standard ``"`` quoting."""
+    return _read_delimited(text, ctx, "csv")
+
+
+@READERS.register("tsv")
+def read_tsv(text: str, ctx: ReadContext) -> Iterator[Item]:
+    """Tab-separated with a header row. Quotes are text (as in GLUE's TSV files), not quoting."""
+    return _read_delimited(text, ctx, "tsv", delimiter="\t", quoting=csv.QUOTE_NONE)
+
+
+@READERS.register("label-sentence")
+def read_label_sentence(text: str, ctx: ReadContext) -> Iterator[Item]:
+    """``label text`` per line, the first space separating them (SST-2, CR)."""
+    _no_key("label-sentence", ctx)
+    _only_text("label-sentence", ctx)
+    for number, line in enumerate(_lines(text), start=1):
+        if not line.strip():
+            continue
+        label, space, sentence = line.partition(" ")
+        if not space:
+            yield _error(
+                ctx.file,
+                number,
+                "no space between label and text",
+                "write `label text` with one space after the label",
+            )
+            continue
+        yield _text_example(sentence, label, number, ctx)
