@@ -27,6 +27,7 @@ def test_text_model_learns_planted_rule(tiny_backbone, text_data, tmp_path):
     assert len(info["data"]["fingerprint"]) == 64
     assert {"train", "validation", "calibration", "test"} <= set(info["data"]["splits"])
     assert not (tmp_path / "run" / "checkpoint").exists()  # removed once training finished
+    assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents*"))  # TensorBoard
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["accuracy"] == metrics["accuracy"]
 
 

@@ -41,6 +41,9 @@ class _Adversarial(Objective):
             accelerator.backward(loss)
         return loss, out.embeddings.grad.detach()
 
+    def _stats(self, clean: float, reg: float, delta: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        return {"loss": clean + self.alpha * reg, "task_loss": clean, "reg": reg, "delta_norm": example_norm(delta, mask).mean().item()}
+
     def _erm(self, model, batch, accelerator):
         out = model(**self.inputs(batch))
         loss = self.task_loss(out.logits, batch["labels"])
@@ -66,12 +69,7 @@ class FGM(_Adversarial):
         out = model(**self.inputs(batch), delta=delta)
         adv = self.task_loss(out.logits, batch["labels"])
         accelerator.backward(self.alpha * adv)
-        return {
-            "loss": clean.item() + self.alpha * adv.item(),
-            "task_loss": clean.item(),
-            "reg": adv.item(),
-            "delta_norm": example_norm(delta, mask).mean().item(),
-        }
+        return self._stats(clean.item(), adv.item(), delta, mask)
 
 
 @OBJECTIVES.register("pgd")
@@ -101,12 +99,7 @@ class PGD(_Adversarial):
             delta = project(delta.detach() + self.adv.step_size * normalize(grad, mask), self.adv.epsilon, mask)
         adv = self.task_loss(model(**self.inputs(batch), delta=delta).logits, labels)
         accelerator.backward(self.alpha * adv)
-        return {
-            "loss": clean.item() + self.alpha * adv.item(),
-            "task_loss": clean.item(),
-            "reg": adv.item(),
-            "delta_norm": example_norm(delta, mask).mean().item(),
-        }
+        return self._stats(clean.item(), adv.item(), delta, mask)
 
 
 @OBJECTIVES.register("freelb")
@@ -139,9 +132,4 @@ class FreeLB(_Adversarial):
             total += adv.item() / steps
             if t < steps - 1:
                 delta = project(delta.detach() + self.adv.step_size * normalize(delta.grad, mask), self.adv.epsilon, mask)
-        return {
-            "loss": clean.item() + self.alpha * total,
-            "task_loss": clean.item(),
-            "reg": total,
-            "delta_norm": example_norm(delta.detach(), mask).mean().item(),
-        }
+        return self._stats(clean.item(), total, delta.detach(), mask)
