@@ -22,7 +22,9 @@ def _same_run(run_dir: Path, cfg) -> bool:
     info = run_dir / "caveat.json"
     if not info.is_file():
         return False
-    old = json.loads(info.read_text())["config"]
+    from caveat.config import RunConfig
+
+    old = RunConfig.model_validate(json.loads(info.read_text())["config"]).model_dump(mode="json")  # fills newer defaults
     new = cfg.model_dump(mode="json")
     old["data"]["root"] = new["data"]["root"] = None
     return old == new and (run_dir / "model" / "head.safetensors").is_file()

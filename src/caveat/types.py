@@ -1,7 +1,8 @@
 """The data contracts shared by every stage. Shapes are documented here once.
 
 Letters used in shapes: ``M`` stochastic samples (1 when deterministic), ``N`` inputs,
-``C`` classes, ``T`` sub-word positions, ``D`` feature size.
+``C`` classes, ``T`` positions, ``D`` feature size. In ``Predictions`` of token tasks, ``T`` indexes
+*words* (each word's first sub-token), not sub-words: spans, metrics and users all think in words.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class Predictions:
     probs : (M, N, C) for sequences, (M, N, T, C) for tokens.
     logits : same shape as ``probs``, or None.
     features : (N, D) penultimate features (sequences only), or None.
-    mask : (N, T) bool, True at the first sub-token of each word (tokens only), or None.
+    mask : (N, T) bool, True for real words (tokens only; False for padding and for words cut off
+        by ``max_length``), or None.
     """
 
     probs: np.ndarray
