@@ -59,3 +59,9 @@ def test_override_without_equals_says_how():
 def test_defaults_are_a_complete_config():
     cfg = RunConfig()
     assert cfg.model.name_or_path == "default" and cfg.train.objective == "erm" and cfg.train.epochs == 3
+
+
+def test_relative_data_paths_are_anchored_to_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_config(overrides=["data.root=data"]).data.root == str((tmp_path / "data").resolve())
+    assert load_config(overrides=["data.train=t.jsonl"]).data.root == str(tmp_path.resolve())

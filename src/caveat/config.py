@@ -177,6 +177,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if overrides:
         raw = _merge(raw, parse_overrides(overrides))
         source += " + --set"
+    # Anchor relative data paths now, so that a run's stored config works from any folder later.
+    data = raw.setdefault("data", {}) if isinstance(raw.get("data", {}), dict) else raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("root", ""), (str, type(None))):
+        data["root"] = str(Path(data.get("root") or ".").expanduser().resolve())
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as err:
