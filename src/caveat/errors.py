@@ -15,3 +15,7 @@ class DataError(CaveatError, ValueError):
 
 class RunDirError(CaveatError, FileNotFoundError):
     """A run directory is missing, incomplete or from an incompatible version."""
+
+
+class NotCalibratedError(CaveatError, RuntimeError):
+    """A decider was used before ``calibrate`` (the message says what to call first)."""
