@@ -41,14 +41,20 @@ def predict(
     empty = [i + 1 for i, t in enumerate(inputs) if not t.strip()]
     if empty:
         raise ConfigError(f"input {empty[0]} is empty; give non-empty texts")
-    predictor = Predictor.from_run(run, batch_size=batch_size)
-    rows = format_predictions(predictor, inputs, top_k)
+    from caveat.calibrate import Caveats
+    from caveat.models.rundir import open_run
+
+    opened = open_run(run)
+    predictor = Predictor.from_run(opened, batch_size=batch_size)
+    rows = format_predictions(predictor, inputs, top_k, caveats=Caveats.from_run(opened))
     for row in rows:
         sys.stdout.write(json.dumps(row, ensure_ascii=False, indent=None if len(rows) > 1 else 2) + "\n")
 
 
-def format_predictions(predictor, inputs: list[str], top_k: int) -> list[dict]:
-    """JSON-ready rows: ``{text, label, probability, probabilities}`` or ``{text, tokens, tags, spans}``."""
+def format_predictions(predictor, inputs: list[str], top_k: int, caveats=None) -> list[dict]:
+    """JSON-ready rows: ``{text, label, probability, probabilities}`` or ``{text, tokens, tags, spans}``;
+    a calibrated run (``caveats``) adds calibrated probabilities, ``uncertainty``, ``prediction_set``,
+    ``decision`` and ``reason``."""
     from caveat.models.tags import bio_spans
     from caveat.training.scoring import decode_tags
     from caveat.types import Task
@@ -66,8 +72,10 @@ def format_predictions(predictor, inputs: list[str], top_k: int) -> list[dict]:
             rows.append({"text": text, "tokens": words, "tags": tags, "spans": spans})
         return rows
     k = len(labels) if top_k == 0 else min(top_k, len(labels))
+    extra = caveats.apply(preds) if caveats is not None else [{}] * len(inputs)
     for i, text in enumerate(inputs):
-        order = np.argsort(-probs[i])[:k]
-        rows.append({"text": text, "label": labels[order[0]], "probability": float(probs[i, order[0]]),
-                     "probabilities": {labels[j]: float(probs[i, j]) for j in order}})
+        p = extra[i].pop("probs", probs[i])
+        order = np.argsort(-p)[:k]
+        rows.append({"text": text, "label": labels[order[0]], "probability": float(p[order[0]]),
+                     "probabilities": {labels[j]: float(p[j]) for j in order}, **extra[i]})
     return rows

@@ -1,0 +1,29 @@
+"""``caveat calibrate``: fit temperature, conformal sets, a risk-bounded abstention threshold and an
+OOD threshold on the run's calibration split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from caveat.cli.common import emit
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calibrate")(calibrate)
+
+
+def calibrate(
+    run: Annotated[Path, typer.Argument(help="Run directory written by caveat train.")],
+    alpha: Annotated[float, typer.Option(help="Conformal miscoverage: sets contain the truth with probability >= 1 - alpha.")] = 0.1,
+    conformal: Annotated[str, typer.Option(help="Conformal score: lac, aps or raps.")] = "aps",
+    score: Annotated[str, typer.Option(help="Uncertainty score the abstention threshold is set on.")] = "msp",
+    target_risk: Annotated[float, typer.Option(help="Highest error rate allowed on answered inputs.")] = 0.02,
+    delta: Annotated[float, typer.Option(help="The risk bound holds with probability >= 1 - delta.")] = 0.05,
+) -> None:
+    """Calibrate a text-classification run; predict then reports uncertainty, sets and decisions."""
+    from caveat.calibrate import calibrate_run
+
+    emit(calibrate_run(run, alpha=alpha, conformal=conformal, score=score, target_risk=target_risk, delta=delta))

@@ -1,0 +1,50 @@
+"""caveat calibrate fits on the calibration split; predict then carries the caveats."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from caveat.calibrate import calibrate_run
+from caveat.cli.app import app
+from caveat.config import load_config
+from caveat.training.loop import Trainer
+from tests.conftest import tiny_overrides
+
+runner = CliRunner()
+
+
+def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_path):
+    run = tmp_path / "run"
+    Trainer(load_config(overrides=tiny_overrides(tiny_backbone, text_data)), run, progress=False).fit()
+    result = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.2", "--alpha", "0.2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["fitted_on"] == "calibration" and summary["n"] == 30  # half of the 60 validation texts
+    assert summary["temperature"] > 0 and summary["nll_after"] <= summary["nll_before"] + 1e-9
+    assert json.loads((run / "caveat.json").read_text())["calibration"]["conformal"]["quantiles"]
+    assert (run / "calibration.safetensors").is_file()
+
+    row = json.loads(runner.invoke(app, ["predict", str(run), "the alpha card"]).stdout)
+    assert row["label"] == "first"
+    assert set(row["uncertainty"]) == {"msp", "entropy", "energy", "mahalanobis"}
+    assert row["decision"] in {"answer", "abstain", "route"} and isinstance(row["reason"], str)
+    assert "first" in row["prediction_set"]
+    assert abs(sum(row["probabilities"].values()) - 1) < 1e-5  # 3 labels, top-5: all of them
+
+
+def test_ood_threshold_keeps_the_asked_share_of_calibration_inputs(tiny_backbone, text_data, tmp_path):
+    run = tmp_path / "run"
+    Trainer(load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=2)), run, progress=False).fit()
+    summary = calibrate_run(run, target_risk=0.3, alpha=0.2, ood_tpr=0.9)
+    from caveat.calibrate import Caveats
+    from caveat.inference import Predictor
+    from caveat.models.rundir import open_run
+
+    opened = open_run(run)
+    cal_texts = [json.loads(line)["text"] for line in (text_data / "validation.jsonl").read_text().splitlines()]
+    rows = Caveats.from_run(opened).apply(Predictor.from_run(opened).predict(cal_texts))
+    kept = np.mean([r["uncertainty"]["mahalanobis"] <= summary["ood"]["threshold"] for r in rows])
+    assert 0.75 <= kept <= 1.0  # 90% of the calibration half by construction; the other half is similar
