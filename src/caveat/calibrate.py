@@ -126,26 +126,35 @@ class Caveats:
                         max_set_size=3)
         return cls(temperature=cal["temperature"], policy=policy, score=cal["score"], mahalanobis=maha, risk=risk)
 
-    def apply(self, preds: Predictions) -> list[dict]:
-        """Per input: calibrated probabilities, uncertainty scores, prediction set, action and reason."""
+    def scores(self, preds: Predictions) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Calibrated probabilities (N, C) and uncertainty scores, each (N,), higher = more uncertain."""
         from caveat.uncertainty.scores import SCORES
 
         logits = preds.logits[0] / self.temperature  # (N, C)
         probs = _softmax(logits)
-        uncertainty = {
+        return probs, {
             "msp": SCORES.get("msp")(probs=probs[None]),
             "entropy": SCORES.get("entropy")(probs=probs[None]),
             "energy": SCORES.get("energy")(logits=logits[None]),
             "mahalanobis": self.mahalanobis.score(preds.features),
         }
+
+    def decide(self, preds: Predictions):
+        """``(probs, uncertainty, Decision)`` for a batch of predictions."""
+        probs, uncertainty = self.scores(preds)
         decision = self.policy.decide(probs, uncertainty=uncertainty[self.score], ood=uncertainty["mahalanobis"])
-        rows = []
-        for i in range(len(probs)):
-            rows.append({
+        return probs, uncertainty, decision
+
+    def apply(self, preds: Predictions) -> list[dict]:
+        """Per input: calibrated probabilities, uncertainty scores, prediction set, action and reason."""
+        probs, uncertainty, decision = self.decide(preds)
+        return [
+            {
                 "probs": probs[i],
                 "uncertainty": {k: float(v[i]) for k, v in uncertainty.items()},
                 "prediction_set": [preds.labels[c] for c in np.flatnonzero(decision.prediction_set[i])],
                 "decision": str(decision.action[i]),
                 "reason": decision.reason[i],
-            })
-        return rows
+            }
+            for i in range(len(probs))
+        ]

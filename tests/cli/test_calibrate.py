@@ -34,6 +34,15 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
     assert "first" in row["prediction_set"]
     assert abs(sum(row["probabilities"].values()) - 1) < 1e-5  # 3 labels, top-5: all of them
 
+    oos = tmp_path / "oos.txt"
+    oos.write_text("zebra xylophone quartz\nwhat is the capital of peru\nqqq vvv www\n")
+    metrics = json.loads(runner.invoke(app, ["evaluate", str(run), "--data", "test", "--ood", str(oos)]).stdout)
+    assert 0 <= metrics["ece"] <= 1 and metrics["calibrated"]["temperature"] == summary["temperature"]
+    assert 0 <= metrics["conformal"]["coverage"] <= 1 and metrics["conformal"]["set_size"] >= 1 - 1e-9
+    assert set(metrics["ood"][str(oos)]) == {"msp", "entropy", "energy", "mahalanobis"}
+    decisions = metrics["decisions"][str(oos)]
+    assert sum(decisions[a] for a in ("answer", "abstain", "route")) == 3
+
 
 def test_ood_threshold_keeps_the_asked_share_of_calibration_inputs(tiny_backbone, text_data, tmp_path):
     run = tmp_path / "run"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from caveat.errors import ConfigError, RunDirError
 from caveat.io import read_json, write_json_atomic
 from caveat.models.rundir import Run, open_run
@@ -36,12 +38,37 @@ def resolve_split(run: Run, data: str) -> Split:
     return split
 
 
-def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, batch_size: int | None = None, write: bool = True) -> dict:
-    """Metrics of a run on ``data`` (see docs/metrics.md for the keys); merged into ``metrics.json``."""
+def ood_texts(run: Run, spec: str) -> list[str]:
+    """Texts of an out-of-scope set: a name from the run's ``data.ood``, or a file (labels ignored)."""
+    from caveat.data.load import load_data
+    from caveat.data.readers import read_texts
+
+    if spec in run.config.data.ood:
+        return [ex.text for ex in load_data(run.config).extra[spec].examples]
+    if Path(spec.partition("#")[0]).expanduser().is_file():
+        if "#" in spec or spec.endswith((".json", ".csv", ".tsv")):
+            from caveat.data.load import read_file
+
+            split = read_file(spec, run.config.data.model_copy(update={"root": None}), run.task, name="ood", labelled=False)
+            return [ex.text for ex in split.examples]
+        return read_texts(spec)
+    names = ", ".join(run.config.data.ood) or "none configured"
+    raise ConfigError(f"--ood {spec!r} is neither an out-of-scope set of this run ({names}) nor a file of texts")
+
+
+def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str] | tuple[str, ...] = (),
+                 batch_size: int | None = None, write: bool = True) -> dict:
+    """Metrics of a run on ``data`` (see docs/metrics.md for the keys); merged into ``metrics.json``.
+
+    For text classification it adds calibration / selective-prediction figures, conformal and
+    abstention figures when the run is calibrated, and OOD detection for each ``ood`` set.
+    """
     from caveat.inference import Predictor
     from caveat.training.scoring import metrics_for
 
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
+    if ood and run.task is Task.TOKEN_CLASSIFICATION:
+        raise ConfigError("--ood is for text-classification runs")
     split = resolve_split(run, data)
     predictor = Predictor.from_run(run, batch_size=batch_size)
     if run.task is Task.TOKEN_CLASSIFICATION:
@@ -50,8 +77,14 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, batch_size: i
         words = [logits[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)]
         metrics = metrics_for(run.task, split, run.labels, word_logits=words)
     else:
+        from caveat.calibrate import Caveats
+        from caveat.evaluation.uncertainty import uncertainty_metrics
+
         preds = predictor.predict([ex.text for ex in split.examples])
         metrics = metrics_for(run.task, split, run.labels, logits=preds.logits[0])
+        y = np.array([run.labels.index(ex.label) for ex in split.examples])
+        ood_preds = {name: predictor.predict(ood_texts(run, name)) for name in ood}
+        metrics.update(uncertainty_metrics(preds, y, Caveats.from_run(run), ood_preds))
     result = {"data": data, "source": split.source, "task": run.task.value, **metrics}
     if write:
         path = run.path / METRICS_FILE
