@@ -76,7 +76,8 @@ def main() -> None:
         print(json.dumps({k: v for k, v in record.items() if k != "test"}), flush=True)
     if not args.quick:
         md = table()
-        write_text_atomic(RESULTS / "README.md", "# Benchmark results\n\nReproduce with `make bench` (CPU, 2 cores).\n\n" + md + "\n")
+        write_text_atomic(RESULTS / "README.md", "# Benchmark results\n\nReproduce with `make bench` (CPU, 2 cores). Train times are wall-clock and only\n"
+                           "for orientation (the machine is shared); cost ratios are medians of interleaved repeats.\n\n" + md + "\n")
         readme = ROOT / "README.md"
         text = readme.read_text(encoding="utf-8")
         text = re.sub(r"<!-- bench:start -->.*<!-- bench:end -->", f"<!-- bench:start -->\n{md}\n<!-- bench:end -->", text, flags=re.S)
