@@ -31,7 +31,7 @@ def _label_ids(run: Run, split) -> np.ndarray:
     return np.array([index[ex.label] for ex in split.examples])
 
 
-def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: str = "aps", score: str = "msp",
+def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: str = "lac", score: str = "msp",
                   target_risk: float = 0.02, delta: float = 0.05, ood_tpr: float = 0.95, batch_size: int | None = None) -> dict:
     """Fit every calibrated quantity on the calibration split (never on test) and save it with the run.
 

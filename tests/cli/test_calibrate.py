@@ -38,7 +38,7 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
     oos.write_text("zebra xylophone quartz\nwhat is the capital of peru\nqqq vvv www\n")
     metrics = json.loads(runner.invoke(app, ["evaluate", str(run), "--data", "test", "--ood", str(oos)]).stdout)
     assert 0 <= metrics["ece"] <= 1 and metrics["calibrated"]["temperature"] == summary["temperature"]
-    assert 0 <= metrics["conformal"]["coverage"] <= 1 and metrics["conformal"]["set_size"] >= 1 - 1e-9
+    assert 0 <= metrics["conformal"]["coverage"] <= 1 and metrics["conformal"]["set_size"] > 0  # LAC sets may be empty
     assert set(metrics["ood"][str(oos)]) == {"msp", "entropy", "energy", "mahalanobis"}
     decisions = metrics["decisions"][str(oos)]
     assert sum(decisions[a] for a in ("answer", "abstain", "route")) == 3

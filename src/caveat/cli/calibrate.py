@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 def calibrate(
     run: Annotated[Path, typer.Argument(help="Run directory written by caveat train.")],
     alpha: Annotated[float, typer.Option(help="Conformal miscoverage: sets contain the truth with probability >= 1 - alpha.")] = 0.1,
-    conformal: Annotated[str, typer.Option(help="Conformal score: lac, aps or raps.")] = "aps",
+    conformal: Annotated[str, typer.Option(help="Conformal score: lac (smallest sets), aps or raps.")] = "lac",
     score: Annotated[str, typer.Option(help="Uncertainty score the abstention threshold is set on.")] = "msp",
     target_risk: Annotated[float, typer.Option(help="Highest error rate allowed on answered inputs.")] = 0.02,
     delta: Annotated[float, typer.Option(help="The risk bound holds with probability >= 1 - delta.")] = 0.05,
