@@ -145,3 +145,38 @@ def test_token_predictions_ignore_batch_size_and_order(token_run):
     other = Predictor.from_run(token_run, batch_size=3).predict([sentences[i] for i in order])
     np.testing.assert_array_equal(other.mask, reference.mask[order])
     np.testing.assert_allclose(other.probs[0], reference.probs[0][order], atol=1e-5)
+
+
+def test_mc_dropout_samples_are_seeded_and_batched_sample_major(text_run):
+    inputs = texts(7, seed=5)
+    predictor = Predictor.from_run(text_run, batch_size=8)  # 8 // 3 = 2 inputs (6 rows) per forward
+    a = predictor.predict(inputs, samples=3, seed=1)
+    assert a.probs.shape == (3, 7, 3) and a.features.shape[0] == 7
+    np.testing.assert_allclose(a.probs.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(a.probs, predictor.predict(inputs, samples=3, seed=1).probs)  # same seed, same numbers
+    assert not np.allclose(a.probs, predictor.predict(inputs, samples=3, seed=2).probs)  # dropout is really on
+    assert not np.allclose(a.probs[0], a.probs[1])
+    assert not predictor.model.training  # back in eval mode
+
+
+def test_mc_dropout_without_dropout_repeats_the_deterministic_pass(text_run):
+    import torch
+
+    predictor = Predictor.from_run(text_run, batch_size=8)
+    for module in predictor.model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    inputs = texts(7, seed=6)
+    det = predictor.predict(inputs)
+    mc = predictor.predict(inputs, samples=4)
+    for k in range(4):  # every sample lines up with its own input: the (M*B) -> (M, B) reshape is right
+        np.testing.assert_allclose(mc.probs[k], det.probs[0], atol=1e-5)
+
+
+def test_mc_dropout_api_and_bad_samples(text_run):
+    preds = caveat.predict(text_run, texts(3, seed=7), method="mc_dropout", samples=5)
+    assert preds.probs.shape == (5, 3, 3)
+    with pytest.raises(ValueError, match="samples must be an integer >= 1"):
+        Predictor.from_run(text_run).predict(["alpha"], samples=0)
+    with pytest.raises(Exception, match="choose one of: deterministic, mc_dropout"):
+        caveat.predict(text_run, ["alpha"], method="laplace")

@@ -24,11 +24,17 @@ def train(config: str | Path | RunConfig, out: str | Path, *, overrides: Sequenc
     return Path(out)
 
 
-def predict(run: str | Path, inputs: Sequence[str] | Sequence[Sequence[str]], *, batch_size: int | None = None) -> Predictions:
-    """Predictions (probs (1, N, C), or (1, N, W, C) for token tasks) for texts or word lists."""
+def predict(run: str | Path, inputs: Sequence[str] | Sequence[Sequence[str]], *, method: str = "deterministic",
+            samples: int = 10, seed: int = 0, batch_size: int | None = None) -> Predictions:
+    """Predictions for texts or word lists: probs (1, N, C) (or (1, N, W, C) for token tasks);
+    ``method="mc_dropout"`` gives (samples, N, C)."""
+    from caveat.errors import ConfigError
     from caveat.inference import Predictor
 
-    return Predictor.from_run(run, batch_size=batch_size).predict(list(inputs))
+    methods = {"deterministic": 1, "mc_dropout": samples}
+    if method not in methods:
+        raise ConfigError(f"method={method!r} is not available; choose one of: {', '.join(methods)}")
+    return Predictor.from_run(run, batch_size=batch_size).predict(list(inputs), samples=methods[method], seed=seed)
 
 
 def evaluate(run: str | Path, data: str = "test", *, write: bool = True) -> dict:

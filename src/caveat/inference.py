@@ -88,24 +88,53 @@ class Predictor:
             idx = order[i : i + self.batch_size]
             yield idx, self.collate([rows[j] for j in idx])
 
-    def predict(self, inputs: Sequence[str] | Sequence[Sequence[str]]) -> Predictions:
+    def predict(self, inputs: Sequence[str] | Sequence[Sequence[str]], *, samples: int = 1, seed: int = 0) -> Predictions:
         """Predict a list of texts (sequence task) or of word lists (token task; strings are split on
-        whitespace). Returns ``Predictions`` with M = 1; for tokens, T indexes words and ``mask``
-        marks real (not truncated) words."""
+        whitespace). For tokens, T indexes words and ``mask`` marks real (not truncated) words.
+
+        ``samples = 1``: the deterministic model, M = 1. ``samples = K > 1``: MC dropout (Gal &
+        Ghahramani 2016, "Dropout as a Bayesian Approximation"): dropout stays on and the K passes run
+        as one forward over the batch repeated K times; probs are (K, N, C), features the mean over
+        samples. Seeded on a forked RNG: the same call gives the same numbers and the caller's random
+        state is untouched.
+        """
         if not inputs:
             raise ValueError("nothing to predict: pass at least one input")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be an integer >= 1 (1 = deterministic, K > 1 = MC dropout). Got {samples!r}.")
         if self.task is Task.TOKEN_CLASSIFICATION:
+            if samples > 1:
+                raise ValueError("MC dropout (samples > 1) is for text-classification runs so far; use samples=1")
             return self._predict_words([s.split() if isinstance(s, str) else list(s) for s in inputs])
         rows = encode_texts(self.tokenizer, list(inputs), self.max_length)
-        logits = np.zeros((len(rows), len(self.labels)), dtype=np.float32)
+        if samples == 1:
+            return self._predict_texts(rows, 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model.train()  # dropout on (MC dropout); no batch norm in these encoders
+            try:
+                return self._predict_texts(rows, samples)
+            finally:
+                self.model.eval()
+
+    @torch.no_grad()
+    def _predict_texts(self, rows: list[dict], samples: int) -> Predictions:
+        n, c = len(rows), len(self.labels)
+        logits = np.zeros((samples, n, c), dtype=np.float32)  # (M, N, C)
         features = None
-        for idx, batch in self._batches(rows):
-            out = next(iter_outputs(self.model, [batch]))
-            logits[idx] = out["logits"]
+        step = max(1, self.batch_size // samples)  # inputs per forward: samples * step rows
+        order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")  # less padding
+        for i in range(0, n, step):
+            idx = order[i : i + step]
+            batch = self.collate([rows[j] for j in idx])
+            ids, att = batch["input_ids"].repeat(samples, 1), batch["attention_mask"].repeat(samples, 1)  # (M*B, T)
+            out = self.model(input_ids=ids, attention_mask=att)
+            logits[:, idx] = out.logits.float().view(samples, len(idx), c).numpy()  # sample-major: (M, B, C)
+            feats = out.features.float().view(samples, len(idx), -1).mean(0).numpy()  # (B, D)
             if features is None:
-                features = np.zeros((len(rows), out["features"].shape[-1]), dtype=np.float32)
-            features[idx] = out["features"]
-        return Predictions(probs=softmax(logits)[None], logits=logits[None], features=features, labels=self.labels)
+                features = np.zeros((n, feats.shape[-1]), dtype=np.float32)
+            features[idx] = feats
+        return Predictions(probs=softmax(logits), logits=logits, features=features, labels=self.labels)
 
     def _predict_words(self, sentences: list[list[str]]) -> Predictions:
         rows = encode_words(self.tokenizer, sentences, self.max_length)

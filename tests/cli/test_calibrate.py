@@ -36,7 +36,10 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
 
     oos = tmp_path / "oos.txt"
     oos.write_text("zebra xylophone quartz\nwhat is the capital of peru\nqqq vvv www\n")
-    metrics = json.loads(runner.invoke(app, ["evaluate", str(run), "--data", "test", "--ood", str(oos)]).stdout)
+    metrics = json.loads(runner.invoke(app, ["evaluate", str(run), "--data", "test", "--ood", str(oos), "--mc-samples", "4"]).stdout)
+    mc = metrics["mc_dropout"]
+    assert mc["samples"] == 4 and mc["cost_ratio"] > 0 and 0 <= mc["ece"] <= 1
+    assert set(mc["ood"][str(oos)]) == {"msp", "entropy", "mutual_information", "variance"}
     assert 0 <= metrics["ece"] <= 1 and metrics["calibrated"]["temperature"] == summary["temperature"]
     assert 0 <= metrics["conformal"]["coverage"] <= 1 and metrics["conformal"]["set_size"] > 0  # LAC sets may be empty
     assert set(metrics["ood"][str(oos)]) == {"msp", "entropy", "energy", "mahalanobis"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +58,13 @@ def ood_texts(run: Run, spec: str) -> list[str]:
 
 
 def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str] | tuple[str, ...] = (),
-                 batch_size: int | None = None, write: bool = True) -> dict:
+                 mc_samples: int = 0, batch_size: int | None = None, write: bool = True) -> dict:
     """Metrics of a run on ``data`` (see docs/metrics.md for the keys); merged into ``metrics.json``.
 
     For text classification it adds calibration / selective-prediction figures, conformal and
-    abstention figures when the run is calibrated, and OOD detection for each ``ood`` set.
+    abstention figures when the run is calibrated, and OOD detection for each ``ood`` set; with
+    ``mc_samples = K``, the same for MC dropout under ``mc_dropout`` with its cost relative to one
+    deterministic pass (``mc_dropout.cost_ratio``, both timed in this call).
     """
     from caveat.inference import Predictor
     from caveat.training.scoring import metrics_for
@@ -80,11 +83,23 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
         from caveat.calibrate import Caveats
         from caveat.evaluation.uncertainty import uncertainty_metrics
 
-        preds = predictor.predict([ex.text for ex in split.examples])
+        texts = [ex.text for ex in split.examples]
+        ood_inputs = {name: ood_texts(run, name) for name in ood}
+        start = time.perf_counter()
+        preds = predictor.predict(texts)
+        seconds = time.perf_counter() - start
         metrics = metrics_for(run.task, split, run.labels, logits=preds.logits[0])
         y = np.array([run.labels.index(ex.label) for ex in split.examples])
-        ood_preds = {name: predictor.predict(ood_texts(run, name)) for name in ood}
+        ood_preds = {name: predictor.predict(t) for name, t in ood_inputs.items()}
         metrics.update(uncertainty_metrics(preds, y, Caveats.from_run(run), ood_preds))
+        if mc_samples:
+            from caveat.evaluation.uncertainty import sampled_metrics
+
+            start = time.perf_counter()
+            mc = predictor.predict(texts, samples=mc_samples)
+            cost = (time.perf_counter() - start) / seconds
+            mc_ood = {name: predictor.predict(t, samples=mc_samples) for name, t in ood_inputs.items()}
+            metrics["mc_dropout"] = {**sampled_metrics(mc, y, mc_ood), "cost_ratio": cost}
     result = {"data": data, "source": split.source, "task": run.task.value, **metrics}
     if write:
         path = run.path / METRICS_FILE

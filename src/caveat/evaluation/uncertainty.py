@@ -70,3 +70,20 @@ def uncertainty_metrics(preds: Predictions, y: np.ndarray, caveats=None, ood: di
 def _ood(scores_in: dict[str, np.ndarray], scores_out: dict[str, np.ndarray]) -> dict:
     return {k: {"auroc": cm.ood_auroc(scores_in[k], scores_out[k]), "fpr95": cm.fpr_at_95_tpr(scores_in[k], scores_out[k])}
             for k in scores_in}
+
+
+def sampled_metrics(preds: Predictions, y: np.ndarray, ood: dict[str, Predictions] | None = None) -> dict:
+    """Figures of M stochastic samples (MC dropout): the mean probabilities' calibration and selective
+    figures, and OOD detection by entropy of the mean, mutual information and variance."""
+    from caveat.uncertainty.scores import SCORES
+
+    mean = preds.probs.mean(0)  # (N, C)
+
+    def scores(p: Predictions) -> dict[str, np.ndarray]:
+        return {k: SCORES.get(k)(probs=p.probs) for k in ("msp", "entropy", "mutual_information", "variance")}
+
+    inside = scores(preds)
+    out = {"samples": int(preds.probs.shape[0]), **_selective(mean, y, inside["msp"])}
+    if ood:
+        out["ood"] = {name: _ood(inside, scores(p)) for name, p in ood.items()}
+    return out
