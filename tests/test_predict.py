@@ -180,3 +180,31 @@ def test_mc_dropout_api_and_bad_samples(text_run):
         Predictor.from_run(text_run).predict(["alpha"], samples=0)
     with pytest.raises(Exception, match="choose one of: deterministic, mc_dropout"):
         caveat.predict(text_run, ["alpha"], method="laplace")
+
+
+def test_efficient_mc_dropout_with_all_layers_equals_naive_without_embedding_dropout(text_run):
+    import torch
+
+    predictor = Predictor.from_run(text_run, batch_size=8)
+    predictor.model.encoder.embeddings.dropout.p = 0.0  # the efficient mode never samples the embeddings
+    n_layers = predictor.model.encoder.config.num_hidden_layers
+    inputs = texts(7, seed=8)
+    naive = predictor.predict(inputs, samples=3, seed=4)
+    efficient = predictor.predict(inputs, samples=3, seed=4, top_layers=n_layers)
+    np.testing.assert_allclose(efficient.probs, naive.probs, atol=1e-6)  # same seed, same numbers
+    assert not np.allclose(naive.probs[0], naive.probs[1])  # and the samples really differ
+    assert not predictor.model.training
+
+
+def test_efficient_mc_dropout_top_layers_only(text_run):
+    predictor = Predictor.from_run(text_run, batch_size=8)
+    inputs = texts(5, seed=9)
+    det = predictor.predict(inputs)
+    head_only = predictor.predict(inputs, samples=6, top_layers=0)
+    np.testing.assert_allclose(head_only.features, det.features, atol=1e-5)  # encoder ran deterministically
+    assert not np.allclose(head_only.probs[0], head_only.probs[1])
+    one = predictor.predict(inputs, samples=6, top_layers=1)
+    assert one.probs.shape == (6, 5, 3)
+    np.testing.assert_array_equal(one.probs, predictor.predict(inputs, samples=6, top_layers=1).probs)
+    with pytest.raises(Exception, match="top_layers must be between 0 and the 2 encoder layers"):
+        predictor.predict(inputs, samples=2, top_layers=3)

@@ -88,7 +88,8 @@ class Predictor:
             idx = order[i : i + self.batch_size]
             yield idx, self.collate([rows[j] for j in idx])
 
-    def predict(self, inputs: Sequence[str] | Sequence[Sequence[str]], *, samples: int = 1, seed: int = 0) -> Predictions:
+    def predict(self, inputs: Sequence[str] | Sequence[Sequence[str]], *, samples: int = 1, seed: int = 0,
+                top_layers: int | None = None) -> Predictions:
         """Predict a list of texts (sequence task) or of word lists (token task; strings are split on
         whitespace). For tokens, T indexes words and ``mask`` marks real (not truncated) words.
 
@@ -96,7 +97,8 @@ class Predictor:
         Ghahramani 2016, "Dropout as a Bayesian Approximation"): dropout stays on and the K passes run
         as one forward over the batch repeated K times; probs are (K, N, C), features the mean over
         samples. Seeded on a forked RNG: the same call gives the same numbers and the caller's random
-        state is untouched.
+        state is untouched. ``top_layers = L`` (efficient mode) samples dropout only in the top L
+        encoder layers and the head, running the layers below once (see uncertainty/methods/mc_dropout.py).
         """
         if not inputs:
             raise ValueError("nothing to predict: pass at least one input")
@@ -113,12 +115,12 @@ class Predictor:
             torch.manual_seed(seed)
             self.model.train()  # dropout on (MC dropout); no batch norm in these encoders
             try:
-                return self._predict_texts(rows, samples)
+                return self._predict_texts(rows, samples, top_layers)
             finally:
                 self.model.eval()
 
     @torch.no_grad()
-    def _predict_texts(self, rows: list[dict], samples: int) -> Predictions:
+    def _predict_texts(self, rows: list[dict], samples: int, top_layers: int | None = None) -> Predictions:
         n, c = len(rows), len(self.labels)
         logits = np.zeros((samples, n, c), dtype=np.float32)  # (M, N, C)
         features = None
@@ -127,10 +129,17 @@ class Predictor:
         for i in range(0, n, step):
             idx = order[i : i + step]
             batch = self.collate([rows[j] for j in idx])
-            ids, att = batch["input_ids"].repeat(samples, 1), batch["attention_mask"].repeat(samples, 1)  # (M*B, T)
-            out = self.model(input_ids=ids, attention_mask=att)
-            logits[:, idx] = out.logits.float().view(samples, len(idx), c).numpy()  # sample-major: (M, B, C)
-            feats = out.features.float().view(samples, len(idx), -1).mean(0).numpy()  # (B, D)
+            if top_layers is not None:
+                from caveat.uncertainty.methods.mc_dropout import sample_top_layers
+
+                sampled, feats = sample_top_layers(self.model, batch["input_ids"], batch["attention_mask"],
+                                                   samples=samples, top_layers=top_layers)
+                logits[:, idx], feats = sampled.float().numpy(), feats.float().numpy()
+            else:
+                ids, att = batch["input_ids"].repeat(samples, 1), batch["attention_mask"].repeat(samples, 1)  # (M*B, T)
+                out = self.model(input_ids=ids, attention_mask=att)
+                logits[:, idx] = out.logits.float().view(samples, len(idx), c).numpy()  # sample-major: (M, B, C)
+                feats = out.features.float().view(samples, len(idx), -1).mean(0).numpy()  # (B, D)
             if features is None:
                 features = np.zeros((n, feats.shape[-1]), dtype=np.float32)
             features[idx] = feats

@@ -19,6 +19,7 @@ def evaluate(
     data: Annotated[str, typer.Option(help="Split name (train, validation, calibration, test) or a labelled file.")] = "test",
     ood: Annotated[list[str], typer.Option(help="Out-of-scope set: a data.ood name of the run or a file of texts (repeatable).")] = [],
     mc_samples: Annotated[int, typer.Option(help="Also evaluate MC dropout with this many samples (0: off).")] = 0,
+    mc_top_layers: Annotated[Optional[int], typer.Option(help="Efficient MC dropout: sample only the top L layers and the head.")] = None,
     format: Annotated[str, typer.Option("--format", help="json or table.")] = "json",
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
 ) -> None:
@@ -28,7 +29,7 @@ def evaluate(
 
     if format not in ("json", "table"):
         raise ConfigError(f"--format must be json or table. Got {format!r}.")
-    metrics = evaluate_run(run, data, ood=ood, mc_samples=mc_samples, batch_size=batch_size)
+    metrics = evaluate_run(run, data, ood=ood, mc_samples=mc_samples, mc_top_layers=mc_top_layers, batch_size=batch_size)
     if format == "json":
         emit(metrics)
     else:

@@ -58,12 +58,12 @@ def ood_texts(run: Run, spec: str) -> list[str]:
 
 
 def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str] | tuple[str, ...] = (),
-                 mc_samples: int = 0, batch_size: int | None = None, write: bool = True) -> dict:
+                 mc_samples: int = 0, mc_top_layers: int | None = None, batch_size: int | None = None, write: bool = True) -> dict:
     """Metrics of a run on ``data`` (see docs/metrics.md for the keys); merged into ``metrics.json``.
 
     For text classification it adds calibration / selective-prediction figures, conformal and
     abstention figures when the run is calibrated, and OOD detection for each ``ood`` set; with
-    ``mc_samples = K``, the same for MC dropout under ``mc_dropout`` with its cost relative to one
+    ``mc_samples = K``, the same for MC dropout (naive, or only in the top ``mc_top_layers`` layers) under ``mc_dropout`` with its cost relative to one
     deterministic pass (``mc_dropout.cost_ratio``, both timed in this call).
     """
     from caveat.inference import Predictor
@@ -96,10 +96,10 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
             from caveat.evaluation.uncertainty import sampled_metrics
 
             start = time.perf_counter()
-            mc = predictor.predict(texts, samples=mc_samples)
+            mc = predictor.predict(texts, samples=mc_samples, top_layers=mc_top_layers)
             cost = (time.perf_counter() - start) / seconds
-            mc_ood = {name: predictor.predict(t, samples=mc_samples) for name, t in ood_inputs.items()}
-            metrics["mc_dropout"] = {**sampled_metrics(mc, y, mc_ood), "cost_ratio": cost}
+            mc_ood = {name: predictor.predict(t, samples=mc_samples, top_layers=mc_top_layers) for name, t in ood_inputs.items()}
+            metrics["mc_dropout"] = {**sampled_metrics(mc, y, mc_ood), "top_layers": mc_top_layers, "cost_ratio": cost}
     result = {"data": data, "source": split.source, "task": run.task.value, **metrics}
     if write:
         path = run.path / METRICS_FILE

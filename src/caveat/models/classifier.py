@@ -43,6 +43,18 @@ class CaveatModel(nn.Module):
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
+    def pool_and_head(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last hidden states (B, T, D) -> (features, logits): pooled (B, D) / (B, C) for sequences,
+        per token (B, T, D) / (B, T, C) for tokens. Head dropout applies in training mode."""
+        if self.task is Task.TOKEN_CLASSIFICATION:
+            features = hidden
+        elif self.pooling == "cls":
+            features = hidden[:, 0]  # (B, D)
+        else:
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            features = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D)
+        return features, self.head(self.dropout(features))
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -69,14 +81,7 @@ class CaveatModel(nn.Module):
             embeds.retain_grad()
         inputs = embeds if delta is None else embeds + delta
         hidden = self.encoder(inputs_embeds=inputs, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
-        if self.task is Task.TOKEN_CLASSIFICATION:
-            features = hidden
-        elif self.pooling == "cls":
-            features = hidden[:, 0]  # (B, D)
-        else:
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-            features = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D)
-        logits = self.head(self.dropout(features))
+        features, logits = self.pool_and_head(hidden, attention_mask)
         mixed = None
         if mixup is not None:
             perm, lam = mixup
