@@ -19,6 +19,7 @@ from pathlib import Path
 
 from benchmarks.step_cost import bench_step_cost
 from benchmarks.tasks import TASKS, bench_task
+from benchmarks.uncertainty import bench_uncertainty
 from caveat.io import write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +45,19 @@ def table() -> str:
                 lines.append(f"| cost per step, {k}{'-3' if k in ('pgd', 'freelb') else ''} / ERM | ratio | {v:.2f}× | ≤ {target}× | {'yes' if v <= target else 'no'} | |")
         v = r["erm_over_bare"]
         lines.append(f"| cost per step, caveat ERM / bare PyTorch loop | ratio | {v:.3f}× | ≤ 1.10× | {'yes' if v <= 1.10 else 'no'} | |")
+    path = RESULTS / "uncertainty.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        cr = r["conformal_resplits"]
+        lines += [
+            f"| CLINC150 ECE after temperature scaling | test | {r['ece_calibrated']:.4f} (raw {r['ece']:.4f}) | ≤ 0.015 | {'yes' if r['ece_calibrated'] <= 0.015 else 'no'} | |",
+            f"| CLINC150 OOD AUROC, best = {r['best_ood_method']} | oos_test | {r['ood_auroc'][r['best_ood_method']]:.4f} | ≥ 0.97 | {'yes' if r['ood_auroc'][r['best_ood_method']] >= 0.97 else 'no'} | |",
+            f"| CLINC150 90% conformal coverage, 100 re-splits (LAC / APS / RAPS) | val+test | {cr['lac']['coverage_mean']:.4f} / {cr['aps']['coverage_mean']:.4f} / {cr['raps']['coverage_mean']:.4f} | 0.90 ± 0.015 | {'yes' if all(abs(cr[m]['coverage_mean'] - 0.9) <= 0.015 for m in ('lac', 'aps', 'raps')) else 'no'} | |",
+            f"| mean set size (LAC / APS / RAPS) | val+test | {cr['lac']['set_size_mean']:.2f} / {cr['aps']['set_size_mean']:.2f} / {cr['raps']['set_size_mean']:.2f} | report | | |",
+            f"| risk-controlled abstention (2%, δ 0.05), in-scope test | error on answered | {r['abstention_in_scope']['risk']:.4f} at coverage {r['abstention_in_scope']['coverage']:.3f} | ≤ 0.02 | {'yes' if r['abstention_in_scope']['risk'] <= 0.02 else 'no'} | |",
+            f"| MC dropout K=10 cost: naive / efficient (head only) | × one deterministic pass | {r['mc_dropout_naive']['cost_ratio']:.2f} / {r['mc_dropout_efficient_head']['cost_ratio']:.2f} | efficient ≤ 2.0 | {'yes' if r['mc_dropout_efficient_head']['cost_ratio'] <= 2.0 else 'no'} | |",
+            f"| MC dropout OOD AUROC (entropy): naive / efficient | oos_test | {r['mc_dropout_naive']['ood_auroc']['entropy']:.4f} / {r['mc_dropout_efficient_head']['ood_auroc']['entropy']:.4f} | drop ≤ 0.01 | {'yes' if r['mc_dropout_naive']['ood_auroc']['entropy'] - r['mc_dropout_efficient_head']['ood_auroc']['entropy'] <= 0.01 else 'no'} | |",
+        ]
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
@@ -54,7 +68,7 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join([*TASKS, "step_cost"]))
+    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty"]))
     parser.add_argument("--quick", action="store_true", help="a few steps each: checks the harness, not the figures")
     parser.add_argument("--no-reuse", action="store_true")
     args = parser.parse_args()
@@ -66,10 +80,12 @@ def main() -> None:
         start = time.perf_counter()
         if name == "step_cost":
             record = bench_step_cost(data_root, WORK, quick=args.quick)
+        elif name == "uncertainty":  # needs the clinc150 run
+            record = bench_uncertainty((WORK if not args.quick else WORK / "quick") / "clinc150")
         elif name in TASKS:
             record = bench_task(name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost'])}")
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty'])}")
         record["command"] = "make bench" if not args.quick else "python -m benchmarks.run --quick"
         record["wall_seconds"] = round(time.perf_counter() - start, 1)
         write_json_atomic(results / f"{name}.json", record)
