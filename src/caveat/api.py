@@ -27,14 +27,33 @@ def train(config: str | Path | RunConfig, out: str | Path, *, overrides: Sequenc
 def predict(run: str | Path, inputs: Sequence[str] | Sequence[Sequence[str]], *, method: str = "deterministic",
             samples: int = 10, seed: int = 0, batch_size: int | None = None) -> Predictions:
     """Predictions for texts or word lists: probs (1, N, C) (or (1, N, W, C) for token tasks);
-    ``method="mc_dropout"`` gives (samples, N, C)."""
+    ``method="mc_dropout"`` gives (samples, N, C); ``method="ensemble"`` (members, N, C)."""
     from caveat.errors import ConfigError
     from caveat.inference import Predictor
 
-    methods = {"deterministic": 1, "mc_dropout": samples}
+    methods = {"deterministic": 1, "mc_dropout": samples, "ensemble": 1}
     if method not in methods:
         raise ConfigError(f"method={method!r} is not available; choose one of: {', '.join(methods)}")
-    return Predictor.from_run(run, batch_size=batch_size).predict(list(inputs), samples=methods[method], seed=seed)
+    from caveat.models.rundir import open_run
+
+    opened = open_run(run)
+    predictor = Predictor.from_run(opened, batch_size=batch_size)
+    if method == "ensemble":
+        return ensemble_predict(predictor.ensemble(opened), list(inputs))
+    return predictor.predict(list(inputs), samples=methods[method], seed=seed)
+
+
+def ensemble_predict(members, inputs) -> Predictions:
+    """Stack the members' deterministic predictions: probs (M members, N, C); features of member 0."""
+    import numpy as np
+
+    if len(members) < 2:
+        from caveat.errors import ConfigError
+
+        raise ConfigError("this run has no ensemble members; train one with caveat train ... --ensemble N")
+    preds = [m.predict(inputs) for m in members]
+    return Predictions(probs=np.concatenate([p.probs for p in preds]), logits=np.concatenate([p.logits for p in preds]),
+                       features=preds[0].features, mask=preds[0].mask, labels=preds[0].labels)
 
 
 def evaluate(run: str | Path, data: str = "test", *, write: bool = True) -> dict:

@@ -82,6 +82,11 @@ class Predictor:
         cfg = run.config.train
         return cls(model, tokenizer, run.labels, run.task, max_length=cfg.max_length, batch_size=batch_size or cfg.eval_batch_size)
 
+    def ensemble(self, run: Run) -> list["Predictor"]:
+        """Predictors of the run's deep-ensemble members (this one first); [self] when it has none."""
+        members = run.info.get("ensemble", {}).get("members", [])
+        return [self] + [Predictor.from_run(run.path / m, batch_size=self.batch_size) for m in members]
+
     def _batches(self, rows: list[dict]) -> Iterator[tuple[np.ndarray, dict]]:
         order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")  # less padding
         for i in range(0, len(rows), self.batch_size):

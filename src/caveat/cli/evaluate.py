@@ -20,6 +20,7 @@ def evaluate(
     ood: Annotated[list[str], typer.Option(help="Out-of-scope set: a data.ood name of the run or a file of texts (repeatable).")] = [],
     mc_samples: Annotated[int, typer.Option(help="Also evaluate MC dropout with this many samples (0: off).")] = 0,
     mc_top_layers: Annotated[Optional[int], typer.Option(help="Efficient MC dropout: sample only the top L layers and the head.")] = None,
+    ensemble: Annotated[bool, typer.Option("--ensemble", help="Also evaluate the run's deep-ensemble members (train --ensemble N).")] = False,
     format: Annotated[str, typer.Option("--format", help="json or table.")] = "json",
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
 ) -> None:
@@ -29,7 +30,7 @@ def evaluate(
 
     if format not in ("json", "table"):
         raise ConfigError(f"--format must be json or table. Got {format!r}.")
-    metrics = evaluate_run(run, data, ood=ood, mc_samples=mc_samples, mc_top_layers=mc_top_layers, batch_size=batch_size)
+    metrics = evaluate_run(run, data, ood=ood, mc_samples=mc_samples, mc_top_layers=mc_top_layers, ensemble=ensemble, batch_size=batch_size)
     if format == "json":
         emit(metrics)
     else:

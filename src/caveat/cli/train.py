@@ -27,6 +27,7 @@ def train(
     model: Annotated[Optional[str], typer.Option(help="Backbone: 'default', a folder or a hub name.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = False,
     sweep: Annotated[Optional[str], typer.Option(help="Comma-separated alphas: tune train.alpha on validation (as caveat tune).")] = None,
+    ensemble: Annotated[int, typer.Option(help="Train N members with seeds seed..seed+N-1 (deep ensemble).", min=1)] = 1,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Fine-tune a transformer with a robust objective; prints a JSON summary."""
@@ -36,6 +37,11 @@ def train(
         from caveat.training.select import sweep_alpha
 
         emit(sweep_alpha(cfg, out, [float(a) for a in sweep.split(",")], progress=progress))
+        return
+    if ensemble > 1:
+        from caveat.training.ensemble import train_ensemble
+
+        emit(train_ensemble(cfg, out, ensemble, progress=progress))
         return
     emit(run_training(cfg, out, resume=resume, progress=progress))
 

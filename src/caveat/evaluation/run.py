@@ -58,13 +58,14 @@ def ood_texts(run: Run, spec: str) -> list[str]:
 
 
 def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str] | tuple[str, ...] = (),
-                 mc_samples: int = 0, mc_top_layers: int | None = None, batch_size: int | None = None, write: bool = True) -> dict:
+                 mc_samples: int = 0, mc_top_layers: int | None = None, ensemble: bool = False, batch_size: int | None = None, write: bool = True) -> dict:
     """Metrics of a run on ``data`` (see docs/metrics.md for the keys); merged into ``metrics.json``.
 
     For text classification it adds calibration / selective-prediction figures, conformal and
     abstention figures when the run is calibrated, and OOD detection for each ``ood`` set; with
     ``mc_samples = K``, the same for MC dropout (naive, or only in the top ``mc_top_layers`` layers) under ``mc_dropout`` with its cost relative to one
-    deterministic pass (``mc_dropout.cost_ratio``, both timed in this call).
+    deterministic pass (``mc_dropout.cost_ratio``, both timed in this call); with ``ensemble``, the
+    same for the run's deep-ensemble members under ``ensemble``.
     """
     from caveat.inference import Predictor
     from caveat.training.scoring import metrics_for
@@ -81,7 +82,7 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
         metrics = metrics_for(run.task, split, run.labels, word_logits=words)
     else:
         from caveat.calibrate import Caveats
-        from caveat.evaluation.uncertainty import uncertainty_metrics
+        from caveat.evaluation.uncertainty import sampled_metrics, uncertainty_metrics
 
         texts = [ex.text for ex in split.examples]
         ood_inputs = {name: ood_texts(run, name) for name in ood}
@@ -93,13 +94,20 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
         ood_preds = {name: predictor.predict(t) for name, t in ood_inputs.items()}
         metrics.update(uncertainty_metrics(preds, y, Caveats.from_run(run), ood_preds))
         if mc_samples:
-            from caveat.evaluation.uncertainty import sampled_metrics
-
             start = time.perf_counter()
             mc = predictor.predict(texts, samples=mc_samples, top_layers=mc_top_layers)
             cost = (time.perf_counter() - start) / seconds
             mc_ood = {name: predictor.predict(t, samples=mc_samples, top_layers=mc_top_layers) for name, t in ood_inputs.items()}
             metrics["mc_dropout"] = {**sampled_metrics(mc, y, mc_ood), "top_layers": mc_top_layers, "cost_ratio": cost}
+        if ensemble:
+            from caveat.api import ensemble_predict
+
+            members = predictor.ensemble(run)
+            start = time.perf_counter()
+            ens = ensemble_predict(members, texts)
+            cost = (time.perf_counter() - start) / seconds
+            ens_ood = {name: ensemble_predict(members, t) for name, t in ood_inputs.items()}
+            metrics["ensemble"] = {**sampled_metrics(ens, y, ens_ood), "members": len(members), "cost_ratio": cost}
     result = {"data": data, "source": split.source, "task": run.task.value, **metrics}
     if write:
         path = run.path / METRICS_FILE

@@ -1,0 +1,36 @@
+"""Deep ensembles (Lakshminarayanan, Pritzel & Blundell 2017, "Simple and Scalable Predictive
+Uncertainty Estimation using Deep Ensembles"): N members trained by the same loop with different seeds.
+
+Member 0 is the run directory itself (so everything that reads a run keeps working); members 1..N-1
+live in ``RUN/members/<i>`` and are listed in caveat.json under ``ensemble``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from caveat.config import RunConfig
+from caveat.errors import ConfigError
+from caveat.io import read_json, write_json_atomic
+from caveat.models.rundir import RUN_FILE
+
+MEMBERS_DIR = "members"
+
+
+def train_ensemble(config: RunConfig, out: str | Path, members: int, *, progress: bool = True) -> dict:
+    """Train ``members`` runs with seeds ``seed + i``; returns each member's summary."""
+    from caveat.cli.common import is_main_process
+    from caveat.cli.train import run_training
+
+    if members < 2:
+        raise ConfigError(f"an ensemble needs at least 2 members. Got {members}.")
+    out = Path(out)
+    results = []
+    for i in range(members):
+        cfg = config.model_copy(update={"seed": config.seed + i})
+        results.append(run_training(cfg, out if i == 0 else out / MEMBERS_DIR / str(i), progress=progress))
+    if is_main_process():
+        info = read_json(out / RUN_FILE)
+        info["ensemble"] = {"members": [f"{MEMBERS_DIR}/{i}" for i in range(1, members)], "seeds": [config.seed + i for i in range(members)]}
+        write_json_atomic(out / RUN_FILE, info)
+    return {"run": str(out), "ensemble": members, "members": results}
