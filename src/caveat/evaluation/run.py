@@ -80,6 +80,12 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
         logits = preds.logits[0]
         words = [logits[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)]
         metrics = metrics_for(run.task, split, run.labels, word_logits=words)
+        from caveat.training.scoring import decode_tags
+        from caveat.uncertainty.tokens import span_report
+
+        probs = preds.probs[0]
+        metrics["spans"] = span_report([probs[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)],
+                                       decode_tags(words, run.labels), [ex.tags for ex in split.examples], run.labels)
     else:
         from caveat.calibrate import Caveats
         from caveat.evaluation.uncertainty import sampled_metrics, uncertainty_metrics
