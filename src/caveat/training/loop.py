@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,11 +22,12 @@ from torch.utils.data import DataLoader, Sampler
 from caveat.config import RunConfig
 from caveat.data.labels import LabelMap, check_labels
 from caveat.data.load import load_data
+from caveat.errors import ConfigError
 from caveat.models.backbone import load_backbone
 from caveat.models.classifier import CaveatModel
 from caveat.models.encoding import Collator
 from caveat.models.rundir import save_model, write_run_info
-from caveat.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from caveat.training.checkpoint import CHECKPOINT_DIR, has_checkpoint, load_checkpoint, save_checkpoint
 from caveat.training.scoring import encode_split, score_outputs, split_summary
 from caveat.training.objectives import build_objective
 from caveat.training.optim import build_optimizer, linear_schedule
@@ -102,8 +104,6 @@ class Trainer:
 
         cfg, tcfg = self.config, self.config.train
         if not resume and has_checkpoint(self.out):
-            from caveat.errors import ConfigError
-
             raise ConfigError(f"{self.out} holds an unfinished run; continue it with --resume or choose another --out")
         # Accelerate only picks the gloo CPU backend under torchrun when asked for the CPU explicitly.
         multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
@@ -127,8 +127,6 @@ class Trainer:
         train_rows = encode_split(tokenizer, splits.train, label_map, cfg.task, tcfg.max_length)
         val_rows = encode_split(tokenizer, splits.validation, label_map, cfg.task, tcfg.max_length)
         if tcfg.batch_size % accelerator.num_processes:
-            from caveat.errors import ConfigError
-
             raise ConfigError(f"train.batch_size={tcfg.batch_size} must be divisible by the {accelerator.num_processes} processes")
         lengths = [len(r["input_ids"]) for r in train_rows] if tcfg.group_by_length else None
         sampler = EpochBatches(len(train_rows), tcfg.batch_size, cfg.seed, lengths)
@@ -147,8 +145,6 @@ class Trainer:
         state = TrainState()
         if resume:
             if not has_checkpoint(self.out):
-                from caveat.errors import ConfigError
-
                 raise ConfigError(f"--resume: {self.out} has no checkpoint to resume; start without --resume")
             state = TrainState(**load_checkpoint(self.out, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler))
             log.info("resuming at step %d (epoch %d, batch %d)", state.global_step, state.epoch, state.step_in_epoch)
@@ -228,10 +224,6 @@ class Trainer:
         }
         if accelerator.is_main_process:
             write_run_info(self.out, config=cfg, labels=label_map.labels, data=data_info, training=summary)
-            import shutil
-
-            from caveat.training.checkpoint import CHECKPOINT_DIR
-
             shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
         accelerator.wait_for_everyone()
         self.is_main_process = accelerator.is_main_process  # end_training tears the process group down
