@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from caveat.errors import ConfigError, RunDirError
+from caveat.data.load import load_data as _load_data
 from caveat.io import read_json, write_json_atomic
 from caveat.models.rundir import Run, open_run
 from caveat.types import Split, Task
@@ -15,7 +18,7 @@ from caveat.types import Split, Task
 METRICS_FILE = "metrics.json"
 
 
-def resolve_split(run: Run, data: str) -> Split:
+def resolve_split(run: Run, data: str, load: Callable[[], object] | None = None) -> Split:
     """``data`` is a split name (train/validation/calibration/test, as the run was trained) or a file."""
     from caveat.data.labels import LabelMap, check_labels
     from caveat.data.load import SPLIT_NAMES, find_split, load_data, read_file
@@ -25,7 +28,7 @@ def resolve_split(run: Run, data: str) -> Split:
     elif data in SPLIT_NAMES or data in run.config.data.ood:
         if data in run.config.data.ood:
             raise ConfigError(f"--data {data}: an out-of-scope set has no labels of this model to score; choose one of {', '.join(SPLIT_NAMES)} or a labelled file")
-        splits = load_data(run.config)
+        splits = load() if load is not None else load_data(run.config)
         split = find_split(splits, data)
         if split is None:
             raise ConfigError(f"--data {data}: this run has no {data} split (set data.{data} when training, or pass a file)")
@@ -39,13 +42,15 @@ def resolve_split(run: Run, data: str) -> Split:
     return split
 
 
-def ood_texts(run: Run, spec: str) -> list[str]:
-    """Texts of an out-of-scope set: a name from the run's ``data.ood``, or a file (labels ignored)."""
+def ood_texts(run: Run, spec: str, load: Callable[[], object] | None = None) -> list[str]:
+    """Texts of an out-of-scope set: a name from the run's ``data.ood``, or a file (labels ignored).
+    ``load`` returns the run's splits (pass a cached one to read the data once)."""
     from caveat.data.load import load_data
     from caveat.data.readers import read_texts
 
     if spec in run.config.data.ood:
-        return [ex.text for ex in load_data(run.config).extra[spec].examples]
+        splits = load() if load is not None else load_data(run.config)
+        return [ex.text for ex in splits.extra[spec].examples]
     if Path(spec.partition("#")[0]).expanduser().is_file():
         if "#" in spec or spec.endswith((".json", ".csv", ".tsv")):
             from caveat.data.load import read_file
@@ -73,7 +78,8 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
     if ood and run.task is Task.TOKEN_CLASSIFICATION:
         raise ConfigError("--ood is for text-classification runs")
-    split = resolve_split(run, data)
+    load = functools.cache(lambda: _load_data(run.config))  # the data files are read at most once
+    split = resolve_split(run, data, load)
     predictor = Predictor.from_run(run, batch_size=batch_size)
     if run.task is Task.TOKEN_CLASSIFICATION:
         preds = predictor.predict([ex.tokens for ex in split.examples])
@@ -91,7 +97,7 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
         from caveat.evaluation.uncertainty import sampled_metrics, uncertainty_metrics
 
         texts = [ex.text for ex in split.examples]
-        ood_inputs = {name: ood_texts(run, name) for name in ood}
+        ood_inputs = {name: ood_texts(run, name, load) for name in ood}
         start = time.perf_counter()
         preds = predictor.predict(texts)
         seconds = time.perf_counter() - start
