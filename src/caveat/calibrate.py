@@ -7,6 +7,7 @@ Text classification for now; token tasks get span-level calibration in a later s
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,9 @@ def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: s
     train = predictor.predict([ex.text for ex in splits.train.examples])
     maha = Mahalanobis().fit(train.features, _label_ids(run, splits.train))
     ood_threshold = float(np.quantile(maha.score(preds.features), ood_tpr))
-    save_file({f"mahalanobis.{k}": np.ascontiguousarray(v) for k, v in maha.state().items()}, str(run.path / ARRAYS_FILE))
+    tmp = run.path / f".{ARRAYS_FILE}.tmp"  # atomic: a reader never sees half a file
+    save_file({f"mahalanobis.{k}": np.ascontiguousarray(v) for k, v in maha.state().items()}, str(tmp))
+    os.replace(tmp, run.path / ARRAYS_FILE)
 
     summary = {
         "fitted_on": "calibration",
