@@ -123,7 +123,52 @@ def test_bad_arrays_are_named():
         rc.calibrate([0.1, 0.2, 0.3], [True])
     with pytest.raises(DataError, match="errors must be bool"):
         rc.calibrate([0.1, 0.2, 0.3], [0, 2, 1])
-    with pytest.raises(DataError, match="scores must be finite; got nan at position 1"):
+    with pytest.raises(DataError, match=r"scores must be finite \(or \+inf: never answered\); got nan at position 1"):
         rc.calibrate([0.1, np.nan, 0.3], [0, 1, 1])
     with pytest.raises(DataError, match="non-empty 1-D"):
         rc.calibrate(np.zeros((2, 2)), [0, 1])
+
+
+def mixture_risk(lam: float, pi: float) -> float:
+    """Selective risk of the planted mixture: in-scope as ``planted``; out-of-scope scores ~ U(0.5, 1.3)."""
+    lam = min(max(lam, 0.0), 1.3)
+    a, m, o = min(lam, 1.0), 0.08 * min(lam, 1.0) ** 3 / 3, min(max((lam - 0.5) / 0.8, 0.0), 1.0)
+    answered = (1 - pi) * a + pi * o
+    return ((1 - pi) * m + pi * o) / answered if answered > 0 else 0.0
+
+
+def test_mixture_bound_holds_with_out_of_scope_traffic():
+    # Deployment: 10% out-of-scope inputs, any answer to them wrong. The calibration sets hold
+    # 2000 in-scope and only 300 out-of-scope inputs (their own share is not the deployment one).
+    rng = np.random.default_rng(3)
+    target, delta, pi, trials = 0.02, 0.05, 0.1, 200
+    over, thresholds = 0, []
+    for _ in range(trials):
+        scores, errors = planted(2000, rng)
+        rc = RiskControlled(target, delta, allow_empty=True).calibrate(
+            scores, errors, ood_scores=0.5 + 0.8 * rng.random(300), ood_rate=pi)
+        over += mixture_risk(rc.threshold, pi) > target
+        thresholds.append(rc.threshold)
+    assert over / trials <= delta + 0.03
+    # useful: the true limit, where the mixture risk reaches 2%, is lam = 0.549
+    assert 0.4 < np.median(thresholds) <= 0.549
+    # ignoring out-of-scope traffic overshoots: the in-scope-only threshold answers many of them
+    plain = [RiskControlled(target, delta, allow_empty=True).calibrate(*planted(2000, rng)).threshold for _ in range(21)]
+    assert mixture_risk(np.median(plain), pi) > 2 * target
+
+
+def test_mixture_state_round_trip_and_errors():
+    rng = np.random.default_rng(4)
+    scores, errors = planted(3000, rng)
+    rc = RiskControlled(0.05, 0.1).calibrate(scores, errors, ood_scores=0.5 + rng.random(500), ood_rate=0.1)
+    back = RiskControlled.from_state(json.loads(json.dumps(rc.state())))
+    assert back.threshold == rc.threshold and back.ood_rate == 0.1 and back.n_ood_calibration == 500
+    assert 0 <= back.ood_coverage_calibration <= 1
+    with pytest.raises(ConfigError, match="needs both ood_scores"):
+        RiskControlled(0.05, 0.1).calibrate(scores, errors, ood_rate=0.1)
+    with pytest.raises(ConfigError, match="ood_rate must be"):
+        RiskControlled(0.05, 0.1).calibrate(scores, errors, ood_scores=[0.9], ood_rate=1.5)
+    # inputs another check never lets through (+inf) are never answered
+    gated = np.where(np.arange(3000) % 2 == 0, np.inf, scores)
+    rc = RiskControlled(0.05, 0.1).calibrate(gated, errors)
+    assert np.isfinite(rc.threshold) and rc.coverage_calibration <= 0.5

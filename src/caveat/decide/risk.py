@@ -13,7 +13,22 @@ sequence testing controls the family-wise error at ``delta``, hence
     P( R(threshold) <= target ) >= 1 - delta      over the draw of the calibration set.
 
 Thresholds that answer fewer than ``n_min = ceil(log(delta) / log(1 - target))`` calibration
-inputs cannot be rejected even with zero errors, so the sequence starts after them.
+inputs cannot be rejected even with zero errors, so the sequence starts after them (the start
+depends only on how many inputs are answered, not on their errors).
+
+Out-of-scope inputs. When deployment traffic holds a share ``pi`` of out-of-scope inputs (any
+answer to them is an error), pass out-of-scope calibration scores too. The selective risk of the
+mixture is
+
+    R(lam) = ((1 - pi) m(lam) + pi o(lam)) / ((1 - pi) a(lam) + pi o(lam))
+
+with ``a = P(answer | in)``, ``m = P(answer and wrong | in)``, ``o = P(answer | out)``. ``R`` grows
+with ``m`` and ``o`` and falls with ``a``, so one-sided Clopper-Pearson bounds at ``delta / 3`` each
+(upper for ``m`` and ``o``, lower for ``a``; Bonferroni) give an upper bound ``B(lam)`` that holds with
+probability ``>= 1 - delta``; ``B(lam) <= target`` is then a level-``delta`` test of
+``H0: R(lam) > target`` and enters the same fixed sequence, which starts where the best case (no
+errors) leaves half the target as headroom. The in-scope and out-of-scope
+calibration sets may have any sizes: ``pi`` is the deployment share, not theirs.
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy.stats import beta as beta_dist
 from scipy.stats import binom
 
 from caveat.decide.conformal import check_level
@@ -88,6 +104,9 @@ class RiskControlled:
         self.coverage_calibration: float | None = None
         self.risk_calibration: float | None = None
         self.n_calibration: int | None = None
+        self.ood_rate: float | None = None  # deployment share of out-of-scope inputs (mixture calibration)
+        self.n_ood_calibration: int | None = None
+        self.ood_coverage_calibration: float | None = None
 
     def __repr__(self) -> str:
         fitted = "not calibrated" if self.threshold is None else f"threshold={self.threshold:.4g}"
@@ -98,19 +117,45 @@ class RiskControlled:
         """The promise in words, e.g. "risk ≤ 2% at 95% confidence"."""
         return f"risk ≤ {_percent(self.target_risk)} at {_percent(1 - self.delta)} confidence"
 
-    def calibrate(self, scores: Any, errors: Any) -> RiskControlled:
+    def calibrate(self, scores: Any, errors: Any, *, ood_scores: Any = None, ood_rate: float | None = None) -> RiskControlled:
         """Choose the threshold on a calibration split.
 
         Parameters
         ----------
-        scores : (N,) uncertainty scores, higher = more uncertain.
+        scores : (N,) uncertainty scores of in-scope inputs, higher = more uncertain; ``inf`` for
+            inputs another check never lets through.
         errors : (N,) bool, True where the model's answer was wrong.
+        ood_scores : (M,) scores of out-of-scope calibration inputs (every answer is an error), or None.
+        ood_rate : expected share of out-of-scope inputs at deployment, in (0, 1); needed with
+            ``ood_scores``.
 
         Returns
         -------
         self
         """
-        s = as_scores(scores)
+        if ood_scores is not None or ood_rate is not None:
+            return self._calibrate_mixture(scores, errors, ood_scores, ood_rate)
+        s, e = self._check(scores, errors)
+        n = s.shape[0]
+        order = np.argsort(s, kind="stable")
+        s_sorted = s[order]  # (N,) most confident first
+        answered = np.arange(1, n + 1)  # (N,) inputs answered at threshold s_sorted[i]
+        wrong = np.cumsum(e[order])  # (N,) errors among them
+        last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True] & np.isfinite(s_sorted)  # ties are answered together
+        lam, n_lam, k_lam = s_sorted[last_of_tie], answered[last_of_tie], wrong[last_of_tie]
+
+        n_min = min_answered(self.target_risk, self.delta)
+        testable = n_lam >= n_min
+        lam, n_lam, k_lam = lam[testable], n_lam[testable], k_lam[testable]
+        rejected = binom.cdf(k_lam, n_lam, self.target_risk) <= self.delta  # (K,) H0: R > target
+        risk = np.divide(k_lam, n_lam, out=np.zeros(len(lam)), where=n_lam > 0)
+        return self._choose(lam, rejected, n_lam / n, risk, n, float(e.mean()), f"even an error-free threshold needs ≥ {n_min} answered examples")
+
+    def _check(self, scores: Any, errors: Any) -> tuple[np.ndarray, np.ndarray]:
+        s = np.asarray(scores, dtype=np.float64)
+        if s.ndim == 1 and s.shape[0] and np.isnan(s).any():
+            raise DataError(f"scores must be finite (or +inf: never answered); got nan at position {int(np.flatnonzero(np.isnan(s))[0])}")
+        as_scores(np.where(np.isposinf(s), 0.0, s) if s.ndim == 1 else s)  # +inf: never answered
         e = np.asarray(errors)
         if e.shape != s.shape:
             raise DataError(f"errors must have shape {s.shape} to match scores; got shape {e.shape}")
@@ -118,18 +163,59 @@ class RiskControlled:
             if not np.isin(e, (0, 1)).all():
                 raise DataError("errors must be bool (True = the answer was wrong) or 0/1")
             e = e.astype(bool)
-        n = s.shape[0]
-        order = np.argsort(s, kind="stable")
-        s_sorted = s[order]  # (N,) most confident first
-        answered = np.arange(1, n + 1)  # (N,) inputs answered at threshold s_sorted[i]
-        wrong = np.cumsum(e[order])  # (N,) errors among them
-        last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True]  # ties are answered together
-        lam, n_lam, k_lam = s_sorted[last_of_tie], answered[last_of_tie], wrong[last_of_tie]
+        return s, e
 
-        n_min = min_answered(self.target_risk, self.delta)
-        testable = n_lam >= n_min
-        lam, n_lam, k_lam = lam[testable], n_lam[testable], k_lam[testable]
-        rejected = binom.cdf(k_lam, n_lam, self.target_risk) <= self.delta  # (K,) H0: R > target
+    def _calibrate_mixture(self, scores: Any, errors: Any, ood_scores: Any, ood_rate: float | None) -> RiskControlled:
+        if ood_scores is None or ood_rate is None:
+            raise ConfigError("out-of-scope risk control needs both ood_scores (calibration scores of out-of-scope "
+                              f"inputs) and ood_rate (their expected share at deployment); got ood_rate={ood_rate!r}")
+        pi = check_level("ood_rate", ood_rate, fix="Use the expected share of out-of-scope inputs, e.g. ood_rate=0.1.")
+        s, e = self._check(scores, errors)
+        o = np.asarray(ood_scores, dtype=np.float64)
+        if o.ndim != 1 or o.shape[0] == 0 or np.isnan(o).any() or np.isneginf(o).any():
+            raise DataError(f"ood_scores must be a non-empty 1-D array of scores (+inf allowed); got shape {o.shape}")
+        n, m = s.shape[0], o.shape[0]
+        lam = np.unique(np.r_[s, o])  # (K,) ascending: the fixed sequence, most conservative first
+        lam = lam[np.isfinite(lam)]
+        s_sorted, o_sorted = np.sort(s), np.sort(o)
+        a = np.searchsorted(s_sorted, lam, side="right")  # (K,) in-scope answered
+        k = np.cumsum(e[np.argsort(s, kind="stable")])  # errors among the i+1 most confident in-scope
+        wrong = np.where(a > 0, k[np.maximum(a - 1, 0)], 0)  # (K,)
+        oa = np.searchsorted(o_sorted, lam, side="right")  # (K,) out-of-scope answered
+        d3 = self.delta / 3
+
+        def upper(x, size):  # one-sided Clopper-Pearson upper bound on a rate
+            return np.where(x >= size, 1.0, beta_dist.ppf(1 - d3, x + 1, np.maximum(size - x, 1)))
+
+        def lower(x, size):
+            return np.where(x <= 0, 0.0, beta_dist.ppf(d3, np.maximum(x, 1), size - x + 1))
+
+        u_m, l_a, u_o = upper(wrong, n), lower(a, n), upper(oa, m)
+        denom = (1 - pi) * l_a + pi * u_o
+        bound = np.divide((1 - pi) * u_m + pi * u_o, denom, out=np.ones(len(lam)), where=denom > 0)
+        rejected = bound <= self.target_risk
+        # best case of each threshold: no in-scope errors, no out-of-scope answers
+        u_none = upper(np.zeros_like(oa), m)
+        best_denom = (1 - pi) * l_a + pi * u_none
+        best = np.divide((1 - pi) * upper(np.zeros_like(a), n) + pi * u_none, best_denom,
+                         out=np.ones(len(lam)), where=best_denom > 0)
+        # The sequence starts where even the best case leaves half the target as headroom: right at
+        # the edge of feasibility a single in-scope error would stop it before any useful threshold.
+        testable = best <= self.target_risk / 2
+        lam, rejected, a, wrong, oa = lam[testable], rejected[testable], a[testable], wrong[testable], oa[testable]
+        coverage = ((1 - pi) * a / n + pi * oa / m)
+        risk = np.divide((1 - pi) * wrong / n + pi * oa / m, coverage, out=np.zeros(len(lam)), where=coverage > 0)
+        self.ood_rate, self.n_ood_calibration = pi, m
+        self.ood_coverage_calibration = None
+        chosen = self._choose(lam, rejected, coverage, risk, n, float(e.mean()),
+                              f"even an error-free threshold that answers no out-of-scope input is not provably safe with {m} out-of-scope examples")
+        if np.isfinite(chosen.threshold):
+            self.ood_coverage_calibration = float((o <= chosen.threshold).mean())
+        return chosen
+
+    def _choose(self, lam: np.ndarray, rejected: np.ndarray, coverage: np.ndarray, risk: np.ndarray, n: int,
+                error_rate: float, why: str) -> RiskControlled:
+        """Fixed-sequence testing: keep the last threshold before the first non-rejection."""
         stop = int(np.argmin(rejected)) if not rejected.all() else rejected.shape[0]  # first non-rejection
         self.n_calibration = n
         if stop == 0:
@@ -138,15 +224,15 @@ class RiskControlled:
                     f"no abstention threshold keeps the error rate of answered inputs ≤ {self.target_risk} "
                     f"with probability ≥ {1 - self.delta:.3g} (target_risk={self.target_risk}, "
                     f"delta={self.delta}) on n={n} calibration examples: answering everything errs on "
-                    f"{e.mean():.3g}, and even an error-free threshold needs ≥ {n_min} answered examples. "
+                    f"{error_rate:.3g}, and {why}. "
                     "Use a larger target_risk or delta, or more calibration data; or pass allow_empty=True "
                     "to abstain on every input."
                 )
             self.threshold, self.coverage_calibration, self.risk_calibration = -math.inf, 0.0, 0.0
             return self
         self.threshold = float(lam[stop - 1])
-        self.coverage_calibration = float(n_lam[stop - 1] / n)
-        self.risk_calibration = float(k_lam[stop - 1] / n_lam[stop - 1])
+        self.coverage_calibration = float(coverage[stop - 1])
+        self.risk_calibration = float(risk[stop - 1])
         return self
 
     def decide(self, scores: Any) -> np.ndarray:
@@ -180,6 +266,9 @@ class RiskControlled:
             "coverage_calibration": self.coverage_calibration,
             "risk_calibration": self.risk_calibration,
             "n_calibration": self.n_calibration,
+            "ood_rate": self.ood_rate,
+            "n_ood_calibration": self.n_ood_calibration,
+            "ood_coverage_calibration": self.ood_coverage_calibration,
         }
 
     @classmethod
@@ -195,4 +284,7 @@ class RiskControlled:
             obj.coverage_calibration = state.get("coverage_calibration")
             obj.risk_calibration = state.get("risk_calibration")
             obj.n_calibration = state.get("n_calibration")
+            obj.ood_rate = state.get("ood_rate")
+            obj.n_ood_calibration = state.get("n_ood_calibration")
+            obj.ood_coverage_calibration = state.get("ood_coverage_calibration")
         return obj
