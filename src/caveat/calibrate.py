@@ -8,6 +8,7 @@ Text classification for now; token tasks get span-level calibration in a later s
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from caveat.models.rundir import RUN_FILE, Run, open_run
 from caveat.types import Predictions, Task
 
 ARRAYS_FILE = "calibration.safetensors"
+CALIBRATION_SCORES = "scores.calibration"  # key in ARRAYS_FILE: the ``score`` of each calibration input
+ROUTE_ON = ("set_size",)  # ambiguous between a few labels: a person picks; other triggers abstain
+MAX_SET_SIZE = 3
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -33,21 +37,27 @@ def _label_ids(run: Run, split) -> np.ndarray:
 
 
 def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: str = "lac", score: str = "msp",
-                  target_risk: float = 0.02, delta: float = 0.05, ood_tpr: float = 0.95, batch_size: int | None = None) -> dict:
+                  target_risk: float = 0.02, delta: float = 0.05, ood_tpr: float = 0.95,
+                  ood: Sequence[str] = (), ood_rate: float | None = None, batch_size: int | None = None) -> dict:
     """Fit every calibrated quantity on the calibration split (never on test) and save it with the run.
 
     - temperature scaling (Guo et al. 2017) by NLL;
     - split-conformal sets at level ``1 - alpha`` on the temperature-scaled probabilities;
-    - a Learn-then-Test abstention threshold on ``score`` so that the error rate of answered inputs
-      is <= ``target_risk`` with probability >= ``1 - delta`` (abstains on all when infeasible);
     - Mahalanobis distance (Lee et al. 2018) fitted on train features, thresholded to keep
-      ``ood_tpr`` of in-scope calibration inputs.
+      ``ood_tpr`` of in-scope *validation* inputs (so it is fixed before the risk threshold is chosen);
+    - a Learn-then-Test abstention threshold on ``score`` so that the error rate of answered inputs
+      is <= ``target_risk`` with probability >= ``1 - delta`` (abstains on all when infeasible). The
+      answered set it controls is the whole policy's: inputs that the OOD or prediction-set checks
+      stop are never answered. With ``ood`` (out-of-scope sets: names from the run's ``data.ood`` or
+      files of texts), the bound covers deployment traffic with a share ``ood_rate`` of out-of-scope
+      inputs, every answer to them counted as an error (default share: theirs in the calibration data).
     Returns a summary (also stored under ``calibration`` in caveat.json).
     """
     from safetensors.numpy import save_file
 
     from caveat.data.load import load_data
     from caveat.decide.conformal import ConformalClassifier
+    from caveat.decide.policy import Policy
     from caveat.decide.risk import RiskControlled
     from caveat.evaluation.calibration import ece, nll
     from caveat.inference import Predictor
@@ -58,7 +68,12 @@ def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: s
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
     if run.task is not Task.TEXT_CLASSIFICATION:
         raise ConfigError(f"caveat calibrate supports text-classification runs for now; {run.path} is {run.task.value}")
+    from caveat.evaluation.run import ood_texts
+
     splits = load_data(run.config)
+    ood_inputs = [t for name in ood for t in ood_texts(run, name, lambda: splits)]
+    if ood and not ood_inputs:
+        raise ConfigError(f"the out-of-scope calibration sets {', '.join(ood)} hold no texts")
     predictor = Predictor.from_run(run, batch_size=batch_size)
     cal = splits.calibration
     y = _label_ids(run, cal)
@@ -67,14 +82,37 @@ def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: s
     ts = TemperatureScaling().fit(logits, y)
     probs = _softmax(ts.transform(logits))  # (N, C)
     cp = ConformalClassifier(conformal, alpha).calibrate(probs, y)
-    scores = SCORES.get(score)(probs=probs[None], logits=ts.transform(logits)[None])
-    risk = RiskControlled(target_risk, delta, score=score, allow_empty=True).calibrate(scores, probs.argmax(-1) != y)
 
     train = predictor.predict([ex.text for ex in splits.train.examples])
     maha = Mahalanobis().fit(train.features, _label_ids(run, splits.train))
-    ood_threshold = float(np.quantile(maha.score(preds.features), ood_tpr))
+    validation = predictor.predict([ex.text for ex in splits.validation.examples])
+    ood_threshold = float(np.quantile(maha.score(validation.features), ood_tpr))
+
+    # the risk threshold is chosen last, on what the other checks let through (+inf: never answered)
+    gate = Policy(conformal=cp, ood_threshold=ood_threshold, route_on=ROUTE_ON, max_set_size=MAX_SET_SIZE)
+    scorer = SCORES.get(score)
+
+    def gated_scores(p: Predictions) -> np.ndarray:
+        z = ts.transform(p.logits[0])
+        q = _softmax(z)
+        passed = gate.decide(q, ood=maha.score(p.features)).answered
+        return np.where(passed, scorer(probs=q[None], logits=z[None]), np.inf)
+
+    risk = RiskControlled(target_risk, delta, score=score, allow_empty=True)
+    errors = probs.argmax(-1) != y
+    if ood_inputs:
+        ood_scores = gated_scores(predictor.predict(ood_inputs))
+        rate = ood_rate if ood_rate is not None else len(ood_inputs) / (len(ood_inputs) + len(y))
+        risk.calibrate(gated_scores(preds), errors, ood_scores=ood_scores, ood_rate=rate)
+    elif ood_rate is not None:
+        raise ConfigError(f"ood_rate={ood_rate} needs out-of-scope calibration texts: pass ood=[name or file]")
+    else:
+        risk.calibrate(gated_scores(preds), errors)
+
     tmp = run.path / f".{ARRAYS_FILE}.tmp"  # atomic: a reader never sees half a file
-    save_file({f"mahalanobis.{k}": np.ascontiguousarray(v) for k, v in maha.state().items()}, str(tmp))
+    arrays = {f"mahalanobis.{k}": np.ascontiguousarray(v) for k, v in maha.state().items()}
+    arrays[CALIBRATION_SCORES] = np.ascontiguousarray(scores, dtype=np.float64)  # (N,): the service's drift reference
+    save_file(arrays, str(tmp))
     os.replace(tmp, run.path / ARRAYS_FILE)
 
     summary = {
@@ -88,7 +126,9 @@ def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: s
         "conformal": cp.state(),
         "risk": risk.state(),
         "score": score,
-        "ood": {"method": "mahalanobis", "threshold": ood_threshold, "tpr": ood_tpr},
+        "ood": {"method": "mahalanobis", "threshold": ood_threshold, "tpr": ood_tpr, "fitted_on": "validation"},
+        "policy": {"route_on": list(ROUTE_ON), "max_set_size": MAX_SET_SIZE},
+        "risk_ood_calibration": {"sets": list(ood), "n": len(ood_inputs)} if ood_inputs else None,
     }
     info = read_json(run.path / RUN_FILE)
     info["calibration"] = summary
@@ -105,6 +145,7 @@ class Caveats:
     score: str
     mahalanobis: object
     risk: object
+    calibration_scores: np.ndarray | None = None  # (N,) ``score`` on the calibration split; None for older runs
 
     @classmethod
     def from_run(cls, run: Run) -> "Caveats | None":
@@ -124,10 +165,12 @@ class Caveats:
         arrays = load_file(str(run.path / ARRAYS_FILE))
         maha = Mahalanobis.from_state({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("mahalanobis.")})
         risk = RiskControlled.from_state(cal["risk"])
+        rules = cal.get("policy", {"route_on": ["set_size"], "max_set_size": 3})
         policy = Policy(conformal=ConformalClassifier.from_state(cal["conformal"]), risk=risk,
-                        ood_threshold=cal["ood"]["threshold"], ood_name="mahalanobis", route_on=("set_size",),
-                        max_set_size=3)
-        return cls(temperature=cal["temperature"], policy=policy, score=cal["score"], mahalanobis=maha, risk=risk)
+                        ood_threshold=cal["ood"]["threshold"], ood_name="mahalanobis", route_on=rules["route_on"],
+                        max_set_size=rules["max_set_size"])
+        return cls(temperature=cal["temperature"], policy=policy, score=cal["score"], mahalanobis=maha, risk=risk,
+                   calibration_scores=arrays.get(CALIBRATION_SCORES))
 
     def scores(self, preds: Predictions) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Calibrated probabilities (N, C) and uncertainty scores, each (N,), higher = more uncertain."""

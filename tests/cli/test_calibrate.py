@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from caveat.calibrate import calibrate_run
 from caveat.cli.app import app
 from caveat.config import load_config
+from caveat.errors import ConfigError
 from caveat.training.loop import Trainer
 from tests.conftest import tiny_overrides
 
@@ -47,7 +49,7 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
     assert sum(decisions[a] for a in ("answer", "abstain", "route")) == 3
 
 
-def test_ood_threshold_keeps_the_asked_share_of_calibration_inputs(tiny_backbone, text_data, tmp_path):
+def test_ood_threshold_keeps_the_asked_share_of_in_scope_inputs(tiny_backbone, text_data, tmp_path):
     run = tmp_path / "run"
     Trainer(load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=2)), run, progress=False).fit()
     summary = calibrate_run(run, target_risk=0.3, alpha=0.2, ood_tpr=0.9)
@@ -59,4 +61,16 @@ def test_ood_threshold_keeps_the_asked_share_of_calibration_inputs(tiny_backbone
     cal_texts = [json.loads(line)["text"] for line in (text_data / "validation.jsonl").read_text().splitlines()]
     rows = Caveats.from_run(opened).apply(Predictor.from_run(opened).predict(cal_texts))
     kept = np.mean([r["uncertainty"]["mahalanobis"] <= summary["ood"]["threshold"] for r in rows])
-    assert 0.75 <= kept <= 1.0  # 90% of the calibration half by construction; the other half is similar
+    assert 0.75 <= kept <= 1.0  # 90% of the validation half by construction; the calibration half is similar
+    assert summary["ood"]["fitted_on"] == "validation"  # fixed before the risk threshold is chosen on calibration
+
+    # out-of-scope calibration texts: the bound then covers a stated share of out-of-scope traffic
+    oos = tmp_path / "oos.txt"
+    oos.write_text("".join(f"zebra {w} quartz\n" for w in "abcdefghijklmnopqrst"))
+    summary = calibrate_run(run, target_risk=0.45, delta=0.2, alpha=0.2, ood=[str(oos)], ood_rate=0.1)
+    assert summary["risk"]["ood_rate"] == 0.1 and summary["risk"]["n_ood_calibration"] == 20
+    assert summary["risk_ood_calibration"] == {"sets": [str(oos)], "n": 20}
+    default = calibrate_run(run, target_risk=0.45, delta=0.2, alpha=0.2, ood=[str(oos)])
+    assert default["risk"]["ood_rate"] == 20 / (20 + 30)  # their share in the calibration data
+    with pytest.raises(ConfigError, match="ood_rate=0.1 needs out-of-scope calibration texts"):
+        calibrate_run(run, ood_rate=0.1)

@@ -4,7 +4,7 @@ OOD threshold on the run's calibration split."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,8 +22,11 @@ def calibrate(
     score: Annotated[str, typer.Option(help="Uncertainty score the abstention threshold is set on.")] = "msp",
     target_risk: Annotated[float, typer.Option(help="Highest error rate allowed on answered inputs.")] = 0.02,
     delta: Annotated[float, typer.Option(help="The risk bound holds with probability >= 1 - delta.")] = 0.05,
+    ood: Annotated[list[str], typer.Option(help="Out-of-scope calibration set (a data.ood name or a file of texts; repeatable): the risk bound then covers out-of-scope traffic.")] = [],
+    ood_rate: Annotated[Optional[float], typer.Option(help="Expected share of out-of-scope inputs at deployment (default: their share in the calibration data).")] = None,
 ) -> None:
     """Calibrate a text-classification run; predict then reports uncertainty, sets and decisions."""
     from caveat.calibrate import calibrate_run
 
-    emit(calibrate_run(run, alpha=alpha, conformal=conformal, score=score, target_risk=target_risk, delta=delta))
+    emit(calibrate_run(run, alpha=alpha, conformal=conformal, score=score, target_risk=target_risk, delta=delta,
+                       ood=ood, ood_rate=ood_rate))
