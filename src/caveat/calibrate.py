@@ -61,6 +61,7 @@ def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: s
     from caveat.decide.risk import RiskControlled
     from caveat.evaluation.calibration import ece, nll
     from caveat.inference import Predictor
+    from caveat.uncertainty.methods.laplace import LastLayerLaplace
     from caveat.uncertainty.methods.mahalanobis import Mahalanobis
     from caveat.uncertainty.methods.temperature import TemperatureScaling
     from caveat.uncertainty.scores import SCORES
@@ -109,9 +110,16 @@ def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: s
     else:
         risk.calibrate(gated_scores(preds), errors)
 
+    head = predictor.model.head
+    laplace = LastLayerLaplace().fit(train.features, _label_ids(run, splits.train),
+                                     head.weight.detach().float().numpy(), head.bias.detach().float().numpy())
+    laplace_state = laplace.state()
+
     tmp = run.path / f".{ARRAYS_FILE}.tmp"  # atomic: a reader never sees half a file
     arrays = {f"mahalanobis.{k}": np.ascontiguousarray(v) for k, v in maha.state().items()}
-    arrays[CALIBRATION_SCORES] = np.ascontiguousarray(scores, dtype=np.float64)  # (N,): the service's drift reference
+    arrays.update({f"laplace.{k}": np.ascontiguousarray(v, dtype=np.float64) for k, v in laplace_state["arrays"].items()})
+    arrays[CALIBRATION_SCORES] = np.ascontiguousarray(  # (N,) ungated, as Caveats.scores gives: the service's drift reference
+        SCORES.get(score)(probs=probs[None], logits=ts.transform(logits)[None]), dtype=np.float64)
     save_file(arrays, str(tmp))
     os.replace(tmp, run.path / ARRAYS_FILE)
 
@@ -127,6 +135,7 @@ def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: s
         "risk": risk.state(),
         "score": score,
         "ood": {"method": "mahalanobis", "threshold": ood_threshold, "tpr": ood_tpr, "fitted_on": "validation"},
+        "laplace": laplace_state["settings"],
         "policy": {"route_on": list(ROUTE_ON), "max_set_size": MAX_SET_SIZE},
         "risk_ood_calibration": {"sets": list(ood), "n": len(ood_inputs)} if ood_inputs else None,
     }
@@ -145,6 +154,7 @@ class Caveats:
     score: str
     mahalanobis: object
     risk: object
+    laplace: object | None = None  # runs calibrated before Laplace existed have none
     calibration_scores: np.ndarray | None = None  # (N,) ``score`` on the calibration split; None for older runs
 
     @classmethod
@@ -169,7 +179,14 @@ class Caveats:
         policy = Policy(conformal=ConformalClassifier.from_state(cal["conformal"]), risk=risk,
                         ood_threshold=cal["ood"]["threshold"], ood_name="mahalanobis", route_on=rules["route_on"],
                         max_set_size=rules["max_set_size"])
+        laplace = None
+        if "laplace" in cal:
+            from caveat.uncertainty.methods.laplace import LastLayerLaplace
+
+            laplace = LastLayerLaplace.from_state({"settings": cal["laplace"], "arrays": {
+                k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("laplace.")}})
         return cls(temperature=cal["temperature"], policy=policy, score=cal["score"], mahalanobis=maha, risk=risk,
+                   laplace=laplace,
                    calibration_scores=arrays.get(CALIBRATION_SCORES))
 
     def scores(self, preds: Predictions) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -48,6 +48,26 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
     decisions = metrics["decisions"][str(oos)]
     assert sum(decisions[a] for a in ("answer", "abstain", "route")) == 3
 
+    # methods side by side: the same figures as the top level where they coincide, and a cost each
+    result = runner.invoke(app, ["evaluate", str(run), "--ood", str(oos), "--methods", "msp,mahalanobis,laplace,mc_dropout"])
+    assert result.exit_code == 0, result.output
+    side = json.loads(result.stdout)
+    rows = side["methods"]
+    assert list(rows) == ["msp", "mahalanobis", "laplace", "mc_dropout"]
+    for name in ("msp", "mahalanobis"):
+        assert rows[name]["ood_auroc"][str(oos)] == side["ood"][str(oos)][name]["auroc"]
+    assert side["ood_auroc"][str(oos)] == rows["msp"]["ood_auroc"][str(oos)]  # calibrated default: msp
+    assert rows["msp"]["ece"] == side["calibrated"]["ece"]
+    assert all(r["cost_ratio"] >= 1 for n, r in rows.items() if n != "mc_dropout")  # the pass + their arithmetic
+    assert side["mc_dropout"]["samples"] == 10 and rows["mc_dropout"]["score"] == "entropy"
+    assert rows["laplace"]["score"] == "entropy" and 0 <= rows["laplace"]["ece"] <= 1
+    assert set(json.loads(runner.invoke(app, ["evaluate", str(run)]).stdout)["methods"]) == {
+        "msp", "entropy", "margin", "max_logit", "energy", "mahalanobis", "laplace"}
+    result = runner.invoke(app, ["evaluate", str(run), "--methods", "msp,bogus"])
+    assert result.exit_code != 0 and "unknown uncertainty method 'bogus'" in str(result.exception)
+    table = runner.invoke(app, ["evaluate", str(run), "--ood", str(oos), "--format", "table"])
+    assert table.exit_code == 0 and "uncertainty methods" in table.stdout
+
 
 def test_ood_threshold_keeps_the_asked_share_of_in_scope_inputs(tiny_backbone, text_data, tmp_path):
     run = tmp_path / "run"

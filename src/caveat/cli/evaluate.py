@@ -18,7 +18,8 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="Run directory written by caveat train.")],
     data: Annotated[str, typer.Option(help="Split name (train, validation, calibration, test) or a labelled file.")] = "test",
     ood: Annotated[list[str], typer.Option(help="Out-of-scope set: a data.ood name of the run or a file of texts (repeatable).")] = [],
-    mc_samples: Annotated[int, typer.Option(help="Also evaluate MC dropout with this many samples (0: off).")] = 0,
+    methods: Annotated[Optional[str], typer.Option(help="Uncertainty methods side by side, e.g. msp,energy,mahalanobis,laplace,mc_dropout,ensemble (default: those needing no extra pass).")] = None,
+    mc_samples: Annotated[int, typer.Option(help="Also evaluate MC dropout with this many samples (0: off; --methods mc_dropout alone uses 10).")] = 0,
     mc_top_layers: Annotated[Optional[int], typer.Option(help="Efficient MC dropout: sample only the top L layers and the head.")] = None,
     ensemble: Annotated[bool, typer.Option("--ensemble", help="Also evaluate the run's deep-ensemble members (train --ensemble N).")] = False,
     format: Annotated[str, typer.Option("--format", help="json or table.")] = "json",
@@ -30,7 +31,7 @@ def evaluate(
 
     if format not in ("json", "table"):
         raise ConfigError(f"--format must be json or table. Got {format!r}.")
-    metrics = evaluate_run(run, data, ood=ood, mc_samples=mc_samples, mc_top_layers=mc_top_layers, ensemble=ensemble, batch_size=batch_size)
+    metrics = evaluate_run(run, data, ood=ood, methods=methods, mc_samples=mc_samples, mc_top_layers=mc_top_layers, ensemble=ensemble, batch_size=batch_size)
     if format == "json":
         emit(metrics)
     else:
@@ -51,6 +52,15 @@ def print_table(metrics: dict) -> None:
         elif isinstance(value, int):
             summary.add_row(key, str(value))
     console.print(summary)
+    if metrics.get("methods"):
+        sets = sorted({k for row in metrics["methods"].values() for k in row.get("ood_auroc", {})})
+        table = Table(title="uncertainty methods")
+        for col in ("method", "score", "ece", "aurc", "error auroc", *[f"ood auroc {k}" for k in sets], "cost ×"):
+            table.add_column(col, justify="left" if col in ("method", "score") else "right")
+        for name, row in metrics["methods"].items():
+            cells = [row["ece"], row["aurc"], row["error_auroc"], *[row.get("ood_auroc", {}).get(k) for k in sets], row["cost_ratio"]]
+            table.add_row(name, row["score"], *("—" if v is None else f"{v:.4f}" for v in cells))
+        console.print(table)
     per = metrics.get("per_type") or metrics.get("per_class") or {}
     detail = Table(title="per type" if "per_type" in metrics else "per class (20 weakest by f1)")
     for col in ("label", "precision", "recall", "f1", "support"):

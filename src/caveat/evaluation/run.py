@@ -63,14 +63,17 @@ def ood_texts(run: Run, spec: str, load: Callable[[], object] | None = None) -> 
 
 
 def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str] | tuple[str, ...] = (),
-                 mc_samples: int = 0, mc_top_layers: int | None = None, ensemble: bool = False, batch_size: int | None = None, write: bool = True) -> dict:
+                 methods: str | list[str] | None = None, mc_samples: int = 0, mc_top_layers: int | None = None,
+                 ensemble: bool = False, batch_size: int | None = None, write: bool = True) -> dict:
     """Metrics of a run on ``data`` (see docs/metrics.md for the keys); merged into ``metrics.json``.
 
     For text classification it adds calibration / selective-prediction figures, conformal and
-    abstention figures when the run is calibrated, and OOD detection for each ``ood`` set; with
-    ``mc_samples = K``, the same for MC dropout (naive, or only in the top ``mc_top_layers`` layers) under ``mc_dropout`` with its cost relative to one
-    deterministic pass (``mc_dropout.cost_ratio``, both timed in this call); with ``ensemble``, the
-    same for the run's deep-ensemble members under ``ensemble``.
+    abstention figures when the run is calibrated, and OOD detection for each ``ood`` set. Under
+    ``methods.<name>`` each uncertainty method (``methods``: names or "a,b"; default: the ones that
+    need no extra pass, see ``evaluation/methods.py``) gets the same figures and its cost relative to
+    one deterministic pass, both timed in this call. ``mc_samples = K`` adds MC dropout (naive, or only
+    in the top ``mc_top_layers`` layers) and ``ensemble`` the run's deep-ensemble members, each also
+    with every sampled score under ``mc_dropout`` / ``ensemble``.
     """
     from caveat.inference import Predictor
     from caveat.training.scoring import metrics_for
@@ -93,33 +96,8 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
         metrics["spans"] = span_report([probs[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)],
                                        decode_tags(words, run.labels), [ex.tags for ex in split.examples], run.labels)
     else:
-        from caveat.calibrate import Caveats
-        from caveat.evaluation.uncertainty import sampled_metrics, uncertainty_metrics
-
-        texts = [ex.text for ex in split.examples]
-        ood_inputs = {name: ood_texts(run, name, load) for name in ood}
-        start = time.perf_counter()
-        preds = predictor.predict(texts)
-        seconds = time.perf_counter() - start
-        metrics = metrics_for(run.task, split, run.labels, logits=preds.logits[0])
-        y = np.array([run.labels.index(ex.label) for ex in split.examples])
-        ood_preds = {name: predictor.predict(t) for name, t in ood_inputs.items()}
-        metrics.update(uncertainty_metrics(preds, y, Caveats.from_run(run), ood_preds))
-        if mc_samples:
-            start = time.perf_counter()
-            mc = predictor.predict(texts, samples=mc_samples, top_layers=mc_top_layers)
-            cost = (time.perf_counter() - start) / seconds
-            mc_ood = {name: predictor.predict(t, samples=mc_samples, top_layers=mc_top_layers) for name, t in ood_inputs.items()}
-            metrics["mc_dropout"] = {**sampled_metrics(mc, y, mc_ood), "top_layers": mc_top_layers, "cost_ratio": cost}
-        if ensemble:
-            from caveat.api import ensemble_predict
-
-            members = predictor.ensemble(run)
-            start = time.perf_counter()
-            ens = ensemble_predict(members, texts)
-            cost = (time.perf_counter() - start) / seconds
-            ens_ood = {name: ensemble_predict(members, t) for name, t in ood_inputs.items()}
-            metrics["ensemble"] = {**sampled_metrics(ens, y, ens_ood), "members": len(members), "cost_ratio": cost}
+        metrics = _text_metrics(run, predictor, split, {name: ood_texts(run, name, load) for name in ood},
+                                methods=methods, mc_samples=mc_samples, mc_top_layers=mc_top_layers, ensemble=ensemble)
     result = {"data": data, "source": split.source, "task": run.task.value, **metrics}
     if write:
         path = run.path / METRICS_FILE
@@ -127,3 +105,40 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
         existing[data] = result
         write_json_atomic(path, existing)
     return result
+
+
+def _text_metrics(run: Run, predictor, split: Split, ood_inputs: dict[str, list[str]], *, methods, mc_samples: int,
+                  mc_top_layers: int | None, ensemble: bool) -> dict:
+    from caveat.calibrate import Caveats
+    from caveat.evaluation import calibration as cm
+    from caveat.evaluation.methods import Context, method_metrics, parse_methods
+    from caveat.evaluation.uncertainty import sampled_metrics, uncertainty_metrics
+    from caveat.training.scoring import metrics_for
+
+    caveats = Caveats.from_run(run)
+    names = parse_methods(methods, calibrated=caveats is not None)
+    names += [n for n, on in (("mc_dropout", mc_samples), ("ensemble", ensemble)) if on and n not in names]
+    texts = [ex.text for ex in split.examples]
+    start = time.perf_counter()
+    preds = predictor.predict(texts)
+    seconds = time.perf_counter() - start
+    metrics = metrics_for(run.task, split, run.labels, logits=preds.logits[0])
+    y = np.array([run.labels.index(ex.label) for ex in split.examples])
+    ood_preds = {name: predictor.predict(t) for name, t in ood_inputs.items()}
+    metrics.update(uncertainty_metrics(preds, y, caveats, ood_preds))
+    if caveats is not None and ood_inputs:  # the calibrated default's score, at the top level
+        _, inside, _ = caveats.decide(preds)
+        outside = {k: caveats.decide(p)[1][caveats.score] for k, p in ood_preds.items()}
+        metrics["ood_auroc"] = {k: cm.ood_auroc(inside[caveats.score], s) for k, s in outside.items()}
+        metrics["fpr95"] = {k: cm.fpr_at_95_tpr(inside[caveats.score], s) for k, s in outside.items()}
+    ctx = Context(run=run, predictor=predictor, texts=texts, ood_texts=ood_inputs, caveats=caveats, base=preds,
+                  base_ood=ood_preds, base_seconds=seconds, mc_samples=mc_samples or 10, mc_top_layers=mc_top_layers)
+    metrics["methods"] = method_metrics(ctx, y, names)
+    for name, extra in (("mc_dropout", {"top_layers": mc_top_layers}), ("ensemble", {})):
+        if name in ctx.cache:
+            sampled, sampled_ood = ctx.cache[name]
+            if name == "ensemble":
+                extra = {"members": int(sampled.probs.shape[0])}
+            metrics[name] = {**sampled_metrics(sampled, y, sampled_ood), **extra,
+                             "cost_ratio": metrics["methods"][name]["cost_ratio"]}
+    return metrics

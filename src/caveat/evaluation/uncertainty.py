@@ -14,7 +14,8 @@ from caveat.evaluation import calibration as cm
 from caveat.types import Predictions
 
 
-def _selective(probs: np.ndarray, y: np.ndarray, score: np.ndarray) -> dict:
+def selective(probs: np.ndarray, y: np.ndarray, score: np.ndarray) -> dict:
+    """Calibration of ``probs`` (N, C) against ``y`` (N,) and selective prediction by ``score`` (N,)."""
     errors = probs.argmax(-1) != y
     return {
         "ece": cm.ece(probs, y),
@@ -31,7 +32,7 @@ def uncertainty_metrics(preds: Predictions, y: np.ndarray, caveats=None, ood: di
     """Figures for predictions ``preds`` of labelled inputs ``y`` (N,), optionally with the run's
     fitted ``caveats`` and named out-of-scope predictions ``ood``."""
     raw = preds.probs[0]
-    out = _selective(raw, y, 1.0 - raw.max(-1))
+    out = selective(raw, y, 1.0 - raw.max(-1))
     if caveats is None:
         if ood:
             out["ood"] = {name: _ood({"msp": 1.0 - raw.max(-1)}, {"msp": 1.0 - p.probs[0].max(-1)}) for name, p in ood.items()}
@@ -39,7 +40,7 @@ def uncertainty_metrics(preds: Predictions, y: np.ndarray, caveats=None, ood: di
     probs, scores, decision = caveats.decide(preds)
     errors = probs.argmax(-1) != y
     answered = decision.answered
-    out["calibrated"] = {"temperature": caveats.temperature, **_selective(probs, y, scores[caveats.score])}
+    out["calibrated"] = {"temperature": caveats.temperature, **selective(probs, y, scores[caveats.score])}
     out["conformal"] = {
         "coverage": float(decision.prediction_set[np.arange(len(y)), y].mean()),
         "set_size": float(decision.prediction_set.sum(-1).mean()),
@@ -83,7 +84,7 @@ def sampled_metrics(preds: Predictions, y: np.ndarray, ood: dict[str, Prediction
         return {k: SCORES.get(k)(probs=p.probs) for k in ("msp", "entropy", "mutual_information", "variance")}
 
     inside = scores(preds)
-    out = {"samples": int(preds.probs.shape[0]), **_selective(mean, y, inside["msp"])}
+    out = {"samples": int(preds.probs.shape[0]), **selective(mean, y, inside["msp"])}
     if ood:
         out["ood"] = {name: _ood(inside, scores(p)) for name, p in ood.items()}
     return out

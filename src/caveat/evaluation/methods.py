@@ -1,0 +1,182 @@
+"""Uncertainty methods side by side: each registered by name, each timed against one deterministic pass.
+
+A method turns a run's inputs into probabilities ``(N, C)`` and one uncertainty score ``(N,)``
+(higher = more uncertain) for the in-scope inputs and for each out-of-scope set. The deterministic
+pass is run once and shared by every method that only post-processes it (``msp``, ``energy``,
+``mahalanobis``, ``laplace``, ...), so those cost that pass plus their own arithmetic; sampling
+methods (``mc_dropout``, ``ensemble``) run their own passes. ``cost_ratio`` is each method's wall time
+over the deterministic pass's, both measured in the same call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from caveat.errors import ConfigError
+from caveat.registry import Registry
+from caveat.types import Predictions
+
+
+@dataclass
+class Context:
+    """What the methods share: the predictor, the inputs, and the deterministic pass (run once)."""
+
+    run: object
+    predictor: object
+    texts: list[str]
+    ood_texts: dict[str, list[str]]
+    caveats: object | None
+    base: Predictions
+    base_ood: dict[str, Predictions]
+    base_seconds: float
+    mc_samples: int = 10
+    mc_top_layers: int | None = None
+    cache: dict = field(default_factory=dict)
+
+    def logits(self, p: Predictions) -> np.ndarray:
+        """(N, C) logits, temperature-scaled when the run is calibrated."""
+        t = self.caveats.temperature if self.caveats is not None else 1.0
+        return p.logits[0] / t
+
+
+@dataclass
+class Output:
+    """Probabilities (N, C), the score (N,) of in-scope inputs, each OOD set's score, and the cost."""
+
+    probs: np.ndarray
+    score: np.ndarray
+    ood: dict[str, np.ndarray]
+    seconds: float
+    score_name: str
+
+
+Method = Callable[[Context], Output]
+METHODS: Registry[Method] = Registry("uncertainty method")
+CHEAP = ("msp", "entropy", "margin", "max_logit", "energy")  # post-processing of the deterministic pass
+NEEDS_CALIBRATION = ("mahalanobis", "laplace")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def _post(name: str, fn: Callable[[Context, Predictions], tuple[np.ndarray, np.ndarray]]) -> Method:
+    """A method that post-processes the shared deterministic pass: cost = that pass + its own time."""
+
+    def method(ctx: Context) -> Output:
+        start = time.perf_counter()
+        probs, score = fn(ctx, ctx.base)
+        extra = time.perf_counter() - start
+        ood = {k: fn(ctx, p)[1] for k, p in ctx.base_ood.items()}
+        return Output(probs, score, ood, ctx.base_seconds + extra, name)
+
+    return method
+
+
+def _score_method(name: str) -> Method:
+    from caveat.uncertainty.scores import SCORES
+
+    score = SCORES.get(name)
+
+    def fn(ctx: Context, p: Predictions) -> tuple[np.ndarray, np.ndarray]:
+        z = ctx.logits(p)
+        probs = _softmax(z)
+        return probs, score(probs=probs[None], logits=z[None])
+
+    return _post(name, fn)
+
+
+for _name in CHEAP:
+    METHODS.register(_name)(_score_method(_name))
+
+
+def _calibrated(ctx: Context, what: str):
+    if ctx.caveats is None:
+        raise ConfigError(f"method {what!r} is fitted by caveat calibrate; run caveat calibrate {ctx.run.path} first")
+    fitted = getattr(ctx.caveats, what)
+    if fitted is None:
+        raise ConfigError(f"{ctx.run.path} was calibrated before {what} existed; run caveat calibrate {ctx.run.path} again")
+    return fitted
+
+
+def _mahalanobis(ctx: Context, p: Predictions) -> tuple[np.ndarray, np.ndarray]:
+    """Lee et al. 2018: distance of the penultimate features to the nearest class mean (shared covariance)."""
+    return _softmax(ctx.logits(p)), _calibrated(ctx, "mahalanobis").score(p.features)
+
+
+def _laplace(ctx: Context, p: Predictions) -> tuple[np.ndarray, np.ndarray]:
+    """Daxberger et al. 2021: last-layer Laplace, probit predictive; scored by its entropy."""
+    from caveat.uncertainty.scores import SCORES
+
+    probs = _calibrated(ctx, "laplace").predict(p.features)
+    return probs, SCORES.get("entropy")(probs=probs[None])
+
+
+METHODS.register("mahalanobis")(_post("mahalanobis", _mahalanobis))
+METHODS.register("laplace")(_post("entropy", _laplace))
+
+
+def _sampled(ctx: Context, predict: Callable[[list[str]], Predictions], name: str) -> Output:
+    """Predictive entropy of the mean of M stochastic predictions (MC dropout, ensemble members)."""
+    from caveat.uncertainty.scores import SCORES
+
+    entropy = SCORES.get("entropy")
+    start = time.perf_counter()
+    preds = predict(ctx.texts)
+    seconds = time.perf_counter() - start
+    ood_preds = {k: predict(t) for k, t in ctx.ood_texts.items()}
+    ctx.cache[name] = (preds, ood_preds)  # evaluate reports more scores of the same samples
+    ood = {k: entropy(probs=p.probs) for k, p in ood_preds.items()}
+    return Output(preds.probs.mean(0), entropy(probs=preds.probs), ood, seconds, "entropy")
+
+
+@METHODS.register("mc_dropout")
+def mc_dropout(ctx: Context) -> Output:
+    """Gal & Ghahramani 2016; with ``mc_top_layers`` only the top layers and the head are sampled."""
+    return _sampled(ctx, lambda t: ctx.predictor.predict(t, samples=ctx.mc_samples, top_layers=ctx.mc_top_layers), "mc_dropout")
+
+
+@METHODS.register("ensemble")
+def ensemble(ctx: Context) -> Output:
+    """Lakshminarayanan et al. 2017: the run's deep-ensemble members (``caveat train --ensemble N``)."""
+    from caveat.api import ensemble_predict
+
+    members = ctx.predictor.ensemble(ctx.run)
+    return _sampled(ctx, lambda t: ensemble_predict(members, t), "ensemble")
+
+
+def parse_methods(spec: str | list[str] | tuple[str, ...] | None, calibrated: bool) -> list[str]:
+    """``"msp,energy"`` -> names, checked against the registry; None -> every method the run supports
+    without extra passes (the cheap scores, plus Mahalanobis and Laplace once calibrated)."""
+    if spec is None:
+        return [*CHEAP, *(NEEDS_CALIBRATION if calibrated else ())]
+    names = [n.strip() for part in ([spec] if isinstance(spec, str) else spec) for n in part.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"--methods {spec!r} names no method; choose from {', '.join(METHODS.names())}")
+    for name in names:
+        METHODS.get(name)  # unknown names raise with the list
+    return list(dict.fromkeys(names))
+
+
+def method_metrics(ctx: Context, y: np.ndarray, names: list[str]) -> dict:
+    """Per method: calibration and selective figures of its probabilities and score, OOD AUROC and
+    FPR@95 per out-of-scope set, and ``cost_ratio``."""
+    from caveat.evaluation import calibration as cm
+    from caveat.evaluation.uncertainty import selective
+
+    out = {}
+    for name in names:
+        res = METHODS.get(name)(ctx)
+        row = {"score": res.score_name, **selective(res.probs, y, res.score),
+               "cost_ratio": res.seconds / ctx.base_seconds}
+        if res.ood:
+            row["ood_auroc"] = {k: cm.ood_auroc(res.score, s) for k, s in res.ood.items()}
+            row["fpr95"] = {k: cm.fpr_at_95_tpr(res.score, s) for k, s in res.ood.items()}
+        out[name] = row
+    return out
