@@ -2,7 +2,7 @@
 a risk guarantee, and a Mahalanobis OOD threshold on the run's calibration split; apply them at
 prediction time. Fitted values live in ``caveat.json`` (JSON) and ``calibration.safetensors`` (arrays).
 
-Text classification for now; token tasks get span-level calibration in a later step.
+Token-classification (NER) runs are calibrated at the span level: see calibrate_spans.py.
 """
 
 from __future__ import annotations
@@ -67,8 +67,12 @@ def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: s
     from caveat.uncertainty.scores import SCORES
 
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
-    if run.task is not Task.TEXT_CLASSIFICATION:
-        raise ConfigError(f"caveat calibrate supports text-classification runs for now; {run.path} is {run.task.value}")
+    if run.task is Task.TOKEN_CLASSIFICATION:
+        from caveat.calibrate_spans import calibrate_token_run
+
+        if ood or ood_rate is not None:
+            raise ConfigError("--ood / --ood-rate are for text-classification runs; a NER run flags low-confidence spans instead")
+        return calibrate_token_run(run, target_risk=target_risk, delta=delta, batch_size=batch_size)
     from caveat.evaluation.run import ood_texts
 
     splits = load_data(run.config)
@@ -168,7 +172,7 @@ class Caveats:
         from caveat.uncertainty.methods.mahalanobis import Mahalanobis
 
         cal = run.info.get("calibration")
-        if not cal:
+        if not cal or cal.get("task") == Task.TOKEN_CLASSIFICATION.value:  # NER: calibrate_spans.SpanCaveats
             return None
         if not (run.path / ARRAYS_FILE).is_file():
             raise RunDirError(f"{run.path} lacks {ARRAYS_FILE}; run caveat calibrate {run.path} again")

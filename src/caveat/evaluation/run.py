@@ -95,6 +95,7 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
         probs = preds.probs[0]
         metrics["spans"] = span_report([probs[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)],
                                        decode_tags(words, run.labels), [ex.tags for ex in split.examples], run.labels)
+        metrics.update(_span_caveats(run, preds, split))
     else:
         metrics = _text_metrics(run, predictor, split, {name: ood_texts(run, name, load) for name in ood},
                                 methods=methods, mc_samples=mc_samples, mc_top_layers=mc_top_layers, ensemble=ensemble)
@@ -142,3 +143,25 @@ def _text_metrics(run: Run, predictor, split: Split, ood_inputs: dict[str, list[
             metrics[name] = {**sampled_metrics(sampled, y, sampled_ood), **extra,
                              "cost_ratio": metrics["methods"][name]["cost_ratio"]}
     return metrics
+
+
+def _span_caveats(run: Run, preds, split: Split) -> dict:
+    """A calibrated NER run: span ECE after the word temperature, and the kept spans' error and share."""
+    from caveat.calibrate_spans import SpanCaveats, span_scores
+    from caveat.evaluation.calibration import aurc
+    from caveat.uncertainty.tokens import binary_ece
+
+    caveats = SpanCaveats.from_run(run)
+    if caveats is None:
+        return {}
+    logits = [preds.logits[0][i, : len(ex.tokens)] for i, ex in enumerate(split.examples)]
+    _, conf, right = span_scores(logits, caveats.temperature, run.labels, caveats.aggregate, gold=[ex.tags for ex in split.examples])
+    if len(conf) == 0:
+        return {"calibrated": {"temperature": caveats.temperature, "n_spans": 0}}
+    kept = caveats.risk.decide(1.0 - conf)
+    return {
+        "calibrated": {"temperature": caveats.temperature, "aggregate": caveats.aggregate, "n_spans": int(len(conf)),
+                       "span_ece": binary_ece(conf, right), "span_aurc": aurc(1.0 - conf, ~right)},
+        "abstention": {"score": caveats.risk.score, "risk": float((~right[kept]).mean()) if kept.any() else None,
+                       "coverage": float(kept.mean()), "guarantee": caveats.risk.guarantee},
+    }
