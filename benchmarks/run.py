@@ -1,6 +1,6 @@
 """``make bench``: real-data benchmarks of the default backbone on CPU.
 
-    python -m benchmarks.run [--only clinc150,conll2003,sst2,step_cost] [--quick] [--no-reuse]
+    python -m benchmarks.run [--only clinc150,conll2003,sst2,step_cost,uncertainty,spans,ensemble] [--quick] [--no-reuse]
 
 Reads ``$CAVEAT_DATA`` (default ../shared/data); writes ``benchmarks/results/<name>.json``,
 ``benchmarks/results/README.md`` and the table between the bench markers of the top-level README.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.step_cost import bench_step_cost
 from benchmarks.tasks import TASKS, bench_task
-from benchmarks.uncertainty import bench_uncertainty
+from benchmarks.uncertainty import bench_ensemble, bench_spans, bench_uncertainty
 from caveat.io import write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,10 +54,27 @@ def table() -> str:
             f"| CLINC150 OOD AUROC, best = {r['best_ood_method']} | oos_test | {r['ood_auroc'][r['best_ood_method']]:.4f} | ≥ 0.97 | {'yes' if r['ood_auroc'][r['best_ood_method']] >= 0.97 else 'no'} | |",
             f"| CLINC150 90% conformal coverage, 100 re-splits (LAC / APS / RAPS) | val+test | {cr['lac']['coverage_mean']:.4f} / {cr['aps']['coverage_mean']:.4f} / {cr['raps']['coverage_mean']:.4f} | 0.90 ± 0.015 | {'yes' if all(abs(cr[m]['coverage_mean'] - 0.9) <= 0.015 for m in ('lac', 'aps', 'raps')) else 'no'} | |",
             f"| mean set size (LAC / APS / RAPS) | val+test | {cr['lac']['set_size_mean']:.2f} / {cr['aps']['set_size_mean']:.2f} / {cr['raps']['set_size_mean']:.2f} | report | | |",
-            f"| risk-controlled abstention (2%, δ 0.05), in-scope test | error on answered | {r['abstention_in_scope']['risk']:.4f} at coverage {r['abstention_in_scope']['coverage']:.3f} | ≤ 0.02 | {'yes' if r['abstention_in_scope']['risk'] <= 0.02 else 'no'} | |",
+            f"| risk-controlled abstention (2%, δ 0.05), test + oos_test | error on answered | {r['abstention_combined']['risk']:.4f} at coverage {r['abstention_combined']['coverage']:.3f} (in-scope {r['abstention_combined']['in_scope_coverage']:.3f}, OOS recall {r['abstention_combined']['oos_recall']:.3f}) | ≤ 0.02 | {'yes' if r['abstention_combined']['risk'] <= 0.02 else 'no'} | |",
+            f"| OOS recall / in-scope accuracy (policy) | test + oos_test | {r['abstention_combined']['oos_recall']:.3f} / {r['test_accuracy']:.4f} | ≥ 0.75 / ≥ 0.94 | {'yes' if r['abstention_combined']['oos_recall'] >= 0.75 and r['test_accuracy'] >= 0.94 else 'no'} | |",
+            f"| cost: energy / Mahalanobis / Laplace | × one deterministic pass | {r['methods']['energy']['cost_ratio']:.3f} / {r['methods']['mahalanobis']['cost_ratio']:.3f} / {r['methods']['laplace']['cost_ratio']:.3f} | ≤ 1.1 (energy, Mahalanobis) | {'yes' if max(r['methods']['energy']['cost_ratio'], r['methods']['mahalanobis']['cost_ratio']) <= 1.1 else 'no'} | |",
+            f"| OOD AUROC: Laplace (entropy) | oos_test | {r['ood_auroc']['laplace']:.4f} | report | | |",
             f"| MC dropout K=10 cost: naive / efficient (head only) | × one deterministic pass | {r['mc_dropout_naive']['cost_ratio']:.2f} / {r['mc_dropout_efficient_head']['cost_ratio']:.2f} | efficient ≤ 2.0 | {'yes' if r['mc_dropout_efficient_head']['cost_ratio'] <= 2.0 else 'no'} | |",
             f"| MC dropout OOD AUROC (entropy): naive / efficient | oos_test | {r['mc_dropout_naive']['ood_auroc']['entropy']:.4f} / {r['mc_dropout_efficient_head']['ood_auroc']['entropy']:.4f} | drop ≤ 0.01 | {'yes' if r['mc_dropout_naive']['ood_auroc']['entropy'] - r['mc_dropout_efficient_head']['ood_auroc']['entropy'] <= 0.01 else 'no'} | |",
         ]
+    path = RESULTS / "spans.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        a = r["abstention"]
+        lines += [
+            f"| CoNLL-2003 span ECE: raw product / after word temperature | test | {r['spans']['product']['ece']:.4f} / {r['calibrated']['span_ece']:.4f} | report | | |",
+            f"| CoNLL-2003 wrong-span AUROC of span confidence (product / min / mean) | test | {r['spans']['product']['auroc']:.4f} / {r['spans']['min']['auroc']:.4f} / {r['spans']['mean']['auroc']:.4f} | report | | |",
+            f"| CoNLL-2003 kept spans at 2% target (δ 0.05) | test | error {a['risk']:.4f} at coverage {a['coverage']:.3f} | ≤ 0.02 | {'yes' if a['risk'] is not None and a['risk'] <= 0.02 else 'no'} | |",
+        ]
+    path = RESULTS / "ensemble.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        m, e = r["member"], r["ensemble"]
+        lines.append(f"| SST-2 deep ensemble ({r['members']}) vs one member: ECE / NLL / cost | test | {e['ece']:.4f} / {e['nll']:.3f} / {e['cost_ratio']:.2f}× (member {m['ece']:.4f} / {m['nll']:.3f}) | report | | |")
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
@@ -68,7 +85,7 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty"]))
+    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble"]))
     parser.add_argument("--quick", action="store_true", help="a few steps each: checks the harness, not the figures")
     parser.add_argument("--no-reuse", action="store_true")
     args = parser.parse_args()
@@ -81,11 +98,15 @@ def main() -> None:
         if name == "step_cost":
             record = bench_step_cost(data_root, WORK, quick=args.quick)
         elif name == "uncertainty":  # needs the clinc150 run
-            record = bench_uncertainty((WORK if not args.quick else WORK / "quick") / "clinc150")
+            record = bench_uncertainty((WORK if not args.quick else WORK / "quick") / "clinc150", data_root)
+        elif name == "spans":  # needs the conll2003 run
+            record = bench_spans((WORK if not args.quick else WORK / "quick") / "conll2003")
+        elif name == "ensemble":  # needs the sst2-ens run (caveat train examples/sst2.yaml --ensemble 3)
+            record = bench_ensemble(WORK / "sst2-ens")
         elif name in TASKS:
             record = bench_task(name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty'])}")
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble'])}")
         record["command"] = "make bench" if not args.quick else "python -m benchmarks.run --quick"
         record["wall_seconds"] = round(time.perf_counter() - start, 1)
         write_json_atomic(results / f"{name}.json", record)

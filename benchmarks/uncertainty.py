@@ -29,17 +29,28 @@ def conformal_resplits(probs: np.ndarray, labels: np.ndarray, *, alpha: float = 
     return {"alpha": alpha, "n_calibration": n_cal, "repeats": repeats, **out}
 
 
-def bench_uncertainty(run_dir: Path) -> dict:
+def bench_uncertainty(run_dir: Path, data_root: Path, *, repeats: int = 3) -> dict:
+    """Calibrate (with out-of-scope calibration texts: oos_train + oos_val, deployment share = that of
+    test + oos_test), then evaluate every method side by side; cheap methods' costs are medians of
+    ``repeats`` calls, MC dropout's (naive and head-only) of one call each."""
     from caveat.calibrate import Caveats, calibrate_run
     from caveat.data.load import load_data
     from caveat.evaluation.run import evaluate_run
     from caveat.inference import Predictor
     from caveat.models.rundir import open_run
 
-    calibration = calibrate_run(run_dir)
-    base = evaluate_run(run_dir, "test", ood=["oos_test"], write=False)
-    naive = evaluate_run(run_dir, "test", ood=["oos_test"], mc_samples=10, write=False)["mc_dropout"]
-    efficient = evaluate_run(run_dir, "test", ood=["oos_test"], mc_samples=10, mc_top_layers=0, write=False)["mc_dropout"]
+    oos_train = str(data_root / "clinc150" / "data_full.json#oos_train")
+    share = 1000 / (4500 + 1000)  # oos_test / (test + oos_test)
+    calibration = calibrate_run(run_dir, ood=[oos_train, "oos_val"], ood_rate=share)
+    cheap = "msp,entropy,margin,max_logit,energy,mahalanobis,laplace"
+    runs = [evaluate_run(run_dir, "test", ood=["oos_test"], methods=cheap, write=False) for _ in range(repeats)]
+    base = runs[0]
+    naive = evaluate_run(run_dir, "test", ood=["oos_test"], methods="msp", mc_samples=10, write=False)
+    efficient = evaluate_run(run_dir, "test", ood=["oos_test"], methods="msp", mc_samples=10, mc_top_layers=0, write=False)
+    methods = {name: {**row, "cost_ratio": float(np.median([r["methods"][name]["cost_ratio"] for r in runs]))}
+               for name, row in base["methods"].items()}
+    methods["mc_dropout_naive"] = naive["methods"]["mc_dropout"]
+    methods["mc_dropout_efficient_head"] = efficient["methods"]["mc_dropout"]
 
     run = open_run(run_dir)
     splits = load_data(run.config)
@@ -47,23 +58,54 @@ def bench_uncertainty(run_dir: Path) -> dict:
     predictor, caveats = Predictor.from_run(run), Caveats.from_run(run)
     probs, _ = caveats.scores(predictor.predict([ex.text for ex in examples]))
     labels = np.array([run.labels.index(ex.label) for ex in examples])
-    ood = base["ood"]["oos_test"]
-    best = max(ood, key=lambda k: ood[k]["auroc"])
+    auroc = {k: v["ood_auroc"]["oos_test"] for k, v in methods.items()}
+    best = max(auroc, key=auroc.get)
+    combined = base["decisions"]["oos_test"]
     return {
         "run": str(run_dir),
-        "calibration": {k: v for k, v in calibration.items() if k not in ("conformal", "risk")},
+        "calibration": {k: v for k, v in calibration.items() if k not in ("conformal", "laplace")},
         "test_accuracy": base["accuracy"],
         "ece": base["ece"],
         "ece_calibrated": base["calibrated"]["ece"],
-        "ood_auroc": {k: v["auroc"] for k, v in ood.items()},
-        "fpr95": {k: v["fpr95"] for k, v in ood.items()},
+        "methods": methods,
+        "ood_auroc": auroc,
+        "fpr95": {k: v["fpr95"]["oos_test"] for k, v in methods.items()},
         "best_ood_method": best,
         "conformal_single_split": base["conformal"],
         "conformal_resplits": conformal_resplits(probs, labels),
         "abstention_in_scope": base["abstention"],
         "decisions": base["decisions"],
-        "mc_dropout_naive": {k: naive[k] for k in ("samples", "ece", "cost_ratio")} | {"ood_auroc": {k: v["auroc"] for k, v in naive["ood"]["oos_test"].items()}},
-        "mc_dropout_efficient_head": {k: efficient[k] for k in ("samples", "top_layers", "ece", "cost_ratio")} | {"ood_auroc": {k: v["auroc"] for k, v in efficient["ood"]["oos_test"].items()}},
+        "abstention_combined": {"target": 0.02, "delta": 0.05, "ood_rate": share,
+                                "risk": combined["combined_answered_error"], "coverage": combined["combined_coverage"],
+                                "oos_recall": combined["oos_recall"],
+                                "in_scope_coverage": base["decisions"]["in_scope"]["answer"] / len(splits.test.examples)},
+        "mc_dropout_naive": {"samples": naive["mc_dropout"]["samples"], "ece": naive["mc_dropout"]["ece"],
+                             "cost_ratio": methods["mc_dropout_naive"]["cost_ratio"],
+                             "ood_auroc": {k: v["auroc"] for k, v in naive["mc_dropout"]["ood"]["oos_test"].items()}},
+        "mc_dropout_efficient_head": {"samples": 10, "top_layers": 0, "ece": efficient["mc_dropout"]["ece"],
+                                      "cost_ratio": methods["mc_dropout_efficient_head"]["cost_ratio"],
+                                      "ood_auroc": {k: v["auroc"] for k, v in efficient["mc_dropout"]["ood"]["oos_test"].items()}},
         "targets": {"ece_calibrated": 0.015, "ood_auroc_best": 0.97, "conformal_coverage": [0.885, 0.915],
-                    "abstention_risk": 0.02, "mc_efficient_cost": 2.0, "mc_efficient_auroc_drop": 0.01},
+                    "abstention_risk": 0.02, "mc_efficient_cost": 2.0, "mc_efficient_auroc_drop": 0.01,
+                    "mahalanobis_energy_cost": 1.1},
     }
+
+
+def bench_spans(run_dir: Path) -> dict:
+    """CoNLL-2003: calibrate span confidence on the calibration split, then the test figures."""
+    from caveat.calibrate import calibrate_run
+    from caveat.evaluation.run import evaluate_run
+
+    calibration = calibrate_run(run_dir, target_risk=0.02, delta=0.05)
+    test = evaluate_run(run_dir, "test", write=False)
+    return {"run": str(run_dir), "calibration": calibration, "f1": test["f1"], "spans": test["spans"],
+            "calibrated": test["calibrated"], "abstention": test["abstention"]}
+
+
+def bench_ensemble(run_dir: Path) -> dict:
+    """SST-2: a 3-member deep ensemble against its first member alone (same test set, same call)."""
+    from caveat.evaluation.run import evaluate_run
+
+    test = evaluate_run(run_dir, "test", methods="msp,ensemble", write=False)
+    return {"run": str(run_dir), "member": test["methods"]["msp"], "ensemble": test["methods"]["ensemble"],
+            "members": test["ensemble"]["members"]}
