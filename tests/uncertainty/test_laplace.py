@@ -29,7 +29,7 @@ def planted(n, seed, off_manifold=0.0):
 
 
 def map_head(x, y, c=3, l2=0.1):
-    """MAP weights of a softmax regression (sum cross-entropy + l2/2 |theta|^2) by Newton steps (the loss is strongly convex)."""
+    """MAP weights of softmax regression (sum cross-entropy + l2/2 |theta|^2); Newton, as the loss is convex."""
     phi, onehot = np.c_[x, np.ones(len(x))], np.eye(c)[y]  # (N, D + 1), (N, C)
     theta = np.zeros((c, phi.shape[1]))  # (C, D + 1)
     for _ in range(30):
@@ -169,7 +169,7 @@ def test_planted_far_inputs_are_more_uncertain_and_training_argmax_is_kept():
     assert np.median(v_far) > 10 * np.max(v_in)
     p_in, p_far = la.predict(x), la.predict(far)
     map_far = softmax(m_far, axis=1)
-    assert entropy(p_far).mean() > entropy(p_in).mean() + 0.3  # measured: 0.84 vs 0.30 nats
+    assert entropy(p_far).mean() > entropy(p_in).mean() + 0.3  # measured: 1.06 vs 0.27 nats
     assert entropy(p_far).mean() > entropy(map_far).mean() + 0.5  # the MAP is near-certain out there
     sampled = la.sample_probs(np.r_[x, far], samples=200)  # (M, N, C) as in Predictions.probs
     mi = mutual_information(sampled)
@@ -253,7 +253,8 @@ def test_errors_name_value_and_fix():
         la.predict(np.zeros((2, 4)))
     with pytest.raises(ConfigError, match="samples must be an integer >= 1; got -2"):
         la.sample_probs(x, samples=-2)
-    big = LastLayerLaplace(prior_precision=1.0).fit(np.zeros((2, 99)), np.zeros(2, int), np.zeros((61, 99)), np.zeros(61))
+    big = LastLayerLaplace(prior_precision=1.0).fit(np.zeros((2, 99)), np.zeros(2, int), np.zeros((61, 99)),
+                                                    np.zeros(61))
     with pytest.raises(ConfigError, match=r"posterior_covariance\(\) would be a dense \(6100, 6100\).*logit_variance"):
         big.posterior_covariance()
     state = la.state()

@@ -21,7 +21,7 @@ from caveat.uncertainty.errors import ArrayError, NotFittedError
 
 HESSIANS = ("kron", "full")
 LINKS = ("probit", "mc")
-MAX_FULL_PARAMS = 6000  # a dense (P, P) float64 GGN is 288 MB and its eigh takes ~a minute at P = 6000
+MAX_FULL_PARAMS = 6000  # at P = 6000 the dense (P, P) GGN is 288 MB and its eigh takes 1-2 minutes on 2 cores
 PRIOR_GRID = np.logspace(-4, 4, 81)  # (L,) candidate prior precisions; the best is refined between neighbours
 _CHUNK_BYTES = 64 * 2**20  # working memory per chunk of inputs in predict and friends
 
@@ -87,8 +87,10 @@ class LastLayerLaplace:
             raise ConfigError(f"hessian must be one of {HESSIANS}; got {hessian!r}")
         if link not in LINKS:
             raise ConfigError(f"link must be one of {LINKS}; got {link!r}")
-        if prior_precision is not None and not (np.isfinite(prior_precision) and prior_precision > 0):
-            raise ConfigError(f"prior_precision must be a finite number > 0, or None to fit it; got {prior_precision!r}")
+        number = isinstance(prior_precision, (int, float, np.number)) and not isinstance(prior_precision, bool)
+        if prior_precision is not None and not (number and np.isfinite(prior_precision) and prior_precision > 0):
+            raise ConfigError(f"prior_precision must be a finite number > 0, or None to fit it; "
+                              f"got {prior_precision!r}")
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
             raise ConfigError(f"samples must be an integer >= 1; got {samples!r}. Use 100")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -98,6 +100,7 @@ class LastLayerLaplace:
         self.theta: np.ndarray | None = None  # (C, D + 1) MAP weights with the bias as last column
         self.factors: dict[str, np.ndarray] = {}  # eigendecompositions of the GGN (see ``state``)
         self._lam: float | None = None
+        self._blocks: np.ndarray | None = None  # full only: cache of ``_diagonal_blocks``
         self.log_likelihood: float | None = None  # log p(y | theta_MAP), summed over the training set
         self.n_train: int | None = None
 
@@ -158,8 +161,9 @@ class LastLayerLaplace:
         p = np.exp(logp)
         self.log_likelihood = float(logp[np.arange(n), y].sum())
         if self.hessian == "kron":
-            # Scaling convention: H = sum_n L_n kron a_n a_n' ~ N E[L] kron E[a a'] = G kron A with
-            # G = sum_n L_n (summed) and A = sum_n a_n a_n' / N (averaged); exact when N = 1.
+            # KFAC scaling convention (Ritter et al. 2018): with L_n = diag(p_n) - p_n p_n',
+            # H = sum_n L_n kron phi_n phi_n' ~ N E[L] kron E[phi phi'] = G kron A, where G = sum_n L_n is
+            # summed and A = sum_n phi_n phi_n' / N averaged, so H + lam I ~ G kron A + lam I; exact for N = 1.
             g_mat = np.diag(p.sum(axis=0)) - p.T @ p  # (C, C)
             a_mat = phi.T @ phi / n  # (D + 1, D + 1)
             g, ug = np.linalg.eigh(g_mat)
@@ -169,7 +173,7 @@ class LastLayerLaplace:
         else:
             h, v = np.linalg.eigh(self._full_ggn(phi, p))
             self.factors = {"h_eigvals": np.maximum(h, 0.0), "h_eigvecs": v}
-        self.theta, self.n_train = theta, n
+        self.theta, self.n_train, self._blocks = theta, n, None
         self._lam = self.prior_precision if self.prior_precision is not None else self._choose_prior_precision()
         return self
 
@@ -184,9 +188,8 @@ class LastLayerLaplace:
             f, q = phi[s:s + step], p[s:s + step]
             outer = (q[:, :, None] * f[:, None, :]).reshape(len(f), c * k)  # (n, P): p_n kron phi_n
             h -= outer.T @ outer
-            blocks = np.einsum("nc,nd,ne->cde", q, f, f)  # (C, D + 1, D + 1): the diag(p_n) part
-            for j in range(c):
-                h[j * k:(j + 1) * k, j * k:(j + 1) * k] += blocks[j]
+            for j in range(c):  # the diag(p_n) part: one (D + 1, D + 1) block per class
+                h[j * k:(j + 1) * k, j * k:(j + 1) * k] += (f * q[:, j:j + 1]).T @ f
         return (h + h.T) / 2
 
     # ------------------------------------------------------------ evidence
@@ -221,7 +224,7 @@ class LastLayerLaplace:
             return float(np.sum(h / (h + lam))) - lam * sq
 
         lo, hi = np.log(PRIOR_GRID[max(i - 1, 0)]), np.log(PRIOR_GRID[min(i + 1, len(PRIOR_GRID) - 1)])
-        if stationarity(lo) > 0 > stationarity(hi):
+        if stationarity(lo) >= 0 >= stationarity(hi):
             return float(np.exp(brentq(stationarity, lo, hi, xtol=1e-10)))
         warnings.warn(f"the evidence is largest at prior_precision {PRIOR_GRID[i]:.4g}, on the search bound "
                       f"[{PRIOR_GRID[0]:.0e}, {PRIOR_GRID[-1]:.0e}]; pass prior_precision= explicitly", stacklevel=3)
@@ -269,18 +272,27 @@ class LastLayerLaplace:
         """``R_n`` with ``cov_n = R_n R_n'``: ``J_n V diag(1 / sqrt(h + lam))``; ``(n, C, P)``."""
         c, k = self.theta.shape
         v = self.factors["h_eigvecs"].reshape(c, k, c * k)  # (C, D + 1, P)
-        return np.einsum("nd,cdq->ncq", phi, v) / np.sqrt(self.factors["h_eigvals"] + self._lam)
+        return np.einsum("nd,cdq->ncq", phi, v, optimize=True) / np.sqrt(self.factors["h_eigvals"] + self._lam)
 
     def logit_variance(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and per-class variance of the logits; ``(N, D) -> (N, C), (N, C)``. Never forms (N, C, C)."""
         phi, mean = self._phi(features)
         if self.hessian == "kron":
             return mean, self._kron_scales(phi) @ (self.factors["g_eigvecs"] ** 2).T
-        c, k = self.theta.shape
-        step = _rows(8 * c * c * k)
-        var = np.concatenate([np.sum(self._full_root(phi[s:s + step]) ** 2, axis=-1)
+        blocks = self._diagonal_blocks()  # (C, D + 1, D + 1)
+        step = _rows(8 * blocks.shape[0] * blocks.shape[1])
+        var = np.concatenate([np.sum((phi[s:s + step] @ blocks) * phi[s:s + step], axis=-1).T  # (n, C)
                               for s in range(0, len(phi), step)])
         return mean, var
+
+    def _diagonal_blocks(self) -> np.ndarray:
+        """The C diagonal (D+1, D+1) blocks of the full posterior covariance, made once; ``(C, D+1, D+1)``.
+        A logit's variance needs only its class's block: ``var[n, c] = phi_n' Sigma_cc phi_n``."""
+        if self._blocks is None:
+            c, k = self.theta.shape
+            v = self.factors["h_eigvecs"].reshape(c, k, c * k) / np.sqrt(self.factors["h_eigvals"] + self._lam)
+            self._blocks = np.stack([vc @ vc.T for vc in v])  # one BLAS product per class
+        return self._blocks
 
     def logit_covariance(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and covariance ``J Sigma J'`` of the logits; ``(N, D) -> (N, C), (N, C, C)``.
@@ -293,9 +305,10 @@ class LastLayerLaplace:
         if self.hessian == "kron":
             ug = self.factors["g_eigvecs"]
             s = self._kron_scales(phi)  # (N, C)
-            for i in range(0, len(phi), _rows(8 * c * c)):
-                chunk = s[i:i + _rows(8 * c * c)]
-                cov[i:i + len(chunk)] = np.einsum("ci,ni,ki->nck", ug, chunk, ug, optimize=True)
+            step = _rows(8 * c * c)
+            for i in range(0, len(phi), step):
+                chunk = s[i:i + step]  # (n, C)
+                cov[i:i + len(chunk)] = (ug[None] * chunk[:, None, :]) @ ug.T  # (n, C, C): Ug diag(s_n) Ug'
         else:
             step = _rows(8 * c * c * k)
             for i in range(0, len(phi), step):
@@ -315,8 +328,9 @@ class LastLayerLaplace:
     def _chunks(self, features: np.ndarray, m: int):
         phi, mean = self._phi(features)
         c, k = self.theta.shape
-        width = c if self.hessian == "kron" else c * c * k
-        step = _rows(8 * (width + 3 * m * c))
+        # floats held per input: the square root of its covariance, the normal draws, the logit draws
+        width = c + m * c if self.hessian == "kron" else c * c * k + c * k * m
+        step = _rows(8 * (width + 2 * m * c))
         rng = np.random.default_rng(self.seed)
         for i in range(0, len(phi), step):
             yield self._draws(phi[i:i + step], mean[i:i + step], m, rng)
@@ -338,7 +352,14 @@ class LastLayerLaplace:
         return int(m)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Predictive class probabilities under the chosen ``link``; ``(N, D) -> (N, C)``."""
+        """Predictive class probabilities under the chosen ``link``; ``(N, D) -> (N, C)``.
+
+        The probit link shrinks each class's logit by its own variance, so its argmax can differ from
+        the MAP argmax when the variances differ across classes (rare where the variances are small,
+        as on training inputs). Its variances include the direction that shifts all logits alike
+        (the GGN's null space, variance ``~ |phi|^2 / lam``), which softmax ignores but probit does not;
+        use ``link="mc"`` when that matters. Works in chunks: memory does not grow with ``N``.
+        """
         if self.link == "probit":
             mean, var = self.logit_variance(features)
             return softmax(mean / np.sqrt(1.0 + np.pi / 8.0 * var), axis=-1)
@@ -367,22 +388,25 @@ class LastLayerLaplace:
             raise ConfigError(f"LastLayerLaplace state lacks settings {sorted(missing)}; save it with state()")
         la = cls(hessian=settings["hessian"], prior_precision=settings["prior_precision"], link=settings["link"],
                  samples=settings["samples"], seed=settings["seed"])
-        names = ("g_eigvals", "g_eigvecs", "a_eigvals", "a_eigvecs") if la.hessian == "kron" else ("h_eigvals", "h_eigvecs")
+        kron = la.hessian == "kron"
+        names = ("g_eigvals", "g_eigvecs", "a_eigvals", "a_eigvecs") if kron else ("h_eigvals", "h_eigvecs")
         lacking = sorted({"theta", *names} - set(arrays))
         if lacking:
-            raise LaplaceArrayError(f"LastLayerLaplace state lacks arrays {lacking}; save it with state() and refit if lost")
+            raise LaplaceArrayError(f"LastLayerLaplace state lacks arrays {lacking}; "
+                                    "save it with state() and refit if lost")
         theta = np.asarray(arrays["theta"], dtype=np.float64)
         f = {k: np.asarray(arrays[k], dtype=np.float64) for k in names}
         c, k = theta.shape if theta.ndim == 2 else (-1, -1)
         want = ({"g_eigvals": (c,), "g_eigvecs": (c, c), "a_eigvals": (k,), "a_eigvecs": (k, k)}
-                if la.hessian == "kron" else {"h_eigvals": (c * k,), "h_eigvecs": (c * k, c * k)})
+                if kron else {"h_eigvals": (c * k,), "h_eigvecs": (c * k, c * k)})
         bad = {name: f[name].shape for name in names if f[name].shape != want[name]}
         if theta.ndim != 2 or bad:
             raise LaplaceArrayError(f"inconsistent LastLayerLaplace state: theta {theta.shape}, {bad}; "
                                     f"expected theta (C, D + 1) and {want}")
         lam = float(settings["fitted_prior_precision"])
         if not lam > 0:
-            raise LaplaceArrayError(f"stored fitted_prior_precision must be > 0; got {lam}. The state is corrupt: refit")
+            raise LaplaceArrayError(f"stored fitted_prior_precision must be > 0; got {lam}. "
+                                    "The state is corrupt: refit")
         la.theta, la.factors, la._lam = theta, f, lam
         la.log_likelihood, la.n_train = float(settings["log_likelihood"]), int(settings["n_train"])
         return la
