@@ -45,9 +45,10 @@ def uncertainty_metrics(preds: Predictions, y: np.ndarray, caveats=None, ood: di
         "coverage": float(decision.prediction_set[np.arange(len(y)), y].mean()),
         "set_size": float(decision.prediction_set.sum(-1).mean()),
     }
-    risk_answered = caveats.risk.decide(scores[caveats.score])
-    out["abstention"] = {"score": caveats.score, "risk": cm.selective_risk(errors, risk_answered) if risk_answered.any() else None,
-                         "coverage": float(risk_answered.mean()), "guarantee": caveats.risk.guarantee}
+    # the guarantee covers what the whole policy answers: the risk threshold was chosen on what the
+    # OOD and prediction-set checks let through (calibrate.py)
+    out["abstention"] = {"score": caveats.score, "risk": cm.selective_risk(errors, answered) if answered.any() else None,
+                         "coverage": float(answered.mean()), "guarantee": caveats.risk.guarantee}
     out["decisions"] = {"in_scope": decision.counts()}
     if ood:
         out["ood"] = {}

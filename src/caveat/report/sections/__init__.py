@@ -1,0 +1,31 @@
+"""The sections of the report, in page order.
+
+A section is a function ``(Context) -> Section | None`` that returns None when the run lacks what it
+shows (e.g. conformal sets of an uncalibrated run). Adding one (attacks, shift, explanations): write
+the function in a module here, using the generic figure kinds of ``caveat.report.schema``, and put
+it in ``SECTIONS`` where it belongs on the page; the HTML needs no change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from caveat.report.build import Context
+from caveat.report.schema import Section
+from caveat.report.sections import calibration, decisions, ner, ood, overview, performance, weak_spots
+
+SectionFn = Callable[[Context], "Section | None"]
+
+SECTIONS: tuple[SectionFn, ...] = (
+    overview.data_and_training,
+    performance.performance,
+    ner.span_confidence,
+    calibration.reliability,
+    calibration.confidence,
+    decisions.risk_coverage,
+    decisions.conformal_sets,
+    decisions.decisions,
+    ood.out_of_scope,
+    weak_spots.weak_spots,
+    ner.weak_spans,
+)
