@@ -55,21 +55,27 @@ def format_predictions(predictor, inputs: list[str], top_k: int, caveats=None) -
     """JSON-ready rows: ``{text, label, probability, probabilities}`` or ``{text, tokens, tags, spans}``;
     a calibrated run (``caveats``) adds calibrated probabilities, ``uncertainty``, ``prediction_set``,
     ``decision`` and ``reason``."""
+    return format_rows(predictor.predict(inputs), inputs, predictor.task, top_k, caveats=caveats)
+
+
+def format_rows(preds, inputs: list, task, top_k: int, caveats=None) -> list[dict]:
+    """The rows of ``format_predictions`` from ``Predictions`` already computed for ``inputs`` (texts,
+    or word lists for token tasks); shared by ``caveat predict`` and ``caveat serve``."""
     from caveat.models.tags import bio_spans
     from caveat.training.scoring import decode_tags
     from caveat.types import Task
 
-    preds = predictor.predict(inputs)
-    probs, labels = preds.probs[0], predictor.labels
+    probs, labels = preds.probs[0], preds.labels
     rows = []
-    if predictor.task is Task.TOKEN_CLASSIFICATION:
+    if task is Task.TOKEN_CLASSIFICATION:
         for i, text in enumerate(inputs):
-            words = text.split()
+            words = text.split() if isinstance(text, str) else list(text)
             tags = decode_tags([preds.logits[0][i, : len(words)]], labels)[0]
             word_p = [float(probs[i, w, labels.index(t)]) for w, t in enumerate(tags)]
             spans = [{"text": " ".join(words[s:e]), "label": typ, "start": s, "end": e, "probability": min(word_p[s:e])}
                      for s, e, typ in bio_spans(tags)]
-            rows.append({"text": text, "tokens": words, "tags": tags, "spans": spans})
+            rows.append({"text": text if isinstance(text, str) else " ".join(words), "tokens": words, "tags": tags,
+                         "spans": spans})
         return rows
     k = len(labels) if top_k == 0 else min(top_k, len(labels))
     extra = caveats.apply(preds) if caveats is not None else [{}] * len(inputs)

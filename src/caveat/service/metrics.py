@@ -1,0 +1,119 @@
+"""Prometheus metrics of one app (its own ``CollectorRegistry``) and the uncertainty-drift alarm.
+
+Drift: the uncertainty score the run abstains on (``Caveats.score``) of the last ``window`` served
+inputs is compared with its distribution on the calibration split by a two-sample Kolmogorov-Smirnov
+test; the alarm is up when ``p < alpha`` and the window holds at least ``min_inputs`` scores. The
+test runs when /metrics is scraped, not on every request.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    n: int
+    statistic: float  # NaN until the window holds min_inputs scores
+    pvalue: float
+    alarm: bool
+
+
+class DriftMonitor:
+    """Rolling window of served scores against a fixed reference sample (the calibration split).
+
+    Parameters
+    ----------
+    reference : (R,) scores on the calibration split; None disables the test (uncalibrated run, or
+        one calibrated before the scores were stored).
+    window : most recent scores kept.
+    min_inputs : scores needed before a test result (and an alarm) is reported.
+    alpha : alarm when the p-value is below it.
+    """
+
+    def __init__(self, reference: np.ndarray | None, *, window: int, min_inputs: int, alpha: float):
+        ref = None if reference is None else np.asarray(reference, dtype=np.float64).ravel()
+        self.reference = ref[np.isfinite(ref)] if ref is not None else None
+        self.window, self.min_inputs, self.alpha = window, min_inputs, alpha
+        self._scores: deque[float] = deque(maxlen=window)
+        self._lock = threading.Lock()  # updated from the model thread, read by the scrape
+
+    @property
+    def enabled(self) -> bool:
+        return self.reference is not None and len(self.reference) > 0
+
+    def update(self, scores: Iterable[float]) -> None:
+        """Add served scores (N,); non-finite ones are skipped."""
+        values = [float(s) for s in scores if math.isfinite(s)]
+        with self._lock:
+            self._scores.extend(values)
+
+    def test(self) -> DriftResult:
+        """KS test of the window against the reference (NaN and no alarm while too few scores)."""
+        from scipy.stats import ks_2samp
+
+        with self._lock:
+            recent = np.fromiter(self._scores, dtype=np.float64, count=len(self._scores))
+        if not self.enabled or len(recent) < self.min_inputs:
+            return DriftResult(len(recent), math.nan, math.nan, False)
+        result = ks_2samp(recent, self.reference)
+        return DriftResult(len(recent), float(result.statistic), float(result.pvalue), bool(result.pvalue < self.alpha))
+
+
+class DriftCollector:
+    """Exposes a ``DriftMonitor`` as gauges, computed at scrape time."""
+
+    def __init__(self, monitor: DriftMonitor, score: str):
+        self.monitor, self.score = monitor, score
+
+    def describe(self):
+        return []  # computed at collect time; nothing to check at registration
+
+    def collect(self):
+        r = self.monitor.test()
+        labels = ["score"]
+        gauges = (
+            ("caveat_drift_enabled", "1 when the run stored calibration scores to compare with",
+             float(self.monitor.enabled)),
+            ("caveat_drift_window_inputs", "Scores in the rolling window", float(r.n)),
+            ("caveat_drift_ks_statistic", "Two-sample KS statistic, window vs calibration split (NaN: too few inputs)",
+             r.statistic),
+            ("caveat_drift_ks_pvalue", "Two-sample KS p-value, window vs calibration split (NaN: too few inputs)", r.pvalue),
+            ("caveat_drift_alarm", f"1 when the KS p-value < alpha={self.monitor.alpha} with >= "
+                                   f"{self.monitor.min_inputs} inputs in the window", float(r.alarm)),
+        )
+        for name, doc, value in gauges:
+            family = GaugeMetricFamily(name, doc, labels=labels)
+            family.add_metric([self.score], value)
+            yield family
+
+
+class Metrics:
+    """All metrics of one app, on a registry of its own (two apps in one process never clash)."""
+
+    def __init__(self, drift: DriftMonitor, score: str):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("caveat_http_requests", "HTTP requests by route and status", ["route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("caveat_http_request_duration_seconds", "HTTP request latency by route", ["route"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.decisions = Counter("caveat_decisions", "Served inputs by decision (NER: spans, keep / flag)", ["action"],
+                                 registry=self.registry)
+        self.batches = Counter("caveat_batches", "Forward batches run by the model worker", ["kind"], registry=self.registry)
+        self.batch_inputs = Histogram("caveat_batch_inputs", "Inputs per forward batch (micro-batching)",
+                                      buckets=BATCH_BUCKETS, registry=self.registry)
+        self.batch_failures = Counter("caveat_batch_failures", "Requests failed by an error inside inference",
+                                      registry=self.registry)
+        self.drift = drift
+        self.registry.register(DriftCollector(drift, score))

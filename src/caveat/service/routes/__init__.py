@@ -1,0 +1,1 @@
+"""Thin routes: parse, check (service/validation.py), hand over to the batcher, shape the answer."""

@@ -1,0 +1,94 @@
+"""Service settings: typed, built from CLI flags over ``CAVEAT_*`` environment variables, never at import."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from caveat.errors import ConfigError
+
+ENV_PREFIX = "CAVEAT_"
+
+
+class ServiceSettings(BaseModel):
+    """Everything ``caveat serve`` can be told. Each field ``name`` can also come from the
+    environment variable ``CAVEAT_<NAME>`` (e.g. ``CAVEAT_API_KEY``); flags win over the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_dir: Path = Field(description="Run directory to serve (fixed for the life of the process).")
+    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the service to the network.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port).")
+    api_key: SecretStr | None = Field(None, description="When set, /v1/* and /metrics need the header X-API-Key.")
+    allow_uncalibrated: bool = Field(False, description="Serve a run that caveat calibrate has not fitted "
+                                     "(labels and probabilities only: no prediction set, no decision).")
+    max_batch_size: int = Field(32, ge=1, le=4096, description="Most inputs grouped into one forward pass.")
+    max_wait_ms: float = Field(5.0, ge=0, le=1000, description="Longest wait for more requests to join a batch.")
+    max_texts: int = Field(128, ge=1, le=100_000, description="Most inputs per request.")
+    max_text_chars: int = Field(10_000, ge=1, description="Most characters per input.")
+    max_samples: int = Field(50, ge=2, le=1000, description="Most MC-dropout samples a request may ask for.")
+    max_explain_texts: int = Field(8, ge=1, description="Most inputs of a /v1/predict request with explain=true.")
+    explain_steps: int = Field(50, ge=2, le=1000, description="Integration steps of explain=true in /v1/predict.")
+    drift_window: int = Field(500, ge=10, description="Recent inputs whose uncertainty scores the drift test uses.")
+    drift_min_inputs: int = Field(100, ge=5, description="Inputs in the window before the drift alarm may fire.")
+    drift_alpha: float = Field(0.01, gt=0, lt=1, description="The drift alarm fires when the KS test's p-value is below this.")
+    torch_threads: int | None = Field(None, ge=1, description="CPU threads for inference (default: all CPUs but one, "
+                                      "which is left to the event loop; torch's own default oversubscribes).")
+    log_level: str = Field("info", description="uvicorn log level: critical, error, warning, info, debug.")
+    access_log: bool = Field(True, description="Log one line per request.")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        levels = ("critical", "error", "warning", "info", "debug", "trace")
+        if value.lower() not in levels:
+            raise ValueError(f"log_level must be one of {', '.join(levels)}; got {value!r}")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _window_holds_minimum(self) -> "ServiceSettings":
+        if self.drift_min_inputs > self.drift_window:
+            raise ValueError(f"drift_min_inputs ({self.drift_min_inputs}) must be <= drift_window ({self.drift_window}); "
+                             "lower it or widen the window")
+        return self
+
+    @property
+    def inference_threads(self) -> int:
+        """``torch_threads``, or all CPUs but one."""
+        return self.torch_threads or max(1, (os.cpu_count() or 2) - 1)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> "ServiceSettings":
+        """Settings from ``CAVEAT_<NAME>`` variables of ``environ`` (default ``os.environ``), overridden by
+        the keyword ``values`` that are not None (CLI flags). Invalid values raise ``ConfigError``
+        naming the variable or flag."""
+        environ = os.environ if environ is None else environ
+        merged: dict[str, Any] = {}
+        source: dict[str, str] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in environ:
+                merged[name], source[name] = environ[key], f"environment variable {key}"
+        for name, value in values.items():
+            if value is not None:
+                merged[name], source[name] = value, f"--{name.replace('_', '-')}"
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as err:
+            problems = []
+            for e in err.errors():
+                name = str(e["loc"][0]) if e["loc"] else ""
+                where = source.get(name, name or "settings")
+                msg = e["msg"].removeprefix("Value error, ")
+                shown = name and name != "api_key" and "input" in e  # never echo the key
+                problems.append(f"{where}: {msg}" + (f" (got {e['input']!r})" if shown else ""))
+            raise ConfigError("invalid service settings: " + "; ".join(problems)) from None

@@ -1,0 +1,119 @@
+"""MicroBatcher on a fake model: concurrent jobs share batches, each caller gets its own rows, and a
+failure stays with the job that caused it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+
+from caveat.service.batcher import MicroBatcher
+from caveat.service.errors import InferenceFailed
+
+
+@dataclass(frozen=True)
+class Opts:
+    key: str = "a"
+
+    @property
+    def batch_key(self):
+        return self.key
+
+
+class FakeModel:
+    """Echoes its inputs; records each batch; raises on the input "boom"; can be slow."""
+
+    def __init__(self, delay: float = 0.0):
+        self.batches: list[list[str]] = []
+        self.threads: set[str] = set()
+        self.delay = delay
+
+    def __call__(self, jobs) -> list[list[dict]]:
+        inputs = [x for job in jobs for x in job.inputs]
+        self.batches.append(inputs)
+        self.threads.add(threading.current_thread().name)
+        if "boom" in inputs:
+            raise RuntimeError("planted failure")
+        time.sleep(self.delay)
+        return [[{"text": x, "key": job.options.key} for x in job.inputs] for job in jobs]
+
+
+async def _serve(model, calls, *, max_batch_size=64, max_wait_s=0.05):
+    with ThreadPoolExecutor(1, thread_name_prefix="model") as executor:
+        batcher = MicroBatcher(model, executor, max_batch_size=max_batch_size, max_wait_s=max_wait_s).start()
+        try:
+            return await asyncio.gather(*(batcher.submit(inputs, opts) for inputs, opts in calls), return_exceptions=True)
+        finally:
+            await batcher.stop()
+
+
+def test_concurrent_jobs_share_batches_and_get_their_own_rows():
+    model = FakeModel()
+    calls = [([f"text {i}", f"more {i}"], Opts()) for i in range(20)]
+    results = asyncio.run(_serve(model, calls))
+    assert len(model.batches) < len(calls)  # batched: fewer forward passes than requests
+    for (inputs, _), rows in zip(calls, results):
+        assert [r["text"] for r in rows] == inputs
+    assert model.threads == {"model_0"}  # one thread owns the model
+
+
+def test_batches_respect_max_batch_size_and_keys():
+    model = FakeModel()
+    calls = [([f"t{i}"] * 3, Opts("a" if i % 2 else "b")) for i in range(12)]
+    results = asyncio.run(_serve(model, calls, max_batch_size=7))
+    assert all(len(b) <= 7 for b in model.batches)
+    assert sum(map(len, model.batches)) == 36
+    for (inputs, opts), rows in zip(calls, results):
+        assert [r["key"] for r in rows] == [opts.key] * 3 and [r["text"] for r in rows] == inputs
+
+
+def test_a_request_larger_than_the_batch_runs_alone():
+    model = FakeModel()
+    results = asyncio.run(_serve(model, [(["x"] * 10, Opts()), (["y"], Opts())], max_batch_size=4))
+    assert [len(r) for r in results] == [10, 1]
+    assert ["x"] * 10 in model.batches
+
+
+def test_a_failure_fails_only_its_own_request_and_the_worker_keeps_serving():
+    model = FakeModel()
+    calls = [(["fine 1"], Opts()), (["boom"], Opts()), (["fine 2"], Opts())]
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(model, executor, max_batch_size=8, max_wait_s=0.05).start()
+            first = await asyncio.gather(*(batcher.submit(i, o) for i, o in calls), return_exceptions=True)
+            after = await batcher.submit(["later"], Opts())
+            running = batcher.running
+            await batcher.stop()
+            return first, after, running
+
+    first, after, running = asyncio.run(scenario())
+    assert first[0][0]["text"] == "fine 1" and first[2][0]["text"] == "fine 2"
+    assert isinstance(first[1], InferenceFailed)
+    assert "RuntimeError: planted failure" in str(first[1]) and "keeps serving" in str(first[1])
+    assert after[0]["text"] == "later" and running
+
+
+def test_a_cancelled_caller_does_not_break_the_batch():
+    model = FakeModel(delay=0.05)
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(model, executor, max_batch_size=8, max_wait_s=0.02).start()
+            gone = asyncio.ensure_future(batcher.submit(["gone"], Opts()))
+            await asyncio.sleep(0)
+            gone.cancel()
+            rows = await batcher.submit(["stays"], Opts())
+            await batcher.stop()
+            return rows
+
+    assert asyncio.run(scenario())[0]["text"] == "stays"
+
+
+def test_bad_limits_are_refused():
+    with pytest.raises(ValueError, match="max_batch_size must be >= 1"):
+        MicroBatcher(FakeModel(), None, max_batch_size=0, max_wait_s=0.0)

@@ -1,0 +1,255 @@
+"""/v1/predict, /v1/explain, health and metrics through TestClient on a tiny calibrated run."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from caveat.calibrate import Caveats
+from caveat.cli.predict import format_predictions
+from caveat.errors import ConfigError
+from caveat.inference import Predictor
+from caveat.models.rundir import open_run
+from caveat.service import ServiceSettings, create_app
+from tests.service.conftest import metric, serving
+
+TEXTS = ["the alpha card", "my beta parcel now", "please gamma", "alpha beta", "house cat dog tree road"]
+PLANTED = {"alpha": "first", "beta": "second", "gamma": "third"}
+
+
+@pytest.fixture(scope="module")
+def client(served_run):
+    with serving(served_run) as c:
+        yield c
+
+
+def close(a, b, tol=1e-5) -> bool:
+    """Equal JSON values, floats within ``tol`` (batch composition changes padding, not results)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b))
+    return a == b
+
+
+def test_each_row_is_what_caveat_predict_prints(client, served_run):
+    response = client.post("/v1/predict", json={"texts": TEXTS, "k": 2})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["task"], body["method"], body["calibrated"], body["run"]) == ("text-classification", "deterministic", True, "run")
+    run = open_run(served_run)
+    expected = json.loads(json.dumps(format_predictions(Predictor.from_run(run), TEXTS, 2, caveats=Caveats.from_run(run))))
+    assert close(body["predictions"], expected), (body["predictions"], expected)
+    for row in body["predictions"][:3]:
+        keyword = next(w for w in row["text"].split() if w in PLANTED)
+        assert row["label"] == PLANTED[keyword] and len(row["probabilities"]) == 2
+        assert set(row["uncertainty"]) == {"msp", "entropy", "energy", "mahalanobis"}
+        assert row["decision"] in {"answer", "abstain", "route"} and row["reason"]
+
+
+def test_k_defaults_to_all_of_a_few_labels(client):
+    row = client.post("/v1/predict", json={"texts": ["alpha"]}).json()["predictions"][0]
+    assert list(row["probabilities"]) == sorted(row["probabilities"], key=row["probabilities"].get, reverse=True)
+    assert len(row["probabilities"]) == 3 and abs(sum(row["probabilities"].values()) - 1) < 1e-5
+
+
+def test_mc_dropout_adds_sample_scores_and_keeps_the_calibrated_decision(client):
+    plain = client.post("/v1/predict", json={"texts": TEXTS[:2]}).json()["predictions"]
+    mc = client.post("/v1/predict", json={"texts": TEXTS[:2], "method": "mc_dropout", "samples": 4, "k": 1}).json()
+    assert mc["method"] == "mc_dropout"
+    for p, m in zip(plain, mc["predictions"]):
+        assert (m["decision"], m["prediction_set"], m["label"]) == (p["decision"], p["prediction_set"], p["label"])
+        block = m["mc_dropout"]
+        assert block["samples"] == 4 and len(block["probabilities"]) == 1
+        assert set(block["uncertainty"]) == {"entropy", "expected_entropy", "mutual_information", "variance"}
+        assert block["uncertainty"]["mutual_information"] >= -1e-9
+
+
+def test_explain_true_attributes_the_prediction_to_the_planted_keyword(client):
+    rows = client.post("/v1/predict", json={"texts": ["the alpha card", "my beta parcel"], "explain": True}).json()["predictions"]
+    for row in rows:
+        words = [a["word"] for a in row["attributions"]]
+        assert words == row["text"].split()
+        top = max(row["attributions"], key=lambda a: a["attribution"])["word"]
+        assert PLANTED[top] == row["label"]
+
+
+def test_explain_satisfies_completeness_for_the_predicted_and_an_asked_label(client):
+    body = client.post("/v1/explain", json={"text": "my beta parcel now", "steps": 64}).json()
+    assert body["label"] == body["predicted_label"] == "second" and body["method"] == "integrated_gradients"
+    total = sum(w["attribution"] for w in body["words"])
+    gap = body["output"] - body["baseline_output"]
+    assert abs(total - gap) <= 0.02 * abs(gap) + 1e-3 and abs(body["delta"]) <= 0.02 * abs(gap) + 1e-3
+    assert abs(sum(t["attribution"] for t in body["tokens"]) - total) < 1e-6  # words are sums of their sub-tokens
+    other = client.post("/v1/explain", json={"text": "my beta parcel now", "label": "third"}).json()
+    assert other["label"] == "third" and other["predicted_label"] == "second"
+
+
+def test_concurrent_requests_share_forward_passes_and_each_gets_its_rows(served_run):
+    with serving(served_run, max_wait_ms=200, max_batch_size=64) as c:
+        c.post("/v1/predict", json={"texts": ["warm up"]})
+        before = metric(c.get("/metrics").text, "caveat_batches_total", kind="deterministic")
+        texts = [f"{w} {'house ' * i}card" for i in range(8) for w in PLANTED]  # 24 different texts
+        gate = threading.Barrier(len(texts))
+
+        def ask(text):
+            gate.wait()
+            return c.post("/v1/predict", json={"texts": [text]}).json()["predictions"]
+
+        with ThreadPoolExecutor(len(texts)) as pool:
+            answers = list(pool.map(ask, texts))
+        passes = metric(c.get("/metrics").text, "caveat_batches_total", kind="deterministic") - before
+    assert [a[0]["text"] for a in answers] == texts and all(len(a) == 1 for a in answers)
+    assert [a[0]["label"] for a in answers] == [PLANTED[t.split()[0]] for t in texts]
+    assert 1 <= passes < len(texts)
+
+
+def test_an_error_inside_inference_fails_only_that_request(served_run, monkeypatch):
+    with serving(served_run, max_wait_ms=50) as c:
+        predictor = c.app.state.caveat.engine.predictor
+        real = predictor.predict
+
+        def flaky(inputs, **kw):
+            if "explode" in inputs:
+                raise RuntimeError("planted failure")
+            return real(inputs, **kw)
+
+        monkeypatch.setattr(predictor, "predict", flaky)
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda t: c.post("/v1/predict", json={"texts": [t]}), ["alpha", "explode", "beta"]))
+        assert [a.status_code for a in answers] == [200, 422, 200]
+        assert "RuntimeError: planted failure" in answers[1].json()["detail"]
+        assert c.post("/v1/predict", json={"texts": ["gamma"]}).status_code == 200  # the worker keeps serving
+        assert c.get("/readyz").status_code == 200
+        assert metric(c.get("/metrics").text, "caveat_batch_failures_total") == 1
+
+
+def test_metrics_count_routes_statuses_decisions_and_drift(served_run):
+    with serving(served_run, drift_window=10, drift_min_inputs=5, drift_alpha=0.01) as c:
+        state = c.app.state.caveat
+        assert state.metrics.drift.enabled and len(state.metrics.drift.reference) == 30  # the calibration half
+        c.post("/v1/predict", json={"texts": TEXTS})
+        c.post("/v1/predict", json={"texts": []})
+        text = c.get("/metrics").text
+        assert metric(text, "caveat_http_requests_total", route="/v1/predict", status="200") == 1
+        assert metric(text, "caveat_http_requests_total", route="/v1/predict", status="422") == 1
+        assert metric(text, "caveat_http_request_duration_seconds_count", route="/v1/predict") == 2
+        assert sum(metric(text, "caveat_decisions_total", action=a) for a in ("answer", "abstain", "route")
+                   if f'action="{a}"' in text) == len(TEXTS)
+        assert metric(text, "caveat_drift_window_inputs", score="msp") == len(TEXTS)
+        assert 0 <= metric(text, "caveat_drift_ks_pvalue", score="msp") <= 1
+        state.metrics.drift.reference = np.full(50, 0.6)  # plant a reference far from what is served
+        c.post("/v1/predict", json={"texts": TEXTS})
+        text = c.get("/metrics").text
+        assert metric(text, "caveat_drift_alarm", score="msp") == 1 and metric(text, "caveat_drift_ks_statistic", score="msp") > 0.9
+        assert metric(text, "caveat_http_requests_total", route="/metrics", status="200") >= 1
+
+
+def test_the_scores_stored_at_calibration_are_the_served_ones(served_run):
+    from caveat.data.load import load_data
+
+    run = open_run(served_run)
+    caveats = Caveats.from_run(run)
+    texts = [ex.text for ex in load_data(run.config).calibration.examples]
+    _, scores = caveats.scores(Predictor.from_run(run).predict(texts))
+    np.testing.assert_allclose(caveats.calibration_scores, scores[caveats.score], atol=1e-6)
+
+
+def test_uncalibrated_runs_are_refused_unless_allowed(uncalibrated_run):
+    with pytest.raises(ConfigError, match=r"not calibrated.*caveat calibrate .*--allow-uncalibrated"):
+        create_app(ServiceSettings.from_env({}, run_dir=uncalibrated_run))
+    with serving(uncalibrated_run, allow_uncalibrated=True) as c:
+        body = c.post("/v1/predict", json={"texts": ["the alpha card"]}).json()
+        row = body["predictions"][0]
+        assert body["calibrated"] is False and row["label"] == "first"
+        assert "caveat calibrate" in row["reason"] and not {"decision", "prediction_set", "uncertainty"} & set(row)
+        assert metric(c.get("/metrics").text, "caveat_drift_enabled", score="none") == 0
+
+
+def test_ner_runs_take_tokens_or_texts_and_return_spans(ner_run):
+    with pytest.raises(ConfigError, match=r"not calibrated.*caveat calibrate .*--allow-uncalibrated.*entity spans"):
+        create_app(ServiceSettings.from_env({}, run_dir=ner_run))
+    with serving(ner_run, allow_uncalibrated=True) as c:
+        body = c.post("/v1/predict", json={"tokens": [["the", "bob", "smith", "went", "to", "rome"]]}).json()
+        row = body["predictions"][0]
+        assert body["task"] == "token-classification" and row["text"] == "the bob smith went to rome"
+        assert [(s["text"], s["label"]) for s in row["spans"]] == [("bob smith", "PER"), ("rome", "LOC")]
+        assert all(0 < s["probability"] <= 1 and "decision" not in s for s in row["spans"])
+        assert "caveat calibrate" in row["reason"] and body["calibrated"] is False
+        same = c.post("/v1/predict", json={"texts": ["the bob smith went to rome"]}).json()["predictions"][0]
+        assert same["spans"] == row["spans"]
+        for bad, match in (({"tokens": [["a"]], "method": "mc_dropout"}, "mc_dropout.*text-classification"),
+                           ({"texts": ["a"], "explain": True}, "explain=true is for text-classification"),
+                           ({"tokens": [["a", " "]]}, r"tokens\[0\]\[1\] is empty")):
+            r = c.post("/v1/predict", json=bad)
+            assert r.status_code == 422 and re.search(match, r.json()["detail"]), r.json()
+        assert c.post("/v1/explain", json={"text": "bob"}).status_code == 422
+
+
+def test_calibrated_ner_runs_keep_or_flag_each_span(calibrated_ner_run):
+    with serving(calibrated_ner_run) as c:
+        body = c.post("/v1/predict", json={"tokens": [["the", "bob", "smith", "went", "to", "rome"], ["nothing", "here"]]}).json()
+        assert body["calibrated"] is True
+        spans = body["predictions"][0]["spans"]
+        assert [(s["text"], s["label"]) for s in spans] == [("bob smith", "PER"), ("rome", "LOC")]
+        assert body["predictions"][1]["spans"] == []
+        for span in spans:
+            assert 0 < span["confidence"] <= 1 and span["decision"] in {"keep", "flag"} and "confidence" in span["reason"]
+        text = c.get("/metrics").text
+        assert sum(metric(text, "caveat_decisions_total", action=a) for a in ("keep", "flag") if f'action="{a}"' in text) == 2
+        assert metric(text, "caveat_drift_enabled", score="none") == 0
+
+
+def test_api_key_guards_the_api_but_not_health(served_run, monkeypatch):
+    monkeypatch.setenv("CAVEAT_API_KEY", "s3cret")
+    app = create_app(ServiceSettings.from_env(run_dir=served_run))
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200
+        while c.get("/readyz").status_code != 200:
+            pass
+        missing = c.post("/v1/predict", json={"texts": ["alpha"]})
+        assert missing.status_code == 401 and "missing X-API-Key" in missing.json()["detail"]
+        wrong = c.post("/v1/predict", content=b"{not json", headers={"X-API-Key": "nope"})
+        assert wrong.status_code == 401 and "wrong X-API-Key" in wrong.json()["detail"]
+        assert c.get("/metrics").status_code == 401
+        assert c.post("/v1/predict", json={"texts": ["alpha"]}, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert "APIKeyHeader" in json.dumps(c.get("/openapi.json").json()["components"]["securitySchemes"])
+
+
+def test_a_model_that_fails_to_load_is_reported_not_served(served_run, monkeypatch):
+    from caveat.service.engine import Engine
+
+    def broken(self):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(Engine, "load", broken)
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(ServiceSettings.from_env({}, run_dir=served_run))) as c:
+        for _ in range(100):
+            ready = c.get("/readyz")
+            if "disk on fire" in ready.json()["detail"]:
+                break
+        assert ready.status_code == 503 and "OSError: disk on fire" in ready.json()["detail"]
+        r = c.post("/v1/predict", json={"texts": ["alpha"]})
+        assert r.status_code == 503 and "retry once /readyz" in r.json()["detail"]
+        assert c.get("/healthz").status_code == 200
+
+
+def test_openapi_documents_the_routes_and_schemas(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/predict", "/v1/explain", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+    schemas = spec["components"]["schemas"]
+    assert {"PredictRequest", "PredictResponse", "TextPrediction", "TokenPrediction", "ExplainRequest", "ExplainResponse",
+            "Problem"} <= set(schemas)
+    assert schemas["PredictRequest"]["properties"]["method"]["enum"] == ["deterministic", "mc_dropout"] or \
+        "deterministic" in json.dumps(schemas["PredictRequest"]["properties"]["method"])
