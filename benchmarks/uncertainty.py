@@ -30,8 +30,7 @@ def conformal_resplits(probs: np.ndarray, labels: np.ndarray, *, alpha: float = 
 
 
 def bench_uncertainty(run_dir: Path, data_root: Path, *, repeats: int = 3) -> dict:
-    """Calibrate (with out-of-scope calibration texts: oos_train + oos_val, deployment share = that of
-    test + oos_test), then evaluate every method side by side; cheap methods' costs are medians of
+    """Calibrate (with out-of-scope calibration texts: oos_train + oos_val), then evaluate every method side by side; cheap methods' costs are medians of
     ``repeats`` calls, MC dropout's (naive and head-only) of one call each."""
     from caveat.calibrate import Caveats, calibrate_run
     from caveat.data.load import load_data
@@ -40,7 +39,12 @@ def bench_uncertainty(run_dir: Path, data_root: Path, *, repeats: int = 3) -> di
     from caveat.models.rundir import open_run
 
     oos_train = str(data_root / "clinc150" / "data_full.json#oos_train")
-    share = 1000 / (4500 + 1000)  # oos_test / (test + oos_test)
+    # The test mixture's share (oos_test / (test + oos_test) = 18%) cannot be certified at 2% with the
+    # 200 out-of-scope calibration texts CLINC has (even none answered bounds their rate at 2% only);
+    # recorded, then the bound is set for a 10% share and checked on the harder 18% test mixture.
+    test_share = 1000 / (4500 + 1000)
+    at_test_share = calibrate_run(run_dir, ood=[oos_train, "oos_val"], ood_rate=test_share)["risk"]
+    share = 0.10
     calibration = calibrate_run(run_dir, ood=[oos_train, "oos_val"], ood_rate=share)
     cheap = "msp,entropy,margin,max_logit,energy,mahalanobis,laplace"
     runs = [evaluate_run(run_dir, "test", ood=["oos_test"], methods=cheap, write=False) for _ in range(repeats)]
@@ -75,7 +79,8 @@ def bench_uncertainty(run_dir: Path, data_root: Path, *, repeats: int = 3) -> di
         "conformal_resplits": conformal_resplits(probs, labels),
         "abstention_in_scope": base["abstention"],
         "decisions": base["decisions"],
-        "abstention_combined": {"target": 0.02, "delta": 0.05, "ood_rate": share,
+        "risk_at_test_share": {"ood_rate": test_share, "feasible": at_test_share["threshold"] is not None},
+        "abstention_combined": {"target": 0.02, "delta": 0.05, "ood_rate": share, "test_ood_share": test_share,
                                 "risk": combined["combined_answered_error"], "coverage": combined["combined_coverage"],
                                 "oos_recall": combined["oos_recall"],
                                 "in_scope_coverage": base["decisions"]["in_scope"]["answer"] / len(splits.test.examples)},

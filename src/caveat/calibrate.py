@@ -117,6 +117,7 @@ def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: s
     head = predictor.model.head
     laplace = LastLayerLaplace().fit(train.features, _label_ids(run, splits.train),
                                      head.weight.detach().float().numpy(), head.bias.detach().float().numpy())
+    laplace.tune_prior_precision(validation.features, _label_ids(run, splits.validation))
     laplace_state = laplace.state()
 
     tmp = run.path / f".{ARRAYS_FILE}.tmp"  # atomic: a reader never sees half a file

@@ -261,3 +261,25 @@ def test_errors_name_value_and_fix():
     del state["arrays"]["a_eigvecs"]
     with pytest.raises(DataError, match=r"lacks arrays \['a_eigvecs'\]"):
         LastLayerLaplace.from_state(state)
+
+
+def test_prior_tuned_on_held_out_nll_is_the_grid_minimum():
+    x, y = planted(300, seed=11)
+    w, b = map_head(x, y)
+    held_x, held_y = planted(200, seed=12)
+    grid = np.logspace(-3, 5, 17)
+    la = LastLayerLaplace().fit(x, y, w, b)
+    evidence_lam = la.fitted_prior_precision
+    nll = []
+    for lam in grid:  # the reference: a fresh fit at each fixed precision
+        p = LastLayerLaplace(prior_precision=float(lam)).fit(x, y, w, b).predict(held_x)
+        nll.append(-np.log(p[np.arange(len(held_y)), held_y]).mean())
+    la.tune_prior_precision(held_x, held_y, grid=grid)
+    assert la.fitted_prior_precision == grid[int(np.argmin(nll))]
+    p = la.predict(held_x)
+    assert -np.log(p[np.arange(len(held_y)), held_y]).mean() == pytest.approx(min(nll))
+    assert la.fitted_prior_precision != evidence_lam  # the evidence's choice is not the NLL's
+    back = LastLayerLaplace.from_state(la.state())
+    assert back.fitted_prior_precision == la.fitted_prior_precision
+    with pytest.raises(ConfigError, match="grid must be a non-empty 1-D array of positive precisions"):
+        la.tune_prior_precision(held_x, held_y, grid=[0.0, 1.0])
