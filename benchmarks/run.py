@@ -1,6 +1,6 @@
 """``make bench``: real-data benchmarks of the default backbone on CPU.
 
-    python -m benchmarks.run [--only clinc150,conll2003,sst2,step_cost,uncertainty,spans,ensemble] [--quick] [--no-reuse]
+    python -m benchmarks.run [--only clinc150,conll2003,sst2,step_cost,uncertainty,spans,ensemble,service] [--quick] [--no-reuse]
 
 Reads ``$CAVEAT_DATA`` (default ../shared/data); writes ``benchmarks/results/<name>.json``,
 ``benchmarks/results/README.md`` and the table between the bench markers of the top-level README.
@@ -76,6 +76,18 @@ def table() -> str:
         r = json.loads(path.read_text())
         m, e = r["member"], r["ensemble"]
         lines.append(f"| SST-2 deep ensemble ({r['members']}) vs one member: ECE / NLL / cost | test | {e['ece']:.4f} / {e['nll']:.3f} / {e['cost_ratio']:.2f}× (member {m['ece']:.4f} / {m['nll']:.3f}) | report | | |")
+    path = RESULTS / "service.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        mb, one = r["microbatched"], r["one_at_a_time"]
+        lines += [
+            f"| service /v1/predict, {r['concurrency']} clients × {r['seconds']:g} s (CLINC150 run) | errors; p50 / p99 | {mb['errors']}; {mb['p50_ms']:.0f} / {mb['p99_ms']:.0f} ms | 0 errors | {'yes' if r['zero_errors'] else 'no'} | |",
+            f"| micro-batching throughput / one request at a time | ratio | {r['microbatching_speedup']:.2f}× ({mb['requests_per_s']:.0f} vs {one['requests_per_s']:.0f} req/s) | ≥ 3× | {'yes' if r['microbatching_speedup'] >= 3 else 'no'} | |",
+            f"| predictions/s through HTTP at batch {r['batch']} / Python API | ratio | {r['http_vs_python_api']:.2f} | ≥ 0.70 | {'yes' if r['http_vs_python_api'] >= 0.7 else 'no'} | |",
+        ]
+        if r.get("fuzz"):
+            f = r["fuzz"]
+            lines.append(f"| fuzzing /v1/predict with malformed bodies | 5xx of {f['requests']} | {f['server_errors']} | 0 | {'yes' if f['server_errors'] == 0 else 'no'} | |")
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
@@ -86,7 +98,7 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble"]))
+    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service"]))
     parser.add_argument("--quick", action="store_true", help="a few steps each: checks the harness, not the figures")
     parser.add_argument("--no-reuse", action="store_true")
     args = parser.parse_args()
@@ -102,12 +114,23 @@ def main() -> None:
             record = bench_uncertainty((WORK if not args.quick else WORK / "quick") / "clinc150", data_root)
         elif name == "spans":  # needs the conll2003 run
             record = bench_spans((WORK if not args.quick else WORK / "quick") / "conll2003")
+        elif name == "service":  # the calibrated clinc150 run behind a real server (benchmarks/service.py)
+            import subprocess
+            import sys
+
+            seconds = "3" if args.quick else "30"
+            run_dir = (WORK if not args.quick else WORK / "quick") / "clinc150"
+            out = subprocess.run([sys.executable, "-m", "benchmarks.service", str(run_dir), "--seconds", seconds],
+                                 capture_output=True, text=True, cwd=ROOT)
+            if out.returncode not in (0, 1):
+                raise SystemExit(f"service benchmark failed:\n{out.stderr[-3000:]}")
+            record = json.loads(out.stdout)
         elif name == "ensemble":  # needs the sst2-ens run (caveat train examples/sst2.yaml --ensemble 3)
             record = bench_ensemble(WORK / "sst2-ens")
         elif name in TASKS:
             record = bench_task(name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble'])}")
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service'])}")
         record["command"] = "make bench" if not args.quick else "python -m benchmarks.run --quick"
         record["wall_seconds"] = round(time.perf_counter() - start, 1)
         write_json_atomic(results / f"{name}.json", record)

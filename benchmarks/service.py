@@ -9,7 +9,9 @@ For ``--seconds`` each, against a real uvicorn server in a subprocess:
 2. ``http_batch``: one client sending ``--batch`` (32) texts per request to the same server;
 3. ``one_at_a_time``: as 1., against a server with ``--max-batch-size 1`` (no micro-batching);
 4. ``python_api``: no HTTP: ``Predictor`` + ``Caveats`` (what ``caveat predict`` runs) on the same
-   batches of ``--batch`` texts, in this process.
+   batches of ``--batch`` texts, in this process;
+5. ``fuzz``: ``--fuzz`` (2000) malformed request bodies (seeded: random bytes, wrong JSON types,
+   truncated JSON, bad field values, deep nesting, oversized texts) to ``/v1/predict``: zero 5xx.
 
 Prints JSON: errors (must be zero), p50/p99 latency, throughput, and the ratios
 ``microbatching_speedup`` (1 / 3, requests per second) and ``http_vs_python_api`` (2 / 4, predictions
@@ -19,6 +21,7 @@ per second). Clients and server share this machine's CPUs, so the ratios are wha
 from __future__ import annotations
 
 import argparse
+import random
 import asyncio
 import contextlib
 import json
@@ -171,6 +174,48 @@ def python_api(run_dir: Path, batches: list[list[str]], seconds: float, torch_th
     return summary(latencies, inputs, seconds, [])
 
 
+def malformed(rng: random.Random) -> bytes:
+    """One malformed (or borderline) request body."""
+    def value(depth: int = 0):
+        makers = [lambda: None, lambda: rng.random() < 0.5, lambda: rng.randint(-10**6, 10**6),
+                  lambda: rng.uniform(-1e9, 1e9), lambda: "".join(chr(rng.randrange(1, 0x2FFF)) for _ in range(rng.randrange(12))),
+                  lambda: "texts",
+                  lambda: [value(depth + 1) for _ in range(rng.randrange(4))],
+                  lambda: {str(rng.randrange(99)): value(depth + 1) for _ in range(rng.randrange(3))}]
+        return makers[rng.randrange(len(makers) if depth < 3 else 6)]()
+
+    fields = {"texts": lambda: rng.choice([value(), [value() for _ in range(rng.randrange(5))], ["ok", ""], [" "],
+                                            ["x" * rng.choice([10, 10**4, 10**5])], ["hi"] * rng.choice([1, 100, 10**4]), []]),
+              "tokens": lambda: rng.choice([value(), [["a", "b"]], [[]], [[value()]]]),
+              "method": lambda: rng.choice(["deterministic", "mc_dropout", "MC", "", value()]),
+              "samples": lambda: rng.choice([rng.randint(-5, 500), value()]),
+              "k": lambda: rng.choice([rng.randint(-5, 10**6), value()]),
+              "explain": lambda: rng.choice([True, False, value()]),
+              "bogus": value}
+    kind = rng.randrange(5)
+    if kind == 0:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
+    if kind == 1:
+        return json.dumps(value()).encode()
+    if kind == 2:
+        return ("[" * rng.choice([50, 5000]) + "]" * rng.choice([0, 50])).encode()
+    body = json.dumps({k: make() for k, make in fields.items() if rng.random() < 0.5}).encode()
+    return body[: rng.randrange(len(body))] if kind == 3 else body
+
+
+def fuzz(base: str, n: int, seed: int = 0) -> dict:
+    """Send ``n`` malformed bodies; count status codes (any 5xx is a failure)."""
+    import httpx
+
+    rng, statuses = random.Random(seed), {}
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for _ in range(n):
+            code = client.post("/v1/predict", content=malformed(rng), headers={"content-type": "application/json"}).status_code
+            statuses[code] = statuses.get(code, 0) + 1
+    return {"requests": n, "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "server_errors": sum(v for k, v in statuses.items() if k >= 500)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="A (calibrated) run directory.")
@@ -181,6 +226,7 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                         help="CPU threads for inference, server and python_api alike (default: the service's, all CPUs but one).")
     parser.add_argument("--allow-uncalibrated", action="store_true", help="Serve a run that was not calibrated.")
+    parser.add_argument("--fuzz", type=int, default=2000, help="Malformed requests in the fuzz phase (0: skip).")
     args = parser.parse_args()
     if args.seconds <= 0 or args.concurrency < 1 or args.batch < 1:
         parser.error("--seconds must be > 0, --concurrency and --batch >= 1")
@@ -194,6 +240,8 @@ def main() -> None:
         result["microbatched"] = asyncio.run(load(base, singles, clients=args.concurrency, seconds=args.seconds))
         result["microbatched"].update(batch_stats(base))
         result["http_batch"] = asyncio.run(load(base, [{"texts": b} for b in batches], clients=1, seconds=args.seconds))
+        if args.fuzz:
+            result["fuzz"] = fuzz(base, args.fuzz)
     with server(args.run_dir, max_batch_size=1, args=args) as base:
         result["one_at_a_time"] = asyncio.run(load(base, singles, clients=args.concurrency, seconds=args.seconds))
         result["one_at_a_time"].update(batch_stats(base))
@@ -205,9 +253,10 @@ def main() -> None:
     result["microbatching_speedup"] = ratio(result["microbatched"]["requests_per_s"], result["one_at_a_time"]["requests_per_s"])
     result["http_vs_python_api"] = ratio(result["http_batch"]["predictions_per_s"], result["python_api"]["predictions_per_s"])
     result["zero_errors"] = all(result[k]["errors"] == 0 for k in ("microbatched", "http_batch", "one_at_a_time"))
+    result["fuzz_zero_5xx"] = result["fuzz"]["server_errors"] == 0 if "fuzz" in result else None
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
-    if not result["zero_errors"]:
+    if not result["zero_errors"] or result["fuzz_zero_5xx"] is False:
         raise SystemExit(1)
 
 
