@@ -1,0 +1,130 @@
+"""Greedy substitution search under constraints: the engine behind every registered attack.
+
+``order="importance"`` is the word-importance ranking of TextFooler (Jin et al. 2020, "Is BERT Really
+Robust? A Strong Baseline for Natural Language Attack on Text Classification and Entailment"): each
+editable word is deleted in turn (one batched query) and words are visited by how much their deletion
+lowers the true label's probability. ``order="random"`` visits them in a seeded random order, the
+baseline search of Yoo et al. 2020 ("Searching for a Search Method"). At each visited word every
+candidate is scored in one batched query after the similarity filter; a candidate that flips the
+label ends the search (the most similar such one is kept), otherwise the one lowering the true
+label's probability most is kept if it lowers it at all. The search stops at the first flip, or when
+the change budget is spent.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from caveat.errors import ConfigError
+from caveat.robustness.attacks.base import AttackResult, Constraints, Encoder, Victim
+from caveat.robustness.attacks.words import Words
+
+ORDERS = ("importance", "random")
+
+
+@dataclass
+class Attack:
+    """A named attack: where substitutes come from, the order words are visited in, and the constraints.
+
+    Parameters
+    ----------
+    name : its registry name.
+    candidates : a word's letters -> replacement spellings or words, in the word's case.
+    constraints : budget, similarity floor, words never edited.
+    encoder : sentence encoder for the similarity constraint.
+    order : ``"importance"`` or ``"random"``.
+    seed : for the random order (candidate generators take their own seed).
+    """
+
+    name: str
+    candidates: Callable[[str], list[str]]
+    constraints: Constraints
+    encoder: Encoder
+    order: str = "importance"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.order not in ORDERS:
+            raise ConfigError(f"order must be one of {', '.join(ORDERS)}. Got {self.order!r}.")
+
+    def attack(self, victim: Victim, text: str, label: str, *, probs: np.ndarray | None = None) -> AttackResult:
+        """Attack one labelled text.
+
+        ``probs`` (C,) are the victim's probabilities for ``text`` when the caller already scored it
+        (in a batch with other texts); that query is still counted in the result. Examples the victim
+        gets wrong are returned unattacked.
+        """
+        scored_by_caller = probs is not None
+        start = victim.queries
+        if probs is None:
+            probs = victim.probs([text])[0]
+        result = _Search(self, victim, Words.of(text), victim.labels.index(label), probs).run()
+        result.queries = victim.queries - start + int(scored_by_caller)
+        return result
+
+    def positions(self, words: Words) -> list[int]:
+        """Tokens this attack may edit."""
+        return [i for i in range(len(words.tokens)) if self.constraints.editable(words.core(i))]
+
+
+class _Search:
+    """The state of one greedy search (one example)."""
+
+    def __init__(self, attack: Attack, victim: Victim, words: Words, y: int, probs: np.ndarray) -> None:
+        self.attack, self.victim, self.words, self.y = attack, victim, words, y
+        self.original_probs = probs
+
+    def result(self, current: Words, probs: np.ndarray, changed: int, similarity: float, attacked: bool) -> AttackResult:
+        labels, y = self.victim.labels, self.y
+        before, after = int(np.argmax(self.original_probs)), int(np.argmax(probs))
+        return AttackResult(
+            original=self.words.text, adversarial=current.text, label=labels[y],
+            original_label=labels[before], original_prob=float(self.original_probs[before]),
+            adversarial_label=labels[after], adversarial_prob=float(probs[after]),
+            attacked=attacked, success=attacked and after != y, queries=0,
+            words=self.words.n_words, changed=changed, similarity=float(similarity))
+
+    def order(self, positions: list[int]) -> list[int]:
+        if self.attack.order == "random":
+            rng = random.Random(f"{self.attack.seed}:{self.words.text}")
+            return rng.sample(positions, len(positions))
+        dropped = self.victim.probs([self.words.without(i) for i in positions])[:, self.y]  # (P,)
+        return [positions[j] for j in np.argsort(dropped, kind="stable")]  # lowest true-label prob first
+
+    def run(self) -> AttackResult:
+        words, y = self.words, self.y
+        if int(np.argmax(self.original_probs)) != y:
+            return self.result(words, self.original_probs, 0, 1.0, attacked=False)
+        budget = self.attack.constraints.budget(words.n_words)
+        positions = self.attack.positions(words)
+        current, probs, changed, similarity = words, self.original_probs, 0, 1.0
+        if budget == 0 or not positions:
+            return self.result(current, probs, changed, similarity, attacked=True)
+        reference = None
+        for i in self.order(positions):
+            if changed >= budget:
+                break
+            core = words.core(i)
+            texts = [current.replace(i, c) for c in dict.fromkeys(self.attack.candidates(core))
+                     if c != core and c.lower() not in self.attack.constraints.protected]  # never introduced either
+            if not texts:
+                continue
+            if reference is None:
+                reference = self.attack.encoder.encode([words.text])[0]  # (D,)
+            sims = self.attack.encoder.encode([t.text for t in texts]) @ reference  # (K,)
+            keep = np.nonzero(sims >= self.attack.constraints.min_similarity)[0]
+            if len(keep) == 0:
+                continue
+            scored = self.victim.probs([texts[j].text for j in keep])  # (K', C)
+            flipped = np.nonzero(np.argmax(scored, axis=1) != y)[0]
+            if len(flipped):
+                best = flipped[np.argmax(sims[keep[flipped]])]  # the most similar flip (TextFooler)
+                return self.result(texts[keep[best]], scored[best], changed + 1, sims[keep[best]], attacked=True)
+            best = int(np.argmin(scored[:, y]))
+            if scored[best, y] < probs[y]:
+                current, probs, changed, similarity = texts[keep[best]], scored[best], changed + 1, sims[keep[best]]
+        return self.result(current, probs, changed, similarity, attacked=True)

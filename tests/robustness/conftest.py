@@ -1,0 +1,70 @@
+"""Fakes for attack tests: a keyword classifier, a bag-of-words sentence encoder, a synonym table."""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+import numpy as np
+import pytest
+
+from caveat.robustness.attacks import AttackSetup, Constraints
+from caveat.types import Predictions
+
+SYNONYMS = {"good": ["fine", "nice"], "great": ["grand", "big", "large"], "movie": ["film", "picture"],
+            "cast": ["crew", "actors"], "fun": ["joy"], "story": ["tale", "plot"], "ending": ["finale"]}
+
+# (text, true label); the keyword model gets all of them right
+SENTENCES = [
+    ("the movie was good and the cast was great fun", "positive"),
+    ("A good story, with great actors and a fine ending.", "positive"),
+    ("good   movie", "positive"),  # 2 words: a budget of 0 under 0.2
+    ("the plot was dull and the acting slow", "negative"),
+    ("really good fun , a great great cast and a good movie with a story", "positive"),
+]
+
+
+class KeywordModel:
+    """P(positive) = sigmoid(bias + sum of the weights of the words present): "good" decides alone."""
+
+    labels = ["negative", "positive"]
+
+    def __init__(self, weights: dict[str, float] | None = None, bias: float = -2.0) -> None:
+        self.weights = weights or {"good": 3.0, "great": 1.0}
+        self.bias = bias
+        self.calls: list[int] = []
+
+    def predict(self, texts: list[str]) -> Predictions:
+        self.calls.append(len(texts))
+        logit = np.array([self.bias + sum(self.weights.get(w, 0.0) for w in set(re.findall(r"[a-z]+", t.lower())))
+                          for t in texts])
+        p = 1 / (1 + np.exp(-logit))
+        return Predictions(probs=np.stack([1 - p, p], axis=-1)[None], labels=self.labels)  # (1, N, 2)
+
+
+class BagOfWords:
+    """Hashed word counts, L2-normalised: one word replaced in ten distinct words gives cosine 0.9."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        out = np.zeros((len(texts), 4096))
+        for i, t in enumerate(texts):
+            for w in re.findall(r"\S+", t.lower()):
+                out[i, zlib.crc32(w.encode()) % 4096] += 1
+        return out / np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
+
+
+def synonyms(word: str) -> list[str]:
+    return list(SYNONYMS.get(word.lower(), []))
+
+
+@pytest.fixture
+def make_setup():
+    def make(**constraints) -> AttackSetup:
+        seed = constraints.pop("seed", 0)
+        return AttackSetup(Constraints(**constraints), BagOfWords(), word_candidates=lambda: synonyms, seed=seed)
+
+    return make
