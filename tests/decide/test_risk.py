@@ -172,3 +172,22 @@ def test_mixture_state_round_trip_and_errors():
     gated = np.where(np.arange(3000) % 2 == 0, np.inf, scores)
     rc = RiskControlled(0.05, 0.1).calibrate(gated, errors)
     assert np.isfinite(rc.threshold) and rc.coverage_calibration <= 0.5
+
+
+def test_several_starts_keep_the_guarantee_and_survive_an_early_error():
+    rng = np.random.default_rng(7)
+    target, delta, trials = 0.02, 0.05, 300
+    over = 0
+    for _ in range(trials):
+        rc = RiskControlled(target, delta, allow_empty=True, starts=4).calibrate(*planted(2000, rng))
+        over += true_risk(rc.threshold) > target
+    assert over / trials <= delta + 0.03
+    # label noise among the most confident inputs: one error in the first 200 ends a single sequence
+    scores, errors = planted(4000, rng)
+    errors[np.argsort(scores)[[3, 40]]] = True
+    single = RiskControlled(target, delta, allow_empty=True).calibrate(scores, errors)
+    several = RiskControlled(target, delta, allow_empty=True, starts=4).calibrate(scores, errors)
+    assert single.threshold == -math.inf and several.threshold > 0.5
+    assert RiskControlled.from_state(several.state()).starts == 4
+    with pytest.raises(ConfigError, match="starts must be an integer >= 1"):
+        RiskControlled(target, delta, starts=0)

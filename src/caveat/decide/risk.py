@@ -14,7 +14,10 @@ sequence testing controls the family-wise error at ``delta``, hence
 
 Thresholds that answer fewer than ``n_min = ceil(log(delta) / log(1 - target))`` calibration
 inputs cannot be rejected even with zero errors, so the sequence starts after them (the start
-depends only on how many inputs are answered, not on their errors).
+depends only on how many inputs are answered, not on their errors). With ``starts = J`` there are J
+such sequences, starting at shares 0, 1/J, ..., of the inputs answered, each at level ``delta / J``:
+the family-wise error stays below ``delta`` by the union bound, and the threshold kept is the least
+conservative one any sequence certified.
 
 Out-of-scope inputs. When deployment traffic holds a share ``pi`` of out-of-scope inputs (any
 answer to them is an error), pass out-of-scope calibration scores too. The selective risk of the
@@ -82,6 +85,10 @@ class RiskControlled:
     delta : allowed probability that the bound fails (over calibration sets), in (0, 1).
     score : name of the uncertainty score the thresholds refer to (used in reasons and state).
     allow_empty : when no threshold meets the target, abstain on everything instead of raising.
+    starts : number of fixed sequences, each tested at ``delta / starts`` (Bonferroni); sequence j
+        starts at the first threshold answering a share ``j / starts`` of the calibration inputs. One
+        error among the most confident inputs ends a single sequence before any useful threshold
+        (it happens with label noise, as in CoNLL-2003); later starts go on past it.
 
     Attributes
     ----------
@@ -91,15 +98,18 @@ class RiskControlled:
     """
 
     def __init__(self, target_risk: float = 0.02, delta: float = 0.05, *, score: str = "msp",
-                 allow_empty: bool = False) -> None:
+                 allow_empty: bool = False, starts: int = 1) -> None:
         self.target_risk = check_level("target_risk", target_risk, fix="Use e.g. target_risk=0.02 for at most 2% errors.")
         self.delta = check_level("delta", delta, fix="Use e.g. delta=0.05 for 95% confidence.")
         if not isinstance(score, str) or not score:
             raise ConfigError(f"score must be the name of an uncertainty score, e.g. 'msp'; got {score!r}")
         if not isinstance(allow_empty, bool):
             raise ConfigError(f"allow_empty must be True or False; got {allow_empty!r}")
+        if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+            raise ConfigError(f"starts must be an integer >= 1 (fixed sequences, each at delta / starts); got {starts!r}")
         self.score = score
         self.allow_empty = allow_empty
+        self.starts = starts
         self.threshold: float | None = None
         self.coverage_calibration: float | None = None
         self.risk_calibration: float | None = None
@@ -144,12 +154,22 @@ class RiskControlled:
         last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True] & np.isfinite(s_sorted)  # ties are answered together
         lam, n_lam, k_lam = s_sorted[last_of_tie], answered[last_of_tie], wrong[last_of_tie]
 
-        n_min = min_answered(self.target_risk, self.delta)
+        level = self.delta / self.starts  # Bonferroni over the sequences
+        n_min = min_answered(self.target_risk, level)
         testable = n_lam >= n_min
         lam, n_lam, k_lam = lam[testable], n_lam[testable], k_lam[testable]
-        rejected = binom.cdf(k_lam, n_lam, self.target_risk) <= self.delta  # (K,) H0: R > target
+        rejected = binom.cdf(k_lam, n_lam, self.target_risk) <= level  # (K,) H0: R > target
         risk = np.divide(k_lam, n_lam, out=np.zeros(len(lam)), where=n_lam > 0)
-        return self._choose(lam, rejected, n_lam / n, risk, n, float(e.mean()), f"even an error-free threshold needs ≥ {n_min} answered examples")
+        # sequence j starts at the first threshold answering >= j / starts of the inputs (j = 0: the
+        # most conservative testable one); each walks on until its first non-rejection
+        begins = sorted({int(np.searchsorted(n_lam, j * n / self.starts)) for j in range(self.starts)})
+        keep = np.zeros(len(lam), dtype=bool)
+        for b in begins:
+            run = rejected[b:]
+            stop = int(np.argmin(run)) if not run.all() else run.shape[0]
+            keep[b : b + stop] = True
+        return self._choose(lam, keep, n_lam / n, risk, n, float(e.mean()), f"even an error-free threshold needs ≥ {n_min} answered examples",
+                            union=self.starts > 1)
 
     def _check(self, scores: Any, errors: Any) -> tuple[np.ndarray, np.ndarray]:
         s = np.asarray(scores, dtype=np.float64)
@@ -214,9 +234,13 @@ class RiskControlled:
         return chosen
 
     def _choose(self, lam: np.ndarray, rejected: np.ndarray, coverage: np.ndarray, risk: np.ndarray, n: int,
-                error_rate: float, why: str) -> RiskControlled:
-        """Fixed-sequence testing: keep the last threshold before the first non-rejection."""
-        stop = int(np.argmin(rejected)) if not rejected.all() else rejected.shape[0]  # first non-rejection
+                error_rate: float, why: str, union: bool = False) -> RiskControlled:
+        """Fixed-sequence testing: keep the last threshold before the first non-rejection (``union``:
+        ``rejected`` already marks every threshold some sequence certified; keep the largest)."""
+        if union:
+            stop = int(np.flatnonzero(rejected)[-1]) + 1 if rejected.any() else 0
+        else:
+            stop = int(np.argmin(rejected)) if not rejected.all() else rejected.shape[0]  # first non-rejection
         self.n_calibration = n
         if stop == 0:
             if not self.allow_empty:
@@ -261,6 +285,7 @@ class RiskControlled:
             "delta": self.delta,
             "score": self.score,
             "allow_empty": self.allow_empty,
+            "starts": self.starts,
             "calibrated": self.threshold is not None,
             "threshold": self.threshold if finite else None,
             "coverage_calibration": self.coverage_calibration,
@@ -278,7 +303,7 @@ class RiskControlled:
         if missing:
             raise ConfigError(f"risk state lacks {', '.join(sorted(missing))}; save it with state()")
         obj = cls(state["target_risk"], state["delta"], score=state["score"],
-                  allow_empty=state.get("allow_empty", False))
+                  allow_empty=state.get("allow_empty", False), starts=state.get("starts", 1))
         if state.get("calibrated", state["threshold"] is not None):
             obj.threshold = -math.inf if state["threshold"] is None else float(state["threshold"])
             obj.coverage_calibration = state.get("coverage_calibration")
