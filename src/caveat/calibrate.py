@@ -23,6 +23,7 @@ ARRAYS_FILE = "calibration.safetensors"
 CALIBRATION_SCORES = "scores.calibration"  # key in ARRAYS_FILE: the ``score`` of each calibration input
 ROUTE_ON = ("set_size",)  # ambiguous between a few labels: a person picks; other triggers abstain
 MAX_SET_SIZE = 3
+RISK_STARTS = 2  # fixed sequences of the risk threshold (decide/risk.py): robust to one early error; NER spans use 4
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -103,7 +104,7 @@ def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: s
         passed = gate.decide(q, ood=maha.score(p.features)).answered
         return np.where(passed, scorer(probs=q[None], logits=z[None]), np.inf)
 
-    risk = RiskControlled(target_risk, delta, score=score, allow_empty=True)
+    risk = RiskControlled(target_risk, delta, score=score, allow_empty=True, starts=RISK_STARTS)
     errors = probs.argmax(-1) != y
     if ood_inputs:
         ood_scores = gated_scores(predictor.predict(ood_inputs))

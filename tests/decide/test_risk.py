@@ -139,14 +139,14 @@ def mixture_risk(lam: float, pi: float) -> float:
 
 def test_mixture_bound_holds_with_out_of_scope_traffic():
     # Deployment: 10% out-of-scope inputs, any answer to them wrong. The calibration sets hold
-    # 2000 in-scope and only 300 out-of-scope inputs (their own share is not the deployment one).
+    # 4000 in-scope and 1000 out-of-scope inputs (their own share is not the deployment one).
     rng = np.random.default_rng(3)
     target, delta, pi, trials = 0.02, 0.05, 0.1, 200
     over, thresholds = 0, []
     for _ in range(trials):
-        scores, errors = planted(2000, rng)
-        rc = RiskControlled(target, delta, allow_empty=True).calibrate(
-            scores, errors, ood_scores=0.5 + 0.8 * rng.random(300), ood_rate=pi)
+        scores, errors = planted(4000, rng)
+        rc = RiskControlled(target, delta, allow_empty=True, starts=4).calibrate(
+            scores, errors, ood_scores=0.5 + 0.8 * rng.random(1000), ood_rate=pi)
         over += mixture_risk(rc.threshold, pi) > target
         thresholds.append(rc.threshold)
     assert over / trials <= delta + 0.03

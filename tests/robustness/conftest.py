@@ -68,3 +68,41 @@ def make_setup():
         return AttackSetup(Constraints(**constraints), BagOfWords(), word_candidates=lambda: synonyms, seed=seed)
 
     return make
+
+
+@pytest.fixture(scope="package")
+def trained_runs(tiny_backbone, text_data, tmp_path_factory):
+    """Shift / compare tests: (uncalibrated, calibrated) copies of one tiny run (4 epochs, all of the
+    test split right), and a second, different run (fgm, 2 epochs). Tests that write copy them first."""
+    import shutil
+    import warnings
+
+    from caveat.calibrate import calibrate_run
+    from caveat.config import load_config
+    from caveat.training.loop import Trainer
+    from tests.conftest import tiny_overrides
+
+    root = tmp_path_factory.mktemp("robust-runs")
+    Trainer(load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=4)), root / "erm", progress=False).fit()
+    shutil.copytree(root / "erm", root / "erm-calibrated")
+    with warnings.catch_warnings():  # a tiny model's temperature may sit on the search bound
+        warnings.filterwarnings("ignore", "fitted temperature", UserWarning)
+        calibrate_run(root / "erm-calibrated", target_risk=0.2, alpha=0.2)
+    Trainer(load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=2, objective="fgm")), root / "fgm",
+            progress=False).fit()
+    return root / "erm", root / "erm-calibrated", root / "fgm"
+
+
+@pytest.fixture(scope="package")
+def mixed_file(tmp_path_factory):
+    """A shifted set: the test texts' kind, each with a second, conflicting keyword (twice), label of the first."""
+    import random
+
+    from tests.fakes import planted_texts, write_jsonl
+
+    rng = random.Random(5)
+    rows = []
+    for row in planted_texts(60, seed=7):
+        other = rng.choice([w for w in ("alpha", "beta", "gamma") if w not in row["text"].split()])
+        rows.append({"text": f"{row['text']} {other} {other}", "label": row["label"]})
+    return write_jsonl(tmp_path_factory.mktemp("shifted") / "mixed.jsonl", rows)

@@ -22,6 +22,7 @@ def evaluate(
     mc_samples: Annotated[int, typer.Option(help="Also evaluate MC dropout with this many samples (0: off; --methods mc_dropout alone uses 10).")] = 0,
     mc_top_layers: Annotated[Optional[int], typer.Option(help="Efficient MC dropout: sample only the top L layers and the head.")] = None,
     ensemble: Annotated[bool, typer.Option("--ensemble", help="Also evaluate the run's deep-ensemble members (train --ensemble N).")] = False,
+    shift: Annotated[list[str], typer.Option(help="Shifted labelled set NAME=FILE, any format the run reads, e.g. cr=custrev.all (repeatable); figures under shift.NAME.")] = [],
     format: Annotated[str, typer.Option("--format", help="json or table.")] = "json",
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
 ) -> None:
@@ -31,7 +32,7 @@ def evaluate(
 
     if format not in ("json", "table"):
         raise ConfigError(f"--format must be json or table. Got {format!r}.")
-    metrics = evaluate_run(run, data, ood=ood, methods=methods, mc_samples=mc_samples, mc_top_layers=mc_top_layers, ensemble=ensemble, batch_size=batch_size)
+    metrics = evaluate_run(run, data, ood=ood, methods=methods, mc_samples=mc_samples, mc_top_layers=mc_top_layers, ensemble=ensemble, batch_size=batch_size, shift=shift)
     if format == "json":
         emit(metrics)
     else:
@@ -60,6 +61,15 @@ def print_table(metrics: dict) -> None:
         for name, row in metrics["methods"].items():
             cells = [row["ece"], row["aurc"], row["error_auroc"], *[row.get("ood_auroc", {}).get(k) for k in sets], row["cost_ratio"]]
             table.add_row(name, row["score"], *("—" if v is None else f"{v:.4f}" for v in cells))
+        console.print(table)
+    if metrics.get("shift"):
+        table = Table(title=f"shift (in-domain: {metrics['data']})")
+        for col in ("set", "n", "accuracy", "macro f1", "ece", "calibrated ece", "aurc", "msp auroc"):
+            table.add_column(col, justify="left" if col == "set" else "right")
+        rows = [(metrics["data"], metrics, None), *((k, r, r["ood"]["msp"]["auroc"]) for k, r in metrics["shift"].items())]
+        for name, row, auroc in rows:  # msp auroc: shifted vs in-domain inputs, so none for the in-domain row
+            cells = [row["accuracy"], row["macro_f1"], row["ece"], row.get("calibrated", {}).get("ece"), row["aurc"], auroc]
+            table.add_row(name, str(row["n"]), *("—" if v is None else f"{v:.4f}" for v in cells))
         console.print(table)
     per = metrics.get("per_type") or metrics.get("per_class") or {}
     detail = Table(title="per type" if "per_type" in metrics else "per class (20 weakest by f1)")

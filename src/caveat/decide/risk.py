@@ -15,7 +15,8 @@ sequence testing controls the family-wise error at ``delta``, hence
 Thresholds that answer fewer than ``n_min = ceil(log(delta) / log(1 - target))`` calibration
 inputs cannot be rejected even with zero errors, so the sequence starts after them (the start
 depends only on how many inputs are answered, not on their errors). With ``starts = J`` there are J
-such sequences, starting at shares 0, 1/J, ..., of the inputs answered, each at level ``delta / J``:
+such sequences, the j-th starting where an error-free threshold would reach ``target / 2**j``, each
+at level ``delta / J``:
 the family-wise error stays below ``delta`` by the union bound, and the threshold kept is the least
 conservative one any sequence certified.
 
@@ -29,8 +30,8 @@ with ``a = P(answer | in)``, ``m = P(answer and wrong | in)``, ``o = P(answer | 
 with ``m`` and ``o`` and falls with ``a``, so one-sided Clopper-Pearson bounds at ``delta / 3`` each
 (upper for ``m`` and ``o``, lower for ``a``; Bonferroni) give an upper bound ``B(lam)`` that holds with
 probability ``>= 1 - delta``; ``B(lam) <= target`` is then a level-``delta`` test of
-``H0: R(lam) > target`` and enters the same fixed sequence, which starts where the best case (no
-errors) leaves half the target as headroom. The in-scope and out-of-scope
+``H0: R(lam) > target`` and enters the same fixed sequences (at ``delta / starts`` each; the best case
+is no in-scope errors and no out-of-scope answers). The in-scope and out-of-scope
 calibration sets may have any sizes: ``pi`` is the deployment share, not theirs.
 """
 
@@ -86,9 +87,9 @@ class RiskControlled:
     score : name of the uncertainty score the thresholds refer to (used in reasons and state).
     allow_empty : when no threshold meets the target, abstain on everything instead of raising.
     starts : number of fixed sequences, each tested at ``delta / starts`` (Bonferroni); sequence j
-        starts at the first threshold answering a share ``j / starts`` of the calibration inputs. One
-        error among the most confident inputs ends a single sequence before any useful threshold
-        (it happens with label noise, as in CoNLL-2003); later starts go on past it.
+        starts at the first threshold whose error-free bound is ``<= target / 2**j``. One error among
+        the most confident inputs ends a single sequence before any useful threshold (it happens
+        with label noise, as in CoNLL-2003); later starts go on past it.
 
     Attributes
     ----------
@@ -162,14 +163,24 @@ class RiskControlled:
         risk = np.divide(k_lam, n_lam, out=np.zeros(len(lam)), where=n_lam > 0)
         # sequence j starts at the first threshold answering >= j / starts of the inputs (j = 0: the
         # most conservative testable one); each walks on until its first non-rejection
-        begins = sorted({int(np.searchsorted(n_lam, j * n / self.starts)) for j in range(self.starts)})
-        keep = np.zeros(len(lam), dtype=bool)
-        for b in begins:
-            run = rejected[b:]
+        keep = self._sequences(rejected, 1.0 - level ** (1.0 / n_lam))  # best case: no errors
+        return self._choose(lam, keep, n_lam / n, risk, n, float(e.mean()), f"even an error-free threshold needs ≥ {n_min} answered examples")
+
+    def _sequences(self, rejected: np.ndarray, best: np.ndarray) -> np.ndarray:
+        """Thresholds certified by some fixed sequence. ``best`` (K,) is each threshold's bound in the
+        best case (no errors), which depends only on how many inputs it answers. Sequence j starts at
+        the first threshold whose best case is <= target / 2**j (j = 0: the first that could pass at
+        all; later ones start where one early error no longer decides) and walks on to less
+        conservative thresholds until its first non-rejection."""
+        keep = np.zeros(len(rejected), dtype=bool)
+        for j in range(self.starts):
+            below = np.flatnonzero(best <= self.target_risk / 2**j)
+            if below.size == 0:
+                continue
+            run = rejected[below[0]:]
             stop = int(np.argmin(run)) if not run.all() else run.shape[0]
-            keep[b : b + stop] = True
-        return self._choose(lam, keep, n_lam / n, risk, n, float(e.mean()), f"even an error-free threshold needs ≥ {n_min} answered examples",
-                            union=self.starts > 1)
+            keep[below[0] : below[0] + stop] = True
+        return keep
 
     def _check(self, scores: Any, errors: Any) -> tuple[np.ndarray, np.ndarray]:
         s = np.asarray(scores, dtype=np.float64)
@@ -202,7 +213,7 @@ class RiskControlled:
         k = np.cumsum(e[np.argsort(s, kind="stable")])  # errors among the i+1 most confident in-scope
         wrong = np.where(a > 0, k[np.maximum(a - 1, 0)], 0)  # (K,)
         oa = np.searchsorted(o_sorted, lam, side="right")  # (K,) out-of-scope answered
-        d3 = self.delta / 3
+        d3 = self.delta / (3 * self.starts)  # three bounds per test (Bonferroni), starts sequences
 
         def upper(x, size):  # one-sided Clopper-Pearson upper bound on a rate
             return np.where(x >= size, 1.0, beta_dist.ppf(1 - d3, x + 1, np.maximum(size - x, 1)))
@@ -219,28 +230,23 @@ class RiskControlled:
         best_denom = (1 - pi) * l_a + pi * u_none
         best = np.divide((1 - pi) * upper(np.zeros_like(a), n) + pi * u_none, best_denom,
                          out=np.ones(len(lam)), where=best_denom > 0)
-        # The sequence starts where even the best case leaves half the target as headroom: right at
-        # the edge of feasibility a single in-scope error would stop it before any useful threshold.
-        testable = best <= self.target_risk / 2
+        testable = best <= self.target_risk  # could pass at all: no in-scope errors, no OOS answered
         lam, rejected, a, wrong, oa = lam[testable], rejected[testable], a[testable], wrong[testable], oa[testable]
         coverage = ((1 - pi) * a / n + pi * oa / m)
         risk = np.divide((1 - pi) * wrong / n + pi * oa / m, coverage, out=np.zeros(len(lam)), where=coverage > 0)
+        keep = self._sequences(rejected, best[testable])
         self.ood_rate, self.n_ood_calibration = pi, m
         self.ood_coverage_calibration = None
-        chosen = self._choose(lam, rejected, coverage, risk, n, float(e.mean()),
+        chosen = self._choose(lam, keep, coverage, risk, n, float(e.mean()),
                               f"even an error-free threshold that answers no out-of-scope input is not provably safe with {m} out-of-scope examples")
         if np.isfinite(chosen.threshold):
             self.ood_coverage_calibration = float((o <= chosen.threshold).mean())
         return chosen
 
-    def _choose(self, lam: np.ndarray, rejected: np.ndarray, coverage: np.ndarray, risk: np.ndarray, n: int,
-                error_rate: float, why: str, union: bool = False) -> RiskControlled:
-        """Fixed-sequence testing: keep the last threshold before the first non-rejection (``union``:
-        ``rejected`` already marks every threshold some sequence certified; keep the largest)."""
-        if union:
-            stop = int(np.flatnonzero(rejected)[-1]) + 1 if rejected.any() else 0
-        else:
-            stop = int(np.argmin(rejected)) if not rejected.all() else rejected.shape[0]  # first non-rejection
+    def _choose(self, lam: np.ndarray, certified: np.ndarray, coverage: np.ndarray, risk: np.ndarray, n: int,
+                error_rate: float, why: str) -> RiskControlled:
+        """Keep the least conservative certified threshold (``certified`` from ``_sequences``)."""
+        stop = int(np.flatnonzero(certified)[-1]) + 1 if certified.any() else 0
         self.n_calibration = n
         if stop == 0:
             if not self.allow_empty:

@@ -64,7 +64,8 @@ def ood_texts(run: Run, spec: str, load: Callable[[], object] | None = None) -> 
 
 def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str] | tuple[str, ...] = (),
                  methods: str | list[str] | None = None, mc_samples: int = 0, mc_top_layers: int | None = None,
-                 ensemble: bool = False, batch_size: int | None = None, write: bool = True) -> dict:
+                 ensemble: bool = False, batch_size: int | None = None, write: bool = True,
+                 shift: list[str] | tuple[str, ...] | dict[str, str] = ()) -> dict:
     """Metrics of a run on ``data`` (see docs/metrics.md for the keys); merged into ``metrics.json``.
 
     For text classification it adds calibration / selective-prediction figures, conformal and
@@ -73,7 +74,8 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
     need no extra pass, see ``evaluation/methods.py``) gets the same figures and its cost relative to
     one deterministic pass, both timed in this call. ``mc_samples = K`` adds MC dropout (naive, or only
     in the top ``mc_top_layers`` layers) and ``ensemble`` the run's deep-ensemble members, each also
-    with every sampled score under ``mc_dropout`` / ``ensemble``.
+    with every sampled score under ``mc_dropout`` / ``ensemble``. ``shift`` (``["cr=FILE", ...]`` or
+    ``{name: file}``, labelled files) adds ``shift.<name>`` per set (``robustness/shift.py``).
     """
     from caveat.inference import Predictor
     from caveat.training.scoring import metrics_for
@@ -83,6 +85,9 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
         raise ConfigError("--ood is for text-classification runs")
     load = functools.cache(lambda: _load_data(run.config))  # the data files are read at most once
     split = resolve_split(run, data, load)
+    from caveat.robustness.shift import evaluate_shifts, read_shifts
+
+    shifted = read_shifts(run, shift)  # read and label-checked before any model pass
     predictor = Predictor.from_run(run, batch_size=batch_size)
     if run.task is Task.TOKEN_CLASSIFICATION:
         preds = predictor.predict([ex.tokens for ex in split.examples])
@@ -99,6 +104,8 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
     else:
         metrics = _text_metrics(run, predictor, split, {name: ood_texts(run, name, load) for name in ood},
                                 methods=methods, mc_samples=mc_samples, mc_top_layers=mc_top_layers, ensemble=ensemble)
+        if shifted:
+            metrics["shift"] = evaluate_shifts(run, predictor, split, shifted)
     result = {"data": data, "source": split.source, "task": run.task.value, **metrics}
     if write:
         path = run.path / METRICS_FILE

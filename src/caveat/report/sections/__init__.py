@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from caveat.report.build import Context
 from caveat.report.schema import Section
-from caveat.report.sections import calibration, decisions, ner, ood, overview, performance, weak_spots
+from caveat.report.sections import attacks, calibration, decisions, ner, ood, overview, performance, shift, weak_spots
 
 SectionFn = Callable[[Context], "Section | None"]
 
@@ -26,6 +26,8 @@ SECTIONS: tuple[SectionFn, ...] = (
     decisions.conformal_sets,
     decisions.decisions,
     ood.out_of_scope,
+    shift.shift,
+    attacks.attacks,
     weak_spots.weak_spots,
     ner.weak_spans,
 )

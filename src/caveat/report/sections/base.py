@@ -40,3 +40,11 @@ def downsample(x: np.ndarray, y: np.ndarray, k: int = MAX_POINTS) -> tuple[list[
 def shorten(text: str, limit: int = TEXT_LIMIT) -> str:
     """``text`` cut to ``limit`` characters (with an ellipsis) so one long input cannot swamp a table."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def saved_metrics(run) -> dict:
+    """The run's ``metrics.json`` (what ``caveat evaluate`` / ``caveat attack`` wrote), or {} when absent."""
+    from caveat.io import read_json
+
+    path = run.path / "metrics.json"
+    return read_json(path) if path.is_file() else {}

@@ -1,0 +1,48 @@
+"""Adversarial attacks: what ``caveat attack`` saved in metrics.json for the report's split (read, not
+recomputed), and a few of the adversarial examples it found."""
+
+from __future__ import annotations
+
+from caveat.report.build import Context
+from caveat.report.schema import Section, Table
+from caveat.report.sections.base import num, saved_metrics, shorten
+
+EXAMPLES_PER_ATTACK = 3
+
+
+def marked(original: str, adversarial: str) -> str:
+    """``adversarial`` with the words that differ from ``original`` in [brackets] (when both have the
+    same number of words, as substitutions keep; else as it is)."""
+    before, after = original.split(), adversarial.split()
+    if len(before) != len(after):
+        return adversarial
+    return " ".join(f"[{a}]" if a != b else a for b, a in zip(before, after))
+
+
+def attacks(ctx: Context) -> Section | None:
+    """Shown when metrics.json holds ``attack.<data>.*``: per attack accuracy before and after, success
+    rate, cost and the constraints; then successful examples, original and adversarial."""
+    saved = saved_metrics(ctx.run).get("attack", {}).get(ctx.data) or {}
+    if not saved:
+        return None
+    rows, examples = [], []
+    for name, a in saved.items():
+        c = a.get("constraints", {})
+        rows.append([name, a["n"], a["clean_accuracy"], a["after_attack_accuracy"], a["success_rate"], a["mean_queries"],
+                     a["mean_changed_fraction"], a["mean_similarity"], c.get("max_change"), c.get("min_similarity")])
+        for ex in a.get("examples", [])[:EXAMPLES_PER_ATTACK]:
+            examples.append([name, shorten(ex["original"]), shorten(marked(ex["original"], ex["adversarial"])), ex["label"],
+                             f"{ex['adversarial_label']} ({ex['adversarial_prob']:.2f})", num(ex["similarity"])])
+    return Section(key="attacks", title="Adversarial attacks", notes=[
+        f"From `{ctx.run.path}/metrics.json`, as `caveat attack {ctx.run.path} --data {ctx.data}` wrote it. Only examples "
+        "the model gets right are attacked; accuracies are over the first `n` examples. Read the examples before quoting "
+        "after-attack accuracy: word substitutes can change the meaning (docs/attacks.md)."], tables=[
+        Table(key="attacks", title="Accuracy under attack",
+              columns=["attack", "examples", "clean accuracy", "after-attack accuracy", "success rate", "mean queries",
+                       "words changed", "similarity", "max change", "min similarity"],
+              rows=[[num(c) for c in r] for r in rows],
+              note="words changed and similarity: means over the successful attacks."),
+        Table(key="adversarial_examples", title="Successful adversarial examples", rows=examples,
+              columns=["attack", "original", "adversarial", "true label", "predicted (probability)", "similarity"],
+              note="Changed words in [brackets]." if examples else "No attack succeeded."),
+    ])

@@ -1,0 +1,203 @@
+"""``caveat compare``: one table across runs — clean accuracy and ECE, after-attack accuracy per
+attack, accuracy and ECE per shifted set, and training cost per step.
+
+Nothing is re-implemented: clean and shifted figures come from ``evaluate_run`` (not written back),
+attacks from ``attack_run``. An attack the run's ``metrics.json`` already holds for the same data with
+the same settings (constraints, candidates, seed, number of examples) is read instead of re-run;
+attacks that do run are merged into the run's ``metrics.json`` as ``caveat attack`` does, so the next
+compare reuses them. Keys of ``compare.json``: docs/attacks.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from caveat.errors import ConfigError
+from caveat.io import read_json, write_json_atomic, write_text_atomic
+from caveat.models.rundir import Run, open_run
+from caveat.types import Task
+
+COST_NOTE = ("seconds per step: caveat.json's training seconds / optimizer steps — wall time of the whole fit "
+             "(validation passes and checkpoints included) on the machine and processes that trained the run, so "
+             "compare it only between runs trained alike; benchmarks/step_cost.py times steps alone")
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """The settings an attack entry must match to be reused (``attack_run``'s options)."""
+
+    max_examples: int | None = 500
+    max_change: float = 0.2
+    min_similarity: float = 0.8
+    max_candidates: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from caveat.robustness.attacks import Constraints
+
+        if self.max_examples is not None and (isinstance(self.max_examples, bool) or self.max_examples < 1):
+            raise ConfigError(f"max_examples must be >= 1 (or None for all). Got {self.max_examples!r}.")
+        if isinstance(self.max_candidates, bool) or self.max_candidates < 1:
+            raise ConfigError(f"max_candidates must be an integer >= 1. Got {self.max_candidates!r}.")
+        Constraints(self.max_change, self.min_similarity)  # raises on a bad budget or similarity
+
+    def matches(self, entry: dict, n_data: int) -> bool:
+        """Was ``entry`` (a ``metrics.json`` ``attack.<data>.<name>``) made with these settings on the
+        first ``max_examples`` of a split of ``n_data`` examples?"""
+        from caveat.robustness.attacks import Constraints
+
+        n = n_data if self.max_examples is None else min(self.max_examples, n_data)
+        return (entry.get("constraints") == Constraints(self.max_change, self.min_similarity).as_dict()
+                and entry.get("max_candidates") == self.max_candidates and entry.get("seed") == self.seed
+                and entry.get("n") == n)
+
+
+def training_cost(run: Run) -> dict:
+    """``seconds``, ``steps``, ``processes`` and ``seconds_per_step`` from the run's caveat.json (None when
+    the run holds no training summary)."""
+    t = run.info.get("training") or {}
+    seconds, steps = t.get("seconds"), t.get("steps")
+    per_step = seconds / steps if isinstance(seconds, (int, float)) and isinstance(steps, int) and steps > 0 else None
+    return {"seconds": seconds, "steps": steps, "processes": t.get("processes"), "seconds_per_step": per_step}
+
+
+def _attacks(run: Run, data: str, names: list[str], settings: AttackSettings, n_data: int, *, encoder,
+             batch_size: int | None) -> dict:
+    """Per attack: its ``attack.<data>.<name>`` figures (saved or fresh) and ``reused``."""
+    from caveat.robustness.run import attack_run
+
+    path = run.path / "metrics.json"
+    saved = (read_json(path).get("attack", {}).get(data, {}) if path.is_file() else {})
+    out = {name: {**saved[name], "reused": True} for name in names
+           if name in saved and settings.matches(saved[name], n_data)}
+    todo = [name for name in names if name not in out]
+    if todo:
+        fresh = attack_run(run, data, todo, max_examples=settings.max_examples, max_change=settings.max_change,
+                           min_similarity=settings.min_similarity, max_candidates=settings.max_candidates,
+                           seed=settings.seed, encoder=encoder, batch_size=batch_size)
+        out.update({name: {**fresh["attacks"][name], "reused": False} for name in todo})
+    return {name: out[name] for name in names}
+
+
+def _row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
+    cfg = run.config.train
+    shift = {name: {"n": s["n"], "accuracy": s["accuracy"], "macro_f1": s["macro_f1"], "ece": s["ece"],
+                    "calibrated_ece": s.get("calibrated", {}).get("ece"), "msp_auroc": s["ood"]["msp"]["auroc"]}
+             for name, s in evaluated.get("shift", {}).items()}
+    attack = {name: {k: a.get(k) for k in ("n", "clean_accuracy", "after_attack_accuracy", "success_rate",
+                                           "mean_queries", "mean_changed_fraction", "mean_similarity", "reused")}
+              for name, a in attacks.items()}
+    return {"run": label, "path": str(run.path), "objective": cfg.objective, "alpha": cfg.alpha,
+            "calibrated": "calibrated" in evaluated, "n": evaluated["n"], "accuracy": evaluated["accuracy"],
+            "macro_f1": evaluated["macro_f1"], "ece": evaluated["ece"],
+            "calibrated_ece": evaluated.get("calibrated", {}).get("ece"), "attack": attack, "shift": shift,
+            "training": training_cost(run)}
+
+
+def _labels(runs: list[Run]) -> list[str]:
+    """Run folder names, or the paths where two runs share a name."""
+    names = [r.path.name for r in runs]
+    return names if len(set(names)) == len(names) else [str(r.path) for r in runs]
+
+
+def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attacks: str | Sequence[str] | None = None,
+                 shift: Sequence[str] | dict[str, str] = (), settings: AttackSettings = AttackSettings(),
+                 similarity_model: str = "default", encoder=None, batch_size: int | None = None) -> dict:
+    """Compare text-classification ``runs`` on ``data`` (a split name or a labelled file).
+
+    Parameters
+    ----------
+    runs : run directories (or opened runs), at least one.
+    attacks : attack names (``"greedy"`` or ``"charswap,greedy"``); None for no attack columns.
+    shift : shifted labelled sets, ``["cr=FILE", ...]`` or ``{name: file}``.
+    settings : attack options; an attack saved with the same ones is reused.
+    similarity_model, encoder : the attacks' sentence encoder (one, shared by every run).
+
+    Returns
+    -------
+    dict with ``data``, ``attacks``, ``shifts``, ``settings``, ``rows`` (one per run, in order),
+    ``columns`` and ``table`` (the markdown table's header and cells) and ``notes``.
+    """
+    from caveat.evaluation.run import evaluate_run
+    from caveat.robustness.attacks import parse_attacks
+    from caveat.robustness.shift import parse_shifts
+
+    if not runs:
+        raise ConfigError("compare needs at least one run directory; give e.g. caveat compare runs/erm runs/fgm")
+    opened = [r if isinstance(r, Run) else open_run(r) for r in runs]
+    for run in opened:
+        if run.task is not Task.TEXT_CLASSIFICATION:
+            raise ConfigError(f"caveat compare supports text-classification runs only; {run.path} is a {run.task.value} run: leave it out")
+    names = parse_attacks(attacks) if attacks else []
+    shifts = parse_shifts(shift)  # every problem before the first model pass
+    if names and encoder is None:
+        from caveat.robustness.similarity import SentenceEncoder
+
+        encoder = SentenceEncoder(similarity_model)  # loaded once, on first use, for every run
+    rows = []
+    for label, run in zip(_labels(opened), opened):
+        evaluated = evaluate_run(run, data, methods="msp", shift=shifts, batch_size=batch_size, write=False)
+        found = _attacks(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size) if names else {}
+        rows.append(_row(label, run, evaluated, found))
+    result = {"data": data, "attacks": names, "shifts": shifts, "settings": asdict(settings), "rows": rows, "notes": []}
+    if names:
+        n = rows[0]["attack"][names[0]]["n"]
+        result["notes"].append(f"after-attack accuracy: over the first {n} examples of {data}; `accuracy` and ECE over all of them")
+    result["notes"].append(COST_NOTE if any(r["training"]["seconds_per_step"] is not None for r in rows) else
+                           "seconds per step: no run's caveat.json records training seconds and steps (runs not trained by caveat train)")
+    result["columns"], result["table"] = _table(result)
+    return result
+
+
+def _table(result: dict) -> tuple[list[str], list[list]]:
+    """The header and rows of the comparison table (numbers, or None for a missing figure)."""
+    rows = result["rows"]
+    calibrated = any(r["calibrated"] for r in rows)
+    columns = ["run", "objective", "accuracy", "ECE", *(["ECE (calibrated)"] if calibrated else []),
+               *(f"after {a}" for a in result["attacks"])]
+    for name in result["shifts"]:
+        columns += [f"{name} accuracy", f"{name} ECE", *([f"{name} ECE (calibrated)"] if calibrated else [])]
+    columns.append("s/step")
+    table = []
+    for r in rows:
+        cells = [r["run"], r["objective"], r["accuracy"], r["ece"], *([r["calibrated_ece"]] if calibrated else []),
+                 *(r["attack"][a]["after_attack_accuracy"] for a in result["attacks"])]
+        for name in result["shifts"]:
+            s = r["shift"][name]
+            cells += [s["accuracy"], s["ece"], *([s["calibrated_ece"]] if calibrated else [])]
+        cells.append(r["training"]["seconds_per_step"])
+        table.append(cells)
+    return columns, table
+
+
+def _cell(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.4f}"
+    return str(x).replace("|", "\\|")
+
+
+def to_markdown(result: dict) -> str:
+    """The comparison as a markdown table, with its notes below."""
+    columns = result["columns"]
+    lines = [f"Runs on `{result['data']}`", "",
+             "| " + " | ".join(_cell(c) for c in columns) + " |",
+             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(columns))) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in result["table"]]
+    lines += ["", *(f"- {note}" for note in result["notes"])]
+    return "\n".join(lines) + "\n"
+
+
+def write_compare(result: dict, out: str | Path) -> tuple[Path, Path]:
+    """Write ``compare.json`` and ``compare.md`` into folder ``out`` (each atomically); their paths."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for compare.json and compare.md")
+    paths = out / "compare.json", out / "compare.md"
+    write_json_atomic(paths[0], result)
+    write_text_atomic(paths[1], to_markdown(result))
+    return paths

@@ -1,0 +1,151 @@
+"""Distribution shift: a run's figures on named, labelled shifted sets next to its in-domain split.
+
+``caveat evaluate RUN --data test --shift cr=custrev.all`` adds ``shift.<name>`` to the evaluate
+result (and so to ``RUN/metrics.json``; keys in docs/metrics.md). Each entry holds the same task,
+calibration and selective-prediction figures ``evaluate`` computes in-domain (``metrics_for`` and
+``uncertainty_metrics``, the very functions), their ``delta`` to the in-domain split, and how far the
+shifted inputs' uncertainty scores move: ``ood.<score>`` gives the AUROC of telling the shifted inputs
+from the in-domain ones by that score, and the scores' mean and quantiles on both sides.
+Scores follow the package convention: higher = more uncertain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from caveat.errors import ConfigError, DataError
+from caveat.models.rundir import Run
+from caveat.types import Predictions, Split, Task
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+# formats a file names by its extension; any other file is read with the run's data.format
+# (e.g. label-sentence for SST-2 / CR)
+SELF_DESCRIBING = (".jsonl", ".json", ".csv", ".tsv")
+DELTA_KEYS = ("accuracy", "macro_f1", "nll", "ece", "aurc")
+
+
+def parse_shifts(specs: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    """``["cr=path", ...]`` (or ``{name: path}``) -> ``{name: path}``, in order; names unique, files present."""
+    if isinstance(specs, Mapping):
+        pairs = [(str(k), str(v)) for k, v in specs.items()]
+    else:
+        if isinstance(specs, str):
+            specs = [specs]
+        pairs = []
+        for spec in specs:
+            name, sep, path = str(spec).partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ConfigError(f"--shift {spec!r} is not NAME=FILE; write e.g. --shift cr=../shared/data/cr/custrev.all")
+            pairs.append((name.strip(), path.strip()))
+    out: dict[str, str] = {}
+    for name, path in pairs:
+        if name in out:
+            raise ConfigError(f"--shift name {name!r} is given twice; give each shifted set its own name")
+        if not Path(path.partition("#")[0]).expanduser().is_file():
+            raise ConfigError(f"--shift {name}={path}: no such file; give a labelled file (any format the run reads)")
+        out[name] = path
+    return out
+
+
+def read_shift(run: Run, name: str, path: str) -> Split:
+    """The labelled shifted set at ``path``, read with the run's reader settings; its labels must be the run's.
+
+    Files ending in .jsonl/.json/.csv/.tsv are read by their extension, any other with the run's
+    ``data.format``. Invalid records (e.g. CR's four label-only lines) are skipped with a warning and
+    counted in ``Split.skipped``: the file is someone else's data, not the run's. Raises DataError
+    naming every unknown label and the fix.
+    """
+    from caveat.data.load import read_file
+
+    fmt = "auto" if Path(path.partition("#")[0]).suffix.lower() in SELF_DESCRIBING else run.config.data.format
+    settings = run.config.data.model_copy(update={"root": None, "format": fmt, "skip_invalid": True})
+    split = read_file(path, settings, run.task, name=name)
+    if not split.examples:
+        raise DataError(f"--shift {name}={path} holds no examples; give a labelled file with at least one")
+    unknown: dict[str, int] = {}
+    for ex in split.examples:
+        if ex.label not in run.labels:
+            unknown[str(ex.label)] = unknown.get(str(ex.label), 0) + 1
+    if unknown:
+        shown = ", ".join(f"{lab!r} ({n}x)" for lab, n in sorted(unknown.items())[:10])
+        raise DataError(
+            f"--shift {name}={path}: labels {shown} are not labels of this run, which predicts "
+            f"{', '.join(map(repr, run.labels[:10]))}{' ...' if len(run.labels) > 10 else ''}. Fix: relabel the file "
+            "so that every label is one of the run's (the same names, e.g. '1'/'0' rather than 'positive'/'negative'), "
+            "or drop the examples of labels the run does not know")
+    return split
+
+
+def read_shifts(run: Run, specs: Sequence[str] | Mapping[str, str]) -> dict[str, Split]:
+    """Every shifted set of ``specs`` (see ``parse_shifts``), read and checked before any model pass."""
+    if specs and run.task is not Task.TEXT_CLASSIFICATION:
+        raise ConfigError(f"--shift is for text-classification runs; {run.path} is a {run.task.value} run: drop --shift")
+    return {name: read_shift(run, name, path) for name, path in parse_shifts(specs).items()}
+
+
+def summary(x: np.ndarray) -> dict:
+    """``mean`` and the quantiles ``q05`` ... ``q95`` of scores ``x`` (N,)."""
+    qs = np.quantile(x, QUANTILES)
+    return {"mean": float(np.mean(x)), **{f"q{round(q * 100):02d}": float(v) for q, v in zip(QUANTILES, qs)}}
+
+
+def scores(preds: Predictions, caveats=None) -> dict[str, np.ndarray]:
+    """Uncertainty scores (N,) of one pass: the run's calibrated ones (msp, entropy, energy of the
+    temperature-scaled model, and Mahalanobis) when calibrated, else msp, entropy, energy of the raw model."""
+    from caveat.uncertainty.scores import SCORES
+
+    if caveats is not None:
+        return caveats.scores(preds)[1]
+    return {k: SCORES.get(k)(probs=preds.probs, logits=preds.logits) for k in ("msp", "entropy", "energy")}
+
+
+def shift_metrics(base: Predictions, base_split: Split, shifted: Predictions, split: Split, labels: list[str],
+                  caveats=None) -> dict:
+    """Figures of ``shifted`` (predictions of the labelled ``split``) against the in-domain ``base``.
+
+    Parameters
+    ----------
+    base : predictions of the labelled in-domain ``base_split``, logits and probs (1, N, C).
+    shifted : predictions of the shifted ``split``, (1, S, C). The splits' labels are the truth.
+    labels : the run's labels (class id order). caveats : the run's ``Caveats`` or None.
+    """
+    from caveat.evaluation import calibration as cm
+    from caveat.evaluation.uncertainty import uncertainty_metrics
+    from caveat.training.scoring import metrics_for
+
+    index = {lab: i for i, lab in enumerate(labels)}
+
+    def figures(preds: Predictions, s: Split) -> dict:
+        y = np.array([index[ex.label] for ex in s.examples])  # (N,)
+        return {**metrics_for(Task.TEXT_CLASSIFICATION, s, labels, logits=preds.logits[0]),
+                **uncertainty_metrics(preds, y, caveats)}
+
+    inside = figures(base, base_split)
+    out = {"source": split.source, "skipped": split.skipped, **figures(shifted, split)}
+    out["delta"] = {k: out[k] - inside[k] for k in DELTA_KEYS}  # shifted minus in-domain
+    if caveats is not None:
+        out["delta"]["calibrated_ece"] = out["calibrated"]["ece"] - inside["calibrated"]["ece"]
+    s_in, s_out = scores(base, caveats), scores(shifted, caveats)
+    out["ood"] = {k: {"auroc": cm.ood_auroc(s_in[k], s_out[k]), "fpr95": cm.fpr_at_95_tpr(s_in[k], s_out[k]),
+                      "in_domain": summary(s_in[k]), "shifted": summary(s_out[k])} for k in s_in}
+    return out
+
+
+def evaluate_shifts(run: Run, predictor, split: Split, shifted: Mapping[str, Split], *,
+                    base: Predictions | None = None) -> dict:
+    """``{name: shift_metrics(...)}`` for each shifted set: one pass per set, and one over ``split``
+    unless its predictions ``base`` are given.
+
+    ``predictor`` is the run's ``Predictor``; ``split`` the in-domain split (labelled); ``shifted``
+    from ``read_shifts``. Uses the run's calibration when there is one.
+    """
+    from caveat.calibrate import Caveats
+
+    caveats = Caveats.from_run(run)
+    if base is None:
+        base = predictor.predict([ex.text for ex in split.examples])
+    return {name: shift_metrics(base, split, predictor.predict([ex.text for ex in s.examples]), s, run.labels, caveats)
+            for name, s in shifted.items()}
