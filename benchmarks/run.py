@@ -1,6 +1,6 @@
 """``make bench``: real-data benchmarks of the default backbone on CPU.
 
-    python -m benchmarks.run [--only clinc150,conll2003,sst2,step_cost,uncertainty,spans,ensemble,service] [--quick] [--no-reuse]
+    python -m benchmarks.run [--only clinc150,conll2003,sst2,step_cost,uncertainty,spans,ensemble,service,robustness] [--quick] [--no-reuse]
 
 Reads ``$CAVEAT_DATA`` (default ../shared/data); writes ``benchmarks/results/<name>.json``,
 ``benchmarks/results/README.md`` and the table between the bench markers of the top-level README.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.step_cost import bench_step_cost
 from benchmarks.tasks import TASKS, bench_task
-from benchmarks.uncertainty import bench_ensemble, bench_spans, bench_uncertainty
+from benchmarks.uncertainty import bench_ensemble, bench_robustness, bench_spans, bench_uncertainty
 from caveat.io import write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +90,14 @@ def table() -> str:
         if r.get("fuzz"):
             f = r["fuzz"]
             lines.append(f"| fuzzing /v1/predict with malformed bodies | 5xx of {f['requests']} | {f['server_errors']} | 0 | {'yes' if f['server_errors'] == 0 else 'no'} | |")
+    path = RESULTS / "robustness.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        for name, a in r["attacks"].items():
+            lines.append(f"| SST-2 ERM under the {name} attack (≤ 20% words, sim ≥ 0.8), {r['max_examples']} test sentences | clean → after-attack accuracy | "
+                         f"{a['clean_accuracy']:.4f} → {a['after_attack_accuracy']:.4f} (success {a['success_rate']:.2f}, {a['mean_queries']:.0f} queries, {a['examples_per_s']:.2f} ex/s) | report | | |")
+        lines.append(f"| SST-2 ERM on CR (shifted domain) | accuracy; ECE | {r['cr']['accuracy']:.4f} (in-domain {r['in_domain']['accuracy']:.4f}); {r['cr']['ece']:.4f} (in-domain {r['in_domain']['ece']:.4f}) | report | | |")
+        lines.append(f"| greedy + char + word attacks on {r['max_examples']} SST-2 sentences | wall time | {r['attack_seconds'] / 60:.1f} min (all three) | greedy < 10 min | {'yes' if r['attack_seconds'] < 600 else 'check'} | |")
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
@@ -100,7 +108,7 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service"]))
+    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service", "robustness"]))
     parser.add_argument("--quick", action="store_true", help="a few steps each: checks the harness, not the figures")
     parser.add_argument("--no-reuse", action="store_true")
     args = parser.parse_args()
@@ -127,12 +135,15 @@ def main() -> None:
             if out.returncode not in (0, 1):
                 raise SystemExit(f"service benchmark failed:\n{out.stderr[-3000:]}")
             record = json.loads(out.stdout)
+        elif name == "robustness":  # needs the sst2 run
+            record = bench_robustness((WORK if not args.quick else WORK / "quick") / "sst2", data_root,
+                                      max_examples=20 if args.quick else 500)
         elif name == "ensemble":  # needs the sst2-ens run (caveat train examples/sst2.yaml --ensemble 3)
             record = bench_ensemble(WORK / "sst2-ens")
         elif name in TASKS:
             record = bench_task(name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service'])}")
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service', 'robustness'])}")
         record["command"] = "make bench" if not args.quick else "python -m benchmarks.run --quick"
         record["wall_seconds"] = round(time.perf_counter() - start, 1)
         write_json_atomic(results / f"{name}.json", record)

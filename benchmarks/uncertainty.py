@@ -115,3 +115,24 @@ def bench_ensemble(run_dir: Path) -> dict:
     test = evaluate_run(run_dir, "test", methods="msp,ensemble", write=False)
     return {"run": str(run_dir), "member": test["methods"]["msp"], "ensemble": test["methods"]["ensemble"],
             "members": test["ensemble"]["members"]}
+
+
+def bench_robustness(run_dir: Path, data_root: Path, *, max_examples: int = 500) -> dict:
+    """Issue 5 so far, on the ERM SST-2 run: the three attacks on the first ``max_examples`` test
+    sentences (≤ 20% of words, similarity ≥ 0.8) and CR as a shifted domain."""
+    import time
+
+    from caveat.evaluation.run import evaluate_run
+    from caveat.robustness.run import attack_run
+
+    start = time.perf_counter()
+    attacks = attack_run(run_dir, "test", "charswap,wordsub,greedy", max_examples=max_examples, write=False)
+    attack_seconds = time.perf_counter() - start
+    shifted = evaluate_run(run_dir, "test", shift=[f"cr={data_root / 'cr' / 'custrev.all'}"], write=False)
+    cr = shifted["shift"]["cr"]
+    return {"run": str(run_dir), "max_examples": max_examples, "attack_seconds": attack_seconds,
+            "attacks": {k: {m: v for m, v in a.items() if m != "examples"} | {"examples": a.get("examples", [])[:3]}
+                        for k, a in attacks["attacks"].items()},
+            "in_domain": {"accuracy": shifted["accuracy"], "ece": shifted["ece"]},
+            "cr": {"n": cr["n"], "accuracy": cr["accuracy"], "ece": cr["ece"], "skipped": cr.get("skipped"),
+                   "ood_auroc": {k: v["auroc"] for k, v in cr["ood"].items()}}}
