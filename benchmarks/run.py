@@ -72,6 +72,8 @@ def table() -> str:
             f"| CoNLL-2003 kept spans at a {r['target']:.0%} target (δ 0.05) | test | "
             + (f"error {a['risk']:.4f} at coverage {a['coverage']:.3f}" if a["risk"] is not None else "none kept (no threshold certified)")
             + f" | ≤ {r['target']} | {'yes' if a['risk'] is not None and a['risk'] <= r['target'] else 'no'} | |",
+            f"| CoNLL-2003 kept spans, held-out dev half (exchangeable with calibration) | validation | "
+            f"error {r['validation']['abstention']['risk']:.4f} at coverage {r['validation']['abstention']['coverage']:.3f}; span ECE {r['validation']['calibrated']['span_ece']:.4f} | ≤ {r['target']} | {'yes' if r['validation']['abstention']['risk'] <= r['target'] else 'no'} | |",
         ]
     path = RESULTS / "ensemble.json"
     if path.is_file():
