@@ -46,7 +46,7 @@ def text_runs(tiny_backbone, report_data, tmp_path_factory) -> tuple[Path, Path]
     calibrated, uncalibrated = root / "calibrated", root / "uncalibrated"
     Trainer(load_config(overrides=tiny_overrides(tiny_backbone, report_data, epochs=3)), calibrated, progress=False).fit()
     shutil.copytree(calibrated, uncalibrated)
-    calibrate_run(calibrated, target_risk=0.2, alpha=0.2)
+    calibrate_run(calibrated, target_risk=0.2, delta=0.2, alpha=0.2)
     return calibrated, uncalibrated
 
 
