@@ -161,8 +161,6 @@ class RiskControlled:
         lam, n_lam, k_lam = lam[testable], n_lam[testable], k_lam[testable]
         rejected = binom.cdf(k_lam, n_lam, self.target_risk) <= level  # (K,) H0: R > target
         risk = np.divide(k_lam, n_lam, out=np.zeros(len(lam)), where=n_lam > 0)
-        # sequence j starts at the first threshold answering >= j / starts of the inputs (j = 0: the
-        # most conservative testable one); each walks on until its first non-rejection
         keep = self._sequences(rejected, 1.0 - level ** (1.0 / n_lam))  # best case: no errors
         return self._choose(lam, keep, n_lam / n, risk, n, float(e.mean()), f"even an error-free threshold needs ≥ {n_min} answered examples")
 
