@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from caveat.errors import ConfigError
 from caveat.types import Task
@@ -61,6 +61,27 @@ class MixupConfig(_Section):
     beta: float = Field(0.4, gt=0, description="Mixing weight lambda ~ Beta(beta, beta).")
 
 
+class AugmentConfig(_Section):
+    """Adversarial data augmentation, A2T-style (Yoo & Qi 2021): see ``caveat.training.augment``."""
+
+    enabled: bool = Field(False, description="Add successful adversarial examples of the training set to each epoch's training.")
+    attack: str = Field("charswap", description="Attack by registry name (charswap is cheap; greedy, wordsub, char_*).")
+    fraction: float = Field(0.2, gt=0, le=1, description="Share of the training examples attacked at the start of each epoch.")
+    start_epoch: int = Field(1, ge=0, description="First augmented epoch (0-based; 1: the first epoch trains clean).")
+    max_change: float = Field(0.2, gt=0, le=1, description="Largest fraction of words an adversarial example may change.")
+    min_similarity: float = Field(0.8, ge=0, le=1, description="Smallest sentence similarity to the original text.")
+    max_candidates: int = Field(20, ge=1, description="Substitute candidates tried per word.")
+    similarity_model: str = Field("default", description="Sentence encoder of the similarity constraint: 'default' (packaged MiniLM) or a local folder.")
+
+    @field_validator("attack")
+    @classmethod
+    def _known_attack(cls, value: str) -> str:
+        from caveat.robustness.attacks import ATTACKS
+
+        ATTACKS.get(value)  # raises ConfigError listing the names
+        return value
+
+
 class TrainConfig(_Section):
     objective: str = Field("erm", description="erm, mixup, rdrop, fgm, pgd or freelb.")
     alpha: float = Field(1.0, ge=0, description="Robustness strength: loss = task_loss + alpha * R.")
@@ -82,6 +103,7 @@ class TrainConfig(_Section):
     log_every: int = Field(10, ge=1, description="Log loss and throughput every N steps.")
     adv: AdversarialConfig = Field(default_factory=AdversarialConfig)
     mixup: MixupConfig = Field(default_factory=MixupConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @field_validator("objective")
     @classmethod
@@ -98,6 +120,13 @@ class RunConfig(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _augment_needs_classification(self) -> "RunConfig":
+        if self.train.augment.enabled and self.task is not Task.TEXT_CLASSIFICATION:
+            raise ValueError(f"train.augment is for text-classification runs for now; this is a {self.task.value} run: "
+                             "set train.augment.enabled=false")
+        return self
 
 
 def valid_keys(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
@@ -120,7 +149,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"unknown key {key!r}; valid keys: {', '.join(valid_keys())}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{key}={e.get('input')!r}: {msg}")
+            lines.append(f"{key}={e.get('input')!r}: {msg}" if key else msg)  # whole-config checks name their keys
     return f"invalid configuration ({source}):\n  " + "\n  ".join(lines)
 
 

@@ -27,6 +27,7 @@ from caveat.models.backbone import load_backbone
 from caveat.models.classifier import CaveatModel
 from caveat.models.encoding import Collator
 from caveat.models.rundir import save_model, write_run_info
+from caveat.training.augment import Augmenter, planned_steps
 from caveat.training.checkpoint import CHECKPOINT_DIR, has_checkpoint, load_checkpoint, save_checkpoint
 from caveat.training.scoring import encode_split, score_outputs, split_summary
 from caveat.training.objectives import build_objective
@@ -84,6 +85,8 @@ class TrainState:
     evals_without_improvement: int = 0
     stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
+    augmented: dict | None = None  # this epoch's adversarial examples (train.augment), kept for resumption
+    augment_history: list[dict] = field(default_factory=list)
 
 
 class Trainer:
@@ -136,7 +139,14 @@ class Trainer:
                             generator=torch.Generator().manual_seed(cfg.seed))
         val_loader = DataLoader(val_rows, batch_size=tcfg.eval_batch_size, collate_fn=collate)
         steps_per_epoch = len(loader)
-        total = tcfg.max_steps or max(1, math.ceil(tcfg.epochs * steps_per_epoch))
+        augmenter = None
+        if tcfg.augment.enabled:
+            augmenter = Augmenter(tcfg.augment, seed=cfg.seed, tokenizer=tokenizer, label_map=label_map, examples=splits.train.examples,
+                                  train_rows=train_rows, max_length=tcfg.max_length, batch_size=tcfg.eval_batch_size)
+            # augmented epochs are longer; the schedule is planned as if every attack succeeded
+            total = tcfg.max_steps or planned_steps(tcfg.augment, len(train_rows), tcfg.batch_size, tcfg.epochs)
+        else:
+            total = tcfg.max_steps or max(1, math.ceil(tcfg.epochs * steps_per_epoch))
         optimizer = build_optimizer(model, tcfg)
         scheduler = linear_schedule(optimizer, total, tcfg.warmup_ratio)
         objective = build_objective(tcfg, cfg.task)
@@ -151,7 +161,10 @@ class Trainer:
         if accelerator.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
         accelerator.init_trackers("train", config={"objective": tcfg.objective, "alpha": tcfg.alpha, "lr": tcfg.lr, "batch_size": tcfg.batch_size})
-        eval_points = {round(steps_per_epoch * k / tcfg.evals_per_epoch) for k in range(1, tcfg.evals_per_epoch + 1)}
+
+        def eval_points(epoch_steps: int) -> set[int]:
+            return {round(epoch_steps * k / tcfg.evals_per_epoch) for k in range(1, tcfg.evals_per_epoch + 1)}
+
         data_info = {"fingerprint": _fingerprint(splits), "splits": split_summary(splits)}
 
         def validate() -> bool:
@@ -176,6 +189,13 @@ class Trainer:
         model.train()
         stop = state.global_step >= total
         while not stop:
+            epoch_steps = steps_per_epoch
+            if augmenter is not None:
+                augmenter.begin_epoch(state, accelerator.unwrap_model(model), accelerator)
+                sampler.n = len(train_rows)
+                sampler.lengths = [len(r["input_ids"]) for r in train_rows] if tcfg.group_by_length else None
+                epoch_steps = len(loader)
+                model.train()
             batches = accelerator.skip_first_batches(loader, state.step_in_epoch) if state.step_in_epoch else loader
             # Accelerate's loaders call set_epoch(own counter) on every __iter__; align that counter
             # with ours, or a resumed run would reshuffle with the wrong epoch.
@@ -196,12 +216,14 @@ class Trainer:
                 bar.update(stats["loss"], rate)
                 if state.global_step % tcfg.log_every == 0:
                     accelerator.log({f"train/{k}": v for k, v in stats.items()} | {"train/lr": scheduler.get_last_lr()[0], "train/examples_per_s": rate}, step=state.global_step)
-                at_eval = state.step_in_epoch in eval_points or state.global_step == total
+                at_eval = state.step_in_epoch in eval_points(epoch_steps) or state.global_step == total
                 if at_eval:
                     state.stopped_early = validate()
-                if state.step_in_epoch == steps_per_epoch:
+                if state.step_in_epoch == epoch_steps:
                     state.epoch, state.step_in_epoch = state.epoch + 1, 0
                 stop = state.stopped_early or state.global_step >= total
+                if augmenter is not None and not tcfg.max_steps:
+                    stop = stop or state.epoch >= tcfg.epochs  # the planned schedule is an upper bound
                 if not stop and (at_eval or (tcfg.checkpoint_every and state.global_step % tcfg.checkpoint_every == 0)):
                     if accelerator.is_main_process:
                         save_checkpoint(self.out, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler, trainer_state=state.__dict__)
@@ -222,6 +244,8 @@ class Trainer:
             "seconds": round(time.perf_counter() - started, 1),
             "processes": accelerator.num_processes,
         }
+        if augmenter is not None:
+            summary["augment"] = state.augment_history  # per augmented epoch: attacked, successes, added, seconds
         if accelerator.is_main_process:
             write_run_info(self.out, config=cfg, labels=label_map.labels, data=data_info, training=summary)
             shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)

@@ -1,0 +1,190 @@
+"""Adversarial data augmentation inside the training loop, A2T-style.
+
+A2T (Yoo & Qi 2021, "Towards Improving Adversarial Training of NLP Models", Findings of EMNLP 2021):
+after some clean epochs, at the start of each epoch attack a random share of the training set with
+the *current* model, using a cheap attack, and train that epoch on the clean examples plus the
+successful adversarial examples (with their original labels). The adversarial set is rebuilt every
+epoch, never accumulated.
+
+Determinism and resumption: the attacked subset is drawn from ``(seed, epoch)``, the attack is seeded
+from ``(seed, epoch)``, and the model is the one at the start of the epoch; the epoch's adversarial
+examples are also kept in the trainer state, so a run resumed mid-epoch trains on exactly the same
+set. Several processes: each attacks an interleaved shard of the subset and the results are gathered
+onto every process, so all of them train on the same set (same length, same batches).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from caveat.config import AugmentConfig
+from caveat.models.encoding import encode_texts
+from caveat.types import Task
+
+log = logging.getLogger(__name__)
+
+
+def pick(n: int, fraction: float, seed: int, epoch: int) -> np.ndarray:
+    """Sorted indices of the ``round(fraction * n)`` (at least 1) training examples attacked in ``epoch``."""
+    k = min(n, max(1, round(fraction * n)))
+    rng = np.random.default_rng([seed, epoch, 0xA27])  # its own stream: not EpochBatches' shuffle
+    return np.sort(rng.choice(n, size=k, replace=False))
+
+
+def attack_seed(seed: int, epoch: int) -> int:
+    """The attack's seed in ``epoch`` (character edits, random word order): a function of ``(seed, epoch)``."""
+    return int(np.random.default_rng([seed, epoch, 0xA7]).integers(2**31))
+
+
+def planned_steps(cfg: AugmentConfig, n: int, batch_size: int, epochs: float) -> int:
+    """Optimizer steps of ``epochs`` epochs if every attack succeeded: the schedule's length (an upper bound)."""
+    extra = len(pick(n, cfg.fraction, 0, 0))
+    clean, augmented = math.ceil(n / batch_size), math.ceil((n + extra) / batch_size)
+    whole, part = int(epochs), epochs - int(epochs)
+    steps = sum(augmented if e >= cfg.start_epoch else clean for e in range(whole))
+    if part:
+        steps += math.ceil(part * (augmented if whole >= cfg.start_epoch else clean))
+    return max(1, steps)
+
+
+@dataclass
+class Augmentation:
+    """One epoch's adversarial examples (successful attacks only, original labels) and its figures."""
+
+    epoch: int
+    texts: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    attacked: int = 0
+    successes: int = 0
+    queries: int = 0
+    seconds: float = 0.0
+
+    def stats(self) -> dict:
+        """The history entry: ``epoch, attacked, successes, added, queries, seconds``."""
+        return {"epoch": self.epoch, "attacked": self.attacked, "successes": self.successes,
+                "added": len(self.texts), "queries": self.queries, "seconds": round(self.seconds, 2)}
+
+
+class _OnDevice(nn.Module):
+    """The in-training model as the ``Predictor`` expects it: CPU tensors in, CPU outputs out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+
+    @property
+    def encoder(self) -> nn.Module:  # for EmbeddingNeighbours.from_predictor
+        return self.inner.encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        device = next(self.inner.parameters()).device
+        out = self.inner(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device))
+        out.logits = out.logits.cpu()
+        out.features = out.features.cpu()
+        return out
+
+
+class Augmenter:
+    """Builds each epoch's adversarial examples with the current model and puts them into ``train_rows``.
+
+    Parameters
+    ----------
+    cfg : ``train.augment``.
+    seed : the run's seed.
+    tokenizer, label_map : the run's; labels are class names, rows carry label ids.
+    examples : the clean training examples (``.text``, ``.label``), aligned with the first rows.
+    train_rows : the training loader's dataset (a list), extended in place each epoch.
+    max_length, batch_size : for the ``Predictor`` and the rows.
+    encoder : overrides the sentence encoder (else ``SentenceEncoder(cfg.similarity_model)``).
+    """
+
+    def __init__(self, cfg: AugmentConfig, *, seed: int, tokenizer, label_map, examples: Sequence, train_rows: list[dict],
+                 max_length: int, batch_size: int, encoder=None) -> None:
+        self.cfg, self.seed, self.tokenizer, self.label_map = cfg, seed, tokenizer, label_map
+        self.examples, self.rows, self.n_clean = list(examples), train_rows, len(train_rows)
+        self.max_length, self.batch_size, self._encoder = max_length, batch_size, encoder
+
+    def active(self, epoch: int) -> bool:
+        return epoch >= self.cfg.start_epoch
+
+    def encoder(self):
+        if self._encoder is None:
+            from caveat.robustness.similarity import SentenceEncoder
+
+            self._encoder = SentenceEncoder(self.cfg.similarity_model, max_length=self.max_length)
+        return self._encoder
+
+    def generate(self, model: nn.Module, epoch: int, *, rank: int = 0, world: int = 1) -> tuple[list[int], list]:
+        """Attack this process's shard (every ``world``-th) of the epoch's subset with ``model``.
+
+        Returns the shard's example indices and their ``AttackResult``s. Runs in eval mode, on a forked
+        RNG (loading the sentence encoder must not move the random state dropout uses), and puts the
+        model back in the mode it was in.
+        """
+        from caveat.inference import Predictor
+        from caveat.robustness.attacks import AttackSetup, Constraints, EmbeddingNeighbours, Victim, build_attack
+
+        index = pick(len(self.examples), self.cfg.fraction, self.seed, epoch)[rank::world].tolist()
+        was_training = model.training
+        np_state, py_state = np.random.get_state(), random.getstate()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                predictor = Predictor(_OnDevice(model), self.tokenizer, self.label_map.labels, Task.TEXT_CLASSIFICATION,
+                                      max_length=self.max_length, batch_size=self.batch_size)
+                constraints = Constraints(max_change=self.cfg.max_change, min_similarity=self.cfg.min_similarity)
+                setup = AttackSetup(constraints, self.encoder(), max_candidates=self.cfg.max_candidates,
+                                    seed=attack_seed(self.seed, epoch),
+                                    word_candidates=lambda: EmbeddingNeighbours.from_predictor(predictor, k=self.cfg.max_candidates))
+                attack = build_attack(self.cfg.attack, setup)
+                victim = Victim(predictor)
+                chosen = [self.examples[i] for i in index]
+                clean = victim.probs([ex.text for ex in chosen]) if chosen else []  # (K, C), one batched pass
+                results = [attack.attack(victim, ex.text, ex.label, probs=p) for ex, p in zip(chosen, clean)]
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+            model.train(was_training)
+        return index, results
+
+    def build(self, model: nn.Module, epoch: int, accelerator=None) -> Augmentation:
+        """The epoch's ``Augmentation``; with an ``accelerator``, shards gathered onto every process."""
+        start = time.perf_counter()
+        rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+        shard = list(zip(*self.generate(model, epoch, rank=rank, world=world)))  # [(index, result)]
+        if world > 1:
+            from accelerate.utils import gather_object
+
+            shard = gather_object(shard)
+        results = [r for _, r in sorted(shard, key=lambda pair: pair[0])]  # the subset's order, whatever the sharding
+        won = [r for r in results if r.success]
+        return Augmentation(epoch, [r.adversarial for r in won], [r.label for r in won], attacked=len(results),
+                            successes=len(won), queries=sum(r.queries for r in results),
+                            seconds=time.perf_counter() - start)
+
+    def begin_epoch(self, state, model: nn.Module, accelerator=None) -> None:
+        """Set ``train_rows`` to the clean rows plus this epoch's adversarial ones.
+
+        The set is rebuilt unless ``state.augmented`` already holds it (a run resumed mid-epoch); new
+        sets go to ``state.augmented`` and their figures to ``state.augment_history``.
+        """
+        del self.rows[self.n_clean :]
+        if not self.active(state.epoch):
+            return
+        if not state.augmented or state.augmented["epoch"] != state.epoch:
+            aug = self.build(model, state.epoch, accelerator)
+            state.augmented = asdict(aug)
+            state.augment_history.append(aug.stats())
+            log.info("epoch %d: %d attacked, %d adversarial examples added (%.0f s)", state.epoch, aug.attacked,
+                     len(aug.texts), aug.seconds)
+        aug = Augmentation(**state.augmented)
+        ids = [self.label_map.to_id(y, where="adversarial example") for y in aug.labels]
+        self.rows.extend(encode_texts(self.tokenizer, aug.texts, self.max_length, ids) if aug.texts else [])

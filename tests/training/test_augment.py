@@ -1,0 +1,106 @@
+"""A2T-style augmentation: each epoch adds exactly the successful attacks on its seeded subset, resumably."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from safetensors.torch import load_file
+
+from caveat.config import load_config
+from caveat.data.load import load_data
+from caveat.errors import ConfigError
+from caveat.inference import Predictor
+from caveat.models.backbone import load_backbone
+from caveat.models.classifier import CaveatModel
+from caveat.robustness.attacks import AttackSetup, Constraints, Victim, build_attack
+from caveat.robustness.similarity import SentenceEncoder
+from caveat.training.augment import attack_seed, pick
+from caveat.training.loop import Trainer
+from caveat.types import Task
+from tests.conftest import tiny_overrides
+
+
+class Interrupt(Exception):
+    pass
+
+
+def augment_overrides(backbone, data, **augment) -> list[str]:
+    options = {"enabled": True, "fraction": 0.25, "min_similarity": 0.5, "similarity_model": str(backbone)} | augment
+    return tiny_overrides(backbone, data, epochs=3) + [f"train.augment.{k}={v}" for k, v in options.items()]
+
+
+def attack_directly(run_dir, backbone, cfg, epoch: int) -> list:
+    """The attack run by hand on the epoch's subset, with the weights the epoch started from."""
+    tokenizer, encoder = load_backbone(str(backbone))
+    model = CaveatModel(encoder, 3, task=Task.TEXT_CLASSIFICATION, pooling="mean", head_dropout=0.1)
+    model.load_state_dict(load_file(str(run_dir / "checkpoint" / "model.safetensors")))
+    victim = Victim(Predictor(model, tokenizer, ["first", "second", "third"], Task.TEXT_CLASSIFICATION))
+    aug = cfg.train.augment
+    setup = AttackSetup(Constraints(max_change=aug.max_change, min_similarity=aug.min_similarity),
+                        SentenceEncoder(str(backbone)), seed=attack_seed(cfg.seed, epoch))
+    attack = build_attack(aug.attack, setup)
+    train = load_data(cfg).train.examples
+    subset = [train[i] for i in pick(len(train), aug.fraction, cfg.seed, epoch)]
+    clean = victim.probs([ex.text for ex in subset])
+    return [attack.attack(victim, ex.text, ex.label, probs=p) for ex, p in zip(subset, clean)]
+
+
+def test_augmentation_adds_exactly_the_successful_examples_and_resumes(tiny_backbone, text_data, tmp_path):
+    cfg = load_config(overrides=augment_overrides(tiny_backbone, text_data))
+    seen = {}
+
+    def stop_in_epoch_one(state, stats):
+        if state.epoch == 1 and state.step_in_epoch == 1:
+            seen.update(augmented=dict(state.augmented), history=list(state.augment_history))
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(cfg, tmp_path / "run", progress=False, callbacks=[stop_in_epoch_one]).fit()
+    # the checkpoint written at the end of epoch 0 holds the weights epoch 1 was attacked with
+    results = attack_directly(tmp_path / "run", tiny_backbone, cfg, epoch=1)
+    won = [r for r in results if r.success]
+    assert won, "the planted setup should give some successful attacks"
+    assert seen["augmented"]["texts"] == [r.adversarial for r in won]
+    assert seen["augmented"]["labels"] == [r.label for r in won]
+    assert all(r.adversarial != r.original for r in won)
+    (entry,) = seen["history"]  # epoch 0 trains clean (start_epoch=1)
+    assert entry["epoch"] == 1 and entry["attacked"] == len(results) == 48
+    assert entry["successes"] == entry["added"] == len(won)
+
+    summary = Trainer(cfg, tmp_path / "run", progress=False).fit(resume=True)
+    first, second = summary["augment"]
+    assert {k: v for k, v in first.items() if k != "seconds"} == {k: v for k, v in entry.items() if k != "seconds"}
+    assert second["epoch"] == 2 and second["attacked"] == 48
+    # each epoch trains on the clean rows plus that epoch's successes only (not accumulated)
+    assert summary["steps"] == 12 + math.ceil((192 + first["added"]) / 16) + math.ceil((192 + second["added"]) / 16)
+
+
+def test_off_by_default(tiny_backbone, text_data, tmp_path):
+    cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data, max_steps=3))
+    assert cfg.train.augment.enabled is False
+    summary = Trainer(cfg, tmp_path / "run", progress=False).fit()
+    assert "augment" not in summary and summary["steps"] == 3
+    assert not any("attacked" in row for row in summary["history"])
+
+
+def test_subset_is_seeded_by_seed_and_epoch():
+    assert (pick(100, 0.2, 13, 1) == pick(100, 0.2, 13, 1)).all() and len(pick(100, 0.2, 13, 1)) == 20
+    assert (pick(100, 0.2, 13, 1) != pick(100, 0.2, 13, 2)).any()
+    assert len(pick(3, 0.01, 0, 0)) == 1 and len(pick(3, 1.0, 0, 0)) == 3
+
+
+def test_ner_runs_are_refused(tiny_backbone, ner_data):
+    with pytest.raises(ConfigError, match="train.augment is for text-classification runs"):
+        load_config(overrides=tiny_overrides(tiny_backbone, ner_data, "token-classification") + ["train.augment.enabled=true"])
+
+
+@pytest.mark.parametrize(("override", "match"), [
+    ("train.augment.fraction=0", r"train\.augment\.fraction=0: Input should be greater than 0"),
+    ("train.augment.fraction=1.5", r"train\.augment\.fraction=1\.5: Input should be less than or equal to 1"),
+    ("train.augment.attack=nope", r"unknown attack 'nope'; choose one of: .*charswap"),
+    ("train.augment.start_epoch=-1", r"train\.augment\.start_epoch=-1"),
+])
+def test_config_is_validated(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(overrides=[override])
