@@ -51,9 +51,11 @@ class ModelConfig(_Section):
 
 
 class AdversarialConfig(_Section):
-    epsilon: float = Field(1.0, gt=0, description="L2 radius of the embedding perturbation, per example.")
+    # MiniLM's word embeddings have L2 norm ~1.1 per token: a radius of 1.0 per example sent FGM on
+    # SST-2 to chance (50.9% validation vs 82.8% ERM, 2,000 examples, 1 epoch); 0.1 gave 84.9%.
+    epsilon: float = Field(0.1, gt=0, description="L2 radius of the embedding perturbation, per example (word-embedding space).")
     steps: int = Field(3, ge=1, le=20, description="Ascent steps K for PGD and FreeLB.")
-    step_size: float = Field(0.3, gt=0, description="Ascent step size (L2) for PGD and FreeLB.")
+    step_size: float = Field(0.03, gt=0, description="Ascent step size (L2) for PGD and FreeLB.")
     init_scale: float = Field(0.1, ge=0, description="FreeLB random start: norm of the initial perturbation as a share of epsilon.")
 
 
