@@ -57,6 +57,15 @@ def test_calibrate_a_ner_run_then_keep_or_flag_spans(tiny_backbone, ner_data, tm
         assert span["decision"] == ("keep" if 1 - span["confidence"] <= threshold else "flag")
         assert "confidence" in span["reason"]
 
+    from typer.testing import CliRunner
+
+    from caveat.cli.app import app
+
+    row = json.loads(CliRunner().invoke(app, ["predict", str(run), "alice smith went to paris"]).stdout)
+    assert row["spans"]  # the planted names
+    for span in row["spans"]:  # the CLI carries the same keep/flag judgement as the service
+        assert span["decision"] in ("keep", "flag") and "confidence" in span["reason"]
+
     metrics = evaluate_run(run, "test", write=False)
     assert metrics["calibrated"]["n_spans"] == metrics["spans"]["n_spans"]
     assert 0 <= metrics["abstention"]["coverage"] <= 1 and metrics["abstention"]["guarantee"] == caveats.risk.guarantee

@@ -147,3 +147,17 @@ class SpanCaveats:
                 k += 1
             out.append(items)
         return out
+
+    def annotate(self, rows: list[dict], preds: Predictions) -> list[str]:
+        """Add ``confidence``, ``decision`` and ``reason`` to each span of ``rows`` (the rows of
+        ``caveat predict`` / ``serve`` for the same ``preds``); returns the decisions, in order."""
+        judged = self.spans(preds, [len(row["tokens"]) for row in rows])
+        decisions = []
+        for row, items in zip(rows, judged):
+            by_span = {(j["start"], j["end"], j["label"]): j for j in items}
+            for span in row["spans"]:
+                j = by_span.get((span["start"], span["end"], span["label"]))
+                if j is not None:  # the same Viterbi tags on both sides: every span has its judgement
+                    span.update(confidence=j["confidence"], decision=j["decision"], reason=j["reason"])
+                    decisions.append(j["decision"])
+        return decisions

@@ -42,11 +42,20 @@ def predict(
     if empty:
         raise ConfigError(f"input {empty[0]} is empty; give non-empty texts")
     from caveat.calibrate import Caveats
+    from caveat.calibrate_spans import SpanCaveats
     from caveat.models.rundir import open_run
+    from caveat.types import Task
 
     opened = open_run(run)
     predictor = Predictor.from_run(opened, batch_size=batch_size)
-    rows = format_predictions(predictor, inputs, top_k, caveats=Caveats.from_run(opened))
+    if predictor.task is Task.TOKEN_CLASSIFICATION:
+        preds = predictor.predict(inputs)
+        rows = format_rows(preds, inputs, predictor.task, top_k)
+        spans = SpanCaveats.from_run(opened)
+        if spans is not None:  # calibrated: each span kept or flagged, with the reason
+            spans.annotate(rows, preds)
+    else:
+        rows = format_predictions(predictor, inputs, top_k, caveats=Caveats.from_run(opened))
     for row in rows:
         sys.stdout.write(json.dumps(row, ensure_ascii=False, indent=None if len(rows) > 1 else 2) + "\n")
 

@@ -103,14 +103,8 @@ class Engine:
 
     def _judge_spans(self, rows: list[dict], preds) -> None:
         """Add each span's calibrated ``confidence``, ``decision`` (keep / flag) and ``reason`` (SpanCaveats)."""
-        judged = self.caveats.spans(preds, [len(row["tokens"]) for row in rows])
-        for row, items in zip(rows, judged):
-            by_span = {(j["start"], j["end"], j["label"]): j for j in items}
-            for span in row["spans"]:
-                j = by_span.get((span["start"], span["end"], span["label"]))
-                if j is not None:  # the same Viterbi tags on both sides: every span has its judgement
-                    span.update(confidence=j["confidence"], decision=j["decision"], reason=j["reason"])
-                    self.metrics.decisions.labels(action=j["decision"]).inc()
+        for decision in self.caveats.annotate(rows, preds):
+            self.metrics.decisions.labels(action=decision).inc()
 
     def _add_mc_dropout(self, rows: list[dict], inputs: list, samples: int) -> None:
         from caveat.uncertainty.scores import SCORES
