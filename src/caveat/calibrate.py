@@ -145,6 +145,11 @@ def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: s
         "policy": {"route_on": list(ROUTE_ON), "max_set_size": MAX_SET_SIZE},
         "risk_ood_calibration": {"sets": list(ood), "n": len(ood_inputs)} if ood_inputs else None,
     }
+    return save_calibration(run, summary)
+
+
+def save_calibration(run: Run, summary: dict) -> dict:
+    """Store ``summary`` under ``calibration`` in the run's caveat.json (atomically); returns it."""
     info = read_json(run.path / RUN_FILE)
     info["calibration"] = summary
     write_json_atomic(run.path / RUN_FILE, info)

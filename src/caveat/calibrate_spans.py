@@ -16,19 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax
 
 from caveat.errors import ConfigError
-from caveat.io import read_json, write_json_atomic
-from caveat.models.rundir import RUN_FILE, Run, open_run
+from caveat.models.rundir import Run, open_run
 from caveat.types import Predictions, Task
 
 SCORE = "span_uncertainty"  # 1 - span confidence: higher = more uncertain, as every score here
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
 
 
 def sentence_logits(preds: Predictions, lengths: list[int]) -> list[np.ndarray]:
@@ -50,7 +44,7 @@ def span_scores(word_logits: list[np.ndarray], temperature: float, labels: list[
     tags = decode_tags(word_logits, labels)
     spans, conf, right = [], [], []
     for i, (z, t) in enumerate(zip(word_logits, tags)):
-        row = [(s, e, typ, c[aggregate]) for s, e, typ, c in span_confidences(_softmax(z / temperature), t, labels)]
+        row = [(s, e, typ, c[aggregate]) for s, e, typ, c in span_confidences(softmax(z / temperature, axis=-1), t, labels)]
         spans.append(row)
         conf += [r[3] for r in row]
         if gold is not None:
@@ -102,10 +96,9 @@ def calibrate_token_run(run_dir: str | Path | Run, *, target_risk: float = 0.05,
         "risk": risk.state(),
         "score": SCORE,
     }
-    info = read_json(run.path / RUN_FILE)
-    info["calibration"] = summary
-    write_json_atomic(run.path / RUN_FILE, info)
-    return summary
+    from caveat.calibrate import save_calibration
+
+    return save_calibration(run, summary)
 
 
 @dataclass

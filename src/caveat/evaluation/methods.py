@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import softmax
 
 from caveat.errors import ConfigError
 from caveat.registry import Registry
@@ -60,12 +61,6 @@ CHEAP = ("msp", "entropy", "margin", "max_logit", "energy")  # post-processing o
 NEEDS_CALIBRATION = ("mahalanobis", "laplace")
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
-
-
 def _post(name: str, fn: Callable[[Context, Predictions], tuple[np.ndarray, np.ndarray]]) -> Method:
     """A method that post-processes the shared deterministic pass: cost = that pass + its own time."""
 
@@ -86,7 +81,7 @@ def _score_method(name: str) -> Method:
 
     def fn(ctx: Context, p: Predictions) -> tuple[np.ndarray, np.ndarray]:
         z = ctx.logits(p)
-        probs = _softmax(z)
+        probs = softmax(z, axis=-1)
         return probs, score(probs=probs[None], logits=z[None])
 
     return _post(name, fn)
@@ -107,7 +102,7 @@ def _calibrated(ctx: Context, what: str):
 
 def _mahalanobis(ctx: Context, p: Predictions) -> tuple[np.ndarray, np.ndarray]:
     """Lee et al. 2018: distance of the penultimate features to the nearest class mean (shared covariance)."""
-    return _softmax(ctx.logits(p)), _calibrated(ctx, "mahalanobis").score(p.features)
+    return softmax(ctx.logits(p), axis=-1), _calibrated(ctx, "mahalanobis").score(p.features)
 
 
 def _laplace(ctx: Context, p: Predictions) -> tuple[np.ndarray, np.ndarray]:

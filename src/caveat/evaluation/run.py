@@ -118,7 +118,6 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
 def _text_metrics(run: Run, predictor, split: Split, ood_inputs: dict[str, list[str]], *, methods, mc_samples: int,
                   mc_top_layers: int | None, ensemble: bool) -> dict:
     from caveat.calibrate import Caveats
-    from caveat.evaluation import calibration as cm
     from caveat.evaluation.methods import Context, method_metrics, parse_methods
     from caveat.evaluation.uncertainty import sampled_metrics, uncertainty_metrics
     from caveat.training.scoring import metrics_for
@@ -135,10 +134,8 @@ def _text_metrics(run: Run, predictor, split: Split, ood_inputs: dict[str, list[
     ood_preds = {name: predictor.predict(t) for name, t in ood_inputs.items()}
     metrics.update(uncertainty_metrics(preds, y, caveats, ood_preds))
     if caveats is not None and ood_inputs:  # the calibrated default's score, at the top level
-        _, inside, _ = caveats.decide(preds)
-        outside = {k: caveats.decide(p)[1][caveats.score] for k, p in ood_preds.items()}
-        metrics["ood_auroc"] = {k: cm.ood_auroc(inside[caveats.score], s) for k, s in outside.items()}
-        metrics["fpr95"] = {k: cm.fpr_at_95_tpr(inside[caveats.score], s) for k, s in outside.items()}
+        metrics["ood_auroc"] = {k: v[caveats.score]["auroc"] for k, v in metrics["ood"].items()}
+        metrics["fpr95"] = {k: v[caveats.score]["fpr95"] for k, v in metrics["ood"].items()}
     ctx = Context(run=run, predictor=predictor, texts=texts, ood_texts=ood_inputs, caveats=caveats, base=preds,
                   base_ood=ood_preds, base_seconds=seconds, mc_samples=mc_samples or 10, mc_top_layers=mc_top_layers)
     metrics["methods"] = method_metrics(ctx, y, names)

@@ -17,7 +17,7 @@ from scipy.optimize import brentq
 from scipy.special import log_softmax, softmax
 
 from caveat.errors import ConfigError, DataError, NotCalibratedError
-from caveat.uncertainty.errors import ArrayError, NotFittedError
+from caveat.uncertainty.errors import ArrayError, NotFittedError, check_features
 
 HESSIANS = ("kron", "full")
 LINKS = ("probit", "mc")
@@ -35,14 +35,7 @@ class LaplaceArrayError(ArrayError, DataError):
 
 
 def _features(x: np.ndarray, dim: int | None = None) -> np.ndarray:
-    f = np.asarray(x, dtype=np.float64)
-    if f.ndim != 2:
-        raise LaplaceArrayError(f"features must have shape (N, D); got shape {f.shape}. Use Predictions.features")
-    if dim is not None and f.shape[1] != dim:
-        raise LaplaceArrayError(f"features must have D = {dim} columns as in fit; got shape {f.shape}")
-    if not np.all(np.isfinite(f)):
-        raise LaplaceArrayError("features contain NaN or inf; check the model outputs (e.g. fp16 overflow)")
-    return f
+    return check_features(x, dim, error=LaplaceArrayError)
 
 
 def _augment(x: np.ndarray) -> np.ndarray:

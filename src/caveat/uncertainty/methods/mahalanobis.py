@@ -5,20 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from caveat.errors import ConfigError
-from caveat.uncertainty.errors import ArrayError, NotFittedError
+from caveat.uncertainty.errors import ArrayError, NotFittedError, check_features
 
 SHRINKAGES = ("ledoit-wolf", "none")
 
 
 def _features(x: np.ndarray, dim: int | None = None) -> np.ndarray:
-    f = np.asarray(x, dtype=np.float64)
-    if f.ndim != 2:
-        raise ArrayError(f"features must have shape (N, D); got shape {f.shape}. Use Predictions.features")
-    if dim is not None and f.shape[1] != dim:
-        raise ArrayError(f"features must have D = {dim} columns as in fit; got shape {f.shape}")
-    if not np.all(np.isfinite(f)):
-        raise ArrayError("features contain NaN or inf; check the model outputs (e.g. fp16 overflow)")
-    return f
+    return check_features(x, dim, error=ArrayError)
 
 
 class Mahalanobis:
