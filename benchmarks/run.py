@@ -101,6 +101,23 @@ def table() -> str:
         lines.append(f"| SST-2 ERM on CR (shifted domain) | accuracy; ECE | {r['cr']['accuracy']:.4f} (in-domain {r['in_domain']['accuracy']:.4f}); {r['cr']['ece']:.4f} (in-domain {r['in_domain']['ece']:.4f}) | report | | |")
         g = r["attacks"]["greedy"]["seconds"]
         lines.append(f"| greedy attack on {r['max_examples']} SST-2 test sentences, 2 cores | wall time | {g / 60:.1f} min (all three attacks {r['attack_seconds'] / 60:.1f} min) | < 10 min | {'yes' if g < 600 else 'no'} | |")
+    path = RESULTS / "explain.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        m, rnd = r["methods"], r["methods"]["random"]
+        for name in [k for k in m if k != "random"]:
+            c, s_ = m[name]["comprehensiveness"]["mean"], m[name]["sufficiency"]["mean"]
+            beats = c > rnd["comprehensiveness"]["mean"] and s_ < rnd["sufficiency"]["mean"]
+            lines.append(f"| SST-2 explanations, {name}: comprehensiveness / sufficiency (random {rnd['comprehensiveness']['mean']:.3f} / {rnd['sufficiency']['mean']:.3f}), {r['n']} test sentences | ERASER, bins 1-50% | "
+                         f"{c:.3f} / {s_:.3f}; {m[name]['evaluations']['mean']:.0f} model evaluations, {m[name]['seconds']['median']:.2f} s median | beats random | {'yes' if beats else 'no'} | |")
+        lines.append(f"| integrated gradients, 32 steps in one batched pass, 2 cores | median s per sentence | {r['ig_median_seconds']:.3f} | < 0.5 | {'yes' if r['ig_under_half_a_second'] else 'no'} | |")
+        u = r["uncertainty"]
+        shares = " / ".join(f"{k} {v['lower_than_random']:.2f}" for k, v in u["methods"].items() if v["lower_than_random"] is not None)
+        lines.append(f"| deleting the top-{u['k']} uncertainty words lowers entropy more than {u['k']} random words, {u['n']} inputs the policy does not answer | share of inputs | {shares} | most (> 0.5) | "
+                     f"{'yes' if u['methods'] and max((v['lower_than_random'] or 0) for v in u['methods'].values()) > 0.5 else 'no'} | |")
+        st = r["stability"]
+        lines.append(f"| stability between two seeds (Spearman): LIME {r['options']['lime']['samples']} samples / LIME {r['lime_default']['samples']} (its default, {r['lime_default']['n']} sentences) / SHAP {r['options']['shap']['max_evals']} | test | "
+                     f"{st['lime']['spearman']:.3f} / {r['lime_default']['stability']['spearman']:.3f} / {st['shap']['spearman']:.3f} | report | | |")
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
@@ -111,7 +128,7 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service", "robustness"]))
+    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service", "robustness", "explain"]))
     parser.add_argument("--quick", action="store_true", help="a few steps each: checks the harness, not the figures")
     parser.add_argument("--no-reuse", action="store_true")
     args = parser.parse_args()
@@ -141,12 +158,17 @@ def main() -> None:
         elif name == "robustness":  # needs the sst2 run
             record = bench_robustness((WORK if not args.quick else WORK / "quick") / "sst2", data_root,
                                       max_examples=20 if args.quick else 500)
+        elif name == "explain":  # needs the sst2 run
+            from benchmarks.explain import bench_explain
+
+            record = bench_explain((WORK if not args.quick else WORK / "quick") / "sst2", WORK if not args.quick else WORK / "quick",
+                                   max_examples=10 if args.quick else 200, lime_default_examples=2 if args.quick else 20)
         elif name == "ensemble":  # needs the sst2-ens run (caveat train examples/sst2.yaml --ensemble 3)
             record = bench_ensemble(WORK / "sst2-ens")
         elif name in TASKS:
             record = bench_task(name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service', 'robustness'])}")
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service', 'robustness', 'explain'])}")
         record["command"] = "make bench" if not args.quick else "python -m benchmarks.run --quick"
         record["wall_seconds"] = round(time.perf_counter() - start, 1)
         write_json_atomic(results / f"{name}.json", record)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from caveat.calibrate import calibrate_run
+from caveat.config import load_config
+from caveat.training.loop import Trainer
 from tests.fakes import make_backbone, planted_ner, planted_texts, write_conll, write_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -51,3 +57,59 @@ def data_root() -> Path:
     if not DATA_ROOT.is_dir():
         pytest.skip(f"real data not found at {DATA_ROOT} (set CAVEAT_DATA)")
     return DATA_ROOT
+
+
+@contextlib.contextmanager
+def one_thread():
+    """One intra-op torch thread: these models are tiny, and on a shared 2-core machine two spinning
+    threads make training several times slower. Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def served_run(tiny_backbone, text_data, tmp_path_factory) -> Path:
+    """A tiny text run, trained and calibrated (planted keywords: alpha/beta/gamma -> first/second/third)."""
+    run = tmp_path_factory.mktemp("service") / "run"
+    with one_thread():
+        Trainer(load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=6)), run, progress=False).fit()
+        calibrate_run(run, target_risk=0.2, alpha=0.2)
+    return run
+
+
+@pytest.fixture(scope="session")
+def uncalibrated_run(served_run, tmp_path_factory) -> Path:
+    """The same model with its calibration removed."""
+    run = tmp_path_factory.mktemp("service") / "uncalibrated"
+    shutil.copytree(served_run, run)
+    info = json.loads((run / "caveat.json").read_text())
+    info.pop("calibration")
+    (run / "caveat.json").write_text(json.dumps(info))
+    (run / "calibration.safetensors").unlink()
+    return run
+
+
+@pytest.fixture(scope="session")
+def ner_run(tiny_backbone, ner_data, tmp_path_factory) -> Path:
+    """A tiny NER run, not calibrated."""
+    run = tmp_path_factory.mktemp("service") / "ner"
+    overrides = tiny_overrides(tiny_backbone, ner_data, "token-classification", epochs=10)
+    with one_thread():
+        Trainer(load_config(overrides=overrides), run, progress=False).fit()
+    return run
+
+
+@pytest.fixture(scope="session")
+def calibrated_ner_run(ner_run, tmp_path_factory) -> Path:
+    """The NER run with its span calibration (SpanCaveats)."""
+    run = tmp_path_factory.mktemp("service") / "ner-calibrated"
+    shutil.copytree(ner_run, run)
+    with one_thread():
+        calibrate_run(run, target_risk=0.2, delta=0.1)
+    return run

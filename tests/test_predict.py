@@ -183,7 +183,6 @@ def test_mc_dropout_api_and_bad_samples(text_run):
 
 
 def test_efficient_mc_dropout_with_all_layers_equals_naive_without_embedding_dropout(text_run):
-    import torch
 
     predictor = Predictor.from_run(text_run, batch_size=8)
     predictor.model.encoder.embeddings.dropout.p = 0.0  # the efficient mode never samples the embeddings

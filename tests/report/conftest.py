@@ -1,5 +1,6 @@
 """Runs shared by the report tests: one tiny text run (a calibrated copy and an uncalibrated one), one
-tiny NER run, and their reports; built once for the package."""
+tiny NER run, a copy of the calibrated run with saved explanation figures, and their reports; built
+once for the package."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from caveat.calibrate import calibrate_run
 from caveat.cli.app import app
 from caveat.config import load_config
+from caveat.evaluation.run import evaluate_run
 from caveat.report import Report, build_report, write_report
 from caveat.training.loop import Trainer
 from tests.conftest import tiny_overrides
@@ -21,6 +23,8 @@ from tests.fakes import planted_texts, write_jsonl
 # No keyword, so the model cannot know their label: they land among the most uncertain inputs.
 PLANTED = [{"text": f"<script>alert({i})</script> the card {word}", "label": label}
            for i, (word, label) in enumerate([("now", "first"), ("today", "second"), ("city", "third")])]
+# What `caveat evaluate --explain-faithfulness` runs, made small: 4 texts, two cheap methods.
+EXPLAIN = {"methods": ["occlusion", "lime"], "max_examples": 4, "options": {"lime": {"samples": 50}}}
 OOS = ["zebra xylophone quartz", "what is the capital of peru", "qqq vvv www", "my phone is broken", "the cat and the dog"]
 
 
@@ -83,3 +87,14 @@ def ner_reports(ner_run) -> tuple[Report, Report, Path]:
         calibrate_run(ner_run, target_risk=0.3, delta=0.1)
     after = build_report(ner_run)
     return before, after, write_report(after, ner_run / "report.html")
+
+
+@pytest.fixture(scope="package")
+def explained_report(text_runs, tmp_path_factory) -> tuple[Report, Path]:
+    """A copy of the calibrated run evaluated with explanations on a labelled file of the 3 planted
+    ``<script>`` texts and one plain text (all 4 explained), and its report on that file: (Report, HTML path)."""
+    run = shutil.copytree(text_runs[0], tmp_path_factory.mktemp("explained-report") / "run")
+    data = str(write_jsonl(run.parent / "planted.jsonl", PLANTED + planted_texts(1, seed=4)))
+    evaluate_run(run, data, explain=EXPLAIN)
+    report = build_report(run, data=data)
+    return report, write_report(report, run / "report.html")

@@ -66,9 +66,24 @@ def test_malformed_bodies_are_4xx(client, content, status, match):
 
 @pytest.mark.parametrize("body, match", [
     ({"text": ""}, "text is empty or only whitespace"),
+    ({"text": "x" * 51}, "text has 51 characters, over this service's limit of 50"),
     ({"text": "alpha", "label": "fourth"}, "label='fourth' is not one of the run's labels: choose one of first, second, third"),
+    ({"text": "alpha", "target": "fourth"}, r"target='fourth' is neither 'predicted', .* labels \(first, second, third\)"),
+    ({"text": "alpha", "target": "second", "label": "third"}, "label='third' and target='second' ask for two different"),
+    ({"text": "alpha", "target": "mutual_information"}, "integrated gradients cannot .*use method='occlusion'"),
+    ({"text": "alpha", "method": "gradcam"}, r"method: Input should be 'ig', 'shap', 'lime' or 'occlusion' \(got 'gradcam'\)"),
+    ({"text": "alpha", "span": "alpha"}, "span='alpha' is for token-classification runs; .*drop span"),
     ({"text": "alpha", "steps": 1}, r"steps: Input should be greater than or equal to 2 \(got 1\)"),
-    ({"texts": ["alpha"]}, "text: Field required"),
+    ({"text": "alpha", "steps": 1001}, r"steps: Input should be less than or equal to 1000 \(got 1001\)"),
+    ({"text": "alpha", "steps": 8.5}, r"steps: Input should be a valid integer \(got 8.5\)"),
+    ({"text": "alpha", "method": "occlusion", "steps": 8}, "steps=8 is only used with method='ig' .*drop steps"),
+    ({"text": "alpha", "method": "shap", "max_evals": 1}, r"max_evals: Input should be greater than or equal to 2"),
+    ({"text": "alpha", "method": "lime", "samples": 10_001}, r"samples: Input should be less than or equal to 10000"),
+    ({"text": "alpha", "seed": -1}, r"seed: Input should be greater than or equal to 0 \(got -1\)"),
+    ({"text": "alpha", "tokens": ["alpha"]}, "send exactly one of text .*; got both"),
+    ({}, "send exactly one of text .* or tokens"),
+    ({"tokens": ["alpha"]}, "tokens are for token-classification runs; this run is text-classification: send text"),
+    ({"texts": ["alpha"]}, r"texts: Extra inputs are not permitted"),
 ])
 def test_bad_explain_bodies_say_what_to_change(client, body, match):
     import re

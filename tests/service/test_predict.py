@@ -28,6 +28,14 @@ def client(served_run):
         yield c
 
 
+@pytest.fixture(scope="module")
+def raw_client(uncalibrated_run):
+    """The same model at temperature 1: the tiny run's fitted temperature sits at its 0.05 bound, which
+    saturates every probability (the [PAD] baseline's too), so a path integral over it is a step."""
+    with serving(uncalibrated_run, allow_uncalibrated=True) as c:
+        yield c
+
+
 def close(a, b, tol=1e-5) -> bool:
     """Equal JSON values, floats within ``tol`` (batch composition changes padding, not results)."""
     if isinstance(a, float) or isinstance(b, float):
@@ -73,23 +81,56 @@ def test_mc_dropout_adds_sample_scores_and_keeps_the_calibrated_decision(client)
 
 
 def test_explain_true_attributes_the_prediction_to_the_planted_keyword(client):
-    rows = client.post("/v1/predict", json={"texts": ["the alpha card", "my beta parcel"], "explain": True}).json()["predictions"]
+    # beta and gamma, not alpha: "first" is also what the tiny model says of an empty text
+    rows = client.post("/v1/predict", json={"texts": ["the gamma card", "my beta parcel"], "explain": True}).json()["predictions"]
     for row in rows:
         words = [a["word"] for a in row["attributions"]]
-        assert words == row["text"].split()
+        assert words == row["text"].split() and set(row["attributions"][0]) == {"word", "attribution"}
         top = max(row["attributions"], key=lambda a: a["attribution"])["word"]
         assert PLANTED[top] == row["label"]
 
 
-def test_explain_satisfies_completeness_for_the_predicted_and_an_asked_label(client):
+def test_explain_satisfies_completeness_for_the_predicted_and_an_asked_label(raw_client):
+    client = raw_client
     body = client.post("/v1/explain", json={"text": "my beta parcel now", "steps": 64}).json()
-    assert body["label"] == body["predicted_label"] == "second" and body["method"] == "integrated_gradients"
+    target, details = body["target"], body["details"]
+    assert body["method"] == "ig" and target["kind"] == "label" and target["label"] == target["predicted"] == "second"
+    assert target["calibrated"] is False and target["temperature"] == 1.0
+    predicted = client.post("/v1/predict", json={"texts": ["my beta parcel now"]}).json()["predictions"][0]
+    assert body["value"] == pytest.approx(predicted["probabilities"]["second"], abs=1e-5)  # what predict says
+    assert [w["word"] for w in body["words"]] == body["text"].split() and all(w["feature"] for w in body["words"])
     total = sum(w["attribution"] for w in body["words"])
-    gap = body["output"] - body["baseline_output"]
-    assert abs(total - gap) <= 0.02 * abs(gap) + 1e-3 and abs(body["delta"]) <= 0.02 * abs(gap) + 1e-3
-    assert abs(sum(t["attribution"] for t in body["tokens"]) - total) < 1e-6  # words are sums of their sub-tokens
+    gap = body["value"] - details["baseline_value"]
+    assert abs(total - gap) <= 0.02 * abs(gap) + 1e-3 and abs(details["delta"]) <= 0.02 * abs(gap) + 1e-3
+    assert abs(sum(details["token_attributions"]) - total) < 1e-6  # words are sums of their sub-tokens
+    assert details["steps"] == 64 and body["evaluations"] == 64 + 2
     other = client.post("/v1/explain", json={"text": "my beta parcel now", "label": "third"}).json()
-    assert other["label"] == "third" and other["predicted_label"] == "second"
+    assert other["target"]["label"] == "third" and other["target"]["predicted"] == "second"
+    assert other["details"]["steps"] == 50  # the service's explain_steps
+    same = client.post("/v1/explain", json={"text": "my beta parcel now", "target": "third"}).json()
+    assert same["value"] == pytest.approx(other["value"], abs=1e-9) and same["target"] == other["target"]
+
+
+def _entropy(client, text: str) -> float:
+    """Entropy of the probabilities /v1/predict gives ``text`` (all 3 labels: k defaults to all of a few)."""
+    p = np.array(list(client.post("/v1/predict", json={"texts": [text]}).json()["predictions"][0]["probabilities"].values()))
+    return float(-(p * np.log(np.clip(p, 1e-12, None))).sum())
+
+
+def test_explain_occlusion_of_the_uncertainty(client, raw_client, served_run):
+    text = "please gamma now"
+    ask = {"text": text, "method": "occlusion", "target": "uncertainty"}
+    body = raw_client.post("/v1/explain", json=ask).json()
+    assert body["method"] == "occlusion" and body["target"]["kind"] == "uncertainty" and body["target"]["score"] == "entropy"
+    assert body["target"]["predicted"] == "third" and body["evaluations"] == len(text.split()) + 1
+    assert body["value"] == pytest.approx(_entropy(raw_client, text), abs=1e-5) and body["value"] > 0.1
+    for i, w in enumerate(body["words"]):  # occlusion: the entropy's drop when the word is deleted
+        rest = " ".join(text.split()[:i] + text.split()[i + 1:])
+        assert w["attribution"] == pytest.approx(body["value"] - _entropy(raw_client, rest), abs=1e-5)
+    calibrated = client.post("/v1/explain", json=ask).json()  # the entropy of the temperature-scaled prediction
+    temperature = Caveats.from_run(open_run(served_run)).temperature
+    assert calibrated["target"]["calibrated"] is True and calibrated["target"]["temperature"] == temperature != 1
+    assert calibrated["value"] == pytest.approx(_entropy(client, text), abs=1e-6) and calibrated["value"] < body["value"]
 
 
 def test_concurrent_requests_share_forward_passes_and_each_gets_its_rows(served_run):
@@ -190,7 +231,26 @@ def test_ner_runs_take_tokens_or_texts_and_return_spans(ner_run):
                            ({"tokens": [["a", " "]]}, r"tokens\[0\]\[1\] is empty")):
             r = c.post("/v1/predict", json=bad)
             assert r.status_code == 422 and re.search(match, r.json()["detail"]), r.json()
-        assert c.post("/v1/explain", json={"text": "bob"}).status_code == 422
+        words = ["the", "bob", "smith", "went", "to", "rome"]
+        body = c.post("/v1/explain", json={"tokens": words, "span": "rome", "method": "occlusion"}).json()
+        target = body["target"]
+        assert (target["kind"], target["span"], target["label"], target["predicted"]) == ("span", "rome", "LOC", "LOC")
+        assert (target["start"], target["end"], target["calibrated"], target["temperature"]) == (5, 6, False, 1.0)
+        assert [w["word"] for w in body["words"]] == words and body["text"] == " ".join(words)
+        assert [w["feature"] for w in body["words"]] == [True] * 5 + [False] and body["words"][5]["attribution"] == 0
+        assert 0 < body["value"] <= 1 and body["evaluations"] == 5 + 1
+        as_text = c.post("/v1/explain", json={"text": " ".join(words), "span": "rome", "method": "occlusion"}).json()
+        assert as_text["words"] == body["words"] and as_text["value"] == pytest.approx(body["value"], abs=1e-6)
+        for bad, match in (({"text": "bob went home"}, "explain one span: send span"),
+                           ({"tokens": words, "span": "paris"}, "span 'paris' is not in the sentence"),
+                           ({"tokens": words, "span": "rome", "label": "CITY"}, "label='CITY' is not an entity type.*LOC"),
+                           ({"tokens": words, "span": "rome", "target": "uncertainty"}, "target='uncertainty' is for text"),
+                           ({"tokens": words, "span": "went", "method": "occlusion"},  # refused by caveat.explain itself
+                            "'went' is not a predicted span .*pass label TYPE")):
+            r = c.post("/v1/explain", json=bad)
+            assert r.status_code == 422 and re.search(match, r.json()["detail"]), r.json()
+        assert c.post("/v1/explain", json={"tokens": words, "span": "went", "label": "LOC",
+                                           "method": "occlusion"}).json()["target"]["label"] == "LOC"
 
 
 def test_calibrated_ner_runs_keep_or_flag_each_span(calibrated_ner_run):
@@ -202,6 +262,10 @@ def test_calibrated_ner_runs_keep_or_flag_each_span(calibrated_ner_run):
         assert body["predictions"][1]["spans"] == []
         for span in spans:
             assert 0 < span["confidence"] <= 1 and span["decision"] in {"keep", "flag"} and "confidence" in span["reason"]
+        body = c.post("/v1/explain", json={"tokens": ["the", "bob", "smith", "went", "to", "rome"], "span": "bob smith",
+                                           "method": "occlusion"}).json()
+        assert body["target"]["label"] == "PER" and body["target"]["calibrated"] is True and body["target"]["temperature"] > 0
+        assert body["value"] == pytest.approx(spans[0]["confidence"], abs=1e-5)  # the product of its calibrated tag probabilities
         text = c.get("/metrics").text
         assert sum(metric(text, "caveat_decisions_total", action=a) for a in ("keep", "flag") if f'action="{a}"' in text) == 2
         assert metric(text, "caveat_drift_enabled", score="none") == 0

@@ -23,6 +23,9 @@ def evaluate(
     mc_top_layers: Annotated[Optional[int], typer.Option(help="Efficient MC dropout: sample only the top L layers and the head.")] = None,
     ensemble: Annotated[bool, typer.Option("--ensemble", help="Also evaluate the run's deep-ensemble members (train --ensemble N).")] = False,
     shift: Annotated[list[str], typer.Option(help="Shifted labelled set NAME=FILE, any format the run reads, e.g. cr=custrev.all (repeatable); figures under shift.NAME.")] = [],
+    explain_faithfulness: Annotated[bool, typer.Option("--explain-faithfulness", help="Also measure how faithful, stable and costly each explanation method is (text runs); figures under explanations.")] = False,
+    explain_methods: Annotated[str, typer.Option(help="Methods for --explain-faithfulness, comma-separated.")] = "ig,shap,lime,occlusion",
+    max_examples: Annotated[int, typer.Option(help="Texts explained by --explain-faithfulness (a seeded sample).")] = 200,
     format: Annotated[str, typer.Option("--format", help="json or table.")] = "json",
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
 ) -> None:
@@ -32,7 +35,9 @@ def evaluate(
 
     if format not in ("json", "table"):
         raise ConfigError(f"--format must be json or table. Got {format!r}.")
-    metrics = evaluate_run(run, data, ood=ood, methods=methods, mc_samples=mc_samples, mc_top_layers=mc_top_layers, ensemble=ensemble, batch_size=batch_size, shift=shift)
+    metrics = evaluate_run(run, data, ood=ood, methods=methods, mc_samples=mc_samples, mc_top_layers=mc_top_layers, ensemble=ensemble, batch_size=batch_size, shift=shift,
+                           explain=({"methods": [m.strip() for m in explain_methods.split(",") if m.strip()],
+                                    "max_examples": max_examples} if explain_faithfulness else None))
     if format == "json":
         emit(metrics)
     else:

@@ -65,7 +65,7 @@ def ood_texts(run: Run, spec: str, load: Callable[[], object] | None = None) -> 
 def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str] | tuple[str, ...] = (),
                  methods: str | list[str] | None = None, mc_samples: int = 0, mc_top_layers: int | None = None,
                  ensemble: bool = False, batch_size: int | None = None, write: bool = True,
-                 shift: list[str] | tuple[str, ...] | dict[str, str] = ()) -> dict:
+                 shift: list[str] | tuple[str, ...] | dict[str, str] = (), explain: dict | None = None) -> dict:
     """Metrics of a run on ``data`` (see docs/metrics.md for the keys); merged into ``metrics.json``.
 
     For text classification it adds calibration / selective-prediction figures, conformal and
@@ -76,6 +76,8 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
     in the top ``mc_top_layers`` layers) and ``ensemble`` the run's deep-ensemble members, each also
     with every sampled score under ``mc_dropout`` / ``ensemble``. ``shift`` (``["cr=FILE", ...]`` or
     ``{name: file}``, labelled files) adds ``shift.<name>`` per set (``robustness/shift.py``).
+    ``explain`` (keyword arguments of ``explain.evaluate.explanation_faithfulness``, e.g.
+    ``{"methods": ["ig", "occlusion"], "max_examples": 200}``) adds ``explanations``.
     """
     from caveat.inference import Predictor
     from caveat.training.scoring import metrics_for
@@ -88,6 +90,9 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
     from caveat.robustness.shift import evaluate_shifts, read_shifts
 
     shifted = read_shifts(run, shift)  # read and label-checked before any model pass
+    if explain is not None and run.task is not Task.TEXT_CLASSIFICATION:
+        raise ConfigError("--explain-faithfulness is for text-classification runs so far; explain NER spans one at a "
+                          "time with caveat explain RUN SENTENCE --span WORDS")
     predictor = Predictor.from_run(run, batch_size=batch_size)
     if run.task is Task.TOKEN_CLASSIFICATION:
         preds = predictor.predict([ex.tokens for ex in split.examples])
@@ -106,6 +111,10 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
                                 methods=methods, mc_samples=mc_samples, mc_top_layers=mc_top_layers, ensemble=ensemble)
         if shifted:
             metrics["shift"] = evaluate_shifts(run, predictor, split, shifted)
+        if explain is not None:
+            from caveat.explain.evaluate import explanation_faithfulness
+
+            metrics["explanations"] = explanation_faithfulness(run.path, data, batch_size=batch_size, **explain)
     result = {"data": data, "source": split.source, "task": run.task.value, **metrics}
     if write:
         path = run.path / METRICS_FILE

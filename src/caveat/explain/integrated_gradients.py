@@ -2,58 +2,28 @@
 
 Sundararajan, Taly & Yan (2017), "Axiomatic Attribution for Deep Networks", ICML. The attribution
 of embedding coordinate ``i`` is ``(x_i - b_i) * ∫_0^1 ∂f(b + a (x - b)) / ∂x_i da``; by
-*completeness* the attributions sum to ``f(x) - f(b)``. Here ``f`` is the target label's logit,
-``x`` the word embeddings of the text and ``b`` those of a baseline where every non-special
-sub-token is ``[PAD]`` (``[CLS]``/``[SEP]`` stay, so they get exactly zero). The integral is
-approximated by Captum's ``LayerIntegratedGradients`` (Gauss-Legendre, ``steps`` points); its
-convergence delta ``sum(attributions) - (f(x) - f(b))`` says how good the approximation is.
-
-Text classification only so far.
+*completeness* the attributions sum to ``f(x) - f(b)``. Here ``f`` is the explained quantity (see
+``targets.py``), ``x`` the word embeddings of the input and ``b`` those of a baseline where every
+sub-token of a feature word is ``[PAD]``; special tokens and a span's own words keep their
+embeddings, so they get exactly zero. The integral is approximated by Captum's
+``LayerIntegratedGradients`` (Gauss-Legendre, ``steps`` points, all in one batched pass by
+default); its convergence delta ``sum(attributions) - (f(x) - f(b))`` says how good the
+approximation is.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+import time
 
 import numpy as np
 import torch
 
 from caveat.errors import ConfigError
+from caveat.explain.base import EXPLAINERS, Attribution
+from caveat.explain.targets import Explained
 from caveat.types import Task
-
-
-@dataclass
-class Attribution:
-    """The explanation of one text.
-
-    Attributes
-    ----------
-    words : W whitespace-separated words of the text.
-    word_attributions : (W,) sum of the attributions of each word's sub-tokens (0 for words cut off
-        by ``max_length``); positive = pushed towards ``target``.
-    tokens : T sub-tokens the model saw, special tokens included.
-    token_attributions : (T,) attribution of each sub-token, summed over the embedding dimension.
-    token_words : T indices into ``words`` (None for special tokens).
-    target : the explained class index.
-    predicted : the class the model predicts for the text.
-    output, baseline_output : ``f(x)`` and ``f(b)``, the target logit at the text and at the baseline.
-    delta : convergence delta, ``token_attributions.sum() - (output - baseline_output)``.
-    steps : integration points.
-    """
-
-    words: list[str]
-    word_attributions: np.ndarray
-    tokens: list[str]
-    token_attributions: np.ndarray
-    token_words: list[int | None]
-    target: int
-    predicted: int
-    output: float
-    baseline_output: float
-    delta: float
-    steps: int
 
 
 def _word_of_tokens(text: str, offsets: list[tuple[int, int]], special: list[int]) -> tuple[list[str], list[int | None]]:
@@ -70,61 +40,82 @@ def _word_of_tokens(text: str, offsets: list[tuple[int, int]], special: list[int
     return [text[s:e] for s, e in spans], owner
 
 
-def integrated_gradients(model, tokenizer, text: str, *, target: int | None = None, steps: int = 50,
-                         max_length: int = 128, internal_batch_size: int | None = None) -> Attribution:
-    """Explain ``model``'s logit for ``target`` (default: the predicted class) on one ``text``.
+def _encode(explained: Explained, tokenizer, max_length: int) -> tuple[list[int], list[int | None]]:
+    """Sub-token ids of the input and the word each belongs to (None: special tokens)."""
+    if explained.task is Task.TOKEN_CLASSIFICATION:
+        enc = tokenizer(list(explained.words), is_split_into_words=True, truncation=True, max_length=max_length)
+        return enc["input_ids"], enc.word_ids(0)
+    text = " ".join(explained.words)
+    enc = tokenizer(text, truncation=True, max_length=max_length, return_offsets_mapping=True,
+                    return_special_tokens_mask=True)
+    _, owner = _word_of_tokens(text, enc["offset_mapping"], enc["special_tokens_mask"])
+    return enc["input_ids"], owner
+
+
+@EXPLAINERS.register("ig")
+def integrated_gradients(explained: Explained, *, steps: int = 32, internal_batch_size: int | None = None,
+                         seed: int = 0) -> Attribution:
+    """Explain ``explained`` with integrated gradients (deterministic; ``seed`` is unused).
 
     Parameters
     ----------
-    model : a text-classification ``CaveatModel`` (put in eval mode here; no dropout).
-    tokenizer : its fast tokenizer (offsets map sub-tokens back to words).
-    text : the input, tokenised exactly as ``Predictor`` does (truncated to ``max_length``).
-    target : class index to explain; None explains the predicted class.
+    explained : the input and quantity (``ExplainModel.explained``).
     steps : integration points (more = smaller convergence delta, proportionally slower).
     internal_batch_size : interpolation points per forward pass (default: all ``steps`` at once).
     """
     from captum.attr import LayerIntegratedGradients
 
-    if getattr(model, "task", Task.TEXT_CLASSIFICATION) is not Task.TEXT_CLASSIFICATION:
-        raise ConfigError("integrated gradients explains text-classification runs so far; this model tags tokens")
-    if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"text to explain must be a non-empty string; got {text!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ConfigError(f"steps must be an integer >= 2 (50 is a good default). Got {steps!r}.")
-    enc = tokenizer(text, truncation=True, max_length=max_length, return_offsets_mapping=True,
-                    return_special_tokens_mask=True)
-    ids = torch.tensor([enc["input_ids"]])  # (1, T)
+        raise ConfigError(f"steps must be an integer >= 2 (32 is a good default). Got {steps!r}.")
+    if explained.samples > 1:
+        raise ConfigError("integrated gradients needs a deterministic quantity; the mutual information samples "
+                          "dropout masks. Explain it with occlusion, shap or lime, or explain the entropy.")
+    started = time.perf_counter()
+    p = explained.predictor
+    model, tokenizer = p.model, p.tokenizer
+    ids_list, owner = _encode(explained, tokenizer, p.max_length)
+    ids = torch.tensor([ids_list])  # (1, T)
     mask = torch.ones_like(ids)  # (1, T)
-    special = torch.tensor([enc["special_tokens_mask"]], dtype=torch.bool)  # (1, T)
-    baseline = torch.where(special, ids, torch.full_like(ids, tokenizer.pad_token_id or 0))  # (1, T)
+    variable = torch.tensor([[w is not None and bool(explained.features[w]) for w in owner]])  # (1, T)
+    baseline = torch.where(variable, torch.full_like(ids, tokenizer.pad_token_id or 0), ids)  # (1, T)
+    positions = None
+    if explained.span is not None:  # first sub-token of each span word
+        first = {}
+        for t, w in enumerate(owner):
+            if w is not None and w not in first:
+                first[w] = t
+        s, e = explained.span
+        if any(w not in first for w in range(s, e)):
+            raise ConfigError(f"the span's words are cut off by max_length={p.max_length}; explain a shorter sentence")
+        positions = torch.tensor([[first[w] for w in range(s, e)]])  # (1, L)
+
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, C) or (B, T, C)
+        if positions is None:
+            return explained.transform(logits)
+        return explained.transform(logits, positions.expand(len(logits), -1))
 
     was_training = model.training
     model.eval()
     try:
-        def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, C)
-
         with torch.no_grad():
-            both = forward(torch.cat([ids, baseline]), torch.cat([mask, mask]))  # (2, C)
-        n_labels, predicted = both.shape[-1], int(both[0].argmax())
-        if target is None:
-            target = predicted
-        elif isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < n_labels:
-            raise ConfigError(f"target must be a class index in 0..{n_labels - 1}; got {target!r}")
+            both = forward(torch.cat([ids, baseline]), torch.cat([mask, mask])).double()  # (2,)
         lig = LayerIntegratedGradients(forward, model.encoder.get_input_embeddings())
         with torch.enable_grad():
-            attr, delta = lig.attribute(ids, baselines=baseline, target=target, additional_forward_args=(mask,),
-                                        n_steps=steps, internal_batch_size=internal_batch_size or steps,
+            attr, delta = lig.attribute(ids, baselines=baseline, additional_forward_args=(mask,), n_steps=steps,
+                                        internal_batch_size=internal_batch_size or steps,
                                         return_convergence_delta=True)
     finally:
         model.train(was_training)
     per_token = attr.sum(-1)[0].detach().double().numpy()  # (1, T, D) -> (T,)
-    words, owner = _word_of_tokens(text, enc["offset_mapping"], enc["special_tokens_mask"])
-    per_word = np.zeros(len(words))
+    per_word = np.zeros(len(explained.words))
     for t, w in enumerate(owner):
         if w is not None:
             per_word[w] += per_token[t]
-    return Attribution(words=words, word_attributions=per_word, tokens=tokenizer.convert_ids_to_tokens(enc["input_ids"]),
-                       token_attributions=per_token, token_words=owner, target=target, predicted=predicted,
-                       output=float(both[0, target]), baseline_output=float(both[1, target]),
-                       delta=float(delta.reshape(-1)[0]), steps=steps)
+    per_word[~explained.features] = 0.0
+    return Attribution(
+        method="ig", words=list(explained.words), word_attributions=per_word, features=explained.features.copy(),
+        target=explained.target, value=float(both[0]), evaluations=steps + 2, seconds=time.perf_counter() - started,
+        details={"steps": steps, "baseline_value": float(both[1]), "delta": float(delta.reshape(-1)[0]),
+                 "tokens": tokenizer.convert_ids_to_tokens(ids_list), "token_words": list(owner),
+                 "token_attributions": per_token.tolist(), "evaluations_note": "forward and backward passes"})

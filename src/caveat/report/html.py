@@ -65,13 +65,20 @@ def _code(text: str) -> Markup:
     return Markup(_CODE.sub(r"<code>\1</code>", str(escape(text))))
 
 
+def _attribution(d: dict) -> Markup:
+    """An ``Attribution.to_dict()`` as escaped HTML: its words shaded by ``caveat.explain.render``."""
+    from caveat.explain.render import from_dict, to_html
+
+    return to_html(from_dict(d))
+
+
 def _environment():
     from jinja2 import Environment, StrictUndefined
 
     from caveat.report.plots import render
 
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)
-    env.filters.update(fmt=format_cell, kind=_kind, code=_code, png=lambda figure: png_image(render(figure)))
+    env.filters.update(fmt=format_cell, kind=_kind, code=_code, attribution=_attribution, png=lambda figure: png_image(render(figure)))
     return env
 
 

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from caveat.registry import Registry
-from caveat.report.schema import BarFigure, HistogramFigure, LineFigure, ReliabilityFigure
+from caveat.report.schema import BarFigure, HistogramFigure, LineFigure, MeansFigure, ReliabilityFigure
 
 DPI = 100
 SIZE = (5.4, 3.3)  # inches: 540 x 330 pixels at DPI; two fit side by side on the page
@@ -109,6 +109,30 @@ def bar_png(figure: BarFigure) -> bytes:
         _style(ax, figure.title, figure.xlabel, figure.ylabel)
         for k, g in enumerate(figure.groups):
             ax.bar(x + (k - (len(figure.groups) - 1) / 2) * width, g.counts, width, color=COLORS[k % len(COLORS)], label=g.name)
+        ax.set_xticks(x, figure.categories)
+        if len(figure.groups) > 1:
+            _legend(fig, ax.get_legend_handles_labels()[0])
+    return buf.getvalue()
+
+
+@PLOTS.register("means")
+def means_png(figure: MeansFigure) -> bytes:
+    """Means per category with ± one standard error, groups side by side; the baseline category hatched."""
+    x = np.arange(len(figure.categories))
+    width = 0.8 / max(1, len(figure.groups))
+    with _canvas() as (fig, buf):
+        ax = fig.add_subplot()
+        _style(ax, figure.title, figure.xlabel, figure.ylabel)
+        for k, g in enumerate(figure.groups):
+            means = np.array([np.nan if v is None else v for v in g.means], dtype=float)
+            errors = np.array([np.nan if v is None else v for v in g.errors], dtype=float) if g.errors else None
+            bars = ax.bar(x + (k - (len(figure.groups) - 1) / 2) * width, np.nan_to_num(means), width, yerr=errors,
+                          color=COLORS[k % len(COLORS)], label=g.name, capsize=3, error_kw={"linewidth": 1})
+            for name, bar in zip(figure.categories, bars):
+                if name == figure.baseline:
+                    bar.set_hatch("///")
+                    bar.set_alpha(0.55)
+        ax.axhline(0, color="#57606a", linewidth=0.8)
         ax.set_xticks(x, figure.categories)
         if len(figure.groups) > 1:
             _legend(fig, ax.get_legend_handles_labels()[0])

@@ -8,7 +8,7 @@ so a new section needs no new schema.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -126,7 +126,39 @@ class ReliabilityFigure(_Model):
     note: str = ""
 
 
-Figure = Annotated[Union[LineFigure, HistogramFigure, BarFigure, ReliabilityFigure], Field(discriminator="kind")]
+class MeanGroup(_Model):
+    """One group of a means figure: a mean and its standard error per category (None: no value)."""
+
+    name: str
+    means: list[Optional[float]]
+    errors: list[Optional[float]] = Field(default_factory=list, description="Standard errors (whiskers); empty: none.")
+
+
+class MeansFigure(_Model):
+    """Means with error bars per category (e.g. a figure per explanation method), groups side by side."""
+
+    kind: Literal["means"] = "means"
+    key: str
+    title: str
+    xlabel: str
+    ylabel: str
+    categories: list[str]
+    groups: list[MeanGroup]
+    baseline: Optional[str] = Field(None, description="A category drawn hatched: the level the others must beat.")
+    note: str = ""
+
+
+Figure = Annotated[Union[LineFigure, HistogramFigure, BarFigure, ReliabilityFigure, MeansFigure], Field(discriminator="kind")]
+
+
+class Explanation(_Model):
+    """One explained input, drawn as its words shaded red (they raise the explained quantity) or blue
+    (they lower it); the page renders it with ``caveat.explain.render.to_html``."""
+
+    method: str
+    text: str
+    attribution: dict = Field(description="``caveat.explain.Attribution.to_dict()``: method, target, value, "
+                                          "words [{word, attribution, feature}], evaluations, seconds, details.")
 
 
 class Section(_Model):
@@ -138,6 +170,7 @@ class Section(_Model):
     metrics: list[Metric] = Field(default_factory=list)
     figures: list[Figure] = Field(default_factory=list)
     tables: list[Table] = Field(default_factory=list)
+    explanations: list[Explanation] = Field(default_factory=list, description="Explained inputs, shown after the tables.")
 
     def metric(self, key: str) -> Cell:
         """The value of metric ``key``; KeyError names the keys there are."""

@@ -47,6 +47,7 @@ tbody tr:nth-child(even) { background: #fafbfc; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.text { max-width: 460px; overflow-wrap: anywhere; }
 td.none { color: var(--muted); text-align: center; }
+.explained { max-width: 900px; margin: 6px 0 10px; padding: 4px 10px; border: 1px solid var(--line); border-radius: 6px; overflow-wrap: anywhere; }
 .tnote, .empty { color: var(--muted); font-size: 12px; margin: 4px 0 0; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; border-top: 1px solid var(--line); padding-top: 8px; }
 </style>
@@ -81,6 +82,9 @@ footer { margin-top: 40px; color: var(--muted); font-size: 12px; border-top: 1px
 {% endfor %}</tbody></table></div>{% else %}<p class="empty">(none)</p>{% endif %}
 {% if t.note %}<p class="tnote">{{ t.note }}</p>{% endif %}</div>
 {% endfor %}</div>{% endif %}
+{% for e in s.explanations %}{% if loop.first or e.method != loop.previtem.method %}<h3>Examples: {{ e.method }}</h3>
+{% endif %}<div class="explained" data-method="{{ e.method }}">{{ e.attribution | attribution }}</div>
+{% endfor %}
 </section>
 {% endfor %}
 <footer>Built by caveat {{ report.versions.get("caveat", "") }}{% for k, v in report.versions.items() if k != "caveat" %} &middot; {{ k }} {{ v }}{% endfor %}.

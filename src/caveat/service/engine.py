@@ -4,6 +4,7 @@ the micro-batcher hands over. Everything here runs in the one model thread."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from caveat.errors import ConfigError
 from caveat.models.rundir import Run, open_run
+from caveat.service.errors import RequestError
 from caveat.service.metrics import Metrics
 from caveat.service.validation import ExplainOptions, PredictOptions
 from caveat.types import Task
@@ -52,6 +54,7 @@ class Engine:
     metrics: Metrics
     explain_steps: int = 50
     predictor: object | None = field(default=None, repr=False)
+    explainer: object | None = field(default=None, repr=False)  # caveat.explain.ExplainModel
 
     @property
     def labels(self) -> list[str]:
@@ -59,9 +62,13 @@ class Engine:
 
     def load(self) -> "Engine":
         """Load the model (slow: call it in the model thread)."""
+        from caveat.explain import ExplainModel
         from caveat.inference import Predictor
 
         self.predictor = Predictor.from_run(self.run)
+        temperature = getattr(self.caveats, "temperature", None)  # Caveats (text) or SpanCaveats (NER) alike
+        self.explainer = ExplainModel(self.predictor, 1.0 if temperature is None else float(temperature),
+                                      calibrated=temperature is not None)
         return self
 
     def run_batch(self, jobs: list) -> list[list[dict]]:
@@ -69,7 +76,7 @@ class Engine:
         options = jobs[0].options
         if isinstance(options, ExplainOptions):
             self.metrics.batches.labels(kind="explain").inc()
-            return [[self.explain(job.inputs[0], target=job.options.target, steps=job.options.steps)] for job in jobs]
+            return [[self.explain(job.inputs[0], job.options)] for job in jobs]
         inputs = [x for job in jobs for x in job.inputs]
         self.metrics.batches.labels(kind=options.method).inc()
         self.metrics.batch_inputs.observe(len(inputs))
@@ -125,20 +132,33 @@ class Engine:
             if "mc_dropout" in row:
                 mc = row["mc_dropout"]
                 mc["probabilities"] = dict(list(mc["probabilities"].items())[: options.k])
-        if options.explain:
-            target = self.labels.index(row["label"])
-            attribution = self.explain(row["text"], target=target, steps=self.explain_steps)
-            row["attributions"] = attribution["words"]
+        if options.explain:  # integrated gradients of the predicted label's calibrated probability
+            explained = self.explain(row["text"], ExplainOptions(target=row["label"], options={"steps": self.explain_steps}))
+            row["attributions"] = [{"word": w["word"], "attribution": w["attribution"]} for w in explained["words"]]
         return row
 
-    def explain(self, text: str, *, target: int | None, steps: int) -> dict:
-        """Integrated-gradients attributions of one text, JSON-ready (``ExplainResponse``)."""
-        from caveat.explain import integrated_gradients
+    def explain(self, text: str | list[str], options: ExplainOptions) -> dict:
+        """One explanation, JSON-ready (``ExplainResponse``). What the request asks that the input does not
+        allow (e.g. a span the model does not predict, with no label) is a ``RequestError`` (422)."""
+        from caveat.explain import explain
 
-        p = self.predictor
-        a = integrated_gradients(p.model, p.tokenizer, text, target=target, steps=steps, max_length=p.max_length)
-        return {"text": text, "label": self.labels[a.target], "predicted_label": self.labels[a.predicted], "steps": a.steps,
-                "output": a.output, "baseline_output": a.baseline_output, "delta": a.delta,
-                "words": [{"word": w, "attribution": float(v)} for w, v in zip(a.words, a.word_attributions)],
-                "tokens": [{"token": t, "word": w, "attribution": float(v)}
-                           for t, w, v in zip(a.tokens, a.token_words, a.token_attributions)]}
+        try:
+            a = explain(self.explainer, text, method=options.method, target=options.target, span=options.span,
+                        label=options.label, seed=options.seed, **options.options)
+        except ConfigError as err:  # caveat.explain names CLI flags; a request names fields
+            raise RequestError(re.sub(r"--(span|label|target)\b", r"\1", str(err))) from None
+        out = a.to_dict()
+        out["text"] = text if isinstance(text, str) else " ".join(text)
+        out["details"] = _finite(out["details"])
+        return out
+
+
+def _finite(value):
+    """``value`` with every non-finite float as None (JSON has no NaN; the response must still be sent)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

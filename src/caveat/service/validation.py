@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from caveat.errors import ConfigError
 from caveat.service.errors import RequestError
-from caveat.service.schemas import DEFAULT_K, DEFAULT_SAMPLES, ExplainRequest, PredictRequest
+from caveat.service.schemas import (DEFAULT_K, DEFAULT_LIME_SAMPLES, DEFAULT_MAX_EVALS, DEFAULT_SAMPLES, ExplainRequest,
+                                   PredictRequest)
 from caveat.service.settings import ServiceSettings
 from caveat.types import Task
 
@@ -26,10 +28,14 @@ class PredictOptions:
 
 @dataclass(frozen=True)
 class ExplainOptions:
-    """One explanation; never grouped with another request."""
+    """One explanation (``caveat.explain.explain``'s arguments); never grouped with another request."""
 
-    target: int | None = None
-    steps: int = 50
+    method: str = "ig"
+    target: str = "predicted"
+    span: str | None = None
+    label: str | None = None  # NER: the span's entity type (text runs fold ``label`` into ``target``)
+    seed: int = 0
+    options: dict = field(default_factory=dict)  # the method's own: steps (ig), max_evals (shap), samples (lime)
     token: object = field(default_factory=object, compare=False)  # makes every batch_key unique
 
     @property
@@ -70,7 +76,8 @@ def check_predict(req: PredictRequest, settings: ServiceSettings, *, task: Task,
         raise RequestError(f"k={k} is more than the run's {len(labels)} labels: use 1..{len(labels)}")
     if req.explain:
         if task is not Task.TEXT_CLASSIFICATION:
-            raise RequestError("explain=true is for text-classification runs so far; drop explain")
+            raise RequestError("explain=true is for text-classification runs: drop explain, and explain a span "
+                               "with /v1/explain (tokens and span)")
         if len(inputs) > settings.max_explain_texts:
             raise RequestError(f"explain=true with {len(inputs)} inputs is more than this service's limit of "
                                f"{settings.max_explain_texts}: send at most {settings.max_explain_texts} texts, "
@@ -78,15 +85,71 @@ def check_predict(req: PredictRequest, settings: ServiceSettings, *, task: Task,
     return PredictOptions(method=req.method, samples=samples, k=k, explain=req.explain)
 
 
+TEXT_TARGETS = ("predicted", "uncertainty", "entropy", "mutual_information")  # besides the run's labels
+
+
+def _shown(names: list[str], limit: int = 20) -> str:
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def entity_types(labels: list[str]) -> list[str]:
+    """The entity types of a BIO tag set, in tag order (``B-LOC`` -> ``LOC``)."""
+    return list(dict.fromkeys(t[2:] for t in labels if t[:2] in ("B-", "I-")))
+
+
 def check_explain(req: ExplainRequest, settings: ServiceSettings, *, task: Task, labels: list[str]) -> ExplainOptions:
     """Options of a valid explanation request; raises ``RequestError`` (422) otherwise."""
-    if task is not Task.TEXT_CLASSIFICATION:
-        raise RequestError("/v1/explain is for text-classification runs so far; this run tags tokens")
-    _check_lengths([req.text], settings, "text")
-    target = None
-    if req.label is not None:
+    if req.tokens is not None and task is not Task.TOKEN_CLASSIFICATION:
+        raise RequestError("tokens are for token-classification runs; this run is text-classification: send text")
+    name, chars = ("text", len(req.text)) if req.tokens is None else ("tokens", len(" ".join(req.tokens)))
+    if chars > settings.max_text_chars:
+        raise RequestError(f"{name} has {chars} characters, over this service's limit of {settings.max_text_chars}: "
+                           "explain a shorter input")
+    options = {"ig": {"steps": settings.explain_steps if req.steps is None else req.steps},
+               "shap": {"max_evals": DEFAULT_MAX_EVALS if req.max_evals is None else req.max_evals},
+               "lime": {"samples": DEFAULT_LIME_SAMPLES if req.samples is None else req.samples},
+               "occlusion": {}}[req.method]
+    common = {"method": req.method, "seed": req.seed, "options": options}
+    if task is Task.TOKEN_CLASSIFICATION:
+        return ExplainOptions(**common, **_check_span(req, labels))
+    if req.span is not None:
+        raise RequestError(f"span={req.span!r} is for token-classification runs; this run classifies whole texts: "
+                           "drop span, and choose what to explain with target (a label, 'predicted' or 'uncertainty')")
+    target = req.target
+    if req.label is not None:  # an alias of target=<label>
+        if target not in ("predicted", req.label):
+            raise RequestError(f"label={req.label!r} and target={target!r} ask for two different things: send one of "
+                               "them (label=X is the same as target=X)")
         if req.label not in labels:
-            shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
-            raise RequestError(f"label={req.label!r} is not one of the run's labels: choose one of {shown}, or omit it")
-        target = labels.index(req.label)
-    return ExplainOptions(target=target, steps=req.steps)
+            raise RequestError(f"label={req.label!r} is not one of the run's labels: choose one of {_shown(labels)}, "
+                               "or omit it")
+        target = req.label
+    if target not in TEXT_TARGETS and target not in labels:
+        raise RequestError(f"target={target!r} is neither 'predicted', 'uncertainty', 'entropy', 'mutual_information' "
+                           f"nor one of the run's labels ({_shown(labels)}): choose one of them")
+    if target == "mutual_information" and req.method == "ig":
+        raise RequestError("target='mutual_information' samples dropout masks, which integrated gradients cannot "
+                           "explain: use method='occlusion', 'shap' or 'lime', or target='entropy'")
+    return ExplainOptions(**common, target=target)
+
+
+def _check_span(req: ExplainRequest, labels: list[str]) -> dict:
+    """``span`` and ``label`` of an NER explanation (``target`` is for text runs)."""
+    words = req.tokens if req.tokens is not None else req.text.split()
+    if req.target != "predicted":
+        raise RequestError(f"target={req.target!r} is for text-classification runs; this run tags tokens and explains "
+                           "one span's confidence: drop target, send span (and label for its entity type)")
+    if req.span is None:
+        raise RequestError("token-classification runs explain one span: send span with its words as they appear in "
+                           f"the sentence, e.g. span={words[-1]!r}")
+    from caveat.explain.targets import find_span  # torch: imported once the model is, not with the app
+
+    try:
+        find_span(words, req.span)
+    except ConfigError as err:
+        raise RequestError(str(err)) from None
+    types = entity_types(labels)
+    if req.label is not None and req.label not in types:
+        raise RequestError(f"label={req.label!r} is not an entity type of this run: choose one of {_shown(types)}, or "
+                           "omit it to explain the span as the type predicted for it")
+    return {"span": req.span, "label": req.label}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from caveat.report.build import Context
 from caveat.report.schema import Section
-from caveat.report.sections import attacks, calibration, decisions, ner, ood, overview, performance, shift, weak_spots
+from caveat.report.sections import attacks, calibration, decisions, explanations, ner, ood, overview, performance, shift, weak_spots
 
 SectionFn = Callable[[Context], "Section | None"]
 
@@ -28,6 +28,7 @@ SECTIONS: tuple[SectionFn, ...] = (
     ood.out_of_scope,
     shift.shift,
     attacks.attacks,
+    explanations.explanations,
     weak_spots.weak_spots,
     ner.weak_spans,
 )

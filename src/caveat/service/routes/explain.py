@@ -14,8 +14,11 @@ router = APIRouter(tags=["explain"])
 
 @router.post("/v1/explain", response_model=ExplainResponse, responses=ERRORS)
 async def explain(body: ExplainRequest, state: ServiceState = Depends(get_state)) -> dict:
-    """Integrated-gradients word attributions (Sundararajan et al. 2017) for the predicted label or
-    ``label``: per sub-token, summed per word, with the convergence delta."""
+    """Word attributions of one input (``caveat.explain``) by integrated gradients (Sundararajan et al.
+    2017), SHAP's partition explainer, LIME or occlusion. Every method explains the same scalar: the
+    calibrated probability of the predicted label or of ``target``, an uncertainty score
+    (``target='uncertainty'``), or on token-classification runs the calibrated confidence of ``span``
+    (its own words held fixed, its context explained)."""
     options = check_explain(body, state.settings, task=state.run.task, labels=state.run.labels)
-    (row,) = await state.submit([body.text], options)
+    (row,) = await state.submit([body.input], options)
     return row

@@ -1,0 +1,31 @@
+"""Issue 6: explanation methods on the SST-2 run, 200 test sentences, all in one process.
+
+The SST-2 run is copied and calibrated (5% target) so that "where the model abstains" is the policy's
+own decision. LIME's stability is also measured at its own default sample size (5,000) on 20 sentences.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+def bench_explain(sst2_run: Path, work: Path, *, max_examples: int = 200, lime_default_examples: int = 20) -> dict:
+    from caveat.calibrate import calibrate_run
+    from caveat.explain.evaluate import explanation_faithfulness
+    from caveat.models.rundir import open_run
+
+    run = work / "sst2-calibrated"
+    if not (run / "caveat.json").is_file() or not open_run(run).info.get("calibration"):
+        if run.exists():
+            shutil.rmtree(run)
+        shutil.copytree(sst2_run, run, ignore=shutil.ignore_patterns("checkpoint*", "logs"))
+        calibrate_run(run, target_risk=0.05)
+    out = explanation_faithfulness(run, "test", max_examples=max_examples)
+    lime_default = explanation_faithfulness(run, "test", methods=["lime"], max_examples=lime_default_examples,
+                                            options={"lime": {"samples": 5000}})
+    ig = out["methods"]["ig"]["seconds"]["median"]
+    return {"run": str(run), **out, "lime_default": {"samples": 5000, "n": lime_default["n"],
+                                                      "stability": lime_default["stability"]["lime"],
+                                                      "seconds": lime_default["methods"]["lime"]["seconds"]},
+            "ig_median_seconds": ig, "ig_under_half_a_second": bool(ig < 0.5)}
