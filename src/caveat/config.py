@@ -100,6 +100,8 @@ class TrainConfig(_Section):
     max_length: int = Field(128, ge=8, le=4096, description="Sub-word tokens per input (longer inputs are truncated).")
     early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement; None trains all epochs.")
     evals_per_epoch: int = Field(1, ge=1, le=100, description="Validation evaluations per epoch (best model kept).")
+    select: Literal["best", "last"] = Field("best", description="Weights kept: the best clean validation score, or the last "
+                                            "evaluation's (for robust training, whose gains clean validation does not see).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     checkpoint_every: int | None = Field(None, ge=1, description="Save a resumable checkpoint every N steps (also at each evaluation).")
     log_every: int = Field(10, ge=1, description="Log loss and throughput every N steps.")

@@ -67,3 +67,17 @@ def test_resume_ends_where_uninterrupted_run_ends(tiny_backbone, text_data, tmp_
     full_head = load_file(str(tmp_path / "full" / "model" / "head.safetensors"))
     resumed_head = load_file(str(tmp_path / "resumed" / "model" / "head.safetensors"))
     torch.testing.assert_close(resumed_head["weight"], full_head["weight"], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("select", ["best", "last"])
+def test_select_keeps_the_best_or_the_last_evaluations_weights(tiny_backbone, text_data, tmp_path, select):
+    cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=2, evals_per_epoch=3, lr=1e-3, head_lr=1e-3)
+                      + [f"train.select={select}"])
+    summary = Trainer(cfg, tmp_path / "run", progress=False).fit()
+    history = [h["validation_accuracy"] for h in summary["history"]]
+    kept = evaluate_run(tmp_path / "run", "validation", write=False)["accuracy"]
+    if select == "last":
+        assert summary["selected_step"] == summary["steps"] == summary["history"][-1]["step"]
+        assert kept == pytest.approx(history[-1])
+    else:
+        assert summary["selected_step"] == summary["best_step"] and kept == pytest.approx(max(history))

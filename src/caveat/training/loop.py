@@ -82,6 +82,7 @@ class TrainState:
     step_in_epoch: int = 0
     best_metric: float | None = None
     best_step: int | None = None
+    selected_step: int | None = None  # the step whose weights are in model/
     evals_without_improvement: int = 0
     stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
@@ -174,12 +175,15 @@ class Trainer:
             value = metrics[key]
             state.history.append({"step": state.global_step, "epoch": state.global_step / steps_per_epoch, f"validation_{key}": value, "validation_n": metrics["n"]})
             accelerator.log({f"validation/{key}": value}, step=state.global_step)
-            if state.best_metric is None or value > state.best_metric:
+            improved = state.best_metric is None or value > state.best_metric
+            if improved:
                 state.best_metric, state.best_step, state.evals_without_improvement = value, state.global_step, 0
-                if accelerator.is_main_process:
-                    save_model(self.out, accelerator.unwrap_model(model), tokenizer)
             else:
                 state.evals_without_improvement += 1
+            if improved or tcfg.select == "last":
+                state.selected_step = state.global_step
+                if accelerator.is_main_process:
+                    save_model(self.out, accelerator.unwrap_model(model), tokenizer)
             accelerator.wait_for_everyone()
             patience = tcfg.early_stopping_patience
             return patience is not None and state.evals_without_improvement >= patience
@@ -239,6 +243,8 @@ class Trainer:
             "epochs": round(state.global_step / steps_per_epoch, 3),
             "best_step": state.best_step,
             "best_validation": state.best_metric,
+            "select": tcfg.select,
+            "selected_step": state.selected_step,  # the weights in model/: best_step, or the last evaluation's
             "stopped_early": state.stopped_early,
             "history": state.history,
             "seconds": round(time.perf_counter() - started, 1),

@@ -23,7 +23,7 @@ def data_and_training(ctx: Context) -> Section:
         metric("epochs_trained", "epochs trained", training.get("epochs")),
         metric("steps", "optimizer steps", training.get("steps")),
         metric("best_validation", f"best validation {name}", training.get("best_validation")),
-        metric("best_step", "best step (kept)", training.get("best_step")),
+        metric("best_step", "step kept", training.get("selected_step") or training.get("best_step")),
         metric("stopped_early", "stopped early", training.get("stopped_early")),
         metric("seconds", "training seconds", training.get("seconds")),
     ]
