@@ -55,7 +55,7 @@ def test_cli_end_to_end(text_run, tiny_backbone):
             [w for w in ex["original"].split() if w in ("alpha", "beta", "gamma")]
 
 
-def test_bad_input(text_run, tiny_backbone, ner_data, tmp_path):
+def test_bad_input(text_run, tiny_backbone):
     result = runner.invoke(app, ["attack", str(text_run), "--attack", "greedy,bogus"])
     assert result.exit_code != 0 and "unknown attack 'bogus'" in str(result.exception)
     with pytest.raises(ConfigError, match="unknown attack 'bogus'; choose one of: char_adjacent, .*greedy"):
@@ -67,18 +67,3 @@ def test_bad_input(text_run, tiny_backbone, ner_data, tmp_path):
         attack_run(text_run, max_examples=0)
     with pytest.raises(ConfigError, match="--data 'nowhere.txt' is neither a file nor a split name"):
         attack_run(text_run, "nowhere.txt", similarity_model=str(tiny_backbone))
-
-    from transformers import AutoModel, AutoTokenizer
-
-    from caveat.models.classifier import CaveatModel
-    from caveat.models.rundir import save_model, write_run_info
-    from caveat.types import Task
-
-    ner_run = tmp_path / "ner"
-    labels = ["B-PER", "I-PER", "O"]
-    save_model(ner_run, CaveatModel(AutoModel.from_pretrained(tiny_backbone), len(labels), task=Task.TOKEN_CLASSIFICATION),
-               AutoTokenizer.from_pretrained(tiny_backbone))
-    write_run_info(ner_run, config=load_config(overrides=tiny_overrides(tiny_backbone, ner_data, "token-classification")),
-                   labels=labels, data={})
-    with pytest.raises(ConfigError, match="text-classification runs only for now; .* is a token-classification \\(NER\\) run"):
-        attack_run(ner_run)

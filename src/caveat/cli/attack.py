@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
 
 
 def attack_command(
-    run: Annotated[Path, typer.Argument(help="Run directory written by caveat train (text classification).")],
+    run: Annotated[Path, typer.Argument(help="Run directory written by caveat train (text classification or NER: context words only).")],
     data: Annotated[str, typer.Option(help="Split name (train, validation, calibration, test) or a labelled file.")] = "test",
     attack: Annotated[str, typer.Option("--attack", help="Attacks, comma-separated: charswap, wordsub, greedy (also char_adjacent, char_insert, char_delete, char_keyboard).")] = "greedy",
     max_examples: Annotated[int, typer.Option(help="Attack the first N examples of the data.")] = 500,

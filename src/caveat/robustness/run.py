@@ -1,4 +1,8 @@
-"""Attack a run directory on a split or a file; results merged into ``metrics.json`` under ``attack.<data>``."""
+"""Attack a run directory on a split or a file; results merged into ``metrics.json`` under ``attack.<data>``.
+
+Text-classification runs are attacked here; NER (token-classification) runs by ``ner.attack_ner``,
+with the same options and output layout.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,15 @@ from pathlib import Path
 from caveat.errors import ConfigError
 from caveat.io import read_json, write_json_atomic
 from caveat.models.rundir import Run, open_run
-from caveat.robustness.attacks import AttackSetup, Constraints, EmbeddingNeighbours, Encoder, Victim, build_attack, parse_attacks
+from caveat.robustness.attacks import (
+    AttackSetup,
+    Constraints,
+    EmbeddingNeighbours,
+    Encoder,
+    Victim,
+    build_attack,
+    parse_attacks,
+)
 from caveat.robustness.metrics import attack_metrics
 from caveat.types import Task
 
@@ -28,6 +40,8 @@ def attack_run(run_dir: str | Path | Run, data: str = "test", attacks: str | Seq
     The clean pass scores every example once (batched); only correctly classified ones are attacked.
     Each attack's figures (``attack_metrics``) and constraints go under ``attacks.<name>``, and into
     ``RUN/metrics.json`` as ``attack.<data>.<name>`` (other attacks already there are kept).
+    NER runs: sentences are attacked on their context words only (``ner.attack_ner``; figures from
+    ``ner.span_attack_metrics``, which adds span-level ones), in the same layout.
     ``encoder`` overrides the sentence encoder (else ``similarity_model``: ``"default"`` = the
     packaged all-MiniLM-L6-v2, or a local model folder).
     """
@@ -40,31 +54,21 @@ def attack_run(run_dir: str | Path | Run, data: str = "test", attacks: str | Seq
     if max_examples is not None and max_examples < 1:
         raise ConfigError(f"max_examples must be >= 1 (or None for all). Got {max_examples!r}.")
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
-    if run.task is not Task.TEXT_CLASSIFICATION:
-        raise ConfigError(f"caveat attack supports text-classification runs only for now; {run.path} is a {run.task.value} (NER) run")
     split = resolve_split(run, data)
     examples = split.examples[:max_examples]
     predictor = Predictor.from_run(run, batch_size=batch_size)
-    victim = Victim(predictor)
     setup = AttackSetup(constraints, encoder or SentenceEncoder(similarity_model), seed=seed, max_candidates=max_candidates,
                         word_candidates=lambda: EmbeddingNeighbours.from_predictor(predictor, k=max_candidates))
     built = [build_attack(name, setup) for name in names]  # before the clean pass: fail early
 
-    texts = [ex.text for ex in examples]
-    start = time.perf_counter()
-    clean = victim.probs(texts)  # (N, C)
-    clean_seconds = time.perf_counter() - start
-    out = {}
-    for attack in built:
-        start = time.perf_counter()
-        results = []
-        for i, (ex, probs) in enumerate(zip(examples, clean)):
-            results.append(attack.attack(victim, ex.text, ex.label, probs=probs))
-            if (i + 1) % 50 == 0:
-                log.info("%s: %d/%d examples, %.0f s", attack.name, i + 1, len(examples), time.perf_counter() - start)
-        seconds = time.perf_counter() - start + clean_seconds  # as if run alone: the clean pass included
-        out[attack.name] = {**attack_metrics(results, seconds), "constraints": constraints.as_dict(),
-                            "max_candidates": max_candidates, "seed": seed}
+    if run.task is Task.TOKEN_CLASSIFICATION:
+        from caveat.robustness.ner import attack_ner
+
+        figures = attack_ner(predictor, examples, built)
+    else:
+        figures = _attack_texts(Victim(predictor), examples, built)
+    settings = {"constraints": constraints.as_dict(), "max_candidates": max_candidates, "seed": seed}
+    out = {name: {**m, **settings} for name, m in figures.items()}
     first = next(iter(out.values()))
     result = {"data": data, "source": split.source, "task": run.task.value, "n": first["n"],
               "clean_accuracy": first["clean_accuracy"], "attacks": out}
@@ -74,3 +78,21 @@ def attack_run(run_dir: str | Path | Run, data: str = "test", attacks: str | Seq
         existing.setdefault("attack", {}).setdefault(data, {}).update(out)
         write_json_atomic(path, existing)
     return result
+
+
+def _attack_texts(victim: Victim, examples: Sequence, attacks: Sequence) -> dict[str, dict]:
+    """``{attack name: attack_metrics(...)}`` over labelled texts; the clean pass is scored once (batched)
+    and counted in each attack's ``seconds`` (as if run alone)."""
+    start = time.perf_counter()
+    clean = victim.probs([ex.text for ex in examples])  # (N, C)
+    clean_seconds = time.perf_counter() - start
+    out = {}
+    for attack in attacks:
+        start = time.perf_counter()
+        results = []
+        for i, (ex, probs) in enumerate(zip(examples, clean)):
+            results.append(attack.attack(victim, ex.text, ex.label, probs=probs))
+            if (i + 1) % 50 == 0:
+                log.info("%s: %d/%d examples, %.0f s", attack.name, i + 1, len(examples), time.perf_counter() - start)
+        out[attack.name] = attack_metrics(results, time.perf_counter() - start + clean_seconds)
+    return out
