@@ -101,6 +101,17 @@ def table() -> str:
         lines.append(f"| SST-2 ERM on CR (shifted domain) | accuracy; ECE | {r['cr']['accuracy']:.4f} (in-domain {r['in_domain']['accuracy']:.4f}); {r['cr']['ece']:.4f} (in-domain {r['in_domain']['ece']:.4f}) | report | | |")
         g = r["attacks"]["greedy"]["seconds"]
         lines.append(f"| greedy attack on {r['max_examples']} SST-2 test sentences, 2 cores | wall time | {g / 60:.1f} min (all three attacks {r['attack_seconds'] / 60:.1f} min) | < 10 min | {'yes' if g < 600 else 'no'} | |")
+    path = RESULTS / "robust_compare.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        for row in r["rows"]:
+            name = Path(row["path"]).name
+            g, cr, t = row["attack"]["greedy"], row["shift"]["cr"], row["training"]
+            v = r["verdicts"].get(name)
+            lines.append(f"| SST-2 {name} ({row['objective']}): clean → greedy after-attack; CR accuracy / ECE; s per step | test ({r['max_examples']} attacked) | "
+                         f"{row['accuracy']:.4f} → {g['after_attack_accuracy']:.4f}; {cr['accuracy']:.4f} / {cr['ece']:.4f}; {t['seconds_per_step']:.2f} | "
+                         + ("≥ ERM + 0.15 after attack, clean ≥ ERM − 0.015, CR ECE ≤ ERM" if v else "(ERM: the reference)")
+                         + f" | {('yes' if v['met'] else 'no') if v else ''} | |")
     path = RESULTS / "explain.json"
     if path.is_file():
         r = json.loads(path.read_text())
@@ -128,7 +139,7 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service", "robustness", "explain"]))
+    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service", "robustness", "explain", "robust_compare"]))
     parser.add_argument("--quick", action="store_true", help="a few steps each: checks the harness, not the figures")
     parser.add_argument("--no-reuse", action="store_true")
     args = parser.parse_args()
@@ -163,12 +174,17 @@ def main() -> None:
 
             record = bench_explain((WORK if not args.quick else WORK / "quick") / "sst2", WORK if not args.quick else WORK / "quick",
                                    max_examples=10 if args.quick else 200, lime_default_examples=2 if args.quick else 20)
+        elif name == "robust_compare":  # needs the sst2 runs (benchmarks/robust.py names them)
+            from benchmarks.robust import bench_robust_compare
+
+            record = bench_robust_compare(WORK if not args.quick else WORK / "quick", data_root,
+                                          max_examples=20 if args.quick else 500)
         elif name == "ensemble":  # needs the sst2-ens run (caveat train examples/sst2.yaml --ensemble 3)
             record = bench_ensemble(WORK / "sst2-ens")
         elif name in TASKS:
             record = bench_task(name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service', 'robustness', 'explain'])}")
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service', 'robustness', 'explain', 'robust_compare'])}")
         record["command"] = "make bench" if not args.quick else "python -m benchmarks.run --quick"
         record["wall_seconds"] = round(time.perf_counter() - start, 1)
         write_json_atomic(results / f"{name}.json", record)
