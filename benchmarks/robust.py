@@ -34,3 +34,13 @@ def bench_robust_compare(work: Path, data_root: Path, *, max_examples: int = 500
                           "met": bool(gain >= 0.15 and clean >= -0.015 and cr_ece <= 0)}
     return {"runs": [str(r) for r in runs], "rows": out["rows"], "table": out["table"], "notes": out["notes"],
             "verdicts": verdicts, "max_examples": max_examples}
+
+
+def bench_ner_attack(conll_run: Path, *, max_examples: int = 200) -> dict:
+    """NER attacks on the CoNLL-2003 run: context words only, span errors clean vs after attack."""
+    from caveat.robustness.run import attack_run
+
+    out = attack_run(conll_run, "test", "charswap,greedy", max_examples=max_examples, write=False)
+    return {"run": str(conll_run), "max_examples": max_examples,
+            "attacks": {k: {m: v for m, v in a.items() if m != "examples"} | {"examples": a.get("examples", [])[:3]}
+                        for k, a in out["attacks"].items()}}

@@ -101,6 +101,12 @@ def table() -> str:
         lines.append(f"| SST-2 ERM on CR (shifted domain) | accuracy; ECE | {r['cr']['accuracy']:.4f} (in-domain {r['in_domain']['accuracy']:.4f}); {r['cr']['ece']:.4f} (in-domain {r['in_domain']['ece']:.4f}) | report | | |")
         g = r["attacks"]["greedy"]["seconds"]
         lines.append(f"| greedy attack on {r['max_examples']} SST-2 test sentences, 2 cores | wall time | {g / 60:.1f} min (all three attacks {r['attack_seconds'] / 60:.1f} min) | < 10 min | {'yes' if g < 600 else 'no'} | |")
+    path = RESULTS / "ner_attack.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        for name, a in r["attacks"].items():
+            lines.append(f"| CoNLL-2003 under the {name} attack, context words only (≤ 20% words, sim ≥ 0.8), {r['max_examples']} test sentences | sentence accuracy; span F1; span errors | "
+                         f"{a['clean_accuracy']:.3f} → {a['after_attack_accuracy']:.3f}; {a['clean_span_f1']:.3f} → {a['after_attack_span_f1']:.3f}; {a['clean_span_errors']} → {a['after_attack_span_errors']} ({a['mean_queries']:.1f} queries per attacked sentence) | report | | |")
     path = RESULTS / "robust_compare.json"
     if path.is_file():
         r = json.loads(path.read_text())
@@ -139,7 +145,7 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service", "robustness", "explain", "robust_compare"]))
+    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service", "robustness", "explain", "robust_compare", "ner_attack"]))
     parser.add_argument("--quick", action="store_true", help="a few steps each: checks the harness, not the figures")
     parser.add_argument("--no-reuse", action="store_true")
     args = parser.parse_args()
@@ -174,6 +180,10 @@ def main() -> None:
 
             record = bench_explain((WORK if not args.quick else WORK / "quick") / "sst2", WORK if not args.quick else WORK / "quick",
                                    max_examples=10 if args.quick else 200, lime_default_examples=2 if args.quick else 20)
+        elif name == "ner_attack":  # needs the conll2003 run
+            from benchmarks.robust import bench_ner_attack
+
+            record = bench_ner_attack((WORK if not args.quick else WORK / "quick") / "conll2003", max_examples=20 if args.quick else 200)
         elif name == "robust_compare":  # needs the sst2 runs (benchmarks/robust.py names them)
             from benchmarks.robust import bench_robust_compare
 
@@ -184,7 +194,7 @@ def main() -> None:
         elif name in TASKS:
             record = bench_task(name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service', 'robustness', 'explain', 'robust_compare'])}")
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service', 'robustness', 'explain', 'robust_compare', 'ner_attack'])}")
         record["command"] = "make bench" if not args.quick else "python -m benchmarks.run --quick"
         record["wall_seconds"] = round(time.perf_counter() - start, 1)
         write_json_atomic(results / f"{name}.json", record)
