@@ -11,15 +11,8 @@ from caveat.cli.app import app
 from caveat.errors import ConfigError
 from caveat.evaluation.run import evaluate_run
 from caveat.explain.evaluate import explanation_faithfulness
-from tests.conftest import one_thread
 
 FAST = {"lime": {"samples": 80}, "shap": {"max_evals": 60}, "ig": {"steps": 8}}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

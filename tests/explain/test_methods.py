@@ -9,17 +9,10 @@ import pytest
 from caveat.errors import ConfigError
 from caveat.explain import METHODS, ExplainModel, explain
 from caveat.explain.faithfulness import faithfulness, random_baseline
-from tests.conftest import one_thread
 
 TEXT = "please the beta card now today"  # planted: beta -> second
 # (not alpha: the tiny model gives an empty or all-[PAD] text to "first", so alpha barely moves it)
 OPTIONS = {"ig": {"steps": 16}, "shap": {"max_evals": 200}, "lime": {"samples": 300}, "occlusion": {}}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

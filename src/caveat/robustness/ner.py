@@ -181,28 +181,19 @@ class _SpanSearch:
         for i in self.order(positions):
             if changed >= budget:
                 break
-            core = words.core(i)
-            texts = [current.replace(i, c) for c in dict.fromkeys(self.attack.candidates(core))
-                     if c and c != core and c.lower() not in constraints.protected  # never introduced either
-                     and not any(ch.isspace() for ch in c)]  # one word for one word: spans keep their place
+            texts, sims, reference = self.attack.substitutes(words, current, i, reference)
             if not texts:
                 continue
-            if reference is None:
-                reference = self.attack.encoder.encode([words.text])[0]  # (D,)
-            sims = self.attack.encoder.encode([t.text for t in texts]) @ reference  # (K,)
-            keep = np.nonzero(sims >= constraints.min_similarity)[0]
-            if len(keep) == 0:
-                continue
-            tagged = self.victim.score([texts[j].tokens for j in keep])
+            tagged = self.victim.score([t.tokens for t in texts])
             broken = np.array([k for k, s in enumerate(tagged) if s.spans != self.gold], dtype=int)
             if len(broken):
-                best = int(broken[np.argmax(sims[keep[broken]])])  # the most similar success (TextFooler)
-                return self.result(texts[keep[best]], tagged[best], changed + 1, sims[keep[best]], attacked=True)
+                best = int(broken[np.argmax(sims[broken])])  # the most similar success (TextFooler)
+                return self.result(texts[best], tagged[best], changed + 1, sims[best], attacked=True)
             values = [self.objective(s.probs) for s in tagged]
             best = int(np.argmin(values))
             if values[best] < value:
-                current, scored, value = texts[keep[best]], tagged[best], values[best]
-                changed, similarity = changed + 1, sims[keep[best]]
+                current, scored, value = texts[best], tagged[best], values[best]
+                changed, similarity = changed + 1, sims[best]
         return self.result(current, scored, changed, similarity, attacked=True)
 
 

@@ -70,6 +70,24 @@ class Attack:
         """Tokens this attack may edit."""
         return [i for i in range(len(words.tokens)) if self.constraints.editable(words.core(i))]
 
+    def substitutes(self, original: Words, current: Words, i: int,
+                    reference: np.ndarray | None) -> tuple[list[Words], np.ndarray, np.ndarray | None]:
+        """``current`` with token ``i`` replaced by each candidate for its core in ``original`` that keeps
+        the constraints: one word for one word, never a protected word, and a sentence embedding at least
+        ``min_similarity`` from ``original``'s. Returns the kept texts, their similarities (K,) and the
+        original's embedding (pass it back in: it is encoded once per search)."""
+        core = original.core(i)
+        texts = [current.replace(i, c) for c in dict.fromkeys(self.candidates(core))
+                 if c and c != core and c.lower() not in self.constraints.protected  # never introduced either
+                 and not any(ch.isspace() for ch in c)]
+        if not texts:
+            return [], np.zeros(0), reference
+        if reference is None:
+            reference = self.encoder.encode([original.text])[0]  # (D,)
+        sims = self.encoder.encode([t.text for t in texts]) @ reference  # (K,)
+        keep = np.nonzero(sims >= self.constraints.min_similarity)[0]
+        return [texts[j] for j in keep], sims[keep], reference
+
 
 class _Search:
     """The state of one greedy search (one example)."""
@@ -108,23 +126,15 @@ class _Search:
         for i in self.order(positions):
             if changed >= budget:
                 break
-            core = words.core(i)
-            texts = [current.replace(i, c) for c in dict.fromkeys(self.attack.candidates(core))
-                     if c != core and c.lower() not in self.attack.constraints.protected]  # never introduced either
+            texts, sims, reference = self.attack.substitutes(words, current, i, reference)
             if not texts:
                 continue
-            if reference is None:
-                reference = self.attack.encoder.encode([words.text])[0]  # (D,)
-            sims = self.attack.encoder.encode([t.text for t in texts]) @ reference  # (K,)
-            keep = np.nonzero(sims >= self.attack.constraints.min_similarity)[0]
-            if len(keep) == 0:
-                continue
-            scored = self.victim.probs([texts[j].text for j in keep])  # (K', C)
+            scored = self.victim.probs([t.text for t in texts])  # (K, C)
             flipped = np.nonzero(np.argmax(scored, axis=1) != y)[0]
             if len(flipped):
-                best = flipped[np.argmax(sims[keep[flipped]])]  # the most similar flip (TextFooler)
-                return self.result(texts[keep[best]], scored[best], changed + 1, sims[keep[best]], attacked=True)
+                best = flipped[np.argmax(sims[flipped])]  # the most similar flip (TextFooler)
+                return self.result(texts[best], scored[best], changed + 1, sims[best], attacked=True)
             best = int(np.argmin(scored[:, y]))
             if scored[best, y] < probs[y]:
-                current, probs, changed, similarity = texts[keep[best]], scored[best], changed + 1, sims[keep[best]]
+                current, probs, changed, similarity = texts[best], scored[best], changed + 1, sims[best]
         return self.result(current, probs, changed, similarity, attacked=True)
