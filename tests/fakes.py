@@ -66,3 +66,28 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> Path:
     path.write_text("\n\n".join("\n".join(f"{t} {g}" for t, g in zip(*s)) for s in sentences) + "\n", encoding="utf-8")
     return path
+
+
+def make_causal_lm(path: Path, words: list[str] = (), *, hidden: int = 32, layers: int = 2, heads: int = 2,
+                   seed: int = 0, chat_template: str | None = None) -> Path:
+    """A random Llama-style causal LM with a word-level vocabulary, saved as an HF folder."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    vocab = list(dict.fromkeys(specials + sorted(set(FILLER) | set(words)) + [":", "?", "."]))
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>")
+    if chat_template is not None:
+        fast.chat_template = chat_template
+    fast.save_pretrained(path)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                         max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path

@@ -7,7 +7,8 @@ import sys
 
 import typer
 
-from caveat.cli import attack, calibrate, compare, demo, evaluate, explain, predict, report, serve, train, tune
+from caveat.cli import (attack, calibrate, compare, demo, evaluate, explain, generate, predict, report, serve, train,
+                        tune)
 from caveat.errors import CaveatError
 
 app = typer.Typer(
@@ -17,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for module in (train, tune, calibrate, predict, evaluate, explain, attack, compare, report, demo, serve):
+for module in (train, tune, calibrate, predict, evaluate, explain, generate, attack, compare, report, demo, serve):
     module.register(app)
 
 

@@ -40,3 +40,16 @@ def build_config(config: Path | None, overrides: list[str], **flags: Any) -> Run
     if flags.get("model") is not None:
         extra.setdefault("model", {})["name_or_path"] = flags["model"]
     return load_config(config, overrides, **extra)
+
+
+def progress_printer(what: str, *, every: int = 25):
+    """A ``progress(done, total)`` callback that logs every ``every`` items (and the last) to stderr."""
+    import logging
+
+    log = logging.getLogger("caveat")
+
+    def report(done: int, total: int) -> None:
+        if done % every == 0 or done == total:
+            log.info("%s: %d/%d", what, done, total)
+
+    return report

@@ -1,0 +1,281 @@
+"""Uncertainty of a generated answer, each estimator registered by name; higher = more uncertain.
+
+Every estimator is a function of one :class:`~caveat.generate.sampling.Generation` (the greedy
+answer and K samples with their token statistics, generated once and shared) and a
+:class:`Context` that computes the shared extras once per generation: meaning clusters, and the
+model itself for the two estimators that ask it a further question (``p_true`` and ``verbalised``).
+Each estimator states what it needs, so an evaluation computes only that.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from caveat.errors import ConfigError
+from caveat.generate.sampling import Generation
+from caveat.generate.semantic import Equivalence, Meanings, meanings
+from caveat.registry import Registry
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """An uncertainty estimator: ``fn(generation, context, message) -> float``.
+
+    ``needs`` is a subset of {"samples", "meaning", "lm"}: K > 0 samples, meaning clusters, or
+    further calls to the model.
+    """
+
+    name: str
+    fn: Callable[[Generation, Context, str], float]
+    needs: frozenset[str]
+    summary: str
+
+
+ESTIMATORS: Registry[Estimator] = Registry("estimator")
+
+
+def estimator(name: str, summary: str, needs: Sequence[str] = ()):
+    """Register ``fn`` as the estimator ``name``."""
+    def add(fn):
+        ESTIMATORS.register(name)(Estimator(name, fn, frozenset(needs), summary))
+        return fn
+    return add
+
+
+class Context:
+    """What estimators share beyond the generation; computed lazily, once per generation.
+
+    Parameters
+    ----------
+    lm : the :class:`~caveat.generate.lm.LanguageModel` (for ``p_true`` and ``verbalised``).
+    equivalence : how meaning clusters are built (default: embedding similarity, see
+        :mod:`caveat.generate.semantic`).
+
+    Attributes
+    ----------
+    lm_calls : forward or generate calls made by estimators (besides sampling).
+    """
+
+    def __init__(self, *, lm=None, equivalence: Equivalence | None = None) -> None:
+        self.lm, self._equivalence = lm, equivalence
+        self._meanings: dict[int, Meanings] = {}
+        self.lm_calls = 0
+
+    @property
+    def equivalence(self) -> Equivalence:
+        if self._equivalence is None:
+            from caveat.generate.semantic import EmbeddingEquivalence
+
+            self._equivalence = EmbeddingEquivalence()
+        return self._equivalence
+
+    def meanings(self, g: Generation, question: str | None = None) -> Meanings:
+        """Meaning clusters of ``g``'s samples (cached per generation)."""
+        key = id(g)
+        if key not in self._meanings:
+            self._meanings[key] = meanings(g.greedy.text, [s.text for s in g.samples], self.equivalence,
+                                           question=question)
+        return self._meanings[key]
+
+    def need_lm(self, name: str):
+        if self.lm is None:
+            raise ConfigError(f"estimator {name!r} asks the model a further question; give the Context an lm")
+        return self.lm
+
+
+def _need_samples(g: Generation, name: str) -> None:
+    if not g.samples:
+        raise ConfigError(f"estimator {name!r} needs sampled answers; generate with samples >= 2 (e.g. 8)")
+
+
+# -- from the greedy answer's token statistics ------------------------------------------------------
+
+
+@estimator("msp", "-log P(greedy answer): maximum sequence probability (Fadeeva et al. 2023)")
+def msp(g: Generation, ctx: Context, message: str = "") -> float:
+    """``-sum_t log p(y_t | y_<t, x)`` of the greedy answer (its stop token included)."""
+    return float(-g.greedy.logprobs.sum())
+
+
+@estimator("perplexity", "mean negative log-likelihood per token of the greedy answer (length-normalised)")
+def perplexity(g: Generation, ctx: Context, message: str = "") -> float:
+    """``-(1/T) sum_t log p(y_t | ...)``; the log of the answer's perplexity (Fomicheva et al. 2020)."""
+    return float(-g.greedy.logprobs.mean()) if len(g.greedy.logprobs) else 0.0
+
+
+@estimator("mean_token_entropy", "mean entropy of the next-token distribution along the greedy answer")
+def mean_token_entropy(g: Generation, ctx: Context, message: str = "") -> float:
+    """``(1/T) sum_t H(p(. | y_<t, x))`` in nats (Fomicheva et al. 2020; Malinin & Gales 2021)."""
+    return float(g.greedy.entropies.mean()) if len(g.greedy.entropies) else 0.0
+
+
+# -- from the samples -------------------------------------------------------------------------------
+
+_ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def rouge_l(a: str, b: str) -> float:
+    """ROUGE-L F1 (Lin 2004) of two texts over lower-cased alphanumeric tokens (no stemming).
+
+    The tokenisation is that of the ``rouge-score`` package's default tokenizer, which lm-polygraph's
+    lexical similarity uses; two empty texts score 0, as there.
+    """
+    x, y = _ROUGE_TOKEN.findall(a.lower()), _ROUGE_TOKEN.findall(b.lower())
+    if not x or not y:
+        return 0.0
+    prev = [0] * (len(y) + 1)
+    for tx in x:  # longest common subsequence, one row at a time
+        row = [0]
+        for j, ty in enumerate(y):
+            row.append(prev[j] + 1 if tx == ty else max(prev[j + 1], row[j]))
+        prev = row
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len(x), lcs / len(y)
+    return 2 * p * r / (p + r)
+
+
+@estimator("lexical_similarity", "1 - mean pairwise ROUGE-L between the samples (Fomicheva et al. 2020)",
+           needs=("samples",))
+def lexical_similarity(g: Generation, ctx: Context, message: str = "") -> float:
+    """One minus the mean ROUGE-L F1 over all ordered pairs of distinct samples."""
+    _need_samples(g, "lexical_similarity")
+    texts = [s.text for s in g.samples]
+    sims = [rouge_l(a, b) for i, a in enumerate(texts) for j, b in enumerate(texts) if i != j]
+    return 1.0 - float(np.mean(sims)) if sims else 0.0
+
+
+def _entropy(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+@estimator("semantic_entropy", "entropy over meaning clusters, weighted by sample probability (Kuhn et al. 2023)",
+           needs=("samples", "meaning"))
+def semantic_entropy(g: Generation, ctx: Context, message: str = "") -> float:
+    """Entropy of the meaning distribution ``p(c) ∝ sum_{s in c} P(s | x)``.
+
+    Kuhn, Gal & Farquhar (2023). ``P(s | x)`` is each sample's length-normalised probability
+    ``exp(mean_t log p)``, as in their implementation, so long answers are not penalised for length.
+    """
+    _need_samples(g, "semantic_entropy")
+    labels = ctx.meanings(g, message).sample_labels
+    logp = np.array([s.logprobs.mean() if len(s.logprobs) else 0.0 for s in g.samples])
+    w = np.exp(logp - logp.max())
+    mass = np.bincount(labels, weights=w)
+    return _entropy(mass / mass.sum())
+
+
+@estimator("discrete_semantic_entropy", "entropy of the share of samples in each meaning cluster "
+           "(Farquhar et al. 2024)", needs=("samples", "meaning"))
+def discrete_semantic_entropy(g: Generation, ctx: Context, message: str = "") -> float:
+    """Entropy of the cluster frequencies, for models whose probabilities are not available or trusted."""
+    _need_samples(g, "discrete_semantic_entropy")
+    counts = np.bincount(ctx.meanings(g, message).sample_labels).astype(float)
+    return _entropy(counts / counts.sum())
+
+
+@estimator("num_semantic_sets", "number of meaning clusters among the samples (Lin et al. 2023)",
+           needs=("samples", "meaning"))
+def num_semantic_sets(g: Generation, ctx: Context, message: str = "") -> float:
+    """Lin, Trivedi & Sun (2023), "Generating with Confidence": more distinct meanings, less certain."""
+    _need_samples(g, "num_semantic_sets")
+    return float(ctx.meanings(g, message).n_clusters)
+
+
+@estimator("self_consistency", "1 - share of samples that mean the same as the greedy answer "
+           "(Wang et al. 2023)", needs=("samples", "meaning"))
+def self_consistency(g: Generation, ctx: Context, message: str = "") -> float:
+    """One minus the agreement of the samples with the greedy answer (Wang et al. 2023; Xiong et al. 2024)."""
+    _need_samples(g, "self_consistency")
+    m = ctx.meanings(g, message)
+    return 1.0 - float(np.mean(m.sample_labels == m.greedy_label)) if m.greedy_label >= 0 else 1.0
+
+
+# -- asking the model again -------------------------------------------------------------------------
+
+P_TRUE_QUESTION = ("Is your answer true or false? Reply with one word: True or False.")
+
+
+def _first_token(lm, word: str) -> int:
+    return lm.tokenizer(word, add_special_tokens=False)["input_ids"][0]
+
+
+@estimator("p_true", "-log P(True) when the model judges its own answer (Kadavath et al. 2022)", needs=("lm",))
+def p_true(g: Generation, ctx: Context, message: str = "") -> float:
+    """Kadavath et al. (2022), "Language Models (Mostly) Know What They Know".
+
+    The conversation continues after the greedy answer with a question whether it is true; the
+    probability of "True" against "False" as the first word of the reply (one forward pass, the two
+    words' first tokens renormalised) gives ``-log P(True)``.
+    """
+    import torch
+
+    lm = ctx.need_lm("p_true")
+    yes, no = _first_token(lm, "True"), _first_token(lm, "False")
+    if yes == no:
+        raise ConfigError(f"the tokenizer of {lm.name} cannot tell 'True' from 'False' by their first token; "
+                          "p_true does not work with this model: choose other estimators")
+    turns = [{"role": "user", "content": message}, {"role": "assistant", "content": g.greedy.text},
+             {"role": "user", "content": P_TRUE_QUESTION}]
+    if lm.chat:
+        prompt = lm.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+    else:
+        prompt = f"{message}\n{g.greedy.text}\n{P_TRUE_QUESTION}\n"
+    ids = torch.tensor([lm.encode(prompt)])
+    with torch.no_grad():
+        logits = lm.model(ids).logits[0, -1].float()  # (V,)
+    ctx.lm_calls += 1
+    pair = torch.log_softmax(logits[[yes, no]], dim=0)
+    return float(-pair[0])
+
+
+VERBAL_QUESTION = ("How confident are you that your answer is correct? "
+                   "Reply with a number from 0 to 100 only.")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+@estimator("verbalised", "1 - the confidence the model states for its answer, 0-100 (Tian et al. 2023)",
+           needs=("lm",))
+def verbalised(g: Generation, ctx: Context, message: str = "") -> float:
+    """Tian et al. (2023), "Just Ask for Calibration": the stated confidence, read from a greedy reply.
+
+    A reply without a number in [0, 100] counts as no confidence (uncertainty 1).
+    """
+    import torch
+
+    lm = ctx.need_lm("verbalised")
+    turns = [{"role": "user", "content": message}, {"role": "assistant", "content": g.greedy.text},
+             {"role": "user", "content": VERBAL_QUESTION}]
+    if lm.chat:
+        prompt = lm.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+    else:
+        prompt = f"{message}\n{g.greedy.text}\n{VERBAL_QUESTION}\n"
+    ids = torch.tensor([lm.encode(prompt)])
+    with torch.no_grad():
+        out = lm.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=8,
+                                pad_token_id=lm.tokenizer.pad_token_id)
+    ctx.lm_calls += 1
+    reply = lm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    number = _NUMBER.search(reply)
+    value = float(number.group()) if number else math.nan
+    return 1.0 - value / 100 if 0 <= value <= 100 else 1.0
+
+
+def parse_estimators(spec: str | Sequence[str] | None, *, samples: int) -> list[str]:
+    """Estimator names from ``"a,b"`` or a list; ``None``/``"all"`` = every estimator the settings allow."""
+    if spec is None or spec == "all" or spec == ["all"]:
+        return [n for n in ESTIMATORS.names() if samples >= 2 or "samples" not in ESTIMATORS.get(n).needs]
+    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
+    if not names:
+        raise ConfigError("no estimator named; e.g. --estimators msp,semantic_entropy")
+    for n in names:
+        if "samples" in ESTIMATORS.get(n).needs and samples < 2:
+            raise ConfigError(f"estimator {n!r} needs sampled answers; set samples >= 2 (got {samples})")
+    return names

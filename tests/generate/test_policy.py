@@ -1,0 +1,54 @@
+"""Risk-controlled selective generation meets its bound on planted scores; policies round-trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from caveat.errors import ConfigError, DataError
+from caveat.generate.policy import GenerationPolicy
+from caveat.generate.sampling import SamplingConfig
+
+
+def _draw(rng, n):
+    """Scores uniform on [0, 1]; P(wrong | s) = s, so answering s <= t errs on t / 2 of the answered."""
+    s = rng.uniform(size=n)
+    return s, rng.uniform(size=n) < s
+
+
+def test_bound_holds_on_fresh_questions_in_at_least_1_minus_delta_of_calibrations():
+    rng = np.random.default_rng(0)
+    target, delta, trials = 0.2, 0.1, 200
+    violations, coverage = 0, []
+    for _ in range(trials):
+        s, e = _draw(rng, 1000)
+        policy = GenerationPolicy.fit(s, e, lm="m", sampling=SamplingConfig(), estimator="semantic_entropy",
+                                      rule="contains", target_risk=target, delta=delta, allow_empty=True)
+        t = max(policy.risk.threshold, 0.0)  # -inf: abstains on everything
+        violations += t / 2 > target  # the true selective risk at t is t / 2
+        coverage.append(min(t, 1.0))
+    assert violations / trials <= delta
+    # and it is not vacuous: the oracle threshold is 0.4 (risk exactly 0.2); LTT gets over half of it
+    assert 0.2 < np.mean(coverage) <= 0.4
+
+
+def test_decisions_and_reasons(tmp_path):
+    rng = np.random.default_rng(1)
+    s, e = _draw(rng, 2000)
+    policy = GenerationPolicy.fit(s, e, lm="m", sampling=SamplingConfig(samples=4), estimator="msp",
+                                  rule="contains", target_risk=0.2, delta=0.05, template="Q: {question}")
+    low, high = policy.decide(0.01), policy.decide(0.99)
+    assert low["decision"] == "answer" and "≤ threshold" in low["reason"] and "risk ≤ 20%" in low["reason"]
+    assert high["decision"] == "abstain" and "contains" in high["reason"]
+    policy.save(tmp_path / "p.json")
+    back = GenerationPolicy.load(tmp_path / "p.json")
+    assert back.risk.threshold == policy.risk.threshold and back.sampling == policy.sampling
+    assert back.template == "Q: {question}" and back.decide(0.01) == low
+
+
+def test_bad_policy_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="generate-calibrate"):
+        GenerationPolicy.load(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text('{"version": 1, "lm": "m"}')
+    with pytest.raises(DataError, match="not a generation policy"):
+        GenerationPolicy.load(tmp_path / "bad.json")
