@@ -135,6 +135,30 @@ def table() -> str:
         st = r["stability"]
         lines.append(f"| LIME stability between two seeds (Spearman; top-3 overlap): {r['options']['lime']['samples']} samples ({st['lime']['n']} sentences) / {r['lime_default']['samples']}, its default ({r['lime_default']['n']} sentences); SHAP's partition explainer does not sample | test | "
                      f"{st['lime']['spearman']:.3f}; {st['lime']['top_k_overlap']:.2f} / {r['lime_default']['stability']['spearman']:.3f}; {r['lime_default']['stability']['top_k_overlap']:.2f} | report | | |")
+    path = RESULTS / "generate.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        for name, g in r["sets"].items():
+            acc = " / ".join(f"{k} {v:.3f}" for k, v in g["accuracy"].items())
+            lines.append(f"| {name}: SmolLM2-135M-Instruct greedy accuracy, {g['n']} questions | contains / exact / F1 ≥ 0.5 | {acc} | report | | |")
+            est = g["estimators"]
+            ranked = sorted((e for e in est if "auroc" in est[e]), key=lambda e: -est[e]["auroc"])
+            cells = "; ".join(f"{e} {est[e]['auroc']:.3f} [{est[e]['auroc_ci'][0]:.3f}, {est[e]['auroc_ci'][1]:.3f}] PRR {est[e]['prr']:.3f}" for e in ranked)
+            lines.append(f"| {name}: wrong-answer AUROC [95% bootstrap] and PRR per estimator, K = {r['samples']}, errors by {g['rule']} | AUROC | {cells} | report | | |")
+            if "best" in g:
+                met = g["best_minus_msp"] >= 0.05 and g["best_interval_clear_of_half"]
+                lines.append(f"| {name}: best estimator ({g['best']}) − maximum sequence probability | AUROC | {g['best_minus_msp']:+.3f} (interval clear of 0.5: {'yes' if g['best_interval_clear_of_half'] else 'no'}) | ≥ +0.05, clear of 0.5 | {'yes' if met else 'no'} | |")
+            pg = g.get("polygraph")
+            if pg and "pairs" in pg:
+                cells = "; ".join(f"{k} {v['caveat_auroc']:.3f} vs {v['polygraph_auroc']:.3f}" for k, v in pg["pairs"].items())
+                worst = max(abs(v["difference"]) for v in pg["pairs"].values())
+                lines.append(f"| {name}: caveat vs lm-polygraph estimators on the same samples | AUROC | {cells} | within 0.01 | {'yes' if worst <= 0.01 else 'no'} | |")
+        t = r["throughput"]
+        lines.append(f"| greedy + {t['samples']} samples: {t['samples'] + 1} separate generate calls / one batched call ({t['n']} XQuAD questions) | time ratio | {t['ratio_separate_over_batched']:.2f}× ({t['separate_median_s']:.1f} s / {t['batched_median_s']:.1f} s) | report | | |")
+        c = r.get("cost")
+        if c and c.get("polygraph") and "seconds_per_question" in c["polygraph"]:
+            p = c["polygraph"]
+            lines.append(f"| cost per question, same 5 estimators (MSP, perplexity, token entropy, lexical similarity, P(True)), {c['n']} questions: caveat / lm-polygraph | seconds; generate calls | {c['caveat_seconds_per_question']:.1f} / {p['seconds_per_question']:.1f}; {c['caveat_generate_calls_per_question']:.0f} / {p['generate_calls_per_question']:.0f} | caveat ≤ lm-polygraph | {'yes' if c['caveat_seconds_per_question'] <= p['seconds_per_question'] else 'no'} | |")
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
@@ -145,7 +169,7 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service", "robustness", "explain", "robust_compare", "ner_attack"]))
+    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service", "robustness", "explain", "robust_compare", "ner_attack", "generate"]))
     parser.add_argument("--quick", action="store_true", help="a few steps each: checks the harness, not the figures")
     parser.add_argument("--no-reuse", action="store_true")
     args = parser.parse_args()
@@ -189,12 +213,18 @@ def main() -> None:
 
             record = bench_robust_compare(WORK if not args.quick else WORK / "quick", data_root,
                                           max_examples=20 if args.quick else 500)
+        elif name == "generate":  # SmolLM2 on XQuAD and NQ-open (benchmarks/generate.py)
+            from benchmarks.generate import bench_generate
+
+            record = bench_generate(data_root, WORK if not args.quick else WORK / "quick",
+                                    n={"xquad": 6, "nq_open": 4} if args.quick else None,
+                                    throughput_n=2 if args.quick else 10, n_boot=50 if args.quick else 1000)
         elif name == "ensemble":  # needs the sst2-ens run (caveat train examples/sst2.yaml --ensemble 3)
             record = bench_ensemble(WORK / "sst2-ens")
         elif name in TASKS:
             record = bench_task(name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service', 'robustness', 'explain', 'robust_compare', 'ner_attack'])}")
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service', 'robustness', 'explain', 'robust_compare', 'ner_attack', 'generate'])}")
         record["command"] = "make bench" if not args.quick else "python -m benchmarks.run --quick"
         record["wall_seconds"] = round(time.perf_counter() - start, 1)
         write_json_atomic(results / f"{name}.json", record)

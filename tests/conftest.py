@@ -13,7 +13,7 @@ import pytest
 from caveat.calibrate import calibrate_run
 from caveat.config import load_config
 from caveat.training.loop import Trainer
-from tests.fakes import make_backbone, planted_ner, planted_texts, write_conll, write_jsonl
+from tests.fakes import make_backbone, make_causal_lm, planted_ner, planted_texts, write_conll, write_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -23,6 +23,12 @@ DATA_ROOT = Path(os.environ.get("CAVEAT_DATA", Path(__file__).resolve().parents[
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
     return make_backbone(tmp_path_factory.mktemp("backbone"), ["alpha", "beta", "gamma", "alice", "bob", "smith", "paris", "rome"])
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory) -> Path:
+    """A tiny random causal LM folder (no chat template), for caveat.generate and /v1/generate."""
+    return make_causal_lm(tmp_path_factory.mktemp("tiny-lm"), ["true", "false", "yes", "no"])
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""A tiny random causal LM, built once per session from a config (tests/fakes.py)."""
+"""Tiny random causal LMs, built once per session from a config (tests/fakes.py); ``tiny_lm_dir`` is in
+tests/conftest.py, shared with the service tests."""
 
 from __future__ import annotations
 
@@ -8,11 +9,6 @@ from tests.fakes import make_causal_lm
 
 CHAT = ("{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> {% endfor %}"
         "{% if add_generation_prompt %}<s> assistant : {% endif %}")
-
-
-@pytest.fixture(scope="session")
-def tiny_lm_dir(tmp_path_factory):
-    return make_causal_lm(tmp_path_factory.mktemp("tiny-lm"), ["true", "false", "yes", "no"])
 
 
 @pytest.fixture(scope="session")

@@ -163,3 +163,30 @@ def test_lm_estimators_name_the_missing_model(tiny_lm):
     with pytest.raises(ConfigError, match="cannot tell 'True' from 'False'"):
         value("p_true", g, Context(lm=tiny_lm))  # its vocabulary has only lower-case true/false
     assert not math.isnan(value("msp", g, Context()))
+
+
+def test_entailment_equivalence_is_bidirectional_and_puts_the_question_first():
+    import torch
+
+    from caveat.generate.semantic import EntailmentEquivalence
+
+    seen = []
+
+    class Tok:
+        def __call__(self, premises, hypotheses, **kwargs):
+            seen.extend(zip(premises, hypotheses))
+            return {"pairs": list(zip(premises, hypotheses))}
+
+    class Model:
+        def __call__(self, pairs):
+            # planted NLI: "paris" entails "in paris", "in paris" entails "paris"; "france" entails "paris" only one way
+            rules = {("paris", "in paris"), ("in paris", "paris"), ("france", "paris")}
+            strip = lambda t: t.split("? ", 1)[1]
+            logits = [[0.0, 1.0, 0.0] if (strip(p), strip(h)) in rules else [1.0, 0.0, 0.0] for p, h in pairs]
+            return type("Out", (), {"logits": torch.tensor(logits)})()
+
+    nli = EntailmentEquivalence.__new__(EntailmentEquivalence)
+    nli.tokenizer, nli.model, nli.entailment, nli.batch_size = Tok(), Model(), 1, 4
+    same = nli.matrix(["paris", "in paris", "france"], question="where ?")
+    np.testing.assert_array_equal(same, [[1, 1, 0], [1, 1, 0], [0, 0, 1]])
+    assert seen[0] == ("where ? paris", "where ? in paris") and len(seen) == 6

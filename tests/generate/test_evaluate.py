@@ -90,10 +90,17 @@ def test_cli_generate_eval_and_calibrate_and_generate(tiny_lm_dir, squad_file, t
     runner = CliRunner()
     common = ["--lm", str(tiny_lm_dir), "--samples", "3", "--max-new-tokens", "3", "--cache", str(tmp_path / "c")]
     r = runner.invoke(app, ["generate-eval", "--data", str(squad_file), *common, "--estimators", "msp,perplexity",
-                            "--rule", "contains", "--out", str(tmp_path / "eval.json"), "--n-boot", "20"])
+                            "--rule", "contains", "--out", str(tmp_path / "eval.json"), "--n-boot", "20",
+                            "--html", str(tmp_path / "report.html")])
     assert r.exit_code == 0, r.output
     full = json.loads((tmp_path / "eval.json").read_text())
     assert full["n"] == 6 and len(full["records"]) == 6 and full["generate_calls"] == 6
+    page = (tmp_path / "report.html").read_text()
+    assert "Detecting wrong answers" in page and "where is the cat ?" in page
+    assert json.loads((tmp_path / "report.json").read_text())["task"] == "generation"
+    clash = runner.invoke(app, ["generate-eval", "--data", str(squad_file), *common, "--estimators", "msp",
+                                "--out", str(tmp_path / "x.json"), "--html", str(tmp_path / "x.html")])
+    assert clash.exit_code != 0 and "--html" in str(clash.exception)
     printed = json.loads(r.stdout)
     assert "records" not in printed and printed["rule"] == "contains"
     # planted scores would be needed for a feasible bound on 6 questions: an infeasible target is a clear error

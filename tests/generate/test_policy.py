@@ -36,7 +36,8 @@ def test_decisions_and_reasons(tmp_path):
     rng = np.random.default_rng(1)
     s, e = _draw(rng, 2000)
     policy = GenerationPolicy.fit(s, e, lm="m", sampling=SamplingConfig(samples=4), estimator="msp",
-                                  rule="contains", target_risk=0.2, delta=0.05, template="Q: {question}")
+                                  rule="contains", target_risk=0.2, delta=0.05, template="Q: {question}",
+                                  meaning={"threshold": 0.8, "nli_model": None})
     low, high = policy.decide(0.01), policy.decide(0.99)
     assert low["decision"] == "answer" and "≤ threshold" in low["reason"] and "risk ≤ 20%" in low["reason"]
     assert high["decision"] == "abstain" and "contains" in high["reason"]
@@ -44,6 +45,7 @@ def test_decisions_and_reasons(tmp_path):
     back = GenerationPolicy.load(tmp_path / "p.json")
     assert back.risk.threshold == policy.risk.threshold and back.sampling == policy.sampling
     assert back.template == "Q: {question}" and back.decide(0.01) == low
+    assert back.meaning == {"threshold": 0.8, "nli_model": None}  # sample-based scores depend on the clusters
 
 
 def test_bad_policy_files_are_named(tmp_path):

@@ -40,3 +40,10 @@ def test_a_bad_api_key_value_is_never_echoed(tmp_path):
     with pytest.raises(ConfigError) as err:
         ServiceSettings.from_env({"CAVEAT_API_KEY": "x", "CAVEAT_PORT": "-1"}, run_dir=tmp_path)
     assert "'x'" not in str(err.value)
+
+
+def test_generation_settings_come_from_the_environment_too(tmp_path):
+    env = {"CAVEAT_LM": "default", "CAVEAT_GENERATION_POLICY": str(tmp_path / "policy.json")}
+    s = ServiceSettings.from_env(env, run_dir=tmp_path)
+    assert (s.lm, s.generation_policy, s.max_generate_samples) == ("default", tmp_path / "policy.json", 32)
+    assert ServiceSettings.from_env({"CAVEAT_LM": " "}, run_dir=tmp_path).lm is None  # empty: no /v1/generate

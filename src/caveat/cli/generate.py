@@ -44,10 +44,9 @@ def _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed):
 
 def _context(lm, meaning_threshold: float, nli_model: str | None):
     from caveat.generate.estimators import Context
-    from caveat.generate.semantic import EmbeddingEquivalence, EntailmentEquivalence
+    from caveat.generate.semantic import make_equivalence
 
-    equivalence = EntailmentEquivalence(nli_model) if nli_model else EmbeddingEquivalence(meaning_threshold)
-    return Context(lm=lm, equivalence=equivalence)
+    return Context(lm=lm, equivalence=make_equivalence(threshold=meaning_threshold, nli_model=nli_model))
 
 
 def _cache(folder: Path | None):
@@ -61,54 +60,44 @@ def generate_command(
     context: Annotated[str | None, typer.Option(help="A passage to answer from (reading comprehension).")] = None,
     policy: Annotated[Path | None, typer.Option(help="A policy from generate-calibrate: answer or abstain with a risk bound. Its model, sampling and template are used.")] = None,
     lm: Lm = "default", gguf_file: GgufFile = None, samples: Samples = 8, max_new_tokens: MaxNew = 32,
-    temperature: Temperature = 1.0, top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = 0, template: Template = None,
+    temperature: Temperature = 0.5, top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = 0, template: Template = None,
     estimators: Estimators = "all", meaning_threshold: Threshold = 0.9, nli_model: Nli = None,
 ) -> None:
     """Answer one question, with its uncertainty under every estimator and, given a policy, the decision."""
-    from caveat.generate import prompts
-    from caveat.generate.data import Question
-    from caveat.generate.estimators import ESTIMATORS, parse_estimators
+    from caveat.generate.answer import answer_question, ask, estimator_names
     from caveat.generate.lm import load_lm
     from caveat.generate.policy import GenerationPolicy
-    from caveat.generate.sampling import Sampler
 
     fitted = GenerationPolicy.load(policy) if policy is not None else None
     cfg = fitted.sampling if fitted else _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed)
-    template = fitted.template if fitted else template
-    names = parse_estimators(estimators, samples=cfg.samples)
-    if fitted and fitted.estimator not in names:
-        names.append(fitted.estimator)
+    names = estimator_names(estimators, samples=cfg.samples, policy=fitted)
     model = load_lm(fitted.lm if fitted else lm, gguf_file=None if fitted else gguf_file)
-    ctx = _context(model, meaning_threshold, nli_model)
-    message = prompts.message(Question("cli", question, ("",), context), template=template)
-    g = Sampler(model, cfg)(model.prompt(message))
-    uncertainty = {n: ESTIMATORS.get(n).fn(g, ctx, message) for n in names}
-    out = {"question": question, "answer": g.greedy.text, "uncertainty": uncertainty,
-           "samples": [s.text for s in g.samples], "seconds": round(g.seconds, 3)}
-    if fitted:
-        out.update(fitted.decide(uncertainty[fitted.estimator]))
-    else:
-        out.update({"decision": None, "reason": "no policy given: fit one with caveat generate-calibrate and "
-                                                "pass --policy to answer only under a risk bound"})
-    emit(out)
+    message = ask(question, context, template=fitted.template if fitted else template)
+    meaning = fitted.meaning if fitted else {"threshold": meaning_threshold, "nli_model": nli_model}
+    ctx = _context(model, meaning["threshold"], meaning["nli_model"])
+    emit({"question": question, **answer_question(model, cfg, message, names, ctx, fitted)})
 
 
 def generate_eval_command(
     data: Data, max_examples: MaxExamples = None, data_seed: DataSeed = 0,
     lm: Lm = "default", gguf_file: GgufFile = None, samples: Samples = 8, max_new_tokens: MaxNew = 32,
-    temperature: Temperature = 1.0, top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = 0, template: Template = None,
+    temperature: Temperature = 0.5, top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = 0, template: Template = None,
     estimators: Estimators = "all", rule: Rule = "contains", meaning_threshold: Threshold = 0.9, nli_model: Nli = None,
     cache: Cache = None, n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 1000,
     out: Annotated[Path | None, typer.Option(help="Write the full result (with per-question records) to this JSON file.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML report (and its .json) here.")] = None,
 ) -> None:
     """How well each estimator detects wrong answers: AUROC, PRR (95% bootstrap), AURC, accuracy at coverage, cost."""
     from caveat.cli.common import progress_printer
+    from caveat.errors import ConfigError
     from caveat.generate.data import read_questions
     from caveat.generate.estimators import parse_estimators
     from caveat.generate.evaluate import evaluate_generation
     from caveat.generate.lm import load_lm
     from caveat.io import write_json_atomic
 
+    if html is not None and out is not None and html.with_suffix(".json").resolve() == out.resolve():
+        raise ConfigError(f"--html {html} also writes {html.with_suffix('.json')}, which is --out; give them different names")
     cfg = _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed)
     names = parse_estimators(estimators, samples=cfg.samples)
     questions = read_questions(data, limit=max_examples, seed=data_seed if max_examples else None)
@@ -119,6 +108,11 @@ def generate_eval_command(
     result["data"] = str(data)
     if out is not None:
         write_json_atomic(out, result)
+    if html is not None:
+        from caveat.generate.report import generation_report
+        from caveat.report.html import write_report
+
+        write_report(generation_report(result, data=str(data)), html)
     emit({k: v for k, v in result.items() if k != "records"}
          | {"estimators": {n: {k: v for k, v in m.items() if k != "risk_coverage"}
                            for n, m in result["estimators"].items()}})
@@ -133,7 +127,7 @@ def generate_calibrate_command(
     holdout: Annotated[float, typer.Option(help="Share of the questions kept out of calibration to check the bound on.")] = 0.5,
     max_examples: MaxExamples = None, data_seed: DataSeed = 0,
     lm: Lm = "default", gguf_file: GgufFile = None, samples: Samples = 8, max_new_tokens: MaxNew = 32,
-    temperature: Temperature = 1.0, top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = 0, template: Template = None,
+    temperature: Temperature = 0.5, top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = 0, template: Template = None,
     rule: Rule = "contains", meaning_threshold: Threshold = 0.9, nli_model: Nli = None, cache: Cache = None,
 ) -> None:
     """Fit a risk-controlled threshold: answer only where P(wrong) among answered questions is bounded."""
@@ -163,7 +157,8 @@ def generate_calibrate_command(
     s = scored.scores[estimator]
     cal = slice(n_check, None)
     policy = GenerationPolicy.fit(s[cal], errors[cal], lm=model.name, sampling=cfg, estimator=estimator,
-                                  rule=get_rule(rule).name, target_risk=target_risk, delta=delta, template=template)
+                                  rule=get_rule(rule).name, target_risk=target_risk, delta=delta, template=template,
+                                  meaning={"threshold": meaning_threshold, "nli_model": nli_model})
     policy.save(out)
     result = {"policy": str(out), "guarantee": policy.risk.guarantee, **policy.state()["risk"],
               "error_rate_calibration": float(errors[cal].mean())}

@@ -84,19 +84,41 @@ def packaged_smollm2() -> Path:
     return folder
 
 
+def split_lm_name(name: str) -> tuple[str, str | None]:
+    """``LanguageModel.name`` back into ``(name_or_path, gguf_file)``: ``"folder:file.gguf"`` names a GGUF file."""
+    head, sep, tail = name.rpartition(":")
+    return (head, tail) if sep and head and tail.lower().endswith(".gguf") else (name, None)
+
+
+def same_lm(a: str, b: str) -> bool:
+    """Whether two model names load the same model: ``"default"`` is its GGUF file, folders compare by
+    resolved path (``./m`` and ``m`` are one model)."""
+    def canonical(name: str) -> tuple[str, str | None]:
+        path, gguf = split_lm_name(name)
+        if path == DEFAULT_LM:
+            return path, gguf or SMOLLM2_GGUF
+        folder = Path(path).expanduser()
+        return (str(folder.resolve()) if folder.exists() else path), gguf
+
+    return canonical(a) == canonical(b)
+
+
 def load_lm(name_or_path: str = DEFAULT_LM, *, gguf_file: str | None = None, system: str | None = None) -> LanguageModel:
     """Load ``(model, tokenizer)`` with ``AutoModelForCausalLM``/``AutoTokenizer``.
 
     Parameters
     ----------
     name_or_path : ``"default"`` (packaged SmolLM2-135M-Instruct), a local folder, or a hub name
-        (needs internet or a warm Hugging Face cache).
+        (needs internet or a warm Hugging Face cache). A ``LanguageModel.name`` such as
+        ``"default:SmolLM2-135M-Instruct.Q4_1.gguf"`` (what a generation policy records) loads the same model.
     gguf_file : a GGUF file inside that folder; it is de-quantised on load (needs the ``gguf`` package).
     system : system message for chat models (None: the template's own default, if any).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    if gguf_file is None:
+        name_or_path, gguf_file = split_lm_name(name_or_path)
     if name_or_path == DEFAULT_LM:
         path, gguf_file = str(packaged_smollm2()), gguf_file or SMOLLM2_GGUF
     else:

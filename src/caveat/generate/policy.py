@@ -11,7 +11,7 @@ estimator, the correctness rule that defined "wrong", and the threshold. It is s
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,8 @@ class GenerationPolicy:
     rule : the correctness rule that defined an error on the calibration questions.
     risk : the fitted :class:`RiskControlled`.
     template : the prompt template (None: caveat's default for the question kind).
+    meaning : how meaning clusters were built (``make_equivalence`` keywords: ``threshold``, ``nli_model``);
+        sample-based scores depend on it, so the policy applies it again.
     """
 
     lm: str
@@ -44,11 +46,12 @@ class GenerationPolicy:
     rule: str
     risk: RiskControlled
     template: str | None = None
+    meaning: dict = field(default_factory=lambda: {"threshold": 0.9, "nli_model": None})
 
     @classmethod
     def fit(cls, scores, errors, *, lm: str, sampling: SamplingConfig, estimator: str, rule: str,
             target_risk: float, delta: float = 0.05, template: str | None = None,
-            allow_empty: bool = False) -> GenerationPolicy:
+            allow_empty: bool = False, meaning: dict | None = None) -> GenerationPolicy:
         """Calibrate on (N,) scores and (N,) errors of calibration questions.
 
         With ``allow_empty`` an unreachable target gives a policy that abstains on every question
@@ -56,7 +59,7 @@ class GenerationPolicy:
         """
         risk = RiskControlled(target_risk, delta, score=estimator, starts=2, allow_empty=allow_empty)
         risk.calibrate(np.asarray(scores, dtype=float), np.asarray(errors, dtype=bool))
-        return cls(lm, sampling, estimator, rule, risk, template)
+        return cls(lm, sampling, estimator, rule, risk, template, meaning or {"threshold": 0.9, "nli_model": None})
 
     def decide(self, score: float) -> dict:
         """``{"decision": "answer"|"abstain", "reason": ...}`` for one question's score."""
@@ -72,7 +75,7 @@ class GenerationPolicy:
 
     def state(self) -> dict:
         return {"version": POLICY_VERSION, "lm": self.lm, "sampling": asdict(self.sampling), "estimator": self.estimator,
-                "rule": self.rule, "template": self.template, "risk": self.risk.state()}
+                "rule": self.rule, "template": self.template, "meaning": self.meaning, "risk": self.risk.state()}
 
     def save(self, path: str | Path) -> None:
         write_json_atomic(path, self.state())
@@ -87,7 +90,8 @@ class GenerationPolicy:
             if s.get("version") != POLICY_VERSION:
                 raise DataError(f"{path} is policy version {s.get('version')!r}; this caveat reads {POLICY_VERSION}")
             return cls(s["lm"], SamplingConfig(**s["sampling"]), s["estimator"], s["rule"],
-                       RiskControlled.from_state(s["risk"]), s.get("template"))
+                       RiskControlled.from_state(s["risk"]), s.get("template"),
+                       s.get("meaning") or {"threshold": 0.9, "nli_model": None})
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             if isinstance(e, (DataError, ConfigError)):
                 raise

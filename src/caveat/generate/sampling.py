@@ -36,14 +36,16 @@ class SamplingConfig:
     samples : K sampled answers besides the greedy one (0: greedy only).
     max_new_tokens : longest answer, in tokens.
     temperature, top_k, top_p : the sampling distribution (top_k 0 and top_p 1 switch those off).
-        The recorded log-probabilities are always the model's own (temperature 1).
+        The default temperature 0.5 is the one Kuhn et al. (2023) found best for semantic entropy; at 1
+        a 135M model's samples are mostly unrelated sentences. The recorded log-probabilities are
+        always the model's own (temperature 1).
     seed : the sampling seed; each prompt draws from ``seed`` mixed with a checksum of the prompt, so
         an answer does not depend on which other prompts were generated before it.
     """
 
     samples: int = 8
     max_new_tokens: int = 32
-    temperature: float = 1.0
+    temperature: float = 0.5
     top_k: int = 0
     top_p: float = 1.0
     seed: int = 0

@@ -99,6 +99,11 @@ class EntailmentEquivalence:
         return entails & entails.T
 
 
+def make_equivalence(*, threshold: float = 0.9, nli_model: str | None = None) -> Equivalence:
+    """Bidirectional entailment under ``nli_model`` when given, else embedding similarity ≥ ``threshold``."""
+    return EntailmentEquivalence(nli_model) if nli_model else EmbeddingEquivalence(threshold)
+
+
 @dataclass
 class Meanings:
     """Meaning clusters of one generation.

@@ -13,23 +13,25 @@ import caveat
 from caveat.service import errors
 from caveat.service.batcher import MicroBatcher
 from caveat.service.engine import Engine, open_served_run
+from caveat.service.generator import open_generator
 from caveat.service.metrics import DriftMonitor, Metrics
 from caveat.service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
-from caveat.service.routes import explain, health, predict
+from caveat.service.routes import explain, generate, health, predict
 from caveat.service.settings import ServiceSettings
 from caveat.service.state import ServiceState
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     """The app for ``settings.run_dir``; raises ``ConfigError`` at once for a run it will not serve
-    (missing, or uncalibrated without ``allow_uncalibrated``). The model loads in the background
-    at start-up; /readyz says when it is ready."""
+    (missing, or uncalibrated without ``allow_uncalibrated``) or a generation policy it cannot use. The
+    model loads in the background at start-up, then the language model of /v1/generate if any; /readyz
+    says when each is ready."""
     run, caveats = open_served_run(settings.run_dir, allow_uncalibrated=settings.allow_uncalibrated)
     drift = DriftMonitor(getattr(caveats, "calibration_scores", None), window=settings.drift_window,  # text runs
                          min_inputs=settings.drift_min_inputs, alpha=settings.drift_alpha)
     metrics = Metrics(drift, score=getattr(caveats, "score", "none"))
     engine = Engine(run, caveats, metrics, explain_steps=settings.explain_steps)
-    state = ServiceState(settings=settings, run=run, engine=engine, metrics=metrics)
+    state = ServiceState(settings=settings, run=run, engine=engine, metrics=metrics, generator=open_generator(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -57,6 +59,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.include_router(health.metrics, dependencies=protected)
     app.include_router(predict.router, dependencies=protected)
     app.include_router(explain.router, dependencies=protected)
+    app.include_router(generate.router, dependencies=protected)
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_texts * settings.max_text_chars * 4 + 65_536)

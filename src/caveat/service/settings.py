@@ -33,6 +33,17 @@ class ServiceSettings(BaseModel):
     max_samples: int = Field(50, ge=2, le=1000, description="Most MC-dropout samples a request may ask for.")
     max_explain_texts: int = Field(8, ge=1, description="Most inputs of a /v1/predict request with explain=true.")
     explain_steps: int = Field(50, ge=2, le=1000, description="Integration steps of explain=true in /v1/predict.")
+    lm: str | None = Field(None, description="A causal LM for POST /v1/generate: 'default' (the packaged "
+                           "SmolLM2-135M-Instruct) or a local model folder. Unset: no /v1/generate.")
+    generation_policy: Path | None = Field(None, description="A policy JSON from caveat generate-calibrate: /v1/generate "
+                                           "uses its model, sampling settings and prompt template, and every answer "
+                                           "gets answer/abstain under its risk bound. lm may be left unset.")
+    max_question_chars: int = Field(2000, ge=1, description="Most characters of a /v1/generate question (its "
+                                    "context passage may have max_text_chars).")
+    max_generate_samples: int = Field(32, ge=2, le=1000, description="Most sampled answers a /v1/generate request "
+                                      "may ask for.")
+    max_generate_tokens: int = Field(128, ge=1, le=4096, description="Most new tokens per answer a /v1/generate "
+                                     "request may ask for.")
     drift_window: int = Field(500, ge=10, description="Recent inputs whose uncertainty scores the drift test uses.")
     drift_min_inputs: int = Field(100, ge=5, description="Inputs in the window before the drift alarm may fire.")
     drift_alpha: float = Field(0.01, gt=0, lt=1, description="The drift alarm fires when the KS test's p-value is below this.")
@@ -41,9 +52,9 @@ class ServiceSettings(BaseModel):
     log_level: str = Field("info", description="uvicorn log level: critical, error, warning, info, debug.")
     access_log: bool = Field(True, description="Log one line per request.")
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "lm", "generation_policy", mode="before")
     @classmethod
-    def _empty_key_is_none(cls, value: Any) -> Any:
+    def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level")

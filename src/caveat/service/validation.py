@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from caveat.errors import ConfigError
 from caveat.service.errors import RequestError
-from caveat.service.schemas import (DEFAULT_K, DEFAULT_LIME_SAMPLES, DEFAULT_MAX_EVALS, DEFAULT_SAMPLES, ExplainRequest,
+from caveat.service.schemas import (DEFAULT_GENERATE_SAMPLES, DEFAULT_K, DEFAULT_LIME_SAMPLES, DEFAULT_MAX_EVALS,
+                                   DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLES, ExplainRequest, GenerateRequest,
                                    PredictRequest)
 from caveat.service.settings import ServiceSettings
 from caveat.types import Task
+
+if TYPE_CHECKING:
+    from caveat.generate.policy import GenerationPolicy
+    from caveat.generate.sampling import SamplingConfig
 
 
 @dataclass(frozen=True)
@@ -153,3 +159,60 @@ def _check_span(req: ExplainRequest, labels: list[str]) -> dict:
         raise RequestError(f"label={req.label!r} is not an entity type of this run: choose one of {_shown(types)}, or "
                            "omit it to explain the span as the type predicted for it")
     return {"span": req.span, "label": req.label}
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """How to answer one /v1/generate request (``caveat.generate.answer.answer_question``'s settings)."""
+
+    sampling: SamplingConfig
+    estimators: tuple[str, ...]
+
+
+def default_estimators(samples: int) -> list[str]:
+    """Every estimator the samples allow that does not ask the model again (p_true, verbalised: one more
+    model call each, per request)."""
+    from caveat.generate.estimators import ESTIMATORS, parse_estimators
+
+    return [n for n in parse_estimators("all", samples=samples) if "lm" not in ESTIMATORS.get(n).needs]
+
+
+def _same_as_policy(name: str, asked: int | None, fitted: int) -> None:
+    if asked is not None and asked != fitted:
+        raise RequestError(f"{name}={asked} differs from the generation policy's {name}={fitted}: its threshold holds "
+                           f"only for the answers it was calibrated on; omit {name} (or send {fitted})")
+
+
+def check_generate(req: GenerateRequest, settings: ServiceSettings, *,
+                   policy: GenerationPolicy | None = None) -> GenerateOptions:
+    """Options of a valid generation request (with a policy: its sampling settings, and its estimator among
+    the estimators); raises ``RequestError`` (422) otherwise."""
+    from caveat.generate.answer import estimator_names
+    from caveat.generate.sampling import SamplingConfig
+
+    for name, text, limit in (("question", req.question, settings.max_question_chars),
+                              ("context", req.context or "", settings.max_text_chars)):
+        if len(text) > limit:
+            raise RequestError(f"{name} has {len(text)} characters, over this service's limit of {limit}: "
+                               f"send a shorter {name}")
+    if policy is not None:
+        _same_as_policy("samples", req.samples, policy.sampling.samples)
+        _same_as_policy("max_new_tokens", req.max_new_tokens, policy.sampling.max_new_tokens)
+        sampling = policy.sampling
+    else:
+        samples = min(DEFAULT_GENERATE_SAMPLES, settings.max_generate_samples) if req.samples is None else req.samples
+        if samples > settings.max_generate_samples:
+            raise RequestError(f"samples={samples} is more than this service's limit of {settings.max_generate_samples}: "
+                               f"use 2..{settings.max_generate_samples}")
+        tokens = (min(DEFAULT_MAX_NEW_TOKENS, settings.max_generate_tokens) if req.max_new_tokens is None
+                  else req.max_new_tokens)
+        if tokens > settings.max_generate_tokens:
+            raise RequestError(f"max_new_tokens={tokens} is more than this service's limit of "
+                               f"{settings.max_generate_tokens}: use 1..{settings.max_generate_tokens}")
+        sampling = SamplingConfig(samples=samples, max_new_tokens=tokens)
+    spec = default_estimators(sampling.samples) if req.estimators is None else req.estimators
+    try:
+        names = estimator_names(spec, samples=sampling.samples, policy=policy)
+    except ConfigError as err:
+        raise RequestError(f"estimators: {err}") from None
+    return GenerateOptions(sampling=sampling, estimators=tuple(names))
