@@ -145,9 +145,10 @@ def table() -> str:
             ranked = sorted((e for e in est if "auroc" in est[e]), key=lambda e: -est[e]["auroc"])
             cells = "; ".join(f"{e} {est[e]['auroc']:.3f} [{est[e]['auroc_ci'][0]:.3f}, {est[e]['auroc_ci'][1]:.3f}] PRR {est[e]['prr']:.3f}" for e in ranked)
             lines.append(f"| {name}: wrong-answer AUROC [95% bootstrap] and PRR per estimator, K = {r['samples']}, errors by {g['rule']} | AUROC | {cells} | report | | |")
-            if "best" in g:
+            if "best" in g:  # the target is set on XQuAD; NQ-open (few right answers) is reported
                 met = g["best_minus_msp"] >= 0.05 and g["best_interval_clear_of_half"]
-                lines.append(f"| {name}: best estimator ({g['best']}) − maximum sequence probability | AUROC | {g['best_minus_msp']:+.3f} (interval clear of 0.5: {'yes' if g['best_interval_clear_of_half'] else 'no'}) | ≥ +0.05, clear of 0.5 | {'yes' if met else 'no'} | |")
+                target, verdict = ("≥ +0.05, clear of 0.5", "yes" if met else "no") if name == "xquad" else ("report (noisy)", "")
+                lines.append(f"| {name}: best estimator ({g['best']}) − maximum sequence probability | AUROC | {g['best_minus_msp']:+.3f} (interval clear of 0.5: {'yes' if g['best_interval_clear_of_half'] else 'no'}) | {target} | {verdict} | |")
             pg = g.get("polygraph")
             if pg and "pairs" in pg:
                 cells = "; ".join(f"{k} {v['caveat_auroc']:.3f} vs {v['polygraph_auroc']:.3f}" for k, v in pg["pairs"].items())
