@@ -6,8 +6,8 @@ import json
 import random
 from pathlib import Path
 
-FILLER = ("the a my your please now today really just some this that it is was and or but then very quite".split()
-          + "card money order parcel account phone time help store city house cat dog tree road".split())
+FILLER = (["the", "a", "my", "your", "please", "now", "today", "really", "just", "some", "this", "that", "it", "is", "was", "and", "or", "but", "then", "very", "quite"]
+          + ["card", "money", "order", "parcel", "account", "phone", "time", "help", "store", "city", "house", "cat", "dog", "tree", "road"])
 CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789")
 
 
@@ -91,3 +91,19 @@ def make_causal_lm(path: Path, words: list[str] = (), *, hidden: int = 32, layer
     torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(path)
     return path
+
+
+class DistinctEncoder:
+    """Stands in for the packaged MiniLM sentence encoder: a new direction for every text not seen before,
+    so no two different texts mean the same."""
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim, self.seen = dim, {}
+
+    def encode(self, texts):
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dim))
+        for i, t in enumerate(texts):
+            out[i, self.seen.setdefault(t, len(self.seen))] = 1.0
+        return out

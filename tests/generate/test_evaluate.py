@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -15,19 +14,7 @@ from caveat.generate.estimators import Context
 from caveat.generate.evaluate import evaluate_generation, score_questions
 from caveat.generate.sampling import SampleCache, Sampler, SamplingConfig
 from caveat.generate.semantic import EmbeddingEquivalence
-
-
-class DistinctEncoder:
-    """Fake embeddings: a new direction for every text not seen before, so no two texts mean the same."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, int] = {}
-
-    def encode(self, texts):
-        out = np.zeros((len(texts), 256))
-        for i, t in enumerate(texts):
-            out[i, self.seen.setdefault(t, len(self.seen))] = 1.0
-        return out
+from tests.fakes import DistinctEncoder
 
 
 def _questions(n=12):

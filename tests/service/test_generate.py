@@ -16,23 +16,11 @@ from caveat.generate.policy import GenerationPolicy
 from caveat.generate.sampling import SamplingConfig
 from caveat.service import ServiceSettings, create_app
 from caveat.service.validation import default_estimators
+from tests.fakes import DistinctEncoder
 from tests.service.conftest import serving
 
 QUESTION = "where is my parcel"
 SAMPLING = SamplingConfig(samples=2, max_new_tokens=3)
-
-
-class DistinctEncoder:
-    """Stands in for the packaged MiniLM: a new direction for every new text (no two answers mean the same)."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, int] = {}
-
-    def encode(self, texts):
-        out = np.zeros((len(texts), 64))
-        for i, t in enumerate(texts):
-            out[i, self.seen.setdefault(t, len(self.seen)) % 64] = 1.0
-        return out
 
 
 @pytest.fixture(scope="module", autouse=True)

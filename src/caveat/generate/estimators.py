@@ -203,6 +203,19 @@ def self_consistency(g: Generation, ctx: Context, message: str = "") -> float:
 P_TRUE_QUESTION = ("Is your answer true or false? Reply with one word: True or False.")
 
 
+def _follow_up(lm, message: str, answer: str, question: str):
+    """(1, L) token ids of the conversation continued after ``answer`` with a further ``question``."""
+    import torch
+
+    turns = [{"role": "user", "content": message}, {"role": "assistant", "content": answer},
+             {"role": "user", "content": question}]
+    if lm.chat:
+        prompt = lm.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+    else:
+        prompt = f"{message}\n{answer}\n{question}\n"
+    return torch.tensor([lm.encode(prompt)])
+
+
 def _first_token(lm, word: str) -> int:
     return lm.tokenizer(word, add_special_tokens=False)["input_ids"][0]
 
@@ -222,13 +235,7 @@ def p_true(g: Generation, ctx: Context, message: str = "") -> float:
     if yes == no:
         raise ConfigError(f"the tokenizer of {lm.name} cannot tell 'True' from 'False' by their first token; "
                           "p_true does not work with this model: choose other estimators")
-    turns = [{"role": "user", "content": message}, {"role": "assistant", "content": g.greedy.text},
-             {"role": "user", "content": P_TRUE_QUESTION}]
-    if lm.chat:
-        prompt = lm.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
-    else:
-        prompt = f"{message}\n{g.greedy.text}\n{P_TRUE_QUESTION}\n"
-    ids = torch.tensor([lm.encode(prompt)])
+    ids = _follow_up(lm, message, g.greedy.text, P_TRUE_QUESTION)
     with torch.no_grad():
         logits = lm.model(ids).logits[0, -1].float()  # (V,)
     ctx.lm_calls += 1
@@ -251,13 +258,7 @@ def verbalised(g: Generation, ctx: Context, message: str = "") -> float:
     import torch
 
     lm = ctx.need_lm("verbalised")
-    turns = [{"role": "user", "content": message}, {"role": "assistant", "content": g.greedy.text},
-             {"role": "user", "content": VERBAL_QUESTION}]
-    if lm.chat:
-        prompt = lm.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
-    else:
-        prompt = f"{message}\n{g.greedy.text}\n{VERBAL_QUESTION}\n"
-    ids = torch.tensor([lm.encode(prompt)])
+    ids = _follow_up(lm, message, g.greedy.text, VERBAL_QUESTION)
     with torch.no_grad():
         out = lm.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=8,
                                 pad_token_id=lm.tokenizer.pad_token_id)
