@@ -68,7 +68,11 @@ class AugmentConfig(_Section):
 
     enabled: bool = Field(False, description="Add successful adversarial examples of the training set to each epoch's training.")
     attack: str = Field("charswap", description="Attack by registry name (charswap is cheap; greedy, wordsub, char_*).")
-    fraction: float = Field(0.2, gt=0, le=1, description="Share of the training examples attacked at the start of each epoch.")
+    mode: Literal["attack", "random"] = Field(
+        "attack", description="attack: add the chosen examples' successful adversarial examples (A2T); random: add a random "
+        "edit of each chosen example from the attack's substitutes under the same constraints, without querying the model "
+        "(Jia et al. 2019's augmentation baseline; far cheaper).")
+    fraction: float = Field(0.2, gt=0, le=1, description="Share of the training examples attacked (or edited) at the start of each epoch.")
     start_epoch: int = Field(1, ge=0, description="First augmented epoch (0-based; 1: the first epoch trains clean).")
     max_change: float = Field(0.2, gt=0, le=1, description="Largest fraction of words an adversarial example may change.")
     min_similarity: float = Field(0.8, ge=0, le=1, description="Smallest sentence similarity to the original text.")

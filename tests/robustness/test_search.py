@@ -113,3 +113,48 @@ def test_bad_input_is_refused(make_setup):
     with pytest.raises(ConfigError, match="word-substitution attacks need a source of substitutes"):
         build_attack("greedy", make_setup().__class__(Constraints(), BagOfWords()))
     assert parse_attacks("greedy, charswap,greedy") == ["greedy", "charswap"]
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize("max_change,min_similarity,protected", [(0.2, 0.8, ()), (0.3, 0.85, ("good",)), (1.0, 0.0, ("great", "movie"))])
+def test_random_edits_keep_the_constraints_and_use_only_candidates(name, max_change, min_similarity, protected, make_setup):
+    import random
+
+    setup = make_setup(max_change=max_change, min_similarity=min_similarity, protected=frozenset(protected))
+    attack, encoder = build_attack(name, setup), BagOfWords()
+    edited_any = False
+    for text, _ in SENTENCES:
+        out, changed, similarity = attack.perturb(text, random.Random(f"7:{text}"))
+        assert (out, changed, similarity) == attack.perturb(text, random.Random(f"7:{text}"))  # seeded
+        words, after = Words.of(text), Words.of(out)
+        edited = [i for i, (a, b) in enumerate(zip(words.tokens, after.tokens)) if a != b]
+        assert len(after.tokens) == len(words.tokens) and changed == len(edited)
+        assert changed <= setup.constraints.budget(words.n_words)
+        for i in edited:
+            assert setup.constraints.editable(words.core(i))
+            assert after.core(i) in attack.options(words.core(i))  # a candidate, never a protected word
+        if changed:
+            edited_any = True
+            assert similarity == pytest.approx(float(encoder.encode([out])[0] @ encoder.encode([text])[0]))
+            assert similarity >= min_similarity
+        else:
+            assert out == text and similarity == 1.0
+    assert edited_any or name == "char_adjacent"  # not vacuous ("good" has no inner swap)
+
+
+def test_random_edit_keeps_the_longest_run_above_the_similarity_floor():
+    import random
+
+    from caveat.robustness.attacks import Attack
+
+    text = "alpha bravo charlie delta echo foxtrot golf kilo india juliet"  # 10 distinct words (no hash clash), budget 3 under 0.3
+    # bag of words: k of 10 distinct words replaced -> cosine (10 - k) / 10, so a 0.8 floor keeps 2 of the 3 edits
+    attack = Attack("x", lambda w: [w + "x"], Constraints(max_change=0.3, min_similarity=0.8), BagOfWords())
+    out, changed, similarity = attack.perturb(text, random.Random(0))
+    assert changed == 2 and similarity == pytest.approx(0.8)
+    assert sum(w.endswith("x") for w in out.split()) == 2
+    loose = Attack("x", lambda w: [w + "x"], Constraints(max_change=0.3, min_similarity=0.5), BagOfWords())
+    assert loose.perturb(text, random.Random(0))[1] == 3  # the whole budget
+    strict = Attack("x", lambda w: [w + "x"], Constraints(max_change=0.3, min_similarity=0.95), BagOfWords())
+    assert strict.perturb(text, random.Random(0)) == (text, 0, 1.0)
+    assert len({loose.perturb(text, random.Random(s))[0] for s in range(10)}) > 1  # the words are random

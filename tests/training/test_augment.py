@@ -76,6 +76,34 @@ def test_augmentation_adds_exactly_the_successful_examples_and_resumes(tiny_back
     assert summary["steps"] == 12 + math.ceil((192 + first["added"]) / 16) + math.ceil((192 + second["added"]) / 16)
 
 
+def test_random_mode_adds_each_chosen_examples_seeded_edit_without_querying(tiny_backbone, text_data, tmp_path):
+    import random
+
+    cfg = load_config(overrides=augment_overrides(tiny_backbone, text_data, mode="random", attack="charswap"))
+    seen = {}
+
+    def stop_in_epoch_one(state, stats):
+        if state.epoch == 1 and state.step_in_epoch == 1:
+            seen.update(augmented=dict(state.augmented), history=list(state.augment_history))
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(cfg, tmp_path / "run", progress=False, callbacks=[stop_in_epoch_one]).fit()
+    aug = cfg.train.augment
+    setup = AttackSetup(Constraints(max_change=aug.max_change, min_similarity=aug.min_similarity),
+                        SentenceEncoder(str(tiny_backbone)), seed=attack_seed(cfg.seed, 1))
+    attack = build_attack(aug.attack, setup)
+    train = load_data(cfg).train.examples
+    by_hand = [(attack.perturb(train[i].text, random.Random(f"{setup.seed}:{i}")), train[i].label)
+               for i in pick(len(train), aug.fraction, cfg.seed, 1)]
+    edited = [(text, label) for (text, changed, _), label in by_hand if changed]
+    assert edited, "the planted setup should give some edits"
+    assert list(zip(seen["augmented"]["texts"], seen["augmented"]["labels"])) == edited
+    (entry,) = seen["history"]
+    assert entry["attacked"] == 48 and entry["successes"] == entry["added"] == len(edited)
+    assert entry["queries"] == 0  # the model was never asked
+
+
 def test_off_by_default(tiny_backbone, text_data, tmp_path):
     cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data, max_steps=3))
     assert cfg.train.augment.enabled is False
@@ -100,6 +128,7 @@ def test_ner_runs_are_refused(tiny_backbone, ner_data):
     ("train.augment.fraction=1.5", r"train\.augment\.fraction=1\.5: Input should be less than or equal to 1"),
     ("train.augment.attack=nope", r"unknown attack 'nope'; choose one of: .*charswap"),
     ("train.augment.start_epoch=-1", r"train\.augment\.start_epoch=-1"),
+    ("train.augment.mode=smart", r"train\.augment\.mode='smart': Input should be 'attack' or 'random'"),
 ])
 def test_config_is_validated(override, match):
     with pytest.raises(ConfigError, match=match):

@@ -6,6 +6,11 @@ the *current* model, using a cheap attack, and train that epoch on the clean exa
 successful adversarial examples (with their original labels). The adversarial set is rebuilt every
 epoch, never accumulated.
 
+With ``mode="random"`` no attack is run: each chosen example gets one random edit from the attack's
+substitutes under the same constraints (``Attack.perturb``), without querying the model, and every
+example that could be edited adds its edit (Jia et al. 2019's data-augmentation baseline). It costs a
+few sentence-encoder passes per example instead of dozens of model queries.
+
 Determinism and resumption: the attacked subset is drawn from ``(seed, epoch)``, the attack is seeded
 from ``(seed, epoch)``, and the model is the one at the start of the epoch; the epoch's adversarial
 examples are also kept in the trainer state, so a run resumed mid-epoch trains on exactly the same
@@ -74,6 +79,22 @@ class Augmentation:
                 "added": len(self.texts), "queries": self.queries, "seconds": round(self.seconds, 2)}
 
 
+@dataclass
+class _Edit:
+    """A random edit (``mode="random"``), shaped like the ``AttackResult`` fields ``build`` reads: it
+    counts as a success when it changed a word, and it made no query."""
+
+    adversarial: str
+    changed: int
+    similarity: float
+    label: str
+    queries: int = 0
+
+    @property
+    def success(self) -> bool:
+        return self.changed > 0
+
+
 class _OnDevice(nn.Module):
     """The in-training model as the ``Predictor`` expects it: CPU tensors in, CPU outputs out."""
 
@@ -126,7 +147,7 @@ class Augmenter:
     def generate(self, model: nn.Module, epoch: int, *, rank: int = 0, world: int = 1) -> tuple[list[int], list]:
         """Attack this process's shard (every ``world``-th) of the epoch's subset with ``model``.
 
-        Returns the shard's example indices and their ``AttackResult``s. Runs in eval mode, on a forked
+        Returns the shard's example indices and their ``AttackResult``s (``_Edit``s in random mode). Runs in eval mode, on a forked
         RNG (loading the sentence encoder must not move the random state dropout uses), and puts the
         model back in the mode it was in.
         """
@@ -145,10 +166,14 @@ class Augmenter:
                                     seed=attack_seed(self.seed, epoch),
                                     word_candidates=lambda: EmbeddingNeighbours.from_predictor(predictor, k=self.cfg.max_candidates))
                 attack = build_attack(self.cfg.attack, setup)
-                victim = Victim(predictor)
                 chosen = [self.examples[i] for i in index]
-                clean = victim.probs([ex.text for ex in chosen]) if chosen else []  # (K, C), one batched pass
-                results = [attack.attack(victim, ex.text, ex.label, probs=p) for ex, p in zip(chosen, clean)]
+                if self.cfg.mode == "random":  # seeded by example, so sharding does not change the edits
+                    results = [_Edit(*attack.perturb(ex.text, random.Random(f"{setup.seed}:{i}")), ex.label)
+                               for i, ex in zip(index, chosen)]
+                else:
+                    victim = Victim(predictor)
+                    clean = victim.probs([ex.text for ex in chosen]) if chosen else []  # (K, C), one batched pass
+                    results = [attack.attack(victim, ex.text, ex.label, probs=p) for ex, p in zip(chosen, clean)]
         finally:
             np.random.set_state(np_state)
             random.setstate(py_state)

@@ -70,16 +70,54 @@ class Attack:
         """Tokens this attack may edit."""
         return [i for i in range(len(words.tokens)) if self.constraints.editable(words.core(i))]
 
+    def options(self, core: str) -> list[str]:
+        """The candidates for ``core`` that may replace it: one word, not ``core`` itself, never a
+        protected word (protected words are never introduced either); in the source's order."""
+        return [c for c in dict.fromkeys(self.candidates(core))
+                if c and c != core and c.lower() not in self.constraints.protected and not any(ch.isspace() for ch in c)]
+
+    def perturb(self, text: str, rng: random.Random) -> tuple[str, int, float]:
+        """A random edit of ``text`` inside the constraints, made without consulting any model.
+
+        Editable words are visited in a random order and each is replaced by a random one of its
+        candidates until the change budget is spent; then, in one batched encoder call, the longest
+        run of those substitutions whose sentence similarity to ``text`` keeps the floor is kept.
+        Training on such edits is the data-augmentation baseline of Jia et al. 2019 ("Certified
+        Robustness to Adversarial Word Substitutions"); random substitution from the attack's own
+        candidate set is also how SAFER (Ye et al. 2020) smooths a classifier.
+
+        Returns the edited text, the number of words changed (0: no valid edit, ``text`` returned) and
+        its similarity to ``text``.
+        """
+        words = Words.of(text)
+        budget = self.constraints.budget(words.n_words)
+        positions = self.positions(words)
+        rng.shuffle(positions)
+        current, steps = words, []  # steps[j]: the text after j + 1 substitutions
+        for i in positions:
+            if len(steps) >= budget:
+                break
+            options = self.options(words.core(i))
+            if options:
+                current = current.replace(i, rng.choice(options))
+                steps.append(current)
+        if not steps:
+            return text, 0, 1.0
+        embedded = self.encoder.encode([text] + [s.text for s in steps])  # (1 + J, D)
+        sims = embedded[1:] @ embedded[0]  # (J,)
+        kept = np.nonzero(sims >= self.constraints.min_similarity)[0]
+        if not len(kept):
+            return text, 0, 1.0
+        j = int(kept[-1])
+        return steps[j].text, j + 1, float(sims[j])
+
     def substitutes(self, original: Words, current: Words, i: int,
                     reference: np.ndarray | None) -> tuple[list[Words], np.ndarray, np.ndarray | None]:
         """``current`` with token ``i`` replaced by each candidate for its core in ``original`` that keeps
         the constraints: one word for one word, never a protected word, and a sentence embedding at least
         ``min_similarity`` from ``original``'s. Returns the kept texts, their similarities (K,) and the
         original's embedding (pass it back in: it is encoded once per search)."""
-        core = original.core(i)
-        texts = [current.replace(i, c) for c in dict.fromkeys(self.candidates(core))
-                 if c and c != core and c.lower() not in self.constraints.protected  # never introduced either
-                 and not any(ch.isspace() for ch in c)]
+        texts = [current.replace(i, c) for c in self.options(original.core(i))]
         if not texts:
             return [], np.zeros(0), reference
         if reference is None:
