@@ -106,3 +106,17 @@ def mixed_file(tmp_path_factory):
         other = rng.choice([w for w in ("alpha", "beta", "gamma") if w not in row["text"].split()])
         rows.append({"text": f"{row['text']} {other} {other}", "label": row["label"]})
     return write_jsonl(tmp_path_factory.mktemp("shifted") / "mixed.jsonl", rows)
+
+
+@pytest.fixture(scope="package")
+def ner_fgm_run(tiny_backbone, ner_data, tmp_path_factory):
+    """A second tiny NER run, different from the session's ``ner_run`` (fgm, 4 epochs), for compare tests."""
+    from caveat.config import load_config
+    from caveat.training.loop import Trainer
+    from tests.conftest import one_thread, tiny_overrides
+
+    run = tmp_path_factory.mktemp("robust-ner") / "fgm"
+    overrides = tiny_overrides(tiny_backbone, ner_data, "token-classification", epochs=4, objective="fgm")
+    with one_thread():
+        Trainer(load_config(overrides=overrides), run, progress=False).fit()
+    return run

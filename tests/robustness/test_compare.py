@@ -95,3 +95,96 @@ def test_bad_input(trained_runs, tmp_path):
         write_compare({}, tmp_path / "file")
     result = CliRunner().invoke(app, ["compare", str(trained_runs[0]), "--shift", "cr"])
     assert result.exit_code != 0 and "is not NAME=FILE" in str(result.exception)
+
+
+# --- NER (token-classification) runs ---------------------------------------------------------------
+
+NER_ATTACK = {"max_examples": 8, "max_change": 0.3, "min_similarity": 0.5}
+
+
+@pytest.fixture
+def two_ner_runs(ner_run, ner_fgm_run, tmp_path):
+    """Copies (compare writes its attacks into each run's metrics.json): the session's NER run and an fgm one."""
+    return [shutil.copytree(ner_run, tmp_path / "ner-erm"), shutil.copytree(ner_fgm_run, tmp_path / "ner-fgm")]
+
+
+def test_compare_ner_runs(two_ner_runs, ner_data, tiny_backbone, tmp_path):
+    from caveat.robustness.run import attack_run
+
+    args = ["compare", *map(str, two_ner_runs), "--data", "test", "--attack", "greedy", "--max-examples", "8",
+            "--max-change", "0.3", "--min-similarity", "0.5", "--similarity-model", str(tiny_backbone),
+            "--shift", f"same={ner_data / 'test.conll'}", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert (tmp_path / "out" / "compare.md").read_text() == result.stdout == to_markdown(saved)
+    assert saved["task"] == "token-classification" and saved["attacks"] == ["greedy"]
+    assert saved["columns"] == ["run", "objective", "span F1", "span ECE", "after greedy span F1",
+                                "after greedy sentence accuracy", "same span F1", "same span ECE", "s/step"]
+    assert [row[:2] for row in saved["table"]] == [["ner-erm", "erm"], ["ner-fgm", "fgm"]]
+    assert result.stdout.splitlines()[2].startswith("| run | objective | span F1 | span ECE | after greedy span F1 |")
+    assert any("first 8 sentences" in note for note in saved["notes"])
+    for run, row, cells in zip(two_ner_runs, saved["rows"], saved["table"]):
+        evaluated = evaluate_run(run, "test", write=False)  # seqeval, entity level
+        assert row["span_f1"] == approx(evaluated["f1"]) and row["n"] == evaluated["n"] == 40
+        assert row["span_precision"] == approx(evaluated["precision"]) and row["span_recall"] == approx(evaluated["recall"])
+        assert row["span_ece"] == approx(evaluated["spans"]["product"]["ece"]) and row["calibrated"] is False
+        assert "accuracy" not in row and "ece" not in row
+        # identical "shifted" data: the in-domain figures
+        assert row["shift"]["same"]["span_f1"] == approx(row["span_f1"]) and row["shift"]["same"]["span_ece"] == approx(row["span_ece"])
+        assert row["shift"]["same"]["n"] == row["n"]
+        # the attack figures are attack_run's with the same settings (attacked afresh, merged into metrics.json)
+        direct = attack_run(run, "test", "greedy", **NER_ATTACK, similarity_model=str(tiny_backbone), write=False)["attacks"]["greedy"]
+        attack = row["attack"]["greedy"]
+        assert attack["reused"] is False and attack["n"] == direct["n"] == 8
+        for key in ("clean_accuracy", "after_attack_accuracy", "clean_span_f1", "after_attack_span_f1", "clean_span_errors",
+                    "after_attack_span_errors", "gold_spans", "success_rate", "mean_changed_fraction", "mean_similarity"):
+            assert attack[key] == approx(direct[key]), key
+        assert attack["after_attack_span_f1"] <= attack["clean_span_f1"]
+        merged = json.loads((run / "metrics.json").read_text())["attack"]["test"]["greedy"]
+        assert merged["after_attack_span_f1"] == attack["after_attack_span_f1"]
+        assert cells[2:7] == [row["span_f1"], row["span_ece"], attack["after_attack_span_f1"], attack["after_attack_accuracy"],
+                              row["shift"]["same"]["span_f1"]]
+        training = json.loads((run / "caveat.json").read_text())["training"]
+        assert cells[-1] == row["training"]["seconds_per_step"] == approx(training["seconds"] / training["steps"])
+
+    # the same settings again: the saved attacks are read, not re-run, and the numbers are the same
+    again = compare_runs(two_ner_runs, attacks="greedy", shift={"same": str(ner_data / "test.conll")},
+                         settings=AttackSettings(**NER_ATTACK), similarity_model=str(tiny_backbone))
+    assert [r["attack"]["greedy"]["reused"] for r in again["rows"]] == [True, True]
+    assert again["table"] == saved["table"] and again["columns"] == saved["columns"]
+    for first, second in zip(saved["rows"], again["rows"]):
+        assert {k: v for k, v in second["attack"]["greedy"].items() if k != "reused"} == \
+            {k: v for k, v in first["attack"]["greedy"].items() if k != "reused"}
+
+
+def test_compare_calibrated_ner_run(ner_run, calibrated_ner_run):
+    result = compare_runs([ner_run, calibrated_ner_run])
+    assert result["columns"] == ["run", "objective", "span F1", "span ECE", "span ECE (calibrated)", "s/step"]
+    evaluated = evaluate_run(calibrated_ner_run, "test", write=False)
+    plain, calibrated = result["rows"]
+    assert plain["calibrated"] is False and plain["calibrated_span_ece"] is None and result["table"][0][4] is None
+    assert calibrated["calibrated"] is True and calibrated["calibrated_span_ece"] == approx(evaluated["calibrated"]["span_ece"])
+    assert calibrated["span_aggregate"] == evaluated["calibrated"]["aggregate"]
+    assert calibrated["span_ece"] == approx(evaluated["spans"][calibrated["span_aggregate"]]["ece"])
+    assert calibrated["span_f1"] == approx(plain["span_f1"])  # calibration moves confidences, not tags
+    assert "| — |" in to_markdown(result)
+
+
+def test_ner_bad_input(trained_runs, ner_run, ner_data, tmp_path, monkeypatch):
+    from caveat.errors import DataError
+    from caveat.inference import Predictor
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model pass before the input was checked")
+
+    monkeypatch.setattr(Predictor, "from_run", no_model)
+    with pytest.raises(ConfigError) as err:  # before any model pass
+        compare_runs([trained_runs[0], ner_run])
+    message = str(err.value)
+    assert str(trained_runs[0]) in message and str(ner_run) in message and "compare runs of one task" in message
+    assert "text-classification" in message and "token-classification" in message
+    bad = tmp_path / "bad.conll"
+    bad.write_text((ner_data / "test.conll").read_text().replace("B-PER", "B-ORG", 1))
+    with pytest.raises(DataError, match=r"--shift bad=.*bad\.conll .*B-ORG"):
+        compare_runs([ner_run], shift=[f"bad={bad}"])

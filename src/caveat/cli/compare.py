@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 
 
 def compare_command(
-    runs: Annotated[list[Path], typer.Argument(help="Run directories written by caveat train (text classification).")],
+    runs: Annotated[list[Path], typer.Argument(help="Run directories written by caveat train, all of one task (text classification or NER).")],
     data: Annotated[str, typer.Option(help="Split name (train, validation, calibration, test) or a labelled file.")] = "test",
     attack: Annotated[Optional[str], typer.Option("--attack", help="Attacks, comma-separated (e.g. greedy); none by default. A run's saved attack with the same settings is reused.")] = None,
     shift: Annotated[list[str], typer.Option(help="Shifted labelled set NAME=FILE (repeatable), e.g. cr=custrev.all.")] = [],
@@ -31,7 +31,8 @@ def compare_command(
     out: Annotated[Path, typer.Option(help="Folder for compare.json and compare.md.")] = Path("compare"),
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
 ) -> None:
-    """Compare runs in one table: clean accuracy and ECE, after-attack accuracy, shifted accuracy and ECE,
+    """Compare runs of one task in one table: clean accuracy and ECE, after-attack accuracy, shifted accuracy and
+    ECE (NER runs: span F1 and span ECE, after-attack span F1 and sentence accuracy, shifted span F1 and span ECE),
     seconds per training step. Writes OUT/compare.json and OUT/compare.md and prints the markdown."""
     from caveat.robustness.compare import AttackSettings, compare_runs, to_markdown, write_compare
 

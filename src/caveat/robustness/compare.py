@@ -1,11 +1,16 @@
-"""``caveat compare``: one table across runs — clean accuracy and ECE, after-attack accuracy per
-attack, accuracy and ECE per shifted set, and training cost per step.
+"""``caveat compare``: one table across runs of one task, with training cost per step.
 
-Nothing is re-implemented: clean and shifted figures come from ``evaluate_run`` (not written back),
-attacks from ``attack_run``. An attack the run's ``metrics.json`` already holds for the same data with
-the same settings (constraints, candidates, seed, number of examples) is read instead of re-run;
-attacks that do run are merged into the run's ``metrics.json`` as ``caveat attack`` does, so the next
-compare reuses them. Keys of ``compare.json``: docs/attacks.md.
+Text classification: clean accuracy and ECE, after-attack accuracy per attack, accuracy and ECE per
+shifted set. NER (token classification): clean entity-level span F1 (seqeval) and span ECE, after-attack
+span F1 and sentence accuracy per attack (context words perturbed only, ``robustness/ner.py``), span F1
+and span ECE per shifted set.
+
+Nothing is re-implemented: clean and shifted figures come from ``evaluate_run`` (not written back; an
+NER run's shifted sets are evaluated as ``--data FILE``), attacks from ``attack_run``. An attack the
+run's ``metrics.json`` already holds for the same data with the same settings (constraints, candidates,
+seed, number of examples) is read instead of re-run; attacks that do run are merged into the run's
+``metrics.json`` as ``caveat attack`` does, so the next compare reuses them. Keys of ``compare.json``:
+docs/attacks.md.
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ from caveat.types import Task
 COST_NOTE = ("seconds per step: caveat.json's training seconds / optimizer steps — wall time of the whole fit "
              "(validation passes and checkpoints included) on the machine and processes that trained the run, so "
              "compare it only between runs trained alike; benchmarks/step_cost.py times steps alone")
+
+# an NER run's attack figures in its compare row (attack_run's, see ner.span_attack_metrics): clean_accuracy and
+# after_attack_accuracy are sentence accuracies (all of a sentence's spans right)
+NER_ATTACK_KEYS = ("n", "clean_accuracy", "after_attack_accuracy", "clean_span_f1", "after_attack_span_f1",
+                   "clean_span_errors", "after_attack_span_errors", "gold_spans", "success_rate", "mean_queries",
+                   "mean_changed_fraction", "mean_similarity", "reused")
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,58 @@ def _row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
             "training": training_cost(run)}
 
 
+def _ner_row(label: str, run: Run, evaluated: dict, shifted: dict[str, dict], attacks: dict) -> dict:
+    """A token-classification run's row: ``evaluate_run``'s span figures on the data and on each
+    shifted set, ``attack_run``'s span and sentence figures per attack."""
+    from caveat.calibrate_spans import SpanCaveats
+
+    cfg = run.config.train
+    caveats = SpanCaveats.from_run(run)
+    aggregate = caveats.aggregate if caveats is not None else "product"  # raw span ECE like the calibrated one
+
+    def figures(e: dict) -> dict:
+        return {"n": e["n"], "n_entities": e["n_entities"], "span_f1": e["f1"], "span_precision": e["precision"],
+                "span_recall": e["recall"], "macro_f1": e["macro_f1"], "token_accuracy": e["token_accuracy"],
+                "span_ece": e.get("spans", {}).get(aggregate, {}).get("ece"),
+                "calibrated_span_ece": e.get("calibrated", {}).get("span_ece")}
+
+    attack = {name: {k: a.get(k) for k in NER_ATTACK_KEYS} for name, a in attacks.items()}
+    return {"run": label, "path": str(run.path), "objective": cfg.objective, "alpha": cfg.alpha,
+            "calibrated": "calibrated" in evaluated, "span_aggregate": aggregate, **figures(evaluated),
+            "attack": attack, "shift": {name: figures(e) for name, e in shifted.items()}, "training": training_cost(run)}
+
+
+def _one_task(runs: list[Run]) -> Task:
+    """The task all ``runs`` share; a ConfigError naming the runs of each task when they differ."""
+    by_task: dict[Task, list[str]] = {}
+    for run in runs:
+        by_task.setdefault(run.task, []).append(str(run.path))
+    if len(by_task) > 1:
+        listed = "; ".join(f"{task.value}: {', '.join(paths)}" for task, paths in by_task.items())
+        raise ConfigError(f"caveat compare puts runs of one task in one table, but these runs mix tasks ({listed}). "
+                          "Fix: compare runs of one task — run caveat compare once per task")
+    return runs[0].task
+
+
+def _ner_shift_check(run: Run, shifts: dict[str, str]) -> None:
+    """Read each shifted set as ``evaluate_run`` will (the run's reader, tags checked against the run's),
+    so a bad file fails before any model pass; every sentence must carry gold tags."""
+    from caveat.errors import CaveatError
+    from caveat.evaluation.run import resolve_split
+
+    for name, path in shifts.items():
+        try:
+            split = resolve_split(run, path)
+        except CaveatError as err:
+            raise type(err)(f"--shift {name}={path} (for {run.path}): {err}") from err
+        if not split.examples:
+            raise ConfigError(f"--shift {name}={path} holds no sentences; give a tagged file with at least one")
+        untagged = sum(ex.tags is None for ex in split.examples)
+        if untagged:
+            raise ConfigError(f"--shift {name}={path}: {untagged} of {len(split.examples)} sentences have no gold tags; "
+                              "a shifted set is scored against its tags, so give a tagged file (e.g. CoNLL word/tag columns)")
+
+
 def _labels(runs: list[Run]) -> list[str]:
     """Run folder names, or the paths where two runs share a name."""
     names = [r.path.name for r in runs]
@@ -106,7 +169,10 @@ def _labels(runs: list[Run]) -> list[str]:
 def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attacks: str | Sequence[str] | None = None,
                  shift: Sequence[str] | dict[str, str] = (), settings: AttackSettings = AttackSettings(),
                  similarity_model: str = "default", encoder=None, batch_size: int | None = None) -> dict:
-    """Compare text-classification ``runs`` on ``data`` (a split name or a labelled file).
+    """Compare ``runs`` of one task on ``data`` (a split name or a labelled file).
+
+    Text-classification and token-classification (NER) runs get their own columns (docs/attacks.md);
+    mixing the two is a ConfigError.
 
     Parameters
     ----------
@@ -119,7 +185,8 @@ def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attack
     Returns
     -------
     dict with ``data``, ``attacks``, ``shifts``, ``settings``, ``rows`` (one per run, in order),
-    ``columns`` and ``table`` (the markdown table's header and cells) and ``notes``.
+    ``columns`` and ``table`` (the markdown table's header and cells) and ``notes``; NER results also
+    hold ``task``.
     """
     from caveat.evaluation.run import evaluate_run
     from caveat.robustness.attacks import parse_attacks
@@ -128,15 +195,18 @@ def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attack
     if not runs:
         raise ConfigError("compare needs at least one run directory; give e.g. caveat compare runs/erm runs/fgm")
     opened = [r if isinstance(r, Run) else open_run(r) for r in runs]
-    for run in opened:
-        if run.task is not Task.TEXT_CLASSIFICATION:
-            raise ConfigError(f"caveat compare supports text-classification runs only; {run.path} is a {run.task.value} run: leave it out")
+    task = _one_task(opened)
     names = parse_attacks(attacks) if attacks else []
     shifts = parse_shifts(shift)  # every problem before the first model pass
+    if task is Task.TOKEN_CLASSIFICATION:
+        for run in opened:
+            _ner_shift_check(run, shifts)
     if names and encoder is None:
         from caveat.robustness.similarity import SentenceEncoder
 
         encoder = SentenceEncoder(similarity_model)  # loaded once, on first use, for every run
+    if task is Task.TOKEN_CLASSIFICATION:
+        return _compare_ner(opened, data, names, shifts, settings, encoder=encoder, batch_size=batch_size)
     rows = []
     for label, run in zip(_labels(opened), opened):
         evaluated = evaluate_run(run, data, methods="msp", shift=shifts, batch_size=batch_size, write=False)
@@ -146,10 +216,64 @@ def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attack
     if names:
         n = rows[0]["attack"][names[0]]["n"]
         result["notes"].append(f"after-attack accuracy: over the first {n} examples of {data}; `accuracy` and ECE over all of them")
-    result["notes"].append(COST_NOTE if any(r["training"]["seconds_per_step"] is not None for r in rows) else
-                           "seconds per step: no run's caveat.json records training seconds and steps (runs not trained by caveat train)")
+    result["notes"].append(_cost_note(rows))
     result["columns"], result["table"] = _table(result)
     return result
+
+
+def _cost_note(rows: list[dict]) -> str:
+    return (COST_NOTE if any(r["training"]["seconds_per_step"] is not None for r in rows) else
+            "seconds per step: no run's caveat.json records training seconds and steps (runs not trained by caveat train)")
+
+
+def _compare_ner(runs: list[Run], data: str, names: list[str], shifts: dict[str, str], settings: AttackSettings, *,
+                 encoder, batch_size: int | None) -> dict:
+    """``compare_runs`` for token-classification runs (shifted sets already checked)."""
+    from caveat.evaluation.run import evaluate_run
+
+    rows = []
+    for label, run in zip(_labels(runs), runs):
+        evaluated = evaluate_run(run, data, batch_size=batch_size, write=False)
+        shifted = {name: evaluate_run(run, path, batch_size=batch_size, write=False) for name, path in shifts.items()}
+        found = _attacks(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size) if names else {}
+        rows.append(_ner_row(label, run, evaluated, shifted, found))
+    result = {"data": data, "task": Task.TOKEN_CLASSIFICATION.value, "attacks": names, "shifts": shifts,
+              "settings": asdict(settings), "rows": rows, "notes": []}
+    if names:
+        n = rows[0]["attack"][names[0]]["n"]
+        result["notes"].append(
+            f"after-attack span F1 and sentence accuracy (all spans right): over the first {n} sentences of {data}, "
+            "context words perturbed only (their clean figures: rows[].attack.<attack>.clean_span_f1 and clean_accuracy); "
+            "`span F1` (seqeval, entity level) and span ECE over all of them")
+    aggregates = sorted({r["span_aggregate"] for r in rows})
+    result["notes"].append(f"span ECE: span confidences aggregated by {' / '.join(aggregates)} over the span's words "
+                           "(a calibrated run's own aggregate), raw model; calibrated: after the run's word temperature")
+    result["notes"].append(_cost_note(rows))
+    result["columns"], result["table"] = _ner_table(result)
+    return result
+
+
+def _ner_table(result: dict) -> tuple[list[str], list[list]]:
+    """The header and rows of an NER comparison table (numbers, or None for a missing figure)."""
+    rows = result["rows"]
+    calibrated = any(r["calibrated"] for r in rows)
+    columns = ["run", "objective", "span F1", "span ECE", *(["span ECE (calibrated)"] if calibrated else [])]
+    for a in result["attacks"]:
+        columns += [f"after {a} span F1", f"after {a} sentence accuracy"]
+    for name in result["shifts"]:
+        columns += [f"{name} span F1", f"{name} span ECE", *([f"{name} span ECE (calibrated)"] if calibrated else [])]
+    columns.append("s/step")
+    table = []
+    for r in rows:
+        cells = [r["run"], r["objective"], r["span_f1"], r["span_ece"], *([r["calibrated_span_ece"]] if calibrated else [])]
+        for a in result["attacks"]:
+            cells += [r["attack"][a]["after_attack_span_f1"], r["attack"][a]["after_attack_accuracy"]]
+        for name in result["shifts"]:
+            s = r["shift"][name]
+            cells += [s["span_f1"], s["span_ece"], *([s["calibrated_span_ece"]] if calibrated else [])]
+        cells.append(r["training"]["seconds_per_step"])
+        table.append(cells)
+    return columns, table
 
 
 def _table(result: dict) -> tuple[list[str], list[list]]:
