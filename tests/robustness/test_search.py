@@ -158,3 +158,17 @@ def test_random_edit_keeps_the_longest_run_above_the_similarity_floor():
     strict = Attack("x", lambda w: [w + "x"], Constraints(max_change=0.3, min_similarity=0.95), BagOfWords())
     assert strict.perturb(text, random.Random(0)) == (text, 0, 1.0)
     assert len({loose.perturb(text, random.Random(s))[0] for s in range(10)}) > 1  # the words are random
+
+
+def test_random_edits_of_many_texts_match_one_at_a_time(make_setup):
+    import random
+
+    attack = build_attack("greedy", make_setup(max_change=0.3, min_similarity=0.75))
+    texts = [text for text, _ in SENTENCES]
+    one_by_one = [attack.perturb(t, random.Random(k)) for k, t in enumerate(texts)]
+    encoder_calls = len(attack.encoder.calls)
+    together = attack.perturb_all(texts, [random.Random(k) for k in range(len(texts))])
+    assert [t[:2] for t in together] == [t[:2] for t in one_by_one]
+    assert [t[2] for t in together] == pytest.approx([t[2] for t in one_by_one])
+    assert any(changed for _, changed, _ in together)
+    assert len(attack.encoder.calls) == encoder_calls + 1  # one batched call

@@ -168,8 +168,8 @@ class Augmenter:
                 attack = build_attack(self.cfg.attack, setup)
                 chosen = [self.examples[i] for i in index]
                 if self.cfg.mode == "random":  # seeded by example, so sharding does not change the edits
-                    results = [_Edit(*attack.perturb(ex.text, random.Random(f"{setup.seed}:{i}")), ex.label)
-                               for i, ex in zip(index, chosen)]
+                    edits = attack.perturb_all([ex.text for ex in chosen], [random.Random(f"{setup.seed}:{i}") for i in index])
+                    results = [_Edit(*edit, ex.label) for edit, ex in zip(edits, chosen)]
                 else:
                     victim = Victim(predictor)
                     clean = victim.probs([ex.text for ex in chosen]) if chosen else []  # (K, C), one batched pass

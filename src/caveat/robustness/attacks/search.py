@@ -80,20 +80,40 @@ class Attack:
         """A random edit of ``text`` inside the constraints, made without consulting any model.
 
         Editable words are visited in a random order and each is replaced by a random one of its
-        candidates until the change budget is spent; then, in one batched encoder call, the longest
-        run of those substitutions whose sentence similarity to ``text`` keeps the floor is kept.
-        Training on such edits is the data-augmentation baseline of Jia et al. 2019 ("Certified
-        Robustness to Adversarial Word Substitutions"); random substitution from the attack's own
-        candidate set is also how SAFER (Ye et al. 2020) smooths a classifier.
+        candidates until the change budget is spent; then the longest run of those substitutions whose
+        sentence similarity to ``text`` keeps the floor is kept. Training on such edits is the
+        data-augmentation baseline of Jia et al. 2019 ("Certified Robustness to Adversarial Word
+        Substitutions"); random substitution from the attack's own candidate set is also how SAFER
+        (Ye et al. 2020) smooths a classifier.
 
         Returns the edited text, the number of words changed (0: no valid edit, ``text`` returned) and
         its similarity to ``text``.
         """
-        words = Words.of(text)
+        return self.perturb_all([text], [rng])[0]
+
+    def perturb_all(self, texts: list[str], rngs: list[random.Random]) -> list[tuple[str, int, float]]:
+        """``perturb`` for many texts (one generator each), with one batched sentence-encoder call."""
+        drafts = [self._draft(Words.of(text), rng) for text, rng in zip(texts, rngs, strict=True)]
+        flat = [t for text, steps in zip(texts, drafts) if steps for t in (text, *(s.text for s in steps))]
+        embedded = self.encoder.encode(flat) if flat else None  # (sum of 1 + J, D)
+        out, at = [], 0
+        for text, steps in zip(texts, drafts):
+            if not steps:
+                out.append((text, 0, 1.0))
+                continue
+            sims = embedded[at + 1 : at + 1 + len(steps)] @ embedded[at]  # (J,)
+            at += 1 + len(steps)
+            kept = np.nonzero(sims >= self.constraints.min_similarity)[0]
+            j = int(kept[-1]) if len(kept) else -1
+            out.append((steps[j].text, j + 1, float(sims[j])) if j >= 0 else (text, 0, 1.0))
+        return out
+
+    def _draft(self, words: Words, rng: random.Random) -> list[Words]:
+        """The random substitutions of ``perturb``, before the similarity check: ``[j]`` holds j + 1 of them."""
         budget = self.constraints.budget(words.n_words)
         positions = self.positions(words)
         rng.shuffle(positions)
-        current, steps = words, []  # steps[j]: the text after j + 1 substitutions
+        current, steps = words, []
         for i in positions:
             if len(steps) >= budget:
                 break
@@ -101,15 +121,7 @@ class Attack:
             if options:
                 current = current.replace(i, rng.choice(options))
                 steps.append(current)
-        if not steps:
-            return text, 0, 1.0
-        embedded = self.encoder.encode([text] + [s.text for s in steps])  # (1 + J, D)
-        sims = embedded[1:] @ embedded[0]  # (J,)
-        kept = np.nonzero(sims >= self.constraints.min_similarity)[0]
-        if not len(kept):
-            return text, 0, 1.0
-        j = int(kept[-1])
-        return steps[j].text, j + 1, float(sims[j])
+        return steps
 
     def substitutes(self, original: Words, current: Words, i: int,
                     reference: np.ndarray | None) -> tuple[list[Words], np.ndarray, np.ndarray | None]:
