@@ -213,7 +213,7 @@ def main() -> None:
             from benchmarks.robust import bench_robust_compare
 
             record = bench_robust_compare(WORK if not args.quick else WORK / "quick", data_root,
-                                          max_examples=20 if args.quick else 500)
+                                          max_examples=20 if args.quick else 500, quick=args.quick)
         elif name == "generate":  # SmolLM2 on XQuAD and NQ-open (benchmarks/generate.py)
             from benchmarks.generate import bench_generate
 

@@ -27,6 +27,12 @@ def _same_run(run_dir: Path, cfg) -> bool:
     old = RunConfig.model_validate(json.loads(info.read_text())["config"]).model_dump(mode="json")  # fills newer defaults
     new = cfg.model_dump(mode="json")
     old["data"]["root"] = new["data"]["root"] = None
+    for cfg in (old, new):  # sections the objective never reads
+        t = cfg["train"]
+        if t["objective"] not in ("fgm", "pgd", "freelb"):
+            t.pop("adv")
+        if t["objective"] != "mixup":
+            t.pop("mixup")
     return old == new and (run_dir / "model" / "head.safetensors").is_file()
 
 
