@@ -114,9 +114,10 @@ def table() -> str:
             name = Path(row["path"]).name
             g, cr, t = row["attack"]["greedy"], row["shift"]["cr"], row["training"]
             v = r["verdicts"].get(name)
-            lines.append(f"| SST-2 {name} ({row['objective']}): clean → greedy after-attack; CR accuracy / ECE; s per step | test ({r['max_examples']} attacked) | "
-                         f"{row['accuracy']:.4f} → {g['after_attack_accuracy']:.4f}; {cr['accuracy']:.4f} / {cr['ece']:.4f}; {t['seconds_per_step']:.2f} | "
-                         + ("≥ ERM + 0.15 after attack, clean ≥ ERM − 0.015, CR ECE ≤ ERM" if v else "(ERM: the reference)")
+            lines.append(f"| SST-2 {name} ({row.get('recipe', row['objective'])}): clean → greedy after-attack; CR accuracy / ECE; s per step | test ({r['max_examples']} attacked) | "
+                         f"{row['accuracy']:.4f} → {g['after_attack_accuracy']:.4f}; {cr['accuracy']:.4f} / {cr['ece']:.4f}; {t['seconds_per_step']:.2f}"
+                         + (f" (vs ERM: after attack {v['after_attack_gain'] * 100:+.1f} pts, clean {v['clean_change'] * 100:+.1f} pts, CR ECE {v['cr_ece_change']:+.4f})" if v else "")
+                         + " | " + ("≥ ERM + 0.15 after attack, clean ≥ ERM − 0.015, CR ECE ≤ ERM" if v else "(ERM: the reference)")
                          + f" | {('yes' if v['met'] else 'no') if v else ''} | |")
     path = RESULTS / "explain.json"
     if path.is_file():

@@ -32,12 +32,12 @@ def test_compare_two_runs(two_runs, text_data, mixed_file, tiny_backbone, tmp_pa
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert (tmp_path / "out" / "compare.md").read_text() == result.stdout == to_markdown(saved)
-    assert saved["columns"] == ["run", "objective", "accuracy", "ECE", "after greedy", "same accuracy", "same ECE",
+    assert saved["columns"] == ["run", "recipe", "accuracy", "ECE", "after greedy", "same accuracy", "same ECE",
                                 "mixed accuracy", "mixed ECE", "s/step"]
-    assert [row[:2] for row in saved["table"]] == [["erm", "erm"], ["fgm", "fgm"]]
+    assert [row[:2] for row in saved["table"]] == [["erm", "erm"], ["fgm", "fgm α=1"]]
     assert all(len(row) == len(saved["columns"]) for row in saved["table"])
     lines = result.stdout.splitlines()
-    assert lines[2].startswith("| run | objective | accuracy | ECE | after greedy |") and len(lines[4:6]) == 2
+    assert lines[2].startswith("| run | recipe | accuracy | ECE | after greedy |") and len(lines[4:6]) == 2
     for run, row in zip(two_runs, saved["rows"]):
         evaluated = evaluate_run(run, "test", write=False)
         assert row["accuracy"] == approx(evaluated["accuracy"]) and row["ece"] == approx(evaluated["ece"])
@@ -61,12 +61,12 @@ def test_compare_two_runs(two_runs, text_data, mixed_file, tiny_backbone, tmp_pa
     other = compare_runs(two_runs[:1], attacks="greedy", settings=AttackSettings(max_examples=6, max_change=0.3, min_similarity=0.5),
                          similarity_model=str(tiny_backbone))
     assert other["rows"][0]["attack"]["greedy"]["reused"] is False and other["rows"][0]["attack"]["greedy"]["n"] == 6
-    assert other["columns"] == ["run", "objective", "accuracy", "ECE", "after greedy", "s/step"]
+    assert other["columns"] == ["run", "recipe", "accuracy", "ECE", "after greedy", "s/step"]
 
 
 def test_calibrated_runs_add_calibrated_ece_columns(trained_runs, text_data, tmp_path):
     result = compare_runs([trained_runs[0], trained_runs[1]], shift=[f"same={text_data / 'test.jsonl'}"])
-    assert result["columns"] == ["run", "objective", "accuracy", "ECE", "ECE (calibrated)", "same accuracy", "same ECE",
+    assert result["columns"] == ["run", "recipe", "accuracy", "ECE", "ECE (calibrated)", "same accuracy", "same ECE",
                                  "same ECE (calibrated)", "s/step"]
     assert result["table"][0][4] is None and result["table"][1][4] == result["table"][1][7]  # uncalibrated: empty
     json_path, md_path = write_compare(result, tmp_path / "out")
@@ -119,10 +119,10 @@ def test_compare_ner_runs(two_ner_runs, ner_data, tiny_backbone, tmp_path):
     saved = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert (tmp_path / "out" / "compare.md").read_text() == result.stdout == to_markdown(saved)
     assert saved["task"] == "token-classification" and saved["attacks"] == ["greedy"]
-    assert saved["columns"] == ["run", "objective", "span F1", "span ECE", "after greedy span F1",
+    assert saved["columns"] == ["run", "recipe", "span F1", "span ECE", "after greedy span F1",
                                 "after greedy sentence accuracy", "same span F1", "same span ECE", "s/step"]
-    assert [row[:2] for row in saved["table"]] == [["ner-erm", "erm"], ["ner-fgm", "fgm"]]
-    assert result.stdout.splitlines()[2].startswith("| run | objective | span F1 | span ECE | after greedy span F1 |")
+    assert [row[:2] for row in saved["table"]] == [["ner-erm", "erm"], ["ner-fgm", "fgm α=1"]]
+    assert result.stdout.splitlines()[2].startswith("| run | recipe | span F1 | span ECE | after greedy span F1 |")
     assert any("first 8 sentences" in note for note in saved["notes"])
     for run, row, cells in zip(two_ner_runs, saved["rows"], saved["table"]):
         evaluated = evaluate_run(run, "test", write=False)  # seqeval, entity level
@@ -160,7 +160,7 @@ def test_compare_ner_runs(two_ner_runs, ner_data, tiny_backbone, tmp_path):
 
 def test_compare_calibrated_ner_run(ner_run, calibrated_ner_run):
     result = compare_runs([ner_run, calibrated_ner_run])
-    assert result["columns"] == ["run", "objective", "span F1", "span ECE", "span ECE (calibrated)", "s/step"]
+    assert result["columns"] == ["run", "recipe", "span F1", "span ECE", "span ECE (calibrated)", "s/step"]
     evaluated = evaluate_run(calibrated_ner_run, "test", write=False)
     plain, calibrated = result["rows"]
     assert plain["calibrated"] is False and plain["calibrated_span_ece"] is None and result["table"][0][4] is None
@@ -188,3 +188,16 @@ def test_ner_bad_input(trained_runs, ner_run, ner_data, tmp_path, monkeypatch):
     bad.write_text((ner_data / "test.conll").read_text().replace("B-PER", "B-ORG", 1))
     with pytest.raises(DataError, match=r"--shift bad=.*bad\.conll .*B-ORG"):
         compare_runs([ner_run], shift=[f"bad={bad}"])
+
+
+def test_recipe_names_the_objective_smoothing_and_augmentation():
+    from caveat.config import load_config
+    from caveat.robustness.compare import recipe
+
+    assert recipe(load_config(overrides=[]).train) == "erm"
+    assert recipe(load_config(overrides=["train.objective=pgd", "train.alpha=0.3", "train.label_smoothing=0.1"]).train) == \
+        "pgd α=0.3 + label smoothing 0.1"
+    a2t = ["train.augment.enabled=true", "train.augment.attack=greedy", "train.augment.fraction=0.5"]
+    assert recipe(load_config(overrides=a2t).train) == "erm + A2T (greedy, 50% of train from epoch 1)"
+    assert recipe(load_config(overrides=[*a2t, "train.augment.mode=random", "train.augment.start_epoch=0"]).train) == \
+        "erm + random edits (greedy, 50% of train from epoch 0)"

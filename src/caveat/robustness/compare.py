@@ -93,6 +93,19 @@ def _attacks(run: Run, data: str, names: list[str], settings: AttackSettings, n_
     return {name: out[name] for name in names}
 
 
+def recipe(train) -> str:
+    """A run's training recipe in a few words (a ``TrainConfig``): the objective with its alpha when it
+    has a robustness term, label smoothing, and data augmentation (``train.augment``)."""
+    out = train.objective if train.objective == "erm" else f"{train.objective} α={train.alpha:g}"
+    if train.label_smoothing:
+        out += f" + label smoothing {train.label_smoothing:g}"
+    aug = train.augment
+    if aug.enabled:
+        kind = "A2T" if aug.mode == "attack" else "random edits"
+        out += f" + {kind} ({aug.attack}, {aug.fraction:.0%} of train from epoch {aug.start_epoch})"
+    return out
+
+
 def _row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
     cfg = run.config.train
     shift = {name: {"n": s["n"], "accuracy": s["accuracy"], "macro_f1": s["macro_f1"], "ece": s["ece"],
@@ -101,7 +114,7 @@ def _row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
     attack = {name: {k: a.get(k) for k in ("n", "clean_accuracy", "after_attack_accuracy", "success_rate",
                                            "mean_queries", "mean_changed_fraction", "mean_similarity", "reused")}
               for name, a in attacks.items()}
-    return {"run": label, "path": str(run.path), "objective": cfg.objective, "alpha": cfg.alpha,
+    return {"run": label, "path": str(run.path), "objective": cfg.objective, "alpha": cfg.alpha, "recipe": recipe(cfg),
             "calibrated": "calibrated" in evaluated, "n": evaluated["n"], "accuracy": evaluated["accuracy"],
             "macro_f1": evaluated["macro_f1"], "ece": evaluated["ece"],
             "calibrated_ece": evaluated.get("calibrated", {}).get("ece"), "attack": attack, "shift": shift,
@@ -124,7 +137,7 @@ def _ner_row(label: str, run: Run, evaluated: dict, shifted: dict[str, dict], at
                 "calibrated_span_ece": e.get("calibrated", {}).get("span_ece")}
 
     attack = {name: {k: a.get(k) for k in NER_ATTACK_KEYS} for name, a in attacks.items()}
-    return {"run": label, "path": str(run.path), "objective": cfg.objective, "alpha": cfg.alpha,
+    return {"run": label, "path": str(run.path), "objective": cfg.objective, "alpha": cfg.alpha, "recipe": recipe(cfg),
             "calibrated": "calibrated" in evaluated, "span_aggregate": aggregate, **figures(evaluated),
             "attack": attack, "shift": {name: figures(e) for name, e in shifted.items()}, "training": training_cost(run)}
 
@@ -257,7 +270,7 @@ def _ner_table(result: dict) -> tuple[list[str], list[list]]:
     """The header and rows of an NER comparison table (numbers, or None for a missing figure)."""
     rows = result["rows"]
     calibrated = any(r["calibrated"] for r in rows)
-    columns = ["run", "objective", "span F1", "span ECE", *(["span ECE (calibrated)"] if calibrated else [])]
+    columns = ["run", "recipe", "span F1", "span ECE", *(["span ECE (calibrated)"] if calibrated else [])]
     for a in result["attacks"]:
         columns += [f"after {a} span F1", f"after {a} sentence accuracy"]
     for name in result["shifts"]:
@@ -265,7 +278,7 @@ def _ner_table(result: dict) -> tuple[list[str], list[list]]:
     columns.append("s/step")
     table = []
     for r in rows:
-        cells = [r["run"], r["objective"], r["span_f1"], r["span_ece"], *([r["calibrated_span_ece"]] if calibrated else [])]
+        cells = [r["run"], r["recipe"], r["span_f1"], r["span_ece"], *([r["calibrated_span_ece"]] if calibrated else [])]
         for a in result["attacks"]:
             cells += [r["attack"][a]["after_attack_span_f1"], r["attack"][a]["after_attack_accuracy"]]
         for name in result["shifts"]:
@@ -280,14 +293,14 @@ def _table(result: dict) -> tuple[list[str], list[list]]:
     """The header and rows of the comparison table (numbers, or None for a missing figure)."""
     rows = result["rows"]
     calibrated = any(r["calibrated"] for r in rows)
-    columns = ["run", "objective", "accuracy", "ECE", *(["ECE (calibrated)"] if calibrated else []),
+    columns = ["run", "recipe", "accuracy", "ECE", *(["ECE (calibrated)"] if calibrated else []),
                *(f"after {a}" for a in result["attacks"])]
     for name in result["shifts"]:
         columns += [f"{name} accuracy", f"{name} ECE", *([f"{name} ECE (calibrated)"] if calibrated else [])]
     columns.append("s/step")
     table = []
     for r in rows:
-        cells = [r["run"], r["objective"], r["accuracy"], r["ece"], *([r["calibrated_ece"]] if calibrated else []),
+        cells = [r["run"], r["recipe"], r["accuracy"], r["ece"], *([r["calibrated_ece"]] if calibrated else []),
                  *(r["attack"][a]["after_attack_accuracy"] for a in result["attacks"])]
         for name in result["shifts"]:
             s = r["shift"][name]
