@@ -26,6 +26,7 @@ RUNS: dict[str, list[str]] = {
     "sst2-rsub": ["train.epochs=3", "train.select=last", "train.augment.enabled=true", "train.augment.attack=greedy",
                   "train.augment.mode=random", "train.augment.fraction=1.0", "train.augment.start_epoch=0"],
 }
+RUNS["sst2-rsub-ls"] = [*RUNS["sst2-rsub"], "train.label_smoothing=0.1"]  # the same, with label smoothing
 
 
 def train_runs(work: Path, data_root: Path, names=None, *, quick: bool = False) -> list[Path]:
