@@ -30,24 +30,9 @@ def augment_overrides(backbone, data, **augment) -> list[str]:
     return tiny_overrides(backbone, data, epochs=3) + [f"train.augment.{k}={v}" for k, v in options.items()]
 
 
-def attack_directly(run_dir, backbone, cfg, epoch: int) -> list:
-    """The attack run by hand on the epoch's subset, with the weights the epoch started from."""
-    tokenizer, encoder = load_backbone(str(backbone))
-    model = CaveatModel(encoder, 3, task=Task.TEXT_CLASSIFICATION, pooling="mean", head_dropout=0.1)
-    model.load_state_dict(load_file(str(run_dir / "checkpoint" / "model.safetensors")))
-    victim = Victim(Predictor(model, tokenizer, ["first", "second", "third"], Task.TEXT_CLASSIFICATION))
-    aug = cfg.train.augment
-    setup = AttackSetup(Constraints(max_change=aug.max_change, min_similarity=aug.min_similarity),
-                        SentenceEncoder(str(backbone)), seed=attack_seed(cfg.seed, epoch))
-    attack = build_attack(aug.attack, setup)
-    train = load_data(cfg).train.examples
-    subset = [train[i] for i in pick(len(train), aug.fraction, cfg.seed, epoch)]
-    clean = victim.probs([ex.text for ex in subset])
-    return [attack.attack(victim, ex.text, ex.label, probs=p) for ex, p in zip(subset, clean)]
-
-
-def test_augmentation_adds_exactly_the_successful_examples_and_resumes(tiny_backbone, text_data, tmp_path):
-    cfg = load_config(overrides=augment_overrides(tiny_backbone, text_data))
+def train_into_epoch_one(cfg, run_dir) -> dict:
+    """Train until the first step of epoch 1, then stop: that epoch's ``augmented`` set and the
+    ``history`` so far, as the trainer state held them."""
     seen = {}
 
     def stop_in_epoch_one(state, stats):
@@ -56,7 +41,34 @@ def test_augmentation_adds_exactly_the_successful_examples_and_resumes(tiny_back
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        Trainer(cfg, tmp_path / "run", progress=False, callbacks=[stop_in_epoch_one]).fit()
+        Trainer(cfg, run_dir, progress=False, callbacks=[stop_in_epoch_one]).fit()
+    return seen
+
+
+def attack_setup(cfg, backbone, epoch: int) -> AttackSetup:
+    """The setup the augmenter builds in ``epoch`` (character attacks: no word source needed)."""
+    aug = cfg.train.augment
+    return AttackSetup(Constraints(max_change=aug.max_change, min_similarity=aug.min_similarity),
+                       SentenceEncoder(str(backbone)), seed=attack_seed(cfg.seed, epoch))
+
+
+def attack_directly(run_dir, backbone, cfg, epoch: int) -> list:
+    """The attack run by hand on the epoch's subset, with the weights the epoch started from."""
+    tokenizer, encoder = load_backbone(str(backbone))
+    model = CaveatModel(encoder, 3, task=Task.TEXT_CLASSIFICATION, pooling="mean", head_dropout=0.1)
+    model.load_state_dict(load_file(str(run_dir / "checkpoint" / "model.safetensors")))
+    victim = Victim(Predictor(model, tokenizer, ["first", "second", "third"], Task.TEXT_CLASSIFICATION))
+    aug = cfg.train.augment
+    attack = build_attack(aug.attack, attack_setup(cfg, backbone, epoch))
+    train = load_data(cfg).train.examples
+    subset = [train[i] for i in pick(len(train), aug.fraction, cfg.seed, epoch)]
+    clean = victim.probs([ex.text for ex in subset])
+    return [attack.attack(victim, ex.text, ex.label, probs=p) for ex, p in zip(subset, clean)]
+
+
+def test_augmentation_adds_exactly_the_successful_examples_and_resumes(tiny_backbone, text_data, tmp_path):
+    cfg = load_config(overrides=augment_overrides(tiny_backbone, text_data))
+    seen = train_into_epoch_one(cfg, tmp_path / "run")
     # the checkpoint written at the end of epoch 0 holds the weights epoch 1 was attacked with
     results = attack_directly(tmp_path / "run", tiny_backbone, cfg, epoch=1)
     won = [r for r in results if r.success]
@@ -80,18 +92,9 @@ def test_random_mode_adds_each_chosen_examples_seeded_edit_without_querying(tiny
     import random
 
     cfg = load_config(overrides=augment_overrides(tiny_backbone, text_data, mode="random", attack="charswap"))
-    seen = {}
-
-    def stop_in_epoch_one(state, stats):
-        if state.epoch == 1 and state.step_in_epoch == 1:
-            seen.update(augmented=dict(state.augmented), history=list(state.augment_history))
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        Trainer(cfg, tmp_path / "run", progress=False, callbacks=[stop_in_epoch_one]).fit()
+    seen = train_into_epoch_one(cfg, tmp_path / "run")
     aug = cfg.train.augment
-    setup = AttackSetup(Constraints(max_change=aug.max_change, min_similarity=aug.min_similarity),
-                        SentenceEncoder(str(tiny_backbone)), seed=attack_seed(cfg.seed, 1))
+    setup = attack_setup(cfg, tiny_backbone, 1)
     attack = build_attack(aug.attack, setup)
     train = load_data(cfg).train.examples
     by_hand = [(attack.perturb(train[i].text, random.Random(f"{setup.seed}:{i}")), train[i].label)
