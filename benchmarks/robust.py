@@ -2,10 +2,12 @@
 
 Trains each SST-2 run named in ``RUNS`` that ``benchmarks/work`` does not already hold with the same
 config (``examples/sst2.yaml`` plus the run's overrides; ``sst2`` itself is ERM, the run the ``sst2``
-task bench trains), attacks the first 500 test sentences with the greedy word attack (<= 20% words,
-similarity >= 0.8) and evaluates on CR. Saved attacks with the same settings are reused
-(``caveat compare``). The figure to reach: the best robust run's after-attack accuracy >= ERM's + 15
-points, clean accuracy within 1.5 points, CR ECE no worse.
+task bench trains); tunes the label smoothing of the random-edit recipe on validation under the greedy
+attack (``TUNE``, ``caveat tune``); attacks the first 500 test sentences of every run with the greedy
+word attack (<= 20% words, similarity >= 0.8), evaluates on CR, and writes the comparison with its page
+to ``work/robust-compare``. Saved attacks with the same settings are reused (``caveat compare``). The
+figure to reach: the best robust run's after-attack accuracy >= ERM's + 15 points, clean accuracy within
+1.5 points, CR ECE no worse.
 """
 
 from __future__ import annotations
@@ -26,7 +28,27 @@ RUNS: dict[str, list[str]] = {
     "sst2-rsub": ["train.epochs=3", "train.select=last", "train.augment.enabled=true", "train.augment.attack=greedy",
                   "train.augment.mode=random", "train.augment.fraction=1.0", "train.augment.start_epoch=0"],
 }
-RUNS["sst2-rsub-ls"] = [*RUNS["sst2-rsub"], "train.label_smoothing=0.1"]  # the same, with label smoothing
+RUNS["sst2-ls"] = ["train.label_smoothing=0.1"]  # ERM with label smoothing alone: the control for the tuned run
+
+# the random-edit recipe with its label smoothing chosen on validation under the greedy attack (caveat tune):
+# the run compared as TUNED, its sweep under TUNED/sweep/
+TUNED = "sst2-rsub-tuned"
+TUNE = {"key": "train.label_smoothing", "values": [0.0, 0.05, 0.1, 0.2], "criterion": "attack:greedy", "clean_tolerance": 0.015}
+
+
+def tune_run(work: Path, data_root: Path, *, quick: bool = False) -> dict:
+    """``caveat tune`` of ``TUNE`` over ``RUNS["sst2-rsub"]`` into ``work/TUNED`` (finished sweep runs with the
+    same config are reused); every validation sentence is attacked (``--quick``: 20)."""
+    from benchmarks.tasks import ROOT
+    from caveat.config import load_config
+    from caveat.robustness.compare import AttackSettings
+    from caveat.training.select import sweep
+
+    overrides = [f"data.root={data_root}", *RUNS["sst2-rsub"]] + (["train.max_steps=10", "train.eval_batch_size=256"] if quick else [])
+    cfg = load_config(ROOT / "examples" / "sst2.yaml", overrides)
+    return sweep(cfg, work / TUNED, TUNE["key"], TUNE["values"], criterion=TUNE["criterion"],
+                 clean_tolerance=TUNE["clean_tolerance"], attack_settings=AttackSettings(max_examples=20 if quick else None),
+                 progress=False)
 
 
 def train_runs(work: Path, data_root: Path, names=None, *, quick: bool = False) -> list[Path]:
@@ -46,11 +68,13 @@ def train_runs(work: Path, data_root: Path, names=None, *, quick: bool = False) 
 
 
 def bench_robust_compare(work: Path, data_root: Path, *, max_examples: int = 500, quick: bool = False) -> dict:
-    from caveat.robustness.compare import AttackSettings, compare_runs
+    from caveat.robustness.compare import AttackSettings, compare_runs, write_compare
 
     runs = train_runs(work, data_root, quick=quick)
-    out = compare_runs(runs, "test", attacks="greedy", shift=[f"cr={data_root / 'cr' / 'custrev.all'}"],
-                       settings=AttackSettings(max_examples=max_examples))
+    tuned = tune_run(work, data_root, quick=quick)
+    out = compare_runs([*runs, work / TUNED], "test", attacks="greedy", shift=[f"cr={data_root / 'cr' / 'custrev.all'}"],
+                       settings=AttackSettings(max_examples=max_examples), baseline="sst2")
+    write_compare(out, work / "robust-compare")  # compare.md and the page report.html
     rows = {Path(r["path"]).name: r for r in out["rows"]}
     erm = rows.get("sst2")
     verdicts = {}
@@ -63,7 +87,8 @@ def bench_robust_compare(work: Path, data_root: Path, *, max_examples: int = 500
         verdicts[name] = {"after_attack_gain": gain, "clean_change": clean, "cr_ece_change": cr_ece,
                           "met": bool(gain >= 0.15 and clean >= -0.015 and cr_ece <= 0)}
     return {"runs": [str(r) for r in runs], "rows": out["rows"], "table": out["table"], "notes": out["notes"],
-            "verdicts": verdicts, "max_examples": max_examples}
+            "verdicts": verdicts, "max_examples": max_examples, "tuned": TUNED,
+            "tune": {k: v for k, v in tuned.items() if k != "attack_settings"}, "page": str(work / "robust-compare" / "report.html")}
 
 
 def bench_ner_attack(conll_run: Path, *, max_examples: int = 200) -> dict:

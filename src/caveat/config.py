@@ -222,3 +222,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         return RunConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
+
+
+def with_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """``config`` with ``--set``-style ``overrides`` applied and validated again (a ConfigError names a bad one)."""
+    try:
+        return RunConfig.model_validate(_merge(config.model_dump(mode="json"), parse_overrides(overrides)))
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, " ".join(f"--set {o}" for o in overrides))) from None

@@ -70,9 +70,9 @@ def test_tune_keeps_the_best_alpha(tiny_backbone, text_data, tmp_path):
     overrides = tiny_overrides(tiny_backbone, text_data, epochs=2, objective="fgm")
     result = invoke("tune", "--alphas", "0,1", "--out", str(tmp_path / "t"), "--no-progress", *sets(overrides))
     table = json.loads(result.stdout)
-    assert [r["alpha"] for r in table["rows"]] == [0.0, 1.0]
-    best = max(table["rows"], key=lambda r: r["best_validation"])
-    assert table["best_alpha"] == best["alpha"]
+    assert table["key"] == "train.alpha" and [r["value"] for r in table["rows"]] == [0.0, 1.0]
+    best = max(table["rows"], key=lambda r: r["validation"])
+    assert table["best_value"] == best["value"] and table["criterion"] == "validation"
     assert (tmp_path / "t" / "model" / "head.safetensors").is_file() and (tmp_path / "t" / "sweep.md").is_file()
 
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from caveat.cli.app import app
 from caveat.errors import ConfigError
 from caveat.evaluation.run import evaluate_run
+from caveat.report import Report
 from caveat.robustness.compare import AttackSettings, compare_runs, to_markdown, training_cost, write_compare
 
 approx = pytest.approx
@@ -46,10 +47,22 @@ def test_compare_two_runs(two_runs, text_data, mixed_file, tiny_backbone, tmp_pa
         attack = json.loads((run / "metrics.json").read_text())["attack"]["test"]["greedy"]  # merged as caveat attack does
         assert row["attack"]["greedy"]["after_attack_accuracy"] == attack["after_attack_accuracy"]
         assert row["attack"]["greedy"]["n"] == 8 and row["attack"]["greedy"]["reused"] is False
+        assert row["attack"]["greedy"]["examples"] == attack["examples"][:3]  # the page shows them
         training = json.loads((run / "caveat.json").read_text())["training"]
         assert row["training"]["seconds_per_step"] == approx(training["seconds"] / training["steps"])
     assert saved["table"][0][2] == saved["rows"][0]["accuracy"] and saved["table"][1][4] == saved["rows"][1]["attack"]["greedy"]["after_attack_accuracy"]
     assert any("first 8 examples" in note for note in saved["notes"])
+    # the page: the same table, each run against the first (erm), the attack's examples; its data in report.json
+    page = Report.model_validate_json((tmp_path / "out" / "report.json").read_text())
+    assert page.section("compare").table("compare").rows == saved["table"] and saved["baseline"] == "erm"
+    (change,) = page.section("baseline").table("baseline").records()
+    erm, fgm = saved["rows"]
+    assert change["run"] == "fgm" and change["Δ after greedy"] == approx(
+        fgm["attack"]["greedy"]["after_attack_accuracy"] - erm["attack"]["greedy"]["after_attack_accuracy"])
+    assert change["Δ mixed ECE"] == approx(fgm["shift"]["mixed"]["ece"] - erm["shift"]["mixed"]["ece"])
+    assert "<h2>Against the baseline (erm)</h2>" in (tmp_path / "out" / "report.html").read_text()
+    shown = page.section("attacks").table("adversarial_examples").rows
+    assert len(shown) == sum(min(2, len(r["attack"]["greedy"]["examples"])) for r in saved["rows"]) > 0
 
     # the same settings again: the saved attacks are read, not re-run; the default --out is ./compare
     monkeypatch.chdir(tmp_path)
@@ -69,7 +82,8 @@ def test_calibrated_runs_add_calibrated_ece_columns(trained_runs, text_data, tmp
     assert result["columns"] == ["run", "recipe", "accuracy", "ECE", "ECE (calibrated)", "same accuracy", "same ECE",
                                  "same ECE (calibrated)", "s/step"]
     assert result["table"][0][4] is None and result["table"][1][4] == result["table"][1][7]  # uncalibrated: empty
-    json_path, md_path = write_compare(result, tmp_path / "out")
+    json_path, md_path, html_path = write_compare(result, tmp_path / "out")
+    assert html_path.is_file() and (tmp_path / "out" / "report.json").is_file()
     assert json.loads(json_path.read_text())["rows"][1]["calibrated"] is True and "| — |" in md_path.read_text()
 
 
@@ -91,8 +105,10 @@ def test_bad_input(trained_runs, tmp_path):
     with pytest.raises(ConfigError, match="unknown attack 'bogus'"):
         compare_runs([trained_runs[0]], attacks="bogus")
     (tmp_path / "file").write_text("")
-    with pytest.raises(ConfigError, match="--out .*file is a file; give a folder for compare.json and compare.md"):
+    with pytest.raises(ConfigError, match="--out .*file is a file; give a folder for compare.json, compare.md and report.html"):
         write_compare({}, tmp_path / "file")
+    with pytest.raises(ConfigError, match=r"--baseline 'nope' is not one of the compared runs \(.*\); give one of those"):
+        compare_runs([trained_runs[0]], baseline="nope")  # before any model pass: no shift, no attack would run
     result = CliRunner().invoke(app, ["compare", str(trained_runs[0]), "--shift", "cr"])
     assert result.exit_code != 0 and "is not NAME=FILE" in str(result.exception)
 
@@ -113,7 +129,7 @@ def test_compare_ner_runs(two_ner_runs, ner_data, tiny_backbone, tmp_path):
 
     args = ["compare", *map(str, two_ner_runs), "--data", "test", "--attack", "greedy", "--max-examples", "8",
             "--max-change", "0.3", "--min-similarity", "0.5", "--similarity-model", str(tiny_backbone),
-            "--shift", f"same={ner_data / 'test.conll'}", "--out", str(tmp_path / "out")]
+            "--shift", f"same={ner_data / 'test.conll'}", "--out", str(tmp_path / "out"), "--baseline", str(two_ner_runs[1])]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "out" / "compare.json").read_text())
@@ -124,6 +140,13 @@ def test_compare_ner_runs(two_ner_runs, ner_data, tiny_backbone, tmp_path):
     assert [row[:2] for row in saved["table"]] == [["ner-erm", "erm"], ["ner-fgm", "fgm α=1"]]
     assert result.stdout.splitlines()[2].startswith("| run | recipe | span F1 | span ECE | after greedy span F1 |")
     assert any("first 8 sentences" in note for note in saved["notes"])
+    # the page, against the run given by its path: span columns
+    assert saved["baseline"] == "ner-fgm"
+    page = Report.model_validate_json((tmp_path / "out" / "report.json").read_text())
+    (change,) = page.section("baseline").table("baseline").records()
+    assert change["run"] == "ner-erm" and change["Δ span F1"] == approx(saved["rows"][0]["span_f1"] - saved["rows"][1]["span_f1"])
+    assert "Δ after greedy" in change and "Δ same span ECE" in change
+    assert page.section("attacks").table("attacks").columns[3:5] == ["clean span F1", "after-attack span F1"]
     for run, row, cells in zip(two_ner_runs, saved["rows"], saved["table"]):
         evaluated = evaluate_run(run, "test", write=False)  # seqeval, entity level
         assert row["span_f1"] == approx(evaluated["f1"]) and row["n"] == evaluated["n"] == 40

@@ -1,4 +1,4 @@
-"""``caveat compare``: runs side by side (clean, attacked, shifted, cost); compare.json + compare.md."""
+"""``caveat compare``: runs side by side (clean, attacked, shifted, cost); compare.json, compare.md and report.html."""
 
 from __future__ import annotations
 
@@ -28,20 +28,22 @@ def compare_command(
     max_candidates: Annotated[int, typer.Option(help="Attacks: substitutes tried per word.")] = 20,
     seed: Annotated[int, typer.Option(help="Attacks: seed of the character edits and of wordsub's order.")] = 0,
     similarity_model: Annotated[str, typer.Option(help="Attacks: sentence encoder, default (all-MiniLM-L6-v2) or a local model folder.")] = "default",
-    out: Annotated[Path, typer.Option(help="Folder for compare.json and compare.md.")] = Path("compare"),
+    baseline: Annotated[Optional[str], typer.Option(help="Run the others are measured against on the page (its folder name or path); default: the first.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for compare.json, compare.md and report.html (its data: report.json).")] = Path("compare"),
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
 ) -> None:
     """Compare runs of one task in one table: clean accuracy and ECE, after-attack accuracy, shifted accuracy and
     ECE (NER runs: span F1 and span ECE, after-attack span F1 and sentence accuracy, shifted span F1 and span ECE),
-    seconds per training step. Writes OUT/compare.json and OUT/compare.md and prints the markdown."""
+    seconds per training step. Writes OUT/compare.json, OUT/compare.md and the page OUT/report.html (the change of
+    each run against --baseline, the attacks with adversarial examples, the shifted sets, cost) and prints the markdown."""
     from caveat.robustness.compare import AttackSettings, compare_runs, to_markdown, write_compare
 
     settings = AttackSettings(max_examples=max_examples, max_change=max_change, min_similarity=min_similarity,
                               max_candidates=max_candidates, seed=seed)
     result = compare_runs(runs, data, attacks=attack, shift=shift, settings=settings,
-                          similarity_model=similarity_model, batch_size=batch_size)
+                          similarity_model=similarity_model, batch_size=batch_size, baseline=baseline)
     if not is_main_process():
         return
     paths = write_compare(result, out)
-    log.info("wrote %s and %s", *paths)
+    log.info("wrote %s, %s and %s", *paths)
     typer.echo(to_markdown(result), nl=False)

@@ -133,7 +133,8 @@ def means_png(figure: MeansFigure) -> bytes:
                     bar.set_hatch("///")
                     bar.set_alpha(0.55)
         ax.axhline(0, color="#57606a", linewidth=0.8)
-        ax.set_xticks(x, figure.categories)
+        crowded = sum(len(c) for c in figure.categories) > 60  # e.g. run names: slant them so they cannot overlap
+        ax.set_xticks(x, figure.categories, rotation=25 if crowded else 0, ha="right" if crowded else "center")
         if len(figure.groups) > 1:
             _legend(fig, ax.get_legend_handles_labels()[0])
     return buf.getvalue()

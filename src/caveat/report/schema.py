@@ -195,11 +195,12 @@ class Section(_Model):
 
 
 class Report(_Model):
-    """A run evaluated on one split: what the page shows, as data."""
+    """A run evaluated on one split (or runs compared on one, ``runs``): what the page shows, as data."""
 
     schema_version: int = SCHEMA_VERSION
     title: str
-    run: str = Field(description="The run directory.")
+    run: str = Field(description="The run directory (a comparison: the compared ones, comma-separated).")
+    runs: list[str] = Field(default_factory=list, description="The compared run directories (caveat compare); empty for one run's report.")
     task: str
     data: str = Field(description="The split name or file the report evaluates.")
     source: str = Field(description="Where that split's examples came from.")

@@ -56,8 +56,10 @@ footer { margin-top: 40px; color: var(--muted); font-size: 12px; border-top: 1px
 <main>
 <header>
 <h1>{{ report.title }}</h1>
-<p class="meta">run <code>{{ report.run }}</code> &middot; {{ report.task }} &middot; evaluated on <b>{{ report.data }}</b>
-({{ report.n }} examples from <code>{{ report.source }}</code>) &middot; {{ "calibrated" if report.calibrated else "not calibrated" }}
+{% if report.runs %}<p class="meta">runs {% for r in report.runs %}<code>{{ r }}</code>{{ ", " if not loop.last }}{% endfor %} &middot; {{ report.task }}
+&middot; compared on <b>{{ report.data }}</b> ({{ report.n }} examples) &middot; {{ "all calibrated" if report.calibrated else "not all calibrated" }}
+{%- else %}<p class="meta">run <code>{{ report.run }}</code> &middot; {{ report.task }} &middot; evaluated on <b>{{ report.data }}</b>
+({{ report.n }} examples from <code>{{ report.source }}</code>) &middot; {{ "calibrated" if report.calibrated else "not calibrated" }}{% endif %}
 {%- if report.ood %} &middot; out-of-scope: {{ report.ood | join(", ") }}{% endif %} &middot; {{ report.created }}</p>
 {% for note in report.notes %}<p class="notice">{{ note | code }}</p>
 {% endfor %}

@@ -34,6 +34,7 @@ COST_NOTE = ("seconds per step: caveat.json's training seconds / optimizer steps
 NER_ATTACK_KEYS = ("n", "clean_accuracy", "after_attack_accuracy", "clean_span_f1", "after_attack_span_f1",
                    "clean_span_errors", "after_attack_span_errors", "gold_spans", "success_rate", "mean_queries",
                    "mean_changed_fraction", "mean_similarity", "reused")
+EXAMPLES = 3  # successful adversarial examples kept per run and attack (rows[].attack.<name>.examples; the page shows them)
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,10 @@ def training_cost(run: Run) -> dict:
     return {"seconds": seconds, "steps": steps, "processes": t.get("processes"), "seconds_per_step": per_step}
 
 
-def _attacks(run: Run, data: str, names: list[str], settings: AttackSettings, n_data: int, *, encoder,
-             batch_size: int | None) -> dict:
-    """Per attack: its ``attack.<data>.<name>`` figures (saved or fresh) and ``reused``."""
+def attack_figures(run: Run, data: str, names: list[str], settings: AttackSettings, n_data: int, *, encoder,
+                   batch_size: int | None = None) -> dict:
+    """Per attack: its ``attack.<data>.<name>`` figures and ``reused``: read from the run's metrics.json when
+    saved there with ``settings`` on ``data`` (``n_data`` examples), else attacked now and merged into it."""
     from caveat.robustness.run import attack_run
 
     path = run.path / "metrics.json"
@@ -111,9 +113,9 @@ def _row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
     shift = {name: {"n": s["n"], "accuracy": s["accuracy"], "macro_f1": s["macro_f1"], "ece": s["ece"],
                     "calibrated_ece": s.get("calibrated", {}).get("ece"), "msp_auroc": s["ood"]["msp"]["auroc"]}
              for name, s in evaluated.get("shift", {}).items()}
-    attack = {name: {k: a.get(k) for k in ("n", "clean_accuracy", "after_attack_accuracy", "success_rate",
-                                           "mean_queries", "mean_changed_fraction", "mean_similarity", "reused")}
-              for name, a in attacks.items()}
+    attack = {name: {**{k: a.get(k) for k in ("n", "clean_accuracy", "after_attack_accuracy", "success_rate", "mean_queries",
+                                              "mean_changed_fraction", "mean_similarity", "reused")},
+                     "examples": a.get("examples", [])[:EXAMPLES]} for name, a in attacks.items()}
     return {"run": label, "path": str(run.path), "objective": cfg.objective, "alpha": cfg.alpha, "recipe": recipe(cfg),
             "calibrated": "calibrated" in evaluated, "n": evaluated["n"], "accuracy": evaluated["accuracy"],
             "macro_f1": evaluated["macro_f1"], "ece": evaluated["ece"],
@@ -136,7 +138,8 @@ def _ner_row(label: str, run: Run, evaluated: dict, shifted: dict[str, dict], at
                 "span_ece": e.get("spans", {}).get(aggregate, {}).get("ece"),
                 "calibrated_span_ece": e.get("calibrated", {}).get("span_ece")}
 
-    attack = {name: {k: a.get(k) for k in NER_ATTACK_KEYS} for name, a in attacks.items()}
+    attack = {name: {**{k: a.get(k) for k in NER_ATTACK_KEYS}, "examples": a.get("examples", [])[:EXAMPLES]}
+              for name, a in attacks.items()}
     return {"run": label, "path": str(run.path), "objective": cfg.objective, "alpha": cfg.alpha, "recipe": recipe(cfg),
             "calibrated": "calibrated" in evaluated, "span_aggregate": aggregate, **figures(evaluated),
             "attack": attack, "shift": {name: figures(e) for name, e in shifted.items()}, "training": training_cost(run)}
@@ -179,9 +182,21 @@ def _labels(runs: list[Run]) -> list[str]:
     return names if len(set(names)) == len(names) else [str(r.path) for r in runs]
 
 
+def _baseline(labels: list[str], runs: list[Run], baseline: str | None) -> str:
+    """The table name of the baseline run: ``baseline`` given as a name or a path, or the first run."""
+    if baseline is None:
+        return labels[0]
+    for label, run in zip(labels, runs):
+        if baseline == label or Path(baseline).resolve() == run.path.resolve():
+            return label
+    raise ConfigError(f"--baseline {baseline!r} is not one of the compared runs ({', '.join(labels)}); "
+                      "give one of those names (or paths), or leave it out for the first run")
+
+
 def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attacks: str | Sequence[str] | None = None,
                  shift: Sequence[str] | dict[str, str] = (), settings: AttackSettings = AttackSettings(),
-                 similarity_model: str = "default", encoder=None, batch_size: int | None = None) -> dict:
+                 similarity_model: str = "default", encoder=None, batch_size: int | None = None,
+                 baseline: str | None = None) -> dict:
     """Compare ``runs`` of one task on ``data`` (a split name or a labelled file).
 
     Text-classification and token-classification (NER) runs get their own columns (docs/attacks.md);
@@ -194,10 +209,12 @@ def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attack
     shift : shifted labelled sets, ``["cr=FILE", ...]`` or ``{name: file}``.
     settings : attack options; an attack saved with the same ones is reused.
     similarity_model, encoder : the attacks' sentence encoder (one, shared by every run).
+    baseline : the run the others are measured against on the page (``write_compare``): its name in the
+        table or its path; the first run when None.
 
     Returns
     -------
-    dict with ``data``, ``attacks``, ``shifts``, ``settings``, ``rows`` (one per run, in order),
+    dict with ``data``, ``attacks``, ``shifts``, ``settings``, ``baseline`` (a run name), ``rows`` (one per run, in order),
     ``columns`` and ``table`` (the markdown table's header and cells) and ``notes``; NER results also
     hold ``task``.
     """
@@ -209,6 +226,8 @@ def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attack
         raise ConfigError("compare needs at least one run directory; give e.g. caveat compare runs/erm runs/fgm")
     opened = [r if isinstance(r, Run) else open_run(r) for r in runs]
     task = _one_task(opened)
+    labels = _labels(opened)
+    base = _baseline(labels, opened, baseline)
     names = parse_attacks(attacks) if attacks else []
     shifts = parse_shifts(shift)  # every problem before the first model pass
     if task is Task.TOKEN_CLASSIFICATION:
@@ -219,13 +238,14 @@ def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attack
 
         encoder = SentenceEncoder(similarity_model)  # loaded once, on first use, for every run
     if task is Task.TOKEN_CLASSIFICATION:
-        return _compare_ner(opened, data, names, shifts, settings, encoder=encoder, batch_size=batch_size)
+        return _compare_ner(opened, labels, base, data, names, shifts, settings, encoder=encoder, batch_size=batch_size)
     rows = []
-    for label, run in zip(_labels(opened), opened):
+    for label, run in zip(labels, opened):
         evaluated = evaluate_run(run, data, methods="msp", shift=shifts, batch_size=batch_size, write=False)
-        found = _attacks(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size) if names else {}
+        found = attack_figures(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size) if names else {}
         rows.append(_row(label, run, evaluated, found))
-    result = {"data": data, "attacks": names, "shifts": shifts, "settings": asdict(settings), "rows": rows, "notes": []}
+    result = {"data": data, "attacks": names, "shifts": shifts, "settings": asdict(settings), "baseline": base,
+              "rows": rows, "notes": []}
     if names:
         n = rows[0]["attack"][names[0]]["n"]
         result["notes"].append(f"after-attack accuracy: over the first {n} examples of {data}; `accuracy` and ECE over all of them")
@@ -239,19 +259,19 @@ def _cost_note(rows: list[dict]) -> str:
             "seconds per step: no run's caveat.json records training seconds and steps (runs not trained by caveat train)")
 
 
-def _compare_ner(runs: list[Run], data: str, names: list[str], shifts: dict[str, str], settings: AttackSettings, *,
-                 encoder, batch_size: int | None) -> dict:
+def _compare_ner(runs: list[Run], labels: list[str], base: str, data: str, names: list[str], shifts: dict[str, str],
+                 settings: AttackSettings, *, encoder, batch_size: int | None) -> dict:
     """``compare_runs`` for token-classification runs (shifted sets already checked)."""
     from caveat.evaluation.run import evaluate_run
 
     rows = []
-    for label, run in zip(_labels(runs), runs):
+    for label, run in zip(labels, runs):
         evaluated = evaluate_run(run, data, batch_size=batch_size, write=False)
         shifted = {name: evaluate_run(run, path, batch_size=batch_size, write=False) for name, path in shifts.items()}
-        found = _attacks(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size) if names else {}
+        found = attack_figures(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size) if names else {}
         rows.append(_ner_row(label, run, evaluated, shifted, found))
     result = {"data": data, "task": Task.TOKEN_CLASSIFICATION.value, "attacks": names, "shifts": shifts,
-              "settings": asdict(settings), "rows": rows, "notes": []}
+              "settings": asdict(settings), "baseline": base, "rows": rows, "notes": []}
     if names:
         n = rows[0]["attack"][names[0]]["n"]
         result["notes"].append(
@@ -329,12 +349,21 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_compare(result: dict, out: str | Path) -> tuple[Path, Path]:
-    """Write ``compare.json`` and ``compare.md`` into folder ``out`` (each atomically); their paths."""
+def write_compare(result: dict, out: str | Path) -> tuple[Path, Path, Path]:
+    """Write ``compare.json``, ``compare.md`` and the page ``report.html`` (with its data, ``report.json``;
+    ``caveat.report.compare``) into folder ``out``, each atomically; the paths of the first three.
+    The page is rendered before anything is written, so a failure leaves the folder as it was."""
+    from caveat.report.compare import compare_report
+    from caveat.report.html import render_html
+
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for compare.json and compare.md")
-    paths = out / "compare.json", out / "compare.md"
+        raise ConfigError(f"--out {out} is a file; give a folder for compare.json, compare.md and report.html")
+    page = compare_report(result)
+    html = render_html(page)
+    paths = out / "compare.json", out / "compare.md", out / "report.html"
     write_json_atomic(paths[0], result)
     write_text_atomic(paths[1], to_markdown(result))
+    write_text_atomic(out / "report.json", page.model_dump_json(indent=2) + "\n")
+    write_text_atomic(paths[2], html)
     return paths

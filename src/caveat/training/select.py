@@ -1,42 +1,180 @@
-"""Choose the robustness strength alpha on validation (a grid; every run kept under OUT/sweep/)."""
+"""Choose a training setting on validation: one run per value of one config key (a grid; every run
+kept under ``OUT/sweep/``), scored on the validation split by its clean score or by its score under an
+adversarial attack, the best copied to ``OUT``.
+
+``alpha`` (the robustness strength) is the usual key; any key of the config can be swept
+(``train.label_smoothing``, ``train.adv.epsilon``, ``train.augment.fraction``, ...). A run already in
+``OUT/sweep/`` with exactly the config a value asks for is scored again, not retrained, so a sweep that
+stopped, or one given more values, trains only what it lacks.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
-from caveat.config import RunConfig
+from caveat.config import RunConfig, valid_keys, with_overrides
 from caveat.errors import ConfigError
 from caveat.io import write_json_atomic, write_text_atomic
+from caveat.types import Task
+
+CRITERIA = "'validation' (the clean validation score) or 'attack:NAME' (the validation score under attack NAME, e.g. attack:greedy)"
 
 
-def sweep_alpha(config: RunConfig, out: str | Path, alphas: list[float], *, progress: bool = True) -> dict:
-    """Train one run per alpha into ``out/sweep/alpha=A``; copy the best (highest validation score)
-    to ``out``; write the whole table as ``out/sweep.json`` and ``out/sweep.md``."""
+def parse_criterion(criterion: str) -> str | None:
+    """The attack a criterion names (``"attack:greedy"`` -> ``"greedy"``), None for ``"validation"``;
+    a ConfigError for anything else or an unknown attack."""
+    from caveat.robustness.attacks import parse_attacks
+
+    if criterion == "validation":
+        return None
+    kind, _, name = criterion.partition(":")
+    if kind != "attack" or not name:
+        raise ConfigError(f"criterion must be {CRITERIA}. Got {criterion!r}.")
+    if "," in name:
+        raise ConfigError(f"criterion {criterion!r} names several attacks; a sweep is scored by one, e.g. attack:greedy")
+    return parse_attacks(name)[0]
+
+
+def _same_config(run_dir: Path, cfg: RunConfig) -> bool:
+    """Does ``run_dir`` hold a finished run trained with exactly ``cfg``?"""
+    info = run_dir / "caveat.json"
+    if not (info.is_file() and (run_dir / "model" / "head.safetensors").is_file()):
+        return False
+    try:
+        saved = RunConfig.model_validate(json.loads(info.read_text())["config"])  # fills defaults added since
+    except (ValueError, KeyError):
+        return False
+    return saved.model_dump(mode="json") == cfg.model_dump(mode="json")
+
+
+def _validation_score(run_dir: Path, task: Task) -> float:
+    """The kept model's clean validation score (accuracy, or span F1 for NER): what ``caveat train`` saved in
+    metrics.json, else evaluated now."""
+    from caveat.evaluation.run import evaluate_run
+
+    key = "accuracy" if task is Task.TEXT_CLASSIFICATION else "f1"
+    path = run_dir / "metrics.json"
+    saved = json.loads(path.read_text()).get("validation", {}) if path.is_file() else {}
+    return saved[key] if key in saved else evaluate_run(run_dir, "validation")[key]
+
+
+def _attacked_score(run_dir: Path, task: Task, attack: str, settings, encoder) -> dict:
+    """The validation score under ``attack`` (after-attack accuracy, or span F1 for NER) with its figures;
+    an attack saved with the same settings is read, not re-run."""
+    from caveat.evaluation.run import resolve_split
+    from caveat.models.rundir import open_run
+    from caveat.robustness.compare import attack_figures
+
+    run = open_run(run_dir)
+    n = len(resolve_split(run, "validation").examples)
+    figures = attack_figures(run, "validation", [attack], settings, n, encoder=encoder)[attack]
+    key = "after_attack_accuracy" if task is Task.TEXT_CLASSIFICATION else "after_attack_span_f1"
+    return {"score": figures[key], **{k: figures.get(k) for k in ("n", "clean_accuracy", "after_attack_accuracy",
+                                                                  "success_rate", "mean_queries", "reused")}}
+
+
+def _label(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def sweep(config: RunConfig, out: str | Path, key: str, values: list, *, criterion: str = "validation",
+          attack_settings=None, clean_tolerance: float | None = None, similarity_model: str = "default",
+          progress: bool = True) -> dict:
+    """Train one run per value of config ``key`` into ``out/sweep/<name>=<value>`` (``name``: the key's last
+    part), score each on the validation split, copy the best to ``out``; write the table as
+    ``out/sweep.json`` and ``out/sweep.md``.
+
+    Parameters
+    ----------
+    key, values : a config key (``train.alpha``, ``train.label_smoothing`` ...) and the values to try, each
+        checked against the config before anything trains.
+    criterion : ``"validation"`` (the clean validation score of each kept model: accuracy, or span F1 for
+        NER) or ``"attack:NAME"`` (that score under attack NAME on the validation split: robustness chosen on
+        validation, never on test). Ties go to the higher clean score, then to the earlier value.
+    attack_settings : the attack's options (``caveat.robustness.compare.AttackSettings``; its
+        ``max_examples`` validation examples are attacked; default: all of them, ≤ 20% of words, similarity ≥ 0.8).
+    clean_tolerance : with an attack criterion, only values whose clean validation score is within this
+        much of the best clean one may win (e.g. 0.015: robustness may cost at most 1.5 points).
+    """
     from caveat.cli.common import is_main_process
     from caveat.cli.train import run_training
+    from caveat.robustness.compare import AttackSettings
 
-    if not alphas or any(a < 0 for a in alphas):
-        raise ConfigError(f"alphas must be a non-empty list of numbers >= 0. Got {alphas}.")
+    if key not in valid_keys():
+        raise ConfigError(f"unknown key {key!r} to sweep; valid keys: {', '.join(valid_keys())}")
+    if not values:
+        raise ConfigError(f"give at least one value of {key} to try, e.g. --values 0,0.1,0.2")
+    if len({_label(v) for v in values}) != len(values):
+        raise ConfigError(f"the values of {key} repeat ({', '.join(map(_label, values))}); give each once")
+    attack = parse_criterion(criterion)
+    if clean_tolerance is not None and (attack is None or not clean_tolerance >= 0):
+        raise ConfigError(f"clean_tolerance applies to an attack criterion and must be >= 0. Got {clean_tolerance!r} "
+                          f"with criterion {criterion!r}")
+    settings = attack_settings or AttackSettings(max_examples=None)
+    configs = [with_overrides(config, [f"{key}={_label(v)}"]) for v in values]  # every value checked before any training
     out = Path(out)
+    name = key.rsplit(".", 1)[-1]
     rows = []
-    for alpha in alphas:
-        cfg = config.model_copy(update={"train": config.train.model_copy(update={"alpha": alpha})})
-        run_dir = out / "sweep" / f"alpha={alpha:g}"
-        result = run_training(cfg, run_dir, progress=progress)
-        rows.append({"alpha": alpha, "run": str(run_dir), "best_validation": result["training"]["best_validation"],
-                     "seconds": result["training"]["seconds"]})
+    for value, cfg in zip(values, configs):
+        run_dir = out / "sweep" / f"{name}={_label(value)}"
+        reused = _same_config(run_dir, cfg)
+        seconds = None
+        if reused:
+            seconds = json.loads((run_dir / "caveat.json").read_text()).get("training", {}).get("seconds")
+        else:
+            seconds = run_training(cfg, run_dir, progress=progress)["training"]["seconds"]
+        rows.append({"value": value, "run": str(run_dir), "seconds": seconds, "reused": reused})
     if not is_main_process():
         return {}
-    best = max(rows, key=lambda r: r["best_validation"])
-    for name in ("model", "caveat.json", "metrics.json"):
-        src, dst = Path(best["run"]) / name, out / name
+    encoder = None
+    if attack is not None:
+        from caveat.robustness.similarity import SentenceEncoder
+
+        encoder = SentenceEncoder(similarity_model)
+    for row in rows:
+        row["validation"] = _validation_score(Path(row["run"]), config.task)
+        if attack is not None:
+            row["attack"] = _attacked_score(Path(row["run"]), config.task, attack, settings, encoder)
+            row["score"] = row["attack"]["score"]
+        else:
+            row["score"] = row["validation"]
+    top_clean = max(r["validation"] for r in rows)
+    for row in rows:
+        row["eligible"] = clean_tolerance is None or row["validation"] >= top_clean - clean_tolerance - 1e-12
+    best = max((r for r in rows if r["eligible"]), key=lambda r: (r["score"], r["validation"]))  # max keeps the first tie
+    for part in ("model", "caveat.json", "metrics.json"):
+        src, dst = Path(best["run"]) / part, out / part
         if dst.is_dir():
             shutil.rmtree(dst)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
-    table = {"objective": config.train.objective, "best_alpha": best["alpha"], "rows": rows}
+    table = {"key": key, "criterion": criterion, "clean_tolerance": clean_tolerance, "best_value": best["value"],
+             "best_run": best["run"], "objective": config.train.objective, "rows": rows}
+    if attack is not None:
+        table["attack_settings"] = asdict(settings)
     write_json_atomic(out / "sweep.json", table)
-    lines = [f"| alpha | validation ({config.train.objective}) | seconds |", "|---:|---:|---:|"]
-    lines += [f"| {r['alpha']:g}{' (best)' if r is best else ''} | {r['best_validation']:.4f} | {r['seconds']} |" for r in rows]
-    write_text_atomic(out / "sweep.md", "\n".join(lines) + "\n")
+    write_text_atomic(out / "sweep.md", to_markdown(table))
     return table
+
+
+def to_markdown(table: dict) -> str:
+    """The sweep as a markdown table; the winner marked."""
+    attacked = table["criterion"] != "validation"
+    metric = "validation" + (f" after {table['criterion'].split(':', 1)[1]}" if attacked else "")
+    lines = [f"| {table['key']} | validation (clean) |{f' {metric} |' if attacked else ''} seconds | reused |",
+             "|---:|---:|" + ("---:|" if attacked else "") + "---:|---|"]
+    for r in table["rows"]:
+        mark = " (best)" if r["run"] == table["best_run"] else ("" if r["eligible"] else " (clean score too low)")
+        cells = [f"{_label(r['value'])}{mark}", f"{r['validation']:.4f}", *([f"{r['score']:.4f}"] if attacked else []),
+                 "—" if r["seconds"] is None else f"{r['seconds']:.0f}", "yes" if r["reused"] else "no"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_alpha(config: RunConfig, out: str | Path, alphas: list[float], *, progress: bool = True, **options) -> dict:
+    """``sweep`` over ``train.alpha`` (the robustness strength of ``loss = task_loss + alpha * R``)."""
+    if not alphas or any(a < 0 for a in alphas):
+        raise ConfigError(f"alphas must be a non-empty list of numbers >= 0. Got {alphas}.")
+    return sweep(config, out, "train.alpha", [float(a) for a in alphas], progress=progress, **options)

@@ -1,0 +1,134 @@
+"""Choosing a training setting on validation (``caveat tune``): any config key, scored clean or under
+attack; the winner is the best score (ties: the better clean score, then the first value); finished runs
+with the same config are reused; bad input fails before anything trains."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import caveat.cli.train
+from caveat.cli.app import app
+from caveat.config import load_config
+from caveat.errors import ConfigError
+from caveat.evaluation.run import evaluate_run
+from caveat.robustness.compare import AttackSettings
+from caveat.robustness.run import attack_run
+from caveat.training import select
+from caveat.training.select import sweep
+from tests.conftest import tiny_overrides
+
+ATTACK = {"max_change": 0.3, "min_similarity": 0.5}
+
+
+def _sets(overrides: list[str]) -> list[str]:
+    return [x for o in overrides for x in ("--set", o)]
+
+
+def test_sweep_any_key_on_validation_and_reuse_finished_runs(tiny_backbone, text_data, tmp_path, monkeypatch):
+    overrides = tiny_overrides(tiny_backbone, text_data, epochs=2)
+    args = ["tune", "--key", "train.label_smoothing", "--values", "0,0.2", "--out", str(tmp_path / "t"), "--no-progress"]
+    result = CliRunner().invoke(app, [*args, *_sets(overrides)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = json.loads(result.stdout)
+    assert table["key"] == "train.label_smoothing" and [r["value"] for r in table["rows"]] == [0, 0.2]
+    for row in table["rows"]:
+        run = Path(row["run"])
+        assert run.name == f"label_smoothing={row['value']:g}" and row["reused"] is False
+        assert json.loads((run / "caveat.json").read_text())["config"]["train"]["label_smoothing"] == row["value"]
+        assert row["validation"] == pytest.approx(evaluate_run(run, "validation", write=False)["accuracy"])
+        assert row["score"] == row["validation"]
+    best = max(table["rows"], key=lambda r: (r["score"], r["validation"]))  # max keeps the first of a tie
+    assert table["best_value"] == best["value"] and table["best_run"] == best["run"]
+    kept = tmp_path / "t" / "model" / "head.safetensors"
+    assert kept.read_bytes() == (Path(best["run"]) / "model" / "head.safetensors").read_bytes()
+    assert "(best)" in (tmp_path / "t" / "sweep.md").read_text()
+
+    # again, with one value more: the two finished runs are scored again, only the new one trains
+    trained = []
+    real = caveat.cli.train.run_training
+    monkeypatch.setattr(caveat.cli.train, "run_training", lambda cfg, out, **kw: trained.append(out) or real(cfg, out, **kw))
+    again = json.loads(CliRunner().invoke(app, [*args[:4], "0,0.2,0.1", *args[5:], *_sets(overrides)],
+                                          catch_exceptions=False).stdout)
+    assert [r["reused"] for r in again["rows"]] == [True, True, False] and trained == [tmp_path / "t" / "sweep" / "label_smoothing=0.1"]
+    assert [r["validation"] for r in again["rows"][:2]] == [r["validation"] for r in table["rows"]]
+
+
+def test_sweep_scored_under_attack_on_validation(tiny_backbone, text_data, tmp_path):
+    cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=2, objective="fgm"))
+    settings = AttackSettings(max_examples=10, **ATTACK)
+    table = sweep(cfg, tmp_path / "t", "train.alpha", [0.0, 1.0], criterion="attack:greedy", attack_settings=settings,
+                  similarity_model=str(tiny_backbone), progress=False)
+    for row in table["rows"]:
+        direct = attack_run(row["run"], "validation", "greedy", max_examples=10, **ATTACK,
+                            similarity_model=str(tiny_backbone), write=False)["attacks"]["greedy"]
+        assert row["score"] == pytest.approx(direct["after_attack_accuracy"]) and row["attack"]["n"] == 10
+        assert row["attack"]["reused"] is False
+    best = max(table["rows"], key=lambda r: (r["score"], r["validation"]))
+    assert table["best_value"] == best["value"] and table["criterion"] == "attack:greedy"
+    assert table["attack_settings"]["max_examples"] == 10
+    assert "validation after greedy" in (tmp_path / "t" / "sweep.md").read_text()
+
+
+@pytest.fixture
+def planted_sweep(tiny_backbone, text_data, tmp_path, monkeypatch):
+    """``sweep`` with training and scoring replaced by planted scores: value -> (clean, attacked)."""
+    def run(scores: dict, **options) -> dict:
+        def fake_training(cfg, out, **kwargs):
+            (out / "model").mkdir(parents=True)
+            (out / "model" / "head.safetensors").write_text(str(cfg.train.alpha))
+            (out / "caveat.json").write_text(json.dumps({"config": cfg.model_dump(mode="json")}))
+            (out / "metrics.json").write_text("{}")
+            return {"training": {"seconds": 1.0}}
+
+        alpha = lambda run_dir: float(Path(run_dir).name.split("=")[1])  # noqa: E731
+        monkeypatch.setattr(caveat.cli.train, "run_training", fake_training)
+        monkeypatch.setattr(select, "_validation_score", lambda run_dir, task: scores[alpha(run_dir)][0])
+        monkeypatch.setattr(select, "_attacked_score", lambda run_dir, *a: {"score": scores[alpha(run_dir)][1]})
+        monkeypatch.setattr("caveat.robustness.similarity.SentenceEncoder", lambda name: None)
+        cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data))
+        out = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
+        return sweep(cfg, out, "train.alpha", list(scores), progress=False, **options)
+    return run
+
+
+def test_the_winner_rules(planted_sweep):
+    scores = {0.1: (0.90, 0.40), 0.3: (0.886, 0.55), 1.0: (0.80, 0.70), 3.0: (0.89, 0.55)}
+    assert planted_sweep(scores)["best_value"] == 0.1  # clean validation
+    assert planted_sweep(scores, criterion="attack:greedy")["best_value"] == 1.0
+    within = planted_sweep(scores, criterion="attack:greedy", clean_tolerance=0.015)
+    assert within["best_value"] == 3.0  # 1.0 is 10 points below the best clean; 0.3 ties 3.0 on attack, lower clean
+    assert [r["eligible"] for r in within["rows"]] == [True, True, False, True]
+    tie = planted_sweep({0.1: (0.9, 0.5), 0.3: (0.9, 0.5)}, criterion="attack:greedy")
+    assert tie["best_value"] == 0.1
+    md = select.to_markdown(within)
+    assert "| 3 (best) |" in md and "| 1 (clean score too low) |" in md
+
+
+def test_bad_input_fails_before_training(tiny_backbone, text_data, tmp_path, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the input was checked")
+
+    monkeypatch.setattr(caveat.cli.train, "run_training", no_training)
+    cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data))
+    with pytest.raises(ConfigError, match="unknown key 'train.smoothing' to sweep; valid keys: .*train.label_smoothing"):
+        sweep(cfg, tmp_path, "train.smoothing", [0.1])
+    with pytest.raises(ConfigError, match=r"invalid configuration \(--set train.label_smoothing=2\)"):
+        sweep(cfg, tmp_path, "train.label_smoothing", [0.1, 2])  # the bad value is found before the good one trains
+    with pytest.raises(ConfigError, match="criterion must be 'validation' .* Got 'robust'"):
+        sweep(cfg, tmp_path, "train.alpha", [0.1], criterion="robust")
+    with pytest.raises(ConfigError, match="unknown attack 'bogus'"):
+        sweep(cfg, tmp_path, "train.alpha", [0.1], criterion="attack:bogus")
+    with pytest.raises(ConfigError, match="names several attacks"):
+        sweep(cfg, tmp_path, "train.alpha", [0.1], criterion="attack:greedy,wordsub")
+    with pytest.raises(ConfigError, match="clean_tolerance applies to an attack criterion"):
+        sweep(cfg, tmp_path, "train.alpha", [0.1], clean_tolerance=0.01)
+    with pytest.raises(ConfigError, match="repeat"):
+        sweep(cfg, tmp_path, "train.alpha", [0.1, 0.1])
+    result = CliRunner().invoke(app, ["tune", "--alphas", "0.1", "--values", "1", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "either --alphas or --key/--values" in str(result.exception)
+    result = CliRunner().invoke(app, ["tune", "--alphas", "a,b", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--alphas must be comma-separated numbers" in str(result.exception)
