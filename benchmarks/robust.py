@@ -51,16 +51,23 @@ def tune_run(work: Path, data_root: Path, *, quick: bool = False) -> dict:
                  progress=False)
 
 
-def train_runs(work: Path, data_root: Path, names=None, *, quick: bool = False) -> list[Path]:
-    """Train the ``RUNS`` (or ``names``) that ``work`` lacks or holds with another config; their folders."""
+# CoNLL-2003 runs compared as NER: overrides of examples/conll2003.yaml ("conll2003" is the task bench's ERM run)
+NER_RUNS: dict[str, list[str]] = {"conll2003": [], "conll2003-fgm": ["train.objective=fgm", "train.adv.epsilon=0.1"]}
+
+
+def train_runs(work: Path, data_root: Path, names=None, *, quick: bool = False, runs: dict | None = None,
+               config: str = "examples/sst2.yaml") -> list[Path]:
+    """Train the ``runs`` (default ``RUNS``; or those in ``names``), each ``config`` plus its overrides, that
+    ``work`` lacks or holds with another config; their folders."""
     from benchmarks.tasks import ROOT, _same_run
     from caveat.cli.train import run_training
     from caveat.config import load_config
 
+    runs = RUNS if runs is None else runs
     out = []
-    for name in names or RUNS:
-        overrides = [f"data.root={data_root}", *RUNS[name]] + (["train.max_steps=10", "train.eval_batch_size=256"] if quick else [])
-        cfg = load_config(ROOT / "examples" / "sst2.yaml", overrides)
+    for name in names or runs:
+        overrides = [f"data.root={data_root}", *runs[name]] + (["train.max_steps=10", "train.eval_batch_size=256"] if quick else [])
+        cfg = load_config(ROOT / config, overrides)
         if not _same_run(work / name, cfg):
             run_training(cfg, work / name, progress=False)
         out.append(work / name)
@@ -75,6 +82,9 @@ def bench_robust_compare(work: Path, data_root: Path, *, max_examples: int = 500
     out = compare_runs([*runs, work / TUNED], "test", attacks="greedy", shift=[f"cr={data_root / 'cr' / 'custrev.all'}"],
                        settings=AttackSettings(max_examples=max_examples), baseline="sst2")
     write_compare(out, work / "robust-compare")  # compare.md and the page report.html
+    # the other two searches on ERM and the tuned run: is the gain specific to the attack the recipe borrows from?
+    others = compare_runs([work / "sst2", work / TUNED], "test", attacks="charswap,wordsub",
+                          settings=AttackSettings(max_examples=max_examples), baseline="sst2")
     rows = {Path(r["path"]).name: r for r in out["rows"]}
     erm = rows.get("sst2")
     verdicts = {}
@@ -88,6 +98,8 @@ def bench_robust_compare(work: Path, data_root: Path, *, max_examples: int = 500
                           "met": bool(gain >= 0.15 and clean >= -0.015 and cr_ece <= 0)}
     return {"runs": [str(r) for r in runs], "rows": out["rows"], "table": out["table"], "notes": out["notes"],
             "verdicts": verdicts, "max_examples": max_examples, "tuned": TUNED,
+            "other_attacks": {r["run"]: {a: {k: v for k, v in f.items() if k != "examples"} for a, f in r["attack"].items()}
+                              for r in others["rows"]},
             "tune": {k: v for k, v in tuned.items() if k != "attack_settings"}, "page": str(work / "robust-compare" / "report.html")}
 
 
@@ -99,3 +111,17 @@ def bench_ner_attack(conll_run: Path, *, max_examples: int = 200) -> dict:
     return {"run": str(conll_run), "max_examples": max_examples,
             "attacks": {k: {m: v for m, v in a.items() if m != "examples"} | {"examples": a.get("examples", [])[:3]}
                         for k, a in out["attacks"].items()}}
+
+
+def bench_ner_compare(work: Path, data_root: Path, *, max_examples: int = 200, quick: bool = False) -> dict:
+    """``caveat compare`` on the CoNLL-2003 runs of ``NER_RUNS`` (trained when missing): span F1 and span ECE
+    on test, after the charswap and greedy attacks (context words only, first ``max_examples`` sentences)."""
+    from caveat.robustness.compare import AttackSettings, compare_runs, write_compare
+
+    runs = train_runs(work, data_root, quick=quick, runs=NER_RUNS, config="examples/conll2003.yaml")
+    out = compare_runs(runs, "test", attacks="charswap,greedy", settings=AttackSettings(max_examples=max_examples))
+    write_compare(out, work / "ner-compare")
+    return {"runs": [str(r) for r in runs], "columns": out["columns"], "table": out["table"], "notes": out["notes"],
+            "rows": [{k: v for k, v in r.items() if k != "attack"} | {"attack": {a: {m: x for m, x in f.items() if m != "examples"}
+                                                                                   for a, f in r["attack"].items()}}
+                     for r in out["rows"]], "max_examples": max_examples}

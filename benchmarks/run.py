@@ -107,6 +107,14 @@ def table() -> str:
         for name, a in r["attacks"].items():
             lines.append(f"| CoNLL-2003 under the {name} attack, context words only (≤ 20% words, sim ≥ 0.8), {r['max_examples']} test sentences | sentence accuracy; span F1; span errors | "
                          f"{a['clean_accuracy']:.3f} → {a['after_attack_accuracy']:.3f}; {a['clean_span_f1']:.3f} → {a['after_attack_span_f1']:.3f}; {a['clean_span_errors']} → {a['after_attack_span_errors']} ({a['mean_queries']:.1f} queries per attacked sentence) | report | | |")
+    path = RESULTS / "ner_compare.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        for row in r["rows"]:
+            a = row["attack"]
+            lines.append(f"| CoNLL-2003 {row['run']} ({row['recipe']}): span F1; span ECE; after charswap / greedy span F1 ({r['max_examples']} test sentences); s per step | test | "
+                         f"{row['span_f1']:.4f}; {row['span_ece']:.4f}; {a['charswap']['after_attack_span_f1']:.4f} / {a['greedy']['after_attack_span_f1']:.4f}; "
+                         f"{row['training']['seconds_per_step']:.2f} | report | | |")
     path = RESULTS / "robust_compare.json"
     if path.is_file():
         r = json.loads(path.read_text())
@@ -119,6 +127,15 @@ def table() -> str:
                          + (f" (vs ERM: after attack {v['after_attack_gain'] * 100:+.1f} pts, clean {v['clean_change'] * 100:+.1f} pts, CR ECE {v['cr_ece_change']:+.4f})" if v else "")
                          + " | " + ("≥ ERM + 0.15 after attack, clean ≥ ERM − 0.015, CR ECE ≤ ERM" if v else "(ERM: the reference)")
                          + f" | {('yes' if v['met'] else 'no') if v else ''} | |")
+        tune = r.get("tune")
+        if tune:
+            rows_ = "; ".join(f"{t['value']:g}{' (chosen)' if t['run'] == tune['best_run'] else ''}: {t['validation']:.4f} / {t['score']:.4f}"
+                              for t in tune["rows"])
+            lines.append(f"| SST-2 {r['tuned']}: {tune['key']} of the random-edit recipe chosen on validation ({tune['criterion']}, clean within {tune['clean_tolerance']}) | "
+                         f"validation clean / after greedy per value | {rows_} | chosen on validation, never test | | |")
+        for name, attacks in r.get("other_attacks", {}).items():
+            cells = "; ".join(f"{a} {f['clean_accuracy']:.3f} → {f['after_attack_accuracy']:.3f}" for a, f in attacks.items())
+            lines.append(f"| SST-2 {name} under the other searches ({r['max_examples']} test sentences) | clean → after-attack accuracy | {cells} | report | | |")
     path = RESULTS / "explain.json"
     if path.is_file():
         r = json.loads(path.read_text())
@@ -171,7 +188,7 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service", "robustness", "explain", "robust_compare", "ner_attack", "generate"]))
+    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service", "robustness", "explain", "robust_compare", "ner_attack", "ner_compare", "generate"]))
     parser.add_argument("--quick", action="store_true", help="a few steps each: checks the harness, not the figures")
     parser.add_argument("--no-reuse", action="store_true")
     args = parser.parse_args()
@@ -210,6 +227,11 @@ def main() -> None:
             from benchmarks.robust import bench_ner_attack
 
             record = bench_ner_attack((WORK if not args.quick else WORK / "quick") / "conll2003", max_examples=20 if args.quick else 200)
+        elif name == "ner_compare":  # trains the CoNLL-2003 runs benchmarks/robust.py names when missing
+            from benchmarks.robust import bench_ner_compare
+
+            record = bench_ner_compare(WORK if not args.quick else WORK / "quick", data_root, max_examples=20 if args.quick else 200,
+                                       quick=args.quick)
         elif name == "robust_compare":  # needs the sst2 runs (benchmarks/robust.py names them)
             from benchmarks.robust import bench_robust_compare
 
@@ -226,7 +248,7 @@ def main() -> None:
         elif name in TASKS:
             record = bench_task(name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse)
         else:
-            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service', 'robustness', 'explain', 'robust_compare', 'ner_attack', 'generate'])}")
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service', 'robustness', 'explain', 'robust_compare', 'ner_attack', 'ner_compare', 'generate'])}")
         record["command"] = "make bench" if not args.quick else "python -m benchmarks.run --quick"
         record["wall_seconds"] = round(time.perf_counter() - start, 1)
         write_json_atomic(results / f"{name}.json", record)
