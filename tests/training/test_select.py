@@ -132,3 +132,11 @@ def test_bad_input_fails_before_training(tiny_backbone, text_data, tmp_path, mon
     assert result.exit_code != 0 and "either --alphas or --key/--values" in str(result.exception)
     result = CliRunner().invoke(app, ["tune", "--alphas", "a,b", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "--alphas must be comma-separated numbers" in str(result.exception)
+
+
+def test_cli_values_read_numbers_as_numbers():
+    from caveat.cli.tune import _values
+
+    assert _values("1e-3, 0.1,3,true,greedy", "--values") == [0.001, 0.1, 3, True, "greedy"]  # YAML alone keeps 1e-3 a string
+    with pytest.raises(ConfigError, match="--values needs comma-separated values"):
+        _values(" , ", "--values")

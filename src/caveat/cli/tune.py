@@ -14,16 +14,28 @@ def register(app: typer.Typer) -> None:
     app.command("tune")(tune)
 
 
-def _values(raw: str, option: str) -> list:
-    """``"0.1,0.3"`` -> [0.1, 0.3]; each value read as YAML (numbers, true/false, words)."""
+def _value(raw: str):
+    """A number when ``raw`` reads as one (``1e-3`` included, which YAML leaves a string), else YAML (true, words)."""
     import yaml
 
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        return float(raw)
+    except ValueError:
+        return yaml.safe_load(raw)
+
+
+def _values(raw: str, option: str) -> list:
+    """``"0.1,0.3"`` -> [0.1, 0.3]."""
     from caveat.errors import ConfigError
 
     items = [v.strip() for v in raw.split(",") if v.strip()]
     if not items:
         raise ConfigError(f"{option} needs comma-separated values, e.g. 0.1,0.3,1. Got {raw!r}.")
-    return [yaml.safe_load(v) for v in items]
+    return [_value(v) for v in items]
 
 
 def tune(

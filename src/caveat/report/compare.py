@@ -33,7 +33,7 @@ def _delta(a, b):
     return None if a is None or b is None else a - b
 
 
-def _baseline(rows: list[dict], baseline: str | None) -> dict:
+def _baseline_row(rows: list[dict], baseline: str | None) -> dict:
     """The baseline's row: the run named ``baseline`` (its table name), else the first."""
     for r in rows:
         if r["run"] == baseline:
@@ -181,7 +181,7 @@ def compare_report(result: dict) -> Report:
     if not rows:
         raise ConfigError("the comparison holds no runs; run caveat compare with at least one run directory")
     ner = result.get("task") == Task.TOKEN_CLASSIFICATION.value
-    k, base = _Keys(ner), _baseline(rows, result.get("baseline"))
+    k, base = _Keys(ner), _baseline_row(rows, result.get("baseline"))
     sections = [_overview(result, k), _against(result, k, base), _attacks(result, k), _shift(result, k), _cost(result, base)]
     n = rows[0]["n"]
     return Report(
