@@ -128,6 +128,11 @@ def test_bad_input_fails_before_training(tiny_backbone, text_data, tmp_path, mon
         sweep(cfg, tmp_path, "train.alpha", [0.1], clean_tolerance=0.01)
     with pytest.raises(ConfigError, match="repeat"):
         sweep(cfg, tmp_path, "train.alpha", [0.1, 0.1])
+    unfinished = tmp_path / "sweep" / "alpha=0.3" / "checkpoint"
+    unfinished.mkdir(parents=True)
+    (unfinished / "state.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"alpha=0.3 holds an unfinished run of this sweep; finish it with caveat train --resume"):
+        sweep(cfg, tmp_path, "train.alpha", [0.1, 0.3])  # before alpha=0.1 trains
     result = CliRunner().invoke(app, ["tune", "--alphas", "0.1", "--values", "1", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "either --alphas or --key/--values" in str(result.exception)
     result = CliRunner().invoke(app, ["tune", "--alphas", "a,b", "--out", str(tmp_path)])

@@ -4,8 +4,9 @@ adversarial attack, the best copied to ``OUT``.
 
 ``alpha`` (the robustness strength) is the usual key; any key of the config can be swept
 (``train.label_smoothing``, ``train.adv.epsilon``, ``train.augment.fraction``, ...). A run already in
-``OUT/sweep/`` with exactly the config a value asks for is scored again, not retrained, so a sweep that
-stopped, or one given more values, trains only what it lacks.
+``OUT/sweep/`` with exactly the config a value asks for is scored again, not retrained, so a sweep given
+more values, or run again after a run failed, trains only what it lacks (a run stopped mid-way is named,
+to be resumed with ``caveat train --resume`` or deleted).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from caveat.config import RunConfig, valid_keys, with_overrides
 from caveat.errors import ConfigError
 from caveat.io import write_json_atomic, write_text_atomic
+from caveat.training.checkpoint import has_checkpoint
 from caveat.types import Task
 
 CRITERIA = "'validation' (the clean validation score) or 'attack:NAME' (the validation score under attack NAME, e.g. attack:greedy)"
@@ -117,11 +119,14 @@ def sweep(config: RunConfig, out: str | Path, key: str, values: list, *, criteri
     configs = [with_overrides(config, [f"{key}={_label(v)}"]) for v in values]  # every value checked before any training
     out = Path(out)
     name = key.rsplit(".", 1)[-1]
+    run_dirs = [out / "sweep" / f"{name}={_label(v)}" for v in values]
+    for run_dir in run_dirs:
+        if has_checkpoint(run_dir):
+            raise ConfigError(f"{run_dir} holds an unfinished run of this sweep; finish it with caveat train --resume --out "
+                              f"{run_dir} (the same config), or delete that folder, then run the sweep again")
     rows = []
-    for value, cfg in zip(values, configs):
-        run_dir = out / "sweep" / f"{name}={_label(value)}"
+    for value, cfg, run_dir in zip(values, configs, run_dirs):
         reused = _same_config(run_dir, cfg)
-        seconds = None
         if reused:
             seconds = json.loads((run_dir / "caveat.json").read_text()).get("training", {}).get("seconds")
         else:
