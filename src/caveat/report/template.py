@@ -45,7 +45,7 @@ th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: le
 th { background: var(--soft); font-weight: 600; white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.text { max-width: 460px; overflow-wrap: anywhere; }
+td.text { max-width: 460px; overflow-wrap: break-word; }
 td.none { color: var(--muted); text-align: center; }
 .explained { max-width: 900px; margin: 6px 0 10px; padding: 4px 10px; border: 1px solid var(--line); border-radius: 6px; overflow-wrap: anywhere; }
 .tnote, .empty { color: var(--muted); font-size: 12px; margin: 4px 0 0; }
