@@ -51,7 +51,9 @@ def _overview(result: dict, k: _Keys) -> Section:
     ece = [MeanGroup(name=f"{result['data']} (in-domain)", means=[num(r[k.ece]) for r in rows])]
     ece += [MeanGroup(name=f"{name} (shifted)", means=[num(r["shift"][name][k.ece]) for r in rows]) for name in result["shifts"]]
     figures = [
-        MeansFigure(key="scores", title=f"{k.score_label}: clean, attacked, shifted", xlabel="run", ylabel=k.score_label,
+        MeansFigure(key="scores", title=f"{k.score_label}: " + ", ".join(["clean", *(["attacked"] if result["attacks"] else []),
+                                                                           *(["shifted"] if result["shifts"] else [])]),
+                    xlabel="run", ylabel=k.score_label,
                     categories=runs, groups=score,
                     note=f"Clean: all of {result['data']!r}; after an attack: its first examples (table notes); shifted: each shifted set."),
         MeansFigure(key="ece", title=f"{k.ece_label} (raw model), in-domain and shifted", xlabel="run", ylabel=k.ece_label,
@@ -68,33 +70,32 @@ def _against(result: dict, k: _Keys, base: dict) -> Section | None:
     others = [r for r in result["rows"] if r is not base]
     if not others:
         return None
-    columns = ["run", "recipe", f"Δ {k.score_label}", *(f"Δ after {a}" for a in result["attacks"])]
+    table = Table(key="baseline", title="Change against the baseline",
+                  columns=["run", "recipe", f"Δ {k.score_label}", f"Δ {k.ece_label}", *(f"Δ after {a}" for a in result["attacks"])],
+                  rows=[], note="Differences of fractions (0.05 = 5 points); cost as a ratio of seconds per training step.")
     for name in result["shifts"]:
-        columns += [f"Δ {name} {k.score_label}", f"Δ {name} {k.ece_label}"]
-    columns.append("s/step ÷ baseline")
-    rows = []
+        table.columns += [f"Δ {name} {k.score_label}", f"Δ {name} {k.ece_label}"]
+    table.columns.append("s/step ÷ baseline")
     for r in others:
-        cells = [r["run"], r["recipe"], _delta(r[k.score], base[k.score])]
+        cells = [r["run"], r["recipe"], _delta(r[k.score], base[k.score]), _delta(r[k.ece], base[k.ece])]
         cells += [_delta(r["attack"][a][k.attacked], base["attack"][a][k.attacked]) for a in result["attacks"]]
         for name in result["shifts"]:
             s, b = r["shift"][name], base["shift"][name]
             cells += [_delta(s[k.score], b[k.score]), _delta(s[k.ece], b[k.ece])]
         mine, theirs = r["training"]["seconds_per_step"], base["training"]["seconds_per_step"]
         cells.append(mine / theirs if mine is not None and theirs else None)
-        rows.append([num(c) for c in cells])
-    groups = [MeanGroup(name=f"Δ {k.score_label}", means=[row[2] for row in rows])]
-    groups += [MeanGroup(name=f"Δ after {a}", means=[row[3 + i] for row in rows]) for i, a in enumerate(result["attacks"])]
-    first_shift = 3 + len(result["attacks"])
-    groups += [MeanGroup(name=f"Δ {name} {k.ece_label}", means=[row[first_shift + 2 * i + 1] for row in rows])
-               for i, name in enumerate(result["shifts"])]
+        table.rows.append([num(c) for c in cells])
+    records = table.records()
+    drawn = [f"Δ {k.score_label}", *(f"Δ after {a}" for a in result["attacks"]), f"Δ {k.ece_label}",
+             *(f"Δ {name} {k.ece_label}" for name in result["shifts"])]
     figure = MeansFigure(key="baseline", title=f"Change against {base['run']}", xlabel="run", ylabel="difference",
-                         categories=[r["run"] for r in others], groups=groups,
+                         categories=[r["run"] for r in others],
+                         groups=[MeanGroup(name=column, means=[rec[column] for rec in records]) for column in drawn],
                          note=f"{k.score_label} up is better; {k.ece_label} down is better.")
     return Section(key="baseline", title=f"Against the baseline ({base['run']})", notes=[
         f"Each run minus `{base['run']}` ({base['recipe']}): a positive Δ {k.score_label} is a gain, a negative Δ "
         f"{k.ece_label} is better calibration. `caveat compare --baseline RUN` picks another baseline."],
-        figures=[figure], tables=[Table(key="baseline", title="Change against the baseline", columns=columns, rows=rows,
-                      note="Differences of fractions (0.05 = 5 points); cost as a ratio of seconds per training step.")])
+        figures=[figure], tables=[table])
 
 
 def _attacks(result: dict, k: _Keys) -> Section | None:
