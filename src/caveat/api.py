@@ -1,9 +1,10 @@
-"""The Python API: train, predict and evaluate in three calls.
+"""The Python API: train, predict and evaluate in three calls; attack, compare and tune for robustness.
 
 >>> import caveat
 >>> run = caveat.train("examples/intents.yaml", out="runs/demo")      # doctest: +SKIP
 >>> caveat.predict(run, ["where is my parcel"]).probs.shape          # doctest: +SKIP
 (1, 1, 8)
+>>> caveat.compare(["runs/erm", "runs/fgm"], attacks="greedy", out="compare")["table"]   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -61,3 +62,39 @@ def evaluate(run: str | Path, data: str = "test", *, write: bool = True) -> dict
     from caveat.evaluation.run import evaluate_run
 
     return evaluate_run(run, data, write=write)
+
+
+def attack(run: str | Path, data: str = "test", attacks: str | Sequence[str] = "greedy", **options) -> dict:
+    """Attack a run on ``data`` (``caveat attack``; ``options``: ``caveat.robustness.run.attack_run``'s, e.g.
+    ``max_examples``, ``max_change``, ``min_similarity``): per attack the accuracy before and after, success
+    rate, queries and successful examples, also merged into the run's ``metrics.json``."""
+    from caveat.robustness.run import attack_run
+
+    return attack_run(run, data, attacks, **options)
+
+
+def compare(runs: Sequence[str | Path], data: str = "test", *, attacks: str | Sequence[str] | None = None,
+            shift: Sequence[str] | dict[str, str] = (), out: str | Path | None = None, baseline: str | None = None,
+            similarity_model: str = "default", **settings) -> dict:
+    """Runs of one task side by side (``caveat compare``): clean, after each attack, on each shifted set, cost.
+    ``settings``: the attacks' (``caveat.robustness.compare.AttackSettings``: ``max_examples``, ``max_change``,
+    ``min_similarity``, ``max_candidates``, ``seed``); ``similarity_model``: their sentence encoder. With ``out``,
+    also writes compare.json, compare.md and the page report.html there."""
+    from caveat.robustness.compare import AttackSettings, compare_runs, write_compare
+
+    result = compare_runs(runs, data, attacks=attacks, shift=shift, settings=AttackSettings(**settings), baseline=baseline,
+                          similarity_model=similarity_model)
+    if out is not None:
+        write_compare(result, out)
+    return result
+
+
+def tune(config: str | Path | RunConfig, out: str | Path, key: str = "train.alpha", values: Sequence = (0.1, 0.3, 1.0, 3.0), *,
+         overrides: Sequence[str] = (), criterion: str = "validation", **options) -> dict:
+    """Train one run per value of config ``key``, keep the best on validation in ``out`` (``caveat tune``):
+    ``criterion`` ``"validation"`` or ``"attack:NAME"``; ``options``: ``caveat.training.select.sweep``'s
+    (``clean_tolerance``, ``attack_settings``, ``progress``)."""
+    from caveat.training.select import sweep
+
+    cfg = config if isinstance(config, RunConfig) else load_config(config, list(overrides))
+    return sweep(cfg, out, key, list(values), criterion=criterion, **options)

@@ -224,3 +224,18 @@ def test_recipe_names_the_objective_smoothing_and_augmentation():
     assert recipe(load_config(overrides=a2t).train) == "erm + A2T (greedy, 50% of train from epoch 1)"
     assert recipe(load_config(overrides=[*a2t, "train.augment.mode=random", "train.augment.start_epoch=0"]).train) == \
         "erm + random edits (greedy, 50% of train from epoch 0)"
+
+
+def test_python_api(two_runs, tiny_backbone, text_data, tmp_path):
+    import caveat
+
+    options = {"max_examples": 6, "max_change": 0.3, "min_similarity": 0.5}
+    got = caveat.compare(two_runs, attacks="greedy", shift=[f"same={text_data / 'test.jsonl'}"], out=tmp_path / "o",
+                         baseline="fgm", similarity_model=str(tiny_backbone), **options)
+    assert got["baseline"] == "fgm" and json.loads((tmp_path / "o" / "compare.json").read_text()) == got
+    assert (tmp_path / "o" / "report.html").is_file()
+    direct = compare_runs(two_runs, attacks="greedy", shift=[f"same={text_data / 'test.jsonl'}"],
+                          settings=AttackSettings(**options), similarity_model=str(tiny_backbone))
+    assert direct["table"] == got["table"]
+    attacked = caveat.attack(two_runs[0], "test", "greedy", similarity_model=str(tiny_backbone), write=False, **options)
+    assert attacked["attacks"]["greedy"]["after_attack_accuracy"] == got["rows"][0]["attack"]["greedy"]["after_attack_accuracy"]

@@ -57,6 +57,17 @@ def test_sweep_any_key_on_validation_and_reuse_finished_runs(tiny_backbone, text
     assert [r["validation"] for r in again["rows"][:2]] == [r["validation"] for r in table["rows"]]
 
 
+def test_python_api_tunes_like_the_cli(planted_sweep, tiny_backbone, text_data, tmp_path):
+    import caveat
+
+    scores = {0.1: (0.9, 0.4), 0.3: (0.9, 0.6)}
+    direct = planted_sweep(scores, criterion="attack:greedy")  # also installs the planted training and scores
+    cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data))
+    table = caveat.tune(cfg, tmp_path / "api", "train.alpha", list(scores), criterion="attack:greedy", progress=False)
+    assert table["best_value"] == direct["best_value"] == 0.3 and table["key"] == "train.alpha"
+    assert (tmp_path / "api" / "model" / "head.safetensors").read_text() == "0.3"  # the planted run of the winner
+
+
 def test_sweep_scored_under_attack_on_validation(tiny_backbone, text_data, tmp_path):
     cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=2, objective="fgm"))
     settings = AttackSettings(max_examples=10, **ATTACK)
