@@ -19,13 +19,12 @@ TASKS = {
 
 def _same_run(run_dir: Path, cfg) -> bool:
     """A finished run with this exact config (data.root aside) can be scored again without retraining."""
-    info = run_dir / "caveat.json"
-    if not info.is_file():
-        return False
-    from caveat.config import RunConfig
+    from caveat.training.select import finished_config
 
-    old = RunConfig.model_validate(json.loads(info.read_text())["config"]).model_dump(mode="json")  # fills newer defaults
-    new = cfg.model_dump(mode="json")
+    saved = finished_config(run_dir)
+    if saved is None:
+        return False
+    old, new = saved.model_dump(mode="json"), cfg.model_dump(mode="json")
     old["data"]["root"] = new["data"]["root"] = None
     for cfg in (old, new):  # sections the objective never reads
         t = cfg["train"]
@@ -33,7 +32,7 @@ def _same_run(run_dir: Path, cfg) -> bool:
             t.pop("adv")
         if t["objective"] != "mixup":
             t.pop("mixup")
-    return old == new and (run_dir / "model" / "head.safetensors").is_file()
+    return old == new
 
 
 def bench_task(name: str, data_root: Path, work: Path, *, quick: bool = False, reuse: bool = True) -> dict:

@@ -12,8 +12,8 @@ import time
 
 from caveat.errors import ConfigError
 from caveat.report.schema import MeanGroup, MeansFigure, Report, Section, Table
-from caveat.report.sections.attacks import marked
-from caveat.report.sections.base import num, shorten
+from caveat.report.sections.attacks import example_cells
+from caveat.report.sections.base import num
 from caveat.types import Task
 
 EXAMPLES_PER_RUN = 2  # successful adversarial examples shown per run and attack
@@ -121,8 +121,7 @@ def _attacks(result: dict, k: _Keys) -> Section | None:
             cells += [f["success_rate"], f["mean_queries"], f["mean_changed_fraction"], f["mean_similarity"], f.get("reused")]
             rows.append([num(c) for c in cells])
             for ex in f.get("examples", [])[:EXAMPLES_PER_RUN]:
-                examples.append([a, r["run"], shorten(ex["original"]), shorten(marked(ex["original"], ex["adversarial"])),
-                                 ex["label"], f"{ex['adversarial_label']} ({ex['adversarial_prob']:.2f})", num(ex["similarity"])])
+                examples.append([a, r["run"], *example_cells(ex)])
     s = result["settings"]
     return Section(key="attacks", title="Adversarial attacks", notes=[
         f"Constraints: at most {s['max_change']:.0%} of words changed, sentence similarity ≥ {s['min_similarity']:g}, "

@@ -40,16 +40,22 @@ def parse_criterion(criterion: str) -> str | None:
     return parse_attacks(name)[0]
 
 
-def _same_config(run_dir: Path, cfg: RunConfig) -> bool:
-    """Does ``run_dir`` hold a finished run trained with exactly ``cfg``?"""
+def finished_config(run_dir: str | Path) -> RunConfig | None:
+    """The config of the finished run in ``run_dir`` (defaults added since filled in), or None when there is none."""
+    run_dir = Path(run_dir)
     info = run_dir / "caveat.json"
     if not (info.is_file() and (run_dir / "model" / "head.safetensors").is_file()):
-        return False
+        return None
     try:
-        saved = RunConfig.model_validate(json.loads(info.read_text())["config"])  # fills defaults added since
+        return RunConfig.model_validate(json.loads(info.read_text())["config"])
     except (ValueError, KeyError):
-        return False
-    return saved.model_dump(mode="json") == cfg.model_dump(mode="json")
+        return None
+
+
+def _same_config(run_dir: Path, cfg: RunConfig) -> bool:
+    """Does ``run_dir`` hold a finished run trained with exactly ``cfg``?"""
+    saved = finished_config(run_dir)
+    return saved is not None and saved.model_dump(mode="json") == cfg.model_dump(mode="json")
 
 
 def _validation_score(run_dir: Path, task: Task) -> float:

@@ -19,6 +19,13 @@ def marked(original: str, adversarial: str) -> str:
     return " ".join(f"[{a}]" if a != b else a for b, a in zip(before, after))
 
 
+def example_cells(ex: dict) -> list:
+    """A successful attack (``attack.<data>.<name>.examples[i]``) as table cells: original, adversarial with the
+    changed words marked, true label, predicted label (probability), similarity."""
+    return [shorten(ex["original"]), shorten(marked(ex["original"], ex["adversarial"])), ex["label"],
+            f"{ex['adversarial_label']} ({ex['adversarial_prob']:.2f})", num(ex["similarity"])]
+
+
 def attacks(ctx: Context) -> Section | None:
     """Shown when metrics.json holds ``attack.<data>.*``: per attack accuracy before and after, success
     rate, cost and the constraints; then successful examples, original and adversarial."""
@@ -31,8 +38,7 @@ def attacks(ctx: Context) -> Section | None:
         rows.append([name, a["n"], a["clean_accuracy"], a["after_attack_accuracy"], a["success_rate"], a["mean_queries"],
                      a["mean_changed_fraction"], a["mean_similarity"], c.get("max_change"), c.get("min_similarity")])
         for ex in a.get("examples", [])[:EXAMPLES_PER_ATTACK]:
-            examples.append([name, shorten(ex["original"]), shorten(marked(ex["original"], ex["adversarial"])), ex["label"],
-                             f"{ex['adversarial_label']} ({ex['adversarial_prob']:.2f})", num(ex["similarity"])])
+            examples.append([name, *example_cells(ex)])
     return Section(key="attacks", title="Adversarial attacks", notes=[
         f"From `{ctx.run.path}/metrics.json`, as `caveat attack {ctx.run.path} --data {ctx.data}` wrote it. Only examples "
         "the model gets right are attacked; accuracies are over the first `n` examples. Read the examples before quoting "
