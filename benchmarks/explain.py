@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def bench_explain(sst2_run: Path, work: Path, *, max_examples: int = 200, lime_default_examples: int = 20) -> dict:
-    from caveat.calibrate import calibrate_run
+    from caveat.calibration.run import calibrate_run
     from caveat.explain.evaluate import explanation_faithfulness
     from caveat.models.rundir import open_run
 
@@ -35,7 +35,7 @@ def time_ig(run: Path, *, max_examples: int = 50, steps: int = 32) -> dict:
     per-sentence time the issue bounds, measured apart from the other methods' passes."""
     import numpy as np
 
-    from caveat.evaluation.run import resolve_split
+    from caveat.data.resolve import resolve_split
     from caveat.explain import ExplainModel, explain
     from caveat.models.rundir import open_run
 

@@ -60,7 +60,7 @@ def train_runs(work: Path, data_root: Path, names=None, *, quick: bool = False, 
     """Train the ``runs`` (default ``RUNS``; or those in ``names``), each ``config`` plus its overrides, that
     ``work`` lacks or holds with another config; their folders."""
     from benchmarks.tasks import ROOT, _same_run
-    from caveat.cli.train import run_training
+    from caveat.training.run import run_training
     from caveat.config import load_config
 
     runs = RUNS if runs is None else runs

@@ -8,7 +8,7 @@ For ``--seconds`` each, against a real uvicorn server in a subprocess:
    grouping concurrent requests (``--max-batch-size 32``);
 2. ``http_batch``: one client sending ``--batch`` (32) texts per request to the same server;
 3. ``one_at_a_time``: as 1., against a server with ``--max-batch-size 1`` (no micro-batching);
-4. ``python_api``: no HTTP: ``Predictor`` + ``Caveats`` (what ``caveat predict`` runs) on the same
+4. ``python_api``: no HTTP: ``Predictor`` + ``Calibration`` (what ``caveat predict`` runs) on the same
    batches of ``--batch`` texts, in this process;
 5. ``fuzz``: ``--fuzz`` (2000) malformed request bodies (seeded: random bytes, wrong JSON types,
    truncated JSON, bad field values, deep nesting, oversized texts) to ``/v1/predict``: zero 5xx.
@@ -149,25 +149,23 @@ def batch_stats(base: str) -> dict:
 
 
 def python_api(run_dir: Path, batches: list[list[str]], seconds: float, torch_threads: int) -> dict:
-    """The same work without HTTP: Predictor + Caveats through format_predictions, batch after batch."""
+    """The same work without HTTP: the rows of caveat.rows.predict_rows (what caveat predict and Model.predict
+    run), batch after batch."""
     import torch
 
-    from caveat.calibrate import Caveats
-    from caveat.cli.predict import format_predictions
     from caveat.inference import Predictor
-    from caveat.models.rundir import open_run
+    from caveat.rows import predict_rows
 
     torch.set_num_threads(torch_threads)
-    run = open_run(run_dir)
-    predictor, caveats = Predictor.from_run(run), Caveats.from_run(run)
+    predictor = Predictor.from_run(run_dir)  # carries the run's calibration
     for batch in batches[:3]:  # warm-up
-        format_predictions(predictor, batch, 5, caveats=caveats)
+        predict_rows(predictor, batch, top_k=5)
     latencies, inputs, i = [], 0, 0
     stop = time.perf_counter() + seconds
     while time.perf_counter() < stop:
         batch = batches[i % len(batches)]
         t0 = time.perf_counter()
-        format_predictions(predictor, batch, 5, caveats=caveats)
+        predict_rows(predictor, batch, top_k=5)
         latencies.append(time.perf_counter() - t0)
         inputs += len(batch)
         i += 1

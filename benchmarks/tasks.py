@@ -37,7 +37,7 @@ def _same_run(run_dir: Path, cfg) -> bool:
 
 def bench_task(name: str, data_root: Path, work: Path, *, quick: bool = False, reuse: bool = True) -> dict:
     """Train (unless an identical finished run is in ``work``) and evaluate one task; returns its record."""
-    from caveat.cli.train import run_training
+    from caveat.training.run import run_training
     from caveat.evaluation.run import evaluate_run
 
     config, metric, target = TASKS[name]

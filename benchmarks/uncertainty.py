@@ -32,7 +32,7 @@ def conformal_resplits(probs: np.ndarray, labels: np.ndarray, *, alpha: float = 
 def bench_uncertainty(run_dir: Path, data_root: Path, *, repeats: int = 3) -> dict:
     """Calibrate (with out-of-scope calibration texts: oos_train + oos_val), then evaluate every method side by side; cheap methods' costs are medians of
     ``repeats`` calls, MC dropout's (naive and head-only) of one call each."""
-    from caveat.calibrate import Caveats, calibrate_run
+    from caveat.calibration.run import calibrate_run
     from caveat.data.load import load_data
     from caveat.evaluation.run import evaluate_run
     from caveat.inference import Predictor
@@ -59,8 +59,8 @@ def bench_uncertainty(run_dir: Path, data_root: Path, *, repeats: int = 3) -> di
     run = open_run(run_dir)
     splits = load_data(run.config)
     examples = splits.validation.examples + splits.calibration.examples + splits.test.examples  # val + test
-    predictor, caveats = Predictor.from_run(run), Caveats.from_run(run)
-    probs, _ = caveats.scores(predictor.predict([ex.text for ex in examples]))
+    predictor = Predictor.from_run(run)  # carries the run's calibration
+    probs, _ = predictor.calibration.scores(predictor.predict([ex.text for ex in examples]))
     labels = np.array([run.labels.index(ex.label) for ex in examples])
     auroc = {k: v["ood_auroc"]["oos_test"] for k, v in methods.items()}
     best = max(auroc, key=auroc.get)
@@ -98,7 +98,7 @@ def bench_uncertainty(run_dir: Path, data_root: Path, *, repeats: int = 3) -> di
 
 def bench_spans(run_dir: Path, target: float = 0.05) -> dict:
     """CoNLL-2003: calibrate span confidence on the calibration split, then the test figures."""
-    from caveat.calibrate import calibrate_run
+    from caveat.calibration.run import calibrate_run
     from caveat.evaluation.run import evaluate_run
 
     # 2% is not certifiable here: the most confident half of the spans is already ~98% precise

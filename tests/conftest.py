@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from caveat.calibrate import calibrate_run
+from caveat.calibration.run import calibrate_run
 from caveat.config import load_config
 from caveat.training.loop import Trainer
 from tests.fakes import make_backbone, make_causal_lm, planted_ner, planted_texts, write_conll, write_jsonl
@@ -113,7 +113,7 @@ def ner_run(tiny_backbone, ner_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def calibrated_ner_run(ner_run, tmp_path_factory) -> Path:
-    """The NER run with its span calibration (SpanCaveats)."""
+    """The NER run with its span calibration (SpanCalibration)."""
     run = tmp_path_factory.mktemp("service") / "ner-calibrated"
     shutil.copytree(ner_run, run)
     with one_thread():

@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from caveat.calibrate import Caveats, calibrate_run
-from caveat.calibrate_spans import SpanCaveats, span_scores
+from caveat.calibration import Calibration
+from caveat.calibration.run import calibrate_run
+from caveat.calibration import SpanCalibration
+from caveat.calibration.spans import span_scores
 from caveat.config import load_config
 from caveat.errors import ConfigError
 from caveat.evaluation.run import evaluate_run
@@ -39,7 +41,7 @@ def test_span_confidence_is_the_product_of_calibrated_word_probabilities():
 def test_calibrate_a_ner_run_then_keep_or_flag_spans(tiny_backbone, ner_data, tmp_path):
     run = tmp_path / "ner"
     Trainer(load_config(overrides=tiny_overrides(tiny_backbone, ner_data, task="token-classification")), run, progress=False).fit()
-    with pytest.raises(ConfigError, match="--ood / --ood-rate are for text-classification runs"):
+    with pytest.raises(ConfigError, match="ood / ood_rate are for text-classification runs"):
         calibrate_run(run, ood=["x.txt"])
     summary = calibrate_run(run, target_risk=0.2, delta=0.1)
     assert summary["task"] == "token-classification" and summary["n"] == 20  # half of the 40 validation sentences
@@ -47,8 +49,8 @@ def test_calibrate_a_ner_run_then_keep_or_flag_spans(tiny_backbone, ner_data, tm
     assert json.loads((run / "caveat.json").read_text())["calibration"]["aggregate"] == "product"
 
     opened = open_run(run)
-    assert Caveats.from_run(opened) is None  # the text-classification caveats do not apply
-    caveats = SpanCaveats.from_run(opened)
+    assert Calibration.from_run(opened) is None  # the text-classification caveats do not apply
+    caveats = SpanCalibration.from_run(opened)
     sentences = [["Maria", "visited", "Berlin", "today"], ["nothing", "here"]]
     rows = caveats.spans(Predictor.from_run(opened).predict(sentences), [4, 2])
     assert len(rows) == 2

@@ -1,13 +1,45 @@
-"""caveat: fine-tune language models that are robust by construction and say when not to trust them."""
+"""caveat: fine-tune language models that are robust by construction and say when not to trust them.
 
-from caveat.api import attack, compare, evaluate, predict, train, tune
-from caveat.config import RunConfig, load_config
-from caveat.errors import CaveatError, ConfigError, DataError, RunDirError
-from caveat.types import Predictions, Task
+``caveat.load(run)`` / ``caveat.train(config, out)`` give a ``caveat.Model``; see docs/api.md.
 
-__version__ = "0.1.0"
+The public names load on first use (PEP 562), so that ``import caveat.X`` of one module, and the command
+line's start-up, do not import torch and every workflow behind the facade.
+"""
 
-__all__ = [
-    "CaveatError", "ConfigError", "DataError", "Predictions", "RunConfig", "RunDirError", "Task",
-    "__version__", "attack", "compare", "evaluate", "load_config", "predict", "train", "tune",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from caveat._version import __version__
+
+_EXPORTS = {
+    "caveat.api": ("Model", "Results", "Row", "attack", "compare", "evaluate", "load", "predict", "train", "tune"),
+    "caveat.calibration": ("Calibration", "SpanCalibration"),
+    "caveat.config": ("RunConfig", "load_config"),
+    "caveat.errors": ("CaveatError", "ConfigError", "DataError", "NotCalibratedError", "RunDirError"),
+    "caveat.types": ("Predictions", "Task"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+if TYPE_CHECKING:
+    from caveat.api import Model, Results, Row, attack, compare, evaluate, load, predict, train, tune
+    from caveat.calibration import Calibration, SpanCalibration
+    from caveat.config import RunConfig, load_config
+    from caveat.errors import CaveatError, ConfigError, DataError, NotCalibratedError, RunDirError
+    from caveat.types import Predictions, Task
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'caveat' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
+
+__all__ = sorted([*_WHERE, "__version__"])

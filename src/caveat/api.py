@@ -1,100 +1,286 @@
-"""The Python API: train, predict and evaluate in three calls; attack, compare and tune for robustness.
+"""The Python API: one object, ``caveat.Model``, that carries a run's calibration and gives its caveats.
 
 >>> import caveat
->>> run = caveat.train("examples/intents.yaml", out="runs/demo")      # doctest: +SKIP
->>> caveat.predict(run, ["where is my parcel"]).probs.shape          # doctest: +SKIP
+>>> model = caveat.train("examples/intents.yaml", out="runs/demo")          # doctest: +SKIP
+>>> model.calibrate(target_risk=0.05)                                      # doctest: +SKIP
+>>> out = model.predict(["where is my parcel"])                            # doctest: +SKIP
+>>> out[0].label, out[0].decision, out[0].reason                           # doctest: +SKIP
+>>> out.probs.shape                                                        # doctest: +SKIP
 (1, 1, 8)
->>> caveat.compare(["runs/erm", "runs/fgm"], attacks="greedy", out="compare")["table"]   # doctest: +SKIP
+
+Every method calls the same library function as its CLI command (``caveat calibrate``, ``predict``,
+``evaluate``, ``explain``, ``attack``, ``report``), and ``Model.predict`` returns the rows that
+``caveat predict`` prints and ``POST /v1/predict`` returns (``caveat.rows``). The module-level
+functions of earlier releases (``caveat.predict(run, texts)``, ``caveat.evaluate(run)``,
+``caveat.attack(run)``) are thin aliases of these methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
+from caveat.calibration import RunCalibration, load_calibration
+from caveat.calibration.run import calibrate_run
 from caveat.config import RunConfig, load_config
-from caveat.types import Predictions
+from caveat.errors import ConfigError, NotCalibratedError
+from caveat.evaluation.run import evaluate_run
+from caveat.explain import Attribution, ExplainModel, explain
+from caveat.inference import Predictor, ensemble_predict
+from caveat.models.rundir import Run, open_run
+from caveat.report.build import build_report
+from caveat.report.html import write_report
+from caveat.robustness.compare import AttackSettings, compare_runs, write_compare
+from caveat.robustness.run import attack_run
+from caveat.rows import predict_rows
+from caveat.training.ensemble import train_ensemble
+from caveat.training.run import run_training
+from caveat.training.select import sweep
+from caveat.types import Predictions, Task
+
+CALIBRATED_FIELDS = ("uncertainty", "prediction_set", "decision")  # text rows of a calibrated run only
 
 
-def train(config: str | Path | RunConfig, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False, progress: bool = True) -> Path:
-    """Fine-tune as ``config`` says and write the run directory ``out``; returns ``out``."""
-    from caveat.training.loop import Trainer
+class Row(Mapping):
+    """One input's row, read as attributes (``row.label``, ``row.decision``) or as a dict.
 
+    An uncalibrated text run's rows have no ``uncertainty``, ``prediction_set`` or ``decision``: asking
+    for one raises ``NotCalibratedError`` with what to call first.
+    """
+
+    def __init__(self, record: dict, *, calibrated: bool):
+        self._record, self._calibrated = record, calibrated
+
+    def __getitem__(self, key: str):
+        return self._record[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._record)
+
+    def __len__(self) -> int:
+        return len(self._record)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._record:
+            return self._record[name]
+        if name in CALIBRATED_FIELDS and not self._calibrated:
+            raise NotCalibratedError(f"{name} comes from the run's calibration, and this model is not calibrated: "
+                                     "call model.calibrate() first (or caveat calibrate RUN)")
+        raise AttributeError(f"a row has no {name!r}; it has: {', '.join(self._record)}")
+
+    def __repr__(self) -> str:
+        return f"Row({self._record!r})"
+
+
+class Results(Sequence[Row]):
+    """What ``Model.predict`` returns: one ``Row`` per input, and the arrays behind them.
+
+    Attributes
+    ----------
+    predictions : ``Predictions`` of the method: the deterministic pass (M = 1; temperature-scaled when the
+        model is calibrated, so ``probs[0, i]`` are row ``i``'s probabilities), or the K sampled passes of
+        ``mc_dropout`` / the members of ``ensemble`` (M = K, raw).
+    calibrated : whether the rows carry the calibration's judgements.
+    """
+
+    def __init__(self, records: list[dict], predictions: Predictions, *, calibrated: bool):
+        self._records, self.predictions, self.calibrated = records, predictions, calibrated
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [Row(r, calibrated=self.calibrated) for r in self._records[i]]
+        return Row(self._records[i], calibrated=self.calibrated)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """(M, N, C) probabilities ((M, N, T, C) for NER)."""
+        return self.predictions.probs
+
+    @property
+    def labels(self) -> list[str]:
+        return self.predictions.labels
+
+    @property
+    def decisions(self) -> list[str]:
+        """Each input's action (answer / abstain / route); NotCalibratedError on an uncalibrated model."""
+        return [row.decision for row in self]
+
+    def to_records(self) -> list[dict]:
+        """The exact rows ``caveat predict`` prints and ``POST /v1/predict`` returns (copies)."""
+        return [dict(r) for r in self._records]
+
+
+class Model:
+    """A run directory opened once: its model, its labels and its calibration.
+
+    Staged like the stages it wraps: ``calibrate`` returns ``self``; predictions before it come without
+    decisions (said once, as a warning), and decision-only fields raise ``NotCalibratedError``.
+    """
+
+    def __init__(self, run: Run, *, batch_size: int | None = None):
+        self.run, self.batch_size = run, batch_size
+        self._predictor: Predictor | None = None
+        self._warned = False
+
+    def __repr__(self) -> str:
+        state = "calibrated" if self.calibrated else "not calibrated"
+        return f"caveat.Model({str(self.path)!r}, {self.task.value}, {len(self.labels)} labels, {state})"
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    def __fspath__(self) -> str:  # a Model stands for its run directory wherever a path is expected
+        return str(self.path)
+
+    @property
+    def task(self) -> Task:
+        return self.run.task
+
+    @property
+    def labels(self) -> list[str]:
+        return self.run.labels
+
+    @property
+    def calibration(self) -> RunCalibration | None:
+        """The fitted ``Calibration`` (text) or ``SpanCalibration`` (NER), None before ``calibrate``."""
+        return self.predictor.calibration if self._predictor is not None else load_calibration(self.run)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration is not None
+
+    @property
+    def predictor(self) -> Predictor:
+        """The inference engine, loaded on first use, with the calibration applied inside it."""
+        if self._predictor is None:
+            self._predictor = Predictor.from_run(self.run, batch_size=self.batch_size)
+        return self._predictor
+
+    def calibrate(self, *, ood: Sequence[str] = (), ood_rate: float | None = None, target_risk: float = 0.02,
+                  delta: float = 0.05, alpha: float = 0.1, conformal: str = "lac", score: str = "msp") -> Model:
+        """Fit the calibration on the run's calibration split (``caveat calibrate``), save it in the run
+        directory and use it from now on; returns ``self``. See ``caveat.calibration.run.calibrate_run``."""
+        calibrate_run(self.run, alpha=alpha, conformal=conformal, score=score, target_risk=target_risk, delta=delta,
+                      ood=list(ood), ood_rate=ood_rate, batch_size=self.batch_size)
+        self.run = open_run(self.path)
+        if self._predictor is not None:
+            self._predictor.run = self.run
+            self._predictor.calibration = load_calibration(self.run)
+        return self
+
+    def predict(self, inputs: Sequence[str] | Sequence[Sequence[str]], *, method: str = "deterministic",
+                samples: int = 10, seed: int = 0, top_k: int = 0) -> Results:
+        """Rows for texts (or word lists for NER): label, probability, and when calibrated uncertainty,
+        prediction set, decision and reason (NER: spans kept or flagged). ``method``: ``deterministic``,
+        ``mc_dropout`` (adds ``mc_dropout`` from ``samples`` passes) or ``ensemble`` (the run's members)."""
+        if isinstance(inputs, str):
+            raise ConfigError(f"inputs must be a list of texts; got one string {inputs[:40]!r}: wrap it in a list")
+        if method == "ensemble":
+            served = predict_rows(self.predictor, inputs, top_k=top_k)
+            predictions = ensemble_predict(self.predictor.ensemble(), list(inputs))
+        else:
+            served = predict_rows(self.predictor, inputs, top_k=top_k, method=method, samples=samples, seed=seed)
+            predictions = served.sampled
+        if predictions is None:
+            raw = served.predictions
+            predictions = self.predictor.calibrate(raw) if self.calibrated else raw
+        if not self.calibrated and not self._warned:
+            self._warned = True
+            warnings.warn(f"{self.path} is not calibrated: rows have no uncertainty, prediction set or decision; "
+                          "call model.calibrate() first", UserWarning, stacklevel=2)
+        return Results(served.rows, predictions, calibrated=self.calibrated)
+
+    def evaluate(self, data: str = "test", *, ood: Sequence[str] = (), methods: str | list[str] | None = None,
+                 mc_samples: int = 0, mc_top_layers: int | None = None, ensemble: bool = False,
+                 shift: Sequence[str] | dict[str, str] = (), explain: dict | None = None, write: bool = True) -> dict:
+        """Metrics on a split name or a labelled file (``caveat evaluate``; keys in docs/metrics.md)."""
+        return evaluate_run(self.run, data, ood=list(ood), methods=methods, mc_samples=mc_samples,
+                            mc_top_layers=mc_top_layers, ensemble=ensemble, batch_size=self.batch_size, write=write,
+                            shift=shift, explain=explain)
+
+    def explain(self, text: str | Sequence[str], *, method: str = "ig", target: str = "predicted",
+                span: str | None = None, label: str | None = None, seed: int = 0, **options) -> Attribution:
+        """Word attributions of one input (``caveat explain``): of a label's calibrated probability, of the
+        uncertainty (``target="uncertainty"``), or of a NER span (``span``)."""
+        return explain(ExplainModel(self.predictor), text, method=method, target=target, span=span, label=label,
+                       seed=seed, **options)
+
+    def attack(self, data: str = "test", attacks: str | Sequence[str] = "greedy", **options) -> dict:
+        """Attack the model on ``data`` (``caveat attack``; ``options``: ``attack_run``'s, e.g. ``max_examples``)."""
+        return attack_run(self.run, data, attacks, batch_size=self.batch_size, **options)
+
+    def report(self, data: str = "test", *, ood: Sequence[str] = (), out: str | Path | None = None,
+               top: int = 10) -> Path:
+        """Write the self-contained HTML report (and report.json) of ``data`` (``caveat report``); returns
+        its path (default ``RUN/report.html``)."""
+        report = build_report(self.run, data, ood=list(ood), top=top, batch_size=self.batch_size)
+        return write_report(report, out if out is not None else self.path / "report.html")
+
+
+def load(run: str | Path | Model, *, batch_size: int | None = None) -> Model:
+    """Open any run directory (trained, calibrated or not; an ensemble; NER) as a ``Model``."""
+    if isinstance(run, Model):
+        return run
+    return Model(open_run(run), batch_size=batch_size)
+
+
+def train(config: str | Path | RunConfig, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
+          ensemble: int = 1, progress: bool = True) -> Model:
+    """Fine-tune as ``config`` says, write the run directory ``out`` and score validation and test, as
+    ``caveat train`` does (``ensemble = N``: a deep ensemble); returns the run as a ``Model``."""
     cfg = config if isinstance(config, RunConfig) else load_config(config, list(overrides))
-    Trainer(cfg, out, progress=progress).fit(resume=resume)
-    return Path(out)
+    if ensemble > 1:
+        train_ensemble(cfg, out, ensemble, progress=progress)
+    else:
+        run_training(cfg, out, resume=resume, progress=progress)
+    return load(out)
 
 
-def predict(run: str | Path, inputs: Sequence[str] | Sequence[Sequence[str]], *, method: str = "deterministic",
-            samples: int = 10, seed: int = 0, batch_size: int | None = None) -> Predictions:
-    """Predictions for texts or word lists: probs (1, N, C) (or (1, N, W, C) for token tasks);
-    ``method="mc_dropout"`` gives (samples, N, C); ``method="ensemble"`` (members, N, C)."""
-    from caveat.errors import ConfigError
-    from caveat.inference import Predictor
-
-    methods = {"deterministic": 1, "mc_dropout": samples, "ensemble": 1}
-    if method not in methods:
-        raise ConfigError(f"method={method!r} is not available; choose one of: {', '.join(methods)}")
-    from caveat.models.rundir import open_run
-
-    opened = open_run(run)
-    predictor = Predictor.from_run(opened, batch_size=batch_size)
-    if method == "ensemble":
-        return ensemble_predict(predictor.ensemble(opened), list(inputs))
-    return predictor.predict(list(inputs), samples=methods[method], seed=seed)
+def predict(run: str | Path | Model, inputs: Sequence[str] | Sequence[Sequence[str]], *,
+            batch_size: int | None = None, **options) -> Results:
+    """``caveat.load(run, batch_size=batch_size).predict(inputs, **options)``."""
+    return load(run, batch_size=batch_size).predict(inputs, **options)
 
 
-def ensemble_predict(members, inputs) -> Predictions:
-    """Stack the members' deterministic predictions: probs (M members, N, C); features of member 0."""
-    import numpy as np
-
-    if len(members) < 2:
-        from caveat.errors import ConfigError
-
-        raise ConfigError("this run has no ensemble members; train one with caveat train ... --ensemble N")
-    preds = [m.predict(inputs) for m in members]
-    return Predictions(probs=np.concatenate([p.probs for p in preds]), logits=np.concatenate([p.logits for p in preds]),
-                       features=preds[0].features, mask=preds[0].mask, labels=preds[0].labels)
+def evaluate(run: str | Path | Model, data: str = "test", **options) -> dict:
+    """``caveat.load(run).evaluate(data, **options)``."""
+    return load(run).evaluate(data, **options)
 
 
-def evaluate(run: str | Path, data: str = "test", *, write: bool = True) -> dict:
-    """Metrics of a run on a split name or a labelled file (also merged into ``metrics.json``)."""
-    from caveat.evaluation.run import evaluate_run
-
-    return evaluate_run(run, data, write=write)
+def attack(run: str | Path | Model, data: str = "test", attacks: str | Sequence[str] = "greedy", **options) -> dict:
+    """``caveat.load(run).attack(data, attacks, **options)``."""
+    return load(run).attack(data, attacks, **options)
 
 
-def attack(run: str | Path, data: str = "test", attacks: str | Sequence[str] = "greedy", **options) -> dict:
-    """Attack a run on ``data`` (``caveat attack``; ``options``: ``caveat.robustness.run.attack_run``'s, e.g.
-    ``max_examples``, ``max_change``, ``min_similarity``): per attack the accuracy before and after, success
-    rate, queries and successful examples, also merged into the run's ``metrics.json``."""
-    from caveat.robustness.run import attack_run
-
-    return attack_run(run, data, attacks, **options)
-
-
-def compare(runs: Sequence[str | Path], data: str = "test", *, attacks: str | Sequence[str] | None = None,
+def compare(runs: Sequence[str | Path | Model], data: str = "test", *, attacks: str | Sequence[str] | None = None,
             shift: Sequence[str] | dict[str, str] = (), out: str | Path | None = None, baseline: str | None = None,
             similarity_model: str = "default", **settings) -> dict:
     """Runs of one task side by side (``caveat compare``): clean, after each attack, on each shifted set, cost.
     ``settings``: the attacks' (``caveat.robustness.compare.AttackSettings``: ``max_examples``, ``max_change``,
     ``min_similarity``, ``max_candidates``, ``seed``); ``similarity_model``: their sentence encoder. With ``out``,
     also writes compare.json, compare.md and the page report.html there."""
-    from caveat.robustness.compare import AttackSettings, compare_runs, write_compare
-
-    result = compare_runs(runs, data, attacks=attacks, shift=shift, settings=AttackSettings(**settings), baseline=baseline,
-                          similarity_model=similarity_model)
+    paths = [r.path if isinstance(r, Model) else r for r in runs]
+    result = compare_runs(paths, data, attacks=attacks, shift=shift, settings=AttackSettings(**settings),
+                          baseline=baseline, similarity_model=similarity_model)
     if out is not None:
         write_compare(result, out)
     return result
 
 
-def tune(config: str | Path | RunConfig, out: str | Path, key: str = "train.alpha", values: Sequence = (0.1, 0.3, 1.0, 3.0), *,
-         overrides: Sequence[str] = (), criterion: str = "validation", **options) -> dict:
+def tune(config: str | Path | RunConfig, out: str | Path, key: str = "train.alpha",
+         values: Sequence = (0.1, 0.3, 1.0, 3.0), *, overrides: Sequence[str] = (), criterion: str = "validation",
+         **options) -> dict:
     """Train one run per value of config ``key``, keep the best on validation in ``out`` (``caveat tune``):
     ``criterion`` ``"validation"`` or ``"attack:NAME"``; ``options``: ``caveat.training.select.sweep``'s
     (``clean_tolerance``, ``attack_settings``, ``progress``)."""
-    from caveat.training.select import sweep
-
     cfg = config if isinstance(config, RunConfig) else load_config(config, list(overrides))
     return sweep(cfg, out, key, list(values), criterion=criterion, **options)

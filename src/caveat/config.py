@@ -13,6 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from caveat.errors import ConfigError
+from caveat.robustness.attacks import ATTACKS
+from caveat.training.objectives import OBJECTIVES
 from caveat.types import Task
 
 DEFAULT_MODEL = "default"
@@ -82,7 +84,6 @@ class AugmentConfig(_Section):
     @field_validator("attack")
     @classmethod
     def _known_attack(cls, value: str) -> str:
-        from caveat.robustness.attacks import ATTACKS
 
         ATTACKS.get(value)  # raises ConfigError listing the names
         return value
@@ -116,7 +117,6 @@ class TrainConfig(_Section):
     @field_validator("objective")
     @classmethod
     def _known_objective(cls, value: str) -> str:
-        from caveat.training.objectives import OBJECTIVES
 
         OBJECTIVES.get(value)  # raises ConfigError listing the names
         return value

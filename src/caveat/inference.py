@@ -1,7 +1,9 @@
 """The one batched inference engine: run directory (or model) + inputs -> Predictions.
 
 Uncertainty methods, evaluation, attacks, explanations and the service all call this; none of them
-tokenises or batches on its own.
+tokenises or batches on its own. A predictor made from a run carries the run's fitted calibration
+(``Predictor.calibration``); ``predict(..., calibrated=True)`` applies it, and nobody else divides
+logits by a temperature.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from caveat.calibration import RunCalibration, load_calibration
+from caveat.errors import ConfigError, NotCalibratedError
 from caveat.models.encoding import Collator, encode_texts, encode_words
 from caveat.models.rundir import Run, load_model, open_run
 from caveat.types import Predictions, Task
+from caveat.uncertainty.methods.mc_dropout import sample_top_layers
 
 
 @torch.no_grad()
@@ -69,23 +74,41 @@ class Predictor:
     task : sequence or token classification.
     """
 
-    def __init__(self, model, tokenizer, labels: Sequence[str], task: Task, *, max_length: int = 128, batch_size: int = 64):
+    def __init__(self, model, tokenizer, labels: Sequence[str], task: Task, *, max_length: int = 128,
+                 batch_size: int = 64, calibration: RunCalibration | None = None):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.labels, self.task = list(labels), Task(task)
         self.max_length, self.batch_size = max_length, batch_size
         self.collate = Collator(tokenizer.pad_token_id or 0)
+        self.calibration = calibration
+        self.run: Run | None = None
 
     @classmethod
-    def from_run(cls, run: str | Path | Run, *, batch_size: int | None = None) -> "Predictor":
+    def from_run(cls, run: str | Path | Run, *, batch_size: int | None = None, calibrated: bool = True) -> Predictor:
+        """The run's model and, unless ``calibrated=False`` (for refitting it), its fitted calibration."""
         run = run if isinstance(run, Run) else open_run(run)
         tokenizer, model = load_model(run)
         cfg = run.config.train
-        return cls(model, tokenizer, run.labels, run.task, max_length=cfg.max_length, batch_size=batch_size or cfg.eval_batch_size)
+        predictor = cls(model, tokenizer, run.labels, run.task, max_length=cfg.max_length,
+                        batch_size=batch_size or cfg.eval_batch_size,
+                        calibration=load_calibration(run) if calibrated else None)
+        predictor.run = run
+        return predictor
 
-    def ensemble(self, run: Run) -> list["Predictor"]:
+    def ensemble(self, run: Run | None = None) -> list[Predictor]:
         """Predictors of the run's deep-ensemble members (this one first); [self] when it has none."""
-        members = run.info.get("ensemble", {}).get("members", [])
-        return [self] + [Predictor.from_run(run.path / m, batch_size=self.batch_size) for m in members]
+        run = run or self.run
+        members = run.info.get("ensemble", {}).get("members", []) if run is not None else []
+        return [self] + [Predictor.from_run(run.path / m, batch_size=self.batch_size, calibrated=False)
+                         for m in members]
+
+    def calibrate(self, preds: Predictions) -> Predictions:
+        """``preds`` with the run's fitted calibration applied; NotCalibratedError when it has none."""
+        if self.calibration is None:
+            where = f" {self.run.path}" if self.run is not None else ""
+            raise NotCalibratedError(f"the run{where} is not calibrated: fit its calibration first "
+                                     f"(caveat calibrate{where}, or model.calibrate() in Python)")
+        return self.calibration.apply(preds)
 
     def _batches(self, rows: list[dict]) -> Iterator[tuple[np.ndarray, dict]]:
         order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")  # less padding
@@ -94,7 +117,7 @@ class Predictor:
             yield idx, self.collate([rows[j] for j in idx])
 
     def predict(self, inputs: Sequence[str] | Sequence[Sequence[str]], *, samples: int = 1, seed: int = 0,
-                top_layers: int | None = None) -> Predictions:
+                top_layers: int | None = None, calibrated: bool = False) -> Predictions:
         """Predict a list of texts (sequence task) or of word lists (token task; strings are split on
         whitespace). For tokens, T indexes words and ``mask`` marks real (not truncated) words.
 
@@ -104,7 +127,12 @@ class Predictor:
         samples. Seeded on a forked RNG: the same call gives the same numbers and the caller's random
         state is untouched. ``top_layers = L`` (efficient mode) samples dropout only in the top L
         encoder layers and the head, running the layers below once (see uncertainty/methods/mc_dropout.py).
+        ``calibrated=True`` applies the run's fitted calibration (temperature-scaled logits and probs).
         """
+        preds = self._predict(inputs, samples=samples, seed=seed, top_layers=top_layers)
+        return self.calibrate(preds) if calibrated else preds
+
+    def _predict(self, inputs, *, samples: int, seed: int, top_layers: int | None) -> Predictions:
         if not inputs:
             raise ValueError("nothing to predict: pass at least one input")
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
@@ -135,8 +163,6 @@ class Predictor:
             idx = order[i : i + step]
             batch = self.collate([rows[j] for j in idx])
             if top_layers is not None:
-                from caveat.uncertainty.methods.mc_dropout import sample_top_layers
-
                 sampled, feats = sample_top_layers(self.model, batch["input_ids"], batch["attention_mask"],
                                                    samples=samples, top_layers=top_layers)
                 logits[:, idx], feats = sampled.float().numpy(), feats.float().numpy()
@@ -161,3 +187,12 @@ class Predictor:
                 n = len(sentences[j])
                 logits[j, :n], mask[j, :n] = word_logits(out["logits"][k], out["word_index"][k], n)
         return Predictions(probs=softmax(logits)[None], logits=logits[None], mask=mask, labels=self.labels)
+
+
+def ensemble_predict(members: Sequence[Predictor], inputs: Sequence[str]) -> Predictions:
+    """Stack the members' deterministic predictions: probs (M members, N, C); features of member 0."""
+    if len(members) < 2:
+        raise ConfigError("this run has no ensemble members; train one with caveat train ... --ensemble N")
+    preds = [m.predict(inputs) for m in members]
+    return Predictions(probs=np.concatenate([p.probs for p in preds]), logits=np.concatenate([p.logits for p in preds]),
+                       features=preds[0].features, mask=preds[0].mask, labels=preds[0].labels)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from caveat.calibrate import calibrate_run
+from caveat.calibration.run import calibrate_run
 from caveat.cli.app import app
 from caveat.config import load_config
 from caveat.errors import ConfigError
@@ -73,13 +73,13 @@ def test_ood_threshold_keeps_the_asked_share_of_in_scope_inputs(tiny_backbone, t
     run = tmp_path / "run"
     Trainer(load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=2)), run, progress=False).fit()
     summary = calibrate_run(run, target_risk=0.3, alpha=0.2, ood_tpr=0.9)
-    from caveat.calibrate import Caveats
+    from caveat.calibration import Calibration
     from caveat.inference import Predictor
     from caveat.models.rundir import open_run
 
     opened = open_run(run)
     cal_texts = [json.loads(line)["text"] for line in (text_data / "validation.jsonl").read_text().splitlines()]
-    rows = Caveats.from_run(opened).apply(Predictor.from_run(opened).predict(cal_texts))
+    rows = Calibration.from_run(opened).judge(Predictor.from_run(opened).predict(cal_texts))
     kept = np.mean([r["uncertainty"]["mahalanobis"] <= summary["ood"]["threshold"] for r in rows])
     assert 0.75 <= kept <= 1.0  # 90% of the validation half by construction; the calibration half is similar
     assert summary["ood"]["fitted_on"] == "validation"  # fixed before the risk threshold is chosen on calibration

@@ -83,3 +83,16 @@ def test_user_errors_are_one_clear_line(tmp_path):
     assert "unknown key 'train.lrr'" in proc.stderr and "train.lr" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "caveat", "predict", str(tmp_path / "nope"), "hi"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "is not a caveat run" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_library_errors_are_rendered_with_flag_names(served_run, tmp_path):
+    """The library names its arguments (``data``, ``top_k``); the CLI shows the flags (``--data``, ``--top-k``)."""
+    from caveat.cli.app import flag_message
+    from caveat.errors import ConfigError
+
+    proc = subprocess.run([sys.executable, "-m", "caveat", "evaluate", str(served_run), "--data", "nowhere.txt"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--data='nowhere.txt' is neither a file nor a split name" in proc.stderr
+    err = ConfigError("{top_k} must be >= 0; {explain} too", fields=("top_k", "explain"))
+    assert str(err) == "top_k must be >= 0; explain too"
+    assert flag_message(err) == "--top-k must be >= 0; --explain-faithfulness too"

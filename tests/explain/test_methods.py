@@ -140,7 +140,7 @@ def test_bad_span_requests_say_what_to_change(ner_model, call, match):
 def test_bad_requests_on_text_runs_say_what_to_change(text_model):
     with pytest.raises(ConfigError, match="unknown explanation method 'gradcam'"):
         explain(text_model, TEXT, method="gradcam")
-    with pytest.raises(ConfigError, match="--span is for NER runs"):
+    with pytest.raises(ConfigError, match="span is for NER runs; this run classifies whole texts \(use target\)"):
         explain(text_model, TEXT, span="alpha")
     with pytest.raises(ConfigError, match="max_evals must be an integer >= 2"):
         explain(text_model, TEXT, method="shap", max_evals=1)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from caveat.calibrate import calibrate_run
+from caveat.calibration.run import calibrate_run
 from caveat.cli.app import app
 from caveat.config import load_config
 from caveat.evaluation.run import evaluate_run

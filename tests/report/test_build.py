@@ -156,5 +156,5 @@ def test_bad_arguments_say_what_to_do(text_runs, ner_run):
         build_report(text_runs[1], top=0)
     with pytest.raises(ConfigError, match="neither a file nor a split name"):
         build_report(text_runs[1], data="no-such-split")
-    with pytest.raises(ConfigError, match="--ood is for text-classification runs"):
+    with pytest.raises(ConfigError, match="ood is for text-classification runs"):
         build_report(ner_run, ood=["x.txt"])

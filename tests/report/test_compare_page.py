@@ -97,13 +97,13 @@ def test_the_page_escapes_user_text(planted):
 
 
 def test_a_page_that_fails_to_render_writes_nothing(planted, tmp_path, monkeypatch):
-    import caveat.report.html
+    import caveat.robustness.compare
     from caveat.robustness.compare import write_compare
 
     def broken(report):
         raise RuntimeError("no figure")
 
-    monkeypatch.setattr(caveat.report.html, "render_html", broken)
+    monkeypatch.setattr(caveat.robustness.compare, "render_html", broken)
     with pytest.raises(RuntimeError, match="no figure"):
         write_compare(planted, tmp_path / "out")
     assert not (tmp_path / "out").exists()

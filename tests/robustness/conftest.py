@@ -77,7 +77,7 @@ def trained_runs(tiny_backbone, text_data, tmp_path_factory):
     import shutil
     import warnings
 
-    from caveat.calibrate import calibrate_run
+    from caveat.calibration.run import calibrate_run
     from caveat.config import load_config
     from caveat.training.loop import Trainer
     from tests.conftest import tiny_overrides

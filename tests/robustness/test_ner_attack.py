@@ -178,7 +178,7 @@ def test_span_scores():
 
 def test_attack_ner_run_end_to_end(ner_run, tiny_backbone, tmp_path):
     from caveat.inference import Predictor
-    from caveat.training.scoring import decode_tags
+    from caveat.models.tags import decode_tags
     from tests.fakes import planted_ner, write_conll
 
     run = tmp_path / "run"

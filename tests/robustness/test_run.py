@@ -65,5 +65,5 @@ def test_bad_input(text_run, tiny_backbone):
             attack_run(text_run, max_change=bad)
     with pytest.raises(ConfigError, match="max_examples must be >= 1"):
         attack_run(text_run, max_examples=0)
-    with pytest.raises(ConfigError, match="--data 'nowhere.txt' is neither a file nor a split name"):
+    with pytest.raises(ConfigError, match="data='nowhere.txt' is neither a file nor a split name"):
         attack_run(text_run, "nowhere.txt", similarity_model=str(tiny_backbone))

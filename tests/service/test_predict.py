@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from caveat.calibrate import Caveats
-from caveat.cli.predict import format_predictions
+from caveat.calibration import Calibration
 from caveat.errors import ConfigError
 from caveat.inference import Predictor
 from caveat.models.rundir import open_run
+from caveat.rows import predict_rows
 from caveat.service import ServiceSettings, create_app
 from tests.service.conftest import metric, serving
 
@@ -53,7 +53,7 @@ def test_each_row_is_what_caveat_predict_prints(client, served_run):
     body = response.json()
     assert (body["task"], body["method"], body["calibrated"], body["run"]) == ("text-classification", "deterministic", True, "run")
     run = open_run(served_run)
-    expected = json.loads(json.dumps(format_predictions(Predictor.from_run(run), TEXTS, 2, caveats=Caveats.from_run(run))))
+    expected = json.loads(json.dumps(predict_rows(Predictor.from_run(run), TEXTS, top_k=2).rows))
     assert close(body["predictions"], expected), (body["predictions"], expected)
     for row in body["predictions"][:3]:
         keyword = next(w for w in row["text"].split() if w in PLANTED)
@@ -128,7 +128,7 @@ def test_explain_occlusion_of_the_uncertainty(client, raw_client, served_run):
         rest = " ".join(text.split()[:i] + text.split()[i + 1:])
         assert w["attribution"] == pytest.approx(body["value"] - _entropy(raw_client, rest), abs=1e-5)
     calibrated = client.post("/v1/explain", json=ask).json()  # the entropy of the temperature-scaled prediction
-    temperature = Caveats.from_run(open_run(served_run)).temperature
+    temperature = Calibration.from_run(open_run(served_run)).temperature
     assert calibrated["target"]["calibrated"] is True and calibrated["target"]["temperature"] == temperature != 1
     assert calibrated["value"] == pytest.approx(_entropy(client, text), abs=1e-6) and calibrated["value"] < body["value"]
 
@@ -197,7 +197,7 @@ def test_the_scores_stored_at_calibration_are_the_served_ones(served_run):
     from caveat.data.load import load_data
 
     run = open_run(served_run)
-    caveats = Caveats.from_run(run)
+    caveats = Calibration.from_run(run)
     texts = [ex.text for ex in load_data(run.config).calibration.examples]
     _, scores = caveats.scores(Predictor.from_run(run).predict(texts))
     np.testing.assert_allclose(caveats.calibration_scores, scores[caveats.score], atol=1e-6)
@@ -246,7 +246,7 @@ def test_ner_runs_take_tokens_or_texts_and_return_spans(ner_run):
                            ({"tokens": words, "span": "rome", "label": "CITY"}, "label='CITY' is not an entity type.*LOC"),
                            ({"tokens": words, "span": "rome", "target": "uncertainty"}, "target='uncertainty' is for text"),
                            ({"tokens": words, "span": "went", "method": "occlusion"},  # refused by caveat.explain itself
-                            "'went' is not a predicted span .*pass label TYPE")):
+                            "'went' is not a predicted span .*pass label=TYPE")):
             r = c.post("/v1/explain", json=bad)
             assert r.status_code == 422 and re.search(match, r.json()["detail"]), r.json()
         assert c.post("/v1/explain", json={"tokens": words, "span": "went", "label": "LOC",

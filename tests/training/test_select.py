@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import caveat.cli.train
+import caveat.training.select
 from caveat.cli.app import app
 from caveat.config import load_config
 from caveat.errors import ConfigError
@@ -49,8 +49,8 @@ def test_sweep_any_key_on_validation_and_reuse_finished_runs(tiny_backbone, text
 
     # again, with one value more: the two finished runs are scored again, only the new one trains
     trained = []
-    real = caveat.cli.train.run_training
-    monkeypatch.setattr(caveat.cli.train, "run_training", lambda cfg, out, **kw: trained.append(out) or real(cfg, out, **kw))
+    real = caveat.training.select.run_training
+    monkeypatch.setattr(caveat.training.select, "run_training", lambda cfg, out, **kw: trained.append(out) or real(cfg, out, **kw))
     again = json.loads(CliRunner().invoke(app, [*args[:4], "0,0.2,0.1", *args[5:], *_sets(overrides)],
                                           catch_exceptions=False).stdout)
     assert [r["reused"] for r in again["rows"]] == [True, True, False] and trained == [tmp_path / "t" / "sweep" / "label_smoothing=0.1"]
@@ -96,7 +96,7 @@ def planted_sweep(tiny_backbone, text_data, tmp_path, monkeypatch):
             return {"training": {"seconds": 1.0}}
 
         alpha = lambda run_dir: float(Path(run_dir).name.split("=")[1])  # noqa: E731
-        monkeypatch.setattr(caveat.cli.train, "run_training", fake_training)
+        monkeypatch.setattr(caveat.training.select, "run_training", fake_training)
         monkeypatch.setattr(select, "_validation_score", lambda run_dir, task: scores[alpha(run_dir)][0])
         monkeypatch.setattr(select, "_attacked_score", lambda run_dir, *a: {"score": scores[alpha(run_dir)][1]})
         monkeypatch.setattr("caveat.robustness.similarity.SentenceEncoder", lambda name: None)
@@ -123,7 +123,7 @@ def test_bad_input_fails_before_training(tiny_backbone, text_data, tmp_path, mon
     def no_training(*args, **kwargs):
         raise AssertionError("trained before the input was checked")
 
-    monkeypatch.setattr(caveat.cli.train, "run_training", no_training)
+    monkeypatch.setattr(caveat.training.select, "run_training", no_training)
     cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data))
     with pytest.raises(ConfigError, match="unknown key 'train.smoothing' to sweep; valid keys: .*train.label_smoothing"):
         sweep(cfg, tmp_path, "train.smoothing", [0.1])

@@ -7,8 +7,20 @@ import sys
 
 import typer
 
-from caveat.cli import (attack, calibrate, compare, demo, evaluate, explain, generate, predict, report, serve, train,
-                        tune)
+from caveat.cli import (
+    attack,
+    calibrate,
+    compare,
+    demo,
+    evaluate,
+    explain,
+    generate,
+    predict,
+    report,
+    serve,
+    train,
+    tune,
+)
 from caveat.errors import CaveatError
 
 app = typer.Typer(
@@ -22,6 +34,14 @@ for module in (train, tune, calibrate, predict, evaluate, explain, generate, att
     module.register(app)
 
 
+FLAGS = {"explain": "--explain-faithfulness"}  # library arguments whose flag is not their name
+
+
+def flag_message(err: CaveatError) -> str:
+    """The error's message with each library argument spelled as its command-line flag (``top_k`` -> ``--top-k``)."""
+    return err.render({field: FLAGS.get(field, "--" + field.replace("_", "-")) for field in err.fields})
+
+
 def main() -> None:
     """Entry point: user errors become one clear line on stderr and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -30,5 +50,5 @@ def main() -> None:
     try:
         app()
     except CaveatError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {flag_message(err)}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None

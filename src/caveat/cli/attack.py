@@ -30,6 +30,7 @@ def attack_command(
     """Attack a run; also merged into RUN/metrics.json under attack.<data>. Keys: docs/attacks.md."""
     from caveat.robustness.run import attack_run
 
+
     protected = [w.strip() for w in (protect or "").split(",") if w.strip()]
     emit(attack_run(run, data, attack, max_examples=max_examples, max_change=max_change, min_similarity=min_similarity,
                     protected=protected, max_candidates=max_candidates, seed=seed, similarity_model=similarity_model,

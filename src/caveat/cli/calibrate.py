@@ -26,7 +26,8 @@ def calibrate(
     ood_rate: Annotated[Optional[float], typer.Option(help="Expected share of out-of-scope inputs at deployment (default: their share in the calibration data).")] = None,
 ) -> None:
     """Calibrate a text-classification run; predict then reports uncertainty, sets and decisions."""
-    from caveat.calibrate import calibrate_run
+    from caveat.calibration.run import calibrate_run
+
 
     emit(calibrate_run(run, alpha=alpha, conformal=conformal, score=score, target_risk=target_risk, delta=delta,
                        ood=ood, ood_rate=ood_rate))

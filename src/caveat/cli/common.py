@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from caveat.config import RunConfig, load_config
-
-
-def is_main_process() -> bool:
-    """True except in the non-zero ranks of a torchrun / accelerate launch."""
-    return int(os.environ.get("RANK", "0")) == 0
+if TYPE_CHECKING:
+    from caveat.config import RunConfig
 
 
 def emit(obj: Any) -> None:
     """Print one JSON object on stdout, from the main process only (progress and logs go to stderr)."""
+    from caveat.training.run import is_main_process
+
     if not is_main_process():
         return
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
@@ -26,6 +23,8 @@ def emit(obj: Any) -> None:
 
 def build_config(config: Path | None, overrides: list[str], **flags: Any) -> RunConfig:
     """Merge a config file, shortcut flags (``--train``, ``--task`` ...) and ``--set`` overrides (last wins)."""
+    from caveat.config import load_config
+
     data_keys = {"train": "train", "validation": "validation", "test": "test", "calibration": "calibration",
                  "text_field": "text_field", "label_field": "label_field", "format": "format"}
     extra: dict[str, Any] = {}

@@ -8,8 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from caveat.cli.common import is_main_process
-
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +35,8 @@ def compare_command(
     seconds per training step. Writes OUT/compare.json, OUT/compare.md and the page OUT/report.html (the change of
     each run against --baseline, the attacks with adversarial examples, the shifted sets, cost) and prints the markdown."""
     from caveat.robustness.compare import AttackSettings, compare_runs, to_markdown, write_compare
+    from caveat.training.run import is_main_process
+
 
     settings = AttackSettings(max_examples=max_examples, max_change=max_change, min_similarity=min_similarity,
                               max_candidates=max_candidates, seed=seed)

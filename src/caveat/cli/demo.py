@@ -14,6 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from caveat.errors import ConfigError
+
 EXAMPLES = ["where is my parcel, it was due yesterday", "i lost my card on the bus", "what time do you open on sunday",
             "please let me talk to a real person", "what's the weather on mars"]
 
@@ -30,8 +32,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _config(data: str, data_dir: Path, epochs: Optional[int], overrides: list[str]):
+
     from caveat.config import load_config
-    from caveat.errors import ConfigError
 
     if data == "sample":
         if not (data_dir / "intents_train.jsonl").is_file():
@@ -60,27 +62,19 @@ def demo(
     overrides: Annotated[list[str], typer.Option("--set", help="Config override key=value (repeatable), e.g. model.name_or_path=DIR.")] = [],
 ) -> None:
     """Train the default backbone, calibrate, evaluate with out-of-scope inputs, write report.html."""
-    from caveat.calibrate import calibrate_run
-    from caveat.cli.predict import format_predictions
-    from caveat.calibrate import Caveats
-    from caveat.evaluation.run import evaluate_run
-    from caveat.inference import Predictor
-    from caveat.models.rundir import open_run
-    from caveat.report.build import build_report
-    from caveat.report.html import write_report
+    from caveat.api import load
     from caveat.training.loop import Trainer
 
     cfg = _config(data, data_dir, epochs, list(overrides))
     spec = DATASETS[data]
     start = time.perf_counter()
     Trainer(cfg, out, progress=True).fit()
-    calibration = calibrate_run(out, ood=spec["ood_calibration"], ood_rate=spec["ood_rate"], target_risk=spec["target_risk"])
-    metrics = evaluate_run(out, "test", ood=[spec["ood_test"]])
-    report = write_report(build_report(out, "test", ood=[spec["ood_test"]]), out / "report.html")
-    run = open_run(out)
-    rows = format_predictions(Predictor.from_run(run), EXAMPLES, 1, caveats=Caveats.from_run(run))
+    model = load(out).calibrate(ood=spec["ood_calibration"], ood_rate=spec["ood_rate"], target_risk=spec["target_risk"])
+    metrics = model.evaluate("test", ood=[spec["ood_test"]])
+    report = model.report("test", ood=[spec["ood_test"]])
+    rows = model.predict(EXAMPLES, top_k=1).to_records()
     seconds = time.perf_counter() - start
-    print_summary(metrics, calibration, spec, rows, report, seconds)
+    print_summary(metrics, model.run.info["calibration"], spec, rows, report, seconds)
 
 
 def print_summary(metrics: dict, calibration: dict, spec: dict, rows: list[dict], report: Path, seconds: float) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from caveat.cli.common import emit
+from caveat.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -30,8 +31,8 @@ def evaluate(
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
 ) -> None:
     """Score a run; also merged into RUN/metrics.json. Keys are listed in docs/metrics.md."""
-    from caveat.errors import ConfigError
     from caveat.evaluation.run import evaluate_run
+
 
     if format not in ("json", "table"):
         raise ConfigError(f"--format must be json or table. Got {format!r}.")

@@ -32,6 +32,7 @@ def explain_command(
     from caveat.explain.render import to_html
     from caveat.io import write_text_atomic
 
+
     options = {"ig": {"steps": steps}, "shap": {"max_evals": max_evals}, "lime": {"samples": samples}}.get(method, {})
     a = explain(ExplainModel.from_run(run), text, method=method, target=target, span=span, label=label, seed=seed, **options)
     if html is not None:

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from caveat.cli.common import emit
+from caveat.cli.common import emit, progress_printer
+from caveat.errors import ConfigError
 
 Lm = Annotated[str, typer.Option("--lm", help="Causal LM: 'default' (packaged SmolLM2-135M-Instruct), a local folder or a hub name.")]
 GgufFile = Annotated[str | None, typer.Option(help="A GGUF file inside the --lm folder (de-quantised on load).")]
@@ -36,6 +37,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed):
+
     from caveat.generate.sampling import SamplingConfig
 
     return SamplingConfig(samples=samples, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
@@ -43,6 +45,7 @@ def _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed):
 
 
 def _context(lm, meaning_threshold: float, nli_model: str | None):
+
     from caveat.generate.estimators import Context
     from caveat.generate.semantic import make_equivalence
 
@@ -50,6 +53,7 @@ def _context(lm, meaning_threshold: float, nli_model: str | None):
 
 
 def _cache(folder: Path | None):
+
     from caveat.generate.sampling import SampleCache
 
     return SampleCache(folder) if folder is not None else None
@@ -67,6 +71,7 @@ def generate_command(
     from caveat.generate.answer import answer_question, ask, estimator_names
     from caveat.generate.lm import load_lm
     from caveat.generate.policy import GenerationPolicy
+
 
     fitted = GenerationPolicy.load(policy) if policy is not None else None
     cfg = fitted.sampling if fitted else _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed)
@@ -88,13 +93,14 @@ def generate_eval_command(
     html: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML report (and its .json) here.")] = None,
 ) -> None:
     """How well each estimator detects wrong answers: AUROC, PRR (95% bootstrap), AURC, accuracy at coverage, cost."""
-    from caveat.cli.common import progress_printer
-    from caveat.errors import ConfigError
     from caveat.generate.data import read_questions
     from caveat.generate.estimators import parse_estimators
     from caveat.generate.evaluate import evaluate_generation
     from caveat.generate.lm import load_lm
     from caveat.io import write_json_atomic
+    from caveat.report.generation import generation_report
+    from caveat.report.html import write_report
+
 
     if html is not None and out is not None and html.with_suffix(".json").resolve() == out.resolve():
         raise ConfigError(f"--html {html} also writes {html.with_suffix('.json')}, which is --out; give them different names")
@@ -109,8 +115,6 @@ def generate_eval_command(
     if out is not None:
         write_json_atomic(out, result)
     if html is not None:
-        from caveat.generate.report import generation_report
-        from caveat.report.html import write_report
 
         write_report(generation_report(result, data=str(data)), html)
     emit({k: v for k, v in result.items() if k != "records"}
@@ -131,9 +135,6 @@ def generate_calibrate_command(
     rule: Rule = "contains", meaning_threshold: Threshold = 0.9, nli_model: Nli = None, cache: Cache = None,
 ) -> None:
     """Fit a risk-controlled threshold: answer only where P(wrong) among answered questions is bounded."""
-
-    from caveat.cli.common import progress_printer
-    from caveat.errors import ConfigError
     from caveat.generate.correctness import get_rule, judge
     from caveat.generate.data import read_questions
     from caveat.generate.estimators import parse_estimators
@@ -141,6 +142,8 @@ def generate_calibrate_command(
     from caveat.generate.lm import load_lm
     from caveat.generate.policy import GenerationPolicy
     from caveat.generate.sampling import Sampler
+
+
 
     if not 0 <= holdout < 1:
         raise ConfigError(f"--holdout must lie in [0, 1); got {holdout}. E.g. 0.5 checks the bound on half")

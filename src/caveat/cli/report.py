@@ -21,8 +21,9 @@ def report(
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
 ) -> None:
     """Write RUN/report.html (images embedded, nothing external) and RUN/report.json; print the path."""
-    from caveat.cli.common import is_main_process
     from caveat.report import build_report, write_report
+    from caveat.training.run import is_main_process
+
 
     built = build_report(run, data, ood=ood, top=top, batch_size=batch_size)
     if is_main_process():

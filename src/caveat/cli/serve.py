@@ -53,6 +53,7 @@ def serve(
 
     from caveat.service import ServiceSettings, create_app
 
+
     settings = ServiceSettings.from_env(
         run_dir=run, host=host, port=port, allow_uncalibrated=allow_uncalibrated, max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms, max_texts=max_texts, max_text_chars=max_text_chars, lm=lm,

@@ -31,32 +31,17 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Fine-tune a transformer with a robust objective; prints a JSON summary."""
+    from caveat.training.ensemble import train_ensemble
+    from caveat.training.run import run_training
+    from caveat.training.select import sweep_alpha
+
     cfg = build_config(config, set_, task=task, train=train_file, validation=validation, test=test,
                        text_field=text_field, label_field=label_field, model=model)
     if sweep:
-        from caveat.training.select import sweep_alpha
-
         emit(sweep_alpha(cfg, out, [float(a) for a in sweep.split(",")], progress=progress))
         return
     if ensemble > 1:
-        from caveat.training.ensemble import train_ensemble
-
         emit(train_ensemble(cfg, out, ensemble, progress=progress))
         return
     emit(run_training(cfg, out, resume=resume, progress=progress))
 
-
-def run_training(cfg, out: Path, *, resume: bool = False, progress: bool = True) -> dict:
-    """Train, then evaluate validation and test (when present) on the main process."""
-    from caveat.evaluation.run import evaluate_run
-    from caveat.training.loop import Trainer
-
-    trainer = Trainer(cfg, out, progress=progress)
-    summary = trainer.fit(resume=resume)
-    result = {"run": str(out), "objective": cfg.train.objective, "alpha": cfg.train.alpha, "training": {k: v for k, v in summary.items() if k != "history"}}
-    if trainer.is_main_process:
-        for split in ("validation", "test"):
-            if split == "validation" or cfg.data.test or cfg.data.test_fraction:
-                metrics = evaluate_run(out, split)
-                result[split] = {k: v for k, v in metrics.items() if k not in ("per_class", "per_type")}
-    return result

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from caveat.cli.common import build_config, emit
+from caveat.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +31,6 @@ def _value(raw: str):
 
 def _values(raw: str, option: str) -> list:
     """``"0.1,0.3"`` -> [0.1, 0.3]."""
-    from caveat.errors import ConfigError
 
     items = [v.strip() for v in raw.split(",") if v.strip()]
     if not items:
@@ -53,9 +53,9 @@ def tune(
 ) -> None:
     """Train one run per value (runs already in OUT/sweep/ with the same config are reused), score each on
     validation by --criterion, copy the best to OUT; write OUT/sweep.json and OUT/sweep.md."""
-    from caveat.errors import ConfigError
     from caveat.robustness.compare import AttackSettings
     from caveat.training.select import sweep, sweep_alpha
+
 
     if alphas is not None and (values is not None or key != "train.alpha"):
         raise ConfigError("give either --alphas or --key/--values, not both (--alphas A,B is --key train.alpha --values A,B)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from caveat.config import DataConfig, RunConfig
+from caveat.data.readers import read_split
+from caveat.data.splits import make_splits
 from caveat.errors import ConfigError
 from caveat.types import Split, Task
 
@@ -22,7 +24,6 @@ def resolve_path(spec: str, root: str | None) -> str:
 
 def read_file(spec: str, data: DataConfig, task: Task, *, name: str, labelled: bool = True) -> Split:
     """Read one file as configured by ``data`` (format, fields, skip policy)."""
-    from caveat.data.readers import read_split
 
     return read_split(
         resolve_path(spec, data.root),
@@ -45,7 +46,6 @@ def load_data(config: RunConfig):
     Out-of-scope sets (``data.ood``) are read into ``extra`` as they are: their labels (e.g. ``oos``)
     are not classes of the model.
     """
-    from caveat.data.splits import make_splits
 
     data, task = config.data, config.task
     if data.train is None:

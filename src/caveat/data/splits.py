@@ -127,6 +127,103 @@ def _carved_source(parent: Split, fraction: float, seed: int) -> str:
     return f"{parent.source} [carved {fraction * 100:g}%, seed {seed}]"
 
 
+def _rng(seed: int, purpose: str) -> np.random.Generator:
+    """The carve's own random stream (see ``_STREAM``)."""
+    return np.random.default_rng([seed, _STREAM[purpose]])
+
+
+def _check_fractions(
+    validation_fraction: float, calibration_fraction: float, test_fraction: float
+) -> None:
+    """Fail on a fraction outside its interval before anything is carved."""
+    _check_fraction("validation_fraction", validation_fraction)
+    _check_fraction("calibration_fraction", calibration_fraction)
+    _check_fraction("test_fraction", test_fraction, zero_ok=True)
+
+
+def _train_carve_sizes(
+    train: Split,
+    validation: Split | None,
+    test: Split | None,
+    validation_fraction: float,
+    test_fraction: float,
+) -> tuple[int, int]:
+    """(n_test, n_val) train examples to carve; fails before carving if a split would be empty."""
+    n_test = 0
+    if test is None and test_fraction > 0:
+        n_test = _count(test_fraction, len(train), "test_fraction", "train", "give a test file")
+    n_val = 0
+    if validation is None:
+        n_val = _count(
+            validation_fraction,
+            len(train),
+            "validation_fraction",
+            "train",
+            "give a validation file",
+        )
+    if n_test + n_val >= len(train):
+        raise DataError(
+            f"test_fraction={test_fraction} and validation_fraction={validation_fraction} of "
+            f"{len(train)} train examples leave train empty. Fix: lower these fractions"
+        )
+    return n_test, n_val
+
+
+def _carve_test(
+    train: Split, test: Split | None, n_test: int, test_fraction: float, seed: int, stratify: bool
+) -> tuple[Split | None, Split]:
+    """(test, rest of train): ``n_test`` train examples become test; unchanged when ``n_test`` is 0."""
+    if not n_test:
+        return test, train
+    carved, rest = _carve(train, n_test, _rng(seed, "test"), stratify)
+    test = _subset(train, carved, "test", _carved_source(train, test_fraction, seed))
+    return test, _subset(train, rest, train.name, train.source, train.skipped)
+
+
+def _carve_validation(
+    train: Split,
+    validation: Split | None,
+    n_val: int,
+    validation_fraction: float,
+    seed: int,
+    stratify: bool,
+) -> tuple[Split, Split]:
+    """(validation, rest of train): carve validation from train unless one was given."""
+    if validation is not None:
+        return validation, train
+    carved, rest = _carve(train, n_val, _rng(seed, "validation"), stratify)
+    # train keeps its source through the test carve, so this names the train file as given
+    source = _carved_source(train, validation_fraction, seed)
+    validation = _subset(train, carved, "validation", source)
+    return validation, _subset(train, rest, train.name, train.source, train.skipped)
+
+
+def _carve_calibration(
+    validation: Split,
+    calibration: Split | None,
+    calibration_fraction: float,
+    seed: int,
+    stratify: bool,
+) -> tuple[Split, Split]:
+    """(calibration, rest of validation): carved from validation so it never overlaps train."""
+    if calibration is not None:
+        return calibration, validation
+    n_cal = _count(
+        calibration_fraction,
+        len(validation),
+        "calibration_fraction",
+        "validation",
+        "give a calibration file",
+    )
+    carved, rest = _carve(validation, n_cal, _rng(seed, "calibration"), stratify)
+    source = _carved_source(validation, calibration_fraction, seed)
+    calibration = _subset(validation, carved, "calibration", source)
+    rest_of_validation = _subset(
+        validation, rest, validation.name, validation.source, validation.skipped
+    )
+    return calibration, rest_of_validation
+
+
 def make_splits(
     train: Split,
     validation: Split | None = None,
@@ -178,53 +275,11 @@ def make_splits(
     DataError
         A carve would leave a split empty; the message names the fraction to change.
     """
-    _check_fraction("validation_fraction", validation_fraction)
-    _check_fraction("calibration_fraction", calibration_fraction)
-    _check_fraction("test_fraction", test_fraction, zero_ok=True)
-
-    def rng(purpose: str) -> np.random.Generator:
-        return np.random.default_rng([seed, _STREAM[purpose]])
-
-    original = train
-    n_test = 0
-    if test is None and test_fraction > 0:
-        n_test = _count(test_fraction, len(train), "test_fraction", "train", "give a test file")
-    n_val = 0
-    if validation is None:
-        n_val = _count(
-            validation_fraction,
-            len(train),
-            "validation_fraction",
-            "train",
-            "give a validation file",
-        )
-    if n_test + n_val >= len(train):
-        raise DataError(
-            f"test_fraction={test_fraction} and validation_fraction={validation_fraction} of "
-            f"{len(train)} train examples leave train empty. Fix: lower these fractions"
-        )
-
-    if n_test:
-        carved, rest = _carve(train, n_test, rng("test"), stratify)
-        test = _subset(train, carved, "test", _carved_source(original, test_fraction, seed))
-        train = _subset(train, rest, train.name, train.source, train.skipped)
-    if validation is None:
-        carved, rest = _carve(train, n_val, rng("validation"), stratify)
-        source = _carved_source(original, validation_fraction, seed)
-        validation = _subset(train, carved, "validation", source)
-        train = _subset(train, rest, train.name, train.source, train.skipped)
-    if calibration is None:
-        n_cal = _count(
-            calibration_fraction,
-            len(validation),
-            "calibration_fraction",
-            "validation",
-            "give a calibration file",
-        )
-        carved, rest = _carve(validation, n_cal, rng("calibration"), stratify)
-        source = _carved_source(validation, calibration_fraction, seed)
-        calibration = _subset(validation, carved, "calibration", source)
-        validation = _subset(
-            validation, rest, validation.name, validation.source, validation.skipped
-        )
+    _check_fractions(validation_fraction, calibration_fraction, test_fraction)
+    n_test, n_val = _train_carve_sizes(train, validation, test, validation_fraction, test_fraction)
+    test, train = _carve_test(train, test, n_test, test_fraction, seed, stratify)
+    validation, train = _carve_validation(train, validation, n_val, validation_fraction, seed, stratify)
+    calibration, validation = _carve_calibration(
+        validation, calibration, calibration_fraction, seed, stratify
+    )
     return DataSplits(train, validation, calibration, test, dict(extra or {}))

@@ -17,20 +17,26 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import softmax
 
+from caveat.calibration import Calibration
 from caveat.errors import ConfigError
+from caveat.evaluation import calibration as cm
+from caveat.evaluation.uncertainty import selective
+from caveat.inference import Predictor, ensemble_predict
+from caveat.models.rundir import Run
 from caveat.registry import Registry
 from caveat.types import Predictions
+from caveat.uncertainty.scores import SCORES
 
 
 @dataclass
 class Context:
     """What the methods share: the predictor, the inputs, and the deterministic pass (run once)."""
 
-    run: object
-    predictor: object
+    run: Run
+    predictor: Predictor
     texts: list[str]
     ood_texts: dict[str, list[str]]
-    caveats: object | None
+    caveats: Calibration | None
     base: Predictions
     base_ood: dict[str, Predictions]
     base_seconds: float
@@ -40,8 +46,7 @@ class Context:
 
     def logits(self, p: Predictions) -> np.ndarray:
         """(N, C) logits, temperature-scaled when the run is calibrated."""
-        t = self.caveats.temperature if self.caveats is not None else 1.0
-        return p.logits[0] / t
+        return self.caveats.scale(p.logits[0]) if self.caveats is not None else p.logits[0]
 
 
 @dataclass
@@ -75,7 +80,6 @@ def _post(name: str, fn: Callable[[Context, Predictions], tuple[np.ndarray, np.n
 
 
 def _score_method(name: str) -> Method:
-    from caveat.uncertainty.scores import SCORES
 
     score = SCORES.get(name)
 
@@ -107,7 +111,6 @@ def _mahalanobis(ctx: Context, p: Predictions) -> tuple[np.ndarray, np.ndarray]:
 
 def _laplace(ctx: Context, p: Predictions) -> tuple[np.ndarray, np.ndarray]:
     """Daxberger et al. 2021: last-layer Laplace, probit predictive; scored by its entropy."""
-    from caveat.uncertainty.scores import SCORES
 
     probs = _calibrated(ctx, "laplace").predict(p.features)
     return probs, SCORES.get("entropy")(probs=probs[None])
@@ -119,7 +122,6 @@ METHODS.register("laplace")(_post("entropy", _laplace))
 
 def _sampled(ctx: Context, predict: Callable[[list[str]], Predictions], name: str) -> Output:
     """Predictive entropy of the mean of M stochastic predictions (MC dropout, ensemble members)."""
-    from caveat.uncertainty.scores import SCORES
 
     entropy = SCORES.get("entropy")
     start = time.perf_counter()
@@ -140,9 +142,7 @@ def mc_dropout(ctx: Context) -> Output:
 @METHODS.register("ensemble")
 def ensemble(ctx: Context) -> Output:
     """Lakshminarayanan et al. 2017: the run's deep-ensemble members (``caveat train --ensemble N``)."""
-    from caveat.api import ensemble_predict
-
-    members = ctx.predictor.ensemble(ctx.run)
+    members = ctx.predictor.ensemble()
     return _sampled(ctx, lambda t: ensemble_predict(members, t), "ensemble")
 
 
@@ -162,8 +162,6 @@ def parse_methods(spec: str | list[str] | tuple[str, ...] | None, calibrated: bo
 def method_metrics(ctx: Context, y: np.ndarray, names: list[str]) -> dict:
     """Per method: calibration and selective figures of its probabilities and score, OOD AUROC and
     FPR@95 per out-of-scope set, and ``cost_ratio``."""
-    from caveat.evaluation import calibration as cm
-    from caveat.evaluation.uncertainty import selective
 
     out = {}
     for name in names:

@@ -6,6 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from caveat.models.tags import decode_tags
+from caveat.types import Split, Task
+
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict:
     """``accuracy``, ``macro_f1``, ``weighted_f1``, ``n`` and ``per_class`` (precision, recall, f1, support).
@@ -61,3 +64,17 @@ def nll(probs: np.ndarray, y_true: Sequence[int]) -> float:
     """Mean negative log-likelihood of the true class; probs (N, C)."""
     p = probs[np.arange(len(y_true)), np.asarray(y_true)]
     return float(-np.log(np.clip(p, 1e-12, 1.0)).mean())
+
+
+def metrics_for(task: Task, split: Split, labels: list[str], *, logits: np.ndarray | None = None,
+                word_logits: list[np.ndarray] | None = None) -> dict:
+    """Task metrics of predictions against a labelled split: (N, C) logits, or per-sentence (W, C) logits."""
+    if Task(task) is Task.TOKEN_CLASSIFICATION:
+        pred = decode_tags(word_logits, labels)
+        return span_metrics([list(ex.tags) for ex in split.examples], pred)
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = [index[ex.label] for ex in split.examples]
+    out = classification_metrics(y, logits.argmax(-1), labels)
+    z = logits - logits.max(-1, keepdims=True)
+    out["nll"] = nll(np.exp(z) / np.exp(z).sum(-1, keepdims=True), y)
+    return out

@@ -12,6 +12,7 @@ import numpy as np
 
 from caveat.evaluation import calibration as cm
 from caveat.types import Predictions
+from caveat.uncertainty.scores import SCORES
 
 
 def selective(probs: np.ndarray, y: np.ndarray, score: np.ndarray) -> dict:
@@ -77,7 +78,6 @@ def _ood(scores_in: dict[str, np.ndarray], scores_out: dict[str, np.ndarray]) ->
 def sampled_metrics(preds: Predictions, y: np.ndarray, ood: dict[str, Predictions] | None = None) -> dict:
     """Figures of M stochastic samples (MC dropout): the mean probabilities' calibration and selective
     figures, and OOD detection by entropy of the mean, mutual information and variance."""
-    from caveat.uncertainty.scores import SCORES
 
     mean = preds.probs.mean(0)  # (N, C)
 

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from caveat.errors import ConfigError
+from caveat.inference import Predictor
+from caveat.models.tags import viterbi_bio
 from caveat.types import Task
 
 UNCERTAINTY_SCORES = ("entropy", "mutual_information")
@@ -66,7 +68,7 @@ class Explained:
     target: dict
     task: Task
     transform: Callable
-    predictor: object
+    predictor: Predictor
     span: tuple[int, int] | None = None
     span_tags: list[int] = field(default_factory=list)
     samples: int = 1
@@ -120,12 +122,16 @@ class Explained:
         return float(self.score(np.ones((1, self.n_features), dtype=bool))[0])
 
 
-def _label_transform(index: int, temperature: float) -> Callable:
-    return lambda z: torch.softmax(z.double() / temperature, -1)[..., index]
+def _identity(z):
+    return z
 
 
-def _entropy_transform(temperature: float) -> Callable:
-    return lambda z: entropy(torch.softmax(z.double() / temperature, -1))
+def _label_transform(index: int, scale: Callable) -> Callable:
+    return lambda z: torch.softmax(scale(z.double()), -1)[..., index]
+
+
+def _entropy_transform(scale: Callable) -> Callable:
+    return lambda z: entropy(torch.softmax(scale(z.double()), -1))
 
 
 def _mutual_information(z: torch.Tensor) -> torch.Tensor:
@@ -134,9 +140,9 @@ def _mutual_information(z: torch.Tensor) -> torch.Tensor:
     return entropy(p.mean(0)) - entropy(p).mean(0)
 
 
-def _span_transform(tags: list[int], temperature: float) -> Callable:
+def _span_transform(tags: list[int], scale: Callable) -> Callable:
     def f(z: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        p = torch.softmax(z.double() / temperature, -1)  # (B, T, C)
+        p = torch.softmax(scale(z.double()), -1)  # (B, T, C)
         rows = torch.arange(len(p))[:, None]
         return p[rows, positions, torch.tensor(tags)[None]].prod(-1)  # (B, L) -> (B,)
     return f
@@ -146,7 +152,7 @@ def find_span(words: Sequence[str], span: str) -> tuple[int, int]:
     """(start, end) word indices of the first occurrence of ``span``'s words in ``words``."""
     want = span.split()
     if not want:
-        raise ConfigError("span must name at least one word of the sentence, e.g. --span 'Paris'")
+        raise ConfigError("{span} must name at least one word of the sentence, e.g. {span}='Paris'", fields=("span",))
     for s in range(len(words) - len(want) + 1):
         if list(words[s : s + len(want)]) == want:
             return s, s + len(want)
@@ -155,23 +161,27 @@ def find_span(words: Sequence[str], span: str) -> tuple[int, int]:
 
 @dataclass
 class ExplainModel:
-    """A run's predictor and calibrated temperature: makes the ``Explained`` quantity of any input."""
+    """A run's predictor, with its calibration: makes the ``Explained`` quantity of any input."""
 
-    predictor: object
-    temperature: float = 1.0
-    calibrated: bool = False
+    predictor: Predictor
 
     @classmethod
-    def from_run(cls, run: str | Path, *, batch_size: int | None = None) -> "ExplainModel":
-        from caveat.calibrate import Caveats
-        from caveat.calibrate_spans import SpanCaveats
-        from caveat.inference import Predictor
-        from caveat.models.rundir import open_run
+    def from_run(cls, run: str | Path, *, batch_size: int | None = None) -> ExplainModel:
+        return cls(Predictor.from_run(run, batch_size=batch_size))
 
-        r = open_run(run)
-        predictor = Predictor.from_run(r, batch_size=batch_size)
-        cav = SpanCaveats.from_run(r) if r.task is Task.TOKEN_CLASSIFICATION else Caveats.from_run(r)
-        return cls(predictor, cav.temperature if cav is not None else 1.0, cav is not None)
+    @property
+    def calibrated(self) -> bool:
+        return self.predictor.calibration is not None
+
+    @property
+    def temperature(self) -> float:
+        """The fitted temperature, 1 for an uncalibrated run (shown with every explanation)."""
+        return self.predictor.calibration.temperature if self.calibrated else 1.0
+
+    @property
+    def scale(self) -> Callable:
+        """The run's calibration of logits (torch or numpy), the identity when uncalibrated."""
+        return self.predictor.calibration.scale if self.calibrated else _identity
 
     @property
     def labels(self) -> list[str]:
@@ -189,20 +199,21 @@ class ExplainModel:
         span : NER: the span's words as they appear in the sentence, e.g. ``"Paris"``.
         label : NER: explain the span as this entity type (default: the type predicted for it).
         """
-        p, t = self.predictor, self.temperature
-        base = {"temperature": t, "calibrated": self.calibrated}
+        p, scale = self.predictor, self.scale
+        base = {"temperature": self.temperature, "calibrated": self.calibrated}
         if p.task is Task.TOKEN_CLASSIFICATION:
             return self._span(text, span, label, base)
         if span is not None:
-            raise ConfigError("--span is for NER runs; this run classifies whole texts (use --target)")
+            raise ConfigError("{span} is for NER runs; this run classifies whole texts (use {target})",
+                              fields=("span", "target"))
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"text to explain must be a non-empty string; got {text!r}")
         words = words_of(text)
-        probs = torch.softmax(torch.from_numpy(p.predict([text]).logits[0, 0]).double() / t, -1)
+        probs = torch.softmax(scale(torch.from_numpy(p.predict([text]).logits[0, 0]).double()), -1)
         predicted = int(probs.argmax())
         common = dict(words=words, features=np.ones(len(words), dtype=bool), task=p.task, predictor=p)
         if target in ("uncertainty", "entropy"):
-            return Explained(**common, transform=_entropy_transform(t), target={
+            return Explained(**common, transform=_entropy_transform(scale), target={
                 "kind": "uncertainty", "score": "entropy", "name": "entropy of the calibrated prediction" if self.calibrated
                 else "entropy of the prediction", "predicted": p.labels[predicted], **base})
         if target == "mutual_information":
@@ -217,22 +228,21 @@ class ExplainModel:
             raise ConfigError(f"target {target!r} is neither 'predicted', 'uncertainty', 'entropy', "
                               f"'mutual_information' nor a label of this run ({', '.join(p.labels[:10])}"
                               f"{', ...' if len(p.labels) > 10 else ''})")
-        return Explained(**common, transform=_label_transform(index, t), target={
+        return Explained(**common, transform=_label_transform(index, scale), target={
             "kind": "label", "label": p.labels[index], "index": index, "predicted": p.labels[predicted],
             "name": f"probability of {p.labels[index]!r}", **base})
 
     def _span(self, text, span: str | None, label: str | None, base: dict) -> Explained:
-        from caveat.models.tags import viterbi_bio
-
         p = self.predictor
         words = words_of(text) if isinstance(text, str) else list(text)
         if not words:
             raise ConfigError("sentence to explain has no words")
         if span is None:
-            raise ConfigError("NER runs explain one span: pass --span with its words, e.g. --span 'Paris'")
+            raise ConfigError("NER runs explain one span: pass {span} with its words, e.g. {span}='Paris'",
+                              fields=("span",))
         start, end = find_span(words, span)
         logits = p.predict([words]).logits[0, 0, : len(words)]  # (W, C)
-        z = logits / self.temperature
+        z = self.scale(logits)
         log_probs = z - np.logaddexp.reduce(z, axis=-1, keepdims=True)
         tags = [p.labels[i] for i in viterbi_bio(log_probs, p.labels)]
         got = tags[start:end]
@@ -240,7 +250,7 @@ class ExplainModel:
         typ = label or predicted
         if typ is None:
             raise ConfigError(f"{span!r} is not a predicted span (its tags are {' '.join(got)}); "
-                              "pass --label TYPE to explain it as an entity of that type")
+                              "pass {label}=TYPE to explain it as an entity of that type", fields=("label",))
         want = [f"B-{typ}"] + [f"I-{typ}"] * (end - start - 1)
         missing = [w for w in want if w not in p.labels]
         if missing:
@@ -249,7 +259,7 @@ class ExplainModel:
         features[start:end] = False
         return Explained(words=words, features=features, task=p.task, predictor=p, span=(start, end),
                          span_tags=[p.labels.index(w) for w in want],
-                         transform=_span_transform([p.labels.index(w) for w in want], self.temperature),
+                         transform=_span_transform([p.labels.index(w) for w in want], self.scale),
                          target={"kind": "span", "span": " ".join(words[start:end]), "start": start, "end": end,
                                  "label": typ, "predicted": predicted,
                                  "name": f"confidence that {' '.join(words[start:end])!r} is {typ}", **base})

@@ -18,7 +18,7 @@ import numpy as np
 
 from caveat.errors import ConfigError
 from caveat.generate.sampling import Generation
-from caveat.generate.semantic import Equivalence, Meanings, meanings
+from caveat.generate.semantic import EmbeddingEquivalence, Equivalence, Meanings, meanings
 from caveat.registry import Registry
 
 
@@ -69,7 +69,6 @@ class Context:
     @property
     def equivalence(self) -> Equivalence:
         if self._equivalence is None:
-            from caveat.generate.semantic import EmbeddingEquivalence
 
             self._equivalence = EmbeddingEquivalence()
         return self._equivalence

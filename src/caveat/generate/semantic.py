@@ -24,6 +24,7 @@ import numpy as np
 
 from caveat.errors import ConfigError
 from caveat.generate.correctness import normalize_answer
+from caveat.robustness.similarity import SentenceEncoder
 
 
 class Equivalence(Protocol):
@@ -47,7 +48,6 @@ class EmbeddingEquivalence:
         if not 0 < threshold <= 1:
             raise ConfigError(f"the meaning threshold must lie in (0, 1]; got {threshold!r}. E.g. 0.9")
         if encoder is None:
-            from caveat.robustness.similarity import SentenceEncoder
 
             encoder = SentenceEncoder()
         self.threshold, self.encoder = threshold, encoder

@@ -10,9 +10,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from caveat._version import __version__
 from caveat.config import RunConfig
 from caveat.errors import RunDirError
 from caveat.io import atomic_dir, read_json, write_json_atomic
+from caveat.models.classifier import CaveatModel
 from caveat.types import Task
 
 RUN_FILE = "caveat.json"
@@ -26,10 +28,8 @@ def versions() -> dict[str, str]:
     import torch
     import transformers
 
-    import caveat
-
     return {
-        "caveat": caveat.__version__,
+        "caveat": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -96,7 +96,6 @@ def load_model(run: Run):
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from caveat.models.classifier import CaveatModel
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

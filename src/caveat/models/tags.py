@@ -50,3 +50,12 @@ def bio_spans(tags: list[str]) -> list[tuple[int, int, str]]:
         if tag.startswith("B-") or (tag.startswith("I-") and begin is None):
             begin, typ = i, tag[2:]
     return spans
+
+
+def decode_tags(word_logits: list[np.ndarray], labels: list[str]) -> list[list[str]]:
+    """Per sentence (W, C) logits -> valid BIO2 tag strings by constrained Viterbi."""
+    out = []
+    for logits in word_logits:
+        log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True) if len(logits) else logits
+        out.append([labels[i] for i in viterbi_bio(log_probs, labels)])
+    return out

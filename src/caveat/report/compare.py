@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from caveat._version import __version__
 from caveat.errors import ConfigError
 from caveat.report.schema import MeanGroup, MeansFigure, Report, Section, Table
 from caveat.report.sections.attacks import example_cells
@@ -175,7 +176,6 @@ def _cost(result: dict, base: dict) -> Section:
 def compare_report(result: dict) -> Report:
     """The comparison page of ``result`` (``compare_runs``' return value, or ``compare.json`` read back);
     the others are measured against ``result["baseline"]`` (the first run when absent)."""
-    from caveat import __version__
 
     rows = result["rows"]
     if not rows:

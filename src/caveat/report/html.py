@@ -14,8 +14,11 @@ from pathlib import Path
 
 from markupsafe import Markup, escape
 
+from caveat.explain.render import from_dict, to_html
 from caveat.io import write_text_atomic
+from caveat.report.plots import render
 from caveat.report.schema import Report
+from caveat.report.template import TEMPLATE
 
 _CODE = re.compile(r"`([^`]+)`")
 
@@ -67,7 +70,6 @@ def _code(text: str) -> Markup:
 
 def _attribution(d: dict) -> Markup:
     """An ``Attribution.to_dict()`` as escaped HTML: its words shaded by ``caveat.explain.render``."""
-    from caveat.explain.render import from_dict, to_html
 
     return to_html(from_dict(d))
 
@@ -75,7 +77,6 @@ def _attribution(d: dict) -> Markup:
 def _environment():
     from jinja2 import Environment, StrictUndefined
 
-    from caveat.report.plots import render
 
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)
     env.filters.update(fmt=format_cell, kind=_kind, code=_code, attribution=_attribution, png=lambda figure: png_image(render(figure)))
@@ -84,7 +85,6 @@ def _environment():
 
 def render_html(report: Report) -> str:
     """The page as one string: inline CSS, figures as data URIs, no scripts, no external references."""
-    from caveat.report.template import TEMPLATE
 
     return _environment().from_string(TEMPLATE).render(report=report)
 

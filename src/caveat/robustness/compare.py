@@ -20,9 +20,18 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from caveat.errors import ConfigError
+from caveat.calibration import SpanCalibration
+from caveat.data.resolve import resolve_split
+from caveat.errors import CaveatError, ConfigError
+from caveat.evaluation.run import evaluate_run
 from caveat.io import read_json, write_json_atomic, write_text_atomic
 from caveat.models.rundir import Run, open_run
+from caveat.report.compare import compare_report
+from caveat.report.html import render_html
+from caveat.robustness.attacks import Constraints, parse_attacks
+from caveat.robustness.run import attack_run
+from caveat.robustness.shift import parse_shifts
+from caveat.robustness.similarity import SentenceEncoder
 from caveat.types import Task
 
 COST_NOTE = ("seconds per step: caveat.json's training seconds / optimizer steps — wall time of the whole fit "
@@ -48,7 +57,6 @@ class AttackSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from caveat.robustness.attacks import Constraints
 
         if self.max_examples is not None and (isinstance(self.max_examples, bool) or self.max_examples < 1):
             raise ConfigError(f"max_examples must be >= 1 (or None for all). Got {self.max_examples!r}.")
@@ -59,7 +67,6 @@ class AttackSettings:
     def matches(self, entry: dict, n_data: int) -> bool:
         """Was ``entry`` (a ``metrics.json`` ``attack.<data>.<name>``) made with these settings on the
         first ``max_examples`` of a split of ``n_data`` examples?"""
-        from caveat.robustness.attacks import Constraints
 
         n = n_data if self.max_examples is None else min(self.max_examples, n_data)
         return (entry.get("constraints") == Constraints(self.max_change, self.min_similarity).as_dict()
@@ -80,7 +87,6 @@ def attack_figures(run: Run, data: str, names: list[str], settings: AttackSettin
                    batch_size: int | None = None) -> dict:
     """Per attack: its ``attack.<data>.<name>`` figures and ``reused``: read from the run's metrics.json when
     saved there with ``settings`` on ``data`` (``n_data`` examples), else attacked now and merged into it."""
-    from caveat.robustness.run import attack_run
 
     path = run.path / "metrics.json"
     saved = (read_json(path).get("attack", {}).get(data, {}) if path.is_file() else {})
@@ -126,10 +132,9 @@ def _row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
 def _ner_row(label: str, run: Run, evaluated: dict, shifted: dict[str, dict], attacks: dict) -> dict:
     """A token-classification run's row: ``evaluate_run``'s span figures on the data and on each
     shifted set, ``attack_run``'s span and sentence figures per attack."""
-    from caveat.calibrate_spans import SpanCaveats
 
     cfg = run.config.train
-    caveats = SpanCaveats.from_run(run)
+    caveats = SpanCalibration.from_run(run)
     aggregate = caveats.aggregate if caveats is not None else "product"  # raw span ECE like the calibrated one
 
     def figures(e: dict) -> dict:
@@ -160,8 +165,6 @@ def _one_task(runs: list[Run]) -> Task:
 def _ner_shift_check(run: Run, shifts: dict[str, str]) -> None:
     """Read each shifted set as ``evaluate_run`` will (the run's reader, tags checked against the run's),
     so a bad file fails before any model pass; every sentence must carry gold tags."""
-    from caveat.errors import CaveatError
-    from caveat.evaluation.run import resolve_split
 
     for name, path in shifts.items():
         try:
@@ -218,9 +221,6 @@ def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attack
     ``columns`` and ``table`` (the markdown table's header and cells) and ``notes``; NER results also
     hold ``task``.
     """
-    from caveat.evaluation.run import evaluate_run
-    from caveat.robustness.attacks import parse_attacks
-    from caveat.robustness.shift import parse_shifts
 
     if not runs:
         raise ConfigError("compare needs at least one run directory; give e.g. caveat compare runs/erm runs/fgm")
@@ -234,7 +234,6 @@ def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attack
         for run in opened:
             _ner_shift_check(run, shifts)
     if names and encoder is None:
-        from caveat.robustness.similarity import SentenceEncoder
 
         encoder = SentenceEncoder(similarity_model)  # loaded once, on first use, for every run
     if task is Task.TOKEN_CLASSIFICATION:
@@ -262,7 +261,6 @@ def _cost_note(rows: list[dict]) -> str:
 def _compare_ner(runs: list[Run], labels: list[str], base: str, data: str, names: list[str], shifts: dict[str, str],
                  settings: AttackSettings, *, encoder, batch_size: int | None) -> dict:
     """``compare_runs`` for token-classification runs (shifted sets already checked)."""
-    from caveat.evaluation.run import evaluate_run
 
     rows = []
     for label, run in zip(labels, runs):
@@ -353,8 +351,6 @@ def write_compare(result: dict, out: str | Path) -> tuple[Path, Path, Path]:
     """Write ``compare.json``, ``compare.md`` and the page ``report.html`` (with its data, ``report.json``;
     ``caveat.report.compare``) into folder ``out``, each atomically; the paths of the first three.
     The page is rendered before anything is written, so a failure leaves the folder as it was."""
-    from caveat.report.compare import compare_report
-    from caveat.report.html import render_html
 
     out = Path(out)
     if out.exists() and not out.is_dir():

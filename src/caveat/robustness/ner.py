@@ -36,12 +36,11 @@ import numpy as np
 
 from caveat.errors import ConfigError
 from caveat.inference import softmax
-from caveat.models.tags import bio_spans
+from caveat.models.tags import bio_spans, decode_tags
 from caveat.robustness.attacks.base import AttackResult, Predicts
 from caveat.robustness.attacks.search import Attack
 from caveat.robustness.attacks.words import Words
 from caveat.robustness.metrics import attack_metrics
-from caveat.training.scoring import decode_tags
 
 log = logging.getLogger(__name__)
 

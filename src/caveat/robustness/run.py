@@ -11,7 +11,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from caveat.data.resolve import resolve_split
 from caveat.errors import ConfigError
+from caveat.inference import Predictor
 from caveat.io import read_json, write_json_atomic
 from caveat.models.rundir import Run, open_run
 from caveat.robustness.attacks import (
@@ -24,6 +26,8 @@ from caveat.robustness.attacks import (
     parse_attacks,
 )
 from caveat.robustness.metrics import attack_metrics
+from caveat.robustness.ner import attack_ner
+from caveat.robustness.similarity import SentenceEncoder
 from caveat.types import Task
 
 log = logging.getLogger(__name__)
@@ -45,9 +49,6 @@ def attack_run(run_dir: str | Path | Run, data: str = "test", attacks: str | Seq
     ``encoder`` overrides the sentence encoder (else ``similarity_model``: ``"default"`` = the
     packaged all-MiniLM-L6-v2, or a local model folder).
     """
-    from caveat.evaluation.run import resolve_split
-    from caveat.inference import Predictor
-    from caveat.robustness.similarity import SentenceEncoder
 
     names = parse_attacks(attacks)
     constraints = Constraints(max_change=max_change, min_similarity=min_similarity, protected=frozenset(protected))
@@ -62,7 +63,6 @@ def attack_run(run_dir: str | Path | Run, data: str = "test", attacks: str | Seq
     built = [build_attack(name, setup) for name in names]  # before the clean pass: fail early
 
     if run.task is Task.TOKEN_CLASSIFICATION:
-        from caveat.robustness.ner import attack_ner
 
         figures = attack_ner(predictor, examples, built)
     else:

@@ -16,9 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from caveat.data.load import read_file
 from caveat.errors import ConfigError, DataError
+from caveat.evaluation import calibration as cm
+from caveat.evaluation.metrics import metrics_for
+from caveat.evaluation.uncertainty import uncertainty_metrics
 from caveat.models.rundir import Run
 from caveat.types import Predictions, Split, Task
+from caveat.uncertainty.scores import SCORES
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 # formats a file names by its extension; any other file is read with the run's data.format
@@ -58,7 +63,6 @@ def read_shift(run: Run, name: str, path: str) -> Split:
     counted in ``Split.skipped``: the file is someone else's data, not the run's. Raises DataError
     naming every unknown label and the fix.
     """
-    from caveat.data.load import read_file
 
     fmt = "auto" if Path(path.partition("#")[0]).suffix.lower() in SELF_DESCRIBING else run.config.data.format
     settings = run.config.data.model_copy(update={"root": None, "format": fmt, "skip_invalid": True})
@@ -95,7 +99,6 @@ def summary(x: np.ndarray) -> dict:
 def scores(preds: Predictions, caveats=None) -> dict[str, np.ndarray]:
     """Uncertainty scores (N,) of one pass: the run's calibrated ones (msp, entropy, energy of the
     temperature-scaled model, and Mahalanobis) when calibrated, else msp, entropy, energy of the raw model."""
-    from caveat.uncertainty.scores import SCORES
 
     if caveats is not None:
         return caveats.scores(preds)[1]
@@ -110,11 +113,8 @@ def shift_metrics(base: Predictions, base_split: Split, shifted: Predictions, sp
     ----------
     base : predictions of the labelled in-domain ``base_split``, logits and probs (1, N, C).
     shifted : predictions of the shifted ``split``, (1, S, C). The splits' labels are the truth.
-    labels : the run's labels (class id order). caveats : the run's ``Caveats`` or None.
+    labels : the run's labels (class id order). caveats : the run's ``Calibration`` or None.
     """
-    from caveat.evaluation import calibration as cm
-    from caveat.evaluation.uncertainty import uncertainty_metrics
-    from caveat.training.scoring import metrics_for
 
     index = {lab: i for i, lab in enumerate(labels)}
 
@@ -142,9 +142,7 @@ def evaluate_shifts(run: Run, predictor, split: Split, shifted: Mapping[str, Spl
     ``predictor`` is the run's ``Predictor``; ``split`` the in-domain split (labelled); ``shifted``
     from ``read_shifts``. Uses the run's calibration when there is one.
     """
-    from caveat.calibrate import Caveats
-
-    caveats = Caveats.from_run(run)
+    caveats = predictor.calibration
     if base is None:
         base = predictor.predict([ex.text for ex in split.examples])
     return {name: shift_metrics(base, split, predictor.predict([ex.text for ex in s.examples]), s, run.labels, caveats)

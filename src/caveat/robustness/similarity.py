@@ -12,6 +12,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from caveat.inference import Predictor
+from caveat.models.backbone import load_backbone
+from caveat.models.classifier import CaveatModel
+from caveat.types import Task
+
 
 class SentenceEncoder:
     """Texts -> L2-normalised sentence embeddings (N, D); loaded on first use.
@@ -27,10 +32,6 @@ class SentenceEncoder:
         self._predictor = None
 
     def _load(self):
-        from caveat.inference import Predictor
-        from caveat.models.backbone import load_backbone
-        from caveat.models.classifier import CaveatModel
-        from caveat.types import Task
 
         tokenizer, encoder = load_backbone(self.model)
         model = CaveatModel(encoder, 1, task=Task.TEXT_CLASSIFICATION, pooling="mean", head_dropout=0.0)

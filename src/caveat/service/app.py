@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
+import torch
 from fastapi import Depends, FastAPI
 from fastapi.security import APIKeyHeader
 
-import caveat
+from caveat._version import __version__
+from caveat.calibration import Calibration
 from caveat.service import errors
 from caveat.service.batcher import MicroBatcher
 from caveat.service.engine import Engine, open_served_run
@@ -26,17 +28,16 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     (missing, or uncalibrated without ``allow_uncalibrated``) or a generation policy it cannot use. The
     model loads in the background at start-up, then the language model of /v1/generate if any; /readyz
     says when each is ready."""
-    run, caveats = open_served_run(settings.run_dir, allow_uncalibrated=settings.allow_uncalibrated)
-    drift = DriftMonitor(getattr(caveats, "calibration_scores", None), window=settings.drift_window,  # text runs
+    run, calibration = open_served_run(settings.run_dir, allow_uncalibrated=settings.allow_uncalibrated)
+    text = calibration if isinstance(calibration, Calibration) else None  # the drift alarm watches text scores
+    drift = DriftMonitor(text.calibration_scores if text else None, window=settings.drift_window,
                          min_inputs=settings.drift_min_inputs, alpha=settings.drift_alpha)
-    metrics = Metrics(drift, score=getattr(caveats, "score", "none"))
-    engine = Engine(run, caveats, metrics, explain_steps=settings.explain_steps)
+    metrics = Metrics(drift, score=text.score if text else "none")
+    engine = Engine(run, calibration, metrics, explain_steps=settings.explain_steps)
     state = ServiceState(settings=settings, run=run, engine=engine, metrics=metrics, generator=open_generator(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        import torch
-
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="caveat-model")  # the one model thread
         torch.set_num_threads(settings.inference_threads)  # process-wide: spinning threads starve the event loop
         state.batcher = MicroBatcher(engine.run_batch, executor, max_batch_size=settings.max_batch_size,
@@ -49,7 +50,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             await state.batcher.stop()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="caveat", version=caveat.__version__, lifespan=lifespan,
+    app = FastAPI(title="caveat", version=__version__, lifespan=lifespan,
                   description=f"Predictions with calibrated uncertainty and decisions from the run {run.path.name!r} "
                               f"({run.task.value}).")
     app.state.caveat = state

@@ -6,7 +6,11 @@ import logging
 from pathlib import Path
 
 from caveat.errors import ConfigError
+from caveat.generate.answer import answer_question, ask
+from caveat.generate.estimators import ESTIMATORS, Context
+from caveat.generate.lm import load_lm, same_lm
 from caveat.generate.policy import GenerationPolicy
+from caveat.generate.semantic import make_equivalence
 from caveat.service.settings import ServiceSettings
 from caveat.service.validation import GenerateOptions
 
@@ -40,8 +44,6 @@ class Generator:
     def load(self) -> Generator:
         """Load the model and the sentence encoder of the meaning clusters (the default estimators
         cluster meanings, so the first request does not pay for loading it). Runs in the model thread."""
-        from caveat.generate.lm import load_lm
-        from caveat.generate.semantic import make_equivalence
 
         lm = load_lm(self.name)
         equivalence = make_equivalence(**(self.policy.meaning if self.policy else {}))  # the policy's clusters
@@ -51,8 +53,6 @@ class Generator:
 
     def answer(self, question: str, context: str | None, options: GenerateOptions) -> dict:
         """``answer_question`` for one request (model thread); ``ConfigError`` when an estimator cannot run."""
-        from caveat.generate.answer import answer_question, ask
-        from caveat.generate.estimators import Context
 
         if not self.loaded:
             raise ConfigError("the language model is not loaded: call load() first")
@@ -64,9 +64,6 @@ class Generator:
 def open_generator(settings: ServiceSettings) -> Generator | None:
     """The generator ``settings`` ask for (None: neither ``lm`` nor ``generation_policy``). The policy is
     read and checked here, so a bad file or a model that is not the policy's stops the start-up."""
-    from caveat.generate.answer import ask
-    from caveat.generate.estimators import ESTIMATORS
-    from caveat.generate.lm import same_lm
 
     if settings.generation_policy is None:
         return None if settings.lm is None else Generator(settings.lm)

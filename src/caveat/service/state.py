@@ -37,7 +37,7 @@ class ServiceState:
 
     @property
     def calibrated(self) -> bool:
-        return self.engine.caveats is not None
+        return self.engine.calibration is not None
 
     @property
     def ready(self) -> bool:

@@ -6,10 +6,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from caveat.errors import ConfigError
+from caveat.explain.targets import find_span
+from caveat.generate.answer import estimator_names
+from caveat.generate.estimators import ESTIMATORS, parse_estimators
+from caveat.generate.sampling import SamplingConfig
 from caveat.service.errors import RequestError
-from caveat.service.schemas import (DEFAULT_GENERATE_SAMPLES, DEFAULT_K, DEFAULT_LIME_SAMPLES, DEFAULT_MAX_EVALS,
-                                   DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLES, ExplainRequest, GenerateRequest,
-                                   PredictRequest)
+from caveat.service.schemas import (
+    DEFAULT_GENERATE_SAMPLES,
+    DEFAULT_K,
+    DEFAULT_LIME_SAMPLES,
+    DEFAULT_MAX_EVALS,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_SAMPLES,
+    ExplainRequest,
+    GenerateRequest,
+    PredictRequest,
+)
 from caveat.service.settings import ServiceSettings
 from caveat.types import Task
 
@@ -148,7 +160,6 @@ def _check_span(req: ExplainRequest, labels: list[str]) -> dict:
     if req.span is None:
         raise RequestError("token-classification runs explain one span: send span with its words as they appear in "
                            f"the sentence, e.g. span={words[-1]!r}")
-    from caveat.explain.targets import find_span  # torch: imported once the model is, not with the app
 
     try:
         find_span(words, req.span)
@@ -172,7 +183,6 @@ class GenerateOptions:
 def default_estimators(samples: int) -> list[str]:
     """Every estimator the samples allow that does not ask the model again (p_true, verbalised: one more
     model call each, per request)."""
-    from caveat.generate.estimators import ESTIMATORS, parse_estimators
 
     return [n for n in parse_estimators("all", samples=samples) if "lm" not in ESTIMATORS.get(n).needs]
 
@@ -187,8 +197,6 @@ def check_generate(req: GenerateRequest, settings: ServiceSettings, *,
                    policy: GenerationPolicy | None = None) -> GenerateOptions:
     """Options of a valid generation request (with a policy: its sampling settings, and its estimator among
     the estimators); raises ``RequestError`` (422) otherwise."""
-    from caveat.generate.answer import estimator_names
-    from caveat.generate.sampling import SamplingConfig
 
     for name, text, limit in (("question", req.question, settings.max_question_chars),
                               ("context", req.context or "", settings.max_text_chars)):

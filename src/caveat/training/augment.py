@@ -32,7 +32,10 @@ import torch
 from torch import nn
 
 from caveat.config import AugmentConfig
+from caveat.inference import Predictor
 from caveat.models.encoding import encode_texts
+from caveat.robustness.attacks import AttackSetup, Constraints, EmbeddingNeighbours, Victim, build_attack
+from caveat.robustness.similarity import SentenceEncoder
 from caveat.types import Task
 
 log = logging.getLogger(__name__)
@@ -139,7 +142,6 @@ class Augmenter:
 
     def encoder(self):
         if self._encoder is None:
-            from caveat.robustness.similarity import SentenceEncoder
 
             self._encoder = SentenceEncoder(self.cfg.similarity_model, max_length=self.max_length)
         return self._encoder
@@ -151,8 +153,6 @@ class Augmenter:
         RNG (loading the sentence encoder must not move the random state dropout uses), and puts the
         model back in the mode it was in.
         """
-        from caveat.inference import Predictor
-        from caveat.robustness.attacks import AttackSetup, Constraints, EmbeddingNeighbours, Victim, build_attack
 
         index = pick(len(self.examples), self.cfg.fraction, self.seed, epoch)[rank::world].tolist()
         was_training = model.training

@@ -13,15 +13,13 @@ from caveat.config import RunConfig
 from caveat.errors import ConfigError
 from caveat.io import read_json, write_json_atomic
 from caveat.models.rundir import RUN_FILE
+from caveat.training.run import is_main_process, run_training
 
 MEMBERS_DIR = "members"
 
 
 def train_ensemble(config: RunConfig, out: str | Path, members: int, *, progress: bool = True) -> dict:
     """Train ``members`` runs with seeds ``seed + i``; returns each member's summary."""
-    from caveat.cli.common import is_main_process
-    from caveat.cli.train import run_training
-
     if members < 2:
         raise ConfigError(f"an ensemble needs at least 2 members. Got {members}.")
     out = Path(out)

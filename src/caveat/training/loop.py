@@ -14,12 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
 from caveat.config import RunConfig
+from caveat.data.fingerprint import fingerprint
 from caveat.data.labels import LabelMap, check_labels
 from caveat.data.load import load_data
 from caveat.errors import ConfigError
@@ -29,9 +31,9 @@ from caveat.models.encoding import Collator
 from caveat.models.rundir import save_model, write_run_info
 from caveat.training.augment import Augmenter, planned_steps
 from caveat.training.checkpoint import CHECKPOINT_DIR, has_checkpoint, load_checkpoint, save_checkpoint
-from caveat.training.scoring import encode_split, score_outputs, split_summary
 from caveat.training.objectives import build_objective
 from caveat.training.optim import build_optimizer, linear_schedule
+from caveat.training.scoring import encode_split, score_outputs, split_summary
 from caveat.types import Task
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,27 @@ class TrainState:
     augment_history: list[dict] = field(default_factory=list)
 
 
+@dataclass
+class _Run:
+    """What fit() builds once and its steps share (model, optimizer and loaders as Accelerate prepared them)."""
+
+    accelerator: Any
+    splits: Any
+    label_map: LabelMap
+    tokenizer: Any
+    model: Any
+    train_rows: list[dict]
+    sampler: EpochBatches
+    loader: Any
+    val_loader: Any
+    steps_per_epoch: int
+    augmenter: Augmenter | None
+    total: int  # optimizer steps the schedule plans for
+    optimizer: Any
+    scheduler: Any
+    objective: Any
+
+
 class Trainer:
     """Fine-tune ``config.model`` on ``config.data`` with ``config.train.objective`` into ``out_dir``.
 
@@ -103,12 +126,34 @@ class Trainer:
 
     def fit(self, *, resume: bool = False) -> dict:
         """Train; with ``resume``, continue from ``out_dir/checkpoint`` exactly where it stopped."""
+        if not resume and has_checkpoint(self.out):
+            raise ConfigError(f"{self.out} holds an unfinished run; continue it with --resume or choose another --out")
+        accelerator = self._start_accelerator()
+        splits, label_map = self._load_splits()
+        tokenizer, model = self._build_model(label_map)
+        train_rows, sampler, loader, val_loader = self._build_loaders(accelerator, tokenizer, splits, label_map)
+        steps_per_epoch = len(loader)
+        augmenter, total = self._plan_schedule(tokenizer, splits, label_map, train_rows, steps_per_epoch)
+        optimizer, scheduler, objective = self._build_optimization(model, total)
+        model, optimizer, loader, val_loader = accelerator.prepare(model, optimizer, loader, val_loader)
+        run = _Run(accelerator=accelerator, splits=splits, label_map=label_map, tokenizer=tokenizer, model=model,
+                   train_rows=train_rows, sampler=sampler, loader=loader, val_loader=val_loader,
+                   steps_per_epoch=steps_per_epoch, augmenter=augmenter, total=total, optimizer=optimizer,
+                   scheduler=scheduler, objective=objective)
+        state = self._resume_state(run, resume)
+        self._open_outputs(accelerator)
+        data_info = {"fingerprint": _fingerprint(splits), "splits": split_summary(splits)}
+        started = time.perf_counter()
+        self._train(run, state, started)
+        summary = self._summary(run, state, started)
+        self._finish(run, data_info, summary)
+        return summary
+
+    def _start_accelerator(self):
+        """Create the Accelerator (kept on ``self.accelerator``) and seed every RNG before anything draws from them."""
         from accelerate import Accelerator
         from accelerate.utils import DataLoaderConfiguration, set_seed
 
-        cfg, tcfg = self.config, self.config.train
-        if not resume and has_checkpoint(self.out):
-            raise ConfigError(f"{self.out} holds an unfinished run; continue it with --resume or choose another --out")
         # Accelerate only picks the gloo CPU backend under torchrun when asked for the CPU explicitly.
         multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
         accelerator = Accelerator(
@@ -118,20 +163,36 @@ class Trainer:
             project_dir=str(self.out / "logs"),
         )
         self.accelerator = accelerator
-        set_seed(cfg.seed)
+        set_seed(self.config.seed)
+        return accelerator
+
+    def _load_splits(self):
+        """The run's splits and the label map of train, failing on labels the other splits add."""
+        cfg = self.config
         splits = self.splits if self.splits is not None else load_data(cfg)
         label_map = LabelMap.from_splits(splits.train, cfg.task)
         for split in (splits.validation, splits.calibration, splits.test):
             if split is not None:
                 check_labels(split, label_map, cfg.task)
+        return splits, label_map
 
-        tokenizer, encoder = load_backbone(cfg.model.name_or_path, dropout=cfg.model.dropout)
-        model = CaveatModel(encoder, len(label_map), task=cfg.task, pooling=cfg.model.pooling, head_dropout=cfg.model.head_dropout)
+    def _build_model(self, label_map: LabelMap):
+        """Load the backbone and put the task's head on it: (tokenizer, model)."""
+        mcfg = self.config.model
+        tokenizer, encoder = load_backbone(mcfg.name_or_path, dropout=mcfg.dropout)
+        model = CaveatModel(encoder, len(label_map), task=self.config.task, pooling=mcfg.pooling,
+                            head_dropout=mcfg.head_dropout)
+        return tokenizer, model
+
+    def _build_loaders(self, accelerator, tokenizer, splits, label_map: LabelMap):
+        """Encode train and validation and batch them: (train_rows, sampler, loader, val_loader)."""
+        cfg, tcfg = self.config, self.config.train
         collate = Collator(tokenizer.pad_token_id or 0)
         train_rows = encode_split(tokenizer, splits.train, label_map, cfg.task, tcfg.max_length)
         val_rows = encode_split(tokenizer, splits.validation, label_map, cfg.task, tcfg.max_length)
         if tcfg.batch_size % accelerator.num_processes:
-            raise ConfigError(f"train.batch_size={tcfg.batch_size} must be divisible by the {accelerator.num_processes} processes")
+            raise ConfigError(
+                f"train.batch_size={tcfg.batch_size} must be divisible by the {accelerator.num_processes} processes")
         lengths = [len(r["input_ids"]) for r in train_rows] if tcfg.group_by_length else None
         sampler = EpochBatches(len(train_rows), tcfg.batch_size, cfg.seed, lengths)
         # Its own generator: creating an iterator draws a seed, which must not shift the global RNG
@@ -139,130 +200,192 @@ class Trainer:
         loader = DataLoader(train_rows, batch_sampler=sampler, collate_fn=collate,
                             generator=torch.Generator().manual_seed(cfg.seed))
         val_loader = DataLoader(val_rows, batch_size=tcfg.eval_batch_size, collate_fn=collate)
-        steps_per_epoch = len(loader)
-        augmenter = None
-        if tcfg.augment.enabled:
-            augmenter = Augmenter(tcfg.augment, seed=cfg.seed, tokenizer=tokenizer, label_map=label_map, examples=splits.train.examples,
-                                  train_rows=train_rows, max_length=tcfg.max_length, batch_size=tcfg.eval_batch_size)
-            # augmented epochs are longer; the schedule is planned as if every attack succeeded
-            total = tcfg.max_steps or planned_steps(tcfg.augment, len(train_rows), tcfg.batch_size, tcfg.epochs)
-        else:
-            total = tcfg.max_steps or max(1, math.ceil(tcfg.epochs * steps_per_epoch))
+        return train_rows, sampler, loader, val_loader
+
+    def _plan_schedule(self, tokenizer, splits, label_map: LabelMap, train_rows: list[dict], steps_per_epoch: int):
+        """The augmenter (None unless ``train.augment``) and the total optimizer steps the schedule plans for."""
+        cfg, tcfg = self.config, self.config.train
+        if not tcfg.augment.enabled:
+            return None, tcfg.max_steps or max(1, math.ceil(tcfg.epochs * steps_per_epoch))
+        augmenter = Augmenter(tcfg.augment, seed=cfg.seed, tokenizer=tokenizer, label_map=label_map,
+                              examples=splits.train.examples, train_rows=train_rows, max_length=tcfg.max_length,
+                              batch_size=tcfg.eval_batch_size)
+        # augmented epochs are longer; the schedule is planned as if every attack succeeded
+        return augmenter, tcfg.max_steps or planned_steps(tcfg.augment, len(train_rows), tcfg.batch_size, tcfg.epochs)
+
+    def _build_optimization(self, model, total: int):
+        """The optimizer, its warmup-then-linear schedule over ``total`` steps and the training objective."""
+        tcfg = self.config.train
         optimizer = build_optimizer(model, tcfg)
         scheduler = linear_schedule(optimizer, total, tcfg.warmup_ratio)
-        objective = build_objective(tcfg, cfg.task)
-        model, optimizer, loader, val_loader = accelerator.prepare(model, optimizer, loader, val_loader)
+        return optimizer, scheduler, build_objective(tcfg, self.config.task)
 
-        state = TrainState()
-        if resume:
-            if not has_checkpoint(self.out):
-                raise ConfigError(f"--resume: {self.out} has no checkpoint to resume; start without --resume")
-            state = TrainState(**load_checkpoint(self.out, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler))
-            log.info("resuming at step %d (epoch %d, batch %d)", state.global_step, state.epoch, state.step_in_epoch)
+    def _resume_state(self, run: _Run, resume: bool) -> TrainState:
+        """A fresh TrainState, or the checkpoint's (restoring model, optimizer and schedule) with ``resume``."""
+        if not resume:
+            return TrainState()
+        if not has_checkpoint(self.out):
+            raise ConfigError(f"--resume: {self.out} has no checkpoint to resume; start without --resume")
+        state = TrainState(**load_checkpoint(self.out, model=run.accelerator.unwrap_model(run.model),
+                                             optimizer=run.optimizer, scheduler=run.scheduler))
+        log.info("resuming at step %d (epoch %d, batch %d)", state.global_step, state.epoch, state.step_in_epoch)
+        return state
+
+    def _open_outputs(self, accelerator) -> None:
+        """Create the run directory (main process) and start the TensorBoard trackers."""
+        tcfg = self.config.train
         if accelerator.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-        accelerator.init_trackers("train", config={"objective": tcfg.objective, "alpha": tcfg.alpha, "lr": tcfg.lr, "batch_size": tcfg.batch_size})
+        accelerator.init_trackers("train", config={"objective": tcfg.objective, "alpha": tcfg.alpha, "lr": tcfg.lr,
+                                                   "batch_size": tcfg.batch_size})
 
-        def eval_points(epoch_steps: int) -> set[int]:
-            return {round(epoch_steps * k / tcfg.evals_per_epoch) for k in range(1, tcfg.evals_per_epoch + 1)}
-
-        data_info = {"fingerprint": _fingerprint(splits), "splits": split_summary(splits)}
-
-        def validate() -> bool:
-            """Evaluate, keep the best model; returns True when training should stop early."""
-            metrics = score_outputs(model, val_loader, accelerator, label_map, cfg.task, splits.validation)
-            key = "accuracy" if cfg.task is Task.TEXT_CLASSIFICATION else "f1"
-            value = metrics[key]
-            state.history.append({"step": state.global_step, "epoch": state.global_step / steps_per_epoch, f"validation_{key}": value, "validation_n": metrics["n"]})
-            accelerator.log({f"validation/{key}": value}, step=state.global_step)
-            improved = state.best_metric is None or value > state.best_metric
-            if improved:
-                state.best_metric, state.best_step, state.evals_without_improvement = value, state.global_step, 0
-            else:
-                state.evals_without_improvement += 1
-            if improved or tcfg.select == "last":
-                state.selected_step = state.global_step
-                if accelerator.is_main_process:
-                    save_model(self.out, accelerator.unwrap_model(model), tokenizer)
-            accelerator.wait_for_everyone()
-            patience = tcfg.early_stopping_patience
-            return patience is not None and state.evals_without_improvement >= patience
-
-        started, seen = time.perf_counter(), 0
-        bar = _Progress(total, enabled=self.progress and accelerator.is_main_process, start=state.global_step)
-        model.train()
-        stop = state.global_step >= total
+    def _train(self, run: _Run, state: TrainState, started: float) -> None:
+        """Take optimizer steps until the step budget, the planned epochs or early stopping ends training."""
+        seen = 0
+        bar = _Progress(run.total, enabled=self.progress and run.accelerator.is_main_process, start=state.global_step)
+        run.model.train()
+        stop = state.global_step >= run.total
         while not stop:
-            epoch_steps = steps_per_epoch
-            if augmenter is not None:
-                augmenter.begin_epoch(state, accelerator.unwrap_model(model), accelerator)
-                sampler.n = len(train_rows)
-                sampler.lengths = [len(r["input_ids"]) for r in train_rows] if tcfg.group_by_length else None
-                epoch_steps = len(loader)
-                model.train()
-            batches = accelerator.skip_first_batches(loader, state.step_in_epoch) if state.step_in_epoch else loader
-            # Accelerate's loaders call set_epoch(own counter) on every __iter__; align that counter
-            # with ours, or a resumed run would reshuffle with the wrong epoch.
-            if hasattr(batches, "set_epoch"):
-                batches.set_epoch(state.epoch)
-            sampler.set_epoch(state.epoch)
+            batches, epoch_steps = self._begin_epoch(run, state)
             for batch in batches:
-                stats = objective.step(model, batch, accelerator)
-                if tcfg.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(model.parameters(), tcfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                stats = self._optimizer_step(run, batch)
                 state.global_step += 1
                 state.step_in_epoch += 1
-                seen += batch["input_ids"].shape[0] * accelerator.num_processes
+                seen += batch["input_ids"].shape[0] * run.accelerator.num_processes
                 rate = seen / max(1e-9, time.perf_counter() - started)
                 bar.update(stats["loss"], rate)
-                if state.global_step % tcfg.log_every == 0:
-                    accelerator.log({f"train/{k}": v for k, v in stats.items()} | {"train/lr": scheduler.get_last_lr()[0], "train/examples_per_s": rate}, step=state.global_step)
-                at_eval = state.step_in_epoch in eval_points(epoch_steps) or state.global_step == total
+                self._log_step(run, state, stats, rate)
+                at_eval = state.step_in_epoch in self._eval_points(epoch_steps) or state.global_step == run.total
                 if at_eval:
-                    state.stopped_early = validate()
+                    state.stopped_early = self._validate(run, state)
                 if state.step_in_epoch == epoch_steps:
                     state.epoch, state.step_in_epoch = state.epoch + 1, 0
-                stop = state.stopped_early or state.global_step >= total
-                if augmenter is not None and not tcfg.max_steps:
-                    stop = stop or state.epoch >= tcfg.epochs  # the planned schedule is an upper bound
-                if not stop and (at_eval or (tcfg.checkpoint_every and state.global_step % tcfg.checkpoint_every == 0)):
-                    if accelerator.is_main_process:
-                        save_checkpoint(self.out, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler, trainer_state=state.__dict__)
-                    accelerator.wait_for_everyone()
+                stop = self._should_stop(run, state)
+                if not stop and (at_eval or self._checkpoint_due(state)):
+                    self._save_checkpoint(run, state)
                 for callback in self.callbacks:
                     callback(state, stats)
                 if stop:
                     break
         bar.close()
+
+    def _begin_epoch(self, run: _Run, state: TrainState):
+        """Augment this epoch's data if asked and position the loader: (batches, steps in this epoch)."""
+        tcfg = self.config.train
+        epoch_steps = run.steps_per_epoch
+        if run.augmenter is not None:
+            run.augmenter.begin_epoch(state, run.accelerator.unwrap_model(run.model), run.accelerator)
+            run.sampler.n = len(run.train_rows)
+            run.sampler.lengths = [len(r["input_ids"]) for r in run.train_rows] if tcfg.group_by_length else None
+            epoch_steps = len(run.loader)
+            run.model.train()
+        batches = run.loader
+        if state.step_in_epoch:
+            batches = run.accelerator.skip_first_batches(run.loader, state.step_in_epoch)
+        # Accelerate's loaders call set_epoch(own counter) on every __iter__; align that counter
+        # with ours, or a resumed run would reshuffle with the wrong epoch.
+        if hasattr(batches, "set_epoch"):
+            batches.set_epoch(state.epoch)
+        run.sampler.set_epoch(state.epoch)
+        return batches, epoch_steps
+
+    def _optimizer_step(self, run: _Run, batch) -> dict:
+        """One objective step on ``batch``, with gradient clipping and the schedule; returns its stats."""
+        max_grad_norm = self.config.train.max_grad_norm
+        stats = run.objective.step(run.model, batch, run.accelerator)
+        if max_grad_norm is not None:
+            run.accelerator.clip_grad_norm_(run.model.parameters(), max_grad_norm)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        return stats
+
+    def _log_step(self, run: _Run, state: TrainState, stats: dict, rate: float) -> None:
+        """Send the step's stats, learning rate and throughput to the trackers every ``train.log_every`` steps."""
+        if state.global_step % self.config.train.log_every == 0:
+            logged = {f"train/{k}": v for k, v in stats.items()}
+            run.accelerator.log(logged | {"train/lr": run.scheduler.get_last_lr()[0], "train/examples_per_s": rate},
+                                step=state.global_step)
+
+    def _eval_points(self, epoch_steps: int) -> set[int]:
+        """Steps within an epoch after which to validate, ``train.evals_per_epoch`` evenly spread."""
+        per_epoch = self.config.train.evals_per_epoch
+        return {round(epoch_steps * k / per_epoch) for k in range(1, per_epoch + 1)}
+
+    def _validate(self, run: _Run, state: TrainState) -> bool:
+        """Evaluate, keep the best model; returns True when training should stop early."""
+        cfg, tcfg = self.config, self.config.train
+        metrics = score_outputs(run.model, run.val_loader, run.accelerator, run.label_map, cfg.task,
+                                run.splits.validation)
+        key = "accuracy" if cfg.task is Task.TEXT_CLASSIFICATION else "f1"
+        value = metrics[key]
+        state.history.append({"step": state.global_step, "epoch": state.global_step / run.steps_per_epoch,
+                              f"validation_{key}": value, "validation_n": metrics["n"]})
+        run.accelerator.log({f"validation/{key}": value}, step=state.global_step)
+        improved = state.best_metric is None or value > state.best_metric
+        if improved:
+            state.best_metric, state.best_step, state.evals_without_improvement = value, state.global_step, 0
+        else:
+            state.evals_without_improvement += 1
+        if improved or tcfg.select == "last":
+            state.selected_step = state.global_step
+            if run.accelerator.is_main_process:
+                save_model(self.out, run.accelerator.unwrap_model(run.model), run.tokenizer)
+        run.accelerator.wait_for_everyone()
+        patience = tcfg.early_stopping_patience
+        return patience is not None and state.evals_without_improvement >= patience
+
+    def _should_stop(self, run: _Run, state: TrainState) -> bool:
+        """Whether early stopping, the step budget or (augmenting) the epoch count ends training now."""
+        tcfg = self.config.train
+        stop = state.stopped_early or state.global_step >= run.total
+        if run.augmenter is not None and not tcfg.max_steps:
+            stop = stop or state.epoch >= tcfg.epochs  # the planned schedule is an upper bound
+        return stop
+
+    def _checkpoint_due(self, state: TrainState) -> bool:
+        """Whether ``train.checkpoint_every`` asks for a checkpoint at this step."""
+        every = self.config.train.checkpoint_every
+        return bool(every and state.global_step % every == 0)
+
+    def _save_checkpoint(self, run: _Run, state: TrainState) -> None:
+        """Save model, optimizer, schedule and loop state (main process) so that ``resume`` continues from here."""
+        if run.accelerator.is_main_process:
+            save_checkpoint(self.out, model=run.accelerator.unwrap_model(run.model), optimizer=run.optimizer,
+                            scheduler=run.scheduler, trainer_state=state.__dict__)
+        run.accelerator.wait_for_everyone()
+
+    def _summary(self, run: _Run, state: TrainState, started: float) -> dict:
+        """The training figures fit() returns and writes to caveat.json."""
         summary = {
             "steps": state.global_step,
-            "steps_per_epoch": steps_per_epoch,
-            "epochs": round(state.global_step / steps_per_epoch, 3),
+            "steps_per_epoch": run.steps_per_epoch,
+            "epochs": round(state.global_step / run.steps_per_epoch, 3),
             "best_step": state.best_step,
             "best_validation": state.best_metric,
-            "select": tcfg.select,
+            "select": self.config.train.select,
             "selected_step": state.selected_step,  # the weights in model/: best_step, or the last evaluation's
             "stopped_early": state.stopped_early,
             "history": state.history,
             "seconds": round(time.perf_counter() - started, 1),
-            "processes": accelerator.num_processes,
+            "processes": run.accelerator.num_processes,
         }
-        if augmenter is not None:
+        if run.augmenter is not None:
             summary["augment"] = state.augment_history  # per augmented epoch: attacked, successes, added, seconds
+        return summary
+
+    def _finish(self, run: _Run, data_info: dict, summary: dict) -> None:
+        """Write the run info, drop the checkpoint and end the trackers and process group."""
+        accelerator = run.accelerator
         if accelerator.is_main_process:
-            write_run_info(self.out, config=cfg, labels=label_map.labels, data=data_info, training=summary)
+            write_run_info(self.out, config=self.config, labels=run.label_map.labels, data=data_info, training=summary)
             shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
         accelerator.wait_for_everyone()
         self.is_main_process = accelerator.is_main_process  # end_training tears the process group down
         accelerator.end_training()
-        return summary
 
 
 def _fingerprint(splits) -> str:
-    from caveat.data.fingerprint import fingerprint
 
     return fingerprint(splits)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from caveat.evaluation.metrics import metrics_for
+from caveat.inference import iter_outputs, word_logits
 from caveat.models.encoding import encode_texts, encode_words
-from caveat.models.tags import viterbi_bio
 from caveat.types import Split, Task
 
 
@@ -19,35 +20,8 @@ def encode_split(tokenizer, split: Split, label_map, task: Task, max_length: int
     return encode_texts(tokenizer, [ex.text for ex in split.examples], max_length, ids)
 
 
-def decode_tags(word_logits: list[np.ndarray], labels: list[str]) -> list[list[str]]:
-    """Per sentence (W, C) logits -> valid BIO2 tag strings by constrained Viterbi."""
-    out = []
-    for logits in word_logits:
-        log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True) if len(logits) else logits
-        out.append([labels[i] for i in viterbi_bio(log_probs, labels)])
-    return out
-
-
-def metrics_for(task: Task, split: Split, labels: list[str], *, logits: np.ndarray | None = None,
-                word_logits: list[np.ndarray] | None = None) -> dict:
-    """Task metrics of predictions against a labelled split: (N, C) logits, or per-sentence (W, C) logits."""
-    from caveat.evaluation.metrics import classification_metrics, nll, span_metrics
-
-    if Task(task) is Task.TOKEN_CLASSIFICATION:
-        pred = decode_tags(word_logits, labels)
-        return span_metrics([list(ex.tags) for ex in split.examples], pred)
-    index = {lab: i for i, lab in enumerate(labels)}
-    y = [index[ex.label] for ex in split.examples]
-    out = classification_metrics(y, logits.argmax(-1), labels)
-    z = logits - logits.max(-1, keepdims=True)
-    out["nll"] = nll(np.exp(z) / np.exp(z).sum(-1, keepdims=True), y)
-    return out
-
-
 def score_outputs(model, loader, accelerator, label_map, task: Task, split: Split) -> dict:
     """Run ``model`` over a prepared loader of ``split`` (gathered across processes) and score it."""
-    from caveat.inference import iter_outputs, word_logits
-
     logits, words = [], []
     for out in iter_outputs(model, loader, accelerator):
         if Task(task) is Task.TOKEN_CLASSIFICATION:

@@ -17,9 +17,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 from caveat.config import RunConfig, valid_keys, with_overrides
+from caveat.data.resolve import resolve_split
 from caveat.errors import ConfigError
+from caveat.evaluation.run import evaluate_run
 from caveat.io import write_json_atomic, write_text_atomic
+from caveat.models.rundir import open_run
+from caveat.robustness.attacks import parse_attacks
+from caveat.robustness.compare import AttackSettings, attack_figures
+from caveat.robustness.similarity import SentenceEncoder
 from caveat.training.checkpoint import has_checkpoint
+from caveat.training.run import is_main_process, run_training
 from caveat.types import Task
 
 CRITERIA = "'validation' (the clean validation score) or 'attack:NAME' (the validation score under attack NAME, e.g. attack:greedy)"
@@ -28,7 +35,6 @@ CRITERIA = "'validation' (the clean validation score) or 'attack:NAME' (the vali
 def parse_criterion(criterion: str) -> str | None:
     """The attack a criterion names (``"attack:greedy"`` -> ``"greedy"``), None for ``"validation"``;
     a ConfigError for anything else or an unknown attack."""
-    from caveat.robustness.attacks import parse_attacks
 
     if criterion == "validation":
         return None
@@ -61,7 +67,6 @@ def _same_config(run_dir: Path, cfg: RunConfig) -> bool:
 def _validation_score(run_dir: Path, task: Task) -> float:
     """The kept model's clean validation score (accuracy, or span F1 for NER): what ``caveat train`` saved in
     metrics.json, else evaluated now."""
-    from caveat.evaluation.run import evaluate_run
 
     key = "accuracy" if task is Task.TEXT_CLASSIFICATION else "f1"
     path = run_dir / "metrics.json"
@@ -72,9 +77,6 @@ def _validation_score(run_dir: Path, task: Task) -> float:
 def _attacked_score(run_dir: Path, task: Task, attack: str, settings, encoder) -> dict:
     """The validation score under ``attack`` (after-attack accuracy, or span F1 for NER) with its figures;
     an attack saved with the same settings is read, not re-run."""
-    from caveat.evaluation.run import resolve_split
-    from caveat.models.rundir import open_run
-    from caveat.robustness.compare import attack_figures
 
     run = open_run(run_dir)
     n = len(resolve_split(run, "validation").examples)
@@ -107,9 +109,6 @@ def sweep(config: RunConfig, out: str | Path, key: str, values: list, *, criteri
     clean_tolerance : with an attack criterion, only values whose clean validation score is within this
         much of the best clean one may win (e.g. 0.015: robustness may cost at most 1.5 points).
     """
-    from caveat.cli.common import is_main_process
-    from caveat.cli.train import run_training
-    from caveat.robustness.compare import AttackSettings
 
     if key not in valid_keys():
         raise ConfigError(f"unknown key {key!r} to sweep; valid keys: {', '.join(valid_keys())}")
@@ -142,7 +141,6 @@ def sweep(config: RunConfig, out: str | Path, key: str, values: list, *, criteri
         return {}
     encoder = None
     if attack is not None:
-        from caveat.robustness.similarity import SentenceEncoder
 
         encoder = SentenceEncoder(similarity_model)
     for row in rows:

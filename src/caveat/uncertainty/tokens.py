@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from caveat.evaluation.calibration import aurc, error_detection_auroc
 from caveat.models.tags import bio_spans
 
 AGGREGATIONS = {"product": np.prod, "min": np.min, "mean": np.mean}
@@ -40,7 +41,6 @@ def binary_ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) ->
 def span_report(word_probs: list[np.ndarray], pred_tags: list[list[str]], gold_tags: list[list[str]], labels: list[str]) -> dict:
     """Per aggregation: span-level ECE, AUROC of (1 - confidence) for detecting wrong spans, AURC, and
     the precision of the spans kept at 50/80/90% coverage (dropping the least confident)."""
-    from caveat.evaluation.calibration import aurc, error_detection_auroc
 
     conf: dict[str, list[float]] = {k: [] for k in AGGREGATIONS}
     correct = []

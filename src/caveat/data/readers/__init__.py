@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 # Importing the format modules registers their readers in READERS.
@@ -50,6 +51,48 @@ def _auto_format(path: Path, task: Task) -> str:
         f"cannot tell the data format from the extension {path.suffix or '(none)'!r}",
         f"set `data.format` to one of: {', '.join(READERS.names())}",
     )
+
+
+def _checked_task(task: Task | str, max_examples: int | None) -> Task:
+    """``task`` as a Task; fails on an unknown task or a ``max_examples`` below 1 before reading."""
+    try:
+        task = Task(task)
+    except ValueError:
+        choices = ", ".join(t.value for t in Task)
+        raise ConfigError(f"unknown task {task!r}; choose one of: {choices}") from None
+    if max_examples is not None and max_examples < 1:
+        raise ConfigError(f"max_examples={max_examples} must be at least 1 (or None for all)")
+    return task
+
+
+def _collect_examples(
+    items: Iterable[TextExample | TokenExample | DataError], skip_invalid: bool, max_examples: int | None
+) -> tuple[list[TextExample | TokenExample], int, str | None]:
+    """(examples, skipped, first problem): the one place that raises or skips a bad record."""
+    examples: list[TextExample | TokenExample] = []
+    skipped, first_problem = 0, None
+    for item in items:
+        if isinstance(item, DataError):
+            if not skip_invalid:
+                raise item
+            skipped += 1
+            first_problem = first_problem or str(item)
+            continue
+        examples.append(item)
+        if max_examples is not None and len(examples) >= max_examples:
+            break
+    return examples, skipped, first_problem
+
+
+def _check_examples(
+    source: str, fmt: str, examples: list, skipped: int, first_problem: str | None
+) -> None:
+    """Warn about skipped records, and fail when the file gave no example at all."""
+    if skipped:
+        logger.warning("%s: skipped %d invalid records (first: %s)", source, skipped, first_problem)
+    if not examples:
+        more = f" ({skipped} invalid records skipped; first: {first_problem})" if skipped else ""
+        raise _error(source, None, f"no examples{more}", f"check that the file is {fmt} data")
 
 
 def read_split(
@@ -100,47 +143,17 @@ def read_split(
         ``file:line: problem. Fix: ...`` for a missing or undecodable file, a bad record
         (unless ``skip_invalid``) or a file without examples.
     """
-    try:
-        task = Task(task)
-    except ValueError:
-        choices = ", ".join(t.value for t in Task)
-        raise ConfigError(f"unknown task {task!r}; choose one of: {choices}") from None
-    if max_examples is not None and max_examples < 1:
-        raise ConfigError(f"max_examples={max_examples} must be at least 1 (or None for all)")
+    task = _checked_task(task, max_examples)
     file, key = _split_key(path)
     source = str(path)
     text = _decode(file, str(file))
     if fmt == "auto":
         fmt = _auto_format(file, task)
     reader = READERS.get(fmt)
-    ctx = ReadContext(
-        file=str(file),
-        task=task,
-        key=key,
-        text_field=text_field,
-        label_field=label_field,
-        tokens_field=tokens_field,
-        tags_field=tags_field,
-        labelled=labelled,
-    )
-    examples: list[TextExample | TokenExample] = []
-    skipped, first_problem = 0, None
-    items = reader(text, ctx)
-    for item in items:
-        if isinstance(item, DataError):
-            if not skip_invalid:
-                raise item
-            skipped += 1
-            first_problem = first_problem or str(item)
-            continue
-        examples.append(item)
-        if max_examples is not None and len(examples) >= max_examples:
-            break
-    if skipped:
-        logger.warning("%s: skipped %d invalid records (first: %s)", source, skipped, first_problem)
-    if not examples:
-        more = f" ({skipped} invalid records skipped; first: {first_problem})" if skipped else ""
-        raise _error(source, None, f"no examples{more}", f"check that the file is {fmt} data")
+    ctx = ReadContext(file=str(file), task=task, key=key, text_field=text_field, label_field=label_field,
+                      tokens_field=tokens_field, tags_field=tags_field, labelled=labelled)
+    examples, skipped, first_problem = _collect_examples(reader(text, ctx), skip_invalid, max_examples)
+    _check_examples(source, fmt, examples, skipped, first_problem)
     return Split(name=name, examples=examples, source=source, skipped=skipped)
 
 

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from caveat.report.build import Context
+from caveat.report.context import Context
 from caveat.report.schema import Section
-from caveat.report.sections import attacks, calibration, decisions, explanations, ner, ood, overview, performance, shift, weak_spots
+from caveat.report.sections import (
+    attacks,
+    calibration,
+    decisions,
+    explanations,
+    ner,
+    ood,
+    overview,
+    performance,
+    shift,
+    weak_spots,
+)
 
 SectionFn = Callable[[Context], "Section | None"]
 

@@ -3,7 +3,7 @@ recomputed), and a few of the adversarial examples it found."""
 
 from __future__ import annotations
 
-from caveat.report.build import Context
+from caveat.report.context import Context
 from caveat.report.schema import Section, Table
 from caveat.report.sections.base import num, saved_metrics, shorten
 

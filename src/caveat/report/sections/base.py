@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from caveat.io import read_json
 from caveat.report.schema import Cell, Metric
 
 MAX_POINTS = 400  # per plotted curve: enough for the eye, keeps report.json small
@@ -44,7 +45,6 @@ def shorten(text: str, limit: int = TEXT_LIMIT) -> str:
 
 def saved_metrics(run) -> dict:
     """The run's ``metrics.json`` (what ``caveat evaluate`` / ``caveat attack`` wrote), or {} when absent."""
-    from caveat.io import read_json
 
     path = run.path / "metrics.json"
     return read_json(path) if path.is_file() else {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from caveat.evaluation import calibration as cm
-from caveat.report.build import Context
+from caveat.report.context import Context
 from caveat.report.schema import Group, HistogramFigure, ReliabilityCurve, ReliabilityFigure, Section
 from caveat.report.sections.base import metric
 from caveat.types import Task

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from caveat.evaluation import calibration as cm
-from caveat.report.build import Context
+from caveat.report.context import Context
 from caveat.report.schema import BarFigure, Group, LineFigure, Point, Section, Series, Table
 from caveat.report.sections.base import downsample, metric
 from caveat.types import Task

@@ -4,7 +4,8 @@ and a few explained inputs drawn with their words shaded."""
 
 from __future__ import annotations
 
-from caveat.report.build import Context
+from caveat.explain.render import from_dict, to_html
+from caveat.report.context import Context
 from caveat.report.schema import Explanation, MeanGroup, MeansFigure, Section, Table
 from caveat.report.sections.base import metric, num, saved_metrics
 
@@ -38,7 +39,6 @@ def _options(options: dict) -> str:
 
 def _examples(block: dict) -> tuple[list[Explanation], int]:
     """The saved examples (up to ``EXAMPLES_PER_METHOD`` per method) and how many could not be read."""
-    from caveat.explain.render import from_dict, to_html
 
     shown, unreadable = [], 0
     for method, examples in (block.get("examples") or {}).items():

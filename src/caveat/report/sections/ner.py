@@ -9,7 +9,7 @@ import numpy as np
 
 from caveat.evaluation import calibration as cm
 from caveat.models.tags import bio_spans
-from caveat.report.build import Context
+from caveat.report.context import Context
 from caveat.report.schema import Group, HistogramFigure, LineFigure, Point, Section, Series, Table
 from caveat.report.sections.base import downsample, metric, num, shorten
 from caveat.types import Task

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from caveat.evaluation import calibration as cm
-from caveat.report.build import Context
+from caveat.report.context import Context
 from caveat.report.schema import Group, HistogramFigure, Section, Table
 from caveat.report.sections.base import metric
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from caveat.report.build import Context
+from caveat.report.context import Context
 from caveat.report.history import training_history
 from caveat.report.schema import LineFigure, Section, Series, Table
 from caveat.report.sections.base import metric, num

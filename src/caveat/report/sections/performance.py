@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from caveat.report.build import Context
+from caveat.report.context import Context
 from caveat.report.schema import Section, Table
 from caveat.report.sections.base import metric
 from caveat.types import Task

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from caveat.report.build import Context
+from caveat.report.context import Context
 from caveat.report.schema import Section, Table
 from caveat.report.sections.base import num, saved_metrics
 

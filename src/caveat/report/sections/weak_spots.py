@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from caveat.report.build import Context
+from caveat.report.context import Context
 from caveat.report.schema import Section, Table
 from caveat.report.sections.base import num, shorten
 from caveat.types import Task

@@ -4,9 +4,8 @@ An objective runs its own backward passes: adversarial ones need the gradient wi
 embeddings before the final loss is known.
 """
 
-from caveat.training.objectives.base import OBJECTIVES, Objective, build_objective
-
 # Importing the modules registers their objectives.
 from caveat.training.objectives import adversarial, erm, mixup, rdrop  # noqa: E402,F401
+from caveat.training.objectives.base import OBJECTIVES, Objective, build_objective
 
 __all__ = ["OBJECTIVES", "Objective", "build_objective"]

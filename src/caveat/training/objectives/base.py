@@ -7,6 +7,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from caveat.errors import ConfigError
 from caveat.registry import Registry
 from caveat.types import Task
 
@@ -28,7 +29,6 @@ class Objective:
         self.alpha = float(config.alpha)
         self.task = Task(task)
         if self.task is Task.TOKEN_CLASSIFICATION and not self.supports_tokens:
-            from caveat.errors import ConfigError
 
             raise ConfigError(
                 f"train.objective={self.name!r} supports text-classification only; "

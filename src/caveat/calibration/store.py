@@ -1,0 +1,44 @@
+"""Where a run keeps its fitted calibration: the summary under ``calibration`` in ``caveat.json`` and
+the arrays (Mahalanobis, Laplace, the calibration split's scores) in ``calibration.safetensors``."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from caveat.errors import RunDirError
+from caveat.io import read_json, write_json_atomic
+from caveat.models.rundir import RUN_FILE, Run
+
+ARRAYS_FILE = "calibration.safetensors"
+CALIBRATION_SCORES = "scores.calibration"  # key in ARRAYS_FILE: the ``score`` of each calibration input
+
+
+def save_calibration(run: Run, summary: dict) -> dict:
+    """Store ``summary`` under ``calibration`` in the run's caveat.json (atomically); returns it."""
+    info = read_json(run.path / RUN_FILE)
+    info["calibration"] = summary
+    write_json_atomic(run.path / RUN_FILE, info)
+    run.info["calibration"] = summary
+    return summary
+
+
+def save_arrays(run: Run, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``calibration.safetensors`` atomically: a reader never sees half a file."""
+    tmp = run.path / f".{ARRAYS_FILE}.tmp"
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+    os.replace(tmp, run.path / ARRAYS_FILE)
+
+
+def load_arrays(run: Run) -> dict[str, np.ndarray]:
+    """The arrays of a calibrated text run; a RunDirError that says how to refit them when missing."""
+    if not (run.path / ARRAYS_FILE).is_file():
+        raise RunDirError(f"{run.path} lacks {ARRAYS_FILE}; calibrate the run again (caveat calibrate {run.path})")
+    return load_file(str(run.path / ARRAYS_FILE))
+
+
+def prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays stored under ``prefix.`` with the prefix removed."""
+    return {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{prefix}.")}

@@ -1,0 +1,111 @@
+"""The fitted calibration of a text-classification run, applied to ``Predictions``.
+
+``Calibration`` is loaded once with the run (``Calibration.from_run``) and is the one place where the
+fitted temperature is applied: the inference engine calls ``apply``; explainers that need the scaled
+logits inside autograd call ``scale``. Fitting lives in ``fit_text.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import softmax
+
+from caveat.calibration.store import CALIBRATION_SCORES, load_arrays, prefixed
+from caveat.decide.conformal import ConformalClassifier
+from caveat.decide.policy import Decision, Policy
+from caveat.decide.risk import RiskControlled
+from caveat.models.rundir import Run
+from caveat.types import Predictions, Task
+from caveat.uncertainty.methods.laplace import LastLayerLaplace
+from caveat.uncertainty.methods.mahalanobis import Mahalanobis
+from caveat.uncertainty.scores import SCORES
+
+ROUTE_ON = ("set_size",)  # ambiguous between a few labels: a person picks; other triggers abstain
+MAX_SET_SIZE = 3
+
+
+@dataclass
+class Calibration:
+    """Temperature, decision policy (conformal sets, OOD threshold, risk threshold), Mahalanobis and
+    Laplace of a calibrated text run.
+
+    Attributes
+    ----------
+    temperature : fitted by NLL on the calibration split (Guo et al. 2017).
+    policy : answer / abstain / route with the reason.
+    score : the uncertainty score the risk threshold reads (``msp`` = 1 - max probability, ...).
+    calibration_scores : (N,) ``score`` on the calibration split (the drift alarm's reference), or None
+        for runs calibrated before it was stored.
+    """
+
+    temperature: float
+    policy: Policy
+    score: str
+    mahalanobis: Mahalanobis
+    risk: RiskControlled
+    laplace: LastLayerLaplace | None = None  # runs calibrated before Laplace existed have none
+    calibration_scores: np.ndarray | None = None
+
+    task = Task.TEXT_CLASSIFICATION
+
+    @classmethod
+    def from_run(cls, run: Run) -> Calibration | None:
+        """None when the run was never calibrated (``caveat calibrate RUN``)."""
+        cal = run.info.get("calibration")
+        if not cal or cal.get("task") == Task.TOKEN_CLASSIFICATION.value:
+            return None
+        arrays = load_arrays(run)
+        risk = RiskControlled.from_state(cal["risk"])
+        rules = cal.get("policy", {"route_on": list(ROUTE_ON), "max_set_size": MAX_SET_SIZE})
+        policy = Policy(conformal=ConformalClassifier.from_state(cal["conformal"]), risk=risk,
+                        ood_threshold=cal["ood"]["threshold"], ood_name="mahalanobis", route_on=rules["route_on"],
+                        max_set_size=rules["max_set_size"])
+        laplace = None
+        if "laplace" in cal:
+            laplace = LastLayerLaplace.from_state({"settings": cal["laplace"], "arrays": prefixed(arrays, "laplace")})
+        return cls(temperature=cal["temperature"], policy=policy, score=cal["score"],
+                   mahalanobis=Mahalanobis.from_state(prefixed(arrays, "mahalanobis")), risk=risk, laplace=laplace,
+                   calibration_scores=arrays.get(CALIBRATION_SCORES))
+
+    def scale(self, logits):
+        """Temperature-scaled logits; numpy arrays and torch tensors alike (explainers differentiate it)."""
+        return logits / self.temperature
+
+    def apply(self, preds: Predictions) -> Predictions:
+        """``preds`` with temperature-scaled logits and their probabilities; shapes unchanged (M, N, C)."""
+        logits = self.scale(preds.logits)
+        return Predictions(probs=softmax(logits, axis=-1), logits=logits, features=preds.features, mask=preds.mask,
+                           labels=preds.labels)
+
+    def scores(self, preds: Predictions) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Calibrated probabilities (N, C) and uncertainty scores, each (N,), higher = more uncertain."""
+        logits = self.scale(preds.logits[0])  # (N, C)
+        probs = softmax(logits, axis=-1)
+        return probs, {
+            "msp": SCORES.get("msp")(probs=probs[None]),
+            "entropy": SCORES.get("entropy")(probs=probs[None]),
+            "energy": SCORES.get("energy")(logits=logits[None]),
+            "mahalanobis": self.mahalanobis.score(preds.features),
+        }
+
+    def decide(self, preds: Predictions) -> tuple[np.ndarray, dict[str, np.ndarray], Decision]:
+        """``(probs, uncertainty, Decision)`` for a batch of raw predictions."""
+        probs, uncertainty = self.scores(preds)
+        decision = self.policy.decide(probs, uncertainty=uncertainty[self.score], ood=uncertainty["mahalanobis"])
+        return probs, uncertainty, decision
+
+    def judge(self, preds: Predictions) -> list[dict]:
+        """Per input: calibrated probabilities, uncertainty scores, prediction set, action and reason."""
+        probs, uncertainty, decision = self.decide(preds)
+        return [
+            {
+                "probs": probs[i],
+                "uncertainty": {k: float(v[i]) for k, v in uncertainty.items()},
+                "prediction_set": [preds.labels[c] for c in np.flatnonzero(decision.prediction_set[i])],
+                "decision": str(decision.action[i]),
+                "reason": decision.reason[i],
+            }
+            for i in range(len(probs))
+        ]
