@@ -7,7 +7,7 @@ export CAVEAT_DATA ?= $(abspath ../shared/data)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test lint test-slow bench clean
 
 install: $(STAMP)
 
@@ -24,7 +24,11 @@ demo: $(STAMP)
 	$(BIN)/caveat demo --out runs/demo
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

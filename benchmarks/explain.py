@@ -22,12 +22,20 @@ def bench_explain(sst2_run: Path, work: Path, *, max_examples: int = 200, lime_d
         shutil.copytree(sst2_run, run, ignore=shutil.ignore_patterns("checkpoint*", "logs"))
         calibrate_run(run, target_risk=0.05)
     out = explanation_faithfulness(run, "test", max_examples=max_examples)
-    lime_default = explanation_faithfulness(run, "test", methods=["lime"], max_examples=lime_default_examples,
-                                            options={"lime": {"samples": 5000}})
-    return {"run": str(run), **out, "lime_default": {"samples": 5000, "n": lime_default["n"],
-                                                      "stability": lime_default["stability"]["lime"],
-                                                      "seconds": lime_default["methods"]["lime"]["seconds"]},
-            **time_ig(run, max_examples=50)}
+    lime_default = explanation_faithfulness(
+        run, "test", methods=["lime"], max_examples=lime_default_examples, options={"lime": {"samples": 5000}}
+    )
+    return {
+        "run": str(run),
+        **out,
+        "lime_default": {
+            "samples": 5000,
+            "n": lime_default["n"],
+            "stability": lime_default["stability"]["lime"],
+            "seconds": lime_default["methods"]["lime"]["seconds"],
+        },
+        **time_ig(run, max_examples=50),
+    }
 
 
 def time_ig(run: Path, *, max_examples: int = 50, steps: int = 32) -> dict:
@@ -45,6 +53,14 @@ def time_ig(run: Path, *, max_examples: int = 50, steps: int = 32) -> dict:
     seconds = [explain(model, t, method="ig", steps=steps).seconds for t in texts]
     words = [len(t.split()) for t in texts]
     median = float(np.median(seconds))
-    return {"ig_timing": {"n": len(texts), "steps": steps, "median_seconds": median, "p90_seconds": float(np.quantile(seconds, 0.9)),
-                          "mean_words": float(np.mean(words))},
-            "ig_median_seconds": median, "ig_under_half_a_second": bool(median < 0.5)}
+    return {
+        "ig_timing": {
+            "n": len(texts),
+            "steps": steps,
+            "median_seconds": median,
+            "p90_seconds": float(np.quantile(seconds, 0.9)),
+            "mean_words": float(np.mean(words)),
+        },
+        "ig_median_seconds": median,
+        "ig_under_half_a_second": bool(median < 0.5),
+    }

@@ -45,29 +45,54 @@ def _throughput(lm, questions, samples: int, max_new_tokens: int) -> dict:
         start = time.perf_counter()
         with torch.no_grad():
             for k in range(samples + 1):  # what a library without batching does: one call per answer
-                lm.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=k > 0, top_k=0, top_p=1.0,
-                                  max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True,
-                                  pad_token_id=lm.tokenizer.pad_token_id)
+                lm.model.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    do_sample=k > 0,
+                    top_k=0,
+                    top_p=1.0,
+                    max_new_tokens=max_new_tokens,
+                    output_logits=True,
+                    return_dict_in_generate=True,
+                    pad_token_id=lm.tokenizer.pad_token_id,
+                )
         separate.append(time.perf_counter() - start)
-    return {"n": len(questions), "samples": samples, "batched_median_s": statistics.median(batched),
-            "separate_median_s": statistics.median(separate),
-            "ratio_separate_over_batched": statistics.median(s / b for s, b in zip(separate, batched))}
+    return {
+        "n": len(questions),
+        "samples": samples,
+        "batched_median_s": statistics.median(batched),
+        "separate_median_s": statistics.median(separate),
+        "ratio_separate_over_batched": statistics.median(s / b for s, b in zip(separate, batched)),
+    }
 
 
 def _polygraph(flag: str, path: Path) -> dict | None:
     """Run ``benchmarks/polygraph_side.py FLAG PATH`` in lm-polygraph's own environment (None if absent)."""
     if not Path(POLYGRAPH_PYTHON).is_file():
         return None
-    out = subprocess.run([POLYGRAPH_PYTHON, "-m", "benchmarks.polygraph_side", flag, str(path)],
-                         check=False, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [POLYGRAPH_PYTHON, "-m", "benchmarks.polygraph_side", flag, str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     if out.returncode != 0:
         return {"error": out.stderr[-2000:]}
     return json.loads(out.stdout)
 
 
-def bench_generate(data_root: Path, work: Path, *, n: dict[str, int] | None = None, samples: int = 8,
-                   max_new_tokens: int = 32, throughput_n: int = 10, n_boot: int = 1000) -> dict:
+def bench_generate(
+    data_root: Path,
+    work: Path,
+    *,
+    n: dict[str, int] | None = None,
+    samples: int = 8,
+    max_new_tokens: int = 32,
+    throughput_n: int = 10,
+    n_boot: int = 1000,
+) -> dict:
     n = n or {"xquad": 400, "nq_open": 300}
     lm = load_lm()
     cache = SampleCache(work / "generate-cache")
@@ -76,8 +101,9 @@ def bench_generate(data_root: Path, work: Path, *, n: dict[str, int] | None = No
     record: dict = {"model": lm.name, "samples": samples, "max_new_tokens": max_new_tokens, "rule": RULE, "sets": {}}
     for name, count in n.items():
         questions = read_questions(data_root / SETS[name], limit=count, seed=0)
-        result = evaluate_generation(questions, lm, sampling=cfg, estimators=names, rule=RULE, cache=cache,
-                                     context=Context(lm=lm), n_boot=n_boot)
+        result = evaluate_generation(
+            questions, lm, sampling=cfg, estimators=names, rule=RULE, cache=cache, context=Context(lm=lm), n_boot=n_boot
+        )
         write_json_atomic(work / f"generate-{name}.json", result)  # per-question records stay out of results/
         est = result["estimators"]
         best = max((e for e in est if "auroc" in est[e]), key=lambda e: est[e]["auroc"], default=None)
@@ -110,13 +136,23 @@ def _cost(lm, questions, cfg: SamplingConfig, work: Path) -> dict:
     score_questions(questions, sampler, names, context=Context(lm=lm))
     ours = (time.perf_counter() - start) / len(questions)
     spec = work / "generate-cost-prompts.json"
-    write_json_atomic(spec, {"prompts": [lm.prompt(prompts.message(q)) for q in questions], "samples": cfg.samples,
-                             "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature})
+    write_json_atomic(
+        spec,
+        {
+            "prompts": [lm.prompt(prompts.message(q)) for q in questions],
+            "samples": cfg.samples,
+            "max_new_tokens": cfg.max_new_tokens,
+            "temperature": cfg.temperature,
+        },
+    )
     theirs = _polygraph("--end-to-end", spec)
-    return {"n": len(questions), "caveat_seconds_per_question": ours,
-            "caveat_generate_calls_per_question": sampler.generate_calls / len(questions) + 0.0,
-            "caveat_model_calls_per_question": (sampler.generate_calls + len(questions)) / len(questions),
-            "polygraph": theirs}
+    return {
+        "n": len(questions),
+        "caveat_seconds_per_question": ours,
+        "caveat_generate_calls_per_question": sampler.generate_calls / len(questions) + 0.0,
+        "caveat_model_calls_per_question": (sampler.generate_calls + len(questions)) / len(questions),
+        "polygraph": theirs,
+    }
 
 
 def _stats(questions, lm, cfg, cache, result) -> dict:
@@ -125,9 +161,18 @@ def _stats(questions, lm, cfg, cache, result) -> dict:
     rows = []
     for q, r in zip(questions, result["records"]):
         g = sampler(lm.prompt(prompts.message(q)))
-        rows.append({"id": q.id, "correct": r["correct"], "greedy_text": g.greedy.text, "greedy_tokens": g.greedy.tokens,
-                     "greedy_logprobs": g.greedy.logprobs.tolist(), "greedy_entropies": g.greedy.entropies.tolist(),
-                     "sample_texts": [s.text for s in g.samples], "sample_tokens": [s.tokens for s in g.samples],
-                     "sample_logprobs": [s.logprobs.tolist() for s in g.samples],
-                     "scores": r["scores"]})
+        rows.append(
+            {
+                "id": q.id,
+                "correct": r["correct"],
+                "greedy_text": g.greedy.text,
+                "greedy_tokens": g.greedy.tokens,
+                "greedy_logprobs": g.greedy.logprobs.tolist(),
+                "greedy_entropies": g.greedy.entropies.tolist(),
+                "sample_texts": [s.text for s in g.samples],
+                "sample_tokens": [s.tokens for s in g.samples],
+                "sample_logprobs": [s.logprobs.tolist() for s in g.samples],
+                "scores": r["scores"],
+            }
+        )
     return {"rule": result["rule"], "stop_token_ids": sorted(lm.stop_ids), "records": rows}

@@ -101,8 +101,9 @@ def make_estimator(name: str):
     from lm_polygraph import estimators
 
     head, _, arg = name.partition("_")
-    classes = {c.__name__: c for c in vars(estimators).values()
-               if isinstance(c, type) and issubclass(c, estimators.Estimator)}
+    classes = {
+        c.__name__: c for c in vars(estimators).values() if isinstance(c, type) and issubclass(c, estimators.Estimator)
+    }
     if head not in classes:
         raise ValueError(f"lm-polygraph has no estimator {head!r}")
     cls = classes[head]
@@ -148,9 +149,19 @@ def stats_from_records(records: Sequence[dict], *, stop_token_ids: Iterable[int]
         (list[list[list[float]]]) and ``sample_log_probs`` (list[list[float]], summed log-prob of each sample).
     """
     stop_ids = frozenset(stop_token_ids)
-    stats: dict[str, list] = {key: [] for key in (
-        "greedy_texts", "greedy_tokens", "greedy_log_likelihoods", "entropy",
-        "sample_texts", "sample_tokens", "sample_log_likelihoods", "sample_log_probs")}
+    stats: dict[str, list] = {
+        key: []
+        for key in (
+            "greedy_texts",
+            "greedy_tokens",
+            "greedy_log_likelihoods",
+            "entropy",
+            "sample_texts",
+            "sample_tokens",
+            "sample_log_likelihoods",
+            "sample_log_probs",
+        )
+    }
     for i, rec in enumerate(records):
         if len(rec["greedy_logprobs"]) != len(rec["greedy_entropies"]):
             raise ValueError(f"record {i}: greedy_logprobs and greedy_entropies differ in length")
@@ -167,7 +178,7 @@ def stats_from_records(records: Sequence[dict], *, stop_token_ids: Iterable[int]
                 continue
             texts.append(text)
             tokens.append(kept)
-            likelihoods.append([float(x) for x in lps[:len(kept)]])
+            likelihoods.append([float(x) for x in lps[: len(kept)]])
             log_probs.append(float(np.sum(lps)))
         stats["sample_texts"].append(texts)
         stats["sample_tokens"].append(tokens)
@@ -176,8 +187,9 @@ def stats_from_records(records: Sequence[dict], *, stop_token_ids: Iterable[int]
     return stats
 
 
-def polygraph_from_stats(records: list[dict], *, estimators: Sequence[str] = FROM_STATS_ESTIMATORS,
-                         stop_token_ids: Iterable[int] = ()) -> dict[str, np.ndarray]:
+def polygraph_from_stats(
+    records: list[dict], *, estimators: Sequence[str] = FROM_STATS_ESTIMATORS, stop_token_ids: Iterable[int] = ()
+) -> dict[str, np.ndarray]:
     """lm-polygraph's estimator values computed on statistics that caveat generated (no generation here).
 
     Each estimator object is called on the statistics dict it expects (its ``stats_dependencies``):
@@ -238,8 +250,17 @@ def polygraph_from_stats(records: list[dict], *, estimators: Sequence[str] = FRO
     return out
 
 
-def polygraph_end_to_end(model, tokenizer, prompts: list[str], *, estimators: list[str], max_new_tokens: int,
-                         samples: int, generation_parameters: dict | None = None, seed: int = 0) -> dict:
+def polygraph_end_to_end(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    estimators: list[str],
+    max_new_tokens: int,
+    samples: int,
+    generation_parameters: dict | None = None,
+    seed: int = 0,
+) -> dict:
     """Run lm-polygraph's own pipeline (``WhiteboxModel`` + ``UEManager``) on already formatted prompts.
 
     The statistics come from lm-polygraph's default whitebox stat calculators, registered with
@@ -301,15 +322,22 @@ def polygraph_end_to_end(model, tokenizer, prompts: list[str], *, estimators: li
         return generate(**kwargs)
 
     wb.generate = counted_generate
-    saved = ["greedy_log_likelihoods", "entropy", "sample_texts", "sample_tokens", "sample_log_probs",
-             "sample_log_likelihoods"]
+    saved = [
+        "greedy_log_likelihoods",
+        "entropy",
+        "sample_texts",
+        "sample_tokens",
+        "sample_log_probs",
+        "sample_log_likelihoods",
+    ]
     manager = UEManager(
         Dataset(list(prompts), [""] * len(prompts), batch_size=1),
         wb,
         [make_estimator(name) for name in estimators],
         builder_env_stat_calc=BuilderEnvironmentStatCalculator(wb),
         available_stat_calculators=register_default_stat_calculators(
-            "Whitebox", output_attentions=False, output_hidden_states=False),
+            "Whitebox", output_attentions=False, output_hidden_states=False
+        ),
         generation_metrics=[],
         ue_metrics=[],
         processors=[],
@@ -341,18 +369,23 @@ def _records_from_polygraph(result: dict, eos_id: int, max_new_tokens: int) -> l
     stats, records = result["stats"], []
     for i, greedy_tokens in enumerate(stats["greedy_tokens"]):
         sample_tokens, sample_logprobs = [], []
-        for toks, lls, total in zip(stats["sample_tokens"][i], stats["sample_log_likelihoods"][i],
-                                    stats["sample_log_probs"][i]):
+        for toks, lls, total in zip(
+            stats["sample_tokens"][i], stats["sample_log_likelihoods"][i], stats["sample_log_probs"][i]
+        ):
             stopped = len(toks) < max_new_tokens
             sample_tokens.append(list(toks) + [eos_id] * stopped)
             sample_logprobs.append(list(lls) + [total - float(np.sum(lls))] * stopped)
-        records.append({
-            "greedy_text": result["greedy_texts"][i], "greedy_tokens": greedy_tokens,
-            "greedy_logprobs": [float(x) for x in stats["greedy_log_likelihoods"][i]],
-            "greedy_entropies": [float(x) for x in stats["entropy"][i]],
-            "sample_texts": stats["sample_texts"][i], "sample_tokens": sample_tokens,
-            "sample_logprobs": sample_logprobs,
-        })
+        records.append(
+            {
+                "greedy_text": result["greedy_texts"][i],
+                "greedy_tokens": greedy_tokens,
+                "greedy_logprobs": [float(x) for x in stats["greedy_log_likelihoods"][i]],
+                "greedy_entropies": [float(x) for x in stats["entropy"][i]],
+                "sample_texts": stats["sample_texts"][i],
+                "sample_tokens": sample_tokens,
+                "sample_logprobs": sample_logprobs,
+            }
+        )
     return records
 
 
@@ -361,16 +394,24 @@ def _smoke() -> None:
     through :func:`polygraph_from_stats`, which must give the same values."""
     from caveat.generate.lm import load_lm
 
-    questions = ["What is the capital of France?", "Who wrote Hamlet?", "What is 2 + 3?",
-                 "What is the chemical symbol for gold?", "In which year did the Berlin Wall fall?"]
+    questions = [
+        "What is the capital of France?",
+        "Who wrote Hamlet?",
+        "What is 2 + 3?",
+        "What is the chemical symbol for gold?",
+        "In which year did the Berlin Wall fall?",
+    ]
     lm = load_lm()
     prompts = [lm.prompt(q) for q in questions]
     max_new_tokens, samples = 24, 5
     names = [*FROM_STATS_ESTIMATORS, "PTrue"]
-    result = polygraph_end_to_end(lm.model, lm.tokenizer, prompts, estimators=names,
-                                  max_new_tokens=max_new_tokens, samples=samples)
-    print(f"generate calls: {result['generate_calls']} ({result['generate_calls_per_question']:g} per question); "
-          f"{result['seconds_per_question']:.1f} s per question")
+    result = polygraph_end_to_end(
+        lm.model, lm.tokenizer, prompts, estimators=names, max_new_tokens=max_new_tokens, samples=samples
+    )
+    print(
+        f"generate calls: {result['generate_calls']} ({result['generate_calls_per_question']:g} per question); "
+        f"{result['seconds_per_question']:.1f} s per question"
+    )
     for q, text in zip(questions, result["greedy_texts"]):
         print(f"  {q!r} -> {text!r}")
     records = _records_from_polygraph(result, lm.tokenizer.eos_token_id, max_new_tokens)
@@ -385,8 +426,12 @@ def _smoke() -> None:
 
 
 # caveat's estimator -> lm-polygraph's estimator with the same definition (up to sign or an affine map)
-SAME_ESTIMATOR = {"msp": "MaximumSequenceProbability", "perplexity": "Perplexity",
-                  "mean_token_entropy": "MeanTokenEntropy", "lexical_similarity": "LexicalSimilarity_rougeL"}
+SAME_ESTIMATOR = {
+    "msp": "MaximumSequenceProbability",
+    "perplexity": "Perplexity",
+    "mean_token_entropy": "MeanTokenEntropy",
+    "lexical_similarity": "LexicalSimilarity_rougeL",
+}
 
 
 def compare_on_stats(path: str) -> dict:
@@ -405,20 +450,32 @@ def compare_on_stats(path: str) -> dict:
     out = {"n": len(records), "rule": data["rule"], "polygraph": {}, "pairs": {}}
     for name, values in theirs.items():
         ok = np.isfinite(values)
-        out["polygraph"][name] = {"auroc": error_detection_auroc(np.where(ok, values, np.nanmax(values[ok])), errors),
-                                  "nonfinite": int((~ok).sum())}
+        out["polygraph"][name] = {
+            "auroc": error_detection_auroc(np.where(ok, values, np.nanmax(values[ok])), errors),
+            "nonfinite": int((~ok).sum()),
+        }
     for mine, name in SAME_ESTIMATOR.items():
         if mine in ours and name in theirs:
             a, b = error_detection_auroc(ours[mine], errors), out["polygraph"][name]["auroc"]
             corr = float(np.corrcoef(ours[mine], theirs[name])[0, 1])
-            out["pairs"][mine] = {"polygraph": name, "caveat_auroc": a, "polygraph_auroc": b,
-                                  "difference": a - b, "pearson": corr}
+            out["pairs"][mine] = {
+                "polygraph": name,
+                "caveat_auroc": a,
+                "polygraph_auroc": b,
+                "difference": a - b,
+                "pearson": corr,
+            }
     return out
 
 
 # lm-polygraph's counterparts of what caveat computes per question in the cost comparison
-END_TO_END_ESTIMATORS = ["MaximumSequenceProbability", "Perplexity", "MeanTokenEntropy", "LexicalSimilarity_rougeL",
-                         "PTrue"]
+END_TO_END_ESTIMATORS = [
+    "MaximumSequenceProbability",
+    "Perplexity",
+    "MeanTokenEntropy",
+    "LexicalSimilarity_rougeL",
+    "PTrue",
+]
 
 
 def cost_end_to_end(path: str) -> dict:
@@ -431,12 +488,22 @@ def cost_end_to_end(path: str) -> dict:
     with open(path, encoding="utf-8") as f:
         spec = json.load(f)
     lm = load_lm()
-    result = polygraph_end_to_end(lm.model, lm.tokenizer, spec["prompts"], estimators=END_TO_END_ESTIMATORS,
-                                  max_new_tokens=spec["max_new_tokens"], samples=spec["samples"],
-                                  generation_parameters={"top_k": 0, "temperature": spec["temperature"]})
-    return {"n": len(spec["prompts"]), "estimators": END_TO_END_ESTIMATORS,
-            "generate_calls_per_question": result["generate_calls_per_question"],
-            "seconds_per_question": result["seconds_per_question"], "greedy_texts": result["greedy_texts"]}
+    result = polygraph_end_to_end(
+        lm.model,
+        lm.tokenizer,
+        spec["prompts"],
+        estimators=END_TO_END_ESTIMATORS,
+        max_new_tokens=spec["max_new_tokens"],
+        samples=spec["samples"],
+        generation_parameters={"top_k": 0, "temperature": spec["temperature"]},
+    )
+    return {
+        "n": len(spec["prompts"]),
+        "estimators": END_TO_END_ESTIMATORS,
+        "generate_calls_per_question": result["generate_calls_per_question"],
+        "seconds_per_question": result["seconds_per_question"],
+        "greedy_texts": result["greedy_texts"],
+    }
 
 
 if __name__ == "__main__":
@@ -446,8 +513,10 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description="lm-polygraph side by side with caveat")
     parser.add_argument("--stats", help="caveat's recorded samples (JSON from benchmarks/generate.py)")
-    parser.add_argument("--end-to-end", help="prompts and settings (JSON from benchmarks/generate.py): time "
-                        "lm-polygraph's own pipeline on them")
+    parser.add_argument(
+        "--end-to-end",
+        help="prompts and settings (JSON from benchmarks/generate.py): time lm-polygraph's own pipeline on them",
+    )
     args = parser.parse_args()
     if args.stats:
         json.dump(compare_on_stats(args.stats), sys.stdout, indent=2)

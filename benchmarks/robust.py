@@ -25,15 +25,27 @@ RUNS: dict[str, list[str]] = {
     # A2T: greedy attack on 50% of train in epochs 1 and 2 of 3
     "sst2-a2t2": ["train.epochs=3", "train.augment.fraction=0.5", *_A2T],
     # random substitution from the greedy attack's candidates, every example, every epoch (no queries)
-    "sst2-rsub": ["train.epochs=3", "train.select=last", "train.augment.enabled=true", "train.augment.attack=greedy",
-                  "train.augment.mode=random", "train.augment.fraction=1.0", "train.augment.start_epoch=0"],
+    "sst2-rsub": [
+        "train.epochs=3",
+        "train.select=last",
+        "train.augment.enabled=true",
+        "train.augment.attack=greedy",
+        "train.augment.mode=random",
+        "train.augment.fraction=1.0",
+        "train.augment.start_epoch=0",
+    ],
 }
 RUNS["sst2-ls"] = ["train.label_smoothing=0.1"]  # ERM with label smoothing alone: the control for the tuned run
 
 # the random-edit recipe with its label smoothing chosen on validation under the greedy attack (caveat tune):
 # the run compared as TUNED, its sweep under TUNED/sweep/
 TUNED = "sst2-rsub-tuned"
-TUNE = {"key": "train.label_smoothing", "values": [0.0, 0.05, 0.1, 0.2], "criterion": "attack:greedy", "clean_tolerance": 0.015}
+TUNE = {
+    "key": "train.label_smoothing",
+    "values": [0.0, 0.05, 0.1, 0.2],
+    "criterion": "attack:greedy",
+    "clean_tolerance": 0.015,
+}
 
 
 def tune_run(work: Path, data_root: Path, *, quick: bool = False) -> dict:
@@ -44,29 +56,47 @@ def tune_run(work: Path, data_root: Path, *, quick: bool = False) -> dict:
     from caveat.robustness.compare import AttackSettings
     from caveat.training.select import sweep
 
-    overrides = [f"data.root={data_root}", *RUNS["sst2-rsub"]] + (["train.max_steps=10", "train.eval_batch_size=256"] if quick else [])
+    overrides = [f"data.root={data_root}", *RUNS["sst2-rsub"]] + (
+        ["train.max_steps=10", "train.eval_batch_size=256"] if quick else []
+    )
     cfg = load_config(ROOT / "examples" / "sst2.yaml", overrides)
-    return sweep(cfg, work / TUNED, TUNE["key"], TUNE["values"], criterion=TUNE["criterion"],
-                 clean_tolerance=TUNE["clean_tolerance"], attack_settings=AttackSettings(max_examples=20 if quick else None),
-                 progress=False)
+    return sweep(
+        cfg,
+        work / TUNED,
+        TUNE["key"],
+        TUNE["values"],
+        criterion=TUNE["criterion"],
+        clean_tolerance=TUNE["clean_tolerance"],
+        attack_settings=AttackSettings(max_examples=20 if quick else None),
+        progress=False,
+    )
 
 
 # CoNLL-2003 runs compared as NER: overrides of examples/conll2003.yaml ("conll2003" is the task bench's ERM run)
 NER_RUNS: dict[str, list[str]] = {"conll2003": [], "conll2003-fgm": ["train.objective=fgm", "train.adv.epsilon=0.1"]}
 
 
-def train_runs(work: Path, data_root: Path, names=None, *, quick: bool = False, runs: dict | None = None,
-               config: str = "examples/sst2.yaml") -> list[Path]:
+def train_runs(
+    work: Path,
+    data_root: Path,
+    names=None,
+    *,
+    quick: bool = False,
+    runs: dict | None = None,
+    config: str = "examples/sst2.yaml",
+) -> list[Path]:
     """Train the ``runs`` (default ``RUNS``; or those in ``names``), each ``config`` plus its overrides, that
     ``work`` lacks or holds with another config; their folders."""
     from benchmarks.tasks import ROOT, _same_run
-    from caveat.training.run import run_training
     from caveat.config import load_config
+    from caveat.training.run import run_training
 
     runs = RUNS if runs is None else runs
     out = []
     for name in names or runs:
-        overrides = [f"data.root={data_root}", *runs[name]] + (["train.max_steps=10", "train.eval_batch_size=256"] if quick else [])
+        overrides = [f"data.root={data_root}", *runs[name]] + (
+            ["train.max_steps=10", "train.eval_batch_size=256"] if quick else []
+        )
         cfg = load_config(ROOT / config, overrides)
         if not _same_run(work / name, cfg):
             run_training(cfg, work / name, progress=False)
@@ -79,12 +109,23 @@ def bench_robust_compare(work: Path, data_root: Path, *, max_examples: int = 500
 
     runs = train_runs(work, data_root, quick=quick)
     tuned = tune_run(work, data_root, quick=quick)
-    out = compare_runs([*runs, work / TUNED], "test", attacks="greedy", shift=[f"cr={data_root / 'cr' / 'custrev.all'}"],
-                       settings=AttackSettings(max_examples=max_examples), baseline="sst2")
+    out = compare_runs(
+        [*runs, work / TUNED],
+        "test",
+        attacks="greedy",
+        shift=[f"cr={data_root / 'cr' / 'custrev.all'}"],
+        settings=AttackSettings(max_examples=max_examples),
+        baseline="sst2",
+    )
     write_compare(out, work / "robust-compare")  # compare.md and the page report.html
     # the other two searches on ERM and the tuned run: is the gain specific to the attack the recipe borrows from?
-    others = compare_runs([work / "sst2", work / TUNED], "test", attacks="charswap,wordsub",
-                          settings=AttackSettings(max_examples=max_examples), baseline="sst2")
+    others = compare_runs(
+        [work / "sst2", work / TUNED],
+        "test",
+        attacks="charswap,wordsub",
+        settings=AttackSettings(max_examples=max_examples),
+        baseline="sst2",
+    )
     rows = {Path(r["path"]).name: r for r in out["rows"]}
     erm = rows.get("sst2")
     verdicts = {}
@@ -94,13 +135,27 @@ def bench_robust_compare(work: Path, data_root: Path, *, max_examples: int = 500
         gain = r["attack"]["greedy"]["after_attack_accuracy"] - erm["attack"]["greedy"]["after_attack_accuracy"]
         clean = r["accuracy"] - erm["accuracy"]
         cr_ece = r["shift"]["cr"]["ece"] - erm["shift"]["cr"]["ece"]
-        verdicts[name] = {"after_attack_gain": gain, "clean_change": clean, "cr_ece_change": cr_ece,
-                          "met": bool(gain >= 0.15 and clean >= -0.015 and cr_ece <= 0)}
-    return {"runs": [str(r) for r in runs], "rows": out["rows"], "table": out["table"], "notes": out["notes"],
-            "verdicts": verdicts, "max_examples": max_examples, "tuned": TUNED,
-            "other_attacks": {r["run"]: {a: {k: v for k, v in f.items() if k != "examples"} for a, f in r["attack"].items()}
-                              for r in others["rows"]},
-            "tune": {k: v for k, v in tuned.items() if k != "attack_settings"}, "page": str(work / "robust-compare" / "report.html")}
+        verdicts[name] = {
+            "after_attack_gain": gain,
+            "clean_change": clean,
+            "cr_ece_change": cr_ece,
+            "met": bool(gain >= 0.15 and clean >= -0.015 and cr_ece <= 0),
+        }
+    return {
+        "runs": [str(r) for r in runs],
+        "rows": out["rows"],
+        "table": out["table"],
+        "notes": out["notes"],
+        "verdicts": verdicts,
+        "max_examples": max_examples,
+        "tuned": TUNED,
+        "other_attacks": {
+            r["run"]: {a: {k: v for k, v in f.items() if k != "examples"} for a, f in r["attack"].items()}
+            for r in others["rows"]
+        },
+        "tune": {k: v for k, v in tuned.items() if k != "attack_settings"},
+        "page": str(work / "robust-compare" / "report.html"),
+    }
 
 
 def bench_ner_attack(conll_run: Path, *, max_examples: int = 200) -> dict:
@@ -108,9 +163,14 @@ def bench_ner_attack(conll_run: Path, *, max_examples: int = 200) -> dict:
     from caveat.robustness.run import attack_run
 
     out = attack_run(conll_run, "test", "charswap,greedy", max_examples=max_examples, write=False)
-    return {"run": str(conll_run), "max_examples": max_examples,
-            "attacks": {k: {m: v for m, v in a.items() if m != "examples"} | {"examples": a.get("examples", [])[:3]}
-                        for k, a in out["attacks"].items()}}
+    return {
+        "run": str(conll_run),
+        "max_examples": max_examples,
+        "attacks": {
+            k: {m: v for m, v in a.items() if m != "examples"} | {"examples": a.get("examples", [])[:3]}
+            for k, a in out["attacks"].items()
+        },
+    }
 
 
 def bench_ner_compare(work: Path, data_root: Path, *, max_examples: int = 200, quick: bool = False) -> dict:
@@ -121,7 +181,15 @@ def bench_ner_compare(work: Path, data_root: Path, *, max_examples: int = 200, q
     runs = train_runs(work, data_root, quick=quick, runs=NER_RUNS, config="examples/conll2003.yaml")
     out = compare_runs(runs, "test", attacks="charswap,greedy", settings=AttackSettings(max_examples=max_examples))
     write_compare(out, work / "ner-compare")
-    return {"runs": [str(r) for r in runs], "columns": out["columns"], "table": out["table"], "notes": out["notes"],
-            "rows": [{k: v for k, v in r.items() if k != "attack"} | {"attack": {a: {m: x for m, x in f.items() if m != "examples"}
-                                                                                   for a, f in r["attack"].items()}}
-                     for r in out["rows"]], "max_examples": max_examples}
+    return {
+        "runs": [str(r) for r in runs],
+        "columns": out["columns"],
+        "table": out["table"],
+        "notes": out["notes"],
+        "rows": [
+            {k: v for k, v in r.items() if k != "attack"}
+            | {"attack": {a: {m: x for m, x in f.items() if m != "examples"} for a, f in r["attack"].items()}}
+            for r in out["rows"]
+        ],
+        "max_examples": max_examples,
+    }

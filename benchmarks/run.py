@@ -1,6 +1,7 @@
 """``make bench``: real-data benchmarks of the default backbone on CPU.
 
-    python -m benchmarks.run [--only clinc150,conll2003,sst2,step_cost,uncertainty,spans,ensemble,service,robustness] [--quick] [--no-reuse]
+    python -m benchmarks.run [--only clinc150,conll2003,sst2,step_cost,uncertainty,spans,ensemble,service,robustness]
+                             [--quick] [--no-reuse]
 
 Reads ``$CAVEAT_DATA`` (default ../shared/data); writes ``benchmarks/results/<name>.json``,
 ``benchmarks/results/README.md`` and the table between the bench markers of the top-level README.
@@ -34,87 +35,162 @@ def table() -> str:
         path = RESULTS / f"{name}.json"
         if path.is_file():
             r = json.loads(path.read_text())
-            lines.append(f"| {name} ({r['objective']}, {r['epochs']:g} epochs) | test {r['metric']} | {r['value']:.4f} | "
-                         f"≥ {r['target']} | {'yes' if r['met'] else 'no'} | {r['train_seconds'] / 60:.1f} min |")
+            lines.append(
+                f"| {name} ({r['objective']}, {r['epochs']:g} epochs) | test {r['metric']} | {r['value']:.4f} | "
+                f"≥ {r['target']} | {'yes' if r['met'] else 'no'} | {r['train_seconds'] / 60:.1f} min |"
+            )
     path = RESULTS / "step_cost.json"
     if path.is_file():
         r = json.loads(path.read_text())
         for k, v in r["ratio_to_erm"].items():
             if k != "erm":
                 target = r["targets"][k]
-                lines.append(f"| cost per step, {k}{'-3' if k in ('pgd', 'freelb') else ''} / ERM | ratio | {v:.2f}× | ≤ {target}× | {'yes' if v <= target else 'no'} | |")
+                lines.append(
+                    f"| cost per step, {k}{'-3' if k in ('pgd', 'freelb') else ''} / ERM | ratio | {v:.2f}× | "
+                    f"≤ {target}× | {'yes' if v <= target else 'no'} | |"
+                )
         v = r["erm_over_bare"]
-        lines.append(f"| cost per step, caveat ERM / bare PyTorch loop | ratio | {v:.3f}× | ≤ 1.10× | {'yes' if v <= 1.10 else 'no'} | |")
+        lines.append(
+            f"| cost per step, caveat ERM / bare PyTorch loop | ratio | {v:.3f}× | ≤ 1.10× | "
+            f"{'yes' if v <= 1.10 else 'no'} | |"
+        )
     path = RESULTS / "uncertainty.json"
     if path.is_file():
         r = json.loads(path.read_text())
         cr = r["conformal_resplits"]
         lines += [
-            f"| CLINC150 ECE after temperature scaling | test | {r['ece_calibrated']:.4f} (raw {r['ece']:.4f}) | ≤ 0.015 | {'yes' if r['ece_calibrated'] <= 0.015 else 'no'} | |",
-            f"| CLINC150 OOD AUROC, best = {r['best_ood_method']} | oos_test | {r['ood_auroc'][r['best_ood_method']]:.4f} | ≥ 0.97 | {'yes' if r['ood_auroc'][r['best_ood_method']] >= 0.97 else 'no'} | |",
-            f"| CLINC150 90% conformal coverage, 100 re-splits (LAC / APS / RAPS) | val+test | {cr['lac']['coverage_mean']:.4f} / {cr['aps']['coverage_mean']:.4f} / {cr['raps']['coverage_mean']:.4f} | 0.90 ± 0.015 | {'yes' if all(abs(cr[m]['coverage_mean'] - 0.9) <= 0.015 for m in ('lac', 'aps', 'raps')) else 'no'} | |",
-            f"| mean set size (LAC / APS / RAPS) | val+test | {cr['lac']['set_size_mean']:.2f} / {cr['aps']['set_size_mean']:.2f} / {cr['raps']['set_size_mean']:.2f} | report | | |",
-            f"| risk bound for an 18% out-of-scope share (that of test + oos_test) from 200 out-of-scope calibration texts | feasible | {'yes' if r['risk_at_test_share']['feasible'] else 'no: abstains on all'} | report | | |",
-            f"| risk-controlled abstention (2%, δ 0.05, bound set for 10% out-of-scope), test + oos_test (18%) | error on answered | {r['abstention_combined']['risk']:.4f} at coverage {r['abstention_combined']['coverage']:.3f} (in-scope {r['abstention_combined']['in_scope_coverage']:.3f}, OOS recall {r['abstention_combined']['oos_recall']:.3f}) | ≤ 0.02 | {'yes' if r['abstention_combined']['risk'] <= 0.02 else 'no'} | |",
-            f"| OOS recall / in-scope accuracy (policy) | test + oos_test | {r['abstention_combined']['oos_recall']:.3f} / {r['test_accuracy']:.4f} | ≥ 0.75 / ≥ 0.94 | {'yes' if r['abstention_combined']['oos_recall'] >= 0.75 and r['test_accuracy'] >= 0.94 else 'no'} | |",
-            f"| cost: energy / Mahalanobis / Laplace | × one deterministic pass | {r['methods']['energy']['cost_ratio']:.3f} / {r['methods']['mahalanobis']['cost_ratio']:.3f} / {r['methods']['laplace']['cost_ratio']:.3f} | ≤ 1.1 (energy, Mahalanobis) | {'yes' if max(r['methods']['energy']['cost_ratio'], r['methods']['mahalanobis']['cost_ratio']) <= 1.1 else 'no'} | |",
+            f"| CLINC150 ECE after temperature scaling | test | {r['ece_calibrated']:.4f} (raw {r['ece']:.4f}) | "
+            f"≤ 0.015 | {'yes' if r['ece_calibrated'] <= 0.015 else 'no'} | |",
+            f"| CLINC150 OOD AUROC, best = {r['best_ood_method']} | oos_test | "
+            f"{r['ood_auroc'][r['best_ood_method']]:.4f} | ≥ 0.97 | "
+            f"{'yes' if r['ood_auroc'][r['best_ood_method']] >= 0.97 else 'no'} | |",
+            "| CLINC150 90% conformal coverage, 100 re-splits (LAC / APS / RAPS) | val+test | "
+            f"{cr['lac']['coverage_mean']:.4f} / {cr['aps']['coverage_mean']:.4f} / {cr['raps']['coverage_mean']:.4f} "
+            "| 0.90 ± 0.015 | "
+            f"{'yes' if all(abs(cr[m]['coverage_mean'] - 0.9) <= 0.015 for m in ('lac', 'aps', 'raps')) else 'no'} | |",
+            f"| mean set size (LAC / APS / RAPS) | val+test | {cr['lac']['set_size_mean']:.2f} / "
+            f"{cr['aps']['set_size_mean']:.2f} / {cr['raps']['set_size_mean']:.2f} | report | | |",
+            "| risk bound for an 18% out-of-scope share (that of test + oos_test) from 200 out-of-scope calibration "
+            f"texts | feasible | {'yes' if r['risk_at_test_share']['feasible'] else 'no: abstains on all'} | report | "
+            "| |",
+            "| risk-controlled abstention (2%, δ 0.05, bound set for 10% out-of-scope), test + oos_test (18%) | "
+            f"error on answered | {r['abstention_combined']['risk']:.4f} at coverage "
+            f"{r['abstention_combined']['coverage']:.3f} (in-scope "
+            f"{r['abstention_combined']['in_scope_coverage']:.3f}, OOS recall "
+            f"{r['abstention_combined']['oos_recall']:.3f}) | ≤ 0.02 | "
+            f"{'yes' if r['abstention_combined']['risk'] <= 0.02 else 'no'} | |",
+            "| OOS recall / in-scope accuracy (policy) | test + oos_test | "
+            f"{r['abstention_combined']['oos_recall']:.3f} / {r['test_accuracy']:.4f} | ≥ 0.75 / ≥ 0.94 | "
+            f"{'yes' if r['abstention_combined']['oos_recall'] >= 0.75 and r['test_accuracy'] >= 0.94 else 'no'} | |",
+            "| cost: energy / Mahalanobis / Laplace | × one deterministic pass | "
+            f"{r['methods']['energy']['cost_ratio']:.3f} / {r['methods']['mahalanobis']['cost_ratio']:.3f} / "
+            f"{r['methods']['laplace']['cost_ratio']:.3f} | ≤ 1.1 (energy, Mahalanobis) | "
+            f"{'yes' if max(r['methods']['energy']['cost_ratio'], r['methods']['mahalanobis']['cost_ratio']) <= 1.1 else 'no'} | |",  # noqa: E501
             f"| OOD AUROC: Laplace (entropy) | oos_test | {r['ood_auroc']['laplace']:.4f} | report | | |",
-            f"| MC dropout K=10 cost: naive / efficient (head only) | × one deterministic pass | {r['mc_dropout_naive']['cost_ratio']:.2f} / {r['mc_dropout_efficient_head']['cost_ratio']:.2f} | efficient ≤ 2.0 | {'yes' if r['mc_dropout_efficient_head']['cost_ratio'] <= 2.0 else 'no'} | |",
-            f"| MC dropout OOD AUROC (entropy): naive / efficient | oos_test | {r['mc_dropout_naive']['ood_auroc']['entropy']:.4f} / {r['mc_dropout_efficient_head']['ood_auroc']['entropy']:.4f} | drop ≤ 0.01 | {'yes' if r['mc_dropout_naive']['ood_auroc']['entropy'] - r['mc_dropout_efficient_head']['ood_auroc']['entropy'] <= 0.01 else 'no'} | |",
+            "| MC dropout K=10 cost: naive / efficient (head only) | × one deterministic pass | "
+            f"{r['mc_dropout_naive']['cost_ratio']:.2f} / {r['mc_dropout_efficient_head']['cost_ratio']:.2f} | "
+            f"efficient ≤ 2.0 | {'yes' if r['mc_dropout_efficient_head']['cost_ratio'] <= 2.0 else 'no'} | |",
+            "| MC dropout OOD AUROC (entropy): naive / efficient | oos_test | "
+            f"{r['mc_dropout_naive']['ood_auroc']['entropy']:.4f} / "
+            f"{r['mc_dropout_efficient_head']['ood_auroc']['entropy']:.4f} | drop ≤ 0.01 | "
+            f"{'yes' if r['mc_dropout_naive']['ood_auroc']['entropy'] - r['mc_dropout_efficient_head']['ood_auroc']['entropy'] <= 0.01 else 'no'} | |",  # noqa: E501
         ]
     path = RESULTS / "spans.json"
     if path.is_file():
         r = json.loads(path.read_text())
         a = r["abstention"]
         lines += [
-            f"| CoNLL-2003 span ECE: raw product / after word temperature | test | {r['spans']['product']['ece']:.4f} / {r['calibrated']['span_ece']:.4f} | report | | |",
-            f"| CoNLL-2003 wrong-span AUROC of span confidence (product / min / mean) | test | {r['spans']['product']['auroc']:.4f} / {r['spans']['min']['auroc']:.4f} / {r['spans']['mean']['auroc']:.4f} | report | | |",
-            f"| CoNLL-2003 kept spans at a {r['target']:.0%} target (δ 0.05); testb is shifted from dev (F1 {r['f1']:.3f} vs {r['validation']['f1']:.3f}) | test | "
-            + (f"error {a['risk']:.4f} at coverage {a['coverage']:.3f}" if a["risk"] is not None else "none kept (no threshold certified)")
+            "| CoNLL-2003 span ECE: raw product / after word temperature | test | "
+            f"{r['spans']['product']['ece']:.4f} / {r['calibrated']['span_ece']:.4f} | report | | |",
+            "| CoNLL-2003 wrong-span AUROC of span confidence (product / min / mean) | test | "
+            f"{r['spans']['product']['auroc']:.4f} / {r['spans']['min']['auroc']:.4f} / "
+            f"{r['spans']['mean']['auroc']:.4f} | report | | |",
+            f"| CoNLL-2003 kept spans at a {r['target']:.0%} target (δ 0.05); testb is shifted from dev (F1 "
+            f"{r['f1']:.3f} vs {r['validation']['f1']:.3f}) | test | "
+            + (
+                f"error {a['risk']:.4f} at coverage {a['coverage']:.3f}"
+                if a["risk"] is not None
+                else "none kept (no threshold certified)"
+            )
             + f" | ≤ {r['target']} | {'yes' if a['risk'] is not None and a['risk'] <= r['target'] else 'no'} | |",
-            f"| CoNLL-2003 kept spans, held-out dev half (exchangeable with calibration) | validation | "
-            f"error {r['validation']['abstention']['risk']:.4f} at coverage {r['validation']['abstention']['coverage']:.3f}; span ECE {r['validation']['calibrated']['span_ece']:.4f} | ≤ {r['target']} | {'yes' if r['validation']['abstention']['risk'] <= r['target'] else 'no'} | |",
+            "| CoNLL-2003 kept spans, held-out dev half (exchangeable with calibration) | validation | "
+            f"error {r['validation']['abstention']['risk']:.4f} at coverage "
+            f"{r['validation']['abstention']['coverage']:.3f}; span ECE "
+            f"{r['validation']['calibrated']['span_ece']:.4f} | ≤ {r['target']} | "
+            f"{'yes' if r['validation']['abstention']['risk'] <= r['target'] else 'no'} | |",
         ]
     path = RESULTS / "ensemble.json"
     if path.is_file():
         r = json.loads(path.read_text())
         m, e = r["member"], r["ensemble"]
-        lines.append(f"| SST-2 deep ensemble ({r['members']}) vs one member: ECE / NLL / cost | test | {e['ece']:.4f} / {e['nll']:.3f} / {e['cost_ratio']:.2f}× (member {m['ece']:.4f} / {m['nll']:.3f}) | report | | |")
+        lines.append(
+            f"| SST-2 deep ensemble ({r['members']}) vs one member: ECE / NLL / cost | test | "
+            f"{e['ece']:.4f} / {e['nll']:.3f} / {e['cost_ratio']:.2f}× (member {m['ece']:.4f} / {m['nll']:.3f}) | "
+            "report | | |"
+        )
     path = RESULTS / "service.json"
     if path.is_file():
         r = json.loads(path.read_text())
         mb, one = r["microbatched"], r["one_at_a_time"]
         lines += [
-            f"| service /v1/predict, {r['concurrency']} clients × {r['seconds']:g} s (CLINC150 run) | errors; p50 / p99 | {mb['errors']}; {mb['p50_ms']:.0f} / {mb['p99_ms']:.0f} ms | 0 errors | {'yes' if r['zero_errors'] else 'no'} | |",
-            f"| micro-batching throughput / one request at a time | ratio | {r['microbatching_speedup']:.2f}× ({mb['requests_per_s']:.0f} vs {one['requests_per_s']:.0f} req/s) | ≥ 3× | {'yes' if r['microbatching_speedup'] >= 3 else 'no'} | |",
-            f"| predictions/s through HTTP at batch {r['batch']} / Python API | ratio | {r['http_vs_python_api']:.2f} | ≥ 0.70 | {'yes' if r['http_vs_python_api'] >= 0.7 else 'no'} | |",
+            f"| service /v1/predict, {r['concurrency']} clients × {r['seconds']:g} s (CLINC150 run) | "
+            f"errors; p50 / p99 | {mb['errors']}; {mb['p50_ms']:.0f} / {mb['p99_ms']:.0f} ms | 0 errors | "
+            f"{'yes' if r['zero_errors'] else 'no'} | |",
+            "| micro-batching throughput / one request at a time | ratio | "
+            f"{r['microbatching_speedup']:.2f}× ({mb['requests_per_s']:.0f} vs {one['requests_per_s']:.0f} req/s) | "
+            f"≥ 3× | {'yes' if r['microbatching_speedup'] >= 3 else 'no'} | |",
+            f"| predictions/s through HTTP at batch {r['batch']} / Python API | ratio | "
+            f"{r['http_vs_python_api']:.2f} | ≥ 0.70 | {'yes' if r['http_vs_python_api'] >= 0.7 else 'no'} | |",
         ]
         if r.get("fuzz"):
             f = r["fuzz"]
-            lines.append(f"| fuzzing /v1/predict with malformed bodies | 5xx of {f['requests']} | {f['server_errors']} | 0 | {'yes' if f['server_errors'] == 0 else 'no'} | |")
+            lines.append(
+                f"| fuzzing /v1/predict with malformed bodies | 5xx of {f['requests']} | {f['server_errors']} | 0 | "
+                f"{'yes' if f['server_errors'] == 0 else 'no'} | |"
+            )
     path = RESULTS / "robustness.json"
     if path.is_file():
         r = json.loads(path.read_text())
         for name, a in r["attacks"].items():
-            lines.append(f"| SST-2 ERM under the {name} attack (≤ 20% words, sim ≥ 0.8), {r['max_examples']} test sentences | clean → after-attack accuracy | "
-                         f"{a['clean_accuracy']:.4f} → {a['after_attack_accuracy']:.4f} (success {a['success_rate']:.2f}, {a['mean_queries']:.0f} queries, {a['examples_per_s']:.2f} ex/s) | report | | |")
-        lines.append(f"| SST-2 ERM on CR (shifted domain) | accuracy; ECE | {r['cr']['accuracy']:.4f} (in-domain {r['in_domain']['accuracy']:.4f}); {r['cr']['ece']:.4f} (in-domain {r['in_domain']['ece']:.4f}) | report | | |")
+            lines.append(
+                f"| SST-2 ERM under the {name} attack (≤ 20% words, sim ≥ 0.8), {r['max_examples']} test sentences | "
+                f"clean → after-attack accuracy | {a['clean_accuracy']:.4f} → {a['after_attack_accuracy']:.4f} "
+                f"(success {a['success_rate']:.2f}, {a['mean_queries']:.0f} queries, {a['examples_per_s']:.2f} ex/s) | "
+                "report | | |"
+            )
+        lines.append(
+            f"| SST-2 ERM on CR (shifted domain) | accuracy; ECE | {r['cr']['accuracy']:.4f} (in-domain "
+            f"{r['in_domain']['accuracy']:.4f}); {r['cr']['ece']:.4f} (in-domain {r['in_domain']['ece']:.4f}) | "
+            "report | | |"
+        )
         g = r["attacks"]["greedy"]["seconds"]
-        lines.append(f"| greedy attack on {r['max_examples']} SST-2 test sentences, 2 cores | wall time | {g / 60:.1f} min (all three attacks {r['attack_seconds'] / 60:.1f} min) | < 10 min | {'yes' if g < 600 else 'no'} | |")
+        lines.append(
+            f"| greedy attack on {r['max_examples']} SST-2 test sentences, 2 cores | wall time | "
+            f"{g / 60:.1f} min (all three attacks {r['attack_seconds'] / 60:.1f} min) | < 10 min | "
+            f"{'yes' if g < 600 else 'no'} | |"
+        )
     path = RESULTS / "ner_attack.json"
     if path.is_file():
         r = json.loads(path.read_text())
         for name, a in r["attacks"].items():
-            lines.append(f"| CoNLL-2003 under the {name} attack, context words only (≤ 20% words, sim ≥ 0.8), {r['max_examples']} test sentences | sentence accuracy; span F1; span errors | "
-                         f"{a['clean_accuracy']:.3f} → {a['after_attack_accuracy']:.3f}; {a['clean_span_f1']:.3f} → {a['after_attack_span_f1']:.3f}; {a['clean_span_errors']} → {a['after_attack_span_errors']} ({a['mean_queries']:.1f} queries per attacked sentence) | report | | |")
+            lines.append(
+                f"| CoNLL-2003 under the {name} attack, context words only (≤ 20% words, sim ≥ 0.8), "
+                f"{r['max_examples']} test sentences | sentence accuracy; span F1; span errors | "
+                f"{a['clean_accuracy']:.3f} → {a['after_attack_accuracy']:.3f}; {a['clean_span_f1']:.3f} → "
+                f"{a['after_attack_span_f1']:.3f}; {a['clean_span_errors']} → {a['after_attack_span_errors']} "
+                f"({a['mean_queries']:.1f} queries per attacked sentence) | report | | |"
+            )
     path = RESULTS / "ner_compare.json"
     if path.is_file():
         r = json.loads(path.read_text())
         for row in r["rows"]:
             a = row["attack"]
-            lines.append(f"| CoNLL-2003 {row['run']} ({row['recipe']}): span F1; span ECE; after charswap / greedy span F1 ({r['max_examples']} test sentences); s per step | test | "
-                         f"{row['span_f1']:.4f}; {row['span_ece']:.4f}; {a['charswap']['after_attack_span_f1']:.4f} / {a['greedy']['after_attack_span_f1']:.4f}; "
-                         f"{row['training']['seconds_per_step']:.2f} | report | | |")
+            lines.append(
+                f"| CoNLL-2003 {row['run']} ({row['recipe']}): span F1; span ECE; after charswap / greedy span F1 "
+                f"({r['max_examples']} test sentences); s per step | test | "
+                f"{row['span_f1']:.4f}; {row['span_ece']:.4f}; {a['charswap']['after_attack_span_f1']:.4f} / "
+                f"{a['greedy']['after_attack_span_f1']:.4f}; {row['training']['seconds_per_step']:.2f} | report | | |"
+            )
     path = RESULTS / "robust_compare.json"
     if path.is_file():
         r = json.loads(path.read_text())
@@ -122,20 +198,41 @@ def table() -> str:
             name = Path(row["path"]).name
             g, cr, t = row["attack"]["greedy"], row["shift"]["cr"], row["training"]
             v = r["verdicts"].get(name)
-            lines.append(f"| SST-2 {name} ({row.get('recipe', row['objective'])}): clean → greedy after-attack; CR accuracy / ECE; s per step | test ({r['max_examples']} attacked) | "
-                         f"{row['accuracy']:.4f} → {g['after_attack_accuracy']:.4f}; {cr['accuracy']:.4f} / {cr['ece']:.4f}; {t['seconds_per_step']:.2f}"
-                         + (f" (vs ERM: after attack {v['after_attack_gain'] * 100:+.1f} pts, clean {v['clean_change'] * 100:+.1f} pts, CR ECE {v['cr_ece_change']:+.4f})" if v else "")
-                         + " | " + ("≥ ERM + 0.15 after attack, clean ≥ ERM − 0.015, CR ECE ≤ ERM" if v else "(ERM: the reference)")
-                         + f" | {('yes' if v['met'] else 'no') if v else ''} | |")
+            lines.append(
+                f"| SST-2 {name} ({row.get('recipe', row['objective'])}): clean → greedy after-attack; CR accuracy / "
+                f"ECE; s per step | test ({r['max_examples']} attacked) | "
+                f"{row['accuracy']:.4f} → {g['after_attack_accuracy']:.4f}; {cr['accuracy']:.4f} / {cr['ece']:.4f}; "
+                f"{t['seconds_per_step']:.2f}"
+                + (
+                    f" (vs ERM: after attack {v['after_attack_gain'] * 100:+.1f} pts, clean "
+                    f"{v['clean_change'] * 100:+.1f} pts, CR ECE {v['cr_ece_change']:+.4f})"
+                    if v
+                    else ""
+                )
+                + " | "
+                + ("≥ ERM + 0.15 after attack, clean ≥ ERM − 0.015, CR ECE ≤ ERM" if v else "(ERM: the reference)")
+                + f" | {('yes' if v['met'] else 'no') if v else ''} | |"
+            )
         tune = r.get("tune")
         if tune:
-            rows_ = "; ".join(f"{t['value']:g}{' (chosen)' if t['run'] == tune['best_run'] else ''}: {t['validation']:.4f} / {t['score']:.4f}"
-                              for t in tune["rows"])
-            lines.append(f"| SST-2 {r['tuned']}: {tune['key']} of the random-edit recipe chosen on validation ({tune['criterion']}, clean within {tune['clean_tolerance']}) | "
-                         f"validation clean / after greedy per value | {rows_} | chosen on validation, never test | | |")
+            rows_ = "; ".join(
+                f"{t['value']:g}{' (chosen)' if t['run'] == tune['best_run'] else ''}: {t['validation']:.4f} / "
+                f"{t['score']:.4f}"
+                for t in tune["rows"]
+            )
+            lines.append(
+                f"| SST-2 {r['tuned']}: {tune['key']} of the random-edit recipe chosen on validation "
+                f"({tune['criterion']}, clean within {tune['clean_tolerance']}) | "
+                f"validation clean / after greedy per value | {rows_} | chosen on validation, never test | | |"
+            )
         for name, attacks in r.get("other_attacks", {}).items():
-            cells = "; ".join(f"{a} {f['clean_accuracy']:.3f} → {f['after_attack_accuracy']:.3f}" for a, f in attacks.items())
-            lines.append(f"| SST-2 {name} under the other searches ({r['max_examples']} test sentences) | clean → after-attack accuracy | {cells} | report | | |")
+            cells = "; ".join(
+                f"{a} {f['clean_accuracy']:.3f} → {f['after_attack_accuracy']:.3f}" for a, f in attacks.items()
+            )
+            lines.append(
+                f"| SST-2 {name} under the other searches ({r['max_examples']} test sentences) | "
+                f"clean → after-attack accuracy | {cells} | report | | |"
+            )
     path = RESULTS / "explain.json"
     if path.is_file():
         r = json.loads(path.read_text())
@@ -143,58 +240,140 @@ def table() -> str:
         for name in [k for k in m if k != "random"]:
             c, s_ = m[name]["comprehensiveness"]["mean"], m[name]["sufficiency"]["mean"]
             beats = c > rnd["comprehensiveness"]["mean"] and s_ < rnd["sufficiency"]["mean"]
-            lines.append(f"| SST-2 explanations, {name}: comprehensiveness / sufficiency (random {rnd['comprehensiveness']['mean']:.3f} / {rnd['sufficiency']['mean']:.3f}), {r['n']} test sentences | ERASER, bins 1-50% | "
-                         f"{c:.3f} / {s_:.3f}; {m[name]['evaluations']['mean']:.0f} model evaluations, {m[name]['seconds']['median']:.2f} s median (this run shared the 2 cores with a training job) | beats random | {'yes' if beats else 'no'} | |")
-        lines.append(f"| integrated gradients, 32 steps in one batched pass, 2 cores, alone ({r['ig_timing']['n']} sentences, {r['ig_timing']['mean_words']:.0f} words on average) | median s per sentence | {r['ig_median_seconds']:.3f} (p90 {r['ig_timing']['p90_seconds']:.3f}) | < 0.5 | {'yes' if r['ig_under_half_a_second'] else 'no'} | |")
+            lines.append(
+                f"| SST-2 explanations, {name}: comprehensiveness / sufficiency (random "
+                f"{rnd['comprehensiveness']['mean']:.3f} / {rnd['sufficiency']['mean']:.3f}), {r['n']} test sentences "
+                f"| ERASER, bins 1-50% | {c:.3f} / {s_:.3f}; {m[name]['evaluations']['mean']:.0f} model evaluations, "
+                f"{m[name]['seconds']['median']:.2f} s median (this run shared the 2 cores with a training job) | "
+                f"beats random | {'yes' if beats else 'no'} | |"
+            )
+        lines.append(
+            f"| integrated gradients, 32 steps in one batched pass, 2 cores, alone ({r['ig_timing']['n']} sentences, "
+            f"{r['ig_timing']['mean_words']:.0f} words on average) | median s per sentence | "
+            f"{r['ig_median_seconds']:.3f} (p90 {r['ig_timing']['p90_seconds']:.3f}) | < 0.5 | "
+            f"{'yes' if r['ig_under_half_a_second'] else 'no'} | |"
+        )
         u = r["uncertainty"]
-        shares = " / ".join(f"{k} {v['lower_than_random']:.2f}" for k, v in u["methods"].items() if v["lower_than_random"] is not None)
-        lines.append(f"| deleting the top-{u['k']} uncertainty words lowers entropy more than {u['k']} random words, {u['n']} inputs the policy does not answer | share of inputs | {shares} | most (> 0.5) | "
-                     f"{'yes' if u['methods'] and max((v['lower_than_random'] or 0) for v in u['methods'].values()) > 0.5 else 'no'} | |")
+        shares = " / ".join(
+            f"{k} {v['lower_than_random']:.2f}" for k, v in u["methods"].items() if v["lower_than_random"] is not None
+        )
+        lines.append(
+            f"| deleting the top-{u['k']} uncertainty words lowers entropy more than {u['k']} random words, {u['n']} "
+            f"inputs the policy does not answer | share of inputs | {shares} | most (> 0.5) | "
+            f"{'yes' if u['methods'] and max((v['lower_than_random'] or 0) for v in u['methods'].values()) > 0.5 else 'no'} | |"  # noqa: E501
+        )
         st = r["stability"]
-        lines.append(f"| LIME stability between two seeds (Spearman; top-3 overlap): {r['options']['lime']['samples']} samples ({st['lime']['n']} sentences) / {r['lime_default']['samples']}, its default ({r['lime_default']['n']} sentences); SHAP's partition explainer does not sample | test | "
-                     f"{st['lime']['spearman']:.3f}; {st['lime']['top_k_overlap']:.2f} / {r['lime_default']['stability']['spearman']:.3f}; {r['lime_default']['stability']['top_k_overlap']:.2f} | report | | |")
+        lines.append(
+            f"| LIME stability between two seeds (Spearman; top-3 overlap): {r['options']['lime']['samples']} samples "
+            f"({st['lime']['n']} sentences) / {r['lime_default']['samples']}, its default ({r['lime_default']['n']} "
+            "sentences); SHAP's partition explainer does not sample | test | "
+            f"{st['lime']['spearman']:.3f}; {st['lime']['top_k_overlap']:.2f} / "
+            f"{r['lime_default']['stability']['spearman']:.3f}; {r['lime_default']['stability']['top_k_overlap']:.2f} "
+            "| report | | |"
+        )
     path = RESULTS / "generate.json"
     if path.is_file():
         r = json.loads(path.read_text())
         for name, g in r["sets"].items():
             acc = " / ".join(f"{k} {v:.3f}" for k, v in g["accuracy"].items())
-            lines.append(f"| {name}: SmolLM2-135M-Instruct greedy accuracy, {g['n']} questions | contains / exact / F1 ≥ 0.5 | {acc} | report | | |")
+            lines.append(
+                f"| {name}: SmolLM2-135M-Instruct greedy accuracy, {g['n']} questions | contains / exact / F1 ≥ 0.5 | "
+                f"{acc} | report | | |"
+            )
             est = g["estimators"]
             ranked = sorted((e for e in est if "auroc" in est[e]), key=lambda e: -est[e]["auroc"])
-            cells = "; ".join(f"{e} {est[e]['auroc']:.3f} [{est[e]['auroc_ci'][0]:.3f}, {est[e]['auroc_ci'][1]:.3f}] PRR {est[e]['prr']:.3f}" for e in ranked)
-            lines.append(f"| {name}: wrong-answer AUROC [95% bootstrap] and PRR per estimator, K = {r['samples']}, errors by {g['rule']} | AUROC | {cells} | report | | |")
+            cells = "; ".join(
+                f"{e} {est[e]['auroc']:.3f} [{est[e]['auroc_ci'][0]:.3f}, {est[e]['auroc_ci'][1]:.3f}] PRR "
+                f"{est[e]['prr']:.3f}"
+                for e in ranked
+            )
+            lines.append(
+                f"| {name}: wrong-answer AUROC [95% bootstrap] and PRR per estimator, K = {r['samples']}, errors by "
+                f"{g['rule']} | AUROC | {cells} | report | | |"
+            )
             if "best" in g:  # the target is set on XQuAD; NQ-open (few right answers) is reported
                 met = g["best_minus_msp"] >= 0.05 and g["best_interval_clear_of_half"]
-                target, verdict = ("≥ +0.05, clear of 0.5", "yes" if met else "no") if name == "xquad" else ("report (noisy)", "")
-                lines.append(f"| {name}: best estimator ({g['best']}) − maximum sequence probability | AUROC | {g['best_minus_msp']:+.3f} (interval clear of 0.5: {'yes' if g['best_interval_clear_of_half'] else 'no'}) | {target} | {verdict} | |")
+                target, verdict = (
+                    ("≥ +0.05, clear of 0.5", "yes" if met else "no") if name == "xquad" else ("report (noisy)", "")
+                )
+                lines.append(
+                    f"| {name}: best estimator ({g['best']}) − maximum sequence probability | AUROC | "
+                    f"{g['best_minus_msp']:+.3f} (interval clear of 0.5: "
+                    f"{'yes' if g['best_interval_clear_of_half'] else 'no'}) | {target} | {verdict} | |"
+                )
             pg = g.get("polygraph")
             if pg and "pairs" in pg:
-                cells = "; ".join(f"{k} {v['caveat_auroc']:.3f} vs {v['polygraph_auroc']:.3f}" for k, v in pg["pairs"].items())
+                cells = "; ".join(
+                    f"{k} {v['caveat_auroc']:.3f} vs {v['polygraph_auroc']:.3f}" for k, v in pg["pairs"].items()
+                )
                 worst = max(abs(v["difference"]) for v in pg["pairs"].values())
-                lines.append(f"| {name}: caveat vs lm-polygraph estimators on the same samples | AUROC | {cells} | within 0.01 | {'yes' if worst <= 0.01 else 'no'} | |")
+                lines.append(
+                    f"| {name}: caveat vs lm-polygraph estimators on the same samples | AUROC | {cells} | "
+                    f"within 0.01 | {'yes' if worst <= 0.01 else 'no'} | |"
+                )
         t = r["throughput"]
-        lines.append(f"| greedy + {t['samples']} samples: {t['samples'] + 1} separate generate calls / one batched call ({t['n']} XQuAD questions) | time ratio | {t['ratio_separate_over_batched']:.2f}× ({t['separate_median_s']:.1f} s / {t['batched_median_s']:.1f} s) | report | | |")
+        lines.append(
+            f"| greedy + {t['samples']} samples: {t['samples'] + 1} separate generate calls / one batched call "
+            f"({t['n']} XQuAD questions) | time ratio | {t['ratio_separate_over_batched']:.2f}× "
+            f"({t['separate_median_s']:.1f} s / {t['batched_median_s']:.1f} s) | report | | |"
+        )
         c = r.get("cost")
         if c and c.get("polygraph") and "seconds_per_question" in c["polygraph"]:
             p = c["polygraph"]
-            lines.append(f"| cost per question, same 5 estimators (MSP, perplexity, token entropy, lexical similarity, P(True)), {c['n']} questions: caveat / lm-polygraph | seconds; generate calls | {c['caveat_seconds_per_question']:.1f} / {p['seconds_per_question']:.1f}; {c['caveat_generate_calls_per_question']:.0f} / {p['generate_calls_per_question']:.0f} | caveat ≤ lm-polygraph | {'yes' if c['caveat_seconds_per_question'] <= p['seconds_per_question'] else 'no'} | |")
+            lines.append(
+                "| cost per question, same 5 estimators (MSP, perplexity, token entropy, lexical similarity, P(True)), "
+                f"{c['n']} questions: caveat / lm-polygraph | seconds; generate calls | "
+                f"{c['caveat_seconds_per_question']:.1f} / {p['seconds_per_question']:.1f}; "
+                f"{c['caveat_generate_calls_per_question']:.0f} / {p['generate_calls_per_question']:.0f} | "
+                "caveat ≤ lm-polygraph | "
+                f"{'yes' if c['caveat_seconds_per_question'] <= p['seconds_per_question'] else 'no'} | |"
+            )
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
-        lines += ["", "CoNLL-2003 test, per type (strict span F1):", "", "| type | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
-        lines += [f"| {t} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | {v['support']} |" for t, v in per.items()]
+        lines += [
+            "",
+            "CoNLL-2003 test, per type (strict span F1):",
+            "",
+            "| type | precision | recall | f1 | support |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {t} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | {v['support']} |"
+            for t, v in per.items()
+        ]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join([*TASKS, "step_cost", "uncertainty", "spans", "ensemble", "service", "robustness", "explain", "robust_compare", "ner_attack", "ner_compare", "generate"]))
+    parser.add_argument(
+        "--only",
+        default=",".join(
+            [
+                *TASKS,
+                "step_cost",
+                "uncertainty",
+                "spans",
+                "ensemble",
+                "service",
+                "robustness",
+                "explain",
+                "robust_compare",
+                "ner_attack",
+                "ner_compare",
+                "generate",
+            ]
+        ),
+    )
     parser.add_argument("--quick", action="store_true", help="a few steps each: checks the harness, not the figures")
     parser.add_argument("--no-reuse", action="store_true")
     args = parser.parse_args()
     data_root = Path(os.environ.get("CAVEAT_DATA", ROOT.parent / "shared" / "data")).resolve()
     if not data_root.is_dir():
-        raise SystemExit(f"data not found at {data_root}; set CAVEAT_DATA to the folder holding clinc150/, conll2003/, sst2/")
+        raise SystemExit(
+            f"data not found at {data_root}; set CAVEAT_DATA to the folder holding clinc150/, conll2003/, sst2/"
+        )
     results = RESULTS if not args.quick else WORK / "quick-results"
     for name in args.only.split(","):
         start = time.perf_counter()
@@ -210,45 +389,88 @@ def main() -> None:
 
             seconds = "3" if args.quick else "30"
             run_dir = (WORK if not args.quick else WORK / "quick") / "clinc150"
-            out = subprocess.run([sys.executable, "-m", "benchmarks.service", str(run_dir), "--seconds", seconds],
-                                 capture_output=True, text=True, cwd=ROOT)
+            out = subprocess.run(
+                [sys.executable, "-m", "benchmarks.service", str(run_dir), "--seconds", seconds],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             if out.returncode not in (0, 1):
                 raise SystemExit(f"service benchmark failed:\n{out.stderr[-3000:]}")
             record = json.loads(out.stdout)
         elif name == "robustness":  # needs the sst2 run
-            record = bench_robustness((WORK if not args.quick else WORK / "quick") / "sst2", data_root,
-                                      max_examples=20 if args.quick else 500)
+            record = bench_robustness(
+                (WORK if not args.quick else WORK / "quick") / "sst2", data_root, max_examples=20 if args.quick else 500
+            )
         elif name == "explain":  # needs the sst2 run
             from benchmarks.explain import bench_explain
 
-            record = bench_explain((WORK if not args.quick else WORK / "quick") / "sst2", WORK if not args.quick else WORK / "quick",
-                                   max_examples=10 if args.quick else 200, lime_default_examples=2 if args.quick else 20)
+            record = bench_explain(
+                (WORK if not args.quick else WORK / "quick") / "sst2",
+                WORK if not args.quick else WORK / "quick",
+                max_examples=10 if args.quick else 200,
+                lime_default_examples=2 if args.quick else 20,
+            )
         elif name == "ner_attack":  # needs the conll2003 run
             from benchmarks.robust import bench_ner_attack
 
-            record = bench_ner_attack((WORK if not args.quick else WORK / "quick") / "conll2003", max_examples=20 if args.quick else 200)
+            record = bench_ner_attack(
+                (WORK if not args.quick else WORK / "quick") / "conll2003", max_examples=20 if args.quick else 200
+            )
         elif name == "ner_compare":  # trains the CoNLL-2003 runs benchmarks/robust.py names when missing
             from benchmarks.robust import bench_ner_compare
 
-            record = bench_ner_compare(WORK if not args.quick else WORK / "quick", data_root, max_examples=20 if args.quick else 200,
-                                       quick=args.quick)
+            record = bench_ner_compare(
+                WORK if not args.quick else WORK / "quick",
+                data_root,
+                max_examples=20 if args.quick else 200,
+                quick=args.quick,
+            )
         elif name == "robust_compare":  # needs the sst2 runs (benchmarks/robust.py names them)
             from benchmarks.robust import bench_robust_compare
 
-            record = bench_robust_compare(WORK if not args.quick else WORK / "quick", data_root,
-                                          max_examples=20 if args.quick else 500, quick=args.quick)
+            record = bench_robust_compare(
+                WORK if not args.quick else WORK / "quick",
+                data_root,
+                max_examples=20 if args.quick else 500,
+                quick=args.quick,
+            )
         elif name == "generate":  # SmolLM2 on XQuAD and NQ-open (benchmarks/generate.py)
             from benchmarks.generate import bench_generate
 
-            record = bench_generate(data_root, WORK if not args.quick else WORK / "quick",
-                                    n={"xquad": 6, "nq_open": 4} if args.quick else None,
-                                    throughput_n=2 if args.quick else 10, n_boot=50 if args.quick else 1000)
+            record = bench_generate(
+                data_root,
+                WORK if not args.quick else WORK / "quick",
+                n={"xquad": 6, "nq_open": 4} if args.quick else None,
+                throughput_n=2 if args.quick else 10,
+                n_boot=50 if args.quick else 1000,
+            )
         elif name == "ensemble":  # needs the sst2-ens run (caveat train examples/sst2.yaml --ensemble 3)
             record = bench_ensemble(WORK / "sst2-ens")
         elif name in TASKS:
-            record = bench_task(name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse)
+            record = bench_task(
+                name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse
+            )
         else:
-            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join([*TASKS, 'step_cost', 'uncertainty', 'spans', 'ensemble', 'service', 'robustness', 'explain', 'robust_compare', 'ner_attack', 'ner_compare', 'generate'])}")
+            raise SystemExit(
+                f"unknown benchmark {name!r}; choose from "
+                + ", ".join(
+                    [
+                        *TASKS,
+                        "step_cost",
+                        "uncertainty",
+                        "spans",
+                        "ensemble",
+                        "service",
+                        "robustness",
+                        "explain",
+                        "robust_compare",
+                        "ner_attack",
+                        "ner_compare",
+                        "generate",
+                    ]
+                )
+            )
         record["command"] = "make bench" if not args.quick else "python -m benchmarks.run --quick"
         record["wall_seconds"] = round(time.perf_counter() - start, 1)
         write_json_atomic(results / f"{name}.json", record)
@@ -260,12 +482,18 @@ def main() -> None:
 def write_tables() -> None:
     """Rewrite benchmarks/results/README.md and the README table from the results on disk."""
     md = table()
-    write_text_atomic(RESULTS / "README.md", "# Benchmark results\n\nReproduce with `make bench` (CPU, 2 cores). Train times are wall-clock and only\n"
-                       "for orientation (the machine is shared); cost ratios are medians of interleaved repeats.\n\n" + md + "\n")
+    write_text_atomic(
+        RESULTS / "README.md",
+        "# Benchmark results\n\nReproduce with `make bench` (CPU, 2 cores). Train times are wall-clock and only\n"
+        "for orientation (the machine is shared); cost ratios are medians of interleaved repeats.\n\n" + md + "\n",
+    )
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
-    text = re.sub(r"<!-- bench:start -->.*<!-- bench:end -->", f"<!-- bench:start -->\n{md}\n<!-- bench:end -->", text, flags=re.S)
+    text = re.sub(
+        r"<!-- bench:start -->.*<!-- bench:end -->", f"<!-- bench:start -->\n{md}\n<!-- bench:end -->", text, flags=re.S
+    )
     write_text_atomic(readme, text)
+
 
 if __name__ == "__main__":
     main()

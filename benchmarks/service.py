@@ -21,11 +21,11 @@ per second). Clients and server share this machine's CPUs, so the ratios are wha
 from __future__ import annotations
 
 import argparse
-import random
 import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -37,9 +37,16 @@ from pathlib import Path
 
 import httpx
 
-FALLBACK_TEXTS = ["where is my parcel", "I want to cancel my card", "what time does the store open today",
-                  "please help me reset my password", "how much money is in my account", "the order never arrived",
-                  "can I change the delivery address", "my phone was stolen, block everything"]
+FALLBACK_TEXTS = [
+    "where is my parcel",
+    "I want to cancel my card",
+    "what time does the store open today",
+    "please help me reset my password",
+    "how much money is in my account",
+    "the order never arrived",
+    "can I change the delivery address",
+    "my phone was stolen, block everything",
+]
 
 
 def texts_of(run_dir: Path, n: int = 256) -> list[str]:
@@ -49,8 +56,12 @@ def texts_of(run_dir: Path, n: int = 256) -> list[str]:
         from caveat.models.rundir import open_run
 
         splits = load_data(open_run(run_dir).config)
-        texts = [ex.text for split in (splits.calibration, splits.test, splits.train) if split is not None
-                 for ex in split.examples]
+        texts = [
+            ex.text
+            for split in (splits.calibration, splits.test, splits.train)
+            if split is not None
+            for ex in split.examples
+        ]
     except Exception:  # the data files may be elsewhere at benchmark time: any texts will do
         texts = []
     return (texts or FALLBACK_TEXTS)[:n]
@@ -66,9 +77,24 @@ def free_port() -> int:
 def server(run_dir: Path, *, max_batch_size: int, args: argparse.Namespace):
     """``caveat serve`` in a subprocess; yields its base URL once /readyz is 200; SIGTERM at exit."""
     port = free_port()
-    cmd = [sys.executable, "-m", "caveat", "serve", str(run_dir), "--port", str(port), "--no-access-log",
-           "--log-level", "warning", "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
-           "--max-texts", str(max(128, args.batch))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "caveat",
+        "serve",
+        str(run_dir),
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--max-batch-size",
+        str(max_batch_size),
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+        "--max-texts",
+        str(max(128, args.batch)),
+    ]
     cmd += ["--torch-threads", str(args.torch_threads)]
     if args.allow_uncalibrated:
         cmd.append("--allow-uncalibrated")
@@ -134,18 +160,30 @@ async def load(base: str, payloads: list[dict], *, clients: int, seconds: float,
 
 def summary(latencies: list[float], inputs: int, seconds: float, errors: list[str]) -> dict:
     q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
-    return {"requests": len(latencies), "errors": len(errors), "first_errors": errors[:3],
-            "requests_per_s": len(latencies) / seconds, "predictions_per_s": inputs / seconds,
-            "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98]}
+    return {
+        "requests": len(latencies),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "requests_per_s": len(latencies) / seconds,
+        "predictions_per_s": inputs / seconds,
+        "p50_ms": 1000 * q[49],
+        "p99_ms": 1000 * q[98],
+    }
 
 
 def batch_stats(base: str) -> dict:
     """Mean inputs per forward pass, from the server's own /metrics."""
     text = httpx.get(f"{base}/metrics").text
-    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-              if line.startswith(("caveat_batch_inputs_sum", "caveat_batch_inputs_count"))}
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith(("caveat_batch_inputs_sum", "caveat_batch_inputs_count"))
+    }
     count = values.get("caveat_batch_inputs_count", 0.0)
-    return {"forward_passes": int(count), "mean_inputs_per_pass": values.get("caveat_batch_inputs_sum", 0.0) / count if count else None}
+    return {
+        "forward_passes": int(count),
+        "mean_inputs_per_pass": values.get("caveat_batch_inputs_sum", 0.0) / count if count else None,
+    }
 
 
 def python_api(run_dir: Path, batches: list[list[str]], seconds: float, torch_threads: int) -> dict:
@@ -174,22 +212,39 @@ def python_api(run_dir: Path, batches: list[list[str]], seconds: float, torch_th
 
 def malformed(rng: random.Random) -> bytes:
     """One malformed (or borderline) request body."""
+
     def value(depth: int = 0):
-        makers = [lambda: None, lambda: rng.random() < 0.5, lambda: rng.randint(-10**6, 10**6),
-                  lambda: rng.uniform(-1e9, 1e9), lambda: "".join(chr(rng.randrange(1, 0x2FFF)) for _ in range(rng.randrange(12))),
-                  lambda: "texts",
-                  lambda: [value(depth + 1) for _ in range(rng.randrange(4))],
-                  lambda: {str(rng.randrange(99)): value(depth + 1) for _ in range(rng.randrange(3))}]
+        makers = [
+            lambda: None,
+            lambda: rng.random() < 0.5,
+            lambda: rng.randint(-(10**6), 10**6),
+            lambda: rng.uniform(-1e9, 1e9),
+            lambda: "".join(chr(rng.randrange(1, 0x2FFF)) for _ in range(rng.randrange(12))),
+            lambda: "texts",
+            lambda: [value(depth + 1) for _ in range(rng.randrange(4))],
+            lambda: {str(rng.randrange(99)): value(depth + 1) for _ in range(rng.randrange(3))},
+        ]
         return makers[rng.randrange(len(makers) if depth < 3 else 6)]()
 
-    fields = {"texts": lambda: rng.choice([value(), [value() for _ in range(rng.randrange(5))], ["ok", ""], [" "],
-                                            ["x" * rng.choice([10, 10**4, 10**5])], ["hi"] * rng.choice([1, 100, 10**4]), []]),
-              "tokens": lambda: rng.choice([value(), [["a", "b"]], [[]], [[value()]]]),
-              "method": lambda: rng.choice(["deterministic", "mc_dropout", "MC", "", value()]),
-              "samples": lambda: rng.choice([rng.randint(-5, 500), value()]),
-              "k": lambda: rng.choice([rng.randint(-5, 10**6), value()]),
-              "explain": lambda: rng.choice([True, False, value()]),
-              "bogus": value}
+    fields = {
+        "texts": lambda: rng.choice(
+            [
+                value(),
+                [value() for _ in range(rng.randrange(5))],
+                ["ok", ""],
+                [" "],
+                ["x" * rng.choice([10, 10**4, 10**5])],
+                ["hi"] * rng.choice([1, 100, 10**4]),
+                [],
+            ]
+        ),
+        "tokens": lambda: rng.choice([value(), [["a", "b"]], [[]], [[value()]]]),
+        "method": lambda: rng.choice(["deterministic", "mc_dropout", "MC", "", value()]),
+        "samples": lambda: rng.choice([rng.randint(-5, 500), value()]),
+        "k": lambda: rng.choice([rng.randint(-5, 10**6), value()]),
+        "explain": lambda: rng.choice([True, False, value()]),
+        "bogus": value,
+    }
     kind = rng.randrange(5)
     if kind == 0:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
@@ -208,10 +263,15 @@ def fuzz(base: str, n: int, seed: int = 0) -> dict:
     rng, statuses = random.Random(seed), {}
     with httpx.Client(base_url=base, timeout=60) as client:
         for _ in range(n):
-            code = client.post("/v1/predict", content=malformed(rng), headers={"content-type": "application/json"}).status_code
+            code = client.post(
+                "/v1/predict", content=malformed(rng), headers={"content-type": "application/json"}
+            ).status_code
             statuses[code] = statuses.get(code, 0) + 1
-    return {"requests": n, "statuses": {str(k): v for k, v in sorted(statuses.items())},
-            "server_errors": sum(v for k, v in statuses.items() if k >= 500)}
+    return {
+        "requests": n,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "server_errors": sum(v for k, v in statuses.items() if k >= 500),
+    }
 
 
 def main() -> None:
@@ -219,10 +279,16 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path, help="A (calibrated) run directory.")
     parser.add_argument("--seconds", type=float, default=30.0, help="Length of each of the four phases.")
     parser.add_argument("--concurrency", type=int, default=32, help="Concurrent clients in the one-text phases.")
-    parser.add_argument("--batch", type=int, default=32, help="Texts per request (http_batch) and per call (python_api).")
+    parser.add_argument(
+        "--batch", type=int, default=32, help="Texts per request (http_batch) and per call (python_api)."
+    )
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="Server's micro-batching wait.")
-    parser.add_argument("--torch-threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
-                        help="CPU threads for inference, server and python_api alike (default: the service's, all CPUs but one).")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="CPU threads for inference, server and python_api alike (default: the service's, all CPUs but one).",
+    )
     parser.add_argument("--allow-uncalibrated", action="store_true", help="Serve a run that was not calibrated.")
     parser.add_argument("--fuzz", type=int, default=2000, help="Malformed requests in the fuzz phase (0: skip).")
     args = parser.parse_args()
@@ -231,9 +297,18 @@ def main() -> None:
 
     texts = texts_of(args.run_dir)
     singles = [{"texts": [t]} for t in texts]
-    batches = [[texts[(i + j) % len(texts)] for j in range(args.batch)] for i in range(0, len(texts), args.batch)] or [texts]
-    result: dict = {"run": str(args.run_dir), "seconds": args.seconds, "concurrency": args.concurrency, "batch": args.batch,
-                    "max_wait_ms": args.max_wait_ms, "cpus": os.cpu_count(), "torch_threads": args.torch_threads}
+    batches = [[texts[(i + j) % len(texts)] for j in range(args.batch)] for i in range(0, len(texts), args.batch)] or [
+        texts
+    ]
+    result: dict = {
+        "run": str(args.run_dir),
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+        "batch": args.batch,
+        "max_wait_ms": args.max_wait_ms,
+        "cpus": os.cpu_count(),
+        "torch_threads": args.torch_threads,
+    }
     with server(args.run_dir, max_batch_size=args.batch, args=args) as base:
         result["microbatched"] = asyncio.run(load(base, singles, clients=args.concurrency, seconds=args.seconds))
         result["microbatched"].update(batch_stats(base))
@@ -248,8 +323,12 @@ def main() -> None:
     def ratio(a: float, b: float) -> float | None:
         return a / b if b else None
 
-    result["microbatching_speedup"] = ratio(result["microbatched"]["requests_per_s"], result["one_at_a_time"]["requests_per_s"])
-    result["http_vs_python_api"] = ratio(result["http_batch"]["predictions_per_s"], result["python_api"]["predictions_per_s"])
+    result["microbatching_speedup"] = ratio(
+        result["microbatched"]["requests_per_s"], result["one_at_a_time"]["requests_per_s"]
+    )
+    result["http_vs_python_api"] = ratio(
+        result["http_batch"]["predictions_per_s"], result["python_api"]["predictions_per_s"]
+    )
     result["zero_errors"] = all(result[k]["errors"] == 0 for k in ("microbatched", "http_batch", "one_at_a_time"))
     result["fuzz_zero_5xx"] = result["fuzz"]["server_errors"] == 0 if "fuzz" in result else None
     json.dump(result, sys.stdout, indent=2)

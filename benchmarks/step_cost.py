@@ -34,9 +34,9 @@ def _bare_step_times(cfg, steps: int) -> list[float]:
     from caveat.models.backbone import load_backbone
     from caveat.models.classifier import CaveatModel
     from caveat.models.encoding import Collator
-    from caveat.training.scoring import encode_split
     from caveat.training.loop import EpochBatches
     from caveat.training.optim import build_optimizer, linear_schedule
+    from caveat.training.scoring import encode_split
 
     torch.manual_seed(cfg.seed)
     splits = load_data(cfg)

@@ -37,8 +37,8 @@ def _same_run(run_dir: Path, cfg) -> bool:
 
 def bench_task(name: str, data_root: Path, work: Path, *, quick: bool = False, reuse: bool = True) -> dict:
     """Train (unless an identical finished run is in ``work``) and evaluate one task; returns its record."""
-    from caveat.training.run import run_training
     from caveat.evaluation.run import evaluate_run
+    from caveat.training.run import run_training
 
     config, metric, target = TASKS[name]
     overrides = [f"data.root={data_root}"] + (["train.max_steps=10", "train.eval_batch_size=256"] if quick else [])

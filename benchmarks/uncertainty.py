@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 
-def conformal_resplits(probs: np.ndarray, labels: np.ndarray, *, alpha: float = 0.1, n_cal: int = 1500, repeats: int = 100,
-                       seed: int = 0) -> dict:
+def conformal_resplits(
+    probs: np.ndarray, labels: np.ndarray, *, alpha: float = 0.1, n_cal: int = 1500, repeats: int = 100, seed: int = 0
+) -> dict:
     """Mean empirical coverage and set size of each conformal score over random calibration/test re-splits."""
     from caveat.decide.conformal import ConformalClassifier
 
@@ -24,14 +25,17 @@ def conformal_resplits(probs: np.ndarray, labels: np.ndarray, *, alpha: float = 
             sets = ConformalClassifier(method, alpha).calibrate(probs[cal], labels[cal]).predict_set(probs[test])
             coverage.append(sets[np.arange(len(test)), labels[test]].mean())
             size.append(sets.sum(1).mean())
-        out[method] = {"coverage_mean": float(np.mean(coverage)), "coverage_std": float(np.std(coverage)),
-                       "set_size_mean": float(np.mean(size))}
+        out[method] = {
+            "coverage_mean": float(np.mean(coverage)),
+            "coverage_std": float(np.std(coverage)),
+            "set_size_mean": float(np.mean(size)),
+        }
     return {"alpha": alpha, "n_calibration": n_cal, "repeats": repeats, **out}
 
 
 def bench_uncertainty(run_dir: Path, data_root: Path, *, repeats: int = 3) -> dict:
-    """Calibrate (with out-of-scope calibration texts: oos_train + oos_val), then evaluate every method side by side; cheap methods' costs are medians of
-    ``repeats`` calls, MC dropout's (naive and head-only) of one call each."""
+    """Calibrate (with out-of-scope calibration texts: oos_train + oos_val), then evaluate every method side by side;
+    cheap methods' costs are medians of ``repeats`` calls, MC dropout's (naive and head-only) of one call each."""
     from caveat.calibration.run import calibrate_run
     from caveat.data.load import load_data
     from caveat.evaluation.run import evaluate_run
@@ -50,9 +54,13 @@ def bench_uncertainty(run_dir: Path, data_root: Path, *, repeats: int = 3) -> di
     runs = [evaluate_run(run_dir, "test", ood=["oos_test"], methods=cheap, write=False) for _ in range(repeats)]
     base = runs[0]
     naive = evaluate_run(run_dir, "test", ood=["oos_test"], methods="msp", mc_samples=10, write=False)
-    efficient = evaluate_run(run_dir, "test", ood=["oos_test"], methods="msp", mc_samples=10, mc_top_layers=0, write=False)
-    methods = {name: {**row, "cost_ratio": float(np.median([r["methods"][name]["cost_ratio"] for r in runs]))}
-               for name, row in base["methods"].items()}
+    efficient = evaluate_run(
+        run_dir, "test", ood=["oos_test"], methods="msp", mc_samples=10, mc_top_layers=0, write=False
+    )
+    methods = {
+        name: {**row, "cost_ratio": float(np.median([r["methods"][name]["cost_ratio"] for r in runs]))}
+        for name, row in base["methods"].items()
+    }
     methods["mc_dropout_naive"] = naive["methods"]["mc_dropout"]
     methods["mc_dropout_efficient_head"] = efficient["methods"]["mc_dropout"]
 
@@ -80,19 +88,38 @@ def bench_uncertainty(run_dir: Path, data_root: Path, *, repeats: int = 3) -> di
         "abstention_in_scope": base["abstention"],
         "decisions": base["decisions"],
         "risk_at_test_share": {"ood_rate": test_share, "feasible": at_test_share["threshold"] is not None},
-        "abstention_combined": {"target": 0.02, "delta": 0.05, "ood_rate": share, "test_ood_share": test_share,
-                                "risk": combined["combined_answered_error"], "coverage": combined["combined_coverage"],
-                                "oos_recall": combined["oos_recall"],
-                                "in_scope_coverage": base["decisions"]["in_scope"]["answer"] / len(splits.test.examples)},
-        "mc_dropout_naive": {"samples": naive["mc_dropout"]["samples"], "ece": naive["mc_dropout"]["ece"],
-                             "cost_ratio": methods["mc_dropout_naive"]["cost_ratio"],
-                             "ood_auroc": {k: v["auroc"] for k, v in naive["mc_dropout"]["ood"]["oos_test"].items()}},
-        "mc_dropout_efficient_head": {"samples": 10, "top_layers": 0, "ece": efficient["mc_dropout"]["ece"],
-                                      "cost_ratio": methods["mc_dropout_efficient_head"]["cost_ratio"],
-                                      "ood_auroc": {k: v["auroc"] for k, v in efficient["mc_dropout"]["ood"]["oos_test"].items()}},
-        "targets": {"ece_calibrated": 0.015, "ood_auroc_best": 0.97, "conformal_coverage": [0.885, 0.915],
-                    "abstention_risk": 0.02, "mc_efficient_cost": 2.0, "mc_efficient_auroc_drop": 0.01,
-                    "mahalanobis_energy_cost": 1.1},
+        "abstention_combined": {
+            "target": 0.02,
+            "delta": 0.05,
+            "ood_rate": share,
+            "test_ood_share": test_share,
+            "risk": combined["combined_answered_error"],
+            "coverage": combined["combined_coverage"],
+            "oos_recall": combined["oos_recall"],
+            "in_scope_coverage": base["decisions"]["in_scope"]["answer"] / len(splits.test.examples),
+        },
+        "mc_dropout_naive": {
+            "samples": naive["mc_dropout"]["samples"],
+            "ece": naive["mc_dropout"]["ece"],
+            "cost_ratio": methods["mc_dropout_naive"]["cost_ratio"],
+            "ood_auroc": {k: v["auroc"] for k, v in naive["mc_dropout"]["ood"]["oos_test"].items()},
+        },
+        "mc_dropout_efficient_head": {
+            "samples": 10,
+            "top_layers": 0,
+            "ece": efficient["mc_dropout"]["ece"],
+            "cost_ratio": methods["mc_dropout_efficient_head"]["cost_ratio"],
+            "ood_auroc": {k: v["auroc"] for k, v in efficient["mc_dropout"]["ood"]["oos_test"].items()},
+        },
+        "targets": {
+            "ece_calibrated": 0.015,
+            "ood_auroc_best": 0.97,
+            "conformal_coverage": [0.885, 0.915],
+            "abstention_risk": 0.02,
+            "mc_efficient_cost": 2.0,
+            "mc_efficient_auroc_drop": 0.01,
+            "mahalanobis_energy_cost": 1.1,
+        },
     }
 
 
@@ -106,9 +133,20 @@ def bench_spans(run_dir: Path, target: float = 0.05) -> dict:
     test = evaluate_run(run_dir, "test", write=False)
     # the other half of the dev set is exchangeable with the calibration half; testb is harder (shifted)
     held_out = evaluate_run(run_dir, "validation", write=False)
-    return {"run": str(run_dir), "target": target, "calibration": calibration,
-            "validation": {"f1": held_out["f1"], "calibrated": held_out["calibrated"], "abstention": held_out["abstention"]}, "f1": test["f1"], "spans": test["spans"],
-            "calibrated": test["calibrated"], "abstention": test["abstention"]}
+    return {
+        "run": str(run_dir),
+        "target": target,
+        "calibration": calibration,
+        "validation": {
+            "f1": held_out["f1"],
+            "calibrated": held_out["calibrated"],
+            "abstention": held_out["abstention"],
+        },
+        "f1": test["f1"],
+        "spans": test["spans"],
+        "calibrated": test["calibrated"],
+        "abstention": test["abstention"],
+    }
 
 
 def bench_ensemble(run_dir: Path) -> dict:
@@ -116,8 +154,12 @@ def bench_ensemble(run_dir: Path) -> dict:
     from caveat.evaluation.run import evaluate_run
 
     test = evaluate_run(run_dir, "test", methods="msp,ensemble", write=False)
-    return {"run": str(run_dir), "member": test["methods"]["msp"], "ensemble": test["methods"]["ensemble"],
-            "members": test["ensemble"]["members"]}
+    return {
+        "run": str(run_dir),
+        "member": test["methods"]["msp"],
+        "ensemble": test["methods"]["ensemble"],
+        "members": test["ensemble"]["members"],
+    }
 
 
 def bench_robustness(run_dir: Path, data_root: Path, *, max_examples: int = 500) -> dict:
@@ -133,9 +175,20 @@ def bench_robustness(run_dir: Path, data_root: Path, *, max_examples: int = 500)
     attack_seconds = time.perf_counter() - start
     shifted = evaluate_run(run_dir, "test", shift=[f"cr={data_root / 'cr' / 'custrev.all'}"], write=False)
     cr = shifted["shift"]["cr"]
-    return {"run": str(run_dir), "max_examples": max_examples, "attack_seconds": attack_seconds,
-            "attacks": {k: {m: v for m, v in a.items() if m != "examples"} | {"examples": a.get("examples", [])[:3]}
-                        for k, a in attacks["attacks"].items()},
-            "in_domain": {"accuracy": shifted["accuracy"], "ece": shifted["ece"]},
-            "cr": {"n": cr["n"], "accuracy": cr["accuracy"], "ece": cr["ece"], "skipped": cr.get("skipped"),
-                   "ood_auroc": {k: v["auroc"] for k, v in cr["ood"].items()}}}
+    return {
+        "run": str(run_dir),
+        "max_examples": max_examples,
+        "attack_seconds": attack_seconds,
+        "attacks": {
+            k: {m: v for m, v in a.items() if m != "examples"} | {"examples": a.get("examples", [])[:3]}
+            for k, a in attacks["attacks"].items()
+        },
+        "in_domain": {"accuracy": shifted["accuracy"], "ece": shifted["ece"]},
+        "cr": {
+            "n": cr["n"],
+            "accuracy": cr["accuracy"],
+            "ece": cr["ece"],
+            "skipped": cr.get("skipped"),
+            "ood_auroc": {k: v["auroc"] for k, v in cr["ood"].items()},
+        },
+    }

@@ -25,8 +25,9 @@ def main(argv: list[str] | None = None) -> caveat.Model:
     args = parser.parse_args(argv)
 
     # 1. fine-tune (and score validation and test), as `caveat train examples/intents.yaml`
-    model = caveat.train(HERE / "intents.yaml", out=args.out, overrides=[f"data.root={HERE / 'data'}", *args.overrides],
-                         progress=False)
+    model = caveat.train(
+        HERE / "intents.yaml", out=args.out, overrides=[f"data.root={HERE / 'data'}", *args.overrides], progress=False
+    )
     # 2. calibrate on the calibration split: temperature, conformal sets, a risk-bounded abstention threshold that
     #    also covers 10% out-of-scope traffic (the oos_validation set)
     model.calibrate(ood=["oos_validation"], ood_rate=0.1, target_risk=0.05)
@@ -40,7 +41,10 @@ def main(argv: list[str] | None = None) -> caveat.Model:
     metrics = model.evaluate("test", ood=["oos"])
     print(f"accuracy {metrics['accuracy']:.3f}, ECE {metrics['ece']:.3f} -> {metrics['calibrated']['ece']:.3f}")
     attribution = model.explain("where is my parcel, it was due yesterday", method="occlusion", target="uncertainty")
-    print("words behind the uncertainty:", [(w["word"], round(w["attribution"], 3)) for w in attribution.to_dict()["words"]])
+    print(
+        "words behind the uncertainty:",
+        [(w["word"], round(w["attribution"], 3)) for w in attribution.to_dict()["words"]],
+    )
     print("report:", model.report("test", ood=["oos"]))
     return model
 

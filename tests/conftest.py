@@ -22,7 +22,9 @@ DATA_ROOT = Path(os.environ.get("CAVEAT_DATA", Path(__file__).resolve().parents[
 
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
-    return make_backbone(tmp_path_factory.mktemp("backbone"), ["alpha", "beta", "gamma", "alice", "bob", "smith", "paris", "rome"])
+    return make_backbone(
+        tmp_path_factory.mktemp("backbone"), ["alpha", "beta", "gamma", "alice", "bob", "smith", "paris", "rome"]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +56,15 @@ def tiny_overrides(backbone: Path, data: Path, task: str = "text-classification"
     ext = "jsonl" if task == "text-classification" else "conll"
     base = {"epochs": 8, "batch_size": 16, "lr": 3e-3, "head_lr": 3e-3, "warmup_ratio": 0.0, "log_every": 1}
     base.update(train)
-    return [f"task={task}", f"model.name_or_path={backbone}", f"data.root={data}", f"data.train=train.{ext}",
-            f"data.validation=validation.{ext}", f"data.test=test.{ext}", *(f"train.{k}={v}" for k, v in base.items())]
+    return [
+        f"task={task}",
+        f"model.name_or_path={backbone}",
+        f"data.root={data}",
+        f"data.train=train.{ext}",
+        f"data.validation=validation.{ext}",
+        f"data.test=test.{ext}",
+        *(f"train.{k}={v}" for k, v in base.items()),
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,51 @@ import json
 import random
 from pathlib import Path
 
-FILLER = (["the", "a", "my", "your", "please", "now", "today", "really", "just", "some", "this", "that", "it", "is", "was", "and", "or", "but", "then", "very", "quite"]
-          + ["card", "money", "order", "parcel", "account", "phone", "time", "help", "store", "city", "house", "cat", "dog", "tree", "road"])
+FILLER = [
+    "the",
+    "a",
+    "my",
+    "your",
+    "please",
+    "now",
+    "today",
+    "really",
+    "just",
+    "some",
+    "this",
+    "that",
+    "it",
+    "is",
+    "was",
+    "and",
+    "or",
+    "but",
+    "then",
+    "very",
+    "quite",
+] + [
+    "card",
+    "money",
+    "order",
+    "parcel",
+    "account",
+    "phone",
+    "time",
+    "help",
+    "store",
+    "city",
+    "house",
+    "cat",
+    "dog",
+    "tree",
+    "road",
+]
 CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789")
 
 
-def make_backbone(path: Path, words: list[str] = (), *, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
+def make_backbone(
+    path: Path, words: list[str] = (), *, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0
+) -> Path:
     """A random BERT (``hidden`` wide, ``layers`` deep) with a word-piece vocabulary, saved as an HF folder."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -22,8 +61,14 @@ def make_backbone(path: Path, words: list[str] = (), *, hidden: int = 32, layers
     vocab = list(dict.fromkeys(vocab))
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(path)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=2 * hidden, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(path)
     return path
@@ -68,8 +113,16 @@ def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> Pat
     return path
 
 
-def make_causal_lm(path: Path, words: list[str] = (), *, hidden: int = 32, layers: int = 2, heads: int = 2,
-                   seed: int = 0, chat_template: str | None = None) -> Path:
+def make_causal_lm(
+    path: Path,
+    words: list[str] = (),
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    seed: int = 0,
+    chat_template: str | None = None,
+) -> Path:
     """A random Llama-style causal LM with a word-level vocabulary, saved as an HF folder."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -80,14 +133,24 @@ def make_causal_lm(path: Path, words: list[str] = (), *, hidden: int = 32, layer
     vocab = list(dict.fromkeys(specials + sorted(set(FILLER) | set(words)) + [":", "?", "."]))
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
     if chat_template is not None:
         fast.chat_template = chat_template
     fast.save_pretrained(path)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                         max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=256,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(path)
     return path

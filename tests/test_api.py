@@ -67,12 +67,16 @@ def test_rows_read_as_attributes_and_arrays_stay_one_attribute_away(served_run):
     assert len(out) == len(TEXTS) and out.probs.shape == (1, len(TEXTS), len(model.labels))
     for i, row in enumerate(out):
         assert (row.label, row.decision, row.reason, row.prediction_set) == (
-            records[i]["label"], records[i]["decision"], records[i]["reason"], records[i]["prediction_set"])
+            records[i]["label"],
+            records[i]["decision"],
+            records[i]["reason"],
+            records[i]["prediction_set"],
+        )
         # the arrays are the calibrated probabilities the row reports
         assert out.probs[0, i, model.labels.index(row.label)] == pytest.approx(row.probability, abs=1e-6)
     assert out[0].label == "first" and out.decisions == [r["decision"] for r in records]
     with pytest.raises(AttributeError, match="a row has no 'colour'"):
-        out[0].colour
+        _ = out[0].colour
     sampled = model.predict(TEXTS[:2], method="mc_dropout", samples=4)
     assert sampled.probs.shape == (4, 2, len(model.labels)) and sampled[0].mc_dropout["samples"] == 4
 
@@ -89,9 +93,9 @@ def test_an_uncalibrated_model_says_so_once_and_refuses_decisions(uncalibrated_r
         model.predict(TEXTS[:1])
     assert out[0].label == "first" and "caveat calibrate" in out[0].reason
     with pytest.raises(NotCalibratedError, match=r"call model\.calibrate\(\) first"):
-        out[0].decision
+        _ = out[0].decision
     with pytest.raises(NotCalibratedError, match=r"call model\.calibrate\(\) first"):
-        out.decisions
+        _ = out.decisions
     with pytest.raises(NotCalibratedError, match="not calibrated"):
         model.predictor.predict(TEXTS, calibrated=True)
     with one_thread():

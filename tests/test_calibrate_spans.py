@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from caveat.calibration import Calibration
+from caveat.calibration import Calibration, SpanCalibration
 from caveat.calibration.run import calibrate_run
-from caveat.calibration import SpanCalibration
 from caveat.calibration.spans import span_scores
 from caveat.config import load_config
 from caveat.errors import ConfigError
@@ -23,9 +22,15 @@ LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
 def test_span_confidence_is_the_product_of_calibrated_word_probabilities():
-    z = np.log(np.array([[0.1, 0.8, 0.05, 0.03, 0.02],  # B-PER
-                         [0.2, 0.05, 0.7, 0.03, 0.02],  # I-PER
-                         [0.9, 0.02, 0.02, 0.03, 0.03]]))  # O
+    z = np.log(
+        np.array(
+            [
+                [0.1, 0.8, 0.05, 0.03, 0.02],  # B-PER
+                [0.2, 0.05, 0.7, 0.03, 0.02],  # I-PER
+                [0.9, 0.02, 0.02, 0.03, 0.03],
+            ]
+        )
+    )  # O
     spans, conf, right = span_scores([z, z[2:]], 1.0, LABELS, "product", gold=[("B-PER", "I-PER", "O"), ("O",)])
     assert spans[0] == [(0, 2, "PER", pytest.approx(0.8 * 0.7))] and spans[1] == []
     assert conf == pytest.approx([0.56]) and right.tolist() == [True]
@@ -40,7 +45,9 @@ def test_span_confidence_is_the_product_of_calibrated_word_probabilities():
 
 def test_calibrate_a_ner_run_then_keep_or_flag_spans(tiny_backbone, ner_data, tmp_path):
     run = tmp_path / "ner"
-    Trainer(load_config(overrides=tiny_overrides(tiny_backbone, ner_data, task="token-classification")), run, progress=False).fit()
+    Trainer(
+        load_config(overrides=tiny_overrides(tiny_backbone, ner_data, task="token-classification")), run, progress=False
+    ).fit()
     with pytest.raises(ConfigError, match="ood / ood_rate are for text-classification runs"):
         calibrate_run(run, ood=["x.txt"])
     summary = calibrate_run(run, target_risk=0.2, delta=0.1)

@@ -7,9 +7,22 @@ import pytest
 from caveat.config import RunConfig, load_config, parse_overrides, valid_keys
 from caveat.errors import ConfigError
 
-REQUIRED_KEYS = ["data.root", "data.train", "data.validation", "data.test", "data.text_field", "data.label_field",
-                 "model.name_or_path", "train.objective", "train.alpha", "train.epochs", "train.batch_size", "train.lr",
-                 "train.max_length", "seed"]
+REQUIRED_KEYS = [
+    "data.root",
+    "data.train",
+    "data.validation",
+    "data.test",
+    "data.text_field",
+    "data.label_field",
+    "model.name_or_path",
+    "train.objective",
+    "train.alpha",
+    "train.epochs",
+    "train.batch_size",
+    "train.lr",
+    "train.max_length",
+    "seed",
+]
 
 
 def test_the_documented_keys_exist():
@@ -24,8 +37,17 @@ def test_file_and_overrides_are_one_config(tmp_path):
     assert cfg.train.adv.epsilon == 0.5 and cfg.train.adv.steps == 5
     assert cfg.data.root == str((tmp_path / "data").resolve())  # relative to the file
     assert cfg.data.ood == {"o": "x.jsonl"}
-    same = load_config(overrides=[f"data.root={cfg.data.root}", "data.train=t.jsonl", "train.lr=3e-5",
-                                  "train.objective=pgd", "train.adv.epsilon=0.5", "train.adv.steps=5", "data.ood={o: x.jsonl}"])
+    same = load_config(
+        overrides=[
+            f"data.root={cfg.data.root}",
+            "data.train=t.jsonl",
+            "train.lr=3e-5",
+            "train.objective=pgd",
+            "train.adv.epsilon=0.5",
+            "train.adv.steps=5",
+            "data.ood={o: x.jsonl}",
+        ]
+    )
     assert same == cfg
 
 
@@ -38,21 +60,24 @@ def test_unknown_key_lists_valid_keys(tmp_path):
         load_config(path)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.lr=-1", r"train\.lr=-1: Input should be greater than 0"),
-    ("train.alpha=-0.5", r"train\.alpha=-0\.5: Input should be greater than or equal to 0"),
-    ("train.batch_size=many", r"train\.batch_size='many'"),
-    ("task=translation", r"task='translation'.*text-classification.*token-classification"),
-    ("data.format=xml", r"data\.format='xml'.*jsonl"),
-    ("train.objective=vat", r"unknown objective 'vat'; choose one of: erm, fgm, freelb, mixup, pgd, rdrop"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lr=-1", r"train\.lr=-1: Input should be greater than 0"),
+        ("train.alpha=-0.5", r"train\.alpha=-0\.5: Input should be greater than or equal to 0"),
+        ("train.batch_size=many", r"train\.batch_size='many'"),
+        ("task=translation", r"task='translation'.*text-classification.*token-classification"),
+        ("data.format=xml", r"data\.format='xml'.*jsonl"),
+        ("train.objective=vat", r"unknown objective 'vat'; choose one of: erm, fgm, freelb, mixup, pgd, rdrop"),
+    ],
+)
 def test_bad_values_name_the_value_and_the_range(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(overrides=[override])
 
 
 def test_override_without_equals_says_how():
-    with pytest.raises(ConfigError, match="--set key=value"):
+    with pytest.raises(ConfigError, match="overrides 'train.lr' has no '='; write key=value"):
         parse_overrides(["train.lr"])
 
 

@@ -21,14 +21,29 @@ FLOORS: list[tuple[str, ...]] = [
     # objectives and attack algorithms depend on the registry alone; the config checks their names
     ("caveat.registry", "caveat.config", "caveat.training.objectives", "caveat.robustness.attacks"),
     # arrays in, arrays out: readers, models, deciders, metrics and the uncertainty scores
-    ("caveat.data", "caveat.models", "caveat.decide", "caveat.evaluation", "caveat.evaluation.metrics",
-     "caveat.evaluation.calibration",
-     "caveat.uncertainty.scores"),
+    (
+        "caveat.data",
+        "caveat.models",
+        "caveat.decide",
+        "caveat.evaluation",
+        "caveat.evaluation.metrics",
+        "caveat.evaluation.calibration",
+        "caveat.uncertainty.scores",
+    ),
     ("caveat.uncertainty", "caveat.calibration", "caveat.inference", "caveat.rows", "caveat.evaluation.uncertainty"),
     ("caveat.explain", "caveat.robustness", "caveat.generate", "caveat.evaluation.methods", "caveat.training.augment"),
-    ("caveat.training", "caveat.calibration.run", "caveat.calibration.fit_text", "caveat.calibration.fit_spans",
-     "caveat.evaluation.run", "caveat.explain.evaluate", "caveat.robustness.run", "caveat.robustness.compare",
-     "caveat.robustness.shift", "caveat.report"),
+    (
+        "caveat.training",
+        "caveat.calibration.run",
+        "caveat.calibration.fit_text",
+        "caveat.calibration.fit_spans",
+        "caveat.evaluation.run",
+        "caveat.explain.evaluate",
+        "caveat.robustness.run",
+        "caveat.robustness.compare",
+        "caveat.robustness.shift",
+        "caveat.report",
+    ),
     ("caveat.api", "caveat"),
     ("caveat.cli", "caveat.service", "caveat.__main__"),
 ]
@@ -72,6 +87,27 @@ def _resolve(name: str, known: dict[str, Path]) -> str | None:
     return name or None
 
 
+def _targets(node: ast.AST, package: str) -> list[str]:
+    """The modules (or module.name) an import statement names, relative imports resolved against ``package``."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:
+            up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            base = ".".join(up + ([node.module] if node.module else []))
+        return [f"{base}.{a.name}" for a in node.names]
+    return []
+
+
+def _walk(node: ast.AST, in_function: bool = False):
+    """Every node below ``node`` with whether it sits inside a function (or lambda)."""
+    for child in ast.iter_child_nodes(node):
+        yield child, in_function
+        inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        yield from _walk(child, inside)
+
+
 def imports(root: Path = SRC) -> list[tuple[str, str, bool, int]]:
     """``(importer, imported, inside_a_function, line)`` for every import of a caveat module."""
     known = modules(root)
@@ -79,26 +115,11 @@ def imports(root: Path = SRC) -> list[tuple[str, str, bool, int]]:
     for module, path in known.items():
         tree = ast.parse(path.read_text(), filename=str(path))
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-
-        def visit(node: ast.AST, in_function: bool) -> None:
-            for child in ast.iter_child_nodes(node):
-                inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-                targets: list[str] = []
-                if isinstance(child, ast.Import):
-                    targets = [a.name for a in child.names]
-                elif isinstance(child, ast.ImportFrom):
-                    base = child.module or ""
-                    if child.level:
-                        up = package.split(".")[: len(package.split(".")) - (child.level - 1)]
-                        base = ".".join(up + ([child.module] if child.module else []))
-                    targets = [f"{base}.{a.name}" for a in child.names]
-                for target in targets:
-                    resolved = _resolve(target, known) if target.startswith("caveat") else None
-                    if resolved and resolved != module:
-                        edges.append((module, resolved, in_function, child.lineno))
-                visit(child, inside)
-
-        visit(tree, False)
+        for node, in_function in _walk(tree):
+            for target in _targets(node, package):
+                resolved = _resolve(target, known) if target.startswith("caveat") else None
+                if resolved and resolved != module:
+                    edges.append((module, resolved, in_function, node.lineno))
     return edges
 
 

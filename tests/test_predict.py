@@ -9,8 +9,8 @@ import pytest
 
 import caveat
 from caveat.config import load_config
-from caveat.models.rundir import save_model, write_run_info
 from caveat.inference import Predictor
+from caveat.models.rundir import save_model, write_run_info
 from caveat.training.loop import Trainer
 from caveat.types import Task
 from tests.conftest import tiny_overrides
@@ -35,7 +35,9 @@ def token_run(tiny_backbone, ner_data, tmp_path_factory):
 
     from caveat.models.classifier import CaveatModel
 
-    overrides = tiny_overrides(tiny_backbone, ner_data, "token-classification") + [f"train.max_length={TOKEN_MAX_LENGTH}"]
+    overrides = tiny_overrides(tiny_backbone, ner_data, "token-classification") + [
+        f"train.max_length={TOKEN_MAX_LENGTH}"
+    ]
     cfg = load_config(overrides=overrides)
     out = tmp_path_factory.mktemp("predict") / "token-run"
     model = CaveatModel(AutoModel.from_pretrained(tiny_backbone), len(NER_LABELS), task=Task.TOKEN_CLASSIFICATION)
@@ -153,7 +155,9 @@ def test_mc_dropout_samples_are_seeded_and_batched_sample_major(text_run):
     a = predictor.predict(inputs, samples=3, seed=1)
     assert a.probs.shape == (3, 7, 3) and a.features.shape[0] == 7
     np.testing.assert_allclose(a.probs.sum(-1), 1.0, rtol=1e-6)
-    np.testing.assert_array_equal(a.probs, predictor.predict(inputs, samples=3, seed=1).probs)  # same seed, same numbers
+    np.testing.assert_array_equal(
+        a.probs, predictor.predict(inputs, samples=3, seed=1).probs
+    )  # same seed, same numbers
     assert not np.allclose(a.probs, predictor.predict(inputs, samples=3, seed=2).probs)  # dropout is really on
     assert not np.allclose(a.probs[0], a.probs[1])
     assert not predictor.model.training  # back in eval mode

@@ -18,8 +18,16 @@ def test_sst2_subset_learns_sentiment(data_root, tmp_path):
 
 
 def test_conll_subset_finds_entities(data_root, tmp_path):
-    cfg = load_config("examples/conll2003.yaml", [f"data.root={data_root}", "data.max_examples=1500", "train.epochs=2",
-                                                  "train.objective=fgm", "train.alpha=0.5"])
+    cfg = load_config(
+        "examples/conll2003.yaml",
+        [
+            f"data.root={data_root}",
+            "data.max_examples=1500",
+            "train.epochs=2",
+            "train.objective=fgm",
+            "train.alpha=0.5",
+        ],
+    )
     Trainer(cfg, tmp_path / "ner", progress=False).fit()
     metrics = evaluate_run(tmp_path / "ner", "test")
     assert metrics["f1"] >= 0.6

@@ -69,8 +69,10 @@ class Row(Mapping):
         if name in self._record:
             return self._record[name]
         if name in CALIBRATED_FIELDS and not self._calibrated:
-            raise NotCalibratedError(f"{name} comes from the run's calibration, and this model is not calibrated: "
-                                     "call model.calibrate() first (or caveat calibrate RUN)")
+            raise NotCalibratedError(
+                f"{name} comes from the run's calibration, and this model is not calibrated: "
+                "call model.calibrate() first (or caveat calibrate RUN)"
+            )
         raise AttributeError(f"a row has no {name!r}; it has: {', '.join(self._record)}")
 
     def __repr__(self) -> str:
@@ -165,20 +167,45 @@ class Model:
             self._predictor = Predictor.from_run(self.run, batch_size=self.batch_size)
         return self._predictor
 
-    def calibrate(self, *, ood: Sequence[str] = (), ood_rate: float | None = None, target_risk: float = 0.02,
-                  delta: float = 0.05, alpha: float = 0.1, conformal: str = "lac", score: str = "msp") -> Model:
+    def calibrate(
+        self,
+        *,
+        ood: Sequence[str] = (),
+        ood_rate: float | None = None,
+        target_risk: float = 0.02,
+        delta: float = 0.05,
+        alpha: float = 0.1,
+        conformal: str = "lac",
+        score: str = "msp",
+    ) -> Model:
         """Fit the calibration on the run's calibration split (``caveat calibrate``), save it in the run
         directory and use it from now on; returns ``self``. See ``caveat.calibration.run.calibrate_run``."""
-        calibrate_run(self.run, alpha=alpha, conformal=conformal, score=score, target_risk=target_risk, delta=delta,
-                      ood=list(ood), ood_rate=ood_rate, batch_size=self.batch_size)
+        calibrate_run(
+            self.run,
+            alpha=alpha,
+            conformal=conformal,
+            score=score,
+            target_risk=target_risk,
+            delta=delta,
+            ood=list(ood),
+            ood_rate=ood_rate,
+            batch_size=self.batch_size,
+        )
         self.run = open_run(self.path)
         if self._predictor is not None:
             self._predictor.run = self.run
             self._predictor.calibration = load_calibration(self.run)
         return self
 
-    def predict(self, inputs: Sequence[str] | Sequence[Sequence[str]], *, method: str = "deterministic",
-                samples: int = 10, seed: int = 0, top_k: int = 0) -> Results:
+    def predict(
+        self,
+        inputs: Sequence[str] | Sequence[Sequence[str]],
+        *,
+        method: str = "deterministic",
+        samples: int = 10,
+        seed: int = 0,
+        top_k: int = 0,
+    ) -> Results:
         """Rows for texts (or word lists for NER): label, probability, and when calibrated uncertainty,
         prediction set, decision and reason (NER: spans kept or flagged). ``method``: ``deterministic``,
         ``mc_dropout`` (adds ``mc_dropout`` from ``samples`` passes) or ``ensemble`` (the run's members)."""
@@ -195,31 +222,73 @@ class Model:
             predictions = self.predictor.calibrate(raw) if self.calibrated else raw
         if not self.calibrated and not self._warned:
             self._warned = True
-            warnings.warn(f"{self.path} is not calibrated: rows have no uncertainty, prediction set or decision; "
-                          "call model.calibrate() first", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"{self.path} is not calibrated: rows have no uncertainty, prediction set or decision; "
+                "call model.calibrate() first",
+                UserWarning,
+                stacklevel=2,
+            )
         return Results(served.rows, predictions, calibrated=self.calibrated)
 
-    def evaluate(self, data: str = "test", *, ood: Sequence[str] = (), methods: str | list[str] | None = None,
-                 mc_samples: int = 0, mc_top_layers: int | None = None, ensemble: bool = False,
-                 shift: Sequence[str] | dict[str, str] = (), explain: dict | None = None, write: bool = True) -> dict:
+    def evaluate(
+        self,
+        data: str = "test",
+        *,
+        ood: Sequence[str] = (),
+        methods: str | list[str] | None = None,
+        mc_samples: int = 0,
+        mc_top_layers: int | None = None,
+        ensemble: bool = False,
+        shift: Sequence[str] | dict[str, str] = (),
+        explain: dict | None = None,
+        write: bool = True,
+    ) -> dict:
         """Metrics on a split name or a labelled file (``caveat evaluate``; keys in docs/metrics.md)."""
-        return evaluate_run(self.run, data, ood=list(ood), methods=methods, mc_samples=mc_samples,
-                            mc_top_layers=mc_top_layers, ensemble=ensemble, batch_size=self.batch_size, write=write,
-                            shift=shift, explain=explain)
+        return evaluate_run(
+            self.run,
+            data,
+            ood=list(ood),
+            methods=methods,
+            mc_samples=mc_samples,
+            mc_top_layers=mc_top_layers,
+            ensemble=ensemble,
+            batch_size=self.batch_size,
+            write=write,
+            shift=shift,
+            explain=explain,
+        )
 
-    def explain(self, text: str | Sequence[str], *, method: str = "ig", target: str = "predicted",
-                span: str | None = None, label: str | None = None, seed: int = 0, **options) -> Attribution:
+    def explain(
+        self,
+        text: str | Sequence[str],
+        *,
+        method: str = "ig",
+        target: str = "predicted",
+        span: str | None = None,
+        label: str | None = None,
+        seed: int = 0,
+        **options,
+    ) -> Attribution:
         """Word attributions of one input (``caveat explain``): of a label's calibrated probability, of the
         uncertainty (``target="uncertainty"``), or of a NER span (``span``)."""
-        return explain(ExplainModel(self.predictor), text, method=method, target=target, span=span, label=label,
-                       seed=seed, **options)
+        return explain(
+            ExplainModel(self.predictor),
+            text,
+            method=method,
+            target=target,
+            span=span,
+            label=label,
+            seed=seed,
+            **options,
+        )
 
     def attack(self, data: str = "test", attacks: str | Sequence[str] = "greedy", **options) -> dict:
         """Attack the model on ``data`` (``caveat attack``; ``options``: ``attack_run``'s, e.g. ``max_examples``)."""
         return attack_run(self.run, data, attacks, batch_size=self.batch_size, **options)
 
-    def report(self, data: str = "test", *, ood: Sequence[str] = (), out: str | Path | None = None,
-               top: int = 10) -> Path:
+    def report(
+        self, data: str = "test", *, ood: Sequence[str] = (), out: str | Path | None = None, top: int = 10
+    ) -> Path:
         """Write the self-contained HTML report (and report.json) of ``data`` (``caveat report``); returns
         its path (default ``RUN/report.html``)."""
         report = build_report(self.run, data, ood=list(ood), top=top, batch_size=self.batch_size)
@@ -233,8 +302,15 @@ def load(run: str | Path | Model, *, batch_size: int | None = None) -> Model:
     return Model(open_run(run), batch_size=batch_size)
 
 
-def train(config: str | Path | RunConfig, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
-          ensemble: int = 1, progress: bool = True) -> Model:
+def train(
+    config: str | Path | RunConfig,
+    out: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    ensemble: int = 1,
+    progress: bool = True,
+) -> Model:
     """Fine-tune as ``config`` says, write the run directory ``out`` and score validation and test, as
     ``caveat train`` does (``ensemble = N``: a deep ensemble); returns the run as a ``Model``."""
     cfg = config if isinstance(config, RunConfig) else load_config(config, list(overrides))
@@ -245,8 +321,13 @@ def train(config: str | Path | RunConfig, out: str | Path, *, overrides: Sequenc
     return load(out)
 
 
-def predict(run: str | Path | Model, inputs: Sequence[str] | Sequence[Sequence[str]], *,
-            batch_size: int | None = None, **options) -> Results:
+def predict(
+    run: str | Path | Model,
+    inputs: Sequence[str] | Sequence[Sequence[str]],
+    *,
+    batch_size: int | None = None,
+    **options,
+) -> Results:
     """``caveat.load(run, batch_size=batch_size).predict(inputs, **options)``."""
     return load(run, batch_size=batch_size).predict(inputs, **options)
 
@@ -261,24 +342,46 @@ def attack(run: str | Path | Model, data: str = "test", attacks: str | Sequence[
     return load(run).attack(data, attacks, **options)
 
 
-def compare(runs: Sequence[str | Path | Model], data: str = "test", *, attacks: str | Sequence[str] | None = None,
-            shift: Sequence[str] | dict[str, str] = (), out: str | Path | None = None, baseline: str | None = None,
-            similarity_model: str = "default", **settings) -> dict:
+def compare(
+    runs: Sequence[str | Path | Model],
+    data: str = "test",
+    *,
+    attacks: str | Sequence[str] | None = None,
+    shift: Sequence[str] | dict[str, str] = (),
+    out: str | Path | None = None,
+    baseline: str | None = None,
+    similarity_model: str = "default",
+    **settings,
+) -> dict:
     """Runs of one task side by side (``caveat compare``): clean, after each attack, on each shifted set, cost.
     ``settings``: the attacks' (``caveat.robustness.compare.AttackSettings``: ``max_examples``, ``max_change``,
     ``min_similarity``, ``max_candidates``, ``seed``); ``similarity_model``: their sentence encoder. With ``out``,
     also writes compare.json, compare.md and the page report.html there."""
     paths = [r.path if isinstance(r, Model) else r for r in runs]
-    result = compare_runs(paths, data, attacks=attacks, shift=shift, settings=AttackSettings(**settings),
-                          baseline=baseline, similarity_model=similarity_model)
+    result = compare_runs(
+        paths,
+        data,
+        attacks=attacks,
+        shift=shift,
+        settings=AttackSettings(**settings),
+        baseline=baseline,
+        similarity_model=similarity_model,
+    )
     if out is not None:
         write_compare(result, out)
     return result
 
 
-def tune(config: str | Path | RunConfig, out: str | Path, key: str = "train.alpha",
-         values: Sequence = (0.1, 0.3, 1.0, 3.0), *, overrides: Sequence[str] = (), criterion: str = "validation",
-         **options) -> dict:
+def tune(
+    config: str | Path | RunConfig,
+    out: str | Path,
+    key: str = "train.alpha",
+    values: Sequence = (0.1, 0.3, 1.0, 3.0),
+    *,
+    overrides: Sequence[str] = (),
+    criterion: str = "validation",
+    **options,
+) -> dict:
     """Train one run per value of config ``key``, keep the best on validation in ``out`` (``caveat tune``):
     ``criterion`` ``"validation"`` or ``"attack:NAME"``; ``options``: ``caveat.training.select.sweep``'s
     (``clean_tolerance``, ``attack_settings``, ``progress``)."""

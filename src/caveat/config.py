@@ -30,35 +30,55 @@ class DataConfig(_Section):
         "auto", description="File format; auto picks by extension (CoNLL for token tasks)."
     )
     train: str | None = Field(None, description="Training file; 'file.json#key' picks one split of a JSON dict.")
-    validation: str | None = Field(None, description="Validation file (early stopping, alpha tuning); carved from train when absent.")
+    validation: str | None = Field(
+        None, description="Validation file (early stopping, alpha tuning); carved from train when absent."
+    )
     calibration: str | None = Field(None, description="Calibration file; carved from validation when absent.")
     test: str | None = Field(None, description="Test file.")
-    ood: dict[str, str] = Field(default_factory=dict, description="Named out-of-scope sets, e.g. {oos_test: clinc150/data_full.json#oos_test}.")
+    ood: dict[str, str] = Field(
+        default_factory=dict, description="Named out-of-scope sets, e.g. {oos_test: clinc150/data_full.json#oos_test}."
+    )
     text_field: str = Field("text", description="Field holding the text (JSONL/CSV/TSV).")
     label_field: str = Field("label", description="Field holding the label (JSONL/CSV/TSV).")
     tokens_field: str = Field("tokens", description="Field holding the token list (JSONL, token tasks).")
     tags_field: str = Field("tags", description="Field holding the tag list (JSONL, token tasks).")
-    validation_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train carved out as validation when none is given.")
-    calibration_fraction: float = Field(0.5, gt=0, lt=1, description="Share of validation carved out as calibration when none is given.")
-    test_fraction: float = Field(0.0, ge=0, lt=1, description="Share of train carved out as test when none is given (0: no test split).")
-    max_examples: int | None = Field(None, gt=0, description="Keep only the first N examples of each file (quick runs).")
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Share of train carved out as validation when none is given."
+    )
+    calibration_fraction: float = Field(
+        0.5, gt=0, lt=1, description="Share of validation carved out as calibration when none is given."
+    )
+    test_fraction: float = Field(
+        0.0, ge=0, lt=1, description="Share of train carved out as test when none is given (0: no test split)."
+    )
+    max_examples: int | None = Field(
+        None, gt=0, description="Keep only the first N examples of each file (quick runs)."
+    )
     skip_invalid: bool = Field(False, description="Skip malformed records (counted and reported) instead of failing.")
 
 
 class ModelConfig(_Section):
-    name_or_path: str = Field(DEFAULT_MODEL, description="'default' (packaged all-MiniLM-L6-v2), a local folder, or a hub name.")
+    name_or_path: str = Field(
+        DEFAULT_MODEL, description="'default' (packaged all-MiniLM-L6-v2), a local folder, or a hub name."
+    )
     pooling: Literal["mean", "cls"] = Field("mean", description="Sentence pooling for text classification.")
-    dropout: float | None = Field(None, ge=0, lt=1, description="Backbone hidden/attention dropout; None keeps the backbone's.")
+    dropout: float | None = Field(
+        None, ge=0, lt=1, description="Backbone hidden/attention dropout; None keeps the backbone's."
+    )
     head_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the classification head.")
 
 
 class AdversarialConfig(_Section):
     # MiniLM's word embeddings have L2 norm ~1.1 per token: a radius of 1.0 per example sent FGM on
     # SST-2 to chance (50.9% validation vs 82.8% ERM, 2,000 examples, 1 epoch); 0.1 gave 84.9%.
-    epsilon: float = Field(0.1, gt=0, description="L2 radius of the embedding perturbation, per example (word-embedding space).")
+    epsilon: float = Field(
+        0.1, gt=0, description="L2 radius of the embedding perturbation, per example (word-embedding space)."
+    )
     steps: int = Field(3, ge=1, le=20, description="Ascent steps K for PGD and FreeLB.")
     step_size: float = Field(0.03, gt=0, description="Ascent step size (L2) for PGD and FreeLB.")
-    init_scale: float = Field(0.1, ge=0, description="FreeLB random start: norm of the initial perturbation as a share of epsilon.")
+    init_scale: float = Field(
+        0.1, ge=0, description="FreeLB random start: norm of the initial perturbation as a share of epsilon."
+    )
 
 
 class MixupConfig(_Section):
@@ -68,18 +88,29 @@ class MixupConfig(_Section):
 class AugmentConfig(_Section):
     """Adversarial data augmentation, A2T-style (Yoo & Qi 2021): see ``caveat.training.augment``."""
 
-    enabled: bool = Field(False, description="Add successful adversarial examples of the training set to each epoch's training.")
+    enabled: bool = Field(
+        False, description="Add successful adversarial examples of the training set to each epoch's training."
+    )
     attack: str = Field("charswap", description="Attack by registry name (charswap is cheap; greedy, wordsub, char_*).")
     mode: Literal["attack", "random"] = Field(
-        "attack", description="attack: add the chosen examples' successful adversarial examples (A2T); random: add a random "
-        "edit of each chosen example from the attack's substitutes under the same constraints, without querying the model "
-        "(Jia et al. 2019's augmentation baseline; far cheaper).")
-    fraction: float = Field(0.2, gt=0, le=1, description="Share of the training examples attacked (or edited) at the start of each epoch.")
+        "attack",
+        description="attack: add the chosen examples' successful adversarial examples (A2T); random: add a random edit "
+        "of each chosen example from the attack's substitutes under the same constraints, without querying the model "
+        "(Jia et al. 2019's augmentation baseline; far cheaper).",
+    )
+    fraction: float = Field(
+        0.2, gt=0, le=1, description="Share of the training examples attacked (or edited) at the start of each epoch."
+    )
     start_epoch: int = Field(1, ge=0, description="First augmented epoch (0-based; 1: the first epoch trains clean).")
-    max_change: float = Field(0.2, gt=0, le=1, description="Largest fraction of words an adversarial example may change.")
+    max_change: float = Field(
+        0.2, gt=0, le=1, description="Largest fraction of words an adversarial example may change."
+    )
     min_similarity: float = Field(0.8, ge=0, le=1, description="Smallest sentence similarity to the original text.")
     max_candidates: int = Field(20, ge=1, description="Substitute candidates tried per word.")
-    similarity_model: str = Field("default", description="Sentence encoder of the similarity constraint: 'default' (packaged MiniLM) or a local folder.")
+    similarity_model: str = Field(
+        "default",
+        description="Sentence encoder of the similarity constraint: 'default' (packaged MiniLM) or a local folder.",
+    )
 
     @field_validator("attack")
     @classmethod
@@ -103,12 +134,19 @@ class TrainConfig(_Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy.")
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding, faster).")
     max_length: int = Field(128, ge=8, le=4096, description="Sub-word tokens per input (longer inputs are truncated).")
-    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement; None trains all epochs.")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many evaluations without improvement; None trains all epochs."
+    )
     evals_per_epoch: int = Field(1, ge=1, le=100, description="Validation evaluations per epoch (best model kept).")
-    select: Literal["best", "last"] = Field("best", description="Weights kept: the best clean validation score, or the last "
-                                            "evaluation's (for robust training, whose gains clean validation does not see).")
+    select: Literal["best", "last"] = Field(
+        "best",
+        description="Weights kept: the best clean validation score, or the last "
+        "evaluation's (for robust training, whose gains clean validation does not see).",
+    )
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
-    checkpoint_every: int | None = Field(None, ge=1, description="Save a resumable checkpoint every N steps (also at each evaluation).")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="Save a resumable checkpoint every N steps (also at each evaluation)."
+    )
     log_every: int = Field(10, ge=1, description="Log loss and throughput every N steps.")
     adv: AdversarialConfig = Field(default_factory=AdversarialConfig)
     mixup: MixupConfig = Field(default_factory=MixupConfig)
@@ -130,10 +168,12 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @model_validator(mode="after")
-    def _augment_needs_classification(self) -> "RunConfig":
+    def _augment_needs_classification(self) -> RunConfig:
         if self.train.augment.enabled and self.task is not Task.TEXT_CLASSIFICATION:
-            raise ValueError(f"train.augment is for text-classification runs for now; this is a {self.task.value} run: "
-                             "set train.augment.enabled=false")
+            raise ValueError(
+                f"train.augment is for text-classification runs for now; this is a {self.task.value} run: "
+                "set train.augment.enabled=false"
+            )
         return self
 
 
@@ -167,11 +207,15 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     keys = set(valid_keys())
     for pair in pairs:
         if "=" not in pair:
-            raise ConfigError(f"--set {pair!r} has no '='; write --set key=value, e.g. --set train.lr=3e-5")
+            raise ConfigError(
+                f"{{overrides}} {pair!r} has no '='; write key=value, e.g. train.lr=3e-5", fields=("overrides",)
+            )
         key, raw = pair.split("=", 1)
         key = key.strip()
         if key not in keys and not any(key.startswith(k + ".") for k in keys if k == "data.ood"):
-            raise ConfigError(f"unknown key {key!r} in --set; valid keys: {', '.join(sorted(keys))}")
+            raise ConfigError(
+                f"unknown key {key!r} in {{overrides}}; valid keys: {', '.join(sorted(keys))}", fields=("overrides",)
+            )
         value = yaml.safe_load(raw) if raw.strip() else None
         node = nested
         parts = key.split(".")

@@ -40,7 +40,10 @@ def iter_outputs(model, loader, accelerator=None) -> Iterator[dict[str, np.ndarr
                 item[key] = batch[key]
         if distributed:
             if out.logits.dim() == 3:  # token tasks: widths differ between processes
-                item = {k: accelerator.pad_across_processes(v, dim=1, pad_index=-1 if k == "word_index" else -100) for k, v in item.items()}
+                item = {
+                    k: accelerator.pad_across_processes(v, dim=1, pad_index=-1 if k == "word_index" else -100)
+                    for k, v in item.items()
+                }
             item = accelerator.gather_for_metrics(item)
         yield {k: v.cpu().numpy() for k, v in item.items()}
     model.train(was_training)
@@ -74,8 +77,17 @@ class Predictor:
     task : sequence or token classification.
     """
 
-    def __init__(self, model, tokenizer, labels: Sequence[str], task: Task, *, max_length: int = 128,
-                 batch_size: int = 64, calibration: RunCalibration | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        labels: Sequence[str],
+        task: Task,
+        *,
+        max_length: int = 128,
+        batch_size: int = 64,
+        calibration: RunCalibration | None = None,
+    ):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.labels, self.task = list(labels), Task(task)
         self.max_length, self.batch_size = max_length, batch_size
@@ -89,9 +101,15 @@ class Predictor:
         run = run if isinstance(run, Run) else open_run(run)
         tokenizer, model = load_model(run)
         cfg = run.config.train
-        predictor = cls(model, tokenizer, run.labels, run.task, max_length=cfg.max_length,
-                        batch_size=batch_size or cfg.eval_batch_size,
-                        calibration=load_calibration(run) if calibrated else None)
+        predictor = cls(
+            model,
+            tokenizer,
+            run.labels,
+            run.task,
+            max_length=cfg.max_length,
+            batch_size=batch_size or cfg.eval_batch_size,
+            calibration=load_calibration(run) if calibrated else None,
+        )
         predictor.run = run
         return predictor
 
@@ -99,15 +117,18 @@ class Predictor:
         """Predictors of the run's deep-ensemble members (this one first); [self] when it has none."""
         run = run or self.run
         members = run.info.get("ensemble", {}).get("members", []) if run is not None else []
-        return [self] + [Predictor.from_run(run.path / m, batch_size=self.batch_size, calibrated=False)
-                         for m in members]
+        return [self] + [
+            Predictor.from_run(run.path / m, batch_size=self.batch_size, calibrated=False) for m in members
+        ]
 
     def calibrate(self, preds: Predictions) -> Predictions:
         """``preds`` with the run's fitted calibration applied; NotCalibratedError when it has none."""
         if self.calibration is None:
             where = f" {self.run.path}" if self.run is not None else ""
-            raise NotCalibratedError(f"the run{where} is not calibrated: fit its calibration first "
-                                     f"(caveat calibrate{where}, or model.calibrate() in Python)")
+            raise NotCalibratedError(
+                f"the run{where} is not calibrated: fit its calibration first "
+                f"(caveat calibrate{where}, or model.calibrate() in Python)"
+            )
         return self.calibration.apply(preds)
 
     def _batches(self, rows: list[dict]) -> Iterator[tuple[np.ndarray, dict]]:
@@ -116,8 +137,15 @@ class Predictor:
             idx = order[i : i + self.batch_size]
             yield idx, self.collate([rows[j] for j in idx])
 
-    def predict(self, inputs: Sequence[str] | Sequence[Sequence[str]], *, samples: int = 1, seed: int = 0,
-                top_layers: int | None = None, calibrated: bool = False) -> Predictions:
+    def predict(
+        self,
+        inputs: Sequence[str] | Sequence[Sequence[str]],
+        *,
+        samples: int = 1,
+        seed: int = 0,
+        top_layers: int | None = None,
+        calibrated: bool = False,
+    ) -> Predictions:
         """Predict a list of texts (sequence task) or of word lists (token task; strings are split on
         whitespace). For tokens, T indexes words and ``mask`` marks real (not truncated) words.
 
@@ -136,7 +164,9 @@ class Predictor:
         if not inputs:
             raise ValueError("nothing to predict: pass at least one input")
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"samples must be an integer >= 1 (1 = deterministic, K > 1 = MC dropout). Got {samples!r}.")
+            raise ValueError(
+                f"samples must be an integer >= 1 (1 = deterministic, K > 1 = MC dropout). Got {samples!r}."
+            )
         if self.task is Task.TOKEN_CLASSIFICATION:
             if samples > 1:
                 raise ValueError("MC dropout (samples > 1) is for text-classification runs so far; use samples=1")
@@ -163,8 +193,9 @@ class Predictor:
             idx = order[i : i + step]
             batch = self.collate([rows[j] for j in idx])
             if top_layers is not None:
-                sampled, feats = sample_top_layers(self.model, batch["input_ids"], batch["attention_mask"],
-                                                   samples=samples, top_layers=top_layers)
+                sampled, feats = sample_top_layers(
+                    self.model, batch["input_ids"], batch["attention_mask"], samples=samples, top_layers=top_layers
+                )
                 logits[:, idx], feats = sampled.float().numpy(), feats.float().numpy()
             else:
                 ids, att = batch["input_ids"].repeat(samples, 1), batch["attention_mask"].repeat(samples, 1)  # (M*B, T)
@@ -194,5 +225,10 @@ def ensemble_predict(members: Sequence[Predictor], inputs: Sequence[str]) -> Pre
     if len(members) < 2:
         raise ConfigError("this run has no ensemble members; train one with caveat train ... --ensemble N")
     preds = [m.predict(inputs) for m in members]
-    return Predictions(probs=np.concatenate([p.probs for p in preds]), logits=np.concatenate([p.logits for p in preds]),
-                       features=preds[0].features, mask=preds[0].mask, labels=preds[0].labels)
+    return Predictions(
+        probs=np.concatenate([p.probs for p in preds]),
+        logits=np.concatenate([p.logits for p in preds]),
+        features=preds[0].features,
+        mask=preds[0].mask,
+        labels=preds[0].labels,
+    )

@@ -37,8 +37,11 @@ class Served:
 
 def uncalibrated_reason(predictor: Predictor) -> str:
     """What an uncalibrated run's rows lack, and how to add it."""
-    what = ("no calibrated span confidence or keep/flag decision" if predictor.task is Task.TOKEN_CLASSIFICATION
-            else "no prediction set or decision")
+    what = (
+        "no calibrated span confidence or keep/flag decision"
+        if predictor.task is Task.TOKEN_CLASSIFICATION
+        else "no prediction set or decision"
+    )
     where = f" {predictor.run.path}" if predictor.run is not None else ""
     return f"run not calibrated: {what}; calibrate it (caveat calibrate{where}, or model.calibrate() in Python)"
 
@@ -46,22 +49,32 @@ def uncalibrated_reason(predictor: Predictor) -> str:
 def check_request(method: str, samples: int, top_k: int) -> None:
     """Validate the options every face passes, before any model pass."""
     if method not in METHODS:
-        raise ConfigError(f"{{method}}={method!r} is not available; choose one of: {', '.join(METHODS)}",
-                          fields=("method",))
+        raise ConfigError(
+            f"{{method}}={method!r} is not available; choose one of: {', '.join(METHODS)}", fields=("method",)
+        )
     if method == "mc_dropout" and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 2):
-        raise ConfigError(f"{{samples}} must be an integer >= 2 (MC dropout passes). Got {samples!r}.",
-                          fields=("samples",))
+        raise ConfigError(
+            f"{{samples}} must be an integer >= 2 (MC dropout passes). Got {samples!r}.", fields=("samples",)
+        )
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise ConfigError(f"{{top_k}} must be an integer >= 0 (0 = all labels). Got {top_k!r}.", fields=("top_k",))
 
 
-def predict_rows(predictor: Predictor, inputs: Sequence, *, top_k: int = 0, method: str = "deterministic",
-                 samples: int = 10, seed: int = 0) -> Served:
+def predict_rows(
+    predictor: Predictor,
+    inputs: Sequence,
+    *,
+    top_k: int = 0,
+    method: str = "deterministic",
+    samples: int = 10,
+    seed: int = 0,
+) -> Served:
     """Predict ``inputs`` (texts, or word lists for NER) and build their rows with the run's calibration."""
     check_request(method, samples, top_k)
     if method == "mc_dropout" and predictor.task is Task.TOKEN_CLASSIFICATION:
-        raise ConfigError("{method}='mc_dropout' is for text-classification runs so far; use 'deterministic'",
-                          fields=("method",))
+        raise ConfigError(
+            "{method}='mc_dropout' is for text-classification runs so far; use 'deterministic'", fields=("method",)
+        )
     inputs = list(inputs)
     preds = predictor.predict(inputs)
     rows = format_rows(preds, inputs, predictor.task, top_k, calibration=predictor.calibration)
@@ -76,8 +89,13 @@ def predict_rows(predictor: Predictor, inputs: Sequence, *, top_k: int = 0, meth
     return Served(rows, preds, sampled)
 
 
-def format_rows(preds: Predictions, inputs: Sequence, task: Task, top_k: int,
-                calibration: Calibration | SpanCalibration | None = None) -> list[dict]:
+def format_rows(
+    preds: Predictions,
+    inputs: Sequence,
+    task: Task,
+    top_k: int,
+    calibration: Calibration | SpanCalibration | None = None,
+) -> list[dict]:
     """Rows from ``Predictions`` already computed for ``inputs`` (texts, or word lists for token tasks);
     ``top_k`` probabilities per row (0: all); a calibration adds its judgements."""
     if task is Task.TOKEN_CLASSIFICATION:
@@ -92,8 +110,15 @@ def format_rows(preds: Predictions, inputs: Sequence, task: Task, top_k: int,
     for i, text in enumerate(inputs):
         p = extra[i].pop("probs", preds.probs[0][i])
         order = np.argsort(-p)[:k]
-        rows.append({"text": text, "label": labels[order[0]], "probability": float(p[order[0]]),
-                     "probabilities": {labels[j]: float(p[j]) for j in order}, **extra[i]})
+        rows.append(
+            {
+                "text": text,
+                "label": labels[order[0]],
+                "probability": float(p[order[0]]),
+                "probabilities": {labels[j]: float(p[j]) for j in order},
+                **extra[i],
+            }
+        )
     return rows
 
 
@@ -103,8 +128,10 @@ def _span_row(preds: Predictions, i: int, text) -> dict:
     words = text.split() if isinstance(text, str) else list(text)
     tags = decode_tags([preds.logits[0][i, : len(words)]], labels)[0]
     word_p = [float(probs[i, w, labels.index(t)]) for w, t in enumerate(tags)]
-    spans = [{"text": " ".join(words[s:e]), "label": typ, "start": s, "end": e, "probability": min(word_p[s:e])}
-             for s, e, typ in bio_spans(tags)]
+    spans = [
+        {"text": " ".join(words[s:e]), "label": typ, "start": s, "end": e, "probability": min(word_p[s:e])}
+        for s, e, typ in bio_spans(tags)
+    ]
     return {"text": text if isinstance(text, str) else " ".join(words), "tokens": words, "tags": tags, "spans": spans}
 
 
@@ -116,7 +143,10 @@ def add_mc_dropout(rows: list[dict], sampled: Predictions, top_k: int = 0) -> No
     k = len(labels) if top_k == 0 else min(top_k, len(labels))
     for i, row in enumerate(rows):
         order = np.argsort(-mean[i])[:k]
-        row["mc_dropout"] = {"samples": int(sampled.probs.shape[0]), "label": labels[order[0]],
-                             "probability": float(mean[i, order[0]]),
-                             "probabilities": {labels[j]: float(mean[i, j]) for j in order},
-                             "uncertainty": {name: float(v[i]) for name, v in scores.items()}}
+        row["mc_dropout"] = {
+            "samples": int(sampled.probs.shape[0]),
+            "label": labels[order[0]],
+            "probability": float(mean[i, order[0]]),
+            "probabilities": {labels[j]: float(mean[i, j]) for j in order},
+            "uncertainty": {name: float(v[i]) for name, v in scores.items()},
+        }

@@ -21,7 +21,9 @@ runner = CliRunner()
 def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_path):
     run = tmp_path / "run"
     Trainer(load_config(overrides=tiny_overrides(tiny_backbone, text_data)), run, progress=False).fit()
-    result = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.2", "--alpha", "0.2"], catch_exceptions=False)
+    result = runner.invoke(
+        app, ["calibrate", str(run), "--target-risk", "0.2", "--alpha", "0.2"], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["fitted_on"] == "calibration" and summary["n"] == 30  # half of the 60 validation texts
@@ -38,7 +40,9 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
 
     oos = tmp_path / "oos.txt"
     oos.write_text("zebra xylophone quartz\nwhat is the capital of peru\nqqq vvv www\n")
-    metrics = json.loads(runner.invoke(app, ["evaluate", str(run), "--data", "test", "--ood", str(oos), "--mc-samples", "4"]).stdout)
+    metrics = json.loads(
+        runner.invoke(app, ["evaluate", str(run), "--data", "test", "--ood", str(oos), "--mc-samples", "4"]).stdout
+    )
     mc = metrics["mc_dropout"]
     assert mc["samples"] == 4 and mc["cost_ratio"] > 0 and 0 <= mc["ece"] <= 1
     assert set(mc["ood"][str(oos)]) == {"msp", "entropy", "mutual_information", "variance"}
@@ -49,7 +53,9 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
     assert sum(decisions[a] for a in ("answer", "abstain", "route")) == 3
 
     # methods side by side: the same figures as the top level where they coincide, and a cost each
-    result = runner.invoke(app, ["evaluate", str(run), "--ood", str(oos), "--methods", "msp,mahalanobis,laplace,mc_dropout"])
+    result = runner.invoke(
+        app, ["evaluate", str(run), "--ood", str(oos), "--methods", "msp,mahalanobis,laplace,mc_dropout"]
+    )
     assert result.exit_code == 0, result.output
     side = json.loads(result.stdout)
     rows = side["methods"]
@@ -62,7 +68,14 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
     assert side["mc_dropout"]["samples"] == 10 and rows["mc_dropout"]["score"] == "entropy"
     assert rows["laplace"]["score"] == "entropy" and 0 <= rows["laplace"]["ece"] <= 1
     assert set(json.loads(runner.invoke(app, ["evaluate", str(run)]).stdout)["methods"]) == {
-        "msp", "entropy", "margin", "max_logit", "energy", "mahalanobis", "laplace"}
+        "msp",
+        "entropy",
+        "margin",
+        "max_logit",
+        "energy",
+        "mahalanobis",
+        "laplace",
+    }
     result = runner.invoke(app, ["evaluate", str(run), "--methods", "msp,bogus"])
     assert result.exit_code != 0 and "unknown uncertainty method 'bogus'" in str(result.exception)
     table = runner.invoke(app, ["evaluate", str(run), "--ood", str(oos), "--format", "table"])

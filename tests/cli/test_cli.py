@@ -49,10 +49,28 @@ def test_train_predict_evaluate_end_to_end(tiny_backbone, text_data, tmp_path):
 
 
 def test_train_without_config_file_from_flags(tiny_backbone, text_data, tmp_path):
-    result = invoke("train", "--task", "text-classification", "--train", str(text_data / "train.jsonl"),
-                    "--validation", str(text_data / "validation.jsonl"), "--text-field", "text", "--label-field", "label",
-                    "--model", str(tiny_backbone), "--out", str(tmp_path / "mine"), "--no-progress",
-                    "--set", "train.epochs=1", "--set", "train.batch_size=32")
+    result = invoke(
+        "train",
+        "--task",
+        "text-classification",
+        "--train",
+        str(text_data / "train.jsonl"),
+        "--validation",
+        str(text_data / "validation.jsonl"),
+        "--text-field",
+        "text",
+        "--label-field",
+        "label",
+        "--model",
+        str(tiny_backbone),
+        "--out",
+        str(tmp_path / "mine"),
+        "--no-progress",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.batch_size=32",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["training"]["steps"] == 6
 
@@ -81,7 +99,12 @@ def test_user_errors_are_one_clear_line(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "unknown key 'train.lrr'" in proc.stderr and "train.lr" in proc.stderr and "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "caveat", "predict", str(tmp_path / "nope"), "hi"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "caveat", "predict", str(tmp_path / "nope"), "hi"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "is not a caveat run" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -90,8 +113,12 @@ def test_library_errors_are_rendered_with_flag_names(served_run, tmp_path):
     from caveat.cli.app import flag_message
     from caveat.errors import ConfigError
 
-    proc = subprocess.run([sys.executable, "-m", "caveat", "evaluate", str(served_run), "--data", "nowhere.txt"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "caveat", "evaluate", str(served_run), "--data", "nowhere.txt"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "--data='nowhere.txt' is neither a file nor a split name" in proc.stderr
     err = ConfigError("{top_k} must be >= 0; {explain} too", fields=("top_k", "explain"))
     assert str(err) == "top_k must be >= 0; explain too"

@@ -14,9 +14,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_trains_calibrates_evaluates_and_writes_the_report(tiny_backbone, tmp_path):
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--data-dir", str(ROOT / "examples" / "data"),
-                                      "--epochs", "2", "--set", f"model.name_or_path={tiny_backbone}",
-                                      "--set", "train.lr=3e-3", "--set", "train.head_lr=3e-3"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(ROOT / "examples" / "data"),
+            "--epochs",
+            "2",
+            "--set",
+            f"model.name_or_path={tiny_backbone}",
+            "--set",
+            "train.lr=3e-3",
+            "--set",
+            "train.head_lr=3e-3",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     for figure in ("test accuracy", "ECE before", "out-of-scope AUROC", "errors on answered", "report:"):
         assert figure in result.stdout

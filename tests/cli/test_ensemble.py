@@ -20,7 +20,9 @@ runner = CliRunner()
 def test_train_ensemble_predict_and_evaluate(tiny_backbone, text_data, tmp_path):
     run = tmp_path / "ens"
     sets = [x for o in tiny_overrides(tiny_backbone, text_data, epochs=4) for x in ("--set", o)]
-    result = runner.invoke(app, ["train", "--out", str(run), "--no-progress", "--ensemble", "3", *sets], catch_exceptions=False)
+    result = runner.invoke(
+        app, ["train", "--out", str(run), "--no-progress", "--ensemble", "3", *sets], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     info = json.loads((run / "caveat.json").read_text())
     assert info["ensemble"] == {"members": ["members/1", "members/2"], "seeds": [13, 14, 15]}
@@ -30,7 +32,9 @@ def test_train_ensemble_predict_and_evaluate(tiny_backbone, text_data, tmp_path)
     preds = caveat.predict(run, inputs, method="ensemble")
     assert preds.probs.shape == (3, 3, 3)  # (members, N, C)
     np.testing.assert_allclose(preds.probs[0], Predictor.from_run(run).predict(inputs).probs[0], atol=1e-6)
-    np.testing.assert_allclose(preds.probs[2], Predictor.from_run(run / "members" / "2").predict(inputs).probs[0], atol=1e-6)
+    np.testing.assert_allclose(
+        preds.probs[2], Predictor.from_run(run / "members" / "2").predict(inputs).probs[0], atol=1e-6
+    )
     assert not np.allclose(preds.probs[0], preds.probs[1])  # different seeds, different members
 
     metrics = json.loads(runner.invoke(app, ["evaluate", str(run), "--ensemble"]).stdout)

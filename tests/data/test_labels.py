@@ -36,7 +36,9 @@ def test_json_round_trip():
 
 def test_unknown_label_names_where_label_and_known():
     m = LabelMap([f"l{i:02d}" for i in range(15)])
-    with pytest.raises(DataError, match=r"^test\.jsonl:7: unknown label 'zz'.*'l00'.*'l09', \.\.\. \(5 more\)\. Fix:") as info:
+    with pytest.raises(
+        DataError, match=r"^test\.jsonl:7: unknown label 'zz'.*'l00'.*'l09', \.\.\. \(5 more\)\. Fix:"
+    ) as info:
         m.to_id("zz", where="test.jsonl:7")
     assert "'l10'" not in str(info.value)
     with pytest.raises(DataError, match=r"^unknown label 'zz'"):

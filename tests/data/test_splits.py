@@ -108,7 +108,9 @@ def test_fractions_outside_unit_interval(name, value):
 
 
 def test_carve_that_empties_a_split_names_the_fraction():
-    with pytest.raises(DataError, match=r"validation_fraction=0\.1 of 4 train examples.*Fix: raise validation_fraction"):
+    with pytest.raises(
+        DataError, match=r"validation_fraction=0\.1 of 4 train examples.*Fix: raise validation_fraction"
+    ):
         make_splits(text_split({"a": 4}), seed=0)
     with pytest.raises(DataError, match=r"calibration_fraction=0\.5 of 1 validation.*Fix: lower calibration_fraction"):
         make_splits(text_split({"a": 10}), text_split({"a": 1}, "dev.jsonl"), seed=0)
@@ -125,7 +127,7 @@ def write(tmp_path: Path, name: str, content: str) -> Path:
     return path
 
 
-ROWS = [("good film", "pos"), ("bad, \"really\" bad", "neg"), ("fine", "pos")]
+ROWS = [("good film", "pos"), ('bad, "really" bad', "neg"), ("fine", "pos")]
 
 
 def splits_from(path, task=TEXT, **kwargs) -> DataSplits:
@@ -136,7 +138,9 @@ def splits_from(path, task=TEXT, **kwargs) -> DataSplits:
 def test_fingerprint_same_across_formats(tmp_path):
     jsonl = write(tmp_path, "a.jsonl", "".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in ROWS))
     as_json = write(tmp_path, "a.json", json.dumps({"train": [[t, y] for t, y in ROWS]}, indent=2))
-    csv = write(tmp_path, "a.csv", "label,text\n" + "".join(f'{y},"{t.replace(chr(34), 2 * chr(34))}"\n' for t, y in ROWS))
+    csv = write(
+        tmp_path, "a.csv", "label,text\n" + "".join(f'{y},"{t.replace(chr(34), 2 * chr(34))}"\n' for t, y in ROWS)
+    )
     ls = write(tmp_path, "a.txt", "".join(f"{y} {t}\n" for t, y in ROWS))
     prints = {
         fingerprint(splits_from(jsonl)),

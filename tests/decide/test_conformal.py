@@ -38,7 +38,7 @@ def test_marginal_coverage_over_random_splits(method, options):
     coverage = []
     for trial in range(trials):
         perm = rng.permutation(len(labels))
-        cal, test = perm[:n_cal], perm[n_cal:n_cal + 1000]
+        cal, test = perm[:n_cal], perm[n_cal : n_cal + 1000]
         cp = ConformalClassifier(method, alpha, seed=trial, **options).calibrate(probs[cal], labels[cal])
         sets = cp.predict_set(probs[test])  # (1000, 10)
         coverage.append(sets[np.arange(len(test)), labels[test]].mean())
@@ -55,7 +55,7 @@ def test_class_conditional_coverage_holds_in_every_class():
     smallest = n_cal
     for _ in range(trials):
         perm = rng.permutation(len(labels))
-        cal, test = perm[:n_cal], perm[n_cal:n_cal + 2000]
+        cal, test = perm[:n_cal], perm[n_cal : n_cal + 2000]
         smallest = min(smallest, int(np.bincount(labels[cal], minlength=4).min()))
         for conditional in (False, True):
             cp = ConformalClassifier("lac", alpha, class_conditional=conditional).calibrate(probs[cal], labels[cal])
@@ -116,8 +116,9 @@ def test_matches_mapie_lac():
 
     probs, labels = planted(1500, np.ones(5), np.random.default_rng(3))
     for alpha in (0.05, 0.1, 0.2):
-        mapie = SplitConformalClassifier(Passthrough().fit(probs, labels), confidence_level=1 - alpha,
-                                         conformity_score="lac", prefit=True)
+        mapie = SplitConformalClassifier(
+            Passthrough().fit(probs, labels), confidence_level=1 - alpha, conformity_score="lac", prefit=True
+        )
         mapie.conformalize(probs[:500], labels[:500])
         _, theirs = mapie.predict_set(probs[500:])  # (1000, 5, 1)
         ours = ConformalClassifier("lac", alpha).calibrate(probs[:500], labels[:500])
@@ -140,7 +141,9 @@ def test_stochastic_samples_are_averaged():
 def test_seeded_randomised_sets_repeat_and_raps_without_penalty_is_aps():
     probs, labels = planted(600, np.ones(6), np.random.default_rng(5))
     runs = [
-        ConformalClassifier(m, 0.1, seed=7, randomized=True, **opts).calibrate(probs[:300], labels[:300]).predict_set(probs[300:])
+        ConformalClassifier(m, 0.1, seed=7, randomized=True, **opts)
+        .calibrate(probs[:300], labels[:300])
+        .predict_set(probs[300:])
         for m, opts in (("aps", {}), ("aps", {}), ("raps", {"lam": 0.0}))
     ]
     np.testing.assert_array_equal(runs[0], runs[1])

@@ -21,12 +21,14 @@ def fitted_risk(threshold: float | None) -> RiskControlled:
     return RiskControlled.from_state(state)
 
 
-PROBS = np.array([
-    [0.90, 0.05, 0.05],  # confident: answer
-    [0.45, 0.45, 0.10],  # two plausible labels, msp uncertainty 0.55
-    [0.59, 0.21, 0.20],  # uncertain (msp uncertainty 0.41) but a single label in the set
-    [0.34, 0.33, 0.33],  # nothing passes LAC at 0.6 -> empty set
-])
+PROBS = np.array(
+    [
+        [0.90, 0.05, 0.05],  # confident: answer
+        [0.45, 0.45, 0.10],  # two plausible labels, msp uncertainty 0.55
+        [0.59, 0.21, 0.20],  # uncertain (msp uncertainty 0.41) but a single label in the set
+        [0.34, 0.33, 0.33],  # nothing passes LAC at 0.6 -> empty set
+    ]
+)
 MSP = 1 - PROBS.max(axis=1)  # (4,) higher = more uncertain
 
 
@@ -77,9 +79,13 @@ def test_uncalibrated_parts_say_what_to_call():
 
 
 def test_missing_or_unexpected_scores_are_named():
-    with pytest.raises(DataError, match=r"checks uncertainty scores but none were passed: call decide\(probs, uncertainty=...\)"):
+    with pytest.raises(
+        DataError, match=r"checks uncertainty scores but none were passed: call decide\(probs, uncertainty=...\)"
+    ):
         Policy(risk=fitted_risk(0.3)).decide(PROBS)
-    with pytest.raises(ConfigError, match=r"got ood scores but the Policy has no check for them: pass Policy\(ood_threshold=...\)"):
+    with pytest.raises(
+        ConfigError, match=r"got ood scores but the Policy has no check for them: pass Policy\(ood_threshold=...\)"
+    ):
         Policy().decide(PROBS, ood=[0, 0, 0, 0])
     with pytest.raises(DataError, match=r"disagreement must have shape \(4,\)"):
         Policy(disagreement_threshold=0.2).decide(PROBS, disagreement=[0.1])

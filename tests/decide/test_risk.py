@@ -87,7 +87,9 @@ def test_by_hand():
 
 def test_infeasible_target_says_what_to_change():
     scores, errors = planted(200, np.random.default_rng(2))
-    with pytest.raises(InfeasibleRiskError, match=r"target_risk=0.001, delta=0.05\) on n=200 .*larger target_risk.*allow_empty=True"):
+    with pytest.raises(
+        InfeasibleRiskError, match=r"target_risk=0.001, delta=0.05\) on n=200 .*larger target_risk.*allow_empty=True"
+    ):
         RiskControlled(0.001, 0.05).calibrate(scores, errors)
     rc = RiskControlled(0.001, 0.05, allow_empty=True).calibrate(scores, errors)
     assert rc.threshold == -math.inf and not rc.decide(scores).any()
@@ -101,7 +103,10 @@ def test_state_round_trips_through_json():
     rc = RiskControlled(0.02, 0.1).calibrate(scores, errors)
     loaded = RiskControlled.from_state(json.loads(json.dumps(rc.state())))
     assert (loaded.threshold, loaded.coverage_calibration, loaded.risk_calibration) == (
-        rc.threshold, rc.coverage_calibration, rc.risk_calibration)
+        rc.threshold,
+        rc.coverage_calibration,
+        rc.risk_calibration,
+    )
     assert RiskControlled.from_state(RiskControlled().state()).threshold is None
 
 
@@ -146,14 +151,17 @@ def test_mixture_bound_holds_with_out_of_scope_traffic():
     for _ in range(trials):
         scores, errors = planted(4000, rng)
         rc = RiskControlled(target, delta, allow_empty=True, starts=4).calibrate(
-            scores, errors, ood_scores=0.5 + 0.8 * rng.random(1000), ood_rate=pi)
+            scores, errors, ood_scores=0.5 + 0.8 * rng.random(1000), ood_rate=pi
+        )
         over += mixture_risk(rc.threshold, pi) > target
         thresholds.append(rc.threshold)
     assert over / trials <= delta + 0.03
     # useful: the true limit, where the mixture risk reaches 2%, is lam = 0.549
     assert 0.4 < np.median(thresholds) <= 0.549
     # ignoring out-of-scope traffic overshoots: the in-scope-only threshold answers many of them
-    plain = [RiskControlled(target, delta, allow_empty=True).calibrate(*planted(2000, rng)).threshold for _ in range(21)]
+    plain = [
+        RiskControlled(target, delta, allow_empty=True).calibrate(*planted(2000, rng)).threshold for _ in range(21)
+    ]
     assert mixture_risk(np.median(plain), pi) > 2 * target
 
 

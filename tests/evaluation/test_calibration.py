@@ -47,8 +47,9 @@ def test_ece_zero_when_perfectly_calibrated_bins():
 def test_brier_and_nll_match_sklearn():
     probs, labels = random_case()
     assert cal.nll(probs, labels) == pytest.approx(log_loss(labels, probs, labels=range(4)))
-    assert cal.brier(probs, labels) == pytest.approx(brier_score_loss(labels, probs, labels=range(4),
-                                                                      scale_by_half=False))
+    assert cal.brier(probs, labels) == pytest.approx(
+        brier_score_loss(labels, probs, labels=range(4), scale_by_half=False)
+    )
     p2, y2 = random_case(c=2, seed=1)
     # binary: our sum over both classes is twice sklearn's squared error of the positive class
     assert cal.brier(p2, y2) == pytest.approx(2 * brier_score_loss(y2, p2[:, 1]))

@@ -17,20 +17,25 @@ FAST = {"lime": {"samples": 80}, "shap": {"max_evals": 60}, "ig": {"steps": 8}}
 
 @pytest.fixture(scope="module")
 def report(uncalibrated_run) -> dict:
-    return explanation_faithfulness(uncalibrated_run, "test", methods=["ig", "occlusion", "lime", "shap"],
-                                    max_examples=8, options=FAST)
+    return explanation_faithfulness(
+        uncalibrated_run, "test", methods=["ig", "occlusion", "lime", "shap"], max_examples=8, options=FAST
+    )
 
 
 def test_every_method_gets_faithfulness_cost_and_agreement(report):
     assert report["n"] == 8 and set(report["methods"]) == {"ig", "occlusion", "lime", "shap", "random"}
     for name, row in report["methods"].items():
-        assert row["n"] == 8 and {"comprehensiveness", "sufficiency", "deletion_aopc", "comprehensiveness_at"} <= set(row)
+        assert row["n"] == 8 and {"comprehensiveness", "sufficiency", "deletion_aopc", "comprehensiveness_at"} <= set(
+            row
+        )
         if name != "random":
             assert row["evaluations"]["mean"] > 0 and row["seconds"]["median"] > 0
     assert report["methods"]["occlusion"]["evaluations"]["mean"] > 1  # F + 1 per text
     assert report["methods"]["lime"]["evaluations"]["mean"] == 80
     assert report["methods"]["ig"]["evaluations"]["mean"] == 10
-    assert len(report["agreement"]) == 6 and set(report["stability"]) == {"lime"}  # shap's partition explainer does not sample
+    assert len(report["agreement"]) == 6 and set(report["stability"]) == {
+        "lime"
+    }  # shap's partition explainer does not sample
     assert report["stability"]["lime"]["n"] == 8 and -1 <= report["stability"]["lime"]["spearman"] <= 1
     assert all(len(v) == 3 for v in report["examples"].values())
     # on a planted keyword model the deletion-based figures separate real explanations from random ones
@@ -71,8 +76,19 @@ def test_ner_runs_and_unknown_methods_are_refused(ner_run, uncalibrated_run):
 
 def test_cli_explain_prints_json_and_writes_an_escaped_snippet(uncalibrated_run, tmp_path):
     html = tmp_path / "x.html"
-    result = CliRunner().invoke(app, ["explain", str(uncalibrated_run), "the beta <script>alert(1)</script> card",
-                                      "--method", "occlusion", "--html", str(html)], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "explain",
+            str(uncalibrated_run),
+            "the beta <script>alert(1)</script> card",
+            "--method",
+            "occlusion",
+            "--html",
+            str(html),
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["method"] == "occlusion" and body["target"]["label"] == "second"
@@ -83,8 +99,11 @@ def test_cli_explain_prints_json_and_writes_an_escaped_snippet(uncalibrated_run,
 
 
 def test_cli_explain_a_ner_span(ner_run):
-    result = CliRunner().invoke(app, ["explain", str(ner_run), "alice smith visited paris", "--span", "paris",
-                                      "--method", "ig", "--steps", "8"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        ["explain", str(ner_run), "alice smith visited paris", "--span", "paris", "--method", "ig", "--steps", "8"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["target"]["kind"] == "span" and [w["feature"] for w in body["words"]] == [True, True, True, False]

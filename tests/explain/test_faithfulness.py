@@ -48,9 +48,7 @@ def test_hand_computed_toy():
     assert out["value"] == pytest.approx(0.7)
     # Bins 1%, 5%, 10%, 20% -> ceil(..*4) = 1 word {0}; 50% -> 2 words {0, 3}.
     # Comprehensiveness: f(x) - f(x \ {0}) = 0.5; f(x) - f(x \ {0, 3}) = 0.5 + 0.3 = 0.8.
-    assert out["comprehensiveness_at"] == pytest.approx(
-        {"0.01": 0.5, "0.05": 0.5, "0.1": 0.5, "0.2": 0.5, "0.5": 0.8}
-    )
+    assert out["comprehensiveness_at"] == pytest.approx({"0.01": 0.5, "0.05": 0.5, "0.1": 0.5, "0.2": 0.5, "0.5": 0.8})
     assert out["comprehensiveness"] == pytest.approx((4 * 0.5 + 0.8) / 5)  # 0.56
     # Sufficiency: f(x) - f({0}) = 0.7 - 0.5 = 0.2; f(x) - f({0, 3}) = 0.7 - 0.8 = -0.1.
     assert out["sufficiency_at"] == pytest.approx({"0.01": 0.2, "0.05": 0.2, "0.1": 0.2, "0.2": 0.2, "0.5": -0.1})

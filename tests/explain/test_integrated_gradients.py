@@ -42,9 +42,13 @@ def logit_gap(model, tokenizer, text: str, target: int) -> float:
     f = the softmax probability of ``target``."""
     enc = tokenizer(text, return_special_tokens_mask=True)
     ids = torch.tensor([enc["input_ids"]])
-    base = torch.where(torch.tensor([enc["special_tokens_mask"]]).bool(), ids, torch.full_like(ids, tokenizer.pad_token_id))
+    base = torch.where(
+        torch.tensor([enc["special_tokens_mask"]]).bool(), ids, torch.full_like(ids, tokenizer.pad_token_id)
+    )
     with torch.no_grad():
-        out = model(input_ids=torch.cat([ids, base]), attention_mask=torch.ones(2, ids.shape[1], dtype=torch.long)).logits
+        out = model(
+            input_ids=torch.cat([ids, base]), attention_mask=torch.ones(2, ids.shape[1], dtype=torch.long)
+        ).logits
     p = torch.softmax(out.double(), -1)
     return float(p[0, target] - p[1, target])
 
@@ -105,12 +109,15 @@ def test_the_model_mode_is_restored(model_and_tokenizer):
         model.eval()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"text": "  "}, "text to explain must be a non-empty string"),
-    ({"text": "alpha", "steps": 1}, "steps must be an integer >= 2"),
-    ({"text": "alpha", "target": "w"}, r"target 'w' is neither 'predicted'.*nor a label of this run \(x, y, z\)"),
-    ({"text": "alpha", "target": "mutual_information"}, "integrated gradients needs a deterministic quantity"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"text": "  "}, "text to explain must be a non-empty string"),
+        ({"text": "alpha", "steps": 1}, "steps must be an integer >= 2"),
+        ({"text": "alpha", "target": "w"}, r"target 'w' is neither 'predicted'.*nor a label of this run \(x, y, z\)"),
+        ({"text": "alpha", "target": "mutual_information"}, "integrated gradients needs a deterministic quantity"),
+    ],
+)
 def test_bad_arguments_say_what_to_change(model_and_tokenizer, kwargs, match):
     model, tokenizer = model_and_tokenizer
     predictor = Predictor(model, tokenizer, ["x", "y", "z"], Task.TEXT_CLASSIFICATION)

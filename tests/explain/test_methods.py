@@ -58,7 +58,7 @@ def test_costs_are_counted_exactly(text_model):
 def test_occlusion_is_the_drop_when_a_word_is_deleted(text_model):
     a = explain(text_model, TEXT, method="occlusion")
     words = TEXT.split()
-    texts = [TEXT] + [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
+    texts = [TEXT] + [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
     p = text_model.predictor.predict(texts).logits[0] / text_model.temperature
     p = np.exp(p - p.max(1, keepdims=True))
     second = p[:, 1] / p.sum(1)
@@ -90,8 +90,9 @@ def test_uncertainty_target_is_the_calibrated_entropy(text_model):
     p = np.exp(logits - logits.max())
     p /= p.sum()
     assert explained.value() == pytest.approx(float(-(p * np.log(p)).sum()), abs=1e-6)
-    coarse, fine = (explain(text_model, "please the beta card now", method="ig", target="uncertainty", steps=s)
-                    for s in (16, 256))  # entropy curves along the path: it needs more steps than a probability
+    coarse, fine = (
+        explain(text_model, "please the beta card now", method="ig", target="uncertainty", steps=s) for s in (16, 256)
+    )  # entropy curves along the path: it needs more steps than a probability
     assert fine.target["score"] == "entropy" and abs(fine.details["delta"]) < abs(coarse.details["delta"])
     assert abs(fine.details["delta"]) < 0.02 * abs(fine.value - fine.details["baseline_value"]) + 1e-4
     mi = explain(text_model, text, method="occlusion", target="mutual_information")
@@ -118,7 +119,9 @@ def test_a_span_is_explained_by_its_context_only(ner_model, method):
     p = np.exp(z - z.max())
     assert a.value == pytest.approx(p[ner_model.labels.index("B-LOC")] / p.sum(), abs=1e-5)
     if method == "ig":  # completeness with the span held fixed
-        assert a.word_attributions.sum() == pytest.approx(a.value - a.details["baseline_value"], abs=0.02 * abs(a.value) + 1e-4)
+        assert a.word_attributions.sum() == pytest.approx(
+            a.value - a.details["baseline_value"], abs=0.02 * abs(a.value) + 1e-4
+        )
 
 
 def test_a_span_can_be_explained_as_another_type(ner_model):
@@ -126,12 +129,15 @@ def test_a_span_can_be_explained_as_another_type(ner_model):
     assert a.target["label"] == "LOC" and a.target["predicted"] == "PER" and a.value < 0.5
 
 
-@pytest.mark.parametrize("call, match", [
-    (dict(text="alice visited paris", span="rome"), "span 'rome' is not in the sentence"),
-    (dict(text="alice visited paris", span="visited"), "'visited' is not a predicted span"),
-    (dict(text="alice visited paris"), "NER runs explain one span"),
-    (dict(text="alice visited paris", span="paris", label="ORG"), "label 'ORG' is not an entity type"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (dict(text="alice visited paris", span="rome"), "span 'rome' is not in the sentence"),
+        (dict(text="alice visited paris", span="visited"), "'visited' is not a predicted span"),
+        (dict(text="alice visited paris"), "NER runs explain one span"),
+        (dict(text="alice visited paris", span="paris", label="ORG"), "label 'ORG' is not an entity type"),
+    ],
+)
 def test_bad_span_requests_say_what_to_change(ner_model, call, match):
     with pytest.raises(ConfigError, match=match):
         explain(ner_model, method="occlusion", **call)

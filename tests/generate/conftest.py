@@ -7,14 +7,20 @@ import pytest
 
 from tests.fakes import make_causal_lm
 
-CHAT = ("{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> {% endfor %}"
-        "{% if add_generation_prompt %}<s> assistant : {% endif %}")
+CHAT = (
+    "{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}<s> assistant : {% endif %}"
+)
 
 
 @pytest.fixture(scope="session")
 def tiny_chat_lm_dir(tmp_path_factory):
-    return make_causal_lm(tmp_path_factory.mktemp("tiny-chat-lm"), ["True", "False", "user", "assistant", "system"],
-                          chat_template=CHAT, seed=1)
+    return make_causal_lm(
+        tmp_path_factory.mktemp("tiny-chat-lm"),
+        ["True", "False", "user", "assistant", "system"],
+        chat_template=CHAT,
+        seed=1,
+    )
 
 
 @pytest.fixture(scope="session")

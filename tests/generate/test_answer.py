@@ -25,8 +25,16 @@ def test_a_recorded_model_name_splits_back_into_folder_and_gguf_file(tmp_path):
 
 def test_the_policys_estimator_is_always_computed_once():
     s = np.linspace(0, 2, 200)
-    policy = GenerationPolicy.fit(s, s > 1, lm="m", sampling=SamplingConfig(samples=2), estimator="msp",
-                                  rule="contains", target_risk=0.1, delta=0.1)
+    policy = GenerationPolicy.fit(
+        s,
+        s > 1,
+        lm="m",
+        sampling=SamplingConfig(samples=2),
+        estimator="msp",
+        rule="contains",
+        target_risk=0.1,
+        delta=0.1,
+    )
     assert estimator_names("perplexity", samples=2, policy=policy) == ["perplexity", "msp"]
     assert estimator_names("msp,perplexity", samples=2, policy=policy) == ["msp", "perplexity"]
     with pytest.raises(ConfigError, match="unknown estimator 'nope'; choose one of: .*msp"):

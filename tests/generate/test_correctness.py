@@ -19,26 +19,32 @@ from caveat.generate.correctness import (
 from caveat.generate.data import Question
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("The Charles Darwin.", "charles darwin"),
-    ("  A  cat's\ttoy! ", "cats toy"),
-    ("Theater and anthem", "theater and anthem"),  # articles only as whole words
-    ("an apple, the pear & a plum", "apple pear plum"),
-    ("1,000 km\u2013long", "1000 km\u2013long"),  # ASCII punctuation only, as the official script
-    ("the", ""),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The Charles Darwin.", "charles darwin"),
+        ("  A  cat's\ttoy! ", "cats toy"),
+        ("Theater and anthem", "theater and anthem"),  # articles only as whole words
+        ("an apple, the pear & a plum", "apple pear plum"),
+        ("1,000 km\u2013long", "1000 km\u2013long"),  # ASCII punctuation only, as the official script
+        ("the", ""),
+    ],
+)
 def test_normalize_answer_follows_squad(text, expected):
     assert normalize_answer(text) == expected
 
 
-@pytest.mark.parametrize(("answer", "reference", "f1"), [
-    ("the cat sat", "cat sat down", 0.8),  # P = 1, R = 2/3
-    ("x x y", "x y y", 2 / 3),  # multiset overlap: one x, one y
-    ("Paris", "paris.", 1.0),
-    ("Rome", "Paris", 0.0),
-    ("", "Paris", 0.0),
-    ("the", "a", 0.0),  # both normalise to no tokens
-])
+@pytest.mark.parametrize(
+    ("answer", "reference", "f1"),
+    [
+        ("the cat sat", "cat sat down", 0.8),  # P = 1, R = 2/3
+        ("x x y", "x y y", 2 / 3),  # multiset overlap: one x, one y
+        ("Paris", "paris.", 1.0),
+        ("Rome", "Paris", 0.0),
+        ("", "Paris", 0.0),
+        ("the", "a", 0.0),  # both normalise to no tokens
+    ],
+)
 def test_token_f1_hand_values(answer, reference, f1):
     assert token_f1(answer, reference) == pytest.approx(f1)
 
@@ -83,22 +89,28 @@ def test_rule_names_descriptions_and_round_trip():
     assert get_rule("exact").describe() == "exact match with some reference after SQuAD normalisation"
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("f1@0", r"f1 threshold must lie in \(0, 1\]; got 0.0"),
-    ("f1@1.5", r"f1 threshold must lie in \(0, 1\]; got 1.5"),
-    ("f1@nan", r"must lie in \(0, 1\]; got 'f1@nan'"),
-    ("f1@high", r"cannot read the threshold in 'f1@high'"),
-    ("exact@0.3", r"rule 'exact' takes no threshold"),
-    ("bleu", r"unknown correctness rule 'bleu'; choose one of: contains, exact, f1"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("f1@0", r"f1 threshold must lie in \(0, 1\]; got 0.0"),
+        ("f1@1.5", r"f1 threshold must lie in \(0, 1\]; got 1.5"),
+        ("f1@nan", r"must lie in \(0, 1\]; got 'f1@nan'"),
+        ("f1@high", r"cannot read the threshold in 'f1@high'"),
+        ("exact@0.3", r"rule 'exact' takes no threshold"),
+        ("bleu", r"unknown correctness rule 'bleu'; choose one of: contains, exact, f1"),
+    ],
+)
 def test_bad_rule_specs_are_config_errors(spec, message):
     with pytest.raises(ConfigError, match=message):
         get_rule(spec)
 
 
 def test_judge_returns_one_bool_per_question():
-    qs = [Question("1", "who?", ("Charles Darwin",)), Question("2", "where?", ("Paris", "Paris, France")),
-          Question("3", "what?", ("art",))]
+    qs = [
+        Question("1", "who?", ("Charles Darwin",)),
+        Question("2", "where?", ("Paris", "Paris, France")),
+        Question("3", "what?", ("art",)),
+    ]
     answers = ["The Charles Darwin.", "in Paris", "a party"]
     np.testing.assert_array_equal(judge(answers, qs, "exact"), [True, False, False])
     np.testing.assert_array_equal(judge(answers, qs, get_rule("contains")), [True, True, False])

@@ -17,19 +17,39 @@ DATA_ROOT = Path(os.environ.get("CAVEAT_DATA", Path(__file__).resolve().parents[
 SQUAD = {
     "version": "1.1",
     "data": [
-        {"title": "A", "paragraphs": [
-            {"context": "Darwin wrote On the Origin of Species.",
-             "qas": [{"id": "q1", "question": "Who wrote it?",
-                      "answers": [{"text": "Darwin", "answer_start": 0},
-                                  {"text": "Darwin", "answer_start": 0},
-                                  {"text": "Charles Darwin", "answer_start": 0}]},
-                     {"id": "q2", "question": "What did he write?",
-                      "answers": [{"text": "On the Origin of Species", "answer_start": 13}]}]},
-        ]},
-        {"title": "B", "paragraphs": [
-            {"context": "Paris is the capital of France.",
-             "qas": [{"id": "q3", "question": "Capital of France?", "answers": [{"text": "Paris"}]}]},
-        ]},
+        {
+            "title": "A",
+            "paragraphs": [
+                {
+                    "context": "Darwin wrote On the Origin of Species.",
+                    "qas": [
+                        {
+                            "id": "q1",
+                            "question": "Who wrote it?",
+                            "answers": [
+                                {"text": "Darwin", "answer_start": 0},
+                                {"text": "Darwin", "answer_start": 0},
+                                {"text": "Charles Darwin", "answer_start": 0},
+                            ],
+                        },
+                        {
+                            "id": "q2",
+                            "question": "What did he write?",
+                            "answers": [{"text": "On the Origin of Species", "answer_start": 13}],
+                        },
+                    ],
+                },
+            ],
+        },
+        {
+            "title": "B",
+            "paragraphs": [
+                {
+                    "context": "Paris is the capital of France.",
+                    "qas": [{"id": "q3", "question": "Capital of France?", "answers": [{"text": "Paris"}]}],
+                },
+            ],
+        },
     ],
 }
 
@@ -47,19 +67,26 @@ def nq_lines(n: int) -> str:
 def test_squad_reads_contexts_and_dedupes_answers_in_order(tmp_path):
     qs = read_questions(write(tmp_path / "s.json", json.dumps(SQUAD)))
     assert [q.id for q in qs] == ["q1", "q2", "q3"]
-    assert qs[0] == Question("q1", "Who wrote it?", ("Darwin", "Charles Darwin"),
-                             "Darwin wrote On the Origin of Species.")
+    assert qs[0] == Question(
+        "q1", "Who wrote it?", ("Darwin", "Charles Darwin"), "Darwin wrote On the Origin of Species."
+    )
     assert qs[2].context == "Paris is the capital of France."
     assert qs[2].answers == ("Paris",)
 
 
 def test_nq_open_ids_are_line_numbers_blank_lines_skipped_and_only_newline_splits(tmp_path):
-    text = (json.dumps({"question": "who wrote\u0085it", "answer": ["Darwin", "C. Darwin"]}) + "\r\n"
-            + "\n   \n"
-            + json.dumps({"question": "capital of france", "answer": ["Paris"]}) + "\n")
+    text = (
+        json.dumps({"question": "who wrote\u0085it", "answer": ["Darwin", "C. Darwin"]})
+        + "\r\n"
+        + "\n   \n"
+        + json.dumps({"question": "capital of france", "answer": ["Paris"]})
+        + "\n"
+    )
     qs = read_questions(write(tmp_path / "nq.jsonl", text))
-    assert qs == [Question("nq-1", "who wrote\u0085it", ("Darwin", "C. Darwin")),
-                  Question("nq-4", "capital of france", ("Paris",))]
+    assert qs == [
+        Question("nq-1", "who wrote\u0085it", ("Darwin", "C. Darwin")),
+        Question("nq-4", "capital of france", ("Paris",)),
+    ]
     assert qs[0].context is None
 
 
@@ -120,8 +147,15 @@ def test_malformed_json_names_the_line(tmp_path):
 
 
 def test_question_without_answers_is_a_data_error(tmp_path):
-    squad = {"data": [{"paragraphs": [{"context": "c", "qas": [
-        {"id": "v2", "question": "q?", "answers": [], "is_impossible": True}]}]}]}
+    squad = {
+        "data": [
+            {
+                "paragraphs": [
+                    {"context": "c", "qas": [{"id": "v2", "question": "q?", "answers": [], "is_impossible": True}]}
+                ]
+            }
+        ]
+    }
     where = r"data\[0\]\.paragraphs\[0\]\.qas\[0\]"
     with pytest.raises(DataError, match=rf"question 'v2' \({where}\) has no answers"):
         read_questions(write(tmp_path / "s.json", json.dumps(squad)))
@@ -132,13 +166,16 @@ def test_question_without_answers_is_a_data_error(tmp_path):
         read_questions(write(tmp_path / "nq2.jsonl", json.dumps({"question": "q?", "answer": "Paris"})))
 
 
-@pytest.mark.parametrize(("name", "content", "problem"), [
-    ("empty.jsonl", "", "file is empty"),
-    ("blank.json", " \n\n", "file is empty"),
-    ("blank.jsonl", "\n\n\n", "file is empty"),
-    ("nodata.json", '{"data": []}', "holds no questions"),
-    ("layout.json", '{"version": "1.1"}', 'has no top-level "data" list'),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("empty.jsonl", "", "file is empty"),
+        ("blank.json", " \n\n", "file is empty"),
+        ("blank.jsonl", "\n\n\n", "file is empty"),
+        ("nodata.json", '{"data": []}', "holds no questions"),
+        ("layout.json", '{"version": "1.1"}', 'has no top-level "data" list'),
+    ],
+)
 def test_empty_or_wrong_files_are_data_errors(tmp_path, name, content, problem):
     with pytest.raises(DataError, match=f"{name}: {problem}"):
         read_questions(write(tmp_path / name, content))

@@ -37,9 +37,13 @@ def _answer(text: str, logprobs, entropies=None) -> Answer:
 def planted():
     """Greedy 'Paris' and 5 samples: three say Paris in some way, one Lyon, one Rome."""
     greedy = _answer("Paris", [-0.1, -0.3], [0.5, 1.5])
-    samples = [_answer("Paris", [-0.2, -0.2]), _answer("It is Paris", [-1.0, -0.5, -0.3, -0.2]),
-               _answer("Lyon", [-2.0, -0.1]), _answer("the city of Paris", [-0.4, -0.4, -0.4, -0.4, -0.4]),
-               _answer("Rome", [-3.0, -1.0])]
+    samples = [
+        _answer("Paris", [-0.2, -0.2]),
+        _answer("It is Paris", [-1.0, -0.5, -0.3, -0.2]),
+        _answer("Lyon", [-2.0, -0.1]),
+        _answer("the city of Paris", [-0.4, -0.4, -0.4, -0.4, -0.4]),
+        _answer("Rome", [-3.0, -1.0]),
+    ]
     g = Generation("prompt", greedy, samples, 0.0)
     enc = FakeEncoder({"Paris": 0, "It is Paris": 0, "the city of Paris": 0, "Lyon": 1, "Rome": 2})
     return g, Context(equivalence=EmbeddingEquivalence(0.9, encoder=enc)), enc
@@ -131,11 +135,15 @@ def test_p_true_is_minus_log_of_renormalised_true_probability(tiny_chat_lm):
     ctx = Context(lm=tiny_chat_lm)
     got = value("p_true", g, ctx, "the cat ?")
     tok = tiny_chat_lm.tokenizer
-    prompt = tok.apply_chat_template([{"role": "user", "content": "the cat ?"},
-                                      {"role": "assistant", "content": g.greedy.text},
-                                      {"role": "user", "content": "Is your answer true or false? Reply with one "
-                                                                  "word: True or False."}],
-                                     add_generation_prompt=True, tokenize=False)
+    prompt = tok.apply_chat_template(
+        [
+            {"role": "user", "content": "the cat ?"},
+            {"role": "assistant", "content": g.greedy.text},
+            {"role": "user", "content": "Is your answer true or false? Reply with one word: True or False."},
+        ],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
     with torch.no_grad():
         logits = tiny_chat_lm.model(torch.tensor([tiny_chat_lm.encode(prompt)])).logits[0, -1].double()
     t, f = logits[tok.convert_tokens_to_ids("True")], logits[tok.convert_tokens_to_ids("False")]
@@ -148,8 +156,11 @@ def test_verbalised_reads_the_stated_number(tiny_lm, monkeypatch):
 
     g = Generation("p", _answer("x", [-1]), [], 0.0)
     ctx = Context(lm=tiny_lm)
-    monkeypatch.setattr(tiny_lm.model, "generate",
-                        lambda input_ids, *a, **k: torch.cat([input_ids, torch.zeros(1, 1, dtype=torch.long)], 1))
+    monkeypatch.setattr(
+        tiny_lm.model,
+        "generate",
+        lambda input_ids, *a, **k: torch.cat([input_ids, torch.zeros(1, 1, dtype=torch.long)], 1),
+    )
     for reply, expected in [("i am 80 sure", 0.2), ("no idea", 1.0), ("250", 1.0), ("37.5", 0.625)]:
         monkeypatch.setattr(tiny_lm.tokenizer, "decode", lambda *a, reply=reply, **k: reply)
         assert value("verbalised", g, ctx, "q") == pytest.approx(expected)
@@ -181,7 +192,10 @@ def test_entailment_equivalence_is_bidirectional_and_puts_the_question_first():
         def __call__(self, pairs):
             # planted NLI: "paris" entails "in paris", "in paris" entails "paris"; "france" entails "paris" only one way
             rules = {("paris", "in paris"), ("in paris", "paris"), ("france", "paris")}
-            strip = lambda t: t.split("? ", 1)[1]
+
+            def strip(t):
+                return t.split("? ", 1)[1]
+
             logits = [[0.0, 1.0, 0.0] if (strip(p), strip(h)) in rules else [1.0, 0.0, 0.0] for p, h in pairs]
             return type("Out", (), {"logits": torch.tensor(logits)})()
 

@@ -126,7 +126,8 @@ def test_bootstrap_contains_the_estimate_and_narrows_with_n():
     assert large_prr < 0.5 * small_prr and large_auroc < 0.5 * small_auroc  # about 1 / sqrt(10)
     scores, errors = planted(200, signal=1.0, seed=200)
     assert bootstrap_interval(prr, scores, errors, n_boot=300, seed=0) == (
-        bootstrap_interval(prr, scores, errors, n_boot=300, seed=0))
+        bootstrap_interval(prr, scores, errors, n_boot=300, seed=0)
+    )
     narrow = bootstrap_interval(prr, scores, errors, n_boot=300, level=0.5, seed=0)
     assert widths[0] > narrow[1] - narrow[0] > 0
 
@@ -145,12 +146,15 @@ def test_bootstrap_redraws_one_class_resamples():
     assert 0.2 <= lo <= hi <= 0.8
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"n_boot": 1}, "n_boot must be an integer >= 2; got 1"),
-    ({"n_boot": 10.0}, "n_boot must be an integer >= 2; got 10.0"),
-    ({"level": 1.0}, r"level must lie in \(0, 1\); got 1.0"),
-    ({"level": 95}, r"level must lie in \(0, 1\); got 95"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_boot": 1}, "n_boot must be an integer >= 2; got 1"),
+        ({"n_boot": 10.0}, "n_boot must be an integer >= 2; got 10.0"),
+        ({"level": 1.0}, r"level must lie in \(0, 1\); got 1.0"),
+        ({"level": 95}, r"level must lie in \(0, 1\); got 95"),
+    ],
+)
 def test_bootstrap_bad_options(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         bootstrap_interval(prr, np.arange(4.0), np.array([0, 1, 0, 1]), **kwargs)
@@ -165,13 +169,16 @@ def test_one_class_is_a_data_error():
         estimator_metrics(np.arange(3.0), np.ones(3, bool))
 
 
-@pytest.mark.parametrize(("scores", "errors", "message"), [
-    (np.zeros((2, 2)), np.array([0, 1]), r"scores must be a non-empty 1-D array \(N,\); got shape \(2, 2\)"),
-    (np.array([0.1, np.nan]), np.array([0, 1]), "scores contain NaN or inf"),
-    (np.array([0.1, 0.2, 0.3]), np.array([0, 1]), r"errors must have shape \(3,\)"),
-    (np.array([0.1, 0.2]), np.array([0, 2]), "errors must be bool or 0/1"),
-    (np.array([]), np.array([]), "non-empty"),
-])
+@pytest.mark.parametrize(
+    ("scores", "errors", "message"),
+    [
+        (np.zeros((2, 2)), np.array([0, 1]), r"scores must be a non-empty 1-D array \(N,\); got shape \(2, 2\)"),
+        (np.array([0.1, np.nan]), np.array([0, 1]), "scores contain NaN or inf"),
+        (np.array([0.1, 0.2, 0.3]), np.array([0, 1]), r"errors must have shape \(3,\)"),
+        (np.array([0.1, 0.2]), np.array([0, 2]), "errors must be bool or 0/1"),
+        (np.array([]), np.array([]), "non-empty"),
+    ],
+)
 def test_bad_arrays(scores, errors, message):
     for fn in (prr, estimator_metrics, risk_coverage):
         with pytest.raises(ArrayError, match=message):

@@ -22,8 +22,17 @@ def test_bound_holds_on_fresh_questions_in_at_least_1_minus_delta_of_calibration
     violations, coverage = 0, []
     for _ in range(trials):
         s, e = _draw(rng, 1000)
-        policy = GenerationPolicy.fit(s, e, lm="m", sampling=SamplingConfig(), estimator="semantic_entropy",
-                                      rule="contains", target_risk=target, delta=delta, allow_empty=True)
+        policy = GenerationPolicy.fit(
+            s,
+            e,
+            lm="m",
+            sampling=SamplingConfig(),
+            estimator="semantic_entropy",
+            rule="contains",
+            target_risk=target,
+            delta=delta,
+            allow_empty=True,
+        )
         t = max(policy.risk.threshold, 0.0)  # -inf: abstains on everything
         violations += t / 2 > target  # the true selective risk at t is t / 2
         coverage.append(min(t, 1.0))
@@ -35,9 +44,18 @@ def test_bound_holds_on_fresh_questions_in_at_least_1_minus_delta_of_calibration
 def test_decisions_and_reasons(tmp_path):
     rng = np.random.default_rng(1)
     s, e = _draw(rng, 2000)
-    policy = GenerationPolicy.fit(s, e, lm="m", sampling=SamplingConfig(samples=4), estimator="msp",
-                                  rule="contains", target_risk=0.2, delta=0.05, template="Q: {question}",
-                                  meaning={"threshold": 0.8, "nli_model": None})
+    policy = GenerationPolicy.fit(
+        s,
+        e,
+        lm="m",
+        sampling=SamplingConfig(samples=4),
+        estimator="msp",
+        rule="contains",
+        target_risk=0.2,
+        delta=0.05,
+        template="Q: {question}",
+        meaning={"threshold": 0.8, "nli_model": None},
+    )
     low, high = policy.decide(0.01), policy.decide(0.99)
     assert low["decision"] == "answer" and "≤ threshold" in low["reason"] and "risk ≤ 20%" in low["reason"]
     assert high["decision"] == "abstain" and "contains" in high["reason"]

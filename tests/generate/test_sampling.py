@@ -15,7 +15,7 @@ def _teacher_forced(lm, prompt_ids: list[int], answer: list[int]) -> tuple[np.nd
     ids = torch.tensor([prompt_ids + answer])
     with torch.no_grad():
         logp = torch.log_softmax(lm.model(ids).logits[0].double(), -1)  # (L + T, V)
-    steps = logp[len(prompt_ids) - 1: len(prompt_ids) - 1 + len(answer)]  # (T, V)
+    steps = logp[len(prompt_ids) - 1 : len(prompt_ids) - 1 + len(answer)]  # (T, V)
     chosen = steps[torch.arange(len(answer)), torch.tensor(answer)]
     entropy = -(steps.exp() * steps).sum(-1)
     return chosen.numpy(), entropy.numpy()
@@ -38,9 +38,14 @@ def test_greedy_row_is_the_models_greedy_answer(tiny_lm):
     g = Sampler(tiny_lm, SamplingConfig(samples=4, max_new_tokens=6))(prompt)
     ids = torch.tensor([tiny_lm.encode(prompt)])
     with torch.no_grad():
-        ref = tiny_lm.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=6,
-                                     pad_token_id=tiny_lm.tokenizer.pad_token_id)
-    assert g.greedy.tokens == ref[0, ids.shape[1]:].tolist()[:len(g.greedy.tokens)]
+        ref = tiny_lm.model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=6,
+            pad_token_id=tiny_lm.tokenizer.pad_token_id,
+        )
+    assert g.greedy.tokens == ref[0, ids.shape[1] :].tolist()[: len(g.greedy.tokens)]
     # samples from a random model differ from the greedy answer and from one another
     assert len({tuple(s.tokens) for s in g.samples}) > 1
 
@@ -68,7 +73,9 @@ def test_cache_round_trip_and_no_regeneration(tiny_lm, tmp_path):
     assert [s.text for s in second.samples] == [s.text for s in first.samples]
     np.testing.assert_allclose(second.samples[1].logprobs, first.samples[1].logprobs)
     # other settings, other key
-    assert SampleCache.key("m", "p", cfg) != SampleCache.key("m", "p", SamplingConfig(samples=3, max_new_tokens=5, seed=2))
+    assert SampleCache.key("m", "p", cfg) != SampleCache.key(
+        "m", "p", SamplingConfig(samples=3, max_new_tokens=5, seed=2)
+    )
 
 
 def test_unreadable_cache_file_names_the_fix(tiny_lm, tmp_path):
@@ -116,9 +123,16 @@ def test_chat_models_get_their_template(tiny_chat_lm):
     assert g.greedy.tokens
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"samples": -1}, "samples must be >= 0"), ({"max_new_tokens": 0}, "max_new_tokens"),
-    ({"temperature": 0}, "temperature must be > 0"), ({"top_p": 0}, "top_p"), ({"top_k": -2}, "top_k")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"samples": -1}, "samples must be >= 0"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"temperature": 0}, "temperature must be > 0"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_k": -2}, "top_k"),
+    ],
+)
 def test_bad_settings_are_named(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         SamplingConfig(**kwargs)

@@ -59,7 +59,9 @@ def test_collator_pads_each_field_with_its_own_value(tokenizer):
     batch = Collator(pad_token_id=pad)(rows)
     long, short = (len(r["input_ids"]) for r in rows)
     assert (long, short) == (8, 3)
-    assert {k: tuple(v.shape) for k, v in batch.items()} == {k: (2, long) for k in ("input_ids", "attention_mask", "word_index", "labels")}
+    assert {k: tuple(v.shape) for k, v in batch.items()} == {
+        k: (2, long) for k in ("input_ids", "attention_mask", "word_index", "labels")
+    }
     assert batch["input_ids"][0].tolist() == rows[0]["input_ids"]
     assert batch["input_ids"][1].tolist() == rows[1]["input_ids"] + [pad] * (long - short)
     assert batch["attention_mask"].tolist() == [[1] * long, [1] * short + [0] * (long - short)]

@@ -58,8 +58,12 @@ def test_viterbi_finds_best_valid_sequence(labels):
 
 def test_viterbi_repairs_o_then_inside_into_begin_then_inside():
     labels = ["O", "B-PER", "I-PER"]
-    probs = np.array([[0.6, 0.3, 0.1],   # argmax O, second choice B-PER
-                      [0.1, 0.1, 0.8]])  # argmax I-PER
+    probs = np.array(
+        [
+            [0.6, 0.3, 0.1],  # argmax O, second choice B-PER
+            [0.1, 0.1, 0.8],
+        ]
+    )  # argmax I-PER
     assert [labels[i] for i in probs.argmax(1)] == ["O", "I-PER"]
     assert [labels[i] for i in viterbi_bio(np.log(probs), labels)] == ["B-PER", "I-PER"]
 
@@ -72,8 +76,7 @@ def test_viterbi_never_starts_with_inside():
 
 def test_viterbi_does_not_continue_another_type():
     labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-    probs = np.array([[0.05, 0.7, 0.05, 0.15, 0.05],
-                      [0.05, 0.05, 0.05, 0.05, 0.8]])  # argmax B-PER I-LOC
+    probs = np.array([[0.05, 0.7, 0.05, 0.15, 0.05], [0.05, 0.05, 0.05, 0.05, 0.8]])  # argmax B-PER I-LOC
     tags = [labels[i] for i in viterbi_bio(np.log(probs), labels)]
     assert tags == ["B-LOC", "I-LOC"]  # 0.15 * 0.8 beats B-PER then O / B-LOC (0.7 * 0.05)
 

@@ -18,9 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--remote-debugging-pipe")
-IMAGES = "JSON.stringify(Array.from(document.images, i => ({complete: i.complete, width: i.naturalWidth, height: i.naturalHeight})))"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-pipe",
+)
+IMAGES = (
+    "JSON.stringify(Array.from(document.images, i => ({complete: i.complete, width: i.naturalWidth, height: "
+    "i.naturalHeight})))"
+)
 
 
 @dataclass
@@ -43,13 +55,17 @@ class Chromium:
         to_browser_r, from_browser_w = (_above(fd, 10) for fd in (to_browser_r, from_browser_w))
         self.stderr = tempfile.TemporaryFile()
         script = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-'
-        self.proc = subprocess.Popen(["/bin/bash", "-c", script, str(binary), *FLAGS, f"--user-data-dir={self.profile.name}", "about:blank"],
-                                     pass_fds=(to_browser_r, from_browser_w), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self.stderr)
+        self.proc = subprocess.Popen(
+            ["/bin/bash", "-c", script, str(binary), *FLAGS, f"--user-data-dir={self.profile.name}", "about:blank"],
+            pass_fds=(to_browser_r, from_browser_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr,
+        )
         os.close(to_browser_r)
         os.close(from_browser_w)
 
-    def __enter__(self) -> "Chromium":
+    def __enter__(self) -> Chromium:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -59,10 +75,14 @@ class Chromium:
         while b"\0" not in self._pending:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._from_browser], [], [], left)[0]:
-                raise TimeoutError(f"Chromium did not answer within {self.timeout}s; its stderr:\n{self._stderr_tail()}")
+                raise TimeoutError(
+                    f"Chromium did not answer within {self.timeout}s; its stderr:\n{self._stderr_tail()}"
+                )
             chunk = os.read(self._from_browser, 1 << 16)
             if not chunk:
-                raise RuntimeError(f"Chromium closed the pipe (exit {self.proc.poll()}); its stderr:\n{self._stderr_tail()}")
+                raise RuntimeError(
+                    f"Chromium closed the pipe (exit {self.proc.poll()}); its stderr:\n{self._stderr_tail()}"
+                )
             self._pending += chunk
         message, _, self._pending = self._pending.partition(b"\0")
         return json.loads(message)
@@ -71,7 +91,9 @@ class Chromium:
         self.stderr.seek(0)
         return self.stderr.read().decode(errors="replace")[-3000:]
 
-    def send(self, method: str, params: dict | None = None, session: str | None = None, events: list | None = None) -> dict:
+    def send(
+        self, method: str, params: dict | None = None, session: str | None = None, events: list | None = None
+    ) -> dict:
         """Call ``method``; events that arrive before the reply are appended to ``events``."""
         self._id += 1
         message = {"id": self._id, "method": method, "params": params or {}}
@@ -103,10 +125,14 @@ class Chromium:
             self.send(f"{domain}.enable", session=session, events=events)
         self.send("Page.navigate", {"url": url}, session=session, events=events)
         self.wait_for("Page.loadEventFired", session, events)
-        images = json.loads(self.send("Runtime.evaluate", {"expression": IMAGES, "returnByValue": True},
-                                      session=session, events=events)["result"]["value"])
-        title = self.send("Runtime.evaluate", {"expression": "document.title", "returnByValue": True},
-                          session=session, events=events)["result"]["value"]
+        images = json.loads(
+            self.send(
+                "Runtime.evaluate", {"expression": IMAGES, "returnByValue": True}, session=session, events=events
+            )["result"]["value"]
+        )
+        title = self.send(
+            "Runtime.evaluate", {"expression": "document.title", "returnByValue": True}, session=session, events=events
+        )["result"]["value"]
         self.send("Target.closeTarget", {"targetId": target}, events=events)
         return Page(images=images, errors=_errors([e for e in events if e.get("sessionId") == session]), title=title)
 
@@ -148,7 +174,9 @@ def _errors(events: list[dict]) -> list[str]:
         elif e["method"] == "Runtime.exceptionThrown":
             out.append("exception: " + p.get("exceptionDetails", {}).get("text", ""))
         elif e["method"] == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
-            out.append(f"log ({p['entry'].get('source')}): {p['entry'].get('text')} {p['entry'].get('url', '')}".strip())
+            out.append(
+                f"log ({p['entry'].get('source')}): {p['entry'].get('text')} {p['entry'].get('url', '')}".strip()
+            )
         elif e["method"] == "Network.loadingFailed":
             out.append(f"load failed: {p.get('errorText')} (blocked: {p.get('blockedReason')})")
     return out

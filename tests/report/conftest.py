@@ -21,11 +21,19 @@ from tests.conftest import tiny_overrides
 from tests.fakes import planted_texts, write_jsonl
 
 # No keyword, so the model cannot know their label: they land among the most uncertain inputs.
-PLANTED = [{"text": f"<script>alert({i})</script> the card {word}", "label": label}
-           for i, (word, label) in enumerate([("now", "first"), ("today", "second"), ("city", "third")])]
+PLANTED = [
+    {"text": f"<script>alert({i})</script> the card {word}", "label": label}
+    for i, (word, label) in enumerate([("now", "first"), ("today", "second"), ("city", "third")])
+]
 # What `caveat evaluate --explain-faithfulness` runs, made small: 4 texts, two cheap methods.
 EXPLAIN = {"methods": ["occlusion", "lime"], "max_examples": 4, "options": {"lime": {"samples": 50}}}
-OOS = ["zebra xylophone quartz", "what is the capital of peru", "qqq vvv www", "my phone is broken", "the cat and the dog"]
+OOS = [
+    "zebra xylophone quartz",
+    "what is the capital of peru",
+    "qqq vvv www",
+    "my phone is broken",
+    "the cat and the dog",
+]
 
 
 @pytest.fixture(scope="package")
@@ -48,7 +56,9 @@ def text_runs(tiny_backbone, report_data, tmp_path_factory) -> tuple[Path, Path]
     """(calibrated, uncalibrated): one training (3 epochs: good but not perfect), copied before calibrating."""
     root = tmp_path_factory.mktemp("report-runs")
     calibrated, uncalibrated = root / "calibrated", root / "uncalibrated"
-    Trainer(load_config(overrides=tiny_overrides(tiny_backbone, report_data, epochs=3)), calibrated, progress=False).fit()
+    Trainer(
+        load_config(overrides=tiny_overrides(tiny_backbone, report_data, epochs=3)), calibrated, progress=False
+    ).fit()
     shutil.copytree(calibrated, uncalibrated)
     calibrate_run(calibrated, target_risk=0.2, delta=0.2, alpha=0.2)
     return calibrated, uncalibrated
@@ -56,7 +66,8 @@ def text_runs(tiny_backbone, report_data, tmp_path_factory) -> tuple[Path, Path]
 
 @pytest.fixture(scope="package")
 def calibrated_report(text_runs, oos_file) -> tuple[Report, Path]:
-    """The report of the calibrated run with an OOD file, written by the CLI: (Report read back from JSON, HTML path)."""
+    """The report of the calibrated run with an OOD file, written by the CLI: (Report read back from JSON, HTML
+    path)."""
     run = text_runs[0]
     result = CliRunner().invoke(app, ["report", str(run), "--ood", str(oos_file)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -74,7 +85,11 @@ def uncalibrated_report(text_runs, oos_file) -> tuple[Report, Path]:
 @pytest.fixture(scope="package")
 def ner_run(tiny_backbone, ner_data, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("report-ner") / "run"
-    Trainer(load_config(overrides=tiny_overrides(tiny_backbone, ner_data, "token-classification", epochs=3)), run, progress=False).fit()
+    Trainer(
+        load_config(overrides=tiny_overrides(tiny_backbone, ner_data, "token-classification", epochs=3)),
+        run,
+        progress=False,
+    ).fit()
     return run
 
 

@@ -16,7 +16,17 @@ from caveat.inference import Predictor
 from caveat.models.rundir import open_run
 from caveat.report import build_report
 
-TEXT = ["overview", "performance", "calibration", "confidence", "risk_coverage", "conformal", "decisions", "ood", "weak_spots"]
+TEXT = [
+    "overview",
+    "performance",
+    "calibration",
+    "confidence",
+    "risk_coverage",
+    "conformal",
+    "decisions",
+    "ood",
+    "weak_spots",
+]
 TEXT_UNCALIBRATED = ["overview", "performance", "calibration", "confidence", "risk_coverage", "ood", "weak_spots"]
 NER = ["overview", "performance", "spans", "weak_spots"]
 approx = pytest.approx
@@ -30,7 +40,9 @@ def evaluated(text_runs, oos_file) -> dict:
 def test_a_calibrated_run_with_ood_has_every_section(calibrated_report, oos_file):
     report, _ = calibrated_report
     assert report.section_keys == TEXT
-    assert report.calibrated and report.n == 63 and report.ood == [str(oos_file)] and report.task == "text-classification"
+    assert (
+        report.calibrated and report.n == 63 and report.ood == [str(oos_file)] and report.task == "text-classification"
+    )
     assert not any("caveat calibrate" in note for note in report.notes)
     overview = report.section("overview")
     splits = {row["split"]: row for row in overview.table("splits").records()}
@@ -40,7 +52,9 @@ def test_a_calibrated_run_with_ood_has_every_section(calibrated_report, oos_file
     assert overview.metric("labels") == 3 and overview.metric("objective") == "erm" and overview.metric("epochs") == 3
     history = overview.table("history").records()
     assert [row["epoch"] for row in history] == [1, 2, 3]
-    assert all(row["train loss"] > 0 for row in history) and all(0 <= row["validation accuracy"] <= 1 for row in history)
+    assert all(row["train loss"] > 0 for row in history) and all(
+        0 <= row["validation accuracy"] <= 1 for row in history
+    )
     assert overview.metric("best_validation") == max(row["validation accuracy"] for row in history)
 
 
@@ -63,7 +77,9 @@ def test_numbers_equal_those_of_evaluate(calibrated_report, evaluated, oos_file)
     assert conformal.metric("conformal.set_size") == approx(evaluated["conformal"]["set_size"])
     actions = {row["set"]: row for row in report.section("decisions").table("decisions").records()}
     for name, key in (("test", "in_scope"), (f"{oos_file} (out-of-scope)", str(oos_file))):
-        assert {a: actions[name][a] for a in ("answer", "abstain", "route")} == {a: evaluated["decisions"][key][a] for a in ("answer", "abstain", "route")}
+        assert {a: actions[name][a] for a in ("answer", "abstain", "route")} == {
+            a: evaluated["decisions"][key][a] for a in ("answer", "abstain", "route")
+        }
     rows = report.section("ood").table("ood").records()
     assert {row["score"] for row in rows} == {"msp", "entropy", "energy", "mahalanobis"}
     for row in rows:
@@ -88,7 +104,8 @@ def test_numbers_equal_an_independent_computation(calibrated_report, text_runs, 
     pairs = report.section("weak_spots").table("confused_pairs").records()
     assert sum(p["count"] for p in pairs) == wrong  # 3 labels: at most 6 pairs, all shown
     assert max(pairs, key=lambda p: p["count"])["count"] == max(
-        int(((y == t) & (pred == p)).sum()) for t in range(3) for p in range(3) if t != p)
+        int(((y == t) & (pred == p)).sum()) for t in range(3) for p in range(3) if t != p
+    )
 
 
 def test_figures_carry_the_numbers_they_show(calibrated_report):
@@ -101,24 +118,33 @@ def test_figures_carry_the_numbers_they_show(calibrated_report):
         ece = sum(c / n * abs(a - f) for c, a, f in zip(curve.count, curve.accuracy, curve.confidence))
         assert ece == approx(curve.ece)
     confidence = report.section("confidence")
-    assert [sum(g.counts) for g in confidence.figure("confidence").groups] == [confidence.metric("n_correct"), confidence.metric("n_wrong")]
+    assert [sum(g.counts) for g in confidence.figure("confidence").groups] == [
+        confidence.metric("n_correct"),
+        confidence.metric("n_wrong"),
+    ]
     curve = report.section("risk_coverage").figure("risk_coverage")
     risk = curve.series[0]
     assert risk.x[-1] == approx(1.0) and risk.y[-1] == approx(1 - accuracy)
     (point,) = curve.points  # the operating point: what the whole calibrated policy answers
     section = report.section("risk_coverage")
-    assert point.x == approx(section.metric("abstention.coverage")) and point.y == approx(section.metric("abstention.risk"))
+    assert point.x == approx(section.metric("abstention.coverage")) and point.y == approx(
+        section.metric("abstention.risk")
+    )
     assert 0 < point.x <= 1 and point.y <= 0.2 + 0.2  # the target, and slack for 30 calibration examples
     conformal = report.section("conformal")
     sizes = conformal.figure("set_size").groups[0].counts
-    assert sum(sizes) == n and sum(k * c for k, c in enumerate(sizes)) / n == approx(conformal.metric("conformal.set_size"))
+    assert sum(sizes) == n and sum(k * c for k, c in enumerate(sizes)) / n == approx(
+        conformal.metric("conformal.set_size")
+    )
     for score in ("msp", "entropy", "energy", "mahalanobis"):
         assert [sum(g.counts) for g in report.section("ood").figure(f"ood_{score}").groups] == [n, 5]
     uncertain = report.section("weak_spots").table("uncertain").records()
     assert len(uncertain) == 10 and [r["msp"] for r in uncertain] == sorted((r["msp"] for r in uncertain), reverse=True)
 
 
-def test_an_uncalibrated_run_leaves_the_calibrated_sections_out_and_says_how_to_add_them(uncalibrated_report, text_runs):
+def test_an_uncalibrated_run_leaves_the_calibrated_sections_out_and_says_how_to_add_them(
+    uncalibrated_report, text_runs
+):
     report, html = uncalibrated_report
     assert report.section_keys == TEXT_UNCALIBRATED and not report.calibrated
     assert any(f"caveat calibrate {text_runs[1]}" in note for note in report.notes)
@@ -138,7 +164,9 @@ def test_a_ner_run_renders_entity_scores_and_span_confidence(ner_reports, ner_ru
     perf, spans = after.section("performance"), after.section("spans")
     for key in ("f1", "precision", "recall", "macro_f1", "token_accuracy"):
         assert perf.metric(key) == approx(evaluated[key])
-    assert {r["label"]: r["f1"] for r in perf.table("per_type").records()} == approx({k: v["f1"] for k, v in evaluated["per_type"].items()})
+    assert {r["label"]: r["f1"] for r in perf.table("per_type").records()} == approx(
+        {k: v["f1"] for k, v in evaluated["per_type"].items()}
+    )
     assert spans.metric("spans.n_spans") == evaluated["spans"]["n_spans"] > 0
     assert spans.metric("calibrated.span_ece") == approx(evaluated["calibrated"]["span_ece"])
     assert spans.metric("abstention.coverage") == approx(evaluated["abstention"]["coverage"])

@@ -12,30 +12,88 @@ from caveat.report.compare import compare_report
 from caveat.report.html import render_html
 
 
-def _row(name: str, accuracy: float, ece: float, after: float, cr_accuracy: float, cr_ece: float, per_step: float | None) -> dict:
-    example = {"original": "a <b>fine</b> film", "adversarial": "a <b>good</b> film", "label": "pos", "adversarial_label": "neg",
-               "adversarial_prob": 0.7, "similarity": 0.9}
-    return {"run": name, "path": f"/runs/{name}", "recipe": f"recipe of {name}", "calibrated": False, "n": 100,
-            "accuracy": accuracy, "ece": ece, "calibrated_ece": None,
-            "attack": {"greedy": {"n": 50, "clean_accuracy": accuracy, "after_attack_accuracy": after, "success_rate": 0.5,
-                                  "mean_queries": 40.0, "mean_changed_fraction": 0.1, "mean_similarity": 0.9, "reused": True,
-                                  "examples": [example] * 3}},
-            "shift": {"cr": {"n": 80, "accuracy": cr_accuracy, "macro_f1": cr_accuracy, "ece": cr_ece, "calibrated_ece": None,
-                             "msp_auroc": 0.6}},
-            "training": {"seconds": None if per_step is None else per_step * 10, "steps": 10, "processes": 1,
-                         "seconds_per_step": per_step}}
+def _row(
+    name: str, accuracy: float, ece: float, after: float, cr_accuracy: float, cr_ece: float, per_step: float | None
+) -> dict:
+    example = {
+        "original": "a <b>fine</b> film",
+        "adversarial": "a <b>good</b> film",
+        "label": "pos",
+        "adversarial_label": "neg",
+        "adversarial_prob": 0.7,
+        "similarity": 0.9,
+    }
+    return {
+        "run": name,
+        "path": f"/runs/{name}",
+        "recipe": f"recipe of {name}",
+        "calibrated": False,
+        "n": 100,
+        "accuracy": accuracy,
+        "ece": ece,
+        "calibrated_ece": None,
+        "attack": {
+            "greedy": {
+                "n": 50,
+                "clean_accuracy": accuracy,
+                "after_attack_accuracy": after,
+                "success_rate": 0.5,
+                "mean_queries": 40.0,
+                "mean_changed_fraction": 0.1,
+                "mean_similarity": 0.9,
+                "reused": True,
+                "examples": [example] * 3,
+            }
+        },
+        "shift": {
+            "cr": {
+                "n": 80,
+                "accuracy": cr_accuracy,
+                "macro_f1": cr_accuracy,
+                "ece": cr_ece,
+                "calibrated_ece": None,
+                "msp_auroc": 0.6,
+            }
+        },
+        "training": {
+            "seconds": None if per_step is None else per_step * 10,
+            "steps": 10,
+            "processes": 1,
+            "seconds_per_step": per_step,
+        },
+    }
 
 
 @pytest.fixture
 def planted() -> dict:
-    rows = [_row("erm", 0.90, 0.05, 0.30, 0.80, 0.13, 1.0), _row("fgm", 0.91, 0.04, 0.40, 0.82, 0.10, 2.0),
-            _row("aug", 0.88, 0.07, 0.55, 0.79, 0.15, None)]
-    return {"data": "test", "attacks": ["greedy"], "shifts": {"cr": "cr.txt"},
-            "settings": {"max_examples": 50, "max_change": 0.2, "min_similarity": 0.8, "max_candidates": 20, "seed": 0},
-            "baseline": "erm", "rows": rows, "notes": ["after-attack accuracy: over the first 50", "seconds per step: x"],
-            "columns": ["run", "recipe", "accuracy", "ECE", "after greedy", "cr accuracy", "cr ECE", "s/step"],
-            "table": [[r["run"], r["recipe"], r["accuracy"], r["ece"], r["attack"]["greedy"]["after_attack_accuracy"],
-                       r["shift"]["cr"]["accuracy"], r["shift"]["cr"]["ece"], r["training"]["seconds_per_step"]] for r in rows]}
+    rows = [
+        _row("erm", 0.90, 0.05, 0.30, 0.80, 0.13, 1.0),
+        _row("fgm", 0.91, 0.04, 0.40, 0.82, 0.10, 2.0),
+        _row("aug", 0.88, 0.07, 0.55, 0.79, 0.15, None),
+    ]
+    return {
+        "data": "test",
+        "attacks": ["greedy"],
+        "shifts": {"cr": "cr.txt"},
+        "settings": {"max_examples": 50, "max_change": 0.2, "min_similarity": 0.8, "max_candidates": 20, "seed": 0},
+        "baseline": "erm",
+        "rows": rows,
+        "notes": ["after-attack accuracy: over the first 50", "seconds per step: x"],
+        "columns": ["run", "recipe", "accuracy", "ECE", "after greedy", "cr accuracy", "cr ECE", "s/step"],
+        "table": [
+            [
+                r["run"],
+                r["recipe"],
+                r["accuracy"],
+                r["ece"],
+                r["attack"]["greedy"]["after_attack_accuracy"],
+                r["shift"]["cr"]["accuracy"],
+                r["shift"]["cr"]["ece"],
+                r["training"]["seconds_per_step"],
+            ]
+            for r in rows
+        ],
+    }
 
 
 def test_the_page_shows_the_table_and_exact_changes_against_the_baseline(planted):
@@ -57,7 +115,11 @@ def test_the_page_shows_the_table_and_exact_changes_against_the_baseline(planted
     figure = page.section("baseline").figure("baseline")
     assert figure.categories == ["fgm", "aug"]
     assert [g.name for g in figure.groups] == ["Δ accuracy", "Δ after greedy", "Δ ECE", "Δ cr ECE"]
-    assert fgm["Δ ECE"] == pytest.approx(-0.01) and aug["Δ ECE"] == pytest.approx(0.02) and figure.groups[3].means == [pytest.approx(-0.03), pytest.approx(0.02)]
+    assert (
+        fgm["Δ ECE"] == pytest.approx(-0.01)
+        and aug["Δ ECE"] == pytest.approx(0.02)
+        and figure.groups[3].means == [pytest.approx(-0.03), pytest.approx(0.02)]
+    )
     assert figure.groups[1].means == [pytest.approx(0.10), pytest.approx(0.25)]
 
     scores = page.section("compare").figure("scores")

@@ -18,14 +18,19 @@ DATA_URI = "data:image/png;base64,"
 @pytest.fixture(scope="module")
 def pages(calibrated_report, uncalibrated_report, ner_reports) -> list[tuple[Report, str]]:
     ner = (ner_reports[1], ner_reports[2])
-    return [(report, html.read_text(encoding="utf-8")) for report, html in (calibrated_report, uncalibrated_report, ner)]
+    return [
+        (report, html.read_text(encoding="utf-8")) for report, html in (calibrated_report, uncalibrated_report, ner)
+    ]
 
 
 def test_pages_reference_nothing_outside_themselves(pages):
     for _, html in pages:
-        assert "http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:" in html
+        assert 'http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:' in html
         for attr, value in re.findall(r'\b(src|href|srcset|action|poster|data)\s*=\s*"([^"]*)"', html):
-            assert (attr == "src" and value.startswith(DATA_URI)) or (attr == "href" and value.startswith("#")), (attr, value[:80])
+            assert (attr == "src" and value.startswith(DATA_URI)) or (attr == "href" and value.startswith("#")), (
+                attr,
+                value[:80],
+            )
         lowered = html.lower()
         for needle in ("http://", "https://", "<script", "<link", "<iframe", "<object", "<embed", "@import", "url("):
             assert needle not in lowered, needle
@@ -63,4 +68,12 @@ def test_report_json_round_trips(calibrated_report):
 def test_cells_read_well():
     from caveat.report.html import format_cell
 
-    assert [format_cell(v) for v in (None, True, 7, 0.123456, 2e-5, 0.99999, 1.0)] == ["–", "yes", "7", "0.1235", "2.00e-05", "1 − 1.0e-05", "1"]
+    assert [format_cell(v) for v in (None, True, 7, 0.123456, 2e-5, 0.99999, 1.0)] == [
+        "–",
+        "yes",
+        "7",
+        "0.1235",
+        "2.00e-05",
+        "1 − 1.0e-05",
+        "1",
+    ]

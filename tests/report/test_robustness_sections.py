@@ -14,27 +14,57 @@ from caveat.report.sections.attacks import marked
 from caveat.robustness.run import attack_run
 from tests.fakes import planted_texts, write_jsonl
 
-PLANTED_ATTACK = {"original": "<script>alert(7)</script> the alpha card", "adversarial": "<script>alert(7)</script> the alpha phone",
-                  "label": "first", "original_label": "first", "original_prob": 0.9, "adversarial_label": "second",
-                  "adversarial_prob": 0.6, "attacked": True, "success": True, "queries": 9, "words": 4, "changed": 1,
-                  "similarity": 0.91, "changed_fraction": 0.25}
+PLANTED_ATTACK = {
+    "original": "<script>alert(7)</script> the alpha card",
+    "adversarial": "<script>alert(7)</script> the alpha phone",
+    "label": "first",
+    "original_label": "first",
+    "original_prob": 0.9,
+    "adversarial_label": "second",
+    "adversarial_prob": 0.6,
+    "attacked": True,
+    "success": True,
+    "queries": 9,
+    "words": 4,
+    "changed": 1,
+    "similarity": 0.91,
+    "changed_fraction": 0.25,
+}
 
 
 @pytest.fixture(scope="module")
 def evaluated_run(text_runs, report_data, tiny_backbone, tmp_path_factory):
     """A copy of the uncalibrated report run, evaluated with two shifts and attacked (both saved in metrics.json)."""
     run = shutil.copytree(text_runs[1], tmp_path_factory.mktemp("robust-report") / "run")
-    other = write_jsonl(run.parent / "other.jsonl", [{**r, "text": r["text"] + " gamma beta"} for r in planted_texts(30, seed=9)])
+    other = write_jsonl(
+        run.parent / "other.jsonl", [{**r, "text": r["text"] + " gamma beta"} for r in planted_texts(30, seed=9)]
+    )
     evaluate_run(run, "test", shift={"same": str(report_data / "test.jsonl"), "other": str(other)})
-    attack_run(run, "test", "greedy,charswap", max_examples=10, max_change=0.3, min_similarity=0.5, similarity_model=str(tiny_backbone))
+    attack_run(
+        run,
+        "test",
+        "greedy,charswap",
+        max_examples=10,
+        max_change=0.3,
+        min_similarity=0.5,
+        similarity_model=str(tiny_backbone),
+    )
     return run
 
 
 def test_sections_show_what_metrics_json_holds(evaluated_run):
     saved = json.loads((evaluated_run / "metrics.json").read_text())
     report = build_report(evaluated_run)
-    assert report.section_keys == ["overview", "performance", "calibration", "confidence", "risk_coverage", "shift",
-                                   "attacks", "weak_spots"]
+    assert report.section_keys == [
+        "overview",
+        "performance",
+        "calibration",
+        "confidence",
+        "risk_coverage",
+        "shift",
+        "attacks",
+        "weak_spots",
+    ]
     shift = report.section("shift")
     rows = shift.table("shift").records()
     assert [r["set"].split(" ")[0] for r in rows] == ["test", "same", "other"]
@@ -42,7 +72,9 @@ def test_sections_show_what_metrics_json_holds(evaluated_run):
     assert rows[2]["ECE"] == saved["test"]["shift"]["other"]["ece"] and rows[2]["examples"] == 30
     assert len(shift.notes) == 1  # the saved in-domain figures are this report's
     scores = shift.table("shift_scores").records()
-    assert {(r["set"], r["score"]) for r in scores} == {(s, k) for s in ("same", "other") for k in ("msp", "entropy", "energy")}
+    assert {(r["set"], r["score"]) for r in scores} == {
+        (s, k) for s in ("same", "other") for k in ("msp", "entropy", "energy")
+    }
     assert all(r["AUROC"] == 0.5 for r in scores if r["set"] == "same")
 
     attacks = report.section("attacks")
@@ -63,7 +95,10 @@ def test_examples_are_escaped_and_marked(evaluated_run, tmp_path):
     path.write_text(json.dumps(saved))
     report = build_report(run)
     row = next(r for r in report.section("attacks").table("adversarial_examples").records() if r["attack"] == "greedy")
-    assert row["adversarial"] == "<script>alert(7)</script> the alpha [phone]" and row["predicted (probability)"] == "second (0.60)"
+    assert (
+        row["adversarial"] == "<script>alert(7)</script> the alpha [phone]"
+        and row["predicted (probability)"] == "second (0.60)"
+    )
     assert any("saved in-domain accuracy (0.1230) differs" in n for n in report.section("shift").notes)
     html = write_report(report, tmp_path / "report.html").read_text()
     assert "<script>alert(7)" not in html and "&lt;script&gt;alert(7)" in html

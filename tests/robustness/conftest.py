@@ -11,8 +11,15 @@ import pytest
 from caveat.robustness.attacks import AttackSetup, Constraints
 from caveat.types import Predictions
 
-SYNONYMS = {"good": ["fine", "nice"], "great": ["grand", "big", "large"], "movie": ["film", "picture"],
-            "cast": ["crew", "actors"], "fun": ["joy"], "story": ["tale", "plot"], "ending": ["finale"]}
+SYNONYMS = {
+    "good": ["fine", "nice"],
+    "great": ["grand", "big", "large"],
+    "movie": ["film", "picture"],
+    "cast": ["crew", "actors"],
+    "fun": ["joy"],
+    "story": ["tale", "plot"],
+    "ending": ["finale"],
+}
 
 # (text, true label); the keyword model gets all of them right
 SENTENCES = [
@@ -36,8 +43,9 @@ class KeywordModel:
 
     def predict(self, texts: list[str]) -> Predictions:
         self.calls.append(len(texts))
-        logit = np.array([self.bias + sum(self.weights.get(w, 0.0) for w in set(re.findall(r"[a-z]+", t.lower())))
-                          for t in texts])
+        logit = np.array(
+            [self.bias + sum(self.weights.get(w, 0.0) for w in set(re.findall(r"[a-z]+", t.lower()))) for t in texts]
+        )
         p = 1 / (1 + np.exp(-logit))
         return Predictions(probs=np.stack([1 - p, p], axis=-1)[None], labels=self.labels)  # (1, N, 2)
 
@@ -83,13 +91,18 @@ def trained_runs(tiny_backbone, text_data, tmp_path_factory):
     from tests.conftest import tiny_overrides
 
     root = tmp_path_factory.mktemp("robust-runs")
-    Trainer(load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=4)), root / "erm", progress=False).fit()
+    Trainer(
+        load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=4)), root / "erm", progress=False
+    ).fit()
     shutil.copytree(root / "erm", root / "erm-calibrated")
     with warnings.catch_warnings():  # a tiny model's temperature may sit on the search bound
         warnings.filterwarnings("ignore", "fitted temperature", UserWarning)
         calibrate_run(root / "erm-calibrated", target_risk=0.2, alpha=0.2)
-    Trainer(load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=2, objective="fgm")), root / "fgm",
-            progress=False).fit()
+    Trainer(
+        load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=2, objective="fgm")),
+        root / "fgm",
+        progress=False,
+    ).fit()
     return root / "erm", root / "erm-calibrated", root / "fgm"
 
 

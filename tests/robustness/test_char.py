@@ -28,7 +28,12 @@ def test_candidates_are_seeded_mixed_and_bounded():
     first = edits("wonderful")
     assert first == CharEdits(k=8, seed=0)("wonderful") and len(first) == 8 and "wonderful" not in first
     kinds = [swaps, insertions, deletions, keyboard_typos]
-    assert [next(k for k in range(4) if w in kinds[k]("wonderful")) for w in first[:4]] == [0, 1, 2, 3]  # one of each in turn
+    assert [next(k for k in range(4) if w in kinds[k]("wonderful")) for w in first[:4]] == [
+        0,
+        1,
+        2,
+        3,
+    ]  # one of each in turn
     assert any(CharEdits(k=8, seed=s)("wonderful") != first for s in range(1, 4))
     assert CharEdits(["delete"], k=20)("abc") == ["ac"]
     with pytest.raises(ConfigError, match="character edits must be among"):

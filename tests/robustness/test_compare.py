@@ -26,15 +26,42 @@ def two_runs(trained_runs, tmp_path):
 
 
 def test_compare_two_runs(two_runs, text_data, mixed_file, tiny_backbone, tmp_path, monkeypatch):
-    args = ["compare", *map(str, two_runs), "--data", "test", "--attack", "greedy", "--max-examples", "8",
-            "--max-change", "0.3", "--min-similarity", "0.5", "--similarity-model", str(tiny_backbone),
-            "--shift", f"same={text_data / 'test.jsonl'}", "--shift", f"mixed={mixed_file}"]
+    args = [
+        "compare",
+        *map(str, two_runs),
+        "--data",
+        "test",
+        "--attack",
+        "greedy",
+        "--max-examples",
+        "8",
+        "--max-change",
+        "0.3",
+        "--min-similarity",
+        "0.5",
+        "--similarity-model",
+        str(tiny_backbone),
+        "--shift",
+        f"same={text_data / 'test.jsonl'}",
+        "--shift",
+        f"mixed={mixed_file}",
+    ]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert (tmp_path / "out" / "compare.md").read_text() == result.stdout == to_markdown(saved)
-    assert saved["columns"] == ["run", "recipe", "accuracy", "ECE", "after greedy", "same accuracy", "same ECE",
-                                "mixed accuracy", "mixed ECE", "s/step"]
+    assert saved["columns"] == [
+        "run",
+        "recipe",
+        "accuracy",
+        "ECE",
+        "after greedy",
+        "same accuracy",
+        "same ECE",
+        "mixed accuracy",
+        "mixed ECE",
+        "s/step",
+    ]
     assert [row[:2] for row in saved["table"]] == [["erm", "erm"], ["fgm", "fgm α=1"]]
     assert all(len(row) == len(saved["columns"]) for row in saved["table"])
     lines = result.stdout.splitlines()
@@ -44,13 +71,18 @@ def test_compare_two_runs(two_runs, text_data, mixed_file, tiny_backbone, tmp_pa
         assert row["accuracy"] == approx(evaluated["accuracy"]) and row["ece"] == approx(evaluated["ece"])
         assert row["shift"]["same"]["accuracy"] == approx(row["accuracy"])  # identical data, identical numbers
         assert row["shift"]["same"]["ece"] == approx(row["ece"]) and row["shift"]["same"]["msp_auroc"] == 0.5
-        attack = json.loads((run / "metrics.json").read_text())["attack"]["test"]["greedy"]  # merged as caveat attack does
+        attack = json.loads((run / "metrics.json").read_text())["attack"]["test"][
+            "greedy"
+        ]  # merged as caveat attack does
         assert row["attack"]["greedy"]["after_attack_accuracy"] == attack["after_attack_accuracy"]
         assert row["attack"]["greedy"]["n"] == 8 and row["attack"]["greedy"]["reused"] is False
         assert row["attack"]["greedy"]["examples"] == attack["examples"][:3]  # the page shows them
         training = json.loads((run / "caveat.json").read_text())["training"]
         assert row["training"]["seconds_per_step"] == approx(training["seconds"] / training["steps"])
-    assert saved["table"][0][2] == saved["rows"][0]["accuracy"] and saved["table"][1][4] == saved["rows"][1]["attack"]["greedy"]["after_attack_accuracy"]
+    assert (
+        saved["table"][0][2] == saved["rows"][0]["accuracy"]
+        and saved["table"][1][4] == saved["rows"][1]["attack"]["greedy"]["after_attack_accuracy"]
+    )
     assert any("first 8 examples" in note for note in saved["notes"])
     # the page: the same table, each run against the first (erm), the attack's examples; its data in report.json
     page = Report.model_validate_json((tmp_path / "out" / "report.json").read_text())
@@ -58,7 +90,8 @@ def test_compare_two_runs(two_runs, text_data, mixed_file, tiny_backbone, tmp_pa
     (change,) = page.section("baseline").table("baseline").records()
     erm, fgm = saved["rows"]
     assert change["run"] == "fgm" and change["Δ after greedy"] == approx(
-        fgm["attack"]["greedy"]["after_attack_accuracy"] - erm["attack"]["greedy"]["after_attack_accuracy"])
+        fgm["attack"]["greedy"]["after_attack_accuracy"] - erm["attack"]["greedy"]["after_attack_accuracy"]
+    )
     assert change["Δ mixed ECE"] == approx(fgm["shift"]["mixed"]["ece"] - erm["shift"]["mixed"]["ece"])
     assert "<h2>Against the baseline (erm)</h2>" in (tmp_path / "out" / "report.html").read_text()
     shown = page.section("attacks").table("adversarial_examples").rows
@@ -71,16 +104,29 @@ def test_compare_two_runs(two_runs, text_data, mixed_file, tiny_backbone, tmp_pa
     reread = json.loads((tmp_path / "compare" / "compare.json").read_text())
     assert [r["attack"]["greedy"]["reused"] for r in reread["rows"]] == [True, True]
     assert reread["table"] == saved["table"]
-    other = compare_runs(two_runs[:1], attacks="greedy", settings=AttackSettings(max_examples=6, max_change=0.3, min_similarity=0.5),
-                         similarity_model=str(tiny_backbone))
+    other = compare_runs(
+        two_runs[:1],
+        attacks="greedy",
+        settings=AttackSettings(max_examples=6, max_change=0.3, min_similarity=0.5),
+        similarity_model=str(tiny_backbone),
+    )
     assert other["rows"][0]["attack"]["greedy"]["reused"] is False and other["rows"][0]["attack"]["greedy"]["n"] == 6
     assert other["columns"] == ["run", "recipe", "accuracy", "ECE", "after greedy", "s/step"]
 
 
 def test_calibrated_runs_add_calibrated_ece_columns(trained_runs, text_data, tmp_path):
     result = compare_runs([trained_runs[0], trained_runs[1]], shift=[f"same={text_data / 'test.jsonl'}"])
-    assert result["columns"] == ["run", "recipe", "accuracy", "ECE", "ECE (calibrated)", "same accuracy", "same ECE",
-                                 "same ECE (calibrated)", "s/step"]
+    assert result["columns"] == [
+        "run",
+        "recipe",
+        "accuracy",
+        "ECE",
+        "ECE (calibrated)",
+        "same accuracy",
+        "same ECE",
+        "same ECE (calibrated)",
+        "s/step",
+    ]
     assert result["table"][0][4] is None and result["table"][1][4] == result["table"][1][7]  # uncalibrated: empty
     json_path, md_path, html_path = write_compare(result, tmp_path / "out")
     assert html_path.is_file() and (tmp_path / "out" / "report.json").is_file()
@@ -89,9 +135,15 @@ def test_calibrated_runs_add_calibrated_ece_columns(trained_runs, text_data, tmp
 
 def test_training_cost_and_markdown_cells():
     assert training_cost(SimpleNamespace(info={"training": {"seconds": 10.0, "steps": 4, "processes": 1}})) == {
-        "seconds": 10.0, "steps": 4, "processes": 1, "seconds_per_step": 2.5}
+        "seconds": 10.0,
+        "steps": 4,
+        "processes": 1,
+        "seconds_per_step": 2.5,
+    }
     assert training_cost(SimpleNamespace(info={}))["seconds_per_step"] is None
-    md = to_markdown({"data": "test", "columns": ["run", "objective", "s/step"], "table": [["a|b", "erm", None]], "notes": ["n"]})
+    md = to_markdown(
+        {"data": "test", "columns": ["run", "objective", "s/step"], "table": [["a|b", "erm", None]], "notes": ["n"]}
+    )
     assert "| a\\|b | erm | — |" in md and md.endswith("- n\n")
 
 
@@ -105,9 +157,13 @@ def test_bad_input(trained_runs, tmp_path):
     with pytest.raises(ConfigError, match="unknown attack 'bogus'"):
         compare_runs([trained_runs[0]], attacks="bogus")
     (tmp_path / "file").write_text("")
-    with pytest.raises(ConfigError, match="--out .*file is a file; give a folder for compare.json, compare.md and report.html"):
+    with pytest.raises(
+        ConfigError, match="out .*file is a file; give a folder for compare.json, compare.md and report.html"
+    ):
         write_compare({}, tmp_path / "file")
-    with pytest.raises(ConfigError, match=r"--baseline 'nope' is not one of the compared runs \(.*\); give one of those"):
+    with pytest.raises(
+        ConfigError, match=r"baseline 'nope' is not one of the compared runs \(.*\); give one of those"
+    ):
         compare_runs([trained_runs[0]], baseline="nope")  # before any model pass: no shift, no attack would run
     result = CliRunner().invoke(app, ["compare", str(trained_runs[0]), "--shift", "cr"])
     assert result.exit_code != 0 and "is not NAME=FILE" in str(result.exception)
@@ -127,16 +183,44 @@ def two_ner_runs(ner_run, ner_fgm_run, tmp_path):
 def test_compare_ner_runs(two_ner_runs, ner_data, tiny_backbone, tmp_path):
     from caveat.robustness.run import attack_run
 
-    args = ["compare", *map(str, two_ner_runs), "--data", "test", "--attack", "greedy", "--max-examples", "8",
-            "--max-change", "0.3", "--min-similarity", "0.5", "--similarity-model", str(tiny_backbone),
-            "--shift", f"same={ner_data / 'test.conll'}", "--out", str(tmp_path / "out"), "--baseline", str(two_ner_runs[1])]
+    args = [
+        "compare",
+        *map(str, two_ner_runs),
+        "--data",
+        "test",
+        "--attack",
+        "greedy",
+        "--max-examples",
+        "8",
+        "--max-change",
+        "0.3",
+        "--min-similarity",
+        "0.5",
+        "--similarity-model",
+        str(tiny_backbone),
+        "--shift",
+        f"same={ner_data / 'test.conll'}",
+        "--out",
+        str(tmp_path / "out"),
+        "--baseline",
+        str(two_ner_runs[1]),
+    ]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert (tmp_path / "out" / "compare.md").read_text() == result.stdout == to_markdown(saved)
     assert saved["task"] == "token-classification" and saved["attacks"] == ["greedy"]
-    assert saved["columns"] == ["run", "recipe", "span F1", "span ECE", "after greedy span F1",
-                                "after greedy sentence accuracy", "same span F1", "same span ECE", "s/step"]
+    assert saved["columns"] == [
+        "run",
+        "recipe",
+        "span F1",
+        "span ECE",
+        "after greedy span F1",
+        "after greedy sentence accuracy",
+        "same span F1",
+        "same span ECE",
+        "s/step",
+    ]
     assert [row[:2] for row in saved["table"]] == [["ner-erm", "erm"], ["ner-fgm", "fgm α=1"]]
     assert result.stdout.splitlines()[2].startswith("| run | recipe | span F1 | span ECE | after greedy span F1 |")
     assert any("first 8 sentences" in note for note in saved["notes"])
@@ -144,41 +228,70 @@ def test_compare_ner_runs(two_ner_runs, ner_data, tiny_backbone, tmp_path):
     assert saved["baseline"] == "ner-fgm"
     page = Report.model_validate_json((tmp_path / "out" / "report.json").read_text())
     (change,) = page.section("baseline").table("baseline").records()
-    assert change["run"] == "ner-erm" and change["Δ span F1"] == approx(saved["rows"][0]["span_f1"] - saved["rows"][1]["span_f1"])
+    assert change["run"] == "ner-erm" and change["Δ span F1"] == approx(
+        saved["rows"][0]["span_f1"] - saved["rows"][1]["span_f1"]
+    )
     assert "Δ after greedy" in change and "Δ same span ECE" in change
     assert page.section("attacks").table("attacks").columns[3:5] == ["clean span F1", "after-attack span F1"]
     for run, row, cells in zip(two_ner_runs, saved["rows"], saved["table"]):
         evaluated = evaluate_run(run, "test", write=False)  # seqeval, entity level
         assert row["span_f1"] == approx(evaluated["f1"]) and row["n"] == evaluated["n"] == 40
-        assert row["span_precision"] == approx(evaluated["precision"]) and row["span_recall"] == approx(evaluated["recall"])
+        assert row["span_precision"] == approx(evaluated["precision"]) and row["span_recall"] == approx(
+            evaluated["recall"]
+        )
         assert row["span_ece"] == approx(evaluated["spans"]["product"]["ece"]) and row["calibrated"] is False
         assert "accuracy" not in row and "ece" not in row
         # identical "shifted" data: the in-domain figures
-        assert row["shift"]["same"]["span_f1"] == approx(row["span_f1"]) and row["shift"]["same"]["span_ece"] == approx(row["span_ece"])
+        assert row["shift"]["same"]["span_f1"] == approx(row["span_f1"]) and row["shift"]["same"]["span_ece"] == approx(
+            row["span_ece"]
+        )
         assert row["shift"]["same"]["n"] == row["n"]
         # the attack figures are attack_run's with the same settings (attacked afresh, merged into metrics.json)
-        direct = attack_run(run, "test", "greedy", **NER_ATTACK, similarity_model=str(tiny_backbone), write=False)["attacks"]["greedy"]
+        direct = attack_run(run, "test", "greedy", **NER_ATTACK, similarity_model=str(tiny_backbone), write=False)[
+            "attacks"
+        ]["greedy"]
         attack = row["attack"]["greedy"]
         assert attack["reused"] is False and attack["n"] == direct["n"] == 8
-        for key in ("clean_accuracy", "after_attack_accuracy", "clean_span_f1", "after_attack_span_f1", "clean_span_errors",
-                    "after_attack_span_errors", "gold_spans", "success_rate", "mean_changed_fraction", "mean_similarity"):
+        for key in (
+            "clean_accuracy",
+            "after_attack_accuracy",
+            "clean_span_f1",
+            "after_attack_span_f1",
+            "clean_span_errors",
+            "after_attack_span_errors",
+            "gold_spans",
+            "success_rate",
+            "mean_changed_fraction",
+            "mean_similarity",
+        ):
             assert attack[key] == approx(direct[key]), key
         assert attack["after_attack_span_f1"] <= attack["clean_span_f1"]
         merged = json.loads((run / "metrics.json").read_text())["attack"]["test"]["greedy"]
         assert merged["after_attack_span_f1"] == attack["after_attack_span_f1"]
-        assert cells[2:7] == [row["span_f1"], row["span_ece"], attack["after_attack_span_f1"], attack["after_attack_accuracy"],
-                              row["shift"]["same"]["span_f1"]]
+        assert cells[2:7] == [
+            row["span_f1"],
+            row["span_ece"],
+            attack["after_attack_span_f1"],
+            attack["after_attack_accuracy"],
+            row["shift"]["same"]["span_f1"],
+        ]
         training = json.loads((run / "caveat.json").read_text())["training"]
         assert cells[-1] == row["training"]["seconds_per_step"] == approx(training["seconds"] / training["steps"])
 
     # the same settings again: the saved attacks are read, not re-run, and the numbers are the same
-    again = compare_runs(two_ner_runs, attacks="greedy", shift={"same": str(ner_data / "test.conll")},
-                         settings=AttackSettings(**NER_ATTACK), similarity_model=str(tiny_backbone))
+    again = compare_runs(
+        two_ner_runs,
+        attacks="greedy",
+        shift={"same": str(ner_data / "test.conll")},
+        settings=AttackSettings(**NER_ATTACK),
+        similarity_model=str(tiny_backbone),
+    )
     assert [r["attack"]["greedy"]["reused"] for r in again["rows"]] == [True, True]
     assert again["table"] == saved["table"] and again["columns"] == saved["columns"]
     for first, second in zip(saved["rows"], again["rows"]):
-        assert {k: v for k, v in second["attack"]["greedy"].items() if k != "reused"} == \
-            {k: v for k, v in first["attack"]["greedy"].items() if k != "reused"}
+        assert {k: v for k, v in second["attack"]["greedy"].items() if k != "reused"} == {
+            k: v for k, v in first["attack"]["greedy"].items() if k != "reused"
+        }
 
 
 def test_compare_calibrated_ner_run(ner_run, calibrated_ner_run):
@@ -187,7 +300,9 @@ def test_compare_calibrated_ner_run(ner_run, calibrated_ner_run):
     evaluated = evaluate_run(calibrated_ner_run, "test", write=False)
     plain, calibrated = result["rows"]
     assert plain["calibrated"] is False and plain["calibrated_span_ece"] is None and result["table"][0][4] is None
-    assert calibrated["calibrated"] is True and calibrated["calibrated_span_ece"] == approx(evaluated["calibrated"]["span_ece"])
+    assert calibrated["calibrated"] is True and calibrated["calibrated_span_ece"] == approx(
+        evaluated["calibrated"]["span_ece"]
+    )
     assert calibrated["span_aggregate"] == evaluated["calibrated"]["aggregate"]
     assert calibrated["span_ece"] == approx(evaluated["spans"][calibrated["span_aggregate"]]["ece"])
     assert calibrated["span_f1"] == approx(plain["span_f1"])  # calibration moves confidences, not tags
@@ -209,7 +324,7 @@ def test_ner_bad_input(trained_runs, ner_run, ner_data, tmp_path, monkeypatch):
     assert "text-classification" in message and "token-classification" in message
     bad = tmp_path / "bad.conll"
     bad.write_text((ner_data / "test.conll").read_text().replace("B-PER", "B-ORG", 1))
-    with pytest.raises(DataError, match=r"--shift bad=.*bad\.conll .*B-ORG"):
+    with pytest.raises(DataError, match=r"shift bad=.*bad\.conll .*B-ORG"):
         compare_runs([ner_run], shift=[f"bad={bad}"])
 
 
@@ -218,24 +333,43 @@ def test_recipe_names_the_objective_smoothing_and_augmentation():
     from caveat.robustness.compare import recipe
 
     assert recipe(load_config(overrides=[]).train) == "erm"
-    assert recipe(load_config(overrides=["train.objective=pgd", "train.alpha=0.3", "train.label_smoothing=0.1"]).train) == \
-        "pgd α=0.3 + label smoothing 0.1"
+    assert (
+        recipe(load_config(overrides=["train.objective=pgd", "train.alpha=0.3", "train.label_smoothing=0.1"]).train)
+        == "pgd α=0.3 + label smoothing 0.1"
+    )
     a2t = ["train.augment.enabled=true", "train.augment.attack=greedy", "train.augment.fraction=0.5"]
     assert recipe(load_config(overrides=a2t).train) == "erm + A2T (greedy, 50% of train from epoch 1)"
-    assert recipe(load_config(overrides=[*a2t, "train.augment.mode=random", "train.augment.start_epoch=0"]).train) == \
-        "erm + random edits (greedy, 50% of train from epoch 0)"
+    assert (
+        recipe(load_config(overrides=[*a2t, "train.augment.mode=random", "train.augment.start_epoch=0"]).train)
+        == "erm + random edits (greedy, 50% of train from epoch 0)"
+    )
 
 
 def test_python_api(two_runs, tiny_backbone, text_data, tmp_path):
     import caveat
 
     options = {"max_examples": 6, "max_change": 0.3, "min_similarity": 0.5}
-    got = caveat.compare(two_runs, attacks="greedy", shift=[f"same={text_data / 'test.jsonl'}"], out=tmp_path / "o",
-                         baseline="fgm", similarity_model=str(tiny_backbone), **options)
+    got = caveat.compare(
+        two_runs,
+        attacks="greedy",
+        shift=[f"same={text_data / 'test.jsonl'}"],
+        out=tmp_path / "o",
+        baseline="fgm",
+        similarity_model=str(tiny_backbone),
+        **options,
+    )
     assert got["baseline"] == "fgm" and json.loads((tmp_path / "o" / "compare.json").read_text()) == got
     assert (tmp_path / "o" / "report.html").is_file()
-    direct = compare_runs(two_runs, attacks="greedy", shift=[f"same={text_data / 'test.jsonl'}"],
-                          settings=AttackSettings(**options), similarity_model=str(tiny_backbone))
+    direct = compare_runs(
+        two_runs,
+        attacks="greedy",
+        shift=[f"same={text_data / 'test.jsonl'}"],
+        settings=AttackSettings(**options),
+        similarity_model=str(tiny_backbone),
+    )
     assert direct["table"] == got["table"]
     attacked = caveat.attack(two_runs[0], "test", "greedy", similarity_model=str(tiny_backbone), write=False, **options)
-    assert attacked["attacks"]["greedy"]["after_attack_accuracy"] == got["rows"][0]["attack"]["greedy"]["after_attack_accuracy"]
+    assert (
+        attacked["attacks"]["greedy"]["after_attack_accuracy"]
+        == got["rows"][0]["attack"]["greedy"]["after_attack_accuracy"]
+    )

@@ -9,14 +9,30 @@ from caveat.robustness.metrics import attack_metrics
 
 
 def result(attacked, success, queries, changed=0, words=10, similarity=1.0) -> AttackResult:
-    return AttackResult(original="a", adversarial="b" if success else "a", label="pos", original_label="pos" if attacked else "neg",
-                        original_prob=0.9, adversarial_prob=0.6, adversarial_label="neg" if success else "pos",
-                        attacked=attacked, success=success, queries=queries, words=words, changed=changed, similarity=similarity)
+    return AttackResult(
+        original="a",
+        adversarial="b" if success else "a",
+        label="pos",
+        original_label="pos" if attacked else "neg",
+        original_prob=0.9,
+        adversarial_prob=0.6,
+        adversarial_label="neg" if success else "pos",
+        attacked=attacked,
+        success=success,
+        queries=queries,
+        words=words,
+        changed=changed,
+        similarity=similarity,
+    )
 
 
 def test_figures():
-    results = [result(False, False, 1), result(True, False, 30), result(True, True, 10, changed=1, similarity=0.9),
-               result(True, True, 20, changed=2, similarity=0.8)]
+    results = [
+        result(False, False, 1),
+        result(True, False, 30),
+        result(True, True, 10, changed=1, similarity=0.9),
+        result(True, True, 20, changed=2, similarity=0.8),
+    ]
     m = attack_metrics(results, seconds=2.0, n_examples=1)
     assert m["n"] == 4 and m["attacked"] == 3 and m["successes"] == 2
     assert m["clean_accuracy"] == 0.75 and m["after_attack_accuracy"] == 0.25

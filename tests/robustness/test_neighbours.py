@@ -14,7 +14,16 @@ from caveat.robustness.attacks.neighbours import whole_words
 
 def planted():
     vocab = ["[PAD]", "good", "fine", "##ood", "the", "excellent", "bad", "g00d", "table"]
-    angle = {"good": 0.0, "fine": 0.1, "##ood": 0.01, "the": 0.02, "excellent": 0.3, "bad": 0.5, "g00d": 0.03, "table": 1.5}
+    angle = {
+        "good": 0.0,
+        "fine": 0.1,
+        "##ood": 0.01,
+        "the": 0.02,
+        "excellent": 0.3,
+        "bad": 0.5,
+        "g00d": 0.03,
+        "table": 1.5,
+    }
     emb = np.zeros((len(vocab), 3))
     emb[0] = [0, 0, 1]
     for i, w in enumerate(vocab[1:], start=1):

@@ -26,9 +26,18 @@ from caveat.types import Predictions, TokenExample
 from tests.robustness.conftest import BagOfWords
 
 LABELS = ["B-LOC", "B-PER", "I-PER", "O"]
-SYNONYMS = {"city": ["town", "place"], "walked": ["went", "strolled"], "road": ["street", "lane"],
-            "capital": ["centre", "seat"], "visited": ["toured", "saw"], "alice": ["carol"], "paris": ["lyon"],
-            "smith": ["jones"], "rome": ["milan"], "bob": ["dave"]}
+SYNONYMS = {
+    "city": ["town", "place"],
+    "walked": ["went", "strolled"],
+    "road": ["street", "lane"],
+    "capital": ["centre", "seat"],
+    "visited": ["toured", "saw"],
+    "alice": ["carol"],
+    "paris": ["lyon"],
+    "smith": ["jones"],
+    "rome": ["milan"],
+    "bob": ["dave"],
+}
 
 
 class RuleTagger:
@@ -59,8 +68,12 @@ class RuleTagger:
                     logits[n, i, [0, 3]] = loc, 0.0  # LOC against O
                 else:
                     logits[n, i, 3] = 5.0
-        return Predictions(probs=np.exp(logits)[None] / np.exp(logits).sum(-1, keepdims=True)[None],
-                           logits=logits[None], mask=np.ones(logits.shape[:2], dtype=bool), labels=LABELS)
+        return Predictions(
+            probs=np.exp(logits)[None] / np.exp(logits).sum(-1, keepdims=True)[None],
+            logits=logits[None],
+            mask=np.ones(logits.shape[:2], dtype=bool),
+            labels=LABELS,
+        )
 
 
 def tagged(text: str) -> tuple[list[str], list[str]]:
@@ -69,24 +82,33 @@ def tagged(text: str) -> tuple[list[str], list[str]]:
     return [w for w, _ in pairs], [t for _, t in pairs]
 
 
-SENTENCES = [tagged(s) for s in [
-    "alice/B-PER smith/I-PER walked to the city of paris/B-LOC by the road",
-    "bob/B-PER visited the capital rome/B-LOC and the city road today",
-    "the road to rome/B-LOC is long says alice/B-PER",  # LOC logit -0.5: wrong, not attacked
-    "walked city bob/B-PER paris/B-LOC",  # 4 words: budget 0 under 0.2
-    "nothing here but a city road walked",  # no entity: not attacked
-    "alice/B-PER smith/I-PER saw paris/B-LOC city capital road near the old walked street",
-]]
+SENTENCES = [
+    tagged(s)
+    for s in [
+        "alice/B-PER smith/I-PER walked to the city of paris/B-LOC by the road",
+        "bob/B-PER visited the capital rome/B-LOC and the city road today",
+        "the road to rome/B-LOC is long says alice/B-PER",  # LOC logit -0.5: wrong, not attacked
+        "walked city bob/B-PER paris/B-LOC",  # 4 words: budget 0 under 0.2
+        "nothing here but a city road walked",  # no entity: not attacked
+        "alice/B-PER smith/I-PER saw paris/B-LOC city capital road near the old walked street",
+    ]
+]
 
 
 def setup(**constraints) -> AttackSetup:
     seed = constraints.pop("seed", 0)
-    return AttackSetup(Constraints(**constraints), BagOfWords(), word_candidates=lambda: lambda w: list(SYNONYMS.get(w.lower(), [])),
-                       seed=seed)
+    return AttackSetup(
+        Constraints(**constraints),
+        BagOfWords(),
+        word_candidates=lambda: lambda w: list(SYNONYMS.get(w.lower(), [])),
+        seed=seed,
+    )
 
 
 @pytest.mark.parametrize("name", ["charswap", "greedy", "wordsub"])
-@pytest.mark.parametrize("max_change,min_similarity,protected", [(0.2, 0.8, ()), (0.3, 0.85, ("city",)), (1.0, 0.0, ("road",))])
+@pytest.mark.parametrize(
+    "max_change,min_similarity,protected", [(0.2, 0.8, ()), (0.3, 0.85, ("city",)), (1.0, 0.0, ("road",))]
+)
 def test_context_only_and_constraints_hold(name, max_change, min_similarity, protected):
     s = setup(max_change=max_change, min_similarity=min_similarity, protected=frozenset(protected))
     attack, model, encoder = build_attack(name, s), RuleTagger(), BagOfWords()
@@ -124,7 +146,9 @@ def test_greedy_breaks_the_planted_rule_with_one_word():
     words, tags = SENTENCES[0]
     r = attack_sentence(build_attack("greedy", setup()), victim, words, tags)
     assert r.attacked and r.success and r.changed == 1
-    assert r.adversarial == "alice smith walked to the town of paris by the road"  # 'city' ranked first; most similar = first
+    assert (
+        r.adversarial == "alice smith walked to the town of paris by the road"
+    )  # 'city' ranked first; most similar = first
     assert (r.label, r.original_label, r.adversarial_label) == ("PER:0-2 LOC:7-8", "PER:0-2 LOC:7-8", "PER:0-2")
     assert r.adversarial_prob < r.original_prob
     # hand count: the original, 3 deletions (walked city road; to/the/of/by are stop words, entities never),
@@ -133,7 +157,9 @@ def test_greedy_breaks_the_planted_rule_with_one_word():
     assert [len(s) for s in model.seen[1:4]] == [10, 10, 10]  # the deletions
     m = span_attack_metrics([r], 1.0)
     assert m["clean_span_errors"] == 0 and m["after_attack_span_errors"] == 1 == m["after_attack_missed_spans"]
-    assert m["clean_span_f1"] == 1.0 and m["after_attack_span_recall"] == 0.5 and m["after_attack_span_precision"] == 1.0
+    assert (
+        m["clean_span_f1"] == 1.0 and m["after_attack_span_recall"] == 0.5 and m["after_attack_span_precision"] == 1.0
+    )
     assert m["clean_accuracy"] == 1.0 and m["after_attack_accuracy"] == 0.0 and m["success_rate"] == 1.0
     assert m["examples"][0]["adversarial_label"] == "PER:0-2" and "gold_spans" not in m["examples"][0]
     # char edits: one typo in 'city' does it too
@@ -172,7 +198,11 @@ def test_span_scores():
     pred = [[(0, 2, "PER"), (5, 6, "PER")], [], [(0, 1, "PER")]]
     s = span_scores(gold, pred)
     assert (s["missed"], s["spurious"], s["span_errors"]) == (2, 2, 4)  # mislabelled = one of each
-    assert s["precision"] == pytest.approx(1 / 3) and s["recall"] == pytest.approx(1 / 3) and s["f1"] == pytest.approx(1 / 3)
+    assert (
+        s["precision"] == pytest.approx(1 / 3)
+        and s["recall"] == pytest.approx(1 / 3)
+        and s["f1"] == pytest.approx(1 / 3)
+    )
     assert spans_text(gold[0]) == "PER:0-2 LOC:5-6" and spans_text([]) == ""
 
 
@@ -184,7 +214,7 @@ def test_attack_ner_run_end_to_end(ner_run, tiny_backbone, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(ner_run, run)
     sentences = planted_ner(16, seed=11)
-    for words, tags in sentences[:4]:  # mislabel a filler word as PER: these the model gets wrong
+    for _words, tags in sentences[:4]:  # mislabel a filler word as PER: these the model gets wrong
         tags[tags.index("O")] = "B-PER"
     data = write_conll(tmp_path / "mixed.conll", sentences)
 
@@ -195,8 +225,24 @@ def test_attack_ner_run_end_to_end(ner_run, tiny_backbone, tmp_path):
     assert sum(right[:4]) == 0 and sum(right) >= 8  # the tiny model has learnt the planted entities
 
     runner = CliRunner()
-    result = runner.invoke(app, ["attack", str(run), "--data", str(data), "--attack", "charswap,greedy", "--max-change", "0.3",
-                                 "--min-similarity", "0.5", "--similarity-model", str(tiny_backbone)], catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        [
+            "attack",
+            str(run),
+            "--data",
+            str(data),
+            "--attack",
+            "charswap,greedy",
+            "--max-change",
+            "0.3",
+            "--min-similarity",
+            "0.5",
+            "--similarity-model",
+            str(tiny_backbone),
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["task"] == "token-classification" and out["n"] == 16 and list(out["attacks"]) == ["charswap", "greedy"]

@@ -26,13 +26,20 @@ def text_run(tiny_backbone, text_data, tmp_path_factory):
 
 def test_cli_end_to_end(text_run, tiny_backbone):
     args = ["attack", str(text_run), "--data", "test", "--max-examples", "12", "--similarity-model", str(tiny_backbone)]
-    result = runner.invoke(app, [*args, "--attack", "charswap,wordsub,greedy", "--max-change", "0.3", "--min-similarity", "0.5"],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        [*args, "--attack", "charswap,wordsub,greedy", "--max-change", "0.3", "--min-similarity", "0.5"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["data"] == "test" and out["n"] == 12 and list(out["attacks"]) == ["charswap", "wordsub", "greedy"]
-    for name, m in out["attacks"].items():
-        assert m["n"] == 12 and m["clean_accuracy"] == out["clean_accuracy"] and m["attacked"] == round(12 * m["clean_accuracy"])
+    for m in out["attacks"].values():
+        assert (
+            m["n"] == 12
+            and m["clean_accuracy"] == out["clean_accuracy"]
+            and m["attacked"] == round(12 * m["clean_accuracy"])
+        )
         assert 0 <= m["after_attack_accuracy"] <= m["clean_accuracy"]
         assert m["after_attack_accuracy"] == pytest.approx((m["attacked"] - m["successes"]) / 12)
         assert m["mean_queries"] >= 1 and m["examples_per_s"] > 0
@@ -49,10 +56,15 @@ def test_cli_end_to_end(text_run, tiny_backbone):
     assert result.exit_code == 0, result.output
     saved = json.loads((text_run / "metrics.json").read_text())["attack"]["test"]
     assert set(saved) == {"charswap", "wordsub", "greedy"}
-    assert saved["greedy"]["constraints"] == {"max_change": 0.2, "min_similarity": 0.8, "protected": ["alpha", "beta", "gamma"]}
+    assert saved["greedy"]["constraints"] == {
+        "max_change": 0.2,
+        "min_similarity": 0.8,
+        "protected": ["alpha", "beta", "gamma"],
+    }
     for ex in saved["greedy"]["examples"]:  # only filler words were edited
-        assert [w for w in ex["adversarial"].split() if w in ("alpha", "beta", "gamma")] == \
-            [w for w in ex["original"].split() if w in ("alpha", "beta", "gamma")]
+        assert [w for w in ex["adversarial"].split() if w in ("alpha", "beta", "gamma")] == [
+            w for w in ex["original"].split() if w in ("alpha", "beta", "gamma")
+        ]
 
 
 def test_bad_input(text_run, tiny_backbone):
@@ -61,7 +73,9 @@ def test_bad_input(text_run, tiny_backbone):
     with pytest.raises(ConfigError, match="unknown attack 'bogus'; choose one of: char_adjacent, .*greedy"):
         attack_run(text_run, attacks="bogus")
     for bad in (0.0, 1.5):
-        with pytest.raises(ConfigError, match=r"max_change must be in \(0, 1\] \(the largest fraction of words changed\). Got"):
+        with pytest.raises(
+            ConfigError, match=r"max_change must be in \(0, 1\] \(the largest fraction of words changed\). Got"
+        ):
             attack_run(text_run, max_change=bad)
     with pytest.raises(ConfigError, match="max_examples must be >= 1"):
         attack_run(text_run, max_examples=0)

@@ -17,7 +17,9 @@ def changed_tokens(result) -> list[int]:
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
-@pytest.mark.parametrize("max_change,min_similarity,protected", [(0.2, 0.8, ()), (0.3, 0.85, ("good",)), (1.0, 0.0, ("great", "movie"))])
+@pytest.mark.parametrize(
+    "max_change,min_similarity,protected", [(0.2, 0.8, ()), (0.3, 0.85, ("good",)), (1.0, 0.0, ("great", "movie"))]
+)
 def test_constraints_hold(name, max_change, min_similarity, protected, make_setup):
     setup = make_setup(max_change=max_change, min_similarity=min_similarity, protected=frozenset(protected))
     attack, victim, encoder = build_attack(name, setup), Victim(KeywordModel()), BagOfWords()
@@ -48,14 +50,16 @@ def test_greedy_flips_the_keyword_classifier_with_one_word(make_setup):
     r = attack.attack(victim, "the movie was good and the cast was great fun", "positive")
     assert r.success and r.changed == 1 and r.adversarial == "the movie was fine and the cast was great fun"
     assert (r.original_label, r.adversarial_label) == ("positive", "negative")
-    assert r.original_prob == pytest.approx(1 / (1 + 2.718281828 ** -2)) and r.adversarial_prob > 0.5
+    assert r.original_prob == pytest.approx(1 / (1 + 2.718281828**-2)) and r.adversarial_prob > 0.5
     # hand count: the original, 5 deletions (movie good cast great fun; the/was/and are stop words),
     # then both synonyms of "good", the most important word; the first of them flips the label
     assert r.queries == 1 + 5 + 2 == victim.queries
 
 
 def test_char_attack_flips_the_keyword_with_one_typo(make_setup):
-    r = build_attack("charswap", make_setup()).attack(Victim(KeywordModel()), "the movie was good and the cast was great fun", "positive")
+    r = build_attack("charswap", make_setup()).attack(
+        Victim(KeywordModel()), "the movie was good and the cast was great fun", "positive"
+    )
     assert r.success and r.changed == 1 and changed_tokens(r) == [3]
     typo = Words.of(r.adversarial).tokens[3]
     assert typo[0] == "g" and typo[-1] == "d" and typo != "good"
@@ -64,12 +68,16 @@ def test_char_attack_flips_the_keyword_with_one_typo(make_setup):
 def test_query_counts_are_exact(make_setup):
     # a similarity floor no single substitution meets: only the original and the deletions are scored
     victim = Victim(KeywordModel())
-    r = build_attack("greedy", make_setup(min_similarity=0.95)).attack(victim, "the movie was good and the cast was great fun", "positive")
+    r = build_attack("greedy", make_setup(min_similarity=0.95)).attack(
+        victim, "the movie was good and the cast was great fun", "positive"
+    )
     assert not r.success and r.changed == 0 and r.queries == 1 + 5 == victim.queries
     # random order: no deletions; every visited word's candidates (all pass 0.8) until the flip
     model = KeywordModel()
     victim = Victim(model)
-    r = build_attack("wordsub", make_setup(seed=3)).attack(victim, "the movie was good and the cast was great fun", "positive")
+    r = build_attack("wordsub", make_setup(seed=3)).attack(
+        victim, "the movie was good and the cast was great fun", "positive"
+    )
     assert r.queries == victim.queries == sum(model.calls)
     assert r.success and model.calls[0] == 1 and len(model.calls) >= 2
     # over many examples, with the originals scored by the caller in one batch: the counter adds up
@@ -92,7 +100,10 @@ def test_misclassified_examples_are_not_attacked(make_setup):
 @pytest.mark.parametrize("name", ["charswap", "wordsub", "greedy"])
 def test_same_seed_same_result(name, make_setup):
     def run(seed):
-        attack, victim = build_attack(name, make_setup(seed=seed, max_change=0.5)), Victim(KeywordModel({"good": 3.0, "great": 1.0, "fun": 1.0}, bias=-4.5))
+        attack, victim = (
+            build_attack(name, make_setup(seed=seed, max_change=0.5)),
+            Victim(KeywordModel({"good": 3.0, "great": 1.0, "fun": 1.0}, bias=-4.5)),
+        )
         return [attack.attack(victim, t, y).as_dict() for t, y in SENTENCES]
 
     assert run(0) == run(0)
@@ -116,8 +127,12 @@ def test_bad_input_is_refused(make_setup):
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
-@pytest.mark.parametrize("max_change,min_similarity,protected", [(0.2, 0.8, ()), (0.3, 0.85, ("good",)), (1.0, 0.0, ("great", "movie"))])
-def test_random_edits_keep_the_constraints_and_use_only_candidates(name, max_change, min_similarity, protected, make_setup):
+@pytest.mark.parametrize(
+    "max_change,min_similarity,protected", [(0.2, 0.8, ()), (0.3, 0.85, ("good",)), (1.0, 0.0, ("great", "movie"))]
+)
+def test_random_edits_keep_the_constraints_and_use_only_candidates(
+    name, max_change, min_similarity, protected, make_setup
+):
     import random
 
     setup = make_setup(max_change=max_change, min_similarity=min_similarity, protected=frozenset(protected))
@@ -147,7 +162,8 @@ def test_random_edit_keeps_the_longest_run_above_the_similarity_floor():
 
     from caveat.robustness.attacks import Attack
 
-    text = "alpha bravo charlie delta echo foxtrot golf kilo india juliet"  # 10 distinct words (no hash clash), budget 3 under 0.3
+    # 10 distinct words (no hash clash), budget 3 under 0.3
+    text = "alpha bravo charlie delta echo foxtrot golf kilo india juliet"
     # bag of words: k of 10 distinct words replaced -> cosine (10 - k) / 10, so a 0.8 floor keeps 2 of the 3 edits
     attack = Attack("x", lambda w: [w + "x"], Constraints(max_change=0.3, min_similarity=0.8), BagOfWords())
     out, changed, similarity = attack.perturb(text, random.Random(0))

@@ -46,7 +46,9 @@ async def _serve(model, calls, *, max_batch_size=64, max_wait_s=0.05):
     with ThreadPoolExecutor(1, thread_name_prefix="model") as executor:
         batcher = MicroBatcher(model, executor, max_batch_size=max_batch_size, max_wait_s=max_wait_s).start()
         try:
-            return await asyncio.gather(*(batcher.submit(inputs, opts) for inputs, opts in calls), return_exceptions=True)
+            return await asyncio.gather(
+                *(batcher.submit(inputs, opts) for inputs, opts in calls), return_exceptions=True
+            )
         finally:
             await batcher.stop()
 

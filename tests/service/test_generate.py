@@ -55,8 +55,14 @@ def direct(tiny_lm):
 
 @pytest.fixture(scope="module")
 def lm_client(served_run, tiny_lm_dir):
-    with serving(served_run, lm=str(tiny_lm_dir), torch_threads=1, max_question_chars=40,
-                 max_generate_samples=4, max_generate_tokens=4) as client:
+    with serving(
+        served_run,
+        lm=str(tiny_lm_dir),
+        torch_threads=1,
+        max_question_chars=40,
+        max_generate_samples=4,
+        max_generate_tokens=4,
+    ) as client:
         yield generation_ready(client)
 
 
@@ -64,8 +70,16 @@ def planted_policy(path, lm_dir, cut: float) -> GenerationPolicy:
     """A policy calibrated on 400 msp scores in [0, 2 cut], wrong exactly above ``cut``: its threshold lies
     just above the cut (the selective risk grows past 5% soon after it)."""
     scores = np.linspace(0, 2 * cut, 400)
-    policy = GenerationPolicy.fit(scores, scores > cut, lm=str(lm_dir), sampling=SAMPLING, estimator="msp",
-                                  rule="contains", target_risk=0.05, delta=0.1)
+    policy = GenerationPolicy.fit(
+        scores,
+        scores > cut,
+        lm=str(lm_dir),
+        sampling=SAMPLING,
+        estimator="msp",
+        rule="contains",
+        target_risk=0.05,
+        delta=0.1,
+    )
     assert cut <= policy.risk.threshold <= 1.2 * cut  # the planted cut is recovered
     policy.save(path)
     return policy
@@ -86,27 +100,39 @@ def test_an_answer_with_its_uncertainty_and_no_decision(lm_client, tiny_lm_dir, 
 
 
 def test_estimators_by_name(lm_client, direct):
-    r = lm_client.post("/v1/generate", json={"question": QUESTION, "samples": 2, "max_new_tokens": 3,
-                                             "estimators": ["perplexity", "msp"]})
+    r = lm_client.post(
+        "/v1/generate",
+        json={"question": QUESTION, "samples": 2, "max_new_tokens": 3, "estimators": ["perplexity", "msp"]},
+    )
     assert r.status_code == 200, r.json()
     assert list(r.json()["uncertainty"]) == ["perplexity", "msp"]
-    r = lm_client.post("/v1/generate", json={"question": QUESTION, "samples": 2, "max_new_tokens": 3,
-                                             "estimators": ["p_true"]})  # its vocabulary has only lower-case true
+    r = lm_client.post(
+        "/v1/generate", json={"question": QUESTION, "samples": 2, "max_new_tokens": 3, "estimators": ["p_true"]}
+    )  # its vocabulary has only lower-case true
     assert r.status_code == 422
-    assert r.json()["detail"].startswith("estimators: the tokenizer of") and "choose other estimators" in r.json()["detail"]
+    assert (
+        r.json()["detail"].startswith("estimators: the tokenizer of")
+        and "choose other estimators" in r.json()["detail"]
+    )
 
 
-@pytest.mark.parametrize("body, status, match", [
-    ({"question": QUESTION, "estimators": ["msp", "nope"]}, 422,
-     r"estimators: unknown estimator 'nope'; choose one of: .*msp.*semantic_entropy"),
-    ({"samples": 2}, 422, r"question: Field required"),
-    ({"question": "  "}, 422, r"question is empty or only whitespace"),
-    ({"question": "x" * 41}, 422, r"question has 41 characters, over this service's limit of 40"),
-    ({"question": QUESTION, "samples": 5}, 422, r"samples=5 is more than this service's limit of 4: use 2..4"),
-    ({"question": QUESTION, "samples": 1}, 422, r"samples: Input should be greater than or equal to 2"),
-    ({"question": QUESTION, "max_new_tokens": 5}, 422, r"max_new_tokens=5 is more than this service's limit of 4"),
-    ({"question": QUESTION, "temperature": 0.5}, 422, r"temperature: Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "body, status, match",
+    [
+        (
+            {"question": QUESTION, "estimators": ["msp", "nope"]},
+            422,
+            r"estimators: unknown estimator 'nope'; choose one of: .*msp.*semantic_entropy",
+        ),
+        ({"samples": 2}, 422, r"question: Field required"),
+        ({"question": "  "}, 422, r"question is empty or only whitespace"),
+        ({"question": "x" * 41}, 422, r"question has 41 characters, over this service's limit of 40"),
+        ({"question": QUESTION, "samples": 5}, 422, r"samples=5 is more than this service's limit of 4: use 2..4"),
+        ({"question": QUESTION, "samples": 1}, 422, r"samples: Input should be greater than or equal to 2"),
+        ({"question": QUESTION, "max_new_tokens": 5}, 422, r"max_new_tokens=5 is more than this service's limit of 4"),
+        ({"question": QUESTION, "temperature": 0.5}, 422, r"temperature: Extra inputs are not permitted"),
+    ],
+)
 def test_bad_requests_say_what_to_change(lm_client, body, status, match):
     r = lm_client.post("/v1/generate", json=body)
     assert r.status_code == status
@@ -128,8 +154,10 @@ def test_a_policy_decides_at_its_planted_threshold(served_run, tiny_lm_dir, dire
 
         r = client.post("/v1/generate", json={"question": QUESTION, "samples": 4, "estimators": ["perplexity"]})
         assert r.status_code == 422
-        assert r.json()["detail"] == ("samples=4 differs from the generation policy's samples=2: its threshold holds "
-                                      "only for the answers it was calibrated on; omit samples (or send 2)")
+        assert r.json()["detail"] == (
+            "samples=4 differs from the generation policy's samples=2: its threshold holds "
+            "only for the answers it was calibrated on; omit samples (or send 2)"
+        )
         r = client.post("/v1/generate", json={"question": QUESTION, "samples": 2, "estimators": ["perplexity"]})
         assert list(r.json()["uncertainty"]) == ["perplexity", "msp"]  # the policy's estimator is always computed
 
@@ -147,9 +175,14 @@ def test_a_service_without_a_language_model_says_how_to_start_one(served_run):
 def test_a_model_that_is_not_the_policys_stops_the_start_up(served_run, tiny_lm_dir, tmp_path):
     planted_policy(tmp_path / "policy.json", tiny_lm_dir, cut=1.0)
     settings = {"run_dir": served_run, "generation_policy": tmp_path / "policy.json"}
-    with pytest.raises(ConfigError, match=rf"--lm 'default' is not the model the generation policy .*policy.json "
-                                          rf"was calibrated with \('{tiny_lm_dir}'\)"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"--lm 'default' is not the model the generation policy .*policy.json "
+        rf"was calibrated with \('{tiny_lm_dir}'\)",
+    ):
         create_app(ServiceSettings.from_env({}, lm="default", **settings))
     create_app(ServiceSettings.from_env({}, lm=f"{tiny_lm_dir}/.", **settings))  # the same folder, spelled otherwise
-    with pytest.raises(ConfigError, match="no generation policy at .*missing.json; fit one with caveat generate-calibrate"):
+    with pytest.raises(
+        ConfigError, match="no generation policy at .*missing.json; fit one with caveat generate-calibrate"
+    ):
         create_app(ServiceSettings.from_env({}, run_dir=served_run, generation_policy=tmp_path / "missing.json"))

@@ -51,7 +51,12 @@ def test_each_row_is_what_caveat_predict_prints(client, served_run):
     response = client.post("/v1/predict", json={"texts": TEXTS, "k": 2})
     assert response.status_code == 200
     body = response.json()
-    assert (body["task"], body["method"], body["calibrated"], body["run"]) == ("text-classification", "deterministic", True, "run")
+    assert (body["task"], body["method"], body["calibrated"], body["run"]) == (
+        "text-classification",
+        "deterministic",
+        True,
+        "run",
+    )
     run = open_run(served_run)
     expected = json.loads(json.dumps(predict_rows(Predictor.from_run(run), TEXTS, top_k=2).rows))
     assert close(body["predictions"], expected), (body["predictions"], expected)
@@ -82,7 +87,9 @@ def test_mc_dropout_adds_sample_scores_and_keeps_the_calibrated_decision(client)
 
 def test_explain_true_attributes_the_prediction_to_the_planted_keyword(client):
     # beta and gamma, not alpha: "first" is also what the tiny model says of an empty text
-    rows = client.post("/v1/predict", json={"texts": ["the gamma card", "my beta parcel"], "explain": True}).json()["predictions"]
+    rows = client.post("/v1/predict", json={"texts": ["the gamma card", "my beta parcel"], "explain": True}).json()[
+        "predictions"
+    ]
     for row in rows:
         words = [a["word"] for a in row["attributions"]]
         assert words == row["text"].split() and set(row["attributions"][0]) == {"word", "attribution"}
@@ -113,7 +120,9 @@ def test_explain_satisfies_completeness_for_the_predicted_and_an_asked_label(raw
 
 def _entropy(client, text: str) -> float:
     """Entropy of the probabilities /v1/predict gives ``text`` (all 3 labels: k defaults to all of a few)."""
-    p = np.array(list(client.post("/v1/predict", json={"texts": [text]}).json()["predictions"][0]["probabilities"].values()))
+    p = np.array(
+        list(client.post("/v1/predict", json={"texts": [text]}).json()["predictions"][0]["probabilities"].values())
+    )
     return float(-(p * np.log(np.clip(p, 1e-12, None))).sum())
 
 
@@ -121,16 +130,22 @@ def test_explain_occlusion_of_the_uncertainty(client, raw_client, served_run):
     text = "please gamma now"
     ask = {"text": text, "method": "occlusion", "target": "uncertainty"}
     body = raw_client.post("/v1/explain", json=ask).json()
-    assert body["method"] == "occlusion" and body["target"]["kind"] == "uncertainty" and body["target"]["score"] == "entropy"
+    assert (
+        body["method"] == "occlusion"
+        and body["target"]["kind"] == "uncertainty"
+        and body["target"]["score"] == "entropy"
+    )
     assert body["target"]["predicted"] == "third" and body["evaluations"] == len(text.split()) + 1
     assert body["value"] == pytest.approx(_entropy(raw_client, text), abs=1e-5) and body["value"] > 0.1
     for i, w in enumerate(body["words"]):  # occlusion: the entropy's drop when the word is deleted
-        rest = " ".join(text.split()[:i] + text.split()[i + 1:])
+        rest = " ".join(text.split()[:i] + text.split()[i + 1 :])
         assert w["attribution"] == pytest.approx(body["value"] - _entropy(raw_client, rest), abs=1e-5)
     calibrated = client.post("/v1/explain", json=ask).json()  # the entropy of the temperature-scaled prediction
     temperature = Calibration.from_run(open_run(served_run)).temperature
     assert calibrated["target"]["calibrated"] is True and calibrated["target"]["temperature"] == temperature != 1
-    assert calibrated["value"] == pytest.approx(_entropy(client, text), abs=1e-6) and calibrated["value"] < body["value"]
+    assert (
+        calibrated["value"] == pytest.approx(_entropy(client, text), abs=1e-6) and calibrated["value"] < body["value"]
+    )
 
 
 def test_concurrent_requests_share_forward_passes_and_each_gets_its_rows(served_run):
@@ -182,14 +197,20 @@ def test_metrics_count_routes_statuses_decisions_and_drift(served_run):
         assert metric(text, "caveat_http_requests_total", route="/v1/predict", status="200") == 1
         assert metric(text, "caveat_http_requests_total", route="/v1/predict", status="422") == 1
         assert metric(text, "caveat_http_request_duration_seconds_count", route="/v1/predict") == 2
-        assert sum(metric(text, "caveat_decisions_total", action=a) for a in ("answer", "abstain", "route")
-                   if f'action="{a}"' in text) == len(TEXTS)
+        assert sum(
+            metric(text, "caveat_decisions_total", action=a)
+            for a in ("answer", "abstain", "route")
+            if f'action="{a}"' in text
+        ) == len(TEXTS)
         assert metric(text, "caveat_drift_window_inputs", score="msp") == len(TEXTS)
         assert 0 <= metric(text, "caveat_drift_ks_pvalue", score="msp") <= 1
         state.metrics.drift.reference = np.full(50, 0.6)  # plant a reference far from what is served
         c.post("/v1/predict", json={"texts": TEXTS})
         text = c.get("/metrics").text
-        assert metric(text, "caveat_drift_alarm", score="msp") == 1 and metric(text, "caveat_drift_ks_statistic", score="msp") > 0.9
+        assert (
+            metric(text, "caveat_drift_alarm", score="msp") == 1
+            and metric(text, "caveat_drift_ks_statistic", score="msp") > 0.9
+        )
         assert metric(text, "caveat_http_requests_total", route="/metrics", status="200") >= 1
 
 
@@ -226,9 +247,11 @@ def test_ner_runs_take_tokens_or_texts_and_return_spans(ner_run):
         assert "caveat calibrate" in row["reason"] and body["calibrated"] is False
         same = c.post("/v1/predict", json={"texts": ["the bob smith went to rome"]}).json()["predictions"][0]
         assert same["spans"] == row["spans"]
-        for bad, match in (({"tokens": [["a"]], "method": "mc_dropout"}, "mc_dropout.*text-classification"),
-                           ({"texts": ["a"], "explain": True}, "explain=true is for text-classification"),
-                           ({"tokens": [["a", " "]]}, r"tokens\[0\]\[1\] is empty")):
+        for bad, match in (
+            ({"tokens": [["a"]], "method": "mc_dropout"}, "mc_dropout.*text-classification"),
+            ({"texts": ["a"], "explain": True}, "explain=true is for text-classification"),
+            ({"tokens": [["a", " "]]}, r"tokens\[0\]\[1\] is empty"),
+        ):
             r = c.post("/v1/predict", json=bad)
             assert r.status_code == 422 and re.search(match, r.json()["detail"]), r.json()
         words = ["the", "bob", "smith", "went", "to", "rome"]
@@ -241,33 +264,56 @@ def test_ner_runs_take_tokens_or_texts_and_return_spans(ner_run):
         assert 0 < body["value"] <= 1 and body["evaluations"] == 5 + 1
         as_text = c.post("/v1/explain", json={"text": " ".join(words), "span": "rome", "method": "occlusion"}).json()
         assert as_text["words"] == body["words"] and as_text["value"] == pytest.approx(body["value"], abs=1e-6)
-        for bad, match in (({"text": "bob went home"}, "explain one span: send span"),
-                           ({"tokens": words, "span": "paris"}, "span 'paris' is not in the sentence"),
-                           ({"tokens": words, "span": "rome", "label": "CITY"}, "label='CITY' is not an entity type.*LOC"),
-                           ({"tokens": words, "span": "rome", "target": "uncertainty"}, "target='uncertainty' is for text"),
-                           ({"tokens": words, "span": "went", "method": "occlusion"},  # refused by caveat.explain itself
-                            "'went' is not a predicted span .*pass label=TYPE")):
+        for bad, match in (
+            ({"text": "bob went home"}, "explain one span: send span"),
+            ({"tokens": words, "span": "paris"}, "span 'paris' is not in the sentence"),
+            ({"tokens": words, "span": "rome", "label": "CITY"}, "label='CITY' is not an entity type.*LOC"),
+            ({"tokens": words, "span": "rome", "target": "uncertainty"}, "target='uncertainty' is for text"),
+            (
+                {"tokens": words, "span": "went", "method": "occlusion"},  # refused by caveat.explain itself
+                "'went' is not a predicted span .*pass label=TYPE",
+            ),
+        ):
             r = c.post("/v1/explain", json=bad)
             assert r.status_code == 422 and re.search(match, r.json()["detail"]), r.json()
-        assert c.post("/v1/explain", json={"tokens": words, "span": "went", "label": "LOC",
-                                           "method": "occlusion"}).json()["target"]["label"] == "LOC"
+        assert (
+            c.post("/v1/explain", json={"tokens": words, "span": "went", "label": "LOC", "method": "occlusion"}).json()[
+                "target"
+            ]["label"]
+            == "LOC"
+        )
 
 
 def test_calibrated_ner_runs_keep_or_flag_each_span(calibrated_ner_run):
     with serving(calibrated_ner_run) as c:
-        body = c.post("/v1/predict", json={"tokens": [["the", "bob", "smith", "went", "to", "rome"], ["nothing", "here"]]}).json()
+        body = c.post(
+            "/v1/predict", json={"tokens": [["the", "bob", "smith", "went", "to", "rome"], ["nothing", "here"]]}
+        ).json()
         assert body["calibrated"] is True
         spans = body["predictions"][0]["spans"]
         assert [(s["text"], s["label"]) for s in spans] == [("bob smith", "PER"), ("rome", "LOC")]
         assert body["predictions"][1]["spans"] == []
         for span in spans:
-            assert 0 < span["confidence"] <= 1 and span["decision"] in {"keep", "flag"} and "confidence" in span["reason"]
-        body = c.post("/v1/explain", json={"tokens": ["the", "bob", "smith", "went", "to", "rome"], "span": "bob smith",
-                                           "method": "occlusion"}).json()
-        assert body["target"]["label"] == "PER" and body["target"]["calibrated"] is True and body["target"]["temperature"] > 0
-        assert body["value"] == pytest.approx(spans[0]["confidence"], abs=1e-5)  # the product of its calibrated tag probabilities
+            assert (
+                0 < span["confidence"] <= 1 and span["decision"] in {"keep", "flag"} and "confidence" in span["reason"]
+            )
+        body = c.post(
+            "/v1/explain",
+            json={"tokens": ["the", "bob", "smith", "went", "to", "rome"], "span": "bob smith", "method": "occlusion"},
+        ).json()
+        assert (
+            body["target"]["label"] == "PER"
+            and body["target"]["calibrated"] is True
+            and body["target"]["temperature"] > 0
+        )
+        assert body["value"] == pytest.approx(
+            spans[0]["confidence"], abs=1e-5
+        )  # the product of its calibrated tag probabilities
         text = c.get("/metrics").text
-        assert sum(metric(text, "caveat_decisions_total", action=a) for a in ("keep", "flag") if f'action="{a}"' in text) == 2
+        assert (
+            sum(metric(text, "caveat_decisions_total", action=a) for a in ("keep", "flag") if f'action="{a}"' in text)
+            == 2
+        )
         assert metric(text, "caveat_drift_enabled", score="none") == 0
 
 
@@ -313,7 +359,16 @@ def test_openapi_documents_the_routes_and_schemas(client):
     spec = client.get("/openapi.json").json()
     assert {"/v1/predict", "/v1/explain", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
     schemas = spec["components"]["schemas"]
-    assert {"PredictRequest", "PredictResponse", "TextPrediction", "TokenPrediction", "ExplainRequest", "ExplainResponse",
-            "Problem"} <= set(schemas)
-    assert schemas["PredictRequest"]["properties"]["method"]["enum"] == ["deterministic", "mc_dropout"] or \
-        "deterministic" in json.dumps(schemas["PredictRequest"]["properties"]["method"])
+    assert {
+        "PredictRequest",
+        "PredictResponse",
+        "TextPrediction",
+        "TokenPrediction",
+        "ExplainRequest",
+        "ExplainResponse",
+        "Problem",
+    } <= set(schemas)
+    assert schemas["PredictRequest"]["properties"]["method"]["enum"] == [
+        "deterministic",
+        "mc_dropout",
+    ] or "deterministic" in json.dumps(schemas["PredictRequest"]["properties"]["method"])

@@ -25,8 +25,20 @@ def free_port() -> int:
 def test_caveat_serve_over_http(served_run, tmp_path):
     port, log = free_port(), tmp_path / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "CAVEAT_API_KEY": "k3y"}
-    cmd = [sys.executable, "-m", "caveat", "serve", str(served_run), "--port", str(port), "--torch-threads", "1",
-           "--no-access-log", "--max-wait-ms", "50"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "caveat",
+        "serve",
+        str(served_run),
+        "--port",
+        str(port),
+        "--torch-threads",
+        "1",
+        "--no-access-log",
+        "--max-wait-ms",
+        "50",
+    ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     base, key = f"http://127.0.0.1:{port}", {"X-API-Key": "k3y"}
@@ -47,14 +59,18 @@ def test_caveat_serve_over_http(served_run, tmp_path):
         async def many():
             async with httpx.AsyncClient(base_url=base, headers=key, timeout=30) as client:
                 texts = [f"{w} card {i}" for i in range(4) for w in ("alpha", "beta", "gamma")]
-                replies = await asyncio.gather(*(client.post("/v1/predict", json={"texts": [t], "k": 1}) for t in texts))
+                replies = await asyncio.gather(
+                    *(client.post("/v1/predict", json={"texts": [t], "k": 1}) for t in texts)
+                )
                 return texts, replies
 
         texts, replies = asyncio.run(many())
         assert all(r.status_code == 200 for r in replies)
         rows = [r.json()["predictions"][0] for r in replies]
         assert [r["text"] for r in rows] == texts
-        assert [r["label"] for r in rows] == [{"alpha": "first", "beta": "second", "gamma": "third"}[t.split()[0]] for t in texts]
+        assert [r["label"] for r in rows] == [
+            {"alpha": "first", "beta": "second", "gamma": "third"}[t.split()[0]] for t in texts
+        ]
         assert all(r["decision"] in {"answer", "abstain", "route"} for r in rows)
         metrics = httpx.get(f"{base}/metrics", headers=key).text
         assert 'caveat_http_requests_total{route="/v1/predict",status="200"} 12.0' in metrics

@@ -9,8 +9,13 @@ from caveat.service import ServiceSettings
 
 
 def test_flags_win_over_the_environment_and_defaults_fill_the_rest(tmp_path):
-    env = {"CAVEAT_PORT": "9001", "CAVEAT_MAX_BATCH_SIZE": "8", "CAVEAT_ALLOW_UNCALIBRATED": "true",
-           "CAVEAT_API_KEY": "s3cret", "CAVEAT_DATA": "/not/a/setting"}
+    env = {
+        "CAVEAT_PORT": "9001",
+        "CAVEAT_MAX_BATCH_SIZE": "8",
+        "CAVEAT_ALLOW_UNCALIBRATED": "true",
+        "CAVEAT_API_KEY": "s3cret",
+        "CAVEAT_DATA": "/not/a/setting",
+    }
     s = ServiceSettings.from_env(env, run_dir=tmp_path, port=9002, host=None)
     assert (s.port, s.max_batch_size, s.allow_uncalibrated, s.host) == (9002, 8, True, "127.0.0.1")
     assert s.api_key.get_secret_value() == "s3cret" and "s3cret" not in repr(s)
@@ -25,12 +30,15 @@ def test_the_environment_is_read_when_asked_not_at_import(tmp_path, monkeypatch)
     assert ServiceSettings.from_env(run_dir=tmp_path).max_wait_ms == 12.5
 
 
-@pytest.mark.parametrize("env, flags, match", [
-    ({"CAVEAT_MAX_WAIT_MS": "soon"}, {}, "environment variable CAVEAT_MAX_WAIT_MS: .*valid number.*'soon'"),
-    ({}, {"max_batch_size": 0}, "--max-batch-size: .*greater than or equal to 1"),
-    ({}, {"drift_min_inputs": 50, "drift_window": 20}, r"drift_min_inputs \(50\) must be <= drift_window \(20\)"),
-    ({"CAVEAT_LOG_LEVEL": "loud"}, {}, "log_level must be one of"),
-])
+@pytest.mark.parametrize(
+    "env, flags, match",
+    [
+        ({"CAVEAT_MAX_WAIT_MS": "soon"}, {}, "environment variable CAVEAT_MAX_WAIT_MS: .*valid number.*'soon'"),
+        ({}, {"max_batch_size": 0}, "--max-batch-size: .*greater than or equal to 1"),
+        ({}, {"drift_min_inputs": 50, "drift_window": 20}, r"drift_min_inputs \(50\) must be <= drift_window \(20\)"),
+        ({"CAVEAT_LOG_LEVEL": "loud"}, {}, "log_level must be one of"),
+    ],
+)
 def test_bad_values_name_their_source_and_the_fix(tmp_path, env, flags, match):
     with pytest.raises(ConfigError, match=match):
         ServiceSettings.from_env(env, run_dir=tmp_path, **flags)

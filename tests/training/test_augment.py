@@ -48,8 +48,11 @@ def train_into_epoch_one(cfg, run_dir) -> dict:
 def attack_setup(cfg, backbone, epoch: int) -> AttackSetup:
     """The setup the augmenter builds in ``epoch`` (character attacks: no word source needed)."""
     aug = cfg.train.augment
-    return AttackSetup(Constraints(max_change=aug.max_change, min_similarity=aug.min_similarity),
-                       SentenceEncoder(str(backbone)), seed=attack_seed(cfg.seed, epoch))
+    return AttackSetup(
+        Constraints(max_change=aug.max_change, min_similarity=aug.min_similarity),
+        SentenceEncoder(str(backbone)),
+        seed=attack_seed(cfg.seed, epoch),
+    )
 
 
 def attack_directly(run_dir, backbone, cfg, epoch: int) -> list:
@@ -97,8 +100,10 @@ def test_random_mode_adds_each_chosen_examples_seeded_edit_without_querying(tiny
     setup = attack_setup(cfg, tiny_backbone, 1)
     attack = build_attack(aug.attack, setup)
     train = load_data(cfg).train.examples
-    by_hand = [(attack.perturb(train[i].text, random.Random(f"{setup.seed}:{i}")), train[i].label)
-               for i in pick(len(train), aug.fraction, cfg.seed, 1)]
+    by_hand = [
+        (attack.perturb(train[i].text, random.Random(f"{setup.seed}:{i}")), train[i].label)
+        for i in pick(len(train), aug.fraction, cfg.seed, 1)
+    ]
     edited = [(text, label) for (text, changed, _), label in by_hand if changed]
     assert edited, "the planted setup should give some edits"
     assert list(zip(seen["augmented"]["texts"], seen["augmented"]["labels"])) == edited
@@ -123,16 +128,21 @@ def test_subset_is_seeded_by_seed_and_epoch():
 
 def test_ner_runs_are_refused(tiny_backbone, ner_data):
     with pytest.raises(ConfigError, match="train.augment is for text-classification runs"):
-        load_config(overrides=tiny_overrides(tiny_backbone, ner_data, "token-classification") + ["train.augment.enabled=true"])
+        load_config(
+            overrides=tiny_overrides(tiny_backbone, ner_data, "token-classification") + ["train.augment.enabled=true"]
+        )
 
 
-@pytest.mark.parametrize(("override", "match"), [
-    ("train.augment.fraction=0", r"train\.augment\.fraction=0: Input should be greater than 0"),
-    ("train.augment.fraction=1.5", r"train\.augment\.fraction=1\.5: Input should be less than or equal to 1"),
-    ("train.augment.attack=nope", r"unknown attack 'nope'; choose one of: .*charswap"),
-    ("train.augment.start_epoch=-1", r"train\.augment\.start_epoch=-1"),
-    ("train.augment.mode=smart", r"train\.augment\.mode='smart': Input should be 'attack' or 'random'"),
-])
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("train.augment.fraction=0", r"train\.augment\.fraction=0: Input should be greater than 0"),
+        ("train.augment.fraction=1.5", r"train\.augment\.fraction=1\.5: Input should be less than or equal to 1"),
+        ("train.augment.attack=nope", r"unknown attack 'nope'; choose one of: .*charswap"),
+        ("train.augment.start_epoch=-1", r"train\.augment\.start_epoch=-1"),
+        ("train.augment.mode=smart", r"train\.augment\.mode='smart': Input should be 'attack' or 'random'"),
+    ],
+)
 def test_config_is_validated(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config(overrides=[override])

@@ -21,7 +21,7 @@ def run(cmd: list[str], cwd: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout[proc.stdout.index("{"):])
+    return json.loads(proc.stdout[proc.stdout.index("{") :])
 
 
 @pytest.mark.parametrize("objective", ["erm", "pgd"])
@@ -34,7 +34,9 @@ def test_two_processes_match_one(tiny_backbone, tmp_path, objective):
     write_jsonl(data / "validation.jsonl", planted_texts(62, seed=2))  # 31 validation after carving: uneven last batch
     write_jsonl(data / "test.jsonl", planted_texts(20, seed=3))
     overrides = tiny_overrides(tiny_backbone, data, epochs=2, objective=objective, eval_batch_size=8) + [
-        "model.dropout=0", "model.head_dropout=0"]  # no dropout: the processes' RNG streams differ
+        "model.dropout=0",
+        "model.head_dropout=0",
+    ]  # no dropout: the processes' RNG streams differ
     args = ["-m", "caveat", "train", "--no-progress", *[x for o in overrides for x in ("--set", o)]]
     one = run([sys.executable, *args, "--out", str(tmp_path / "one")], tmp_path)
     two = run([torchrun, "--standalone", "--nproc_per_node", "2", *args, "--out", str(tmp_path / "two")], tmp_path)

@@ -45,7 +45,9 @@ class Interrupt(Exception):
 
 def test_resume_ends_where_uninterrupted_run_ends(tiny_backbone, text_data, tmp_path):
     # dropout on, so the resumed run must also restore the RNG to match
-    overrides = tiny_overrides(tiny_backbone, text_data, epochs=2, checkpoint_every=5, objective="rdrop", alpha=0.5) + ["model.head_dropout=0.2"]
+    overrides = tiny_overrides(tiny_backbone, text_data, epochs=2, checkpoint_every=5, objective="rdrop", alpha=0.5) + [
+        "model.head_dropout=0.2"
+    ]
     cfg = load_config(overrides=overrides)
     Trainer(cfg, tmp_path / "full", progress=False).fit()
 
@@ -56,7 +58,7 @@ def test_resume_ends_where_uninterrupted_run_ends(tiny_backbone, text_data, tmp_
     with pytest.raises(Interrupt):
         Trainer(cfg, tmp_path / "resumed", progress=False, callbacks=[stop_at_seven]).fit()
     assert (tmp_path / "resumed" / "checkpoint" / "state.json").is_file()
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match="resume"):
         Trainer(cfg, tmp_path / "resumed", progress=False).fit()
     summary = Trainer(cfg, tmp_path / "resumed", progress=False).fit(resume=True)
     assert summary["steps"] == 24
@@ -71,8 +73,10 @@ def test_resume_ends_where_uninterrupted_run_ends(tiny_backbone, text_data, tmp_
 
 @pytest.mark.parametrize("select", ["best", "last"])
 def test_select_keeps_the_best_or_the_last_evaluations_weights(tiny_backbone, text_data, tmp_path, select):
-    cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=2, evals_per_epoch=3, lr=1e-3, head_lr=1e-3)
-                      + [f"train.select={select}"])
+    cfg = load_config(
+        overrides=tiny_overrides(tiny_backbone, text_data, epochs=2, evals_per_epoch=3, lr=1e-3, head_lr=1e-3)
+        + [f"train.select={select}"]
+    )
     summary = Trainer(cfg, tmp_path / "run", progress=False).fit()
     history = [h["validation_accuracy"] for h in summary["history"]]
     kept = evaluate_run(tmp_path / "run", "validation", write=False)["accuracy"]

@@ -31,7 +31,9 @@ def make_model(backbone, task=Task.TEXT_CLASSIFICATION, seed=0):
 
 
 def text_batch(tokenizer):
-    rows = encode_texts(tokenizer, ["alpha the card", "my beta order now please", "gamma", "the dog alpha is here"], 32, [0, 1, 2, 0])
+    rows = encode_texts(
+        tokenizer, ["alpha the card", "my beta order now please", "gamma", "the dog alpha is here"], 32, [0, 1, 2, 0]
+    )
     return Collator(tokenizer.pad_token_id)(rows)
 
 
@@ -87,14 +89,18 @@ def test_fgm_perturbation_has_configured_norm_and_raises_loss(tiny_backbone, acc
 
 @pytest.mark.parametrize("name", ["pgd", "freelb"])
 def test_multi_step_perturbations_stay_in_the_ball(tiny_backbone, accelerator, name):
-    stats, *_ = run_step(tiny_backbone, accelerator, name, alpha=1.0, adv={"epsilon": 0.2, "step_size": 0.15, "steps": 3})
+    stats, *_ = run_step(
+        tiny_backbone, accelerator, name, alpha=1.0, adv={"epsilon": 0.2, "step_size": 0.15, "steps": 3}
+    )
     assert stats["delta_norm"] <= 0.2 + 1e-5
     assert stats["delta_norm"] > 0.1  # it moved towards the boundary
 
 
 def test_pgd_finds_a_stronger_perturbation_than_its_first_step(tiny_backbone, accelerator):
     one, *_ = run_step(tiny_backbone, accelerator, "pgd", alpha=1.0, adv={"epsilon": 1.0, "step_size": 0.1, "steps": 1})
-    three, *_ = run_step(tiny_backbone, accelerator, "pgd", alpha=1.0, adv={"epsilon": 1.0, "step_size": 0.1, "steps": 3})
+    three, *_ = run_step(
+        tiny_backbone, accelerator, "pgd", alpha=1.0, adv={"epsilon": 1.0, "step_size": 0.1, "steps": 3}
+    )
     assert three["reg"] > one["reg"] > one["task_loss"]
 
 

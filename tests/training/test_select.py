@@ -30,7 +30,16 @@ def _sets(overrides: list[str]) -> list[str]:
 
 def test_sweep_any_key_on_validation_and_reuse_finished_runs(tiny_backbone, text_data, tmp_path, monkeypatch):
     overrides = tiny_overrides(tiny_backbone, text_data, epochs=2)
-    args = ["tune", "--key", "train.label_smoothing", "--values", "0,0.2", "--out", str(tmp_path / "t"), "--no-progress"]
+    args = [
+        "tune",
+        "--key",
+        "train.label_smoothing",
+        "--values",
+        "0,0.2",
+        "--out",
+        str(tmp_path / "t"),
+        "--no-progress",
+    ]
     result = CliRunner().invoke(app, [*args, *_sets(overrides)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     table = json.loads(result.stdout)
@@ -50,10 +59,15 @@ def test_sweep_any_key_on_validation_and_reuse_finished_runs(tiny_backbone, text
     # again, with one value more: the two finished runs are scored again, only the new one trains
     trained = []
     real = caveat.training.select.run_training
-    monkeypatch.setattr(caveat.training.select, "run_training", lambda cfg, out, **kw: trained.append(out) or real(cfg, out, **kw))
-    again = json.loads(CliRunner().invoke(app, [*args[:4], "0,0.2,0.1", *args[5:], *_sets(overrides)],
-                                          catch_exceptions=False).stdout)
-    assert [r["reused"] for r in again["rows"]] == [True, True, False] and trained == [tmp_path / "t" / "sweep" / "label_smoothing=0.1"]
+    monkeypatch.setattr(
+        caveat.training.select, "run_training", lambda cfg, out, **kw: trained.append(out) or real(cfg, out, **kw)
+    )
+    again = json.loads(
+        CliRunner().invoke(app, [*args[:4], "0,0.2,0.1", *args[5:], *_sets(overrides)], catch_exceptions=False).stdout
+    )
+    assert [r["reused"] for r in again["rows"]] == [True, True, False] and trained == [
+        tmp_path / "t" / "sweep" / "label_smoothing=0.1"
+    ]
     assert [r["validation"] for r in again["rows"][:2]] == [r["validation"] for r in table["rows"]]
 
 
@@ -71,11 +85,26 @@ def test_python_api_tunes_like_the_cli(planted_sweep, tiny_backbone, text_data, 
 def test_sweep_scored_under_attack_on_validation(tiny_backbone, text_data, tmp_path):
     cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=2, objective="fgm"))
     settings = AttackSettings(max_examples=10, **ATTACK)
-    table = sweep(cfg, tmp_path / "t", "train.alpha", [0.0, 1.0], criterion="attack:greedy", attack_settings=settings,
-                  similarity_model=str(tiny_backbone), progress=False)
+    table = sweep(
+        cfg,
+        tmp_path / "t",
+        "train.alpha",
+        [0.0, 1.0],
+        criterion="attack:greedy",
+        attack_settings=settings,
+        similarity_model=str(tiny_backbone),
+        progress=False,
+    )
     for row in table["rows"]:
-        direct = attack_run(row["run"], "validation", "greedy", max_examples=10, **ATTACK,
-                            similarity_model=str(tiny_backbone), write=False)["attacks"]["greedy"]
+        direct = attack_run(
+            row["run"],
+            "validation",
+            "greedy",
+            max_examples=10,
+            **ATTACK,
+            similarity_model=str(tiny_backbone),
+            write=False,
+        )["attacks"]["greedy"]
         assert row["score"] == pytest.approx(direct["after_attack_accuracy"]) and row["attack"]["n"] == 10
         assert row["attack"]["reused"] is False
     best = max(table["rows"], key=lambda r: (r["score"], r["validation"]))
@@ -87,6 +116,7 @@ def test_sweep_scored_under_attack_on_validation(tiny_backbone, text_data, tmp_p
 @pytest.fixture
 def planted_sweep(tiny_backbone, text_data, tmp_path, monkeypatch):
     """``sweep`` with training and scoring replaced by planted scores: value -> (clean, attacked)."""
+
     def run(scores: dict, **options) -> dict:
         def fake_training(cfg, out, **kwargs):
             (out / "model").mkdir(parents=True)
@@ -103,6 +133,7 @@ def planted_sweep(tiny_backbone, text_data, tmp_path, monkeypatch):
         cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data))
         out = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
         return sweep(cfg, out, "train.alpha", list(scores), progress=False, **options)
+
     return run
 
 
@@ -125,7 +156,9 @@ def test_bad_input_fails_before_training(tiny_backbone, text_data, tmp_path, mon
 
     monkeypatch.setattr(caveat.training.select, "run_training", no_training)
     cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data))
-    with pytest.raises(ConfigError, match="unknown key 'train.smoothing' to sweep; valid keys: .*train.label_smoothing"):
+    with pytest.raises(
+        ConfigError, match="unknown key 'train.smoothing' to sweep; valid keys: .*train.label_smoothing"
+    ):
         sweep(cfg, tmp_path, "train.smoothing", [0.1])
     with pytest.raises(ConfigError, match=r"invalid configuration \(--set train.label_smoothing=2\)"):
         sweep(cfg, tmp_path, "train.label_smoothing", [0.1, 2])  # the bad value is found before the good one trains
@@ -142,7 +175,9 @@ def test_bad_input_fails_before_training(tiny_backbone, text_data, tmp_path, mon
     unfinished = tmp_path / "sweep" / "alpha=0.3" / "checkpoint"
     unfinished.mkdir(parents=True)
     (unfinished / "state.json").write_text("{}")
-    with pytest.raises(ConfigError, match=r"alpha=0.3 holds an unfinished run of this sweep; finish it with caveat train --resume"):
+    with pytest.raises(
+        ConfigError, match=r"alpha=0.3 holds an unfinished run of this sweep; finish it with caveat train --resume"
+    ):
         sweep(cfg, tmp_path, "train.alpha", [0.1, 0.3])  # before alpha=0.1 trains
     result = CliRunner().invoke(app, ["tune", "--alphas", "0.1", "--values", "1", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "either --alphas or --key/--values" in str(result.exception)
@@ -153,6 +188,12 @@ def test_bad_input_fails_before_training(tiny_backbone, text_data, tmp_path, mon
 def test_cli_values_read_numbers_as_numbers():
     from caveat.cli.tune import _values
 
-    assert _values("1e-3, 0.1,3,true,greedy", "--values") == [0.001, 0.1, 3, True, "greedy"]  # YAML alone keeps 1e-3 a string
+    assert _values("1e-3, 0.1,3,true,greedy", "--values") == [
+        0.001,
+        0.1,
+        3,
+        True,
+        "greedy",
+    ]  # YAML alone keeps 1e-3 a string
     with pytest.raises(ConfigError, match="--values needs comma-separated values"):
         _values(" , ", "--values")

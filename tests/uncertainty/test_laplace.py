@@ -47,7 +47,8 @@ def autograd_hessian(x, y, w, b):
     c, d = w.shape
     blocks = torch.autograd.functional.hessian(
         lambda w_, b_: torch.nn.functional.cross_entropy(xt @ w_.T + b_, yt, reduction="sum"),
-        (torch.tensor(w), torch.tensor(b)))
+        (torch.tensor(w), torch.tensor(b)),
+    )
     (ww, wb), (bw, bb) = [[blk.numpy() for blk in row] for row in blocks]  # (C,D,C,D) (C,D,C) (C,C,D) (C,C)
     h = np.zeros((c, d + 1, c, d + 1))
     h[:, :d, :, :d], h[:, :d, :, d], h[:, d, :, :d], h[:, d, :, d] = ww, wb, bw, bb
@@ -182,12 +183,27 @@ def test_planted_far_inputs_are_more_uncertain_and_training_argmax_is_kept():
 
 def test_probit_can_change_the_argmax():
     # a hand-made posterior: class 0 has logit 2.0 and variance ~100, class 1 logit 1.9 and variance ~0
-    la = LastLayerLaplace.from_state({
-        "settings": {"hessian": "kron", "link": "probit", "samples": 10, "seed": 0, "prior_precision": 0.01,
-                     "fitted_prior_precision": 0.01, "log_likelihood": 0.0, "n_train": 1},
-        "arrays": {"theta": np.array([[0.0, 2.0], [0.0, 1.9], [0.0, 0.0]]),
-                   "g_eigvals": np.array([0.0, 1e9, 1e9]), "g_eigvecs": np.eye(3),
-                   "a_eigvals": np.array([1.0, 1.0]), "a_eigvecs": np.eye(2)}})
+    la = LastLayerLaplace.from_state(
+        {
+            "settings": {
+                "hessian": "kron",
+                "link": "probit",
+                "samples": 10,
+                "seed": 0,
+                "prior_precision": 0.01,
+                "fitted_prior_precision": 0.01,
+                "log_likelihood": 0.0,
+                "n_train": 1,
+            },
+            "arrays": {
+                "theta": np.array([[0.0, 2.0], [0.0, 1.9], [0.0, 0.0]]),
+                "g_eigvals": np.array([0.0, 1e9, 1e9]),
+                "g_eigvecs": np.eye(3),
+                "a_eigvals": np.array([1.0, 1.0]),
+                "a_eigvecs": np.eye(2),
+            },
+        }
+    )
     mean, var = la.logit_variance(np.zeros((1, 1)))
     assert mean.argmax() == 0 and var[0, 0] == pytest.approx(100.0) and var[0, 1] < 1e-6
     assert la.predict(np.zeros((1, 1))).argmax() == 1
@@ -215,8 +231,12 @@ def test_state_round_trip_through_safetensors_and_json(hessian, tmp_path):
     state = la.state()
     save_file(state["arrays"], str(tmp_path / "laplace.safetensors"))
     (tmp_path / "laplace.json").write_text(json.dumps(state["settings"]))
-    again = LastLayerLaplace.from_state({"settings": json.loads((tmp_path / "laplace.json").read_text()),
-                                         "arrays": load_file(str(tmp_path / "laplace.safetensors"))})
+    again = LastLayerLaplace.from_state(
+        {
+            "settings": json.loads((tmp_path / "laplace.json").read_text()),
+            "arrays": load_file(str(tmp_path / "laplace.safetensors")),
+        }
+    )
     test = np.random.default_rng(15).normal(size=(9, 4))
     np.testing.assert_array_equal(again.predict(test), la.predict(test))
     np.testing.assert_array_equal(again.sample_probs(test), la.sample_probs(test))
@@ -253,8 +273,9 @@ def test_errors_name_value_and_fix():
         la.predict(np.zeros((2, 4)))
     with pytest.raises(ConfigError, match="samples must be an integer >= 1; got -2"):
         la.sample_probs(x, samples=-2)
-    big = LastLayerLaplace(prior_precision=1.0).fit(np.zeros((2, 99)), np.zeros(2, int), np.zeros((61, 99)),
-                                                    np.zeros(61))
+    big = LastLayerLaplace(prior_precision=1.0).fit(
+        np.zeros((2, 99)), np.zeros(2, int), np.zeros((61, 99)), np.zeros(61)
+    )
     with pytest.raises(ConfigError, match=r"posterior_covariance\(\) would be a dense \(6100, 6100\).*logit_variance"):
         big.posterior_covariance()
     state = la.state()

@@ -17,8 +17,16 @@ def _inputs(name, logits):
 
 
 def test_registry_declares_needs_and_citations():
-    assert set(SCORES.names()) == {"msp", "entropy", "margin", "max_logit", "energy", "mutual_information",
-                                   "expected_entropy", "variance"}
+    assert set(SCORES.names()) == {
+        "msp",
+        "entropy",
+        "margin",
+        "max_logit",
+        "energy",
+        "mutual_information",
+        "expected_entropy",
+        "variance",
+    }
     assert {SCORES.get(n).needs for n in SCORES.names()} == {"probs", "logits", "samples"}
     for name in SCORES.names():
         assert SCORES.get(name).cite and SCORES.get(name).fn.__doc__
@@ -47,8 +55,10 @@ def test_closed_forms():
     np.testing.assert_allclose(margin(np.array([[0.5, 0.3, 0.2]])), [0.8])
     # energy by hand: -log(e^1 + e^2 + e^3); with T = 2: -2 log(e^0.5 + e^1 + e^1.5)
     np.testing.assert_allclose(energy(np.array([[1.0, 2.0, 3.0]])), [-math.log(math.e + math.e**2 + math.e**3)])
-    np.testing.assert_allclose(energy(np.array([[1.0, 2.0, 3.0]]), temperature=2.0),
-                               [-2 * math.log(math.exp(0.5) + math.exp(1.0) + math.exp(1.5))])
+    np.testing.assert_allclose(
+        energy(np.array([[1.0, 2.0, 3.0]]), temperature=2.0),
+        [-2 * math.log(math.exp(0.5) + math.exp(1.0) + math.exp(1.5))],
+    )
     np.testing.assert_allclose(SCORES.get("max_logit")(logits=np.array([[1.0, 5.0, 2.0]])), [-5.0])
 
 

@@ -29,9 +29,12 @@ def test_product_min_mean_of_the_span_words():
 
 
 def test_binary_ece_hand_computed():
-    # bin (0.8, 0.867]: conf 0.85, 0.85 -> acc 1/2: |0.5 - 0.85| = 0.35 over 2/4; bin (0.2, 0.267]: conf 0.25 acc 0 -> 0.25 over 1/4;
+    # bin (0.8, 0.867]: conf 0.85, 0.85 -> acc 1/2: |0.5 - 0.85| = 0.35 over 2/4;
+    # bin (0.2, 0.267]: conf 0.25 acc 0 -> 0.25 over 1/4;
     # bin (0.933, 1]: conf 1.0 acc 1 -> 0
-    assert binary_ece(np.array([0.85, 0.85, 0.25, 1.0]), np.array([1, 0, 0, 1])) == pytest.approx(0.5 * 0.35 + 0.25 * 0.25)
+    assert binary_ece(np.array([0.85, 0.85, 0.25, 1.0]), np.array([1, 0, 0, 1])) == pytest.approx(
+        0.5 * 0.35 + 0.25 * 0.25
+    )
 
 
 def test_span_report_ranks_planted_wrong_spans_last():

@@ -26,8 +26,14 @@ from caveat.uncertainty.methods.temperature import TemperatureScaling
 from caveat.uncertainty.tokens import binary_ece
 
 
-def calibrate_spans(run: Run, *, target_risk: float = 0.05, delta: float = 0.05, aggregate: str = "product",
-                    batch_size: int | None = None) -> dict:
+def calibrate_spans(
+    run: Run,
+    *,
+    target_risk: float = 0.05,
+    delta: float = 0.05,
+    aggregate: str = "product",
+    batch_size: int | None = None,
+) -> dict:
     """Fit the word temperature and the span threshold on the calibration split; saved in caveat.json.
     Returns the summary stored under ``calibration``."""
     if run.task is not Task.TOKEN_CLASSIFICATION:
@@ -47,8 +53,9 @@ def calibrate_spans(run: Run, *, target_risk: float = 0.05, delta: float = 0.05,
     _, before, _ = span_scores(logits, 1.0, run.labels, aggregate)
     _, conf, right = span_scores(logits, ts.temperature, run.labels, aggregate, gold=tags)
     if len(conf) == 0:
-        raise ConfigError(f"the model predicts no entity span on the {len(lengths)} calibration sentences; "
-                          "nothing to calibrate")
+        raise ConfigError(
+            f"the model predicts no entity span on the {len(lengths)} calibration sentences; nothing to calibrate"
+        )
     # four sequences: annotation noise puts a few wrong spans among the most confident ones (risk.py)
     risk = RiskControlled(target_risk, delta, score=SCORE, allow_empty=True, starts=4).calibrate(1.0 - conf, ~right)
     summary = {

@@ -48,9 +48,19 @@ class _Passes:
     y_validation: np.ndarray
 
 
-def calibrate_text(run: Run, *, alpha: float = 0.1, conformal: str = "lac", score: str = "msp",
-                   target_risk: float = 0.02, delta: float = 0.05, ood_tpr: float = 0.95,
-                   ood: Sequence[str] = (), ood_rate: float | None = None, batch_size: int | None = None) -> dict:
+def calibrate_text(
+    run: Run,
+    *,
+    alpha: float = 0.1,
+    conformal: str = "lac",
+    score: str = "msp",
+    target_risk: float = 0.02,
+    delta: float = 0.05,
+    ood_tpr: float = 0.95,
+    ood: Sequence[str] = (),
+    ood_rate: float | None = None,
+    batch_size: int | None = None,
+) -> dict:
     """Fit every calibrated quantity of a text run on its calibration split (never on test); see
     ``caveat.calibration.run.calibrate_run`` for the parameters. Returns the summary stored in caveat.json."""
     splits = functools.cache(lambda: load_data(run.config))
@@ -58,8 +68,10 @@ def calibrate_text(run: Run, *, alpha: float = 0.1, conformal: str = "lac", scor
     if ood and not ood_inputs:
         raise ConfigError(f"the out-of-scope calibration sets {', '.join(ood)} hold no texts")
     if ood_rate is not None and not ood_inputs:
-        raise ConfigError(f"{{ood_rate}}={ood_rate} needs out-of-scope calibration texts: pass {{ood}}=[name or file]",
-                          fields=("ood_rate", "ood"))
+        raise ConfigError(
+            f"{{ood_rate}}={ood_rate} needs out-of-scope calibration texts: pass {{ood}}=[name or file]",
+            fields=("ood_rate", "ood"),
+        )
     predictor = Predictor.from_run(run, batch_size=batch_size, calibrated=False)  # refits: the old fit is not used
     passes = _predict_splits(run, predictor, splits())
     logits = passes.calibration.logits[0]  # (N, C)
@@ -74,8 +86,9 @@ def calibrate_text(run: Run, *, alpha: float = 0.1, conformal: str = "lac", scor
     errors = probs.argmax(-1) != passes.y
     if ood_inputs:
         rate = ood_rate if ood_rate is not None else len(ood_inputs) / (len(ood_inputs) + len(passes.y))
-        risk.calibrate(scorer(passes.calibration), errors, ood_scores=scorer(predictor.predict(ood_inputs)),
-                       ood_rate=rate)
+        risk.calibrate(
+            scorer(passes.calibration), errors, ood_scores=scorer(predictor.predict(ood_inputs)), ood_rate=rate
+        )
     else:
         risk.calibrate(scorer(passes.calibration), errors)
     laplace = _fit_laplace(predictor, passes)
@@ -83,10 +96,10 @@ def calibrate_text(run: Run, *, alpha: float = 0.1, conformal: str = "lac", scor
     reference = SCORES.get(score)(probs=probs[None], logits=ts.transform(logits)[None])
     _save_arrays(run, maha, laplace, reference)
     summary = {
-        "fitted_on": "calibration", "n": int(len(passes.y)), "temperature": ts.temperature,
-        "nll_before": float(nll(softmax(logits, axis=-1), passes.y)), "nll_after": float(nll(probs, passes.y)),
-        "ece_before": float(ece(softmax(logits, axis=-1), passes.y)), "ece_after": float(ece(probs, passes.y)),
-        "conformal": cp.state(), "risk": risk.state(), "score": score,
+        **_fit_figures(ts, logits, probs, passes.y),
+        "conformal": cp.state(),
+        "risk": risk.state(),
+        "score": score,
         "ood": {"method": "mahalanobis", "threshold": ood_threshold, "tpr": ood_tpr, "fitted_on": "validation"},
         "laplace": laplace.state()["settings"],
         "policy": {"route_on": list(ROUTE_ON), "max_set_size": MAX_SET_SIZE},
@@ -95,14 +108,34 @@ def calibrate_text(run: Run, *, alpha: float = 0.1, conformal: str = "lac", scor
     return save_calibration(run, summary)
 
 
+def _fit_figures(ts: TemperatureScaling, logits: np.ndarray, probs: np.ndarray, y: np.ndarray) -> dict:
+    """The temperature and NLL / ECE on the calibration split before and after it."""
+    raw = softmax(logits, axis=-1)
+    return {
+        "fitted_on": "calibration",
+        "n": int(len(y)),
+        "temperature": ts.temperature,
+        "nll_before": float(nll(raw, y)),
+        "nll_after": float(nll(probs, y)),
+        "ece_before": float(ece(raw, y)),
+        "ece_after": float(ece(probs, y)),
+    }
+
+
 def _predict_splits(run: Run, predictor: Predictor, splits) -> _Passes:
     """One deterministic pass over the calibration, train and validation splits."""
+
     def texts(split: Split) -> list[str]:
         return [ex.text for ex in split.examples]
 
-    return _Passes(calibration=predictor.predict(texts(splits.calibration)), train=predictor.predict(texts(splits.train)),
-                   validation=predictor.predict(texts(splits.validation)), y=_label_ids(run, splits.calibration),
-                   y_train=_label_ids(run, splits.train), y_validation=_label_ids(run, splits.validation))
+    return _Passes(
+        calibration=predictor.predict(texts(splits.calibration)),
+        train=predictor.predict(texts(splits.train)),
+        validation=predictor.predict(texts(splits.validation)),
+        y=_label_ids(run, splits.calibration),
+        y_train=_label_ids(run, splits.train),
+        y_validation=_label_ids(run, splits.validation),
+    )
 
 
 def _gated_scorer(ts: TemperatureScaling, gate: Policy, maha: Mahalanobis, score: str):
@@ -122,8 +155,9 @@ def _gated_scorer(ts: TemperatureScaling, gate: Policy, maha: Mahalanobis, score
 def _fit_laplace(predictor: Predictor, passes: _Passes) -> LastLayerLaplace:
     """Last-layer Laplace on train features; prior precision tuned on validation."""
     head = predictor.model.head
-    laplace = LastLayerLaplace().fit(passes.train.features, passes.y_train, head.weight.detach().float().numpy(),
-                                     head.bias.detach().float().numpy())
+    laplace = LastLayerLaplace().fit(
+        passes.train.features, passes.y_train, head.weight.detach().float().numpy(), head.bias.detach().float().numpy()
+    )
     return laplace.tune_prior_precision(passes.validation.features, passes.y_validation)
 
 

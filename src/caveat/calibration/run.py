@@ -12,9 +12,19 @@ from caveat.models.rundir import Run, open_run
 from caveat.types import Task
 
 
-def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: str = "lac", score: str = "msp",
-                  target_risk: float = 0.02, delta: float = 0.05, ood_tpr: float = 0.95,
-                  ood: Sequence[str] = (), ood_rate: float | None = None, batch_size: int | None = None) -> dict:
+def calibrate_run(
+    run_dir: str | Path | Run,
+    *,
+    alpha: float = 0.1,
+    conformal: str = "lac",
+    score: str = "msp",
+    target_risk: float = 0.02,
+    delta: float = 0.05,
+    ood_tpr: float = 0.95,
+    ood: Sequence[str] = (),
+    ood_rate: float | None = None,
+    batch_size: int | None = None,
+) -> dict:
     """Fit every calibrated quantity on the calibration split (never on test) and save it with the run.
 
     Text classification (``fit_text.py``):
@@ -39,10 +49,20 @@ def calibrate_run(run_dir: str | Path | Run, *, alpha: float = 0.1, conformal: s
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
     if run.task is Task.TOKEN_CLASSIFICATION:
         if ood or ood_rate is not None:
-            raise ConfigError("{ood} / {ood_rate} are for text-classification runs; a NER run flags low-confidence "
-                              "spans instead", fields=("ood", "ood_rate"))
-        return calibrate_spans(run, target_risk=target_risk, delta=delta,
-                               batch_size=batch_size)
-    return calibrate_text(run, alpha=alpha, conformal=conformal, score=score,
-                          target_risk=target_risk, delta=delta, ood_tpr=ood_tpr,
-                          ood=ood, ood_rate=ood_rate, batch_size=batch_size)
+            raise ConfigError(
+                "{ood} / {ood_rate} are for text-classification runs; a NER run flags low-confidence spans instead",
+                fields=("ood", "ood_rate"),
+            )
+        return calibrate_spans(run, target_risk=target_risk, delta=delta, batch_size=batch_size)
+    return calibrate_text(
+        run,
+        alpha=alpha,
+        conformal=conformal,
+        score=score,
+        target_risk=target_risk,
+        delta=delta,
+        ood_tpr=ood_tpr,
+        ood=ood,
+        ood_rate=ood_rate,
+        batch_size=batch_size,
+    )

@@ -28,8 +28,13 @@ def sentence_logits(preds: Predictions, lengths: list[int]) -> list[np.ndarray]:
     return [preds.logits[0][i, :n] for i, n in enumerate(lengths)]
 
 
-def span_scores(word_logits: list[np.ndarray], temperature: float, labels: list[str], aggregate: str,
-                gold: list[tuple[str, ...]] | None = None) -> tuple[list[list[tuple]], np.ndarray, np.ndarray | None]:
+def span_scores(
+    word_logits: list[np.ndarray],
+    temperature: float,
+    labels: list[str],
+    aggregate: str,
+    gold: list[tuple[str, ...]] | None = None,
+) -> tuple[list[list[tuple]], np.ndarray, np.ndarray | None]:
     """Predicted spans per sentence ``(start, end, type, confidence)``, all confidences (S,), and
     whether each span is right (S,) when ``gold`` tags are given. Tags are the model's (Viterbi on
     the raw logits); confidences come from the temperature-scaled probabilities (``temperature=1``:
@@ -75,8 +80,9 @@ class SpanCalibration:
     def apply(self, preds: Predictions) -> Predictions:
         """``preds`` with temperature-scaled word logits and their probabilities; shapes unchanged (M, N, T, C)."""
         logits = self.scale(preds.logits)
-        return Predictions(probs=softmax(logits, axis=-1), logits=logits, features=preds.features, mask=preds.mask,
-                           labels=preds.labels)
+        return Predictions(
+            probs=softmax(logits, axis=-1), logits=logits, features=preds.features, mask=preds.mask, labels=preds.labels
+        )
 
     def span_scores(self, word_logits: list[np.ndarray], gold: list[tuple[str, ...]] | None = None):
         """``span_scores`` with this run's temperature and aggregate."""
@@ -90,8 +96,16 @@ class SpanCalibration:
         for row in spans:
             items = []
             for s, e, typ, c in row:
-                items.append({"start": s, "end": e, "label": typ, "confidence": float(c),
-                              "decision": "keep" if keep[k] else "flag", "reason": self._reason(c, keep[k])})
+                items.append(
+                    {
+                        "start": s,
+                        "end": e,
+                        "label": typ,
+                        "confidence": float(c),
+                        "decision": "keep" if keep[k] else "flag",
+                        "reason": self._reason(c, keep[k]),
+                    }
+                )
                 k += 1
             out.append(items)
         return out

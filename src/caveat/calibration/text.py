@@ -59,15 +59,26 @@ class Calibration:
         arrays = load_arrays(run)
         risk = RiskControlled.from_state(cal["risk"])
         rules = cal.get("policy", {"route_on": list(ROUTE_ON), "max_set_size": MAX_SET_SIZE})
-        policy = Policy(conformal=ConformalClassifier.from_state(cal["conformal"]), risk=risk,
-                        ood_threshold=cal["ood"]["threshold"], ood_name="mahalanobis", route_on=rules["route_on"],
-                        max_set_size=rules["max_set_size"])
+        policy = Policy(
+            conformal=ConformalClassifier.from_state(cal["conformal"]),
+            risk=risk,
+            ood_threshold=cal["ood"]["threshold"],
+            ood_name="mahalanobis",
+            route_on=rules["route_on"],
+            max_set_size=rules["max_set_size"],
+        )
         laplace = None
         if "laplace" in cal:
             laplace = LastLayerLaplace.from_state({"settings": cal["laplace"], "arrays": prefixed(arrays, "laplace")})
-        return cls(temperature=cal["temperature"], policy=policy, score=cal["score"],
-                   mahalanobis=Mahalanobis.from_state(prefixed(arrays, "mahalanobis")), risk=risk, laplace=laplace,
-                   calibration_scores=arrays.get(CALIBRATION_SCORES))
+        return cls(
+            temperature=cal["temperature"],
+            policy=policy,
+            score=cal["score"],
+            mahalanobis=Mahalanobis.from_state(prefixed(arrays, "mahalanobis")),
+            risk=risk,
+            laplace=laplace,
+            calibration_scores=arrays.get(CALIBRATION_SCORES),
+        )
 
     def scale(self, logits):
         """Temperature-scaled logits; numpy arrays and torch tensors alike (explainers differentiate it)."""
@@ -76,8 +87,9 @@ class Calibration:
     def apply(self, preds: Predictions) -> Predictions:
         """``preds`` with temperature-scaled logits and their probabilities; shapes unchanged (M, N, C)."""
         logits = self.scale(preds.logits)
-        return Predictions(probs=softmax(logits, axis=-1), logits=logits, features=preds.features, mask=preds.mask,
-                           labels=preds.labels)
+        return Predictions(
+            probs=softmax(logits, axis=-1), logits=logits, features=preds.features, mask=preds.mask, labels=preds.labels
+        )
 
     def scores(self, preds: Predictions) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Calibrated probabilities (N, C) and uncertainty scores, each (N,), higher = more uncertain."""

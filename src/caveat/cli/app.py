@@ -34,7 +34,7 @@ for module in (train, tune, calibrate, predict, evaluate, explain, generate, att
     module.register(app)
 
 
-FLAGS = {"explain": "--explain-faithfulness"}  # library arguments whose flag is not their name
+FLAGS = {"explain": "--explain-faithfulness", "overrides": "--set"}  # library arguments whose flag is not their name
 
 
 def flag_message(err: CaveatError) -> str:

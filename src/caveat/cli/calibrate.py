@@ -17,17 +17,41 @@ def register(app: typer.Typer) -> None:
 
 def calibrate(
     run: Annotated[Path, typer.Argument(help="Run directory written by caveat train.")],
-    alpha: Annotated[float, typer.Option(help="Conformal miscoverage: sets contain the truth with probability >= 1 - alpha.")] = 0.1,
+    alpha: Annotated[
+        float, typer.Option(help="Conformal miscoverage: sets contain the truth with probability >= 1 - alpha.")
+    ] = 0.1,
     conformal: Annotated[str, typer.Option(help="Conformal score: lac (smallest sets), aps or raps.")] = "lac",
     score: Annotated[str, typer.Option(help="Uncertainty score the abstention threshold is set on.")] = "msp",
     target_risk: Annotated[float, typer.Option(help="Highest error rate allowed on answered inputs.")] = 0.02,
     delta: Annotated[float, typer.Option(help="The risk bound holds with probability >= 1 - delta.")] = 0.05,
-    ood: Annotated[list[str], typer.Option(help="Out-of-scope calibration set (a data.ood name or a file of texts; repeatable): the risk bound then covers out-of-scope traffic.")] = [],
-    ood_rate: Annotated[Optional[float], typer.Option(help="Expected share of out-of-scope inputs at deployment (default: their share in the calibration data).")] = None,
+    ood: Annotated[
+        list[str],
+        typer.Option(
+            help=(
+                "Out-of-scope calibration set (a data.ood name or a file of texts; repeatable): the risk bound then "
+                "covers out-of-scope traffic."
+            )
+        ),
+    ] = [],
+    ood_rate: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Expected share of out-of-scope inputs at deployment (default: their share in the calibration data)."
+        ),
+    ] = None,
 ) -> None:
     """Calibrate a text-classification run; predict then reports uncertainty, sets and decisions."""
     from caveat.calibration.run import calibrate_run
 
-
-    emit(calibrate_run(run, alpha=alpha, conformal=conformal, score=score, target_risk=target_risk, delta=delta,
-                       ood=ood, ood_rate=ood_rate))
+    emit(
+        calibrate_run(
+            run,
+            alpha=alpha,
+            conformal=conformal,
+            score=score,
+            target_risk=target_risk,
+            delta=delta,
+            ood=ood,
+            ood_rate=ood_rate,
+        )
+    )

@@ -25,8 +25,15 @@ def build_config(config: Path | None, overrides: list[str], **flags: Any) -> Run
     """Merge a config file, shortcut flags (``--train``, ``--task`` ...) and ``--set`` overrides (last wins)."""
     from caveat.config import load_config
 
-    data_keys = {"train": "train", "validation": "validation", "test": "test", "calibration": "calibration",
-                 "text_field": "text_field", "label_field": "label_field", "format": "format"}
+    data_keys = {
+        "train": "train",
+        "validation": "validation",
+        "test": "test",
+        "calibration": "calibration",
+        "text_field": "text_field",
+        "label_field": "label_field",
+        "format": "format",
+    }
     extra: dict[str, Any] = {}
     for flag, key in data_keys.items():
         if flags.get(flag) is not None:

@@ -16,32 +16,72 @@ def register(app: typer.Typer) -> None:
 
 
 def compare_command(
-    runs: Annotated[list[Path], typer.Argument(help="Run directories written by caveat train, all of one task (text classification or NER).")],
-    data: Annotated[str, typer.Option(help="Split name (train, validation, calibration, test) or a labelled file.")] = "test",
-    attack: Annotated[Optional[str], typer.Option("--attack", help="Attacks, comma-separated (e.g. greedy); none by default. A run's saved attack with the same settings is reused.")] = None,
-    shift: Annotated[list[str], typer.Option(help="Shifted labelled set NAME=FILE (repeatable), e.g. cr=custrev.all.")] = [],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Run directories written by caveat train, all of one task (text classification or NER)."),
+    ],
+    data: Annotated[
+        str, typer.Option(help="Split name (train, validation, calibration, test) or a labelled file.")
+    ] = "test",
+    attack: Annotated[
+        Optional[str],
+        typer.Option(
+            "--attack",
+            help=(
+                "Attacks, comma-separated (e.g. greedy); none by default. A run's saved attack with the same settings "
+                "is reused."
+            ),
+        ),
+    ] = None,
+    shift: Annotated[
+        list[str], typer.Option(help="Shifted labelled set NAME=FILE (repeatable), e.g. cr=custrev.all.")
+    ] = [],
     max_examples: Annotated[int, typer.Option(help="Attack the first N examples of the data.")] = 500,
     max_change: Annotated[float, typer.Option(help="Attacks: largest fraction of words changed, in (0, 1].")] = 0.2,
-    min_similarity: Annotated[float, typer.Option(help="Attacks: smallest sentence-embedding cosine to the original, in [0, 1].")] = 0.8,
+    min_similarity: Annotated[
+        float, typer.Option(help="Attacks: smallest sentence-embedding cosine to the original, in [0, 1].")
+    ] = 0.8,
     max_candidates: Annotated[int, typer.Option(help="Attacks: substitutes tried per word.")] = 20,
     seed: Annotated[int, typer.Option(help="Attacks: seed of the character edits and of wordsub's order.")] = 0,
-    similarity_model: Annotated[str, typer.Option(help="Attacks: sentence encoder, default (all-MiniLM-L6-v2) or a local model folder.")] = "default",
-    baseline: Annotated[Optional[str], typer.Option(help="Run the others are measured against on the page (its folder name or path); default: the first.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for compare.json, compare.md and report.html (its data: report.json).")] = Path("compare"),
+    similarity_model: Annotated[
+        str, typer.Option(help="Attacks: sentence encoder, default (all-MiniLM-L6-v2) or a local model folder.")
+    ] = "default",
+    baseline: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Run the others are measured against on the page (its folder name or path); default: the first."
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Folder for compare.json, compare.md and report.html (its data: report.json).")
+    ] = Path("compare"),
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
 ) -> None:
     """Compare runs of one task in one table: clean accuracy and ECE, after-attack accuracy, shifted accuracy and
     ECE (NER runs: span F1 and span ECE, after-attack span F1 and sentence accuracy, shifted span F1 and span ECE),
     seconds per training step. Writes OUT/compare.json, OUT/compare.md and the page OUT/report.html (the change of
-    each run against --baseline, the attacks with adversarial examples, the shifted sets, cost) and prints the markdown."""
+    each run against --baseline, the attacks with adversarial examples, the shifted sets, cost) and prints the
+    markdown."""
     from caveat.robustness.compare import AttackSettings, compare_runs, to_markdown, write_compare
     from caveat.training.run import is_main_process
 
-
-    settings = AttackSettings(max_examples=max_examples, max_change=max_change, min_similarity=min_similarity,
-                              max_candidates=max_candidates, seed=seed)
-    result = compare_runs(runs, data, attacks=attack, shift=shift, settings=settings,
-                          similarity_model=similarity_model, batch_size=batch_size, baseline=baseline)
+    settings = AttackSettings(
+        max_examples=max_examples,
+        max_change=max_change,
+        min_similarity=min_similarity,
+        max_candidates=max_candidates,
+        seed=seed,
+    )
+    result = compare_runs(
+        runs,
+        data,
+        attacks=attack,
+        shift=shift,
+        settings=settings,
+        similarity_model=similarity_model,
+        batch_size=batch_size,
+        baseline=baseline,
+    )
     if not is_main_process():
         return
     paths = write_compare(result, out)

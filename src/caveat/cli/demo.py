@@ -16,8 +16,13 @@ import typer
 
 from caveat.errors import ConfigError
 
-EXAMPLES = ["where is my parcel, it was due yesterday", "i lost my card on the bus", "what time do you open on sunday",
-            "please let me talk to a real person", "what's the weather on mars"]
+EXAMPLES = [
+    "where is my parcel, it was due yesterday",
+    "i lost my card on the bus",
+    "what time do you open on sunday",
+    "please let me talk to a real person",
+    "what's the weather on mars",
+]
 
 # per data set: out-of-scope calibration sets, the out-of-scope test set, the deployment share of
 # out-of-scope traffic the risk bound assumes, and the target error rate on answered inputs
@@ -37,29 +42,59 @@ def _config(data: str, data_dir: Path, epochs: Optional[int], overrides: list[st
 
     if data == "sample":
         if not (data_dir / "intents_train.jsonl").is_file():
-            raise ConfigError(f"{data_dir}/intents_train.jsonl not found; run from the project root or pass --data-dir examples/data")
-        return load_config(overrides=[
-            f"data.root={data_dir.resolve()}", "data.train=intents_train.jsonl", "data.validation=intents_validation.jsonl",
-            "data.test=intents_test.jsonl", "data.ood={oos_validation: intents_oos_validation.jsonl, oos: intents_oos.jsonl}",
-            f"train.epochs={epochs or 3}", "train.batch_size=16", *overrides])
+            raise ConfigError(
+                f"{data_dir}/intents_train.jsonl not found; run from the project root or pass --data-dir examples/data"
+            )
+        return load_config(
+            overrides=[
+                f"data.root={data_dir.resolve()}",
+                "data.train=intents_train.jsonl",
+                "data.validation=intents_validation.jsonl",
+                "data.test=intents_test.jsonl",
+                "data.ood={oos_validation: intents_oos_validation.jsonl, oos: intents_oos.jsonl}",
+                f"train.epochs={epochs or 3}",
+                "train.batch_size=16",
+                *overrides,
+            ]
+        )
     if data == "clinc150":
         root = Path(os.environ.get("CAVEAT_DATA", "../shared/data")).expanduser().resolve()
         if not (root / "clinc150" / "data_full.json").is_file():
-            raise ConfigError(f"CLINC150 not found at {root}/clinc150/data_full.json; set CAVEAT_DATA to the folder that holds clinc150/")
-        return load_config(overrides=[
-            "task=text-classification", f"data.root={root}", "data.format=json", "data.train=clinc150/data_full.json#train",
-            "data.validation=clinc150/data_full.json#val", "data.test=clinc150/data_full.json#test",
-            "data.ood={oos_val: clinc150/data_full.json#oos_val, oos_test: clinc150/data_full.json#oos_test}",
-            f"train.epochs={epochs or 1}", "train.group_by_length=false", *overrides])
+            raise ConfigError(
+                f"CLINC150 not found at {root}/clinc150/data_full.json; set CAVEAT_DATA to the folder that holds "
+                "clinc150/"
+            )
+        return load_config(
+            overrides=[
+                "task=text-classification",
+                f"data.root={root}",
+                "data.format=json",
+                "data.train=clinc150/data_full.json#train",
+                "data.validation=clinc150/data_full.json#val",
+                "data.test=clinc150/data_full.json#test",
+                "data.ood={oos_val: clinc150/data_full.json#oos_val, oos_test: clinc150/data_full.json#oos_test}",
+                f"train.epochs={epochs or 1}",
+                "train.group_by_length=false",
+                *overrides,
+            ]
+        )
     raise ConfigError(f"--data {data!r} is not a demo data set; choose one of: {', '.join(DATASETS)}")
 
 
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
-    data: Annotated[str, typer.Option(help="sample (the intents in examples/data) or clinc150 (needs $CAVEAT_DATA).")] = "sample",
-    data_dir: Annotated[Path, typer.Option(help="Folder with the sample intents_*.jsonl files.")] = Path("examples/data"),
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: 3 on the sample, 1 on CLINC150).")] = None,
-    overrides: Annotated[list[str], typer.Option("--set", help="Config override key=value (repeatable), e.g. model.name_or_path=DIR.")] = [],
+    data: Annotated[
+        str, typer.Option(help="sample (the intents in examples/data) or clinc150 (needs $CAVEAT_DATA).")
+    ] = "sample",
+    data_dir: Annotated[Path, typer.Option(help="Folder with the sample intents_*.jsonl files.")] = Path(
+        "examples/data"
+    ),
+    epochs: Annotated[
+        Optional[int], typer.Option(help="Training epochs (default: 3 on the sample, 1 on CLINC150).")
+    ] = None,
+    overrides: Annotated[
+        list[str], typer.Option("--set", help="Config override key=value (repeatable), e.g. model.name_or_path=DIR.")
+    ] = [],
 ) -> None:
     """Train the default backbone, calibrate, evaluate with out-of-scope inputs, write report.html."""
     from caveat.api import load
@@ -90,9 +125,12 @@ def print_summary(metrics: dict, calibration: dict, spec: dict, rows: list[dict]
     table.add_row("test accuracy", f"{metrics['accuracy']:.1%}")
     table.add_row("ECE before → after temperature", f"{metrics['ece']:.2%} → {metrics['calibrated']['ece']:.2%}")
     table.add_row(f"out-of-scope AUROC ({best})", f"{metrics['methods'][best]['ood_auroc'][name]:.3f}")
-    table.add_row(f"target: ≤ {spec['target_risk']:.0%} errors on answered (δ 0.05, {spec['ood_rate']:.0%} out-of-scope traffic)",
-                  f"error {decisions['combined_answered_error']:.2%} at coverage {decisions['combined_coverage']:.1%}"
-                  if decisions["combined_answered_error"] is not None else "abstains on all")
+    table.add_row(
+        f"target: ≤ {spec['target_risk']:.0%} errors on answered (δ 0.05, {spec['ood_rate']:.0%} out-of-scope traffic)",
+        f"error {decisions['combined_answered_error']:.2%} at coverage {decisions['combined_coverage']:.1%}"
+        if decisions["combined_answered_error"] is not None
+        else "abstains on all",
+    )
     table.add_row("out-of-scope inputs not answered", f"{decisions['oos_recall']:.1%}")
     table.add_row("time", f"{seconds:.0f} s")
     console = Console()

@@ -18,9 +18,15 @@ def explain_command(
     run: Annotated[Path, typer.Argument(help="Run directory written by caveat train.")],
     text: Annotated[str, typer.Argument(help="The text to explain (NER: the sentence, words separated by spaces).")],
     method: Annotated[str, typer.Option(help="ig (integrated gradients), shap, lime or occlusion.")] = "ig",
-    target: Annotated[str, typer.Option(help="Text runs: predicted, a label name, uncertainty (entropy) or mutual_information.")] = "predicted",
-    span: Annotated[Optional[str], typer.Option(help="NER runs: the span to explain, its words as in the sentence, e.g. 'Paris'.")] = None,
-    label: Annotated[Optional[str], typer.Option(help="NER runs: explain the span as this entity type (default: the predicted one).")] = None,
+    target: Annotated[
+        str, typer.Option(help="Text runs: predicted, a label name, uncertainty (entropy) or mutual_information.")
+    ] = "predicted",
+    span: Annotated[
+        Optional[str], typer.Option(help="NER runs: the span to explain, its words as in the sentence, e.g. 'Paris'.")
+    ] = None,
+    label: Annotated[
+        Optional[str], typer.Option(help="NER runs: explain the span as this entity type (default: the predicted one).")
+    ] = None,
     steps: Annotated[int, typer.Option(help="ig: integration steps, all in one batched pass.")] = 32,
     max_evals: Annotated[int, typer.Option(help="shap: most model evaluations (shap's default is 500).")] = 500,
     samples: Annotated[int, typer.Option(help="lime: perturbed inputs (lime's own default is 5000).")] = 1000,
@@ -32,9 +38,10 @@ def explain_command(
     from caveat.explain.render import to_html
     from caveat.io import write_text_atomic
 
-
     options = {"ig": {"steps": steps}, "shap": {"max_evals": max_evals}, "lime": {"samples": samples}}.get(method, {})
-    a = explain(ExplainModel.from_run(run), text, method=method, target=target, span=span, label=label, seed=seed, **options)
+    a = explain(
+        ExplainModel.from_run(run), text, method=method, target=target, span=span, label=label, seed=seed, **options
+    )
     if html is not None:
         write_text_atomic(html, f"<!doctype html><meta charset=utf-8><title>caveat explain</title>\n{to_html(a)}\n")
     emit({"run": str(run), "text": text, **a.to_dict()})

@@ -11,7 +11,10 @@ import typer
 from caveat.cli.common import emit, progress_printer
 from caveat.errors import ConfigError
 
-Lm = Annotated[str, typer.Option("--lm", help="Causal LM: 'default' (packaged SmolLM2-135M-Instruct), a local folder or a hub name.")]
+Lm = Annotated[
+    str,
+    typer.Option("--lm", help="Causal LM: 'default' (packaged SmolLM2-135M-Instruct), a local folder or a hub name."),
+]
 GgufFile = Annotated[str | None, typer.Option(help="A GGUF file inside the --lm folder (de-quantised on load).")]
 Samples = Annotated[int, typer.Option(help="K sampled answers besides the greedy one, all in one generate call.")]
 MaxNew = Annotated[int, typer.Option(help="Longest answer, in tokens.")]
@@ -20,12 +23,22 @@ TopK = Annotated[int, typer.Option(help="Top-k sampling (0: off).")]
 TopP = Annotated[float, typer.Option(help="Nucleus sampling (1: off).")]
 Seed = Annotated[int, typer.Option(help="Sampling seed (mixed with a checksum of each prompt).")]
 Cache = Annotated[Path | None, typer.Option(help="Folder to keep generations in (JSON), so reruns never re-generate.")]
-Template = Annotated[str | None, typer.Option(help="Prompt template with {question} (and {context}); default: caveat's brief-answer prompts.")]
+Template = Annotated[
+    str | None,
+    typer.Option(help="Prompt template with {question} (and {context}); default: caveat's brief-answer prompts."),
+]
 Estimators = Annotated[str, typer.Option(help="Comma-separated estimators, or 'all'.")]
 Rule = Annotated[str, typer.Option(help="Correctness rule: contains, exact, f1 or f1@<threshold>.")]
-Threshold = Annotated[float, typer.Option(help="Cosine similarity of sentence embeddings at which two answers mean the same.")]
-Nli = Annotated[str | None, typer.Option(help="An NLI model folder: meaning clusters by bidirectional entailment instead of embeddings.")]
-Data = Annotated[Path, typer.Option(help="Questions: SQuAD-style JSON (passage in the prompt) or NQ-open JSONL (closed book).")]
+Threshold = Annotated[
+    float, typer.Option(help="Cosine similarity of sentence embeddings at which two answers mean the same.")
+]
+Nli = Annotated[
+    str | None,
+    typer.Option(help="An NLI model folder: meaning clusters by bidirectional entailment instead of embeddings."),
+]
+Data = Annotated[
+    Path, typer.Option(help="Questions: SQuAD-style JSON (passage in the prompt) or NQ-open JSONL (closed book).")
+]
 MaxExamples = Annotated[int | None, typer.Option(help="Use a seeded random sample of this many questions.")]
 DataSeed = Annotated[int, typer.Option(help="Seed of the question sample.")]
 
@@ -40,8 +53,9 @@ def _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed):
 
     from caveat.generate.sampling import SamplingConfig
 
-    return SamplingConfig(samples=samples, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                          top_p=top_p, seed=seed)
+    return SamplingConfig(
+        samples=samples, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed
+    )
 
 
 def _context(lm, meaning_threshold: float, nli_model: str | None):
@@ -62,16 +76,32 @@ def _cache(folder: Path | None):
 def generate_command(
     question: Annotated[str, typer.Argument(help="The question.")],
     context: Annotated[str | None, typer.Option(help="A passage to answer from (reading comprehension).")] = None,
-    policy: Annotated[Path | None, typer.Option(help="A policy from generate-calibrate: answer or abstain with a risk bound. Its model, sampling and template are used.")] = None,
-    lm: Lm = "default", gguf_file: GgufFile = None, samples: Samples = 8, max_new_tokens: MaxNew = 32,
-    temperature: Temperature = 0.5, top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = 0, template: Template = None,
-    estimators: Estimators = "all", meaning_threshold: Threshold = 0.9, nli_model: Nli = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            help=(
+                "A policy from generate-calibrate: answer or abstain with a risk bound. Its model, sampling and "
+                "template are used."
+            )
+        ),
+    ] = None,
+    lm: Lm = "default",
+    gguf_file: GgufFile = None,
+    samples: Samples = 8,
+    max_new_tokens: MaxNew = 32,
+    temperature: Temperature = 0.5,
+    top_k: TopK = 0,
+    top_p: TopP = 1.0,
+    seed: Seed = 0,
+    template: Template = None,
+    estimators: Estimators = "all",
+    meaning_threshold: Threshold = 0.9,
+    nli_model: Nli = None,
 ) -> None:
     """Answer one question, with its uncertainty under every estimator and, given a policy, the decision."""
     from caveat.generate.answer import answer_question, ask, estimator_names
     from caveat.generate.lm import load_lm
     from caveat.generate.policy import GenerationPolicy
-
 
     fitted = GenerationPolicy.load(policy) if policy is not None else None
     cfg = fitted.sampling if fitted else _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed)
@@ -84,13 +114,30 @@ def generate_command(
 
 
 def generate_eval_command(
-    data: Data, max_examples: MaxExamples = None, data_seed: DataSeed = 0,
-    lm: Lm = "default", gguf_file: GgufFile = None, samples: Samples = 8, max_new_tokens: MaxNew = 32,
-    temperature: Temperature = 0.5, top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = 0, template: Template = None,
-    estimators: Estimators = "all", rule: Rule = "contains", meaning_threshold: Threshold = 0.9, nli_model: Nli = None,
-    cache: Cache = None, n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 1000,
-    out: Annotated[Path | None, typer.Option(help="Write the full result (with per-question records) to this JSON file.")] = None,
-    html: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML report (and its .json) here.")] = None,
+    data: Data,
+    max_examples: MaxExamples = None,
+    data_seed: DataSeed = 0,
+    lm: Lm = "default",
+    gguf_file: GgufFile = None,
+    samples: Samples = 8,
+    max_new_tokens: MaxNew = 32,
+    temperature: Temperature = 0.5,
+    top_k: TopK = 0,
+    top_p: TopP = 1.0,
+    seed: Seed = 0,
+    template: Template = None,
+    estimators: Estimators = "all",
+    rule: Rule = "contains",
+    meaning_threshold: Threshold = 0.9,
+    nli_model: Nli = None,
+    cache: Cache = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 1000,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the full result (with per-question records) to this JSON file.")
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="Also write a self-contained HTML report (and its .json) here.")
+    ] = None,
 ) -> None:
     """How well each estimator detects wrong answers: AUROC, PRR (95% bootstrap), AURC, accuracy at coverage, cost."""
     from caveat.generate.data import read_questions
@@ -101,25 +148,39 @@ def generate_eval_command(
     from caveat.report.generation import generation_report
     from caveat.report.html import write_report
 
-
     if html is not None and out is not None and html.with_suffix(".json").resolve() == out.resolve():
-        raise ConfigError(f"--html {html} also writes {html.with_suffix('.json')}, which is --out; give them different names")
+        raise ConfigError(
+            f"--html {html} also writes {html.with_suffix('.json')}, which is --out; give them different names"
+        )
     cfg = _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed)
     names = parse_estimators(estimators, samples=cfg.samples)
     questions = read_questions(data, limit=max_examples, seed=data_seed if max_examples else None)
     model = load_lm(lm, gguf_file=gguf_file)
-    result = evaluate_generation(questions, model, sampling=cfg, estimators=names, rule=rule, cache=_cache(cache),
-                                 context=_context(model, meaning_threshold, nli_model), template=template,
-                                 n_boot=n_boot, progress=progress_printer("questions"))
+    result = evaluate_generation(
+        questions,
+        model,
+        sampling=cfg,
+        estimators=names,
+        rule=rule,
+        cache=_cache(cache),
+        context=_context(model, meaning_threshold, nli_model),
+        template=template,
+        n_boot=n_boot,
+        progress=progress_printer("questions"),
+    )
     result["data"] = str(data)
     if out is not None:
         write_json_atomic(out, result)
     if html is not None:
-
         write_report(generation_report(result, data=str(data)), html)
-    emit({k: v for k, v in result.items() if k != "records"}
-         | {"estimators": {n: {k: v for k, v in m.items() if k != "risk_coverage"}
-                           for n, m in result["estimators"].items()}})
+    emit(
+        {k: v for k, v in result.items() if k != "records"}
+        | {
+            "estimators": {
+                n: {k: v for k, v in m.items() if k != "risk_coverage"} for n, m in result["estimators"].items()
+            }
+        }
+    )
 
 
 def generate_calibrate_command(
@@ -128,11 +189,24 @@ def generate_calibrate_command(
     estimator: Annotated[str, typer.Option(help="The estimator to threshold.")] = "semantic_entropy",
     target_risk: Annotated[float, typer.Option(help="Bound on the error rate of answered questions.")] = 0.3,
     delta: Annotated[float, typer.Option(help="Allowed probability that the bound fails.")] = 0.05,
-    holdout: Annotated[float, typer.Option(help="Share of the questions kept out of calibration to check the bound on.")] = 0.5,
-    max_examples: MaxExamples = None, data_seed: DataSeed = 0,
-    lm: Lm = "default", gguf_file: GgufFile = None, samples: Samples = 8, max_new_tokens: MaxNew = 32,
-    temperature: Temperature = 0.5, top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = 0, template: Template = None,
-    rule: Rule = "contains", meaning_threshold: Threshold = 0.9, nli_model: Nli = None, cache: Cache = None,
+    holdout: Annotated[
+        float, typer.Option(help="Share of the questions kept out of calibration to check the bound on.")
+    ] = 0.5,
+    max_examples: MaxExamples = None,
+    data_seed: DataSeed = 0,
+    lm: Lm = "default",
+    gguf_file: GgufFile = None,
+    samples: Samples = 8,
+    max_new_tokens: MaxNew = 32,
+    temperature: Temperature = 0.5,
+    top_k: TopK = 0,
+    top_p: TopP = 1.0,
+    seed: Seed = 0,
+    template: Template = None,
+    rule: Rule = "contains",
+    meaning_threshold: Threshold = 0.9,
+    nli_model: Nli = None,
+    cache: Cache = None,
 ) -> None:
     """Fit a risk-controlled threshold: answer only where P(wrong) among answered questions is bounded."""
     from caveat.generate.correctness import get_rule, judge
@@ -143,8 +217,6 @@ def generate_calibrate_command(
     from caveat.generate.policy import GenerationPolicy
     from caveat.generate.sampling import Sampler
 
-
-
     if not 0 <= holdout < 1:
         raise ConfigError(f"--holdout must lie in [0, 1); got {holdout}. E.g. 0.5 checks the bound on half")
     cfg = _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed)
@@ -153,21 +225,42 @@ def generate_calibrate_command(
     random.Random(data_seed).shuffle(questions)
     n_check = round(holdout * len(questions))
     model = load_lm(lm, gguf_file=gguf_file)
-    scored = score_questions(questions, Sampler(model, cfg, cache=_cache(cache)), [estimator],
-                             context=_context(model, meaning_threshold, nli_model), template=template,
-                             progress=progress_printer("questions"))
+    scored = score_questions(
+        questions,
+        Sampler(model, cfg, cache=_cache(cache)),
+        [estimator],
+        context=_context(model, meaning_threshold, nli_model),
+        template=template,
+        progress=progress_printer("questions"),
+    )
     errors = ~judge(scored.answers, questions, get_rule(rule))
     s = scored.scores[estimator]
     cal = slice(n_check, None)
-    policy = GenerationPolicy.fit(s[cal], errors[cal], lm=model.name, sampling=cfg, estimator=estimator,
-                                  rule=get_rule(rule).name, target_risk=target_risk, delta=delta, template=template,
-                                  meaning={"threshold": meaning_threshold, "nli_model": nli_model})
+    policy = GenerationPolicy.fit(
+        s[cal],
+        errors[cal],
+        lm=model.name,
+        sampling=cfg,
+        estimator=estimator,
+        rule=get_rule(rule).name,
+        target_risk=target_risk,
+        delta=delta,
+        template=template,
+        meaning={"threshold": meaning_threshold, "nli_model": nli_model},
+    )
     policy.save(out)
-    result = {"policy": str(out), "guarantee": policy.risk.guarantee, **policy.state()["risk"],
-              "error_rate_calibration": float(errors[cal].mean())}
+    result = {
+        "policy": str(out),
+        "guarantee": policy.risk.guarantee,
+        **policy.state()["risk"],
+        "error_rate_calibration": float(errors[cal].mean()),
+    }
     if n_check:
         answered = policy.risk.decide(s[:n_check])
-        result["holdout"] = {"n": n_check, "coverage": float(answered.mean()),
-                             "risk": float(errors[:n_check][answered].mean()) if answered.any() else None,
-                             "error_rate_all": float(errors[:n_check].mean())}
+        result["holdout"] = {
+            "n": n_check,
+            "coverage": float(answered.mean()),
+            "risk": float(errors[:n_check][answered].mean()) if answered.any() else None,
+            "error_rate_all": float(errors[:n_check].mean()),
+        }
     emit(result)

@@ -18,10 +18,16 @@ def register(app: typer.Typer) -> None:
 
 def predict(
     run: Annotated[Path, typer.Argument(help="Run directory written by caveat train.")],
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to predict; '-' or none reads stdin (one per line).")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="A .jsonl file (field 'text') or one text per line.")] = None,
+    texts: Annotated[
+        Optional[list[str]], typer.Argument(help="Texts to predict; '-' or none reads stdin (one per line).")
+    ] = None,
+    file: Annotated[
+        Optional[Path], typer.Option("--file", "-f", help="A .jsonl file (field 'text') or one text per line.")
+    ] = None,
     top_k: Annotated[int, typer.Option(help="Probabilities of the k most likely labels (0: all).")] = 5,
-    method: Annotated[str, typer.Option(help="deterministic, or mc_dropout (adds the mean of --samples passes).")] = "deterministic",
+    method: Annotated[
+        str, typer.Option(help="deterministic, or mc_dropout (adds the mean of --samples passes).")
+    ] = "deterministic",
     samples: Annotated[int, typer.Option(help="mc_dropout: stochastic passes.")] = 10,
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
 ) -> None:

@@ -14,16 +14,21 @@ def register(app: typer.Typer) -> None:
 
 def report(
     run: Annotated[Path, typer.Argument(help="Run directory written by caveat train.")],
-    data: Annotated[str, typer.Option(help="Split name (train, validation, calibration, test) or a labelled file.")] = "test",
-    ood: Annotated[list[str], typer.Option(help="Out-of-scope set: a data.ood name of the run or a file of texts (repeatable).")] = [],
-    out: Annotated[Optional[Path], typer.Option(help="HTML file to write (default RUN/report.html); the JSON goes next to it.")] = None,
+    data: Annotated[
+        str, typer.Option(help="Split name (train, validation, calibration, test) or a labelled file.")
+    ] = "test",
+    ood: Annotated[
+        list[str], typer.Option(help="Out-of-scope set: a data.ood name of the run or a file of texts (repeatable).")
+    ] = [],
+    out: Annotated[
+        Optional[Path], typer.Option(help="HTML file to write (default RUN/report.html); the JSON goes next to it.")
+    ] = None,
     top: Annotated[int, typer.Option(help="Rows in the per-example tables.")] = 10,
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
 ) -> None:
     """Write RUN/report.html (images embedded, nothing external) and RUN/report.json; print the path."""
     from caveat.report import build_report, write_report
     from caveat.training.run import is_main_process
-
 
     built = build_report(run, data, ood=ood, top=top, batch_size=batch_size)
     if is_main_process():

@@ -21,29 +21,57 @@ def serve(
     run: Annotated[Path, typer.Argument(help="Run directory to serve (calibrated with caveat calibrate).")],
     host: Annotated[Optional[str], _opt("Interface to bind (env CAVEAT_HOST; default 127.0.0.1).")] = None,
     port: Annotated[Optional[int], _opt("TCP port (env CAVEAT_PORT; default 8000).")] = None,
-    allow_uncalibrated: Annotated[Optional[bool], _opt(
-        "Serve a run without caveat calibrate's fit: labels and probabilities, no prediction sets or decisions "
-        "(env CAVEAT_ALLOW_UNCALIBRATED; default: refuse).", "--allow-uncalibrated/--require-calibrated")] = None,
-    max_batch_size: Annotated[Optional[int], _opt("Most inputs per forward pass (env CAVEAT_MAX_BATCH_SIZE; default 32).")] = None,
-    max_wait_ms: Annotated[Optional[float], _opt("Longest wait for a batch to fill (env CAVEAT_MAX_WAIT_MS; default 5).")] = None,
+    allow_uncalibrated: Annotated[
+        Optional[bool],
+        _opt(
+            "Serve a run without caveat calibrate's fit: labels and probabilities, no prediction sets or decisions "
+            "(env CAVEAT_ALLOW_UNCALIBRATED; default: refuse).",
+            "--allow-uncalibrated/--require-calibrated",
+        ),
+    ] = None,
+    max_batch_size: Annotated[
+        Optional[int], _opt("Most inputs per forward pass (env CAVEAT_MAX_BATCH_SIZE; default 32).")
+    ] = None,
+    max_wait_ms: Annotated[
+        Optional[float], _opt("Longest wait for a batch to fill (env CAVEAT_MAX_WAIT_MS; default 5).")
+    ] = None,
     max_texts: Annotated[Optional[int], _opt("Most inputs per request (env CAVEAT_MAX_TEXTS; default 128).")] = None,
-    max_text_chars: Annotated[Optional[int], _opt("Most characters per input (env CAVEAT_MAX_TEXT_CHARS; default 10000).")] = None,
-    lm: Annotated[Optional[str], _opt(
-        "A causal LM for POST /v1/generate: 'default' (packaged SmolLM2-135M-Instruct) or a local model folder "
-        "(env CAVEAT_LM; default: no /v1/generate).", "--lm")] = None,
-    generation_policy: Annotated[Optional[Path], _opt(
-        "A policy from caveat generate-calibrate for /v1/generate: its model, sampling and template, and "
-        "answer/abstain under its risk bound (env CAVEAT_GENERATION_POLICY).", "--generation-policy")] = None,
-    drift_window: Annotated[Optional[int], _opt("Recent inputs in the drift test (env CAVEAT_DRIFT_WINDOW; default 500).")] = None,
-    drift_min_inputs: Annotated[Optional[int], _opt(
-        "Inputs before the drift alarm may fire (env CAVEAT_DRIFT_MIN_INPUTS; default 100).")] = None,
-    drift_alpha: Annotated[Optional[float], _opt(
-        "Drift alarm when the KS p-value is below this (env CAVEAT_DRIFT_ALPHA; default 0.01).")] = None,
-    torch_threads: Annotated[Optional[int], _opt(
-        "CPU threads for inference (env CAVEAT_TORCH_THREADS; default: all CPUs but one).")] = None,
+    max_text_chars: Annotated[
+        Optional[int], _opt("Most characters per input (env CAVEAT_MAX_TEXT_CHARS; default 10000).")
+    ] = None,
+    lm: Annotated[
+        Optional[str],
+        _opt(
+            "A causal LM for POST /v1/generate: 'default' (packaged SmolLM2-135M-Instruct) or a local model folder "
+            "(env CAVEAT_LM; default: no /v1/generate).",
+            "--lm",
+        ),
+    ] = None,
+    generation_policy: Annotated[
+        Optional[Path],
+        _opt(
+            "A policy from caveat generate-calibrate for /v1/generate: its model, sampling and template, and "
+            "answer/abstain under its risk bound (env CAVEAT_GENERATION_POLICY).",
+            "--generation-policy",
+        ),
+    ] = None,
+    drift_window: Annotated[
+        Optional[int], _opt("Recent inputs in the drift test (env CAVEAT_DRIFT_WINDOW; default 500).")
+    ] = None,
+    drift_min_inputs: Annotated[
+        Optional[int], _opt("Inputs before the drift alarm may fire (env CAVEAT_DRIFT_MIN_INPUTS; default 100).")
+    ] = None,
+    drift_alpha: Annotated[
+        Optional[float], _opt("Drift alarm when the KS p-value is below this (env CAVEAT_DRIFT_ALPHA; default 0.01).")
+    ] = None,
+    torch_threads: Annotated[
+        Optional[int], _opt("CPU threads for inference (env CAVEAT_TORCH_THREADS; default: all CPUs but one).")
+    ] = None,
     log_level: Annotated[Optional[str], _opt("uvicorn log level (env CAVEAT_LOG_LEVEL; default info).")] = None,
-    access_log: Annotated[Optional[bool], _opt(
-        "One log line per request (env CAVEAT_ACCESS_LOG; default on).", "--access-log/--no-access-log")] = None,
+    access_log: Annotated[
+        Optional[bool],
+        _opt("One log line per request (env CAVEAT_ACCESS_LOG; default on).", "--access-log/--no-access-log"),
+    ] = None,
 ) -> None:
     """Serve predictions with uncertainty, prediction sets and decisions over HTTP (OpenAPI at /openapi.json).
 
@@ -53,13 +81,30 @@ def serve(
 
     from caveat.service import ServiceSettings, create_app
 
-
     settings = ServiceSettings.from_env(
-        run_dir=run, host=host, port=port, allow_uncalibrated=allow_uncalibrated, max_batch_size=max_batch_size,
-        max_wait_ms=max_wait_ms, max_texts=max_texts, max_text_chars=max_text_chars, lm=lm,
-        generation_policy=generation_policy, drift_window=drift_window,
-        drift_min_inputs=drift_min_inputs, drift_alpha=drift_alpha, torch_threads=torch_threads, log_level=log_level,
-        access_log=access_log)
+        run_dir=run,
+        host=host,
+        port=port,
+        allow_uncalibrated=allow_uncalibrated,
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        max_texts=max_texts,
+        max_text_chars=max_text_chars,
+        lm=lm,
+        generation_policy=generation_policy,
+        drift_window=drift_window,
+        drift_min_inputs=drift_min_inputs,
+        drift_alpha=drift_alpha,
+        torch_threads=torch_threads,
+        log_level=log_level,
+        access_log=access_log,
+    )
     app = create_app(settings)  # refuses an uncalibrated run or an unusable policy here, before binding the port
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=settings.access_log, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=10,
+    )

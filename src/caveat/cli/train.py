@@ -17,7 +17,9 @@ def register(app: typer.Typer) -> None:
 def train(
     config: Annotated[Optional[Path], typer.Argument(help="YAML config (optional when --train is given).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = Path("runs/latest"),
-    set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set train.lr=3e-5 (repeatable).")] = [],
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Override a config key: --set train.lr=3e-5 (repeatable).")
+    ] = [],
     task: Annotated[Optional[str], typer.Option(help="text-classification or token-classification.")] = None,
     train_file: Annotated[Optional[str], typer.Option("--train", help="Training file (sets data.train).")] = None,
     validation: Annotated[Optional[str], typer.Option(help="Validation file (sets data.validation).")] = None,
@@ -26,8 +28,12 @@ def train(
     label_field: Annotated[Optional[str], typer.Option(help="Label field name (sets data.label_field).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Backbone: 'default', a folder or a hub name.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = False,
-    sweep: Annotated[Optional[str], typer.Option(help="Comma-separated alphas: tune train.alpha on validation (as caveat tune).")] = None,
-    ensemble: Annotated[int, typer.Option(help="Train N members with seeds seed..seed+N-1 (deep ensemble).", min=1)] = 1,
+    sweep: Annotated[
+        Optional[str], typer.Option(help="Comma-separated alphas: tune train.alpha on validation (as caveat tune).")
+    ] = None,
+    ensemble: Annotated[
+        int, typer.Option(help="Train N members with seeds seed..seed+N-1 (deep ensemble).", min=1)
+    ] = 1,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Fine-tune a transformer with a robust objective; prints a JSON summary."""
@@ -35,8 +41,17 @@ def train(
     from caveat.training.run import run_training
     from caveat.training.select import sweep_alpha
 
-    cfg = build_config(config, set_, task=task, train=train_file, validation=validation, test=test,
-                       text_field=text_field, label_field=label_field, model=model)
+    cfg = build_config(
+        config,
+        set_,
+        task=task,
+        train=train_file,
+        validation=validation,
+        test=test,
+        text_field=text_field,
+        label_field=label_field,
+        model=model,
+    )
     if sweep:
         emit(sweep_alpha(cfg, out, [float(a) for a in sweep.split(",")], progress=progress))
         return
@@ -44,4 +59,3 @@ def train(
         emit(train_ensemble(cfg, out, ensemble, progress=progress))
         return
     emit(run_training(cfg, out, resume=resume, progress=progress))
-

@@ -37,14 +37,10 @@ class LabelMap:
         labels = list(labels)
         bad = [x for x in labels if not isinstance(x, str) or not x]
         if bad:
-            raise DataError(
-                f"labels must be non-empty strings, got {bad[0]!r}. Fix: name every label"
-            )
+            raise DataError(f"labels must be non-empty strings, got {bad[0]!r}. Fix: name every label")
         duplicates = sorted(x for x, n in Counter(labels).items() if n > 1)
         if duplicates:
-            raise DataError(
-                f"duplicate labels {duplicates}. Fix: give each label once in the label list"
-            )
+            raise DataError(f"duplicate labels {duplicates}. Fix: give each label once in the label list")
         if not labels:
             raise DataError("no labels. Fix: train on data that has labels")
         self.labels: list[str] = labels
@@ -90,9 +86,7 @@ class LabelMap:
         """The label with id ``i`` (0 <= i < len(self))."""
         i = operator.index(i)  # numpy integers are fine, floats are not
         if not 0 <= i < len(self):
-            raise IndexError(
-                f"label id {i} is out of range: there are {len(self)} labels (0..{len(self) - 1})"
-            )
+            raise IndexError(f"label id {i} is out of range: there are {len(self)} labels (0..{len(self) - 1})")
         return self.labels[i]
 
     def to_json(self) -> list[str]:
@@ -136,8 +130,7 @@ class LabelMap:
                 values = ex.tags if isinstance(ex, TokenExample) else (ex.label,)
                 if values is None or None in values:
                     raise DataError(
-                        f"{_where(split.source, ex.line)}: the example has no label. "
-                        "Fix: label every training example"
+                        f"{_where(split.source, ex.line)}: the example has no label. Fix: label every training example"
                     )
                 seen.update(values)
         if task is Task.TEXT_CLASSIFICATION:

@@ -49,7 +49,10 @@ def load_data(config: RunConfig):
 
     data, task = config.data, config.task
     if data.train is None:
-        raise ConfigError("data.train is not set; give a training file, e.g. --set data.train=train.jsonl (or --train on the command line)")
+        raise ConfigError(
+            "data.train is not set; give a training file, e.g. --set data.train=train.jsonl (or --train on the command "
+            "line)"
+        )
     read = {name: read_file(getattr(data, name), data, task, name=name) for name in SPLIT_NAMES if getattr(data, name)}
     splits = make_splits(
         read["train"],

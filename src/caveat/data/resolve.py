@@ -27,20 +27,29 @@ def resolve_split(run: Run, data: str, load: Callable[[], object] | None = None)
     if _is_file(data):
         split = read_file(data, run.config.data.model_copy(update={"root": None}), run.task, name=Path(data).name)
     elif data in run.config.data.ood:
-        raise ConfigError(f"{{data}}={data!r} is an out-of-scope set, with no labels of this model to score; "
-                          f"choose one of {names} or a labelled file", fields=("data",))
+        raise ConfigError(
+            f"{{data}}={data!r} is an out-of-scope set, with no labels of this model to score; "
+            f"choose one of {names} or a labelled file",
+            fields=("data",),
+        )
     elif data in SPLIT_NAMES:
         splits = load() if load is not None else load_data(run.config)
         split = find_split(splits, data)
         if split is None:
-            raise ConfigError(f"{{data}}={data!r}: this run has no {data} split (set data.{data} when training, "
-                              "or pass a file)", fields=("data",))
+            raise ConfigError(
+                f"{{data}}={data!r}: this run has no {data} split (set data.{data} when training, or pass a file)",
+                fields=("data",),
+            )
         if fingerprint(splits) != run.info.get("data", {}).get("fingerprint"):
-            raise RunDirError(f"the data of {run.path} changed since training (fingerprint differs); pass the file "
-                              "to {data} instead of the split name", fields=("data",))
+            raise RunDirError(
+                f"the data of {run.path} changed since training (fingerprint differs); pass the file "
+                "to {data} instead of the split name",
+                fields=("data",),
+            )
     else:
-        raise ConfigError(f"{{data}}={data!r} is neither a file nor a split name; use one of {names} or a path",
-                          fields=("data",))
+        raise ConfigError(
+            f"{{data}}={data!r} is neither a file nor a split name; use one of {names} or a path", fields=("data",)
+        )
     check_labels(split, LabelMap(run.labels), run.task)
     return split
 
@@ -53,10 +62,12 @@ def ood_texts(run: Run, spec: str, load: Callable[[], object] | None = None) -> 
         return [ex.text for ex in splits.extra[spec].examples]
     if _is_file(spec):
         if "#" in spec or spec.endswith((".json", ".csv", ".tsv")):
-            split = read_file(spec, run.config.data.model_copy(update={"root": None}), run.task, name="ood",
-                              labelled=False)
+            split = read_file(
+                spec, run.config.data.model_copy(update={"root": None}), run.task, name="ood", labelled=False
+            )
             return [ex.text for ex in split.examples]
         return read_texts(spec)
     names = ", ".join(run.config.data.ood) or "none configured"
-    raise ConfigError(f"{{ood}}={spec!r} is neither an out-of-scope set of this run ({names}) nor a file of texts",
-                      fields=("ood",))
+    raise ConfigError(
+        f"{{ood}}={spec!r} is neither an out-of-scope set of this run ({names}) nor a file of texts", fields=("ood",)
+    )

@@ -49,9 +49,7 @@ def _check_fraction(name: str, value: float, *, zero_ok: bool = False) -> None:
     if ok and (0 < value < 1 or (zero_ok and value == 0)):
         return
     interval = "[0, 1)" if zero_ok else "(0, 1)"
-    raise ConfigError(
-        f"{name}={value!r} is outside {interval}. Fix: set {name} to a fraction such as 0.1"
-    )
+    raise ConfigError(f"{name}={value!r} is outside {interval}. Fix: set {name} to a fraction such as 0.1")
 
 
 def _strata(split: Split) -> dict[str, list[int]] | None:
@@ -88,9 +86,7 @@ def _quotas(sizes: list[int], n: int, rng: np.random.Generator) -> list[int]:
     return quota
 
 
-def _carve(
-    split: Split, n: int, rng: np.random.Generator, stratify: bool
-) -> tuple[list[int], list[int]]:
+def _carve(split: Split, n: int, rng: np.random.Generator, stratify: bool) -> tuple[list[int], list[int]]:
     """Choose ``n`` example indices of ``split``; returns (carved, rest), both sorted."""
     strata = _strata(split) if stratify else None
     if strata is None:
@@ -132,9 +128,7 @@ def _rng(seed: int, purpose: str) -> np.random.Generator:
     return np.random.default_rng([seed, _STREAM[purpose]])
 
 
-def _check_fractions(
-    validation_fraction: float, calibration_fraction: float, test_fraction: float
-) -> None:
+def _check_fractions(validation_fraction: float, calibration_fraction: float, test_fraction: float) -> None:
     """Fail on a fraction outside its interval before anything is carved."""
     _check_fraction("validation_fraction", validation_fraction)
     _check_fraction("calibration_fraction", calibration_fraction)
@@ -218,9 +212,7 @@ def _carve_calibration(
     carved, rest = _carve(validation, n_cal, _rng(seed, "calibration"), stratify)
     source = _carved_source(validation, calibration_fraction, seed)
     calibration = _subset(validation, carved, "calibration", source)
-    rest_of_validation = _subset(
-        validation, rest, validation.name, validation.source, validation.skipped
-    )
+    rest_of_validation = _subset(validation, rest, validation.name, validation.source, validation.skipped)
     return calibration, rest_of_validation
 
 
@@ -279,7 +271,5 @@ def make_splits(
     n_test, n_val = _train_carve_sizes(train, validation, test, validation_fraction, test_fraction)
     test, train = _carve_test(train, test, n_test, test_fraction, seed, stratify)
     validation, train = _carve_validation(train, validation, n_val, validation_fraction, seed, stratify)
-    calibration, validation = _carve_calibration(
-        validation, calibration, calibration_fraction, seed, stratify
-    )
+    calibration, validation = _carve_calibration(validation, calibration, calibration_fraction, seed, stratify)
     return DataSplits(train, validation, calibration, test, dict(extra or {}))

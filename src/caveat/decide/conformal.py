@@ -83,7 +83,9 @@ def check_labels(labels: Any, n: int, n_classes: int) -> np.ndarray:
     if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
-        raise DataError(f"labels must be integer class indices; got dtype {arr.dtype}. Map label names to indices first.")
+        raise DataError(
+            f"labels must be integer class indices; got dtype {arr.dtype}. Map label names to indices first."
+        )
     bad = (arr < 0) | (arr >= n_classes)
     if bad.any():
         raise DataError(
@@ -111,7 +113,9 @@ def conformal_quantile(scores: np.ndarray, alpha: float, *, what: str = "calibra
     return float(np.partition(scores, k - 1)[k - 1])
 
 
-def _cumulative_scores(probs: np.ndarray, rng: np.random.Generator, randomized: bool, penalty: np.ndarray) -> np.ndarray:
+def _cumulative_scores(
+    probs: np.ndarray, rng: np.random.Generator, randomized: bool, penalty: np.ndarray
+) -> np.ndarray:
     """APS/RAPS score of every label: probability mass ranked above it, plus its own (times U)."""
     order = np.argsort(-probs, axis=1, kind="stable")  # (N, C) class ids, most probable first
     ranked = np.take_along_axis(probs, order, axis=1)  # (N, C)
@@ -211,8 +215,15 @@ class ConformalClassifier:
     >>> sets = cp.predict_set(test_probs)  # (N, C) bool  # doctest: +SKIP
     """
 
-    def __init__(self, method: str = "lac", alpha: float = 0.1, *, class_conditional: bool = False,
-                 seed: int | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        method: str = "lac",
+        alpha: float = 0.1,
+        *,
+        class_conditional: bool = False,
+        seed: int | None = None,
+        **options: Any,
+    ) -> None:
         self.method = method
         kind = CONFORMAL.get(method)
         allowed = sorted(f.name for f in fields(kind))
@@ -260,10 +271,12 @@ class ConformalClassifier:
         y = check_labels(labels, p.shape[0], p.shape[1])  # (N,)
         true_scores = self.score.scores(p, self._rng)[np.arange(p.shape[0]), y]  # (N,)
         if self.class_conditional:
-            self.quantiles = np.array([
-                conformal_quantile(true_scores[y == k], self.alpha, what=f"calibration examples of class {k}")
-                for k in range(p.shape[1])
-            ])
+            self.quantiles = np.array(
+                [
+                    conformal_quantile(true_scores[y == k], self.alpha, what=f"calibration examples of class {k}")
+                    for k in range(p.shape[1])
+                ]
+            )
             self.quantile = None
         else:
             self.quantile = conformal_quantile(true_scores, self.alpha)
@@ -313,8 +326,13 @@ class ConformalClassifier:
         missing = {"method", "alpha", "class_conditional", "seed", "options", "quantiles"} - set(state)
         if missing:
             raise ConfigError(f"conformal state lacks {', '.join(sorted(missing))}; save it with state()")
-        obj = cls(state["method"], state["alpha"], class_conditional=state["class_conditional"],
-                  seed=state["seed"], **state["options"])
+        obj = cls(
+            state["method"],
+            state["alpha"],
+            class_conditional=state["class_conditional"],
+            seed=state["seed"],
+            **state["options"],
+        )
         if state["quantiles"] is not None:
             obj.quantiles = np.asarray(state["quantiles"], dtype=np.float64)
             obj.quantile = None if obj.class_conditional else float(obj.quantiles[0])

@@ -87,10 +87,18 @@ class Policy:
     >>> decision = policy.decide(probs, uncertainty=msp_scores)  # doctest: +SKIP
     """
 
-    def __init__(self, *, conformal: ConformalClassifier | None = None, risk: RiskControlled | None = None,
-                 ood_threshold: float | None = None, disagreement_threshold: float | None = None,
-                 max_set_size: int | None = None, route_on: Iterable[str] = ("set_size",),
-                 ood_name: str = "ood", disagreement_name: str = "disagreement") -> None:
+    def __init__(
+        self,
+        *,
+        conformal: ConformalClassifier | None = None,
+        risk: RiskControlled | None = None,
+        ood_threshold: float | None = None,
+        disagreement_threshold: float | None = None,
+        max_set_size: int | None = None,
+        route_on: Iterable[str] = ("set_size",),
+        ood_name: str = "ood",
+        disagreement_name: str = "disagreement",
+    ) -> None:
         if conformal is not None and not isinstance(conformal, ConformalClassifier):
             raise ConfigError(f"conformal must be a ConformalClassifier or None; got {type(conformal).__name__}")
         if risk is not None and not isinstance(risk, RiskControlled):
@@ -118,7 +126,9 @@ class Policy:
     def _score(self, name: str, values: Any, needed: bool, n: int, hint: str) -> np.ndarray | None:
         if values is None:
             if needed:
-                raise DataError(f"this Policy checks {name} scores but none were passed: call decide(probs, {name}=...)")
+                raise DataError(
+                    f"this Policy checks {name} scores but none were passed: call decide(probs, {name}=...)"
+                )
             return None
         if not needed:
             raise ConfigError(f"got {name} scores but the Policy has no check for them: {hint}")
@@ -148,8 +158,13 @@ class Policy:
             sets[np.arange(n), labels] = True
         u = self._score("uncertainty", uncertainty, self.risk is not None, n, "pass Policy(risk=RiskControlled(...))")
         o = self._score("ood", ood, self.ood_threshold is not None, n, "pass Policy(ood_threshold=...)")
-        d = self._score("disagreement", disagreement, self.disagreement_threshold is not None, n,
-                        "pass Policy(disagreement_threshold=...)")
+        d = self._score(
+            "disagreement",
+            disagreement,
+            self.disagreement_threshold is not None,
+            n,
+            "pass Policy(disagreement_threshold=...)",
+        )
 
         # trigger -> (fired (N,) bool, reason of input i when fired, reason when it passed)
         checks: dict[str, tuple[np.ndarray, Callable[[int], str], Callable[[int], str]]] = {}
@@ -157,25 +172,42 @@ class Policy:
             r, t = self.risk, self.risk.threshold
             fired = ~r.decide(u)
             if t is not None and math.isinf(t):
-                checks["risk"] = (fired, lambda i: f"no {r.score} threshold meets {r.guarantee}: abstaining on all",
-                                  lambda i: "")
+                checks["risk"] = (
+                    fired,
+                    lambda i: f"no {r.score} threshold meets {r.guarantee}: abstaining on all",
+                    lambda i: "",
+                )
             else:
-                checks["risk"] = (fired, lambda i: f"{r.score} {u[i]:.3g} > threshold {t:.3g} ({r.guarantee})",
-                                  lambda i: f"{r.score} {u[i]:.3g} ≤ threshold {t:.3g}")
-        for name, values, thr, label in (("ood", o, self.ood_threshold, self.ood_name),
-                                         ("disagreement", d, self.disagreement_threshold, self.disagreement_name)):
+                checks["risk"] = (
+                    fired,
+                    lambda i: f"{r.score} {u[i]:.3g} > threshold {t:.3g} ({r.guarantee})",
+                    lambda i: f"{r.score} {u[i]:.3g} ≤ threshold {t:.3g}",
+                )
+        for name, values, thr, label in (
+            ("ood", o, self.ood_threshold, self.ood_name),
+            ("disagreement", d, self.disagreement_threshold, self.disagreement_name),
+        ):
             if thr is not None:
-                checks[name] = (values > thr, lambda i, v=values, t=thr, s=label: f"{s} {v[i]:.3g} > threshold {t:.3g}",
-                                lambda i, v=values, t=thr, s=label: f"{s} {v[i]:.3g} ≤ threshold {t:.3g}")
+                checks[name] = (
+                    values > thr,
+                    lambda i, v=values, t=thr, s=label: f"{s} {v[i]:.3g} > threshold {t:.3g}",
+                    lambda i, v=values, t=thr, s=label: f"{s} {v[i]:.3g} ≤ threshold {t:.3g}",
+                )
         if self.conformal is not None:
             size = sets.sum(axis=1)  # (N,)
             level = f"{1 - self.conformal.alpha:.0%}"
-            checks["empty_set"] = (size == 0, lambda i: f"empty {level} prediction set (no label is plausible)",
-                                   lambda i: "")
+            checks["empty_set"] = (
+                size == 0,
+                lambda i: f"empty {level} prediction set (no label is plausible)",
+                lambda i: "",
+            )
             if self.max_set_size is not None:
                 k = self.max_set_size
-                checks["set_size"] = (size > k, lambda i: f"{level} prediction set has {size[i]} labels > {k}",
-                                      lambda i: f"{level} prediction set has {size[i]} ≤ {k} labels")
+                checks["set_size"] = (
+                    size > k,
+                    lambda i: f"{level} prediction set has {size[i]} labels > {k}",
+                    lambda i: f"{level} prediction set has {size[i]} ≤ {k} labels",
+                )
 
         action = np.full(n, "answer", dtype=object)
         reason: list[str] = []

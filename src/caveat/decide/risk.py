@@ -98,16 +98,27 @@ class RiskControlled:
     risk_calibration : error rate of those answered calibration inputs.
     """
 
-    def __init__(self, target_risk: float = 0.02, delta: float = 0.05, *, score: str = "msp",
-                 allow_empty: bool = False, starts: int = 1) -> None:
-        self.target_risk = check_level("target_risk", target_risk, fix="Use e.g. target_risk=0.02 for at most 2% errors.")
+    def __init__(
+        self,
+        target_risk: float = 0.02,
+        delta: float = 0.05,
+        *,
+        score: str = "msp",
+        allow_empty: bool = False,
+        starts: int = 1,
+    ) -> None:
+        self.target_risk = check_level(
+            "target_risk", target_risk, fix="Use e.g. target_risk=0.02 for at most 2% errors."
+        )
         self.delta = check_level("delta", delta, fix="Use e.g. delta=0.05 for 95% confidence.")
         if not isinstance(score, str) or not score:
             raise ConfigError(f"score must be the name of an uncertainty score, e.g. 'msp'; got {score!r}")
         if not isinstance(allow_empty, bool):
             raise ConfigError(f"allow_empty must be True or False; got {allow_empty!r}")
         if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
-            raise ConfigError(f"starts must be an integer >= 1 (fixed sequences, each at delta / starts); got {starts!r}")
+            raise ConfigError(
+                f"starts must be an integer >= 1 (fixed sequences, each at delta / starts); got {starts!r}"
+            )
         self.score = score
         self.allow_empty = allow_empty
         self.starts = starts
@@ -128,7 +139,9 @@ class RiskControlled:
         """The promise in words, e.g. "risk ≤ 2% at 95% confidence"."""
         return f"risk ≤ {_percent(self.target_risk)} at {_percent(1 - self.delta)} confidence"
 
-    def calibrate(self, scores: Any, errors: Any, *, ood_scores: Any = None, ood_rate: float | None = None) -> RiskControlled:
+    def calibrate(
+        self, scores: Any, errors: Any, *, ood_scores: Any = None, ood_rate: float | None = None
+    ) -> RiskControlled:
         """Choose the threshold on a calibration split.
 
         Parameters
@@ -162,7 +175,15 @@ class RiskControlled:
         rejected = binom.cdf(k_lam, n_lam, self.target_risk) <= level  # (K,) H0: R > target
         risk = np.divide(k_lam, n_lam, out=np.zeros(len(lam)), where=n_lam > 0)
         keep = self._sequences(rejected, 1.0 - level ** (1.0 / n_lam))  # best case: no errors
-        return self._choose(lam, keep, n_lam / n, risk, n, float(e.mean()), f"even an error-free threshold needs ≥ {n_min} answered examples")
+        return self._choose(
+            lam,
+            keep,
+            n_lam / n,
+            risk,
+            n,
+            float(e.mean()),
+            f"even an error-free threshold needs ≥ {n_min} answered examples",
+        )
 
     def _sequences(self, rejected: np.ndarray, best: np.ndarray) -> np.ndarray:
         """Thresholds certified by some fixed sequence. ``best`` (K,) is each threshold's bound in the
@@ -175,7 +196,7 @@ class RiskControlled:
             below = np.flatnonzero(best <= self.target_risk / 2**j)
             if below.size == 0:
                 continue
-            run = rejected[below[0]:]
+            run = rejected[below[0] :]
             stop = int(np.argmin(run)) if not run.all() else run.shape[0]
             keep[below[0] : below[0] + stop] = True
         return keep
@@ -183,7 +204,10 @@ class RiskControlled:
     def _check(self, scores: Any, errors: Any) -> tuple[np.ndarray, np.ndarray]:
         s = np.asarray(scores, dtype=np.float64)
         if s.ndim == 1 and s.shape[0] and np.isnan(s).any():
-            raise DataError(f"scores must be finite (or +inf: never answered); got nan at position {int(np.flatnonzero(np.isnan(s))[0])}")
+            raise DataError(
+                "scores must be finite (or +inf: never answered); got nan at position "
+                f"{int(np.flatnonzero(np.isnan(s))[0])}"
+            )
         as_scores(np.where(np.isposinf(s), 0.0, s) if s.ndim == 1 else s)  # +inf: never answered
         e = np.asarray(errors)
         if e.shape != s.shape:
@@ -196,8 +220,10 @@ class RiskControlled:
 
     def _calibrate_mixture(self, scores: Any, errors: Any, ood_scores: Any, ood_rate: float | None) -> RiskControlled:
         if ood_scores is None or ood_rate is None:
-            raise ConfigError("out-of-scope risk control needs both ood_scores (calibration scores of out-of-scope "
-                              f"inputs) and ood_rate (their expected share at deployment); got ood_rate={ood_rate!r}")
+            raise ConfigError(
+                "out-of-scope risk control needs both ood_scores (calibration scores of out-of-scope "
+                f"inputs) and ood_rate (their expected share at deployment); got ood_rate={ood_rate!r}"
+            )
         pi = check_level("ood_rate", ood_rate, fix="Use the expected share of out-of-scope inputs, e.g. ood_rate=0.1.")
         s, e = self._check(scores, errors)
         o = np.asarray(ood_scores, dtype=np.float64)
@@ -226,23 +252,40 @@ class RiskControlled:
         # best case of each threshold: no in-scope errors, no out-of-scope answers
         u_none = upper(np.zeros_like(oa), m)
         best_denom = (1 - pi) * l_a + pi * u_none
-        best = np.divide((1 - pi) * upper(np.zeros_like(a), n) + pi * u_none, best_denom,
-                         out=np.ones(len(lam)), where=best_denom > 0)
+        best = np.divide(
+            (1 - pi) * upper(np.zeros_like(a), n) + pi * u_none, best_denom, out=np.ones(len(lam)), where=best_denom > 0
+        )
         testable = best <= self.target_risk  # could pass at all: no in-scope errors, no OOS answered
         lam, rejected, a, wrong, oa = lam[testable], rejected[testable], a[testable], wrong[testable], oa[testable]
-        coverage = ((1 - pi) * a / n + pi * oa / m)
+        coverage = (1 - pi) * a / n + pi * oa / m
         risk = np.divide((1 - pi) * wrong / n + pi * oa / m, coverage, out=np.zeros(len(lam)), where=coverage > 0)
         keep = self._sequences(rejected, best[testable])
         self.ood_rate, self.n_ood_calibration = pi, m
         self.ood_coverage_calibration = None
-        chosen = self._choose(lam, keep, coverage, risk, n, float(e.mean()),
-                              f"even an error-free threshold that answers no out-of-scope input is not provably safe with {m} out-of-scope examples")
+        chosen = self._choose(
+            lam,
+            keep,
+            coverage,
+            risk,
+            n,
+            float(e.mean()),
+            f"even an error-free threshold that answers no out-of-scope input is not provably safe with {m} "
+            "out-of-scope examples",
+        )
         if np.isfinite(chosen.threshold):
             self.ood_coverage_calibration = float((o <= chosen.threshold).mean())
         return chosen
 
-    def _choose(self, lam: np.ndarray, certified: np.ndarray, coverage: np.ndarray, risk: np.ndarray, n: int,
-                error_rate: float, why: str) -> RiskControlled:
+    def _choose(
+        self,
+        lam: np.ndarray,
+        certified: np.ndarray,
+        coverage: np.ndarray,
+        risk: np.ndarray,
+        n: int,
+        error_rate: float,
+        why: str,
+    ) -> RiskControlled:
         """Keep the least conservative certified threshold (``certified`` from ``_sequences``)."""
         stop = int(np.flatnonzero(certified)[-1]) + 1 if certified.any() else 0
         self.n_calibration = n
@@ -306,8 +349,13 @@ class RiskControlled:
         missing = {"target_risk", "delta", "score", "threshold"} - set(state)
         if missing:
             raise ConfigError(f"risk state lacks {', '.join(sorted(missing))}; save it with state()")
-        obj = cls(state["target_risk"], state["delta"], score=state["score"],
-                  allow_empty=state.get("allow_empty", False), starts=state.get("starts", 1))
+        obj = cls(
+            state["target_risk"],
+            state["delta"],
+            score=state["score"],
+            allow_empty=state.get("allow_empty", False),
+            starts=state.get("starts", 1),
+        )
         if state.get("calibrated", state["threshold"] is not None):
             obj.threshold = -math.inf if state["threshold"] is None else float(state["threshold"])
             obj.coverage_calibration = state.get("coverage_calibration")

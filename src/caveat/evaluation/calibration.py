@@ -136,8 +136,10 @@ def _auroc(scores: np.ndarray, positive: np.ndarray, what: str) -> float:
     n_pos = int(positive.sum())
     n_neg = len(positive) - n_pos
     if n_pos == 0 or n_neg == 0:
-        raise ArrayError(f"AUROC is undefined: {what} are all {'False' if n_pos == 0 else 'True'}; "
-                         "evaluate on data with both outcomes")
+        raise ArrayError(
+            f"AUROC is undefined: {what} are all {'False' if n_pos == 0 else 'True'}; "
+            "evaluate on data with both outcomes"
+        )
     ranks = rankdata(scores)  # ties get the average rank, i.e. count one half (Mann-Whitney U)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 

@@ -100,7 +100,9 @@ def _calibrated(ctx: Context, what: str):
         raise ConfigError(f"method {what!r} is fitted by caveat calibrate; run caveat calibrate {ctx.run.path} first")
     fitted = getattr(ctx.caveats, what)
     if fitted is None:
-        raise ConfigError(f"{ctx.run.path} was calibrated before {what} existed; run caveat calibrate {ctx.run.path} again")
+        raise ConfigError(
+            f"{ctx.run.path} was calibrated before {what} existed; run caveat calibrate {ctx.run.path} again"
+        )
     return fitted
 
 
@@ -136,7 +138,9 @@ def _sampled(ctx: Context, predict: Callable[[list[str]], Predictions], name: st
 @METHODS.register("mc_dropout")
 def mc_dropout(ctx: Context) -> Output:
     """Gal & Ghahramani 2016; with ``mc_top_layers`` only the top layers and the head are sampled."""
-    return _sampled(ctx, lambda t: ctx.predictor.predict(t, samples=ctx.mc_samples, top_layers=ctx.mc_top_layers), "mc_dropout")
+    return _sampled(
+        ctx, lambda t: ctx.predictor.predict(t, samples=ctx.mc_samples, top_layers=ctx.mc_top_layers), "mc_dropout"
+    )
 
 
 @METHODS.register("ensemble")
@@ -153,7 +157,9 @@ def parse_methods(spec: str | list[str] | tuple[str, ...] | None, calibrated: bo
         return [*CHEAP, *(NEEDS_CALIBRATION if calibrated else ())]
     names = [n.strip() for part in ([spec] if isinstance(spec, str) else spec) for n in part.split(",") if n.strip()]
     if not names:
-        raise ConfigError(f"--methods {spec!r} names no method; choose from {', '.join(METHODS.names())}")
+        raise ConfigError(
+            f"{{methods}} {spec!r} names no method; choose from {', '.join(METHODS.names())}", fields=("methods",)
+        )
     for name in names:
         METHODS.get(name)  # unknown names raise with the list
     return list(dict.fromkeys(names))
@@ -166,8 +172,11 @@ def method_metrics(ctx: Context, y: np.ndarray, names: list[str]) -> dict:
     out = {}
     for name in names:
         res = METHODS.get(name)(ctx)
-        row = {"score": res.score_name, **selective(res.probs, y, res.score),
-               "cost_ratio": res.seconds / ctx.base_seconds}
+        row = {
+            "score": res.score_name,
+            **selective(res.probs, y, res.score),
+            "cost_ratio": res.seconds / ctx.base_seconds,
+        }
         if res.ood:
             row["ood_auroc"] = {k: cm.ood_auroc(res.score, s) for k, s in res.ood.items()}
             row["fpr95"] = {k: cm.fpr_at_95_tpr(res.score, s) for k, s in res.ood.items()}

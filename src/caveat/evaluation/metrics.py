@@ -21,7 +21,9 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
     present = np.union1d(y_true, y_pred)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=present, zero_division=0)
     _, _, macro, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average="macro", zero_division=0)
-    _, _, weighted, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average="weighted", zero_division=0)
+    _, _, weighted, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=present, average="weighted", zero_division=0
+    )
     return {
         "accuracy": float((y_true == y_pred).mean()),
         "macro_f1": float(macro),
@@ -54,7 +56,12 @@ def span_metrics(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict
         "n": len(true_tags),
         "n_entities": int(micro["support"]),
         "per_type": {
-            k: {"precision": float(v["precision"]), "recall": float(v["recall"]), "f1": float(v["f1-score"]), "support": int(v["support"])}
+            k: {
+                "precision": float(v["precision"]),
+                "recall": float(v["recall"]),
+                "f1": float(v["f1-score"]),
+                "support": int(v["support"]),
+            }
             for k, v in sorted(types.items())
         },
     }
@@ -66,8 +73,14 @@ def nll(probs: np.ndarray, y_true: Sequence[int]) -> float:
     return float(-np.log(np.clip(p, 1e-12, 1.0)).mean())
 
 
-def metrics_for(task: Task, split: Split, labels: list[str], *, logits: np.ndarray | None = None,
-                word_logits: list[np.ndarray] | None = None) -> dict:
+def metrics_for(
+    task: Task,
+    split: Split,
+    labels: list[str],
+    *,
+    logits: np.ndarray | None = None,
+    word_logits: list[np.ndarray] | None = None,
+) -> dict:
     """Task metrics of predictions against a labelled split: (N, C) logits, or per-sentence (W, C) logits."""
     if Task(task) is Task.TOKEN_CLASSIFICATION:
         pred = decode_tags(word_logits, labels)

@@ -28,10 +28,20 @@ from caveat.uncertainty.tokens import binary_ece, span_report
 METRICS_FILE = "metrics.json"
 
 
-def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str] | tuple[str, ...] = (),
-                 methods: str | list[str] | None = None, mc_samples: int = 0, mc_top_layers: int | None = None,
-                 ensemble: bool = False, batch_size: int | None = None, write: bool = True,
-                 shift: list[str] | tuple[str, ...] | dict[str, str] = (), explain: dict | None = None) -> dict:
+def evaluate_run(
+    run_dir: str | Path | Run,
+    data: str = "test",
+    *,
+    ood: list[str] | tuple[str, ...] = (),
+    methods: str | list[str] | None = None,
+    mc_samples: int = 0,
+    mc_top_layers: int | None = None,
+    ensemble: bool = False,
+    batch_size: int | None = None,
+    write: bool = True,
+    shift: list[str] | tuple[str, ...] | dict[str, str] = (),
+    explain: dict | None = None,
+) -> dict:
     """Metrics of a run on ``data`` (see docs/metrics.md for the keys); merged into ``metrics.json``.
 
     For text classification it adds calibration / selective-prediction figures, conformal and
@@ -54,8 +64,11 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
 
     shifted = read_shifts(run, shift)  # read and label-checked before any model pass
     if explain is not None and run.task is not Task.TEXT_CLASSIFICATION:
-        raise ConfigError("{explain} (faithfulness of explanations) is for text-classification runs so far; explain "
-                          "NER spans one at a time (caveat explain RUN SENTENCE --span WORDS)", fields=("explain",))
+        raise ConfigError(
+            "{explain} (faithfulness of explanations) is for text-classification runs so far; explain "
+            "NER spans one at a time (caveat explain RUN SENTENCE --span WORDS)",
+            fields=("explain",),
+        )
     predictor = Predictor.from_run(run, batch_size=batch_size)
     if run.task is Task.TOKEN_CLASSIFICATION:
         preds = predictor.predict([ex.tokens for ex in split.examples])
@@ -64,16 +77,27 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
         metrics = metrics_for(run.task, split, run.labels, word_logits=words)
 
         probs = preds.probs[0]
-        metrics["spans"] = span_report([probs[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)],
-                                       decode_tags(words, run.labels), [ex.tags for ex in split.examples], run.labels)
+        metrics["spans"] = span_report(
+            [probs[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)],
+            decode_tags(words, run.labels),
+            [ex.tags for ex in split.examples],
+            run.labels,
+        )
         metrics.update(_span_caveats(predictor.calibration, preds, split))
     else:
-        metrics = _text_metrics(run, predictor, split, {name: ood_texts(run, name, load) for name in ood},
-                                methods=methods, mc_samples=mc_samples, mc_top_layers=mc_top_layers, ensemble=ensemble)
+        metrics = _text_metrics(
+            run,
+            predictor,
+            split,
+            {name: ood_texts(run, name, load) for name in ood},
+            methods=methods,
+            mc_samples=mc_samples,
+            mc_top_layers=mc_top_layers,
+            ensemble=ensemble,
+        )
         if shifted:
             metrics["shift"] = evaluate_shifts(run, predictor, split, shifted)
         if explain is not None:
-
             metrics["explanations"] = explanation_faithfulness(run.path, data, batch_size=batch_size, **explain)
     result = {"data": data, "source": split.source, "task": run.task.value, **metrics}
     if write:
@@ -84,8 +108,17 @@ def evaluate_run(run_dir: str | Path | Run, data: str = "test", *, ood: list[str
     return result
 
 
-def _text_metrics(run: Run, predictor, split: Split, ood_inputs: dict[str, list[str]], *, methods, mc_samples: int,
-                  mc_top_layers: int | None, ensemble: bool) -> dict:
+def _text_metrics(
+    run: Run,
+    predictor,
+    split: Split,
+    ood_inputs: dict[str, list[str]],
+    *,
+    methods,
+    mc_samples: int,
+    mc_top_layers: int | None,
+    ensemble: bool,
+) -> dict:
 
     caveats = predictor.calibration
     names = parse_methods(methods, calibrated=caveats is not None)
@@ -101,16 +134,29 @@ def _text_metrics(run: Run, predictor, split: Split, ood_inputs: dict[str, list[
     if caveats is not None and ood_inputs:  # the calibrated default's score, at the top level
         metrics["ood_auroc"] = {k: v[caveats.score]["auroc"] for k, v in metrics["ood"].items()}
         metrics["fpr95"] = {k: v[caveats.score]["fpr95"] for k, v in metrics["ood"].items()}
-    ctx = Context(run=run, predictor=predictor, texts=texts, ood_texts=ood_inputs, caveats=caveats, base=preds,
-                  base_ood=ood_preds, base_seconds=seconds, mc_samples=mc_samples or 10, mc_top_layers=mc_top_layers)
+    ctx = Context(
+        run=run,
+        predictor=predictor,
+        texts=texts,
+        ood_texts=ood_inputs,
+        caveats=caveats,
+        base=preds,
+        base_ood=ood_preds,
+        base_seconds=seconds,
+        mc_samples=mc_samples or 10,
+        mc_top_layers=mc_top_layers,
+    )
     metrics["methods"] = method_metrics(ctx, y, names)
     for name, extra in (("mc_dropout", {"top_layers": mc_top_layers}), ("ensemble", {})):
         if name in ctx.cache:
             sampled, sampled_ood = ctx.cache[name]
             if name == "ensemble":
                 extra = {"members": int(sampled.probs.shape[0])}
-            metrics[name] = {**sampled_metrics(sampled, y, sampled_ood), **extra,
-                             "cost_ratio": metrics["methods"][name]["cost_ratio"]}
+            metrics[name] = {
+                **sampled_metrics(sampled, y, sampled_ood),
+                **extra,
+                "cost_ratio": metrics["methods"][name]["cost_ratio"],
+            }
     return metrics
 
 
@@ -125,8 +171,17 @@ def _span_caveats(caveats: SpanCalibration | None, preds: Predictions, split: Sp
         return {"calibrated": {"temperature": caveats.temperature, "n_spans": 0}}
     kept = caveats.risk.decide(1.0 - conf)
     return {
-        "calibrated": {"temperature": caveats.temperature, "aggregate": caveats.aggregate, "n_spans": int(len(conf)),
-                       "span_ece": binary_ece(conf, right), "span_aurc": aurc(1.0 - conf, ~right)},
-        "abstention": {"score": caveats.risk.score, "risk": float((~right[kept]).mean()) if kept.any() else None,
-                       "coverage": float(kept.mean()), "guarantee": caveats.risk.guarantee},
+        "calibrated": {
+            "temperature": caveats.temperature,
+            "aggregate": caveats.aggregate,
+            "n_spans": int(len(conf)),
+            "span_ece": binary_ece(conf, right),
+            "span_aurc": aurc(1.0 - conf, ~right),
+        },
+        "abstention": {
+            "score": caveats.risk.score,
+            "risk": float((~right[kept]).mean()) if kept.any() else None,
+            "coverage": float(kept.mean()),
+            "guarantee": caveats.risk.guarantee,
+        },
     }

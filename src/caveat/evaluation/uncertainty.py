@@ -29,14 +29,18 @@ def selective(probs: np.ndarray, y: np.ndarray, score: np.ndarray) -> dict:
     }
 
 
-def uncertainty_metrics(preds: Predictions, y: np.ndarray, caveats=None, ood: dict[str, Predictions] | None = None) -> dict:
+def uncertainty_metrics(
+    preds: Predictions, y: np.ndarray, caveats=None, ood: dict[str, Predictions] | None = None
+) -> dict:
     """Figures for predictions ``preds`` of labelled inputs ``y`` (N,), optionally with the run's
     fitted ``caveats`` and named out-of-scope predictions ``ood``."""
     raw = preds.probs[0]
     out = selective(raw, y, 1.0 - raw.max(-1))
     if caveats is None:
         if ood:
-            out["ood"] = {name: _ood({"msp": 1.0 - raw.max(-1)}, {"msp": 1.0 - p.probs[0].max(-1)}) for name, p in ood.items()}
+            out["ood"] = {
+                name: _ood({"msp": 1.0 - raw.max(-1)}, {"msp": 1.0 - p.probs[0].max(-1)}) for name, p in ood.items()
+            }
         return out
     probs, scores, decision = caveats.decide(preds)
     errors = probs.argmax(-1) != y
@@ -48,8 +52,12 @@ def uncertainty_metrics(preds: Predictions, y: np.ndarray, caveats=None, ood: di
     }
     # the guarantee covers what the whole policy answers: the risk threshold was chosen on what the
     # OOD and prediction-set checks let through (calibrate.py)
-    out["abstention"] = {"score": caveats.score, "risk": cm.selective_risk(errors, answered) if answered.any() else None,
-                         "coverage": float(answered.mean()), "guarantee": caveats.risk.guarantee}
+    out["abstention"] = {
+        "score": caveats.score,
+        "risk": cm.selective_risk(errors, answered) if answered.any() else None,
+        "coverage": float(answered.mean()),
+        "guarantee": caveats.risk.guarantee,
+    }
     out["decisions"] = {"in_scope": decision.counts()}
     if ood:
         out["ood"] = {}
@@ -71,8 +79,10 @@ def uncertainty_metrics(preds: Predictions, y: np.ndarray, caveats=None, ood: di
 
 
 def _ood(scores_in: dict[str, np.ndarray], scores_out: dict[str, np.ndarray]) -> dict:
-    return {k: {"auroc": cm.ood_auroc(scores_in[k], scores_out[k]), "fpr95": cm.fpr_at_95_tpr(scores_in[k], scores_out[k])}
-            for k in scores_in}
+    return {
+        k: {"auroc": cm.ood_auroc(scores_in[k], scores_out[k]), "fpr95": cm.fpr_at_95_tpr(scores_in[k], scores_out[k])}
+        for k in scores_in
+    }
 
 
 def sampled_metrics(preds: Predictions, y: np.ndarray, ood: dict[str, Predictions] | None = None) -> dict:

@@ -14,8 +14,17 @@ from caveat.explain.targets import Explained, ExplainModel
 METHODS = ("ig", "shap", "lime", "occlusion")
 
 
-def explain(model: ExplainModel, text, *, method: str = "ig", target: str = "predicted", span: str | None = None,
-            label: str | None = None, seed: int = 0, **options) -> Attribution:
+def explain(
+    model: ExplainModel,
+    text,
+    *,
+    method: str = "ig",
+    target: str = "predicted",
+    span: str | None = None,
+    label: str | None = None,
+    seed: int = 0,
+    **options,
+) -> Attribution:
     """Explain one input with one method (see ``ExplainModel.explained`` for ``target``/``span``/``label``;
     ``options`` go to the method: ``steps`` for ig, ``max_evals`` for shap, ``samples`` for lime)."""
     fn = EXPLAINERS.get(method)

@@ -54,7 +54,15 @@ class Attribution:
 
     def to_dict(self) -> dict:
         """JSON-ready: every field, arrays as lists."""
-        return {"method": self.method, "target": self.target, "value": self.value if np.isfinite(self.value) else None,
-                "words": [{"word": w, "attribution": float(a), "feature": bool(f)}
-                          for w, a, f in zip(self.words, self.word_attributions, self.features)],
-                "evaluations": self.evaluations, "seconds": round(self.seconds, 4), "details": self.details}
+        return {
+            "method": self.method,
+            "target": self.target,
+            "value": self.value if np.isfinite(self.value) else None,
+            "words": [
+                {"word": w, "attribution": float(a), "feature": bool(f)}
+                for w, a, f in zip(self.words, self.word_attributions, self.features)
+            ],
+            "evaluations": self.evaluations,
+            "seconds": round(self.seconds, 4),
+            "details": self.details,
+        }

@@ -67,9 +67,13 @@ class _Figures:
     @classmethod
     def empty(cls, methods: list[str]) -> _Figures:
         """Empty lists for every method, pair and sampling method."""
-        return cls(rows={m: [] for m in [*methods, "random"]}, costs={m: [] for m in methods},
-                   agreement={f"{a}~{b}": [] for a, b in itertools.combinations(methods, 2)},
-                   stability={m: [] for m in methods if m in STOCHASTIC}, examples={m: [] for m in methods})
+        return cls(
+            rows={m: [] for m in [*methods, "random"]},
+            costs={m: [] for m in methods},
+            agreement={f"{a}~{b}": [] for a, b in itertools.combinations(methods, 2)},
+            stability={m: [] for m in methods if m in STOCHASTIC},
+            examples={m: [] for m in methods},
+        )
 
 
 def _open_text_run(run_dir: str | Path):
@@ -77,8 +81,11 @@ def _open_text_run(run_dir: str | Path):
 
     run = open_run(run_dir)
     if run.task is not Task.TEXT_CLASSIFICATION:
-        raise ConfigError("--explain-faithfulness is for text-classification runs so far; explain NER spans one at a "
-                          "time with caveat explain RUN SENTENCE --span WORDS")
+        raise ConfigError(
+            "{explain} (faithfulness of explanations) is for text-classification runs so far; explain NER spans "
+            "one at a time (caveat explain RUN SENTENCE --span WORDS)",
+            fields=("explain",),
+        )
     return run
 
 
@@ -103,18 +110,29 @@ def _sample_texts(run, data: str, max_examples: int, seed: int) -> list[str]:
     return texts
 
 
-def _explain_texts(model: ExplainModel, texts: list[str], methods: list[str], opts: dict[str, dict], *, seed: int,
-                   random_draws: int, top_k: int, stability_examples: int) -> _Figures:
+def _explain_texts(
+    model: ExplainModel,
+    texts: list[str],
+    methods: list[str],
+    opts: dict[str, dict],
+    *,
+    seed: int,
+    random_draws: int,
+    top_k: int,
+    stability_examples: int,
+) -> _Figures:
     """Explain each text's predicted label with every method, next to random rankings, gathering the figures."""
     figures = _Figures.empty(methods)
     for i, text in enumerate(texts):
         explained = model.explained(text, "predicted")
         attributions = {}
         for m in methods:
-            attributions[m] = _explain_with(figures, m, explained, text, opts[m], seed=seed, top_k=top_k,
-                                            reseed=i < stability_examples)
+            attributions[m] = _explain_with(
+                figures, m, explained, text, opts[m], seed=seed, top_k=top_k, reseed=i < stability_examples
+            )
         figures.rows["random"].append(
-            random_baseline(explained.score, explained.n_features, draws=random_draws, seed=seed + i))
+            random_baseline(explained.score, explained.n_features, draws=random_draws, seed=seed + i)
+        )
         for a, b in itertools.combinations(methods, 2):
             figures.agreement[f"{a}~{b}"].append(rank_agreement(attributions[a], attributions[b], k=top_k))
         if (i + 1) % 20 == 0:
@@ -122,8 +140,9 @@ def _explain_texts(model: ExplainModel, texts: list[str], methods: list[str], op
     return figures
 
 
-def _explain_with(figures: _Figures, m: str, explained, text: str, opts: dict, *, seed: int, top_k: int,
-                  reseed: bool) -> np.ndarray:
+def _explain_with(
+    figures: _Figures, m: str, explained, text: str, opts: dict, *, seed: int, top_k: int, reseed: bool
+) -> np.ndarray:
     """Explain with method ``m`` and record its cost, faithfulness, example and stability; returns its attributions."""
     a = EXPLAINERS.get(m)(explained, seed=seed, **opts)
     attributions = a.word_attributions[a.features]
@@ -137,13 +156,28 @@ def _explain_with(figures: _Figures, m: str, explained, text: str, opts: dict, *
     return attributions
 
 
-def _uncertainty_check(model: ExplainModel, run, texts: list[str], methods: list[str], opts: dict[str, dict], *,
-                       seed: int, top_k: int, uncertainty_examples: int) -> dict:
+def _uncertainty_check(
+    model: ExplainModel,
+    run,
+    texts: list[str],
+    methods: list[str],
+    opts: dict[str, dict],
+    *,
+    seed: int,
+    top_k: int,
+    uncertainty_examples: int,
+) -> dict:
     """Whether deleting each method's top-k words lowers the uncertainty of unanswered inputs more than random."""
     unsure, how = _abstained(model, run, texts)
     chosen = [texts[i] for i in np.flatnonzero(unsure)[:uncertainty_examples]]
-    uncertainty = {"selected_by": how, "selected": int(unsure.sum()), "n": len(chosen), "k": top_k, "score": "entropy",
-                   "methods": {}}
+    uncertainty = {
+        "selected_by": how,
+        "selected": int(unsure.sum()),
+        "n": len(chosen),
+        "k": top_k,
+        "score": "entropy",
+        "methods": {},
+    }
     for m in methods:
         drops = []
         for text in chosen:
@@ -152,7 +186,9 @@ def _uncertainty_check(model: ExplainModel, run, texts: list[str], methods: list
             drops.append(top_k_drop(explained.score, a.word_attributions[a.features], k=top_k, seed=seed))
         uncertainty["methods"][m] = {
             "lower_than_random": _mean([d["lower_than_random"] for d in drops]),
-            "top_drop": _mean([d["top"] for d in drops]), "random_drop": _mean([d["random"] for d in drops])}
+            "top_drop": _mean([d["top"] for d in drops]),
+            "random_drop": _mean([d["random"] for d in drops]),
+        }
     return uncertainty
 
 
@@ -179,14 +215,26 @@ def _agreement_summary(agreement: dict[str, list[dict]]) -> dict[str, dict]:
 
 def _stability_summary(stability: dict[str, list[dict]], seed: int) -> dict[str, dict]:
     """Mean rank agreement of each sampling method with itself under the next seed."""
-    return {m: {"seeds": [seed, seed + 1], "n": len(values), **{k: _mean([v[k] for v in values]) for k in _FIGURES}}
-            for m, values in stability.items()}
+    return {
+        m: {"seeds": [seed, seed + 1], "n": len(values), **{k: _mean([v[k] for v in values]) for k in _FIGURES}}
+        for m, values in stability.items()
+    }
 
 
-def explanation_faithfulness(run_dir: str | Path, data: str = "test", *, methods: tuple[str, ...] | list[str] = METHODS,
-                             max_examples: int = 200, seed: int = 0, options: dict | None = None,
-                             random_draws: int = 5, top_k: int = 3, stability_examples: int = 50,
-                             uncertainty_examples: int = 50, batch_size: int | None = None) -> dict:
+def explanation_faithfulness(
+    run_dir: str | Path,
+    data: str = "test",
+    *,
+    methods: tuple[str, ...] | list[str] = METHODS,
+    max_examples: int = 200,
+    seed: int = 0,
+    options: dict | None = None,
+    random_draws: int = 5,
+    top_k: int = 3,
+    stability_examples: int = 50,
+    uncertainty_examples: int = 50,
+    batch_size: int | None = None,
+) -> dict:
     """Faithfulness, agreement, stability, cost and uncertainty figures of ``methods`` on ``data``.
 
     Parameters
@@ -205,15 +253,22 @@ def explanation_faithfulness(run_dir: str | Path, data: str = "test", *, methods
     methods, opts = _checked_methods(methods, max_examples, options)
     texts = _sample_texts(run, data, max_examples, seed)
     model = ExplainModel.from_run(run.path, batch_size=batch_size)
-    figures = _explain_texts(model, texts, methods, opts, seed=seed, random_draws=random_draws, top_k=top_k,
-                             stability_examples=stability_examples)
-    uncertainty = _uncertainty_check(model, run, texts, methods, opts, seed=seed, top_k=top_k,
-                                     uncertainty_examples=uncertainty_examples)
-    target = ("calibrated probability of the predicted label" if model.calibrated
-              else "probability of the predicted label")
-    return {"data": data, "n": len(texts), "seed": seed, "options": opts, "random_draws": random_draws,
-            "target": target,
-            "methods": {m: _method_summary(figures.rows[m], figures.costs.get(m)) for m in [*methods, "random"]},
-            "agreement": _agreement_summary(figures.agreement),
-            "stability": _stability_summary(figures.stability, seed),
-            "uncertainty": uncertainty, "examples": figures.examples}
+    draws = dict(seed=seed, random_draws=random_draws, top_k=top_k, stability_examples=stability_examples)
+    figures = _explain_texts(model, texts, methods, opts, **draws)
+    uncertainty = _uncertainty_check(
+        model, run, texts, methods, opts, seed=seed, top_k=top_k, uncertainty_examples=uncertainty_examples
+    )
+    target = f"{'calibrated ' if model.calibrated else ''}probability of the predicted label"
+    return {
+        "data": data,
+        "n": len(texts),
+        "seed": seed,
+        "options": opts,
+        "random_draws": random_draws,
+        "target": target,
+        "methods": {m: _method_summary(figures.rows[m], figures.costs.get(m)) for m in [*methods, "random"]},
+        "agreement": _agreement_summary(figures.agreement),
+        "stability": _stability_summary(figures.stability, seed),
+        "uncertainty": uncertainty,
+        "examples": figures.examples,
+    }

@@ -26,7 +26,9 @@ from caveat.explain.targets import Explained
 from caveat.types import Task
 
 
-def _word_of_tokens(text: str, offsets: list[tuple[int, int]], special: list[int]) -> tuple[list[str], list[int | None]]:
+def _word_of_tokens(
+    text: str, offsets: list[tuple[int, int]], special: list[int]
+) -> tuple[list[str], list[int | None]]:
     """Whitespace words of ``text`` and, per sub-token, the word its first character falls in."""
     spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
     starts = [s for s, _ in spans]
@@ -46,15 +48,17 @@ def _encode(explained: Explained, tokenizer, max_length: int) -> tuple[list[int]
         enc = tokenizer(list(explained.words), is_split_into_words=True, truncation=True, max_length=max_length)
         return enc["input_ids"], enc.word_ids(0)
     text = " ".join(explained.words)
-    enc = tokenizer(text, truncation=True, max_length=max_length, return_offsets_mapping=True,
-                    return_special_tokens_mask=True)
+    enc = tokenizer(
+        text, truncation=True, max_length=max_length, return_offsets_mapping=True, return_special_tokens_mask=True
+    )
     _, owner = _word_of_tokens(text, enc["offset_mapping"], enc["special_tokens_mask"])
     return enc["input_ids"], owner
 
 
 @EXPLAINERS.register("ig")
-def integrated_gradients(explained: Explained, *, steps: int = 32, internal_batch_size: int | None = None,
-                         seed: int = 0) -> Attribution:
+def integrated_gradients(
+    explained: Explained, *, steps: int = 32, internal_batch_size: int | None = None, seed: int = 0
+) -> Attribution:
     """Explain ``explained`` with integrated gradients (deterministic; ``seed`` is unused).
 
     Parameters
@@ -68,8 +72,10 @@ def integrated_gradients(explained: Explained, *, steps: int = 32, internal_batc
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ConfigError(f"steps must be an integer >= 2 (32 is a good default). Got {steps!r}.")
     if explained.samples > 1:
-        raise ConfigError("integrated gradients needs a deterministic quantity; the mutual information samples "
-                          "dropout masks. Explain it with occlusion, shap or lime, or explain the entropy.")
+        raise ConfigError(
+            "integrated gradients needs a deterministic quantity; the mutual information samples "
+            "dropout masks. Explain it with occlusion, shap or lime, or explain the entropy."
+        )
     started = time.perf_counter()
     p = explained.predictor
     model, tokenizer = p.model, p.tokenizer
@@ -102,9 +108,14 @@ def integrated_gradients(explained: Explained, *, steps: int = 32, internal_batc
             both = forward(torch.cat([ids, baseline]), torch.cat([mask, mask])).double()  # (2,)
         lig = LayerIntegratedGradients(forward, model.encoder.get_input_embeddings())
         with torch.enable_grad():
-            attr, delta = lig.attribute(ids, baselines=baseline, additional_forward_args=(mask,), n_steps=steps,
-                                        internal_batch_size=internal_batch_size or steps,
-                                        return_convergence_delta=True)
+            attr, delta = lig.attribute(
+                ids,
+                baselines=baseline,
+                additional_forward_args=(mask,),
+                n_steps=steps,
+                internal_batch_size=internal_batch_size or steps,
+                return_convergence_delta=True,
+            )
     finally:
         model.train(was_training)
     per_token = attr.sum(-1)[0].detach().double().numpy()  # (1, T, D) -> (T,)
@@ -114,8 +125,21 @@ def integrated_gradients(explained: Explained, *, steps: int = 32, internal_batc
             per_word[w] += per_token[t]
     per_word[~explained.features] = 0.0
     return Attribution(
-        method="ig", words=list(explained.words), word_attributions=per_word, features=explained.features.copy(),
-        target=explained.target, value=float(both[0]), evaluations=steps + 2, seconds=time.perf_counter() - started,
-        details={"steps": steps, "baseline_value": float(both[1]), "delta": float(delta.reshape(-1)[0]),
-                 "tokens": tokenizer.convert_ids_to_tokens(ids_list), "token_words": list(owner),
-                 "token_attributions": per_token.tolist(), "evaluations_note": "forward and backward passes"})
+        method="ig",
+        words=list(explained.words),
+        word_attributions=per_word,
+        features=explained.features.copy(),
+        target=explained.target,
+        value=float(both[0]),
+        evaluations=steps + 2,
+        seconds=time.perf_counter() - started,
+        details={
+            "steps": steps,
+            "baseline_value": float(both[1]),
+            "delta": float(delta.reshape(-1)[0]),
+            "tokens": tokenizer.convert_ids_to_tokens(ids_list),
+            "token_words": list(owner),
+            "token_attributions": per_token.tolist(),
+            "evaluations_note": "forward and backward passes",
+        },
+    )

@@ -29,13 +29,22 @@ MASK = "\x1a"  # not whitespace, never in a word we explain; numpy would strip a
 _TOKEN = re.compile(r"\x1a|[^\s\x1a]+")
 
 
-def _attribution(method: str, explained: Explained, values: np.ndarray, value: float, evaluations: int,
-                 started: float, **details) -> Attribution:
+def _attribution(
+    method: str, explained: Explained, values: np.ndarray, value: float, evaluations: int, started: float, **details
+) -> Attribution:
     per_word = np.zeros(len(explained.words))
     per_word[explained.features] = values
-    return Attribution(method=method, words=list(explained.words), word_attributions=per_word,
-                       features=explained.features.copy(), target=explained.target, value=float(value),
-                       evaluations=evaluations, seconds=time.perf_counter() - started, details=details)
+    return Attribution(
+        method=method,
+        words=list(explained.words),
+        word_attributions=per_word,
+        features=explained.features.copy(),
+        target=explained.target,
+        value=float(value),
+        evaluations=evaluations,
+        seconds=time.perf_counter() - started,
+        details=details,
+    )
 
 
 def _masked_scorer(explained: Explained):
@@ -71,7 +80,9 @@ def occlusion(explained: Explained, *, seed: int = 0) -> Attribution:
     keep = np.ones((f + 1, f), dtype=bool)
     keep[np.arange(1, f + 1), np.arange(f)] = False  # row 0: everything
     values = explained.score(keep)
-    return _attribution("occlusion", explained, values[0] - values[1:], values[0], explained.evaluations - before, started)
+    return _attribution(
+        "occlusion", explained, values[0] - values[1:], values[0], explained.evaluations - before, started
+    )
 
 
 @EXPLAINERS.register("shap")
@@ -93,8 +104,9 @@ def shap_values(explained: Explained, *, max_evals: int = 500, seed: int = 0) ->
         raise RuntimeError(f"shap returned {values.shape} values for {explained.n_features} words")
     base = float(np.asarray(out.base_values).reshape(-1)[0])
     value = base + float(values.sum())  # efficiency: Owen values sum to f(x) - f(nothing)
-    return _attribution("shap", explained, values, value, explained.evaluations - before, started,
-                        base_value=base, max_evals=max_evals)
+    return _attribution(
+        "shap", explained, values, value, explained.evaluations - before, started, base_value=base, max_evals=max_evals
+    )
 
 
 @EXPLAINERS.register("lime")
@@ -116,13 +128,27 @@ def lime_weights(explained: Explained, *, samples: int = 1000, seed: int = 0) ->
         return np.stack([1.0 - v, v], axis=1)  # lime explains column 1: the quantity itself
 
     lime = LimeTextExplainer(split_expression=r"\s+", bow=False, mask_string=MASK, random_state=seed)
-    exp = lime.explain_instance(" ".join(explained.feature_words), classifier, labels=(1,),
-                                num_features=explained.n_features, num_samples=samples)
+    exp = lime.explain_instance(
+        " ".join(explained.feature_words),
+        classifier,
+        labels=(1,),
+        num_features=explained.n_features,
+        num_samples=samples,
+    )
     values = np.zeros(explained.n_features)
     for i, w in exp.local_exp[1]:
         values[i] = w
-    return _attribution("lime", explained, values, float(exp.predict_proba[1]), explained.evaluations - before,
-                        started, samples=samples, r2=float(exp.score), intercept=float(exp.intercept[1]))
+    return _attribution(
+        "lime",
+        explained,
+        values,
+        float(exp.predict_proba[1]),
+        explained.evaluations - before,
+        started,
+        samples=samples,
+        r2=float(exp.score),
+        intercept=float(exp.intercept[1]),
+    )
 
 
 @EXPLAINERS.register("random")

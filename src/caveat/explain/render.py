@@ -27,21 +27,35 @@ def to_html(a: Attribution) -> Markup:
     words = []
     for w, v, f in zip(a.words, a.word_attributions, a.features):
         if not f:
-            words.append(Markup('<span style="text-decoration:underline;font-weight:600" title="held fixed">{}</span>').format(w))
+            words.append(
+                Markup('<span style="text-decoration:underline;font-weight:600" title="held fixed">{}</span>').format(w)
+            )
         else:
-            words.append(Markup('<span style="background:{};padding:0 2px;border-radius:3px" title="{:+.4f}">{}</span>')
-                         .format(word_colour(float(v), scale), float(v), w))
+            words.append(
+                Markup('<span style="background:{};padding:0 2px;border-radius:3px" title="{:+.4f}">{}</span>').format(
+                    word_colour(float(v), scale), float(v), w
+                )
+            )
     value = "n/a" if not np.isfinite(a.value) else f"{a.value:.3f}"
-    caption = Markup('<div style="font-size:smaller;color:#555">{} · {} = {} · {} model evaluations · {:.2f} s</div>').format(
-        a.method, a.target.get("name", a.target.get("kind", "")), value, a.evaluations, a.seconds)
-    return Markup('<div class="caveat-explanation" style="line-height:1.9">{}{}</div>').format(Markup(" ").join(words), caption)
+    caption = Markup(
+        '<div style="font-size:smaller;color:#555">{} · {} = {} · {} model evaluations · {:.2f} s</div>'
+    ).format(a.method, a.target.get("name", a.target.get("kind", "")), value, a.evaluations, a.seconds)
+    return Markup('<div class="caveat-explanation" style="line-height:1.9">{}{}</div>').format(
+        Markup(" ").join(words), caption
+    )
 
 
 def from_dict(d: dict) -> Attribution:
     """The ``Attribution`` of ``Attribution.to_dict()`` (for rendering stored examples)."""
     words = d["words"]
-    return Attribution(method=d["method"], words=[w["word"] for w in words],
-                       word_attributions=np.array([w["attribution"] for w in words], dtype=float),
-                       features=np.array([w.get("feature", True) for w in words], dtype=bool), target=d["target"],
-                       value=float("nan") if d["value"] is None else float(d["value"]),
-                       evaluations=int(d["evaluations"]), seconds=float(d["seconds"]), details=d.get("details", {}))
+    return Attribution(
+        method=d["method"],
+        words=[w["word"] for w in words],
+        word_attributions=np.array([w["attribution"] for w in words], dtype=float),
+        features=np.array([w.get("feature", True) for w in words], dtype=bool),
+        target=d["target"],
+        value=float("nan") if d["value"] is None else float(d["value"]),
+        evaluations=int(d["evaluations"]),
+        seconds=float(d["seconds"]),
+        details=d.get("details", {}),
+    )

@@ -86,7 +86,9 @@ class Explained:
         """(M, F) feature keep masks -> (M, W) word keep masks (non-features always kept)."""
         keep = np.asarray(keep, dtype=bool)
         if keep.ndim != 2 or keep.shape[1] != self.n_features:
-            raise ValueError(f"keep masks must be (M, {self.n_features}) booleans over the feature words; got {keep.shape}")
+            raise ValueError(
+                f"keep masks must be (M, {self.n_features}) booleans over the feature words; got {keep.shape}"
+            )
         full = np.ones((len(keep), len(self.words)), dtype=bool)
         full[:, self.features] = keep
         return full
@@ -145,6 +147,7 @@ def _span_transform(tags: list[int], scale: Callable) -> Callable:
         p = torch.softmax(scale(z.double()), -1)  # (B, T, C)
         rows = torch.arange(len(p))[:, None]
         return p[rows, positions, torch.tensor(tags)[None]].prod(-1)  # (B, L) -> (B,)
+
     return f
 
 
@@ -187,8 +190,9 @@ class ExplainModel:
     def labels(self) -> list[str]:
         return self.predictor.labels
 
-    def explained(self, text: str | Sequence[str], target: str = "predicted", *, span: str | None = None,
-                  label: str | None = None) -> Explained:
+    def explained(
+        self, text: str | Sequence[str], target: str = "predicted", *, span: str | None = None, label: str | None = None
+    ) -> Explained:
         """The quantity to explain on ``text``.
 
         Parameters
@@ -204,8 +208,9 @@ class ExplainModel:
         if p.task is Task.TOKEN_CLASSIFICATION:
             return self._span(text, span, label, base)
         if span is not None:
-            raise ConfigError("{span} is for NER runs; this run classifies whole texts (use {target})",
-                              fields=("span", "target"))
+            raise ConfigError(
+                "{span} is for NER runs; this run classifies whole texts (use {target})", fields=("span", "target")
+            )
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"text to explain must be a non-empty string; got {text!r}")
         words = words_of(text)
@@ -213,24 +218,52 @@ class ExplainModel:
         predicted = int(probs.argmax())
         common = dict(words=words, features=np.ones(len(words), dtype=bool), task=p.task, predictor=p)
         if target in ("uncertainty", "entropy"):
-            return Explained(**common, transform=_entropy_transform(scale), target={
-                "kind": "uncertainty", "score": "entropy", "name": "entropy of the calibrated prediction" if self.calibrated
-                else "entropy of the prediction", "predicted": p.labels[predicted], **base})
+            return Explained(
+                **common,
+                transform=_entropy_transform(scale),
+                target={
+                    "kind": "uncertainty",
+                    "score": "entropy",
+                    "name": "entropy of the calibrated prediction" if self.calibrated else "entropy of the prediction",
+                    "predicted": p.labels[predicted],
+                    **base,
+                },
+            )
         if target == "mutual_information":
-            return Explained(**common, transform=_mutual_information, samples=MI_SAMPLES, target={
-                "kind": "uncertainty", "score": "mutual_information", "samples": MI_SAMPLES,
-                "name": f"mutual information under MC dropout ({MI_SAMPLES} passes)", "predicted": p.labels[predicted]})
+            return Explained(
+                **common,
+                transform=_mutual_information,
+                samples=MI_SAMPLES,
+                target={
+                    "kind": "uncertainty",
+                    "score": "mutual_information",
+                    "samples": MI_SAMPLES,
+                    "name": f"mutual information under MC dropout ({MI_SAMPLES} passes)",
+                    "predicted": p.labels[predicted],
+                },
+            )
         if target == "predicted":
             index = predicted
         elif target in p.labels:
             index = p.labels.index(target)
         else:
-            raise ConfigError(f"target {target!r} is neither 'predicted', 'uncertainty', 'entropy', "
-                              f"'mutual_information' nor a label of this run ({', '.join(p.labels[:10])}"
-                              f"{', ...' if len(p.labels) > 10 else ''})")
-        return Explained(**common, transform=_label_transform(index, scale), target={
-            "kind": "label", "label": p.labels[index], "index": index, "predicted": p.labels[predicted],
-            "name": f"probability of {p.labels[index]!r}", **base})
+            raise ConfigError(
+                f"target {target!r} is neither 'predicted', 'uncertainty', 'entropy', "
+                f"'mutual_information' nor a label of this run ({', '.join(p.labels[:10])}"
+                f"{', ...' if len(p.labels) > 10 else ''})"
+            )
+        return Explained(
+            **common,
+            transform=_label_transform(index, scale),
+            target={
+                "kind": "label",
+                "label": p.labels[index],
+                "index": index,
+                "predicted": p.labels[predicted],
+                "name": f"probability of {p.labels[index]!r}",
+                **base,
+            },
+        )
 
     def _span(self, text, span: str | None, label: str | None, base: dict) -> Explained:
         p = self.predictor
@@ -238,8 +271,9 @@ class ExplainModel:
         if not words:
             raise ConfigError("sentence to explain has no words")
         if span is None:
-            raise ConfigError("NER runs explain one span: pass {span} with its words, e.g. {span}='Paris'",
-                              fields=("span",))
+            raise ConfigError(
+                "NER runs explain one span: pass {span} with its words, e.g. {span}='Paris'", fields=("span",)
+            )
         start, end = find_span(words, span)
         logits = p.predict([words]).logits[0, 0, : len(words)]  # (W, C)
         z = self.scale(logits)
@@ -249,17 +283,33 @@ class ExplainModel:
         predicted = got[0][2:] if got[0].startswith("B-") and all(g == f"I-{got[0][2:]}" for g in got[1:]) else None
         typ = label or predicted
         if typ is None:
-            raise ConfigError(f"{span!r} is not a predicted span (its tags are {' '.join(got)}); "
-                              "pass {label}=TYPE to explain it as an entity of that type", fields=("label",))
+            raise ConfigError(
+                f"{span!r} is not a predicted span (its tags are {' '.join(got)}); "
+                "pass {label}=TYPE to explain it as an entity of that type",
+                fields=("label",),
+            )
         want = [f"B-{typ}"] + [f"I-{typ}"] * (end - start - 1)
         missing = [w for w in want if w not in p.labels]
         if missing:
             raise ConfigError(f"label {typ!r} is not an entity type of this run (no tag {missing[0]!r})")
         features = np.ones(len(words), dtype=bool)
         features[start:end] = False
-        return Explained(words=words, features=features, task=p.task, predictor=p, span=(start, end),
-                         span_tags=[p.labels.index(w) for w in want],
-                         transform=_span_transform([p.labels.index(w) for w in want], self.scale),
-                         target={"kind": "span", "span": " ".join(words[start:end]), "start": start, "end": end,
-                                 "label": typ, "predicted": predicted,
-                                 "name": f"confidence that {' '.join(words[start:end])!r} is {typ}", **base})
+        return Explained(
+            words=words,
+            features=features,
+            task=p.task,
+            predictor=p,
+            span=(start, end),
+            span_tags=[p.labels.index(w) for w in want],
+            transform=_span_transform([p.labels.index(w) for w in want], self.scale),
+            target={
+                "kind": "span",
+                "span": " ".join(words[start:end]),
+                "start": start,
+                "end": end,
+                "label": typ,
+                "predicted": predicted,
+                "name": f"confidence that {' '.join(words[start:end])!r} is {typ}",
+                **base,
+            },
+        )

@@ -12,8 +12,10 @@ from caveat.generate.estimators import ESTIMATORS, Context, parse_estimators
 from caveat.generate.policy import GenerationPolicy
 from caveat.generate.sampling import Sampler, SamplingConfig
 
-NO_POLICY = ("no policy given: fit one with caveat generate-calibrate and pass it (caveat generate --policy, "
-             "caveat serve --generation-policy) to answer only under a risk bound")
+NO_POLICY = (
+    "no policy given: fit one with caveat generate-calibrate and pass it (caveat generate --policy, "
+    "caveat serve --generation-policy) to answer only under a risk bound"
+)
 
 
 def ask(question: str, context: str | None = None, *, template: str | None = None) -> str:
@@ -21,8 +23,9 @@ def ask(question: str, context: str | None = None, *, template: str | None = Non
     return prompts.message(Question("ask", question, ("",), context), template=template)
 
 
-def estimator_names(spec: str | Sequence[str] | None, *, samples: int,
-                    policy: GenerationPolicy | None = None) -> list[str]:
+def estimator_names(
+    spec: str | Sequence[str] | None, *, samples: int, policy: GenerationPolicy | None = None
+) -> list[str]:
     """``parse_estimators(spec)``, plus the policy's estimator when missing: its decision needs that score."""
     names = parse_estimators(spec, samples=samples)
     if policy is not None and policy.estimator not in names:
@@ -30,8 +33,14 @@ def estimator_names(spec: str | Sequence[str] | None, *, samples: int,
     return names
 
 
-def answer_question(lm, sampling: SamplingConfig, message: str, estimators: Sequence[str], context: Context,
-                    policy: GenerationPolicy | None = None) -> dict:
+def answer_question(
+    lm,
+    sampling: SamplingConfig,
+    message: str,
+    estimators: Sequence[str],
+    context: Context,
+    policy: GenerationPolicy | None = None,
+) -> dict:
     """Generate once, score with every estimator, decide.
 
     Parameters
@@ -52,7 +61,12 @@ def answer_question(lm, sampling: SamplingConfig, message: str, estimators: Sequ
     start = time.perf_counter()
     g = Sampler(lm, sampling)(lm.prompt(message))
     uncertainty = {n: ESTIMATORS.get(n).fn(g, context, message) for n in estimators}
-    out = {"model": lm.name, "answer": g.greedy.text, "uncertainty": uncertainty, "samples": [s.text for s in g.samples]}
+    out = {
+        "model": lm.name,
+        "answer": g.greedy.text,
+        "uncertainty": uncertainty,
+        "samples": [s.text for s in g.samples],
+    }
     if policy is not None:
         out.update(policy.decide(uncertainty[policy.estimator]), estimator=policy.estimator)
     else:

@@ -62,8 +62,9 @@ def token_f1(answer: str, reference: str) -> float:
 
 def _normalized_refs(references: Sequence[str]) -> list[str]:
     if isinstance(references, str):
-        raise DataError(f"references must be a sequence of strings, not one string ({references!r}); "
-                        "wrap it: [reference]")
+        raise DataError(
+            f"references must be a sequence of strings, not one string ({references!r}); wrap it: [reference]"
+        )
     return [r for r in map(normalize_answer, references) if r]
 
 
@@ -165,11 +166,13 @@ def judge(answers: Sequence[str], questions: Sequence[Question], rule) -> np.nda
     if isinstance(rule, str):
         rule = get_rule(rule)
     if len(answers) != len(questions):
-        raise DataError(f"got {len(answers)} answers for {len(questions)} questions; "
-                        "give one answer per question, in the same order")
+        raise DataError(
+            f"got {len(answers)} answers for {len(questions)} questions; "
+            "give one answer per question, in the same order"
+        )
     for i, a in enumerate(answers):
         if not isinstance(a, str):
-            raise DataError(f"answer {i} (question {questions[i].id!r}) is {type(a).__name__}, not str; "
-                            "use '' for a missing answer")
-    return np.fromiter((rule(a, q.answers) for a, q in zip(answers, questions)), dtype=bool,
-                       count=len(answers))
+            raise DataError(
+                f"answer {i} (question {questions[i].id!r}) is {type(a).__name__}, not str; use '' for a missing answer"
+            )
+    return np.fromiter((rule(a, q.answers) for a, q in zip(answers, questions)), dtype=bool, count=len(answers))

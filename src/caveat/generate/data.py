@@ -61,8 +61,12 @@ def _parse_json(text: str, file: str, line: int | None = None):
         return json.loads(text)
     except json.JSONDecodeError as e:
         where = line if line is not None else e.lineno  # a JSONL line holds no newline
-        raise _error(file, where, f"not valid JSON ({e.msg} at column {e.colno})",
-                     "fix the JSON at that place (or remove the line)") from None
+        raise _error(
+            file,
+            where,
+            f"not valid JSON ({e.msg} at column {e.colno})",
+            "fix the JSON at that place (or remove the line)",
+        ) from None
 
 
 @READERS.register("squad")
@@ -75,38 +79,54 @@ def read_squad(text: str, file: str) -> list[Question]:
     """
     doc = _parse_json(text, file)
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-        raise _error(file, None, "has no top-level \"data\" list",
-                     "give a SQuAD-format file {\"data\": [{\"paragraphs\": [...]}]} or format='nq-open'")
+        raise _error(
+            file,
+            None,
+            'has no top-level "data" list',
+            'give a SQuAD-format file {"data": [{"paragraphs": [...]}]} or format=\'nq-open\'',
+        )
     out: list[Question] = []
     for i, article in enumerate(doc["data"]):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
-            raise _error(file, None, f"data[{i}] has no \"paragraphs\" list", "check the SQuAD layout")
+            raise _error(file, None, f'data[{i}] has no "paragraphs" list', "check the SQuAD layout")
         for j, para in enumerate(paragraphs):
             where = f"data[{i}].paragraphs[{j}]"
-            if not isinstance(para, dict) or not isinstance(para.get("context"), str) \
-                    or not isinstance(para.get("qas"), list):
-                raise _error(file, None, f"{where} needs a \"context\" string and a \"qas\" list",
-                             "check the SQuAD layout")
+            if (
+                not isinstance(para, dict)
+                or not isinstance(para.get("context"), str)
+                or not isinstance(para.get("qas"), list)
+            ):
+                raise _error(file, None, f'{where} needs a "context" string and a "qas" list', "check the SQuAD layout")
             for k, qa in enumerate(para["qas"]):
                 out.append(_squad_question(qa, para["context"], file, f"{where}.qas[{k}]"))
     return out
 
 
 def _squad_question(qa, context: str, file: str, where: str) -> Question:
-    if not isinstance(qa, dict) or not isinstance(qa.get("id"), str) \
-            or not isinstance(qa.get("question"), str) or not qa["question"].strip():
-        raise _error(file, None, f"{where} needs an \"id\" and a non-empty \"question\" string",
-                     "check the SQuAD layout")
+    if (
+        not isinstance(qa, dict)
+        or not isinstance(qa.get("id"), str)
+        or not isinstance(qa.get("question"), str)
+        or not qa["question"].strip()
+    ):
+        raise _error(file, None, f'{where} needs an "id" and a non-empty "question" string', "check the SQuAD layout")
     raw = qa.get("answers")
-    if not isinstance(raw, list) or not all(isinstance(a, dict) and isinstance(a.get("text"), str)
-                                            for a in raw):
-        raise _error(file, None, f"{where} (id {qa['id']!r}): \"answers\" must be a list of "
-                     "{\"text\": ...} objects", "check the SQuAD layout")
+    if not isinstance(raw, list) or not all(isinstance(a, dict) and isinstance(a.get("text"), str) for a in raw):
+        raise _error(
+            file,
+            None,
+            f'{where} (id {qa["id"]!r}): "answers" must be a list of {{"text": ...}} objects',
+            "check the SQuAD layout",
+        )
     answers = _answers(a["text"] for a in raw)
     if not answers:
-        raise _error(file, None, f"question {qa['id']!r} ({where}) has no answers",
-                     "drop unanswerable questions (SQuAD v2 is_impossible) before reading")
+        raise _error(
+            file,
+            None,
+            f"question {qa['id']!r} ({where}) has no answers",
+            "drop unanswerable questions (SQuAD v2 is_impossible) before reading",
+        )
     return Question(id=qa["id"], question=qa["question"], answers=answers, context=context)
 
 
@@ -124,18 +144,29 @@ def read_nq_open(text: str, file: str) -> list[Question]:
         if not line.strip():
             continue
         rec = _parse_json(line, file, number)
-        if not isinstance(rec, dict) or not isinstance(rec.get("question"), str) \
-                or not rec["question"].strip():
-            raise _error(file, number, "needs a non-empty \"question\" string",
-                         "write one {\"question\": ..., \"answer\": [...]} object per line")
+        if not isinstance(rec, dict) or not isinstance(rec.get("question"), str) or not rec["question"].strip():
+            raise _error(
+                file,
+                number,
+                'needs a non-empty "question" string',
+                'write one {"question": ..., "answer": [...]} object per line',
+            )
         raw = rec.get("answer")
         if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
-            raise _error(file, number, f"\"answer\" must be a list of strings; got {raw!r}",
-                         "write the reference answers as a JSON list, e.g. \"answer\": [\"1972\"]")
+            raise _error(
+                file,
+                number,
+                f'"answer" must be a list of strings; got {raw!r}',
+                'write the reference answers as a JSON list, e.g. "answer": ["1972"]',
+            )
         answers = _answers(raw)
         if not answers:
-            raise _error(file, number, "question has no answers",
-                         "give at least one non-blank reference answer or remove the line")
+            raise _error(
+                file,
+                number,
+                "question has no answers",
+                "give at least one non-blank reference answer or remove the line",
+            )
         out.append(Question(id=f"nq-{number}", question=rec["question"], answers=answers))
     return out
 
@@ -155,8 +186,10 @@ def resolve_data_path(path: str | Path) -> Path:
         if under.exists():
             return under
         tried.append(str(under.absolute()))
-    raise DataError(f"{path}: file not found (looked at {' and '.join(tried)}). Fix: check the path, "
-                    f"or set {DATA_ROOT_ENV} to the folder that holds it")
+    raise DataError(
+        f"{path}: file not found (looked at {' and '.join(tried)}). Fix: check the path, "
+        f"or set {DATA_ROOT_ENV} to the folder that holds it"
+    )
 
 
 def read_questions(
@@ -194,16 +227,17 @@ def read_questions(
     ConfigError
         An unknown format, a suffix the format cannot be inferred from, or a bad ``limit``.
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
-                              or limit < 1):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
         raise ConfigError(f"limit must be an integer >= 1 (or None for all questions); got {limit!r}")
     file = resolve_data_path(path)
     if format is None:
         format = _SUFFIXES.get(file.suffix.lower())
         if format is None:
             choices = ", ".join(READERS.names())
-            raise ConfigError(f"cannot infer the question format of {str(path)!r} from its suffix "
-                              f"{file.suffix or '(none)'!r}; pass format= one of: {choices}")
+            raise ConfigError(
+                f"cannot infer the question format of {str(path)!r} from its suffix "
+                f"{file.suffix or '(none)'!r}; pass format= one of: {choices}"
+            )
     reader = READERS.get(format)
     text = _decode(file, str(file))
     if not text.strip():
@@ -225,6 +259,5 @@ def _check_unique(questions: list[Question], file: str) -> None:
     seen: set[str] = set()
     for q in questions:
         if q.id in seen:
-            raise _error(file, None, f"question id {q.id!r} occurs more than once",
-                         "give every question a unique id")
+            raise _error(file, None, f"question id {q.id!r} occurs more than once", "give every question a unique id")
         seen.add(q.id)

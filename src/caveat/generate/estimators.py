@@ -41,9 +41,11 @@ ESTIMATORS: Registry[Estimator] = Registry("estimator")
 
 def estimator(name: str, summary: str, needs: Sequence[str] = ()):
     """Register ``fn`` as the estimator ``name``."""
+
     def add(fn):
         ESTIMATORS.register(name)(Estimator(name, fn, frozenset(needs), summary))
         return fn
+
     return add
 
 
@@ -69,7 +71,6 @@ class Context:
     @property
     def equivalence(self) -> Equivalence:
         if self._equivalence is None:
-
             self._equivalence = EmbeddingEquivalence()
         return self._equivalence
 
@@ -77,8 +78,9 @@ class Context:
         """Meaning clusters of ``g``'s samples (cached per generation)."""
         key = id(g)
         if key not in self._meanings:
-            self._meanings[key] = meanings(g.greedy.text, [s.text for s in g.samples], self.equivalence,
-                                           question=question)
+            self._meanings[key] = meanings(
+                g.greedy.text, [s.text for s in g.samples], self.equivalence, question=question
+            )
         return self._meanings[key]
 
     def need_lm(self, name: str):
@@ -140,8 +142,9 @@ def rouge_l(a: str, b: str) -> float:
     return 2 * p * r / (p + r)
 
 
-@estimator("lexical_similarity", "1 - mean pairwise ROUGE-L between the samples (Fomicheva et al. 2020)",
-           needs=("samples",))
+@estimator(
+    "lexical_similarity", "1 - mean pairwise ROUGE-L between the samples (Fomicheva et al. 2020)", needs=("samples",)
+)
 def lexical_similarity(g: Generation, ctx: Context, message: str = "") -> float:
     """One minus the mean ROUGE-L F1 over all ordered pairs of distinct samples."""
     _need_samples(g, "lexical_similarity")
@@ -155,8 +158,11 @@ def _entropy(p: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-@estimator("semantic_entropy", "entropy over meaning clusters, weighted by sample probability (Kuhn et al. 2023)",
-           needs=("samples", "meaning"))
+@estimator(
+    "semantic_entropy",
+    "entropy over meaning clusters, weighted by sample probability (Kuhn et al. 2023)",
+    needs=("samples", "meaning"),
+)
 def semantic_entropy(g: Generation, ctx: Context, message: str = "") -> float:
     """Entropy of the meaning distribution ``p(c) ∝ sum_{s in c} P(s | x)``.
 
@@ -171,8 +177,11 @@ def semantic_entropy(g: Generation, ctx: Context, message: str = "") -> float:
     return _entropy(mass / mass.sum())
 
 
-@estimator("discrete_semantic_entropy", "entropy of the share of samples in each meaning cluster "
-           "(Farquhar et al. 2024)", needs=("samples", "meaning"))
+@estimator(
+    "discrete_semantic_entropy",
+    "entropy of the share of samples in each meaning cluster (Farquhar et al. 2024)",
+    needs=("samples", "meaning"),
+)
 def discrete_semantic_entropy(g: Generation, ctx: Context, message: str = "") -> float:
     """Entropy of the cluster frequencies, for models whose probabilities are not available or trusted."""
     _need_samples(g, "discrete_semantic_entropy")
@@ -180,16 +189,20 @@ def discrete_semantic_entropy(g: Generation, ctx: Context, message: str = "") ->
     return _entropy(counts / counts.sum())
 
 
-@estimator("num_semantic_sets", "number of meaning clusters among the samples (Lin et al. 2023)",
-           needs=("samples", "meaning"))
+@estimator(
+    "num_semantic_sets", "number of meaning clusters among the samples (Lin et al. 2023)", needs=("samples", "meaning")
+)
 def num_semantic_sets(g: Generation, ctx: Context, message: str = "") -> float:
     """Lin, Trivedi & Sun (2023), "Generating with Confidence": more distinct meanings, less certain."""
     _need_samples(g, "num_semantic_sets")
     return float(ctx.meanings(g, message).n_clusters)
 
 
-@estimator("self_consistency", "1 - share of samples that mean the same as the greedy answer "
-           "(Wang et al. 2023)", needs=("samples", "meaning"))
+@estimator(
+    "self_consistency",
+    "1 - share of samples that mean the same as the greedy answer (Wang et al. 2023)",
+    needs=("samples", "meaning"),
+)
 def self_consistency(g: Generation, ctx: Context, message: str = "") -> float:
     """One minus the agreement of the samples with the greedy answer (Wang et al. 2023; Xiong et al. 2024)."""
     _need_samples(g, "self_consistency")
@@ -199,15 +212,18 @@ def self_consistency(g: Generation, ctx: Context, message: str = "") -> float:
 
 # -- asking the model again -------------------------------------------------------------------------
 
-P_TRUE_QUESTION = ("Is your answer true or false? Reply with one word: True or False.")
+P_TRUE_QUESTION = "Is your answer true or false? Reply with one word: True or False."
 
 
 def _follow_up(lm, message: str, answer: str, question: str):
     """(1, L) token ids of the conversation continued after ``answer`` with a further ``question``."""
     import torch
 
-    turns = [{"role": "user", "content": message}, {"role": "assistant", "content": answer},
-             {"role": "user", "content": question}]
+    turns = [
+        {"role": "user", "content": message},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": question},
+    ]
     if lm.chat:
         prompt = lm.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
     else:
@@ -232,8 +248,10 @@ def p_true(g: Generation, ctx: Context, message: str = "") -> float:
     lm = ctx.need_lm("p_true")
     yes, no = _first_token(lm, "True"), _first_token(lm, "False")
     if yes == no:
-        raise ConfigError(f"the tokenizer of {lm.name} cannot tell 'True' from 'False' by their first token; "
-                          "p_true does not work with this model: choose other estimators")
+        raise ConfigError(
+            f"the tokenizer of {lm.name} cannot tell 'True' from 'False' by their first token; "
+            "p_true does not work with this model: choose other estimators"
+        )
     ids = _follow_up(lm, message, g.greedy.text, P_TRUE_QUESTION)
     with torch.no_grad():
         logits = lm.model(ids).logits[0, -1].float()  # (V,)
@@ -242,13 +260,11 @@ def p_true(g: Generation, ctx: Context, message: str = "") -> float:
     return float(-pair[0])
 
 
-VERBAL_QUESTION = ("How confident are you that your answer is correct? "
-                   "Reply with a number from 0 to 100 only.")
+VERBAL_QUESTION = "How confident are you that your answer is correct? Reply with a number from 0 to 100 only."
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
-@estimator("verbalised", "1 - the confidence the model states for its answer, 0-100 (Tian et al. 2023)",
-           needs=("lm",))
+@estimator("verbalised", "1 - the confidence the model states for its answer, 0-100 (Tian et al. 2023)", needs=("lm",))
 def verbalised(g: Generation, ctx: Context, message: str = "") -> float:
     """Tian et al. (2023), "Just Ask for Calibration": the stated confidence, read from a greedy reply.
 
@@ -259,10 +275,15 @@ def verbalised(g: Generation, ctx: Context, message: str = "") -> float:
     lm = ctx.need_lm("verbalised")
     ids = _follow_up(lm, message, g.greedy.text, VERBAL_QUESTION)
     with torch.no_grad():
-        out = lm.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=8,
-                                pad_token_id=lm.tokenizer.pad_token_id)
+        out = lm.model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=8,
+            pad_token_id=lm.tokenizer.pad_token_id,
+        )
     ctx.lm_calls += 1
-    reply = lm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    reply = lm.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
     number = _NUMBER.search(reply)
     value = float(number.group()) if number else math.nan
     return 1.0 - value / 100 if 0 <= value <= 100 else 1.0
@@ -274,7 +295,7 @@ def parse_estimators(spec: str | Sequence[str] | None, *, samples: int) -> list[
         return [n for n in ESTIMATORS.names() if samples >= 2 or "samples" not in ESTIMATORS.get(n).needs]
     names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
     if not names:
-        raise ConfigError("no estimator named; e.g. --estimators msp,semantic_entropy")
+        raise ConfigError("no estimator named in {estimators}; e.g. msp,semantic_entropy", fields=("estimators",))
     for n in names:
         if "samples" in ESTIMATORS.get(n).needs and samples < 2:
             raise ConfigError(f"estimator {n!r} needs sampled answers; set samples >= 2 (got {samples})")

@@ -46,9 +46,15 @@ class Scored:
         return [g.greedy.text for g in self.generations]
 
 
-def score_questions(questions: Sequence[Question], sampler: Sampler, estimators: Sequence[str], *,
-                    context: Context | None = None, template: str | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> Scored:
+def score_questions(
+    questions: Sequence[Question],
+    sampler: Sampler,
+    estimators: Sequence[str],
+    *,
+    context: Context | None = None,
+    template: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Scored:
     """Generate once per question and compute every estimator on the shared generation."""
     ctx = context or Context(lm=sampler.lm)
     found = [ESTIMATORS.get(n) for n in estimators]
@@ -75,10 +81,20 @@ def score_questions(questions: Sequence[Question], sampler: Sampler, estimators:
     return Scored(list(questions), gens, scores, seconds, sampling)
 
 
-def evaluate_generation(questions: Sequence[Question], lm, *, sampling: SamplingConfig | None = None,
-                        estimators: Sequence[str], rule: str = "contains", cache: SampleCache | None = None,
-                        context: Context | None = None, template: str | None = None, n_boot: int = 1000,
-                        seed: int = 0, progress: Callable[[int, int], None] | None = None) -> dict:
+def evaluate_generation(
+    questions: Sequence[Question],
+    lm,
+    *,
+    sampling: SamplingConfig | None = None,
+    estimators: Sequence[str],
+    rule: str = "contains",
+    cache: SampleCache | None = None,
+    context: Context | None = None,
+    template: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Greedy accuracy under every rule, and per estimator: AUROC and PRR with bootstrap intervals,
     AURC, accuracy at 50/80% coverage, a risk-coverage curve and the cost per question.
 
@@ -101,8 +117,10 @@ def evaluate_generation(questions: Sequence[Question], lm, *, sampling: Sampling
         "accuracy": {name: float(c.mean()) for name, c in correct.items()},
         "sampling": asdict(sampling),
         "generate_calls": sampler.generate_calls,
-        "seconds_per_question": {"sampling": float(np.mean(generated)) if len(generated) else None,
-                                 "cached": int(len(questions) - len(generated))},
+        "seconds_per_question": {
+            "sampling": float(np.mean(generated)) if len(generated) else None,
+            "cached": int(len(questions) - len(generated)),
+        },
         "estimators": {},
     }
     for name, s in scored.scores.items():
@@ -112,11 +130,20 @@ def evaluate_generation(questions: Sequence[Question], lm, *, sampling: Sampling
         row["seconds_per_question"] = float(scored.seconds[name].mean())
         out["estimators"][name] = row
     if not both:
-        out["warning"] = (f"every greedy answer is {'wrong' if errors.all() else 'right'} under {judged.name}; "
-                          "error-detection metrics need both outcomes: use more questions or another rule")
+        out["warning"] = (
+            f"every greedy answer is {'wrong' if errors.all() else 'right'} under {judged.name}; "
+            "error-detection metrics need both outcomes: use more questions or another rule"
+        )
     out["records"] = [
-        {"id": q.id, "question": q.question, "answer": g.greedy.text, "references": list(q.answers),
-         "correct": bool(not errors[i]), "scores": {n: float(s[i]) for n, s in scored.scores.items()},
-         "samples": [a.text for a in g.samples]}
-        for i, (q, g) in enumerate(zip(scored.questions, scored.generations))]
+        {
+            "id": q.id,
+            "question": q.question,
+            "answer": g.greedy.text,
+            "references": list(q.answers),
+            "correct": bool(not errors[i]),
+            "scores": {n: float(s[i]) for n, s in scored.scores.items()},
+            "samples": [a.text for a in g.samples],
+        }
+        for i, (q, g) in enumerate(zip(scored.questions, scored.generations))
+    ]
     return out

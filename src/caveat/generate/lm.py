@@ -52,7 +52,7 @@ class LanguageModel:
         """The text the model continues for one user message: chat-formatted when there is a template."""
         if not self.chat:
             return message
-        turns = ([{"role": "system", "content": self.system}] if self.system else [])
+        turns = [{"role": "system", "content": self.system}] if self.system else []
         turns.append({"role": "user", "content": message})
         return self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
 
@@ -93,6 +93,7 @@ def split_lm_name(name: str) -> tuple[str, str | None]:
 def same_lm(a: str, b: str) -> bool:
     """Whether two model names load the same model: ``"default"`` is its GGUF file, folders compare by
     resolved path (``./m`` and ``m`` are one model)."""
+
     def canonical(name: str) -> tuple[str, str | None]:
         path, gguf = split_lm_name(name)
         if path == DEFAULT_LM:
@@ -103,7 +104,9 @@ def same_lm(a: str, b: str) -> bool:
     return canonical(a) == canonical(b)
 
 
-def load_lm(name_or_path: str = DEFAULT_LM, *, gguf_file: str | None = None, system: str | None = None) -> LanguageModel:
+def load_lm(
+    name_or_path: str = DEFAULT_LM, *, gguf_file: str | None = None, system: str | None = None
+) -> LanguageModel:
     """Load ``(model, tokenizer)`` with ``AutoModelForCausalLM``/``AutoTokenizer``.
 
     Parameters
@@ -125,8 +128,10 @@ def load_lm(name_or_path: str = DEFAULT_LM, *, gguf_file: str | None = None, sys
         folder = Path(name_or_path).expanduser()
         if folder.exists():
             if gguf_file is None and not (folder / "config.json").is_file():
-                raise ConfigError(f"--lm {name_or_path!r} is a folder without config.json; point it at a "
-                                  "Hugging Face model folder, or name its GGUF file with --gguf-file")
+                raise ConfigError(
+                    f"--lm {name_or_path!r} is a folder without config.json; point it at a "
+                    "Hugging Face model folder, or name its GGUF file with --gguf-file"
+                )
             path = str(folder)
         elif name_or_path.startswith((".", "/", "~")):
             raise ConfigError(f"--lm {name_or_path!r}: no such folder; check the path")

@@ -39,8 +39,10 @@ def _check(scores, errors) -> tuple[np.ndarray, np.ndarray]:
 
 def _two_classes(e: np.ndarray, what: str) -> None:
     if e.all() or not e.any():
-        raise DataError(f"{what} is undefined: all {len(e)} answers are "
-                        f"{'wrong' if e.all() else 'right'}; evaluate on questions with both outcomes")
+        raise DataError(
+            f"{what} is undefined: all {len(e)} answers are "
+            f"{'wrong' if e.all() else 'right'}; evaluate on questions with both outcomes"
+        )
 
 
 def _expected_risk(s: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -154,8 +156,10 @@ def bootstrap_interval(
         if len(values) == n_boot:
             break
     else:
-        raise DataError(f"only {len(values)} of {_MAX_DRAWS_PER_REPLICATE * n_boot} resamples of "
-                        f"{n} answers ({int(e.sum())} wrong) had both outcomes; evaluate on more questions")
+        raise DataError(
+            f"only {len(values)} of {_MAX_DRAWS_PER_REPLICATE * n_boot} resamples of "
+            f"{n} answers ({int(e.sum())} wrong) had both outcomes; evaluate on more questions"
+        )
     lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 

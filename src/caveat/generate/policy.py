@@ -49,9 +49,21 @@ class GenerationPolicy:
     meaning: dict = field(default_factory=lambda: {"threshold": 0.9, "nli_model": None})
 
     @classmethod
-    def fit(cls, scores, errors, *, lm: str, sampling: SamplingConfig, estimator: str, rule: str,
-            target_risk: float, delta: float = 0.05, template: str | None = None,
-            allow_empty: bool = False, meaning: dict | None = None) -> GenerationPolicy:
+    def fit(
+        cls,
+        scores,
+        errors,
+        *,
+        lm: str,
+        sampling: SamplingConfig,
+        estimator: str,
+        rule: str,
+        target_risk: float,
+        delta: float = 0.05,
+        template: str | None = None,
+        allow_empty: bool = False,
+        meaning: dict | None = None,
+    ) -> GenerationPolicy:
         """Calibrate on (N,) scores and (N,) errors of calibration questions.
 
         With ``allow_empty`` an unreachable target gives a policy that abstains on every question
@@ -69,13 +81,23 @@ class GenerationPolicy:
         if answer:
             reason = f"{self.estimator} = {score:.4g} ≤ threshold {threshold:.4g}: answered ({guarantee})"
         else:
-            reason = (f"{self.estimator} = {score:.4g} > threshold {threshold:.4g}: abstained, since answering "
-                      f"would break the bound ({guarantee})")
+            reason = (
+                f"{self.estimator} = {score:.4g} > threshold {threshold:.4g}: abstained, since answering "
+                f"would break the bound ({guarantee})"
+            )
         return {"decision": "answer" if answer else "abstain", "reason": reason}
 
     def state(self) -> dict:
-        return {"version": POLICY_VERSION, "lm": self.lm, "sampling": asdict(self.sampling), "estimator": self.estimator,
-                "rule": self.rule, "template": self.template, "meaning": self.meaning, "risk": self.risk.state()}
+        return {
+            "version": POLICY_VERSION,
+            "lm": self.lm,
+            "sampling": asdict(self.sampling),
+            "estimator": self.estimator,
+            "rule": self.rule,
+            "template": self.template,
+            "meaning": self.meaning,
+            "risk": self.risk.state(),
+        }
 
     def save(self, path: str | Path) -> None:
         write_json_atomic(path, self.state())
@@ -89,10 +111,18 @@ class GenerationPolicy:
             s = read_json(path)
             if s.get("version") != POLICY_VERSION:
                 raise DataError(f"{path} is policy version {s.get('version')!r}; this caveat reads {POLICY_VERSION}")
-            return cls(s["lm"], SamplingConfig(**s["sampling"]), s["estimator"], s["rule"],
-                       RiskControlled.from_state(s["risk"]), s.get("template"),
-                       s.get("meaning") or {"threshold": 0.9, "nli_model": None})
+            return cls(
+                s["lm"],
+                SamplingConfig(**s["sampling"]),
+                s["estimator"],
+                s["rule"],
+                RiskControlled.from_state(s["risk"]),
+                s.get("template"),
+                s.get("meaning") or {"threshold": 0.9, "nli_model": None},
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             if isinstance(e, (DataError, ConfigError)):
                 raise
-            raise DataError(f"{path} is not a generation policy ({e}); fit one with caveat generate-calibrate") from None
+            raise DataError(
+                f"{path} is not a generation policy ({e}); fit one with caveat generate-calibrate"
+            ) from None

@@ -13,8 +13,9 @@ from __future__ import annotations
 from caveat.errors import ConfigError
 from caveat.generate.data import Question
 
-READING = ("Answer the question in a few words, using the passage.\n\n"
-           "Passage: {context}\n\nQuestion: {question}\nAnswer:")
+READING = (
+    "Answer the question in a few words, using the passage.\n\nPassage: {context}\n\nQuestion: {question}\nAnswer:"
+)
 CLOSED_BOOK = "Answer the question in a few words.\n\nQuestion: {question}\nAnswer:"
 
 
@@ -25,5 +26,7 @@ def message(question: Question, *, template: str | None = None) -> str:
     try:
         return template.format(question=question.question, context=question.context or "")
     except (KeyError, IndexError, ValueError) as e:
-        raise ConfigError(f"prompt template {template!r} cannot be filled ({e}); use the fields "
-                          "{question} and {context} only, and double other braces") from None
+        raise ConfigError(
+            f"prompt template {template!r} cannot be filled ({e}); use the fields "
+            "{question} and {context} only, and double other braces"
+        ) from None

@@ -56,7 +56,9 @@ class SamplingConfig:
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1; got {self.max_new_tokens}")
         if not self.temperature > 0:
-            raise ConfigError(f"temperature must be > 0; got {self.temperature}. Use 1.0 for the model's own distribution")
+            raise ConfigError(
+                f"temperature must be > 0; got {self.temperature}. Use 1.0 for the model's own distribution"
+            )
         if self.top_k < 0:
             raise ConfigError(f"top_k must be >= 0 (0 switches it off); got {self.top_k}")
         if not 0 < self.top_p <= 1:
@@ -83,13 +85,23 @@ class Answer:
     finished: bool
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "tokens": list(self.tokens), "logprobs": self.logprobs.tolist(),
-                "entropies": self.entropies.tolist(), "finished": self.finished}
+        return {
+            "text": self.text,
+            "tokens": list(self.tokens),
+            "logprobs": self.logprobs.tolist(),
+            "entropies": self.entropies.tolist(),
+            "finished": self.finished,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Answer:
-        return cls(str(d["text"]), [int(t) for t in d["tokens"]], np.asarray(d["logprobs"], dtype=np.float64),
-                   np.asarray(d["entropies"], dtype=np.float64), bool(d["finished"]))
+        return cls(
+            str(d["text"]),
+            [int(t) for t in d["tokens"]],
+            np.asarray(d["logprobs"], dtype=np.float64),
+            np.asarray(d["entropies"], dtype=np.float64),
+            bool(d["finished"]),
+        )
 
 
 @dataclass
@@ -108,13 +120,21 @@ class Generation:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"prompt": self.prompt, "greedy": self.greedy.to_dict(),
-                "samples": [s.to_dict() for s in self.samples], "seconds": self.seconds}
+        return {
+            "prompt": self.prompt,
+            "greedy": self.greedy.to_dict(),
+            "samples": [s.to_dict() for s in self.samples],
+            "seconds": self.seconds,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Generation:
-        return cls(str(d["prompt"]), Answer.from_dict(d["greedy"]), [Answer.from_dict(s) for s in d["samples"]],
-                   float(d["seconds"]))
+        return cls(
+            str(d["prompt"]),
+            Answer.from_dict(d["greedy"]),
+            [Answer.from_dict(s) for s in d["samples"]],
+            float(d["seconds"]),
+        )
 
 
 class SampleCache:
@@ -218,13 +238,22 @@ class Sampler:
                 kwargs[lm.cache_kwarg] = cache
             batch = prompt_ids.expand(rows, -1)  # (rows, L)
             out = lm.model.generate(
-                batch, attention_mask=torch.ones_like(batch), do_sample=True, temperature=cfg.temperature,
-                top_k=cfg.top_k, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                logits_processor=[_greedy_rows_processor(1)], output_logits=True, return_dict_in_generate=True,
-                pad_token_id=lm.tokenizer.pad_token_id, **kwargs)
+                batch,
+                attention_mask=torch.ones_like(batch),
+                do_sample=True,
+                temperature=cfg.temperature,
+                top_k=cfg.top_k,
+                top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens,
+                logits_processor=[_greedy_rows_processor(1)],
+                output_logits=True,
+                return_dict_in_generate=True,
+                pad_token_id=lm.tokenizer.pad_token_id,
+                **kwargs,
+            )
         self.generate_calls += 1
         seconds = time.perf_counter() - start
-        new = out.sequences[:, len(ids):]  # (rows, S)
+        new = out.sequences[:, len(ids) :]  # (rows, S)
         logp = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1)  # (rows, S, V)
         chosen = logp.gather(-1, new[..., None])[..., 0]  # (rows, S)
         entropy = torch.special.entr(logp.exp()).sum(-1)  # (rows, S)
@@ -236,4 +265,6 @@ class Sampler:
         end = next((i + 1 for i, t in enumerate(tokens) if t in stops), None)
         n = end if end is not None else len(tokens)
         text = self.lm.tokenizer.decode(tokens[:n], skip_special_tokens=True).strip()
-        return Answer(text, tokens[:n], logprobs[:n].astype(np.float64), entropies[:n].astype(np.float64), end is not None)
+        return Answer(
+            text, tokens[:n], logprobs[:n].astype(np.float64), entropies[:n].astype(np.float64), end is not None
+        )

@@ -48,7 +48,6 @@ class EmbeddingEquivalence:
         if not 0 < threshold <= 1:
             raise ConfigError(f"the meaning threshold must lie in (0, 1]; got {threshold!r}. E.g. 0.9")
         if encoder is None:
-
             encoder = SentenceEncoder()
         self.threshold, self.encoder = threshold, encoder
 
@@ -77,8 +76,10 @@ class EntailmentEquivalence:
         labels = {int(i): str(name).lower() for i, name in self.model.config.id2label.items()}
         entail = [i for i, name in labels.items() if name.startswith("entail")]
         if len(entail) != 1:
-            raise ConfigError(f"NLI model {model!r} has labels {sorted(labels.values())}; it needs exactly one "
-                              "'entailment' label (id2label in its config.json)")
+            raise ConfigError(
+                f"NLI model {model!r} has labels {sorted(labels.values())}; it needs exactly one "
+                "'entailment' label (id2label in its config.json)"
+            )
         self.entailment, self.batch_size = entail[0], batch_size
 
     def matrix(self, texts: Sequence[str], *, question: str | None = None) -> np.ndarray:
@@ -89,9 +90,14 @@ class EntailmentEquivalence:
         pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
         entails = np.eye(n, dtype=bool)
         for start in range(0, len(pairs), self.batch_size):
-            chunk = pairs[start:start + self.batch_size]
-            enc = self.tokenizer([framed[i] for i, _ in chunk], [framed[j] for _, j in chunk], padding=True,
-                                 truncation=True, return_tensors="pt")
+            chunk = pairs[start : start + self.batch_size]
+            enc = self.tokenizer(
+                [framed[i] for i, _ in chunk],
+                [framed[j] for _, j in chunk],
+                padding=True,
+                truncation=True,
+                return_tensors="pt",
+            )
             with torch.no_grad():
                 pred = self.model(**enc).logits.argmax(-1).numpy()  # (B,)
             for (i, j), p in zip(chunk, pred):

@@ -33,7 +33,9 @@ class CaveatModel(nn.Module):
     pooling : ``"mean"`` (masked mean; what sentence-embedding backbones are trained for) or ``"cls"``.
     """
 
-    def __init__(self, encoder: nn.Module, num_labels: int, *, task: Task, pooling: str = "mean", head_dropout: float = 0.1):
+    def __init__(
+        self, encoder: nn.Module, num_labels: int, *, task: Task, pooling: str = "mean", head_dropout: float = 0.1
+    ):
         super().__init__()
         self.encoder = encoder
         self.task = Task(task)
@@ -86,4 +88,6 @@ class CaveatModel(nn.Module):
         if mixup is not None:
             perm, lam = mixup
             mixed = self.head(self.dropout(lam * features + (1.0 - lam) * features[perm]))
-        return ModelOutput(logits=logits, features=features, embeddings=embeds if keep_embeddings else None, mixed_logits=mixed)
+        return ModelOutput(
+            logits=logits, features=features, embeddings=embeds if keep_embeddings else None, mixed_logits=mixed
+        )

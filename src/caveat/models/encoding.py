@@ -14,7 +14,9 @@ import torch
 IGNORE = -100
 
 
-def encode_texts(tokenizer, texts: Sequence[str], max_length: int, label_ids: Sequence[int] | None = None) -> list[dict]:
+def encode_texts(
+    tokenizer, texts: Sequence[str], max_length: int, label_ids: Sequence[int] | None = None
+) -> list[dict]:
     """One dict per text: ``input_ids`` (list[int]) and, when given, ``labels`` (int)."""
     enc = tokenizer(list(texts), truncation=True, max_length=max_length)
     rows = [{"input_ids": ids} for ids in enc["input_ids"]]
@@ -24,7 +26,9 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, label_ids: Se
     return rows
 
 
-def encode_words(tokenizer, sentences: Sequence[Sequence[str]], max_length: int, tag_ids: Sequence[Sequence[int]] | None = None) -> list[dict]:
+def encode_words(
+    tokenizer, sentences: Sequence[Sequence[str]], max_length: int, tag_ids: Sequence[Sequence[int]] | None = None
+) -> list[dict]:
     """One dict per sentence: ``input_ids``, ``word_index`` (word of each first sub-token, -1 elsewhere)
     and, when tags are given, ``labels`` aligned to sub-words (-100 except at first sub-tokens).
 
@@ -54,8 +58,12 @@ class Collator:
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(r["input_ids"]) for r in rows)
         batch = {
-            "input_ids": torch.tensor([r["input_ids"] + [self.pad_token_id] * (width - len(r["input_ids"])) for r in rows]),
-            "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]),
+            "input_ids": torch.tensor(
+                [r["input_ids"] + [self.pad_token_id] * (width - len(r["input_ids"])) for r in rows]
+            ),
+            "attention_mask": torch.tensor(
+                [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
+            ),
         }
         if "word_index" in rows[0]:
             batch["word_index"] = torch.tensor([r["word_index"] + [-1] * (width - len(r["word_index"])) for r in rows])

@@ -47,7 +47,9 @@ def save_model(run_dir: str | Path, model, tokenizer) -> None:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
 
 
-def write_run_info(run_dir: str | Path, *, config: RunConfig, labels: list[str], data: dict, training: dict | None = None) -> dict:
+def write_run_info(
+    run_dir: str | Path, *, config: RunConfig, labels: list[str], data: dict, training: dict | None = None
+) -> dict:
     """Write ``caveat.json``: everything needed to use the model, in plain JSON."""
     info = {
         "format_version": FORMAT_VERSION,
@@ -81,12 +83,20 @@ def open_run(run_dir: str | Path) -> Run:
     """Read ``caveat.json`` of a run; errors say what is missing and how to make it."""
     path = Path(run_dir)
     if not (path / RUN_FILE).is_file():
-        raise RunDirError(f"{str(path)!r} is not a caveat run (no {RUN_FILE}); create one with: caveat train CONFIG --out {path}")
+        raise RunDirError(
+            f"{str(path)!r} is not a caveat run (no {RUN_FILE}); create one with: caveat train CONFIG --out {path}"
+        )
     info = read_json(path / RUN_FILE)
     if info.get("format_version") != FORMAT_VERSION:
-        raise RunDirError(f"{path}/{RUN_FILE} has format_version {info.get('format_version')!r}; this caveat reads {FORMAT_VERSION}: retrain the run")
+        raise RunDirError(
+            f"{path}/{RUN_FILE} has format_version {info.get('format_version')!r}; this caveat reads {FORMAT_VERSION}: "
+            "retrain the run"
+        )
     if not (path / MODEL_DIR / HEAD_FILE).is_file():
-        raise RunDirError(f"{path}/{MODEL_DIR} is incomplete (training did not finish?); resume with: caveat train ... --out {path} --resume")
+        raise RunDirError(
+            f"{path}/{MODEL_DIR} is incomplete (training did not finish?); resume with: caveat train ... --out {path} "
+            "--resume"
+        )
     return Run(path=path, info=info, config=RunConfig.model_validate(info["config"]), labels=list(info["labels"]))
 
 
@@ -95,7 +105,6 @@ def load_model(run: Run):
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
-
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

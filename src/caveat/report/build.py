@@ -19,8 +19,14 @@ from caveat.report.sections import SECTIONS
 from caveat.types import Task
 
 
-def build_report(run: str | Path | Run, data: str = "test", ood: tuple[str, ...] | list[str] = (), *,
-                 top: int = 10, batch_size: int | None = None) -> Report:
+def build_report(
+    run: str | Path | Run,
+    data: str = "test",
+    ood: tuple[str, ...] | list[str] = (),
+    *,
+    top: int = 10,
+    batch_size: int | None = None,
+) -> Report:
     """The report of a run on ``data`` (a split name or a labelled file).
 
     Parameters
@@ -41,15 +47,21 @@ def build_report(run: str | Path | Run, data: str = "test", ood: tuple[str, ...]
     sections = [s for make in SECTIONS if (s := make(ctx)) is not None]
     notes = []
     if run.task is Task.TEXT_CLASSIFICATION and not ctx.calibrated:
-        notes.append(f"This run is not calibrated, so the calibrated reliability curve, the abstention operating point, "
-                     f"conformal prediction sets and decisions are missing. Add them with `caveat calibrate {run.path}` "
-                     f"and build the report again.")
+        notes.append(
+            f"This run is not calibrated, so the calibrated reliability curve, the abstention operating point, "
+            f"conformal prediction sets and decisions are missing. Add them with `caveat calibrate {run.path}` "
+            f"and build the report again."
+        )
     if run.task is Task.TEXT_CLASSIFICATION and not ood:
-        notes.append(f"No out-of-scope data was given. Add out-of-scope detection with "
-                     f"`caveat report {run.path} --ood FILE_OF_TEXTS` (or a data.ood name of the run).")
+        notes.append(
+            f"No out-of-scope data was given. Add out-of-scope detection with "
+            f"`caveat report {run.path} --ood FILE_OF_TEXTS` (or a data.ood name of the run)."
+        )
     if run.task is Task.TOKEN_CLASSIFICATION and not ctx.calibrated:
-        notes.append(f"This run is not calibrated, so span confidences are raw and there is no keep/flag threshold. "
-                     f"Add them with `caveat calibrate {run.path}` and build the report again.")
+        notes.append(
+            f"This run is not calibrated, so span confidences are raw and there is no keep/flag threshold. "
+            f"Add them with `caveat calibrate {run.path}` and build the report again."
+        )
     return Report(
         title=f"caveat report: {run.path.name}",
         run=str(run.path),

@@ -96,12 +96,14 @@ def raw_scores(preds: Predictions) -> dict[str, np.ndarray]:
     return {name: SCORES.get(name)(probs=preds.probs, logits=preds.logits) for name in ("msp", "entropy", "energy")}
 
 
-def prepare(run: Run, data: str = "test", ood: tuple[str, ...] = (), *, top: int = 10,
-            batch_size: int | None = None) -> Context:
+def prepare(
+    run: Run, data: str = "test", ood: tuple[str, ...] = (), *, top: int = 10, batch_size: int | None = None
+) -> Context:
     """Run the predictor once on ``data`` and once per ``ood`` set; compute the shared figures."""
     if ood and run.task is Task.TOKEN_CLASSIFICATION:
-        raise ConfigError("{ood} is for text-classification runs; drop it for this token-classification run",
-                          fields=("ood",))
+        raise ConfigError(
+            "{ood} is for text-classification runs; drop it for this token-classification run", fields=("ood",)
+        )
     load = functools.cache(lambda: load_data(run.config))  # the data files are read at most once
     split = resolve_split(run, data, load)
     predictor = Predictor.from_run(run, batch_size=batch_size)
@@ -129,12 +131,23 @@ def _prepare_spans(run: Run, data: str, split: Split, predictor: Predictor, top:
     for i, (row, gold) in enumerate(zip(per_sentence, gold_tags)):
         truth = set(bio_spans(gold))
         spans += [(i, s, e, typ, float(c), (s, e, typ) in truth) for s, e, typ, c in row]
-    return Context(run=run, data=data, split=split, metrics=metrics, top=top, caveats=calibration,
-                   word_probs=word_probs, pred_tags=pred_tags, gold_tags=gold_tags, spans=spans)
+    return Context(
+        run=run,
+        data=data,
+        split=split,
+        metrics=metrics,
+        top=top,
+        caveats=calibration,
+        word_probs=word_probs,
+        pred_tags=pred_tags,
+        gold_tags=gold_tags,
+        spans=spans,
+    )
 
 
-def _prepare_texts(run: Run, data: str, split: Split, predictor: Predictor, top: int,
-                   ood_inputs: dict[str, list[str]]) -> Context:
+def _prepare_texts(
+    run: Run, data: str, split: Split, predictor: Predictor, top: int, ood_inputs: dict[str, list[str]]
+) -> Context:
     """Text classification: probabilities, scores and, when calibrated, the policy's decisions."""
     preds = predictor.predict([ex.text for ex in split.examples])
     ood_preds = {name: predictor.predict(texts) for name, texts in ood_inputs.items()}
@@ -143,8 +156,16 @@ def _prepare_texts(run: Run, data: str, split: Split, predictor: Predictor, top:
     calibration = predictor.calibration
     metrics = metrics_for(run.task, split, run.labels, logits=preds.logits[0])
     metrics.update(uncertainty_metrics(preds, y, calibration, ood_preds))
-    ctx = Context(run=run, data=data, split=split, metrics=metrics, top=top, y=y, raw_probs=preds.probs[0],
-                  ood_sources={name: len(texts) for name, texts in ood_inputs.items()})
+    ctx = Context(
+        run=run,
+        data=data,
+        split=split,
+        metrics=metrics,
+        top=top,
+        y=y,
+        raw_probs=preds.probs[0],
+        ood_sources={name: len(texts) for name, texts in ood_inputs.items()},
+    )
     if calibration is None:
         ctx.probs, ctx.scores = ctx.raw_probs, raw_scores(preds)
         ctx.ood_scores = {name: raw_scores(p) for name, p in ood_preds.items()}

@@ -22,36 +22,94 @@ def generation_report(result: dict, *, data: str = "") -> Report:
     ranked = sorted(est, key=lambda e: -(est[e].get("auroc") or 0.0))
     sampling = result["sampling"]
     overview = Section(
-        key="overview", title="Answers",
-        notes=[(f"Model `{result['model']}`; greedy answer + {sampling['samples']} samples per question "
-               f"(temperature {sampling['temperature']}, at most {sampling['max_new_tokens']} new tokens). "
-               f"Errors are judged by `{result['rule']}`: {result['rule_description']}.")]
+        key="overview",
+        title="Answers",
+        notes=[
+            (
+                f"Model `{result['model']}`; greedy answer + {sampling['samples']} samples per question "
+                f"(temperature {sampling['temperature']}, at most {sampling['max_new_tokens']} new tokens). "
+                f"Errors are judged by `{result['rule']}`: {result['rule_description']}."
+            )
+        ]
         + ([result["warning"]] if "warning" in result else []),
         metrics=[metric("n", "questions", result["n"])]
-        + [metric(f"accuracy.{rule}", f"greedy accuracy ({rule})", acc) for rule, acc in result["accuracy"].items()])
+        + [metric(f"accuracy.{rule}", f"greedy accuracy ({rule})", acc) for rule, acc in result["accuracy"].items()],
+    )
     table = Table(
-        key="estimators", title="Detecting wrong answers (higher AUROC and PRR, lower AURC = better)",
-        columns=["estimator", "AUROC", "95% interval", "PRR", "PRR 95% interval", "AURC", "accuracy at 50%",
-                 "accuracy at 80%", "s / question"],
-        rows=[[e, num(est[e].get("auroc")), _interval(est[e].get("auroc_ci")), num(est[e].get("prr")),
-               _interval(est[e].get("prr_ci")), num(est[e].get("aurc")),
-               num((est[e].get("accuracy_at") or {}).get("0.5")), num((est[e].get("accuracy_at") or {}).get("0.8")),
-               num(est[e].get("seconds_per_question"))] for e in ranked],
-        note="Intervals: percentile bootstrap over questions. s / question: what the estimator adds to sampling.")
-    curves = [Series(name=e, x=est[e]["risk_coverage"]["coverage"], y=est[e]["risk_coverage"]["risk"])
-              for e in ranked[:6] if est[e].get("risk_coverage")]
-    figures = [LineFigure(key="risk_coverage", title="Risk-coverage: error rate of the answered questions",
-                          xlabel="coverage (share answered, most certain first)", ylabel="error rate",
-                          series=curves, note="The six best estimators by AUROC.")] if curves else []
+        key="estimators",
+        title="Detecting wrong answers (higher AUROC and PRR, lower AURC = better)",
+        columns=[
+            "estimator",
+            "AUROC",
+            "95% interval",
+            "PRR",
+            "PRR 95% interval",
+            "AURC",
+            "accuracy at 50%",
+            "accuracy at 80%",
+            "s / question",
+        ],
+        rows=[
+            [
+                e,
+                num(est[e].get("auroc")),
+                _interval(est[e].get("auroc_ci")),
+                num(est[e].get("prr")),
+                _interval(est[e].get("prr_ci")),
+                num(est[e].get("aurc")),
+                num((est[e].get("accuracy_at") or {}).get("0.5")),
+                num((est[e].get("accuracy_at") or {}).get("0.8")),
+                num(est[e].get("seconds_per_question")),
+            ]
+            for e in ranked
+        ],
+        note="Intervals: percentile bootstrap over questions. s / question: what the estimator adds to sampling.",
+    )
+    curves = [
+        Series(name=e, x=est[e]["risk_coverage"]["coverage"], y=est[e]["risk_coverage"]["risk"])
+        for e in ranked[:6]
+        if est[e].get("risk_coverage")
+    ]
+    figures = (
+        [
+            LineFigure(
+                key="risk_coverage",
+                title="Risk-coverage: error rate of the answered questions",
+                xlabel="coverage (share answered, most certain first)",
+                ylabel="error rate",
+                series=curves,
+                note="The six best estimators by AUROC.",
+            )
+        ]
+        if curves
+        else []
+    )
     records = result.get("records") or []
     best = ranked[0] if ranked else None
     examples = Table(
-        key="examples", title="Example answers", columns=["question", "answer", "references", "correct",
-                                                          f"{best} (uncertainty)" if best else "uncertainty"],
-        rows=[[r["question"], r["answer"], "; ".join(r["references"]), r["correct"],
-               num(r["scores"].get(best)) if best else None] for r in records[:EXAMPLES]])
+        key="examples",
+        title="Example answers",
+        columns=["question", "answer", "references", "correct", f"{best} (uncertainty)" if best else "uncertainty"],
+        rows=[
+            [
+                r["question"],
+                r["answer"],
+                "; ".join(r["references"]),
+                r["correct"],
+                num(r["scores"].get(best)) if best else None,
+            ]
+            for r in records[:EXAMPLES]
+        ],
+    )
     detection = Section(key="estimators", title="Uncertainty estimators", tables=[table], figures=figures)
-    return Report(title=f"caveat generate-eval: {data or 'questions'}", run=result["model"], task="generation",
-                  data=data, source=data, n=result["n"], calibrated=False,
-                  created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  sections=[overview, detection, Section(key="examples", title="Examples", tables=[examples])])
+    return Report(
+        title=f"caveat generate-eval: {data or 'questions'}",
+        run=result["model"],
+        task="generation",
+        data=data,
+        source=data,
+        n=result["n"],
+        calibrated=False,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        sections=[overview, detection, Section(key="examples", title="Examples", tables=[examples])],
+    )

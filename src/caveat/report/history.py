@@ -40,15 +40,27 @@ def training_history(run: Run) -> tuple[str, list[dict]]:
     """``(metric name, rows)``: per validation, its ``epoch``, ``step``, ``train_loss`` (mean of the
     losses logged since the previous validation; None when not logged) and ``validation``."""
     history = run.info.get("training", {}).get("history", [])
-    metric = next((k.removeprefix("validation_") for row in history for k in row
-                   if k.startswith("validation_") and k != "validation_n"), "metric")
+    metric = next(
+        (
+            k.removeprefix("validation_")
+            for row in history
+            for k in row
+            if k.startswith("validation_") and k != "validation_n"
+        ),
+        "metric",
+    )
     losses = logged_losses(run.path / "logs" / "train")
     rows, previous = [], 0
     for row in history:
         step = int(row["step"])
         window = [v for s, v in losses.items() if previous < s <= step]
-        rows.append({"epoch": float(row["epoch"]), "step": step,
-                     "train_loss": sum(window) / len(window) if window else None,
-                     "validation": row.get(f"validation_{metric}")})
+        rows.append(
+            {
+                "epoch": float(row["epoch"]),
+                "step": step,
+                "train_loss": sum(window) / len(window) if window else None,
+                "validation": row.get(f"validation_{metric}"),
+            }
+        )
         previous = step
     return metric, rows

@@ -77,9 +77,10 @@ def _attribution(d: dict) -> Markup:
 def _environment():
     from jinja2 import Environment, StrictUndefined
 
-
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)
-    env.filters.update(fmt=format_cell, kind=_kind, code=_code, attribution=_attribution, png=lambda figure: png_image(render(figure)))
+    env.filters.update(
+        fmt=format_cell, kind=_kind, code=_code, attribution=_attribution, png=lambda figure: png_image(render(figure))
+    )
     return env
 
 

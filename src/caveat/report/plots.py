@@ -51,7 +51,9 @@ def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
 def _legend(fig: Figure, handles: list, ncols: int = 3) -> None:
     """One legend below the axes, where it can never hide data."""
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(ncols, len(handles)), fontsize=8, frameon=False)
+        fig.legend(
+            handles=handles, loc="outside lower center", ncols=min(ncols, len(handles)), fontsize=8, frameon=False
+        )
 
 
 @PLOTS.register("line")
@@ -69,14 +71,29 @@ def line_png(figure: LineFigure) -> bytes:
         for k, s in enumerate(figure.series):
             target = right if s.axis == "right" else ax
             dashed = s.style == "dashed"
-            handles += target.plot(s.x, s.y, color=COLORS[k % len(COLORS)], linewidth=1.2 if dashed else 1.8, label=s.name,
-                                   linestyle="--" if dashed else "-", marker="o" if len(s.x) <= 30 and not dashed else None,
-                                   markersize=3.5)
+            handles += target.plot(
+                s.x,
+                s.y,
+                color=COLORS[k % len(COLORS)],
+                linewidth=1.2 if dashed else 1.8,
+                label=s.name,
+                linestyle="--" if dashed else "-",
+                marker="o" if len(s.x) <= 30 and not dashed else None,
+                markersize=3.5,
+            )
         if all(float(v).is_integer() for s in figure.series for v in s.x):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, not 1.25
         for p in figure.points:
-            handles += ax.plot([p.x], [p.y], marker="*", markersize=14, color="#cf222e", markeredgecolor="black",
-                               linestyle="none", label=p.label)
+            handles += ax.plot(
+                [p.x],
+                [p.y],
+                marker="*",
+                markersize=14,
+                color="#cf222e",
+                markeredgecolor="black",
+                linestyle="none",
+                label=p.label,
+            )
         _legend(fig, handles)
     return buf.getvalue()
 
@@ -108,7 +125,13 @@ def bar_png(figure: BarFigure) -> bytes:
         ax = fig.add_subplot()
         _style(ax, figure.title, figure.xlabel, figure.ylabel)
         for k, g in enumerate(figure.groups):
-            ax.bar(x + (k - (len(figure.groups) - 1) / 2) * width, g.counts, width, color=COLORS[k % len(COLORS)], label=g.name)
+            ax.bar(
+                x + (k - (len(figure.groups) - 1) / 2) * width,
+                g.counts,
+                width,
+                color=COLORS[k % len(COLORS)],
+                label=g.name,
+            )
         ax.set_xticks(x, figure.categories)
         if len(figure.groups) > 1:
             _legend(fig, ax.get_legend_handles_labels()[0])
@@ -126,8 +149,16 @@ def means_png(figure: MeansFigure) -> bytes:
         for k, g in enumerate(figure.groups):
             means = np.array([np.nan if v is None else v for v in g.means], dtype=float)
             errors = np.array([np.nan if v is None else v for v in g.errors], dtype=float) if g.errors else None
-            bars = ax.bar(x + (k - (len(figure.groups) - 1) / 2) * width, np.nan_to_num(means), width, yerr=errors,
-                          color=COLORS[k % len(COLORS)], label=g.name, capsize=3, error_kw={"linewidth": 1})
+            bars = ax.bar(
+                x + (k - (len(figure.groups) - 1) / 2) * width,
+                np.nan_to_num(means),
+                width,
+                yerr=errors,
+                color=COLORS[k % len(COLORS)],
+                label=g.name,
+                capsize=3,
+                error_kw={"linewidth": 1},
+            )
             for name, bar in zip(figure.categories, bars):
                 if name == figure.baseline:
                     bar.set_hatch("///")
@@ -151,8 +182,15 @@ def reliability_png(figure: ReliabilityFigure) -> bytes:
         for k, c in enumerate(figure.curves):
             color = COLORS[k % len(COLORS)]
             ax.plot(c.confidence, c.accuracy, color=color, linewidth=1.4, label=f"{c.name} (ECE {c.ece:.3f})")
-            ax.scatter(c.confidence, c.accuracy, s=[15 + 185 * n / biggest for n in c.count], color=color, alpha=0.7,
-                       edgecolors="white", linewidths=0.5)
+            ax.scatter(
+                c.confidence,
+                c.accuracy,
+                s=[15 + 185 * n / biggest for n in c.count],
+                color=color,
+                alpha=0.7,
+                edgecolors="white",
+                linewidths=0.5,
+            )
         ax.set_xlim(0, 1.02)
         ax.set_ylim(0, 1.02)
         ax.set_aspect("equal")

@@ -8,13 +8,13 @@ so a new section needs no new schema.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
-Cell = Union[str, int, float, bool, None]
+Cell = str | int | float | bool | None
 
 
 class _Model(BaseModel):
@@ -130,8 +130,8 @@ class MeanGroup(_Model):
     """One group of a means figure: a mean and its standard error per category (None: no value)."""
 
     name: str
-    means: list[Optional[float]]
-    errors: list[Optional[float]] = Field(default_factory=list, description="Standard errors (whiskers); empty: none.")
+    means: list[float | None]
+    errors: list[float | None] = Field(default_factory=list, description="Standard errors (whiskers); empty: none.")
 
 
 class MeansFigure(_Model):
@@ -144,11 +144,13 @@ class MeansFigure(_Model):
     ylabel: str
     categories: list[str]
     groups: list[MeanGroup]
-    baseline: Optional[str] = Field(None, description="A category drawn hatched: the level the others must beat.")
+    baseline: str | None = Field(None, description="A category drawn hatched: the level the others must beat.")
     note: str = ""
 
 
-Figure = Annotated[Union[LineFigure, HistogramFigure, BarFigure, ReliabilityFigure, MeansFigure], Field(discriminator="kind")]
+Figure = Annotated[
+    LineFigure | HistogramFigure | BarFigure | ReliabilityFigure | MeansFigure, Field(discriminator="kind")
+]
 
 
 class Explanation(_Model):
@@ -157,8 +159,10 @@ class Explanation(_Model):
 
     method: str
     text: str
-    attribution: dict = Field(description="``caveat.explain.Attribution.to_dict()``: method, target, value, "
-                                          "words [{word, attribution, feature}], evaluations, seconds, details.")
+    attribution: dict = Field(
+        description="``caveat.explain.Attribution.to_dict()``: method, target, value, "
+        "words [{word, attribution, feature}], evaluations, seconds, details."
+    )
 
 
 class Section(_Model):
@@ -170,7 +174,9 @@ class Section(_Model):
     metrics: list[Metric] = Field(default_factory=list)
     figures: list[Figure] = Field(default_factory=list)
     tables: list[Table] = Field(default_factory=list)
-    explanations: list[Explanation] = Field(default_factory=list, description="Explained inputs, shown after the tables.")
+    explanations: list[Explanation] = Field(
+        default_factory=list, description="Explained inputs, shown after the tables."
+    )
 
     def metric(self, key: str) -> Cell:
         """The value of metric ``key``; KeyError names the keys there are."""
@@ -200,7 +206,9 @@ class Report(_Model):
     schema_version: int = SCHEMA_VERSION
     title: str
     run: str = Field(description="The run directory (a comparison: the compared ones, comma-separated).")
-    runs: list[str] = Field(default_factory=list, description="The compared run directories (caveat compare); empty for one run's report.")
+    runs: list[str] = Field(
+        default_factory=list, description="The compared run directories (caveat compare); empty for one run's report."
+    )
     task: str
     data: str = Field(description="The split name or file the report evaluates.")
     source: str = Field(description="Where that split's examples came from.")

@@ -94,4 +94,4 @@ The numbers of this page are in the JSON file next to it (schema version {{ repo
 </main>
 </body>
 </html>
-"""
+"""  # noqa: E501

@@ -34,16 +34,32 @@ from caveat.robustness.shift import parse_shifts
 from caveat.robustness.similarity import SentenceEncoder
 from caveat.types import Task
 
-COST_NOTE = ("seconds per step: caveat.json's training seconds / optimizer steps — wall time of the whole fit "
-             "(validation passes and checkpoints included) on the machine and processes that trained the run, so "
-             "compare it only between runs trained alike; benchmarks/step_cost.py times steps alone")
+COST_NOTE = (
+    "seconds per step: caveat.json's training seconds / optimizer steps — wall time of the whole fit "
+    "(validation passes and checkpoints included) on the machine and processes that trained the run, so "
+    "compare it only between runs trained alike; benchmarks/step_cost.py times steps alone"
+)
 
 # an NER run's attack figures in its compare row (attack_run's, see ner.span_attack_metrics): clean_accuracy and
 # after_attack_accuracy are sentence accuracies (all of a sentence's spans right)
-NER_ATTACK_KEYS = ("n", "clean_accuracy", "after_attack_accuracy", "clean_span_f1", "after_attack_span_f1",
-                   "clean_span_errors", "after_attack_span_errors", "gold_spans", "success_rate", "mean_queries",
-                   "mean_changed_fraction", "mean_similarity", "reused")
-EXAMPLES = 3  # successful adversarial examples kept per run and attack (rows[].attack.<name>.examples; the page shows them)
+NER_ATTACK_KEYS = (
+    "n",
+    "clean_accuracy",
+    "after_attack_accuracy",
+    "clean_span_f1",
+    "after_attack_span_f1",
+    "clean_span_errors",
+    "after_attack_span_errors",
+    "gold_spans",
+    "success_rate",
+    "mean_queries",
+    "mean_changed_fraction",
+    "mean_similarity",
+    "reused",
+)
+EXAMPLES = (
+    3  # successful adversarial examples kept per run and attack (rows[].attack.<name>.examples; the page shows them)
+)
 
 
 @dataclass(frozen=True)
@@ -69,9 +85,12 @@ class AttackSettings:
         first ``max_examples`` of a split of ``n_data`` examples?"""
 
         n = n_data if self.max_examples is None else min(self.max_examples, n_data)
-        return (entry.get("constraints") == Constraints(self.max_change, self.min_similarity).as_dict()
-                and entry.get("max_candidates") == self.max_candidates and entry.get("seed") == self.seed
-                and entry.get("n") == n)
+        return (
+            entry.get("constraints") == Constraints(self.max_change, self.min_similarity).as_dict()
+            and entry.get("max_candidates") == self.max_candidates
+            and entry.get("seed") == self.seed
+            and entry.get("n") == n
+        )
 
 
 def training_cost(run: Run) -> dict:
@@ -83,20 +102,40 @@ def training_cost(run: Run) -> dict:
     return {"seconds": seconds, "steps": steps, "processes": t.get("processes"), "seconds_per_step": per_step}
 
 
-def attack_figures(run: Run, data: str, names: list[str], settings: AttackSettings, n_data: int, *, encoder,
-                   batch_size: int | None = None) -> dict:
+def attack_figures(
+    run: Run,
+    data: str,
+    names: list[str],
+    settings: AttackSettings,
+    n_data: int,
+    *,
+    encoder,
+    batch_size: int | None = None,
+) -> dict:
     """Per attack: its ``attack.<data>.<name>`` figures and ``reused``: read from the run's metrics.json when
     saved there with ``settings`` on ``data`` (``n_data`` examples), else attacked now and merged into it."""
 
     path = run.path / "metrics.json"
-    saved = (read_json(path).get("attack", {}).get(data, {}) if path.is_file() else {})
-    out = {name: {**saved[name], "reused": True} for name in names
-           if name in saved and settings.matches(saved[name], n_data)}
+    saved = read_json(path).get("attack", {}).get(data, {}) if path.is_file() else {}
+    out = {
+        name: {**saved[name], "reused": True}
+        for name in names
+        if name in saved and settings.matches(saved[name], n_data)
+    }
     todo = [name for name in names if name not in out]
     if todo:
-        fresh = attack_run(run, data, todo, max_examples=settings.max_examples, max_change=settings.max_change,
-                           min_similarity=settings.min_similarity, max_candidates=settings.max_candidates,
-                           seed=settings.seed, encoder=encoder, batch_size=batch_size)
+        fresh = attack_run(
+            run,
+            data,
+            todo,
+            max_examples=settings.max_examples,
+            max_change=settings.max_change,
+            min_similarity=settings.min_similarity,
+            max_candidates=settings.max_candidates,
+            seed=settings.seed,
+            encoder=encoder,
+            batch_size=batch_size,
+        )
         out.update({name: {**fresh["attacks"][name], "reused": False} for name in todo})
     return {name: out[name] for name in names}
 
@@ -116,17 +155,52 @@ def recipe(train) -> str:
 
 def _row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
     cfg = run.config.train
-    shift = {name: {"n": s["n"], "accuracy": s["accuracy"], "macro_f1": s["macro_f1"], "ece": s["ece"],
-                    "calibrated_ece": s.get("calibrated", {}).get("ece"), "msp_auroc": s["ood"]["msp"]["auroc"]}
-             for name, s in evaluated.get("shift", {}).items()}
-    attack = {name: {**{k: a.get(k) for k in ("n", "clean_accuracy", "after_attack_accuracy", "success_rate", "mean_queries",
-                                              "mean_changed_fraction", "mean_similarity", "reused")},
-                     "examples": a.get("examples", [])[:EXAMPLES]} for name, a in attacks.items()}
-    return {"run": label, "path": str(run.path), "objective": cfg.objective, "alpha": cfg.alpha, "recipe": recipe(cfg),
-            "calibrated": "calibrated" in evaluated, "n": evaluated["n"], "accuracy": evaluated["accuracy"],
-            "macro_f1": evaluated["macro_f1"], "ece": evaluated["ece"],
-            "calibrated_ece": evaluated.get("calibrated", {}).get("ece"), "attack": attack, "shift": shift,
-            "training": training_cost(run)}
+    shift = {
+        name: {
+            "n": s["n"],
+            "accuracy": s["accuracy"],
+            "macro_f1": s["macro_f1"],
+            "ece": s["ece"],
+            "calibrated_ece": s.get("calibrated", {}).get("ece"),
+            "msp_auroc": s["ood"]["msp"]["auroc"],
+        }
+        for name, s in evaluated.get("shift", {}).items()
+    }
+    attack = {
+        name: {
+            **{
+                k: a.get(k)
+                for k in (
+                    "n",
+                    "clean_accuracy",
+                    "after_attack_accuracy",
+                    "success_rate",
+                    "mean_queries",
+                    "mean_changed_fraction",
+                    "mean_similarity",
+                    "reused",
+                )
+            },
+            "examples": a.get("examples", [])[:EXAMPLES],
+        }
+        for name, a in attacks.items()
+    }
+    return {
+        "run": label,
+        "path": str(run.path),
+        "objective": cfg.objective,
+        "alpha": cfg.alpha,
+        "recipe": recipe(cfg),
+        "calibrated": "calibrated" in evaluated,
+        "n": evaluated["n"],
+        "accuracy": evaluated["accuracy"],
+        "macro_f1": evaluated["macro_f1"],
+        "ece": evaluated["ece"],
+        "calibrated_ece": evaluated.get("calibrated", {}).get("ece"),
+        "attack": attack,
+        "shift": shift,
+        "training": training_cost(run),
+    }
 
 
 def _ner_row(label: str, run: Run, evaluated: dict, shifted: dict[str, dict], attacks: dict) -> dict:
@@ -138,16 +212,35 @@ def _ner_row(label: str, run: Run, evaluated: dict, shifted: dict[str, dict], at
     aggregate = caveats.aggregate if caveats is not None else "product"  # raw span ECE like the calibrated one
 
     def figures(e: dict) -> dict:
-        return {"n": e["n"], "n_entities": e["n_entities"], "span_f1": e["f1"], "span_precision": e["precision"],
-                "span_recall": e["recall"], "macro_f1": e["macro_f1"], "token_accuracy": e["token_accuracy"],
-                "span_ece": e.get("spans", {}).get(aggregate, {}).get("ece"),
-                "calibrated_span_ece": e.get("calibrated", {}).get("span_ece")}
+        return {
+            "n": e["n"],
+            "n_entities": e["n_entities"],
+            "span_f1": e["f1"],
+            "span_precision": e["precision"],
+            "span_recall": e["recall"],
+            "macro_f1": e["macro_f1"],
+            "token_accuracy": e["token_accuracy"],
+            "span_ece": e.get("spans", {}).get(aggregate, {}).get("ece"),
+            "calibrated_span_ece": e.get("calibrated", {}).get("span_ece"),
+        }
 
-    attack = {name: {**{k: a.get(k) for k in NER_ATTACK_KEYS}, "examples": a.get("examples", [])[:EXAMPLES]}
-              for name, a in attacks.items()}
-    return {"run": label, "path": str(run.path), "objective": cfg.objective, "alpha": cfg.alpha, "recipe": recipe(cfg),
-            "calibrated": "calibrated" in evaluated, "span_aggregate": aggregate, **figures(evaluated),
-            "attack": attack, "shift": {name: figures(e) for name, e in shifted.items()}, "training": training_cost(run)}
+    attack = {
+        name: {**{k: a.get(k) for k in NER_ATTACK_KEYS}, "examples": a.get("examples", [])[:EXAMPLES]}
+        for name, a in attacks.items()
+    }
+    return {
+        "run": label,
+        "path": str(run.path),
+        "objective": cfg.objective,
+        "alpha": cfg.alpha,
+        "recipe": recipe(cfg),
+        "calibrated": "calibrated" in evaluated,
+        "span_aggregate": aggregate,
+        **figures(evaluated),
+        "attack": attack,
+        "shift": {name: figures(e) for name, e in shifted.items()},
+        "training": training_cost(run),
+    }
 
 
 def _one_task(runs: list[Run]) -> Task:
@@ -157,8 +250,10 @@ def _one_task(runs: list[Run]) -> Task:
         by_task.setdefault(run.task, []).append(str(run.path))
     if len(by_task) > 1:
         listed = "; ".join(f"{task.value}: {', '.join(paths)}" for task, paths in by_task.items())
-        raise ConfigError(f"caveat compare puts runs of one task in one table, but these runs mix tasks ({listed}). "
-                          "Fix: compare runs of one task — run caveat compare once per task")
+        raise ConfigError(
+            f"caveat compare puts runs of one task in one table, but these runs mix tasks ({listed}). "
+            "Fix: compare runs of one task — run caveat compare once per task"
+        )
     return runs[0].task
 
 
@@ -170,13 +265,20 @@ def _ner_shift_check(run: Run, shifts: dict[str, str]) -> None:
         try:
             split = resolve_split(run, path)
         except CaveatError as err:
-            raise type(err)(f"--shift {name}={path} (for {run.path}): {err}") from err
+            raise type(err)(
+                f"{{shift}} {name}={path} (for {run.path}): " + err.template, fields=("shift", *err.fields)
+            ) from err
         if not split.examples:
-            raise ConfigError(f"--shift {name}={path} holds no sentences; give a tagged file with at least one")
+            raise ConfigError(
+                f"{{shift}} {name}={path} holds no sentences; give a tagged file with at least one", fields=("shift",)
+            )
         untagged = sum(ex.tags is None for ex in split.examples)
         if untagged:
-            raise ConfigError(f"--shift {name}={path}: {untagged} of {len(split.examples)} sentences have no gold tags; "
-                              "a shifted set is scored against its tags, so give a tagged file (e.g. CoNLL word/tag columns)")
+            raise ConfigError(
+                f"{{shift}} {name}={path}: {untagged} of {len(split.examples)} sentences have no gold tags; "
+                "a shifted set is scored against its tags, so give a tagged file (e.g. CoNLL word/tag columns)",
+                fields=("shift",),
+            )
 
 
 def _labels(runs: list[Run]) -> list[str]:
@@ -192,14 +294,25 @@ def _baseline(labels: list[str], runs: list[Run], baseline: str | None) -> str:
     for label, run in zip(labels, runs):
         if baseline == label or Path(baseline).resolve() == run.path.resolve():
             return label
-    raise ConfigError(f"--baseline {baseline!r} is not one of the compared runs ({', '.join(labels)}); "
-                      "give one of those names (or paths), or leave it out for the first run")
+    raise ConfigError(
+        f"{{baseline}} {baseline!r} is not one of the compared runs ({', '.join(labels)}); "
+        "give one of those names (or paths), or leave it out for the first run",
+        fields=("baseline",),
+    )
 
 
-def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attacks: str | Sequence[str] | None = None,
-                 shift: Sequence[str] | dict[str, str] = (), settings: AttackSettings = AttackSettings(),
-                 similarity_model: str = "default", encoder=None, batch_size: int | None = None,
-                 baseline: str | None = None) -> dict:
+def compare_runs(
+    runs: Sequence[str | Path | Run],
+    data: str = "test",
+    *,
+    attacks: str | Sequence[str] | None = None,
+    shift: Sequence[str] | dict[str, str] = (),
+    settings: AttackSettings = AttackSettings(),
+    similarity_model: str = "default",
+    encoder=None,
+    batch_size: int | None = None,
+    baseline: str | None = None,
+) -> dict:
     """Compare ``runs`` of one task on ``data`` (a split name or a labelled file).
 
     Text-classification and token-classification (NER) runs get their own columns (docs/attacks.md);
@@ -217,8 +330,8 @@ def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attack
 
     Returns
     -------
-    dict with ``data``, ``attacks``, ``shifts``, ``settings``, ``baseline`` (a run name), ``rows`` (one per run, in order),
-    ``columns`` and ``table`` (the markdown table's header and cells) and ``notes``; NER results also
+    dict with ``data``, ``attacks``, ``shifts``, ``settings``, ``baseline`` (a run name), ``rows`` (one per run, in
+    order), ``columns`` and ``table`` (the markdown table's header and cells) and ``notes``; NER results also
     hold ``task``.
     """
 
@@ -234,51 +347,94 @@ def compare_runs(runs: Sequence[str | Path | Run], data: str = "test", *, attack
         for run in opened:
             _ner_shift_check(run, shifts)
     if names and encoder is None:
-
         encoder = SentenceEncoder(similarity_model)  # loaded once, on first use, for every run
     if task is Task.TOKEN_CLASSIFICATION:
         return _compare_ner(opened, labels, base, data, names, shifts, settings, encoder=encoder, batch_size=batch_size)
     rows = []
     for label, run in zip(labels, opened):
         evaluated = evaluate_run(run, data, methods="msp", shift=shifts, batch_size=batch_size, write=False)
-        found = attack_figures(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size) if names else {}
+        found = (
+            attack_figures(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size)
+            if names
+            else {}
+        )
         rows.append(_row(label, run, evaluated, found))
-    result = {"data": data, "attacks": names, "shifts": shifts, "settings": asdict(settings), "baseline": base,
-              "rows": rows, "notes": []}
+    result = {
+        "data": data,
+        "attacks": names,
+        "shifts": shifts,
+        "settings": asdict(settings),
+        "baseline": base,
+        "rows": rows,
+        "notes": [],
+    }
     if names:
         n = rows[0]["attack"][names[0]]["n"]
-        result["notes"].append(f"after-attack accuracy: over the first {n} examples of {data}; `accuracy` and ECE over all of them")
+        result["notes"].append(
+            f"after-attack accuracy: over the first {n} examples of {data}; `accuracy` and ECE over all of them"
+        )
     result["notes"].append(_cost_note(rows))
     result["columns"], result["table"] = _table(result)
     return result
 
 
 def _cost_note(rows: list[dict]) -> str:
-    return (COST_NOTE if any(r["training"]["seconds_per_step"] is not None for r in rows) else
-            "seconds per step: no run's caveat.json records training seconds and steps (runs not trained by caveat train)")
+    return (
+        COST_NOTE
+        if any(r["training"]["seconds_per_step"] is not None for r in rows)
+        else (
+            "seconds per step: no run's caveat.json records training seconds and steps (runs not trained by caveat "
+            "train)"
+        )
+    )
 
 
-def _compare_ner(runs: list[Run], labels: list[str], base: str, data: str, names: list[str], shifts: dict[str, str],
-                 settings: AttackSettings, *, encoder, batch_size: int | None) -> dict:
+def _compare_ner(
+    runs: list[Run],
+    labels: list[str],
+    base: str,
+    data: str,
+    names: list[str],
+    shifts: dict[str, str],
+    settings: AttackSettings,
+    *,
+    encoder,
+    batch_size: int | None,
+) -> dict:
     """``compare_runs`` for token-classification runs (shifted sets already checked)."""
 
     rows = []
     for label, run in zip(labels, runs):
         evaluated = evaluate_run(run, data, batch_size=batch_size, write=False)
         shifted = {name: evaluate_run(run, path, batch_size=batch_size, write=False) for name, path in shifts.items()}
-        found = attack_figures(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size) if names else {}
+        found = (
+            attack_figures(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size)
+            if names
+            else {}
+        )
         rows.append(_ner_row(label, run, evaluated, shifted, found))
-    result = {"data": data, "task": Task.TOKEN_CLASSIFICATION.value, "attacks": names, "shifts": shifts,
-              "settings": asdict(settings), "baseline": base, "rows": rows, "notes": []}
+    result = {
+        "data": data,
+        "task": Task.TOKEN_CLASSIFICATION.value,
+        "attacks": names,
+        "shifts": shifts,
+        "settings": asdict(settings),
+        "baseline": base,
+        "rows": rows,
+        "notes": [],
+    }
     if names:
         n = rows[0]["attack"][names[0]]["n"]
         result["notes"].append(
             f"after-attack span F1 and sentence accuracy (all spans right): over the first {n} sentences of {data}, "
-            "context words perturbed only (their clean figures: rows[].attack.<attack>.clean_span_f1 and clean_accuracy); "
-            "`span F1` (seqeval, entity level) and span ECE over all of them")
+            "context words perturbed only (their clean figures: rows[].attack.<attack>.clean_span_f1 and "
+            "clean_accuracy); `span F1` (seqeval, entity level) and span ECE over all of them"
+        )
     aggregates = sorted({r["span_aggregate"] for r in rows})
-    result["notes"].append(f"span ECE: span confidences aggregated by {' / '.join(aggregates)} over the span's words "
-                           "(a calibrated run's own aggregate), raw model; calibrated: after the run's word temperature")
+    result["notes"].append(
+        f"span ECE: span confidences aggregated by {' / '.join(aggregates)} over the span's words "
+        "(a calibrated run's own aggregate), raw model; calibrated: after the run's word temperature"
+    )
     result["notes"].append(_cost_note(rows))
     result["columns"], result["table"] = _ner_table(result)
     return result
@@ -296,7 +452,13 @@ def _ner_table(result: dict) -> tuple[list[str], list[list]]:
     columns.append("s/step")
     table = []
     for r in rows:
-        cells = [r["run"], r["recipe"], r["span_f1"], r["span_ece"], *([r["calibrated_span_ece"]] if calibrated else [])]
+        cells = [
+            r["run"],
+            r["recipe"],
+            r["span_f1"],
+            r["span_ece"],
+            *([r["calibrated_span_ece"]] if calibrated else []),
+        ]
         for a in result["attacks"]:
             cells += [r["attack"][a]["after_attack_span_f1"], r["attack"][a]["after_attack_accuracy"]]
         for name in result["shifts"]:
@@ -311,15 +473,27 @@ def _table(result: dict) -> tuple[list[str], list[list]]:
     """The header and rows of the comparison table (numbers, or None for a missing figure)."""
     rows = result["rows"]
     calibrated = any(r["calibrated"] for r in rows)
-    columns = ["run", "recipe", "accuracy", "ECE", *(["ECE (calibrated)"] if calibrated else []),
-               *(f"after {a}" for a in result["attacks"])]
+    columns = [
+        "run",
+        "recipe",
+        "accuracy",
+        "ECE",
+        *(["ECE (calibrated)"] if calibrated else []),
+        *(f"after {a}" for a in result["attacks"]),
+    ]
     for name in result["shifts"]:
         columns += [f"{name} accuracy", f"{name} ECE", *([f"{name} ECE (calibrated)"] if calibrated else [])]
     columns.append("s/step")
     table = []
     for r in rows:
-        cells = [r["run"], r["recipe"], r["accuracy"], r["ece"], *([r["calibrated_ece"]] if calibrated else []),
-                 *(r["attack"][a]["after_attack_accuracy"] for a in result["attacks"])]
+        cells = [
+            r["run"],
+            r["recipe"],
+            r["accuracy"],
+            r["ece"],
+            *([r["calibrated_ece"]] if calibrated else []),
+            *(r["attack"][a]["after_attack_accuracy"] for a in result["attacks"]),
+        ]
         for name in result["shifts"]:
             s = r["shift"][name]
             cells += [s["accuracy"], s["ece"], *([s["calibrated_ece"]] if calibrated else [])]
@@ -339,9 +513,12 @@ def _cell(x) -> str:
 def to_markdown(result: dict) -> str:
     """The comparison as a markdown table, with its notes below."""
     columns = result["columns"]
-    lines = [f"Runs on `{result['data']}`", "",
-             "| " + " | ".join(_cell(c) for c in columns) + " |",
-             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(columns))) + "|"]
+    lines = [
+        f"Runs on `{result['data']}`",
+        "",
+        "| " + " | ".join(_cell(c) for c in columns) + " |",
+        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(columns))) + "|",
+    ]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in result["table"]]
     lines += ["", *(f"- {note}" for note in result["notes"])]
     return "\n".join(lines) + "\n"
@@ -354,7 +531,9 @@ def write_compare(result: dict, out: str | Path) -> tuple[Path, Path, Path]:
 
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for compare.json, compare.md and report.html")
+        raise ConfigError(
+            f"{{out}} {out} is a file; give a folder for compare.json, compare.md and report.html", fields=("out",)
+        )
     page = compare_report(result)
     html = render_html(page)
     paths = out / "compare.json", out / "compare.md", out / "report.html"

@@ -83,7 +83,9 @@ class TagVictim:
         sentences = [list(s) for s in sentences]
         preds = self.predictor.predict(sentences)
         self.queries += len(sentences)
-        logits = preds.logits[0] if preds.logits is not None else np.log(np.clip(preds.mean_probs, 1e-12, None))  # (N, W, C)
+        logits = (
+            preds.logits[0] if preds.logits is not None else np.log(np.clip(preds.mean_probs, 1e-12, None))
+        )  # (N, W, C)
         words = [logits[i, : len(s)] for i, s in enumerate(sentences)]
         return [Tagging(softmax(w), tags) for w, tags in zip(words, decode_tags(words, self.labels))]
 
@@ -104,8 +106,9 @@ class SpanAttackResult(AttackResult):
         return out
 
 
-def attack_sentence(attack: Attack, victim: TagVictim, tokens: Sequence[str], tags: Sequence[str], *,
-                    scored: Tagging | None = None) -> SpanAttackResult:
+def attack_sentence(
+    attack: Attack, victim: TagVictim, tokens: Sequence[str], tags: Sequence[str], *, scored: Tagging | None = None
+) -> SpanAttackResult:
     """Attack one tagged sentence (words and their gold BIO2 tags) with ``attack``'s candidates,
     order and constraints.
 
@@ -129,8 +132,9 @@ def attack_sentence(attack: Attack, victim: TagVictim, tokens: Sequence[str], ta
 class _SpanSearch:
     """The state of one greedy search (one sentence)."""
 
-    def __init__(self, attack: Attack, victim: TagVictim, tokens: tuple[str, ...], tags: tuple[str, ...],
-                 scored: Tagging) -> None:
+    def __init__(
+        self, attack: Attack, victim: TagVictim, tokens: tuple[str, ...], tags: tuple[str, ...], scored: Tagging
+    ) -> None:
         self.attack, self.victim, self.tags, self.original = attack, victim, tags, scored
         self.words = Words(tokens, ("",) + (" ",) * max(len(tokens) - 1, 0) + ("",))  # text == " ".join(tokens)
         self.gold = bio_spans(list(tags))
@@ -147,15 +151,28 @@ class _SpanSearch:
         rows = self.scored_words if deleted is None else [w - (w > deleted) for w in self.scored_words]
         return float(probs[rows, self.gold_ids].mean())
 
-    def result(self, current: Words, scored: Tagging, changed: int, similarity: float, attacked: bool) -> SpanAttackResult:
+    def result(
+        self, current: Words, scored: Tagging, changed: int, similarity: float, attacked: bool
+    ) -> SpanAttackResult:
         before, after = self.original.spans, scored.spans
         return SpanAttackResult(
-            original=self.words.text, adversarial=current.text, label=spans_text(self.gold),
-            original_label=spans_text(before), original_prob=self.objective(self.original.probs),
-            adversarial_label=spans_text(after), adversarial_prob=self.objective(scored.probs),
-            attacked=attacked, success=attacked and after != self.gold, queries=0,
-            words=self.words.n_words, changed=changed, similarity=float(similarity),
-            gold_spans=tuple(self.gold), original_spans=tuple(before), adversarial_spans=tuple(after))
+            original=self.words.text,
+            adversarial=current.text,
+            label=spans_text(self.gold),
+            original_label=spans_text(before),
+            original_prob=self.objective(self.original.probs),
+            adversarial_label=spans_text(after),
+            adversarial_prob=self.objective(scored.probs),
+            attacked=attacked,
+            success=attacked and after != self.gold,
+            queries=0,
+            words=self.words.n_words,
+            changed=changed,
+            similarity=float(similarity),
+            gold_spans=tuple(self.gold),
+            original_spans=tuple(before),
+            adversarial_spans=tuple(after),
+        )
 
     def order(self, positions: list[int]) -> list[int]:
         if self.attack.order == "random":
@@ -206,8 +223,14 @@ def span_scores(gold: Sequence[Sequence[Span]], pred: Sequence[Sequence[Span]]) 
     precision = tp / p if p else 0.0
     recall = tp / g if g else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "missed": g - tp, "spurious": p - tp,
-            "span_errors": g - tp + p - tp}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "missed": g - tp,
+        "spurious": p - tp,
+        "span_errors": g - tp + p - tp,
+    }
 
 
 def span_attack_metrics(results: Sequence[SpanAttackResult], seconds: float, *, n_examples: int = 5) -> dict:
@@ -227,15 +250,27 @@ def span_attack_metrics(results: Sequence[SpanAttackResult], seconds: float, *, 
     out["after_attack_accuracy"] = (right - out["successes"]) / n if n else None
     gold = [r.gold_spans for r in results]
     out["gold_spans"] = sum(len(set(g)) for g in gold)
-    for name, pred in (("clean", [r.original_spans for r in results]), ("after_attack", [r.adversarial_spans for r in results])):
+    for name, pred in (
+        ("clean", [r.original_spans for r in results]),
+        ("after_attack", [r.adversarial_spans for r in results]),
+    ):
         s = span_scores(gold, pred)
-        out.update({f"{name}_span_precision": s["precision"], f"{name}_span_recall": s["recall"], f"{name}_span_f1": s["f1"],
-                    f"{name}_span_errors": s["span_errors"], f"{name}_missed_spans": s["missed"],
-                    f"{name}_spurious_spans": s["spurious"]})
+        out.update(
+            {
+                f"{name}_span_precision": s["precision"],
+                f"{name}_span_recall": s["recall"],
+                f"{name}_span_f1": s["f1"],
+                f"{name}_span_errors": s["span_errors"],
+                f"{name}_missed_spans": s["missed"],
+                f"{name}_spurious_spans": s["spurious"],
+            }
+        )
     return out
 
 
-def attack_ner(predictor: Predicts, examples: Sequence, attacks: Sequence[Attack], *, n_examples: int = 5) -> dict[str, dict]:
+def attack_ner(
+    predictor: Predicts, examples: Sequence, attacks: Sequence[Attack], *, n_examples: int = 5
+) -> dict[str, dict]:
     """Attack tagged sentences (``TokenExample``s: ``tokens`` and gold ``tags``) with each attack.
 
     The clean pass scores every sentence once (batched) and is shared by the attacks; each attack's
@@ -255,5 +290,7 @@ def attack_ner(predictor: Predicts, examples: Sequence, attacks: Sequence[Attack
             results.append(attack_sentence(attack, victim, ex.tokens, ex.tags, scored=scored))
             if (i + 1) % 50 == 0:
                 log.info("%s: %d/%d sentences, %.0f s", attack.name, i + 1, len(examples), time.perf_counter() - start)
-        out[attack.name] = span_attack_metrics(results, time.perf_counter() - start + clean_seconds, n_examples=n_examples)
+        out[attack.name] = span_attack_metrics(
+            results, time.perf_counter() - start + clean_seconds, n_examples=n_examples
+        )
     return out

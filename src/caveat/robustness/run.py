@@ -34,11 +34,22 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 
 
-def attack_run(run_dir: str | Path | Run, data: str = "test", attacks: str | Sequence[str] = "greedy", *,
-               max_examples: int | None = 500, max_change: float = 0.2, min_similarity: float = 0.8,
-               protected: Sequence[str] = (), max_candidates: int = 20, seed: int = 0,
-               encoder: Encoder | None = None, similarity_model: str = "default", batch_size: int | None = None,
-               write: bool = True) -> dict:
+def attack_run(
+    run_dir: str | Path | Run,
+    data: str = "test",
+    attacks: str | Sequence[str] = "greedy",
+    *,
+    max_examples: int | None = 500,
+    max_change: float = 0.2,
+    min_similarity: float = 0.8,
+    protected: Sequence[str] = (),
+    max_candidates: int = 20,
+    seed: int = 0,
+    encoder: Encoder | None = None,
+    similarity_model: str = "default",
+    batch_size: int | None = None,
+    write: bool = True,
+) -> dict:
     """Attack the first ``max_examples`` examples of ``data`` with each attack in ``attacks``.
 
     The clean pass scores every example once (batched); only correctly classified ones are attacked.
@@ -58,20 +69,30 @@ def attack_run(run_dir: str | Path | Run, data: str = "test", attacks: str | Seq
     split = resolve_split(run, data)
     examples = split.examples[:max_examples]
     predictor = Predictor.from_run(run, batch_size=batch_size)
-    setup = AttackSetup(constraints, encoder or SentenceEncoder(similarity_model), seed=seed, max_candidates=max_candidates,
-                        word_candidates=lambda: EmbeddingNeighbours.from_predictor(predictor, k=max_candidates))
+    setup = AttackSetup(
+        constraints,
+        encoder or SentenceEncoder(similarity_model),
+        seed=seed,
+        max_candidates=max_candidates,
+        word_candidates=lambda: EmbeddingNeighbours.from_predictor(predictor, k=max_candidates),
+    )
     built = [build_attack(name, setup) for name in names]  # before the clean pass: fail early
 
     if run.task is Task.TOKEN_CLASSIFICATION:
-
         figures = attack_ner(predictor, examples, built)
     else:
         figures = _attack_texts(Victim(predictor), examples, built)
     settings = {"constraints": constraints.as_dict(), "max_candidates": max_candidates, "seed": seed}
     out = {name: {**m, **settings} for name, m in figures.items()}
     first = next(iter(out.values()))
-    result = {"data": data, "source": split.source, "task": run.task.value, "n": first["n"],
-              "clean_accuracy": first["clean_accuracy"], "attacks": out}
+    result = {
+        "data": data,
+        "source": split.source,
+        "task": run.task.value,
+        "n": first["n"],
+        "clean_accuracy": first["clean_accuracy"],
+        "attacks": out,
+    }
     if write:
         path = run.path / METRICS_FILE
         existing = read_json(path) if path.is_file() else {}

@@ -43,14 +43,22 @@ def parse_shifts(specs: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
         for spec in specs:
             name, sep, path = str(spec).partition("=")
             if not sep or not name.strip() or not path.strip():
-                raise ConfigError(f"--shift {spec!r} is not NAME=FILE; write e.g. --shift cr=../shared/data/cr/custrev.all")
+                raise ConfigError(
+                    f"{{shift}} {spec!r} is not NAME=FILE; write e.g. cr=../shared/data/cr/custrev.all",
+                    fields=("shift",),
+                )
             pairs.append((name.strip(), path.strip()))
     out: dict[str, str] = {}
     for name, path in pairs:
         if name in out:
-            raise ConfigError(f"--shift name {name!r} is given twice; give each shifted set its own name")
+            raise ConfigError(
+                f"{{shift}} name {name!r} is given twice; give each shifted set its own name", fields=("shift",)
+            )
         if not Path(path.partition("#")[0]).expanduser().is_file():
-            raise ConfigError(f"--shift {name}={path}: no such file; give a labelled file (any format the run reads)")
+            raise ConfigError(
+                f"{{shift}} {name}={path}: no such file; give a labelled file (any format the run reads)",
+                fields=("shift",),
+            )
         out[name] = path
     return out
 
@@ -68,7 +76,9 @@ def read_shift(run: Run, name: str, path: str) -> Split:
     settings = run.config.data.model_copy(update={"root": None, "format": fmt, "skip_invalid": True})
     split = read_file(path, settings, run.task, name=name)
     if not split.examples:
-        raise DataError(f"--shift {name}={path} holds no examples; give a labelled file with at least one")
+        raise DataError(
+            f"{{shift}} {name}={path} holds no examples; give a labelled file with at least one", fields=("shift",)
+        )
     unknown: dict[str, int] = {}
     for ex in split.examples:
         if ex.label not in run.labels:
@@ -76,17 +86,22 @@ def read_shift(run: Run, name: str, path: str) -> Split:
     if unknown:
         shown = ", ".join(f"{lab!r} ({n}x)" for lab, n in sorted(unknown.items())[:10])
         raise DataError(
-            f"--shift {name}={path}: labels {shown} are not labels of this run, which predicts "
+            f"{{shift}} {name}={path}: labels {shown} are not labels of this run, which predicts "
             f"{', '.join(map(repr, run.labels[:10]))}{' ...' if len(run.labels) > 10 else ''}. Fix: relabel the file "
             "so that every label is one of the run's (the same names, e.g. '1'/'0' rather than 'positive'/'negative'), "
-            "or drop the examples of labels the run does not know")
+            "or drop the examples of labels the run does not know",
+            fields=("shift",),
+        )
     return split
 
 
 def read_shifts(run: Run, specs: Sequence[str] | Mapping[str, str]) -> dict[str, Split]:
     """Every shifted set of ``specs`` (see ``parse_shifts``), read and checked before any model pass."""
     if specs and run.task is not Task.TEXT_CLASSIFICATION:
-        raise ConfigError(f"--shift is for text-classification runs; {run.path} is a {run.task.value} run: drop --shift")
+        raise ConfigError(
+            f"{{shift}} is for text-classification runs; {run.path} is a {run.task.value} run: drop {{shift}}",
+            fields=("shift",),
+        )
     return {name: read_shift(run, name, path) for name, path in parse_shifts(specs).items()}
 
 
@@ -105,8 +120,9 @@ def scores(preds: Predictions, caveats=None) -> dict[str, np.ndarray]:
     return {k: SCORES.get(k)(probs=preds.probs, logits=preds.logits) for k in ("msp", "entropy", "energy")}
 
 
-def shift_metrics(base: Predictions, base_split: Split, shifted: Predictions, split: Split, labels: list[str],
-                  caveats=None) -> dict:
+def shift_metrics(
+    base: Predictions, base_split: Split, shifted: Predictions, split: Split, labels: list[str], caveats=None
+) -> dict:
     """Figures of ``shifted`` (predictions of the labelled ``split``) against the in-domain ``base``.
 
     Parameters
@@ -120,8 +136,10 @@ def shift_metrics(base: Predictions, base_split: Split, shifted: Predictions, sp
 
     def figures(preds: Predictions, s: Split) -> dict:
         y = np.array([index[ex.label] for ex in s.examples])  # (N,)
-        return {**metrics_for(Task.TEXT_CLASSIFICATION, s, labels, logits=preds.logits[0]),
-                **uncertainty_metrics(preds, y, caveats)}
+        return {
+            **metrics_for(Task.TEXT_CLASSIFICATION, s, labels, logits=preds.logits[0]),
+            **uncertainty_metrics(preds, y, caveats),
+        }
 
     inside = figures(base, base_split)
     out = {"source": split.source, "skipped": split.skipped, **figures(shifted, split)}
@@ -129,13 +147,21 @@ def shift_metrics(base: Predictions, base_split: Split, shifted: Predictions, sp
     if caveats is not None:
         out["delta"]["calibrated_ece"] = out["calibrated"]["ece"] - inside["calibrated"]["ece"]
     s_in, s_out = scores(base, caveats), scores(shifted, caveats)
-    out["ood"] = {k: {"auroc": cm.ood_auroc(s_in[k], s_out[k]), "fpr95": cm.fpr_at_95_tpr(s_in[k], s_out[k]),
-                      "in_domain": summary(s_in[k]), "shifted": summary(s_out[k])} for k in s_in}
+    out["ood"] = {
+        k: {
+            "auroc": cm.ood_auroc(s_in[k], s_out[k]),
+            "fpr95": cm.fpr_at_95_tpr(s_in[k], s_out[k]),
+            "in_domain": summary(s_in[k]),
+            "shifted": summary(s_out[k]),
+        }
+        for k in s_in
+    }
     return out
 
 
-def evaluate_shifts(run: Run, predictor, split: Split, shifted: Mapping[str, Split], *,
-                    base: Predictions | None = None) -> dict:
+def evaluate_shifts(
+    run: Run, predictor, split: Split, shifted: Mapping[str, Split], *, base: Predictions | None = None
+) -> dict:
     """``{name: shift_metrics(...)}`` for each shifted set: one pass per set, and one over ``split``
     unless its predictions ``base`` are given.
 
@@ -145,5 +171,7 @@ def evaluate_shifts(run: Run, predictor, split: Split, shifted: Mapping[str, Spl
     caveats = predictor.calibration
     if base is None:
         base = predictor.predict([ex.text for ex in split.examples])
-    return {name: shift_metrics(base, split, predictor.predict([ex.text for ex in s.examples]), s, run.labels, caveats)
-            for name, s in shifted.items()}
+    return {
+        name: shift_metrics(base, split, predictor.predict([ex.text for ex in s.examples]), s, run.labels, caveats)
+        for name, s in shifted.items()
+    }

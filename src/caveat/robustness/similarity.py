@@ -35,8 +35,14 @@ class SentenceEncoder:
 
         tokenizer, encoder = load_backbone(self.model)
         model = CaveatModel(encoder, 1, task=Task.TEXT_CLASSIFICATION, pooling="mean", head_dropout=0.0)
-        return Predictor(model, tokenizer, ["embedding"], Task.TEXT_CLASSIFICATION,
-                         max_length=self.max_length, batch_size=self.batch_size)
+        return Predictor(
+            model,
+            tokenizer,
+            ["embedding"],
+            Task.TEXT_CLASSIFICATION,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+        )
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(N, D) unit-length embeddings; an empty list gives (0, 0)."""

@@ -30,8 +30,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     says when each is ready."""
     run, calibration = open_served_run(settings.run_dir, allow_uncalibrated=settings.allow_uncalibrated)
     text = calibration if isinstance(calibration, Calibration) else None  # the drift alarm watches text scores
-    drift = DriftMonitor(text.calibration_scores if text else None, window=settings.drift_window,
-                         min_inputs=settings.drift_min_inputs, alpha=settings.drift_alpha)
+    drift = DriftMonitor(
+        text.calibration_scores if text else None,
+        window=settings.drift_window,
+        min_inputs=settings.drift_min_inputs,
+        alpha=settings.drift_alpha,
+    )
     metrics = Metrics(drift, score=text.score if text else "none")
     engine = Engine(run, calibration, metrics, explain_steps=settings.explain_steps)
     state = ServiceState(settings=settings, run=run, engine=engine, metrics=metrics, generator=open_generator(settings))
@@ -40,8 +44,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def lifespan(app: FastAPI):
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="caveat-model")  # the one model thread
         torch.set_num_threads(settings.inference_threads)  # process-wide: spinning threads starve the event loop
-        state.batcher = MicroBatcher(engine.run_batch, executor, max_batch_size=settings.max_batch_size,
-                                     max_wait_s=settings.max_wait_ms / 1000, on_failure=metrics.batch_failures.inc)
+        state.batcher = MicroBatcher(
+            engine.run_batch,
+            executor,
+            max_batch_size=settings.max_batch_size,
+            max_wait_s=settings.max_wait_ms / 1000,
+            on_failure=metrics.batch_failures.inc,
+        )
         loading = asyncio.create_task(state.load(executor))
         try:
             yield
@@ -50,9 +59,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             await state.batcher.stop()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="caveat", version=__version__, lifespan=lifespan,
-                  description=f"Predictions with calibrated uncertainty and decisions from the run {run.path.name!r} "
-                              f"({run.task.value}).")
+    app = FastAPI(
+        title="caveat",
+        version=__version__,
+        lifespan=lifespan,
+        description=f"Predictions with calibrated uncertainty and decisions from the run {run.path.name!r} "
+        f"({run.task.value}).",
+    )
     app.state.caveat = state
     errors.install(app)
     protected = [Depends(APIKeyHeader(name="X-API-Key", auto_error=False))] if settings.api_key else []  # documents it

@@ -44,8 +44,15 @@ class MicroBatcher:
     on_failure : called once per failed job (for a metric).
     """
 
-    def __init__(self, run_batch: RunBatch, executor: Executor, *, max_batch_size: int, max_wait_s: float,
-                 on_failure: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        executor: Executor,
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        on_failure: Callable[[], None] | None = None,
+    ):
         if max_batch_size < 1 or max_wait_s < 0:
             raise ValueError(f"max_batch_size must be >= 1 and max_wait_s >= 0; got {max_batch_size}, {max_wait_s}")
         self.run_batch, self.executor = run_batch, executor
@@ -58,7 +65,7 @@ class MicroBatcher:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def start(self) -> "MicroBatcher":
+    def start(self) -> MicroBatcher:
         """Start the worker task on the running event loop."""
         if self.running:
             raise RuntimeError("the batcher is already running; call stop() first")
@@ -83,8 +90,11 @@ class MicroBatcher:
     async def submit(self, inputs: Sequence, options) -> list[dict]:
         """Queue one request and wait for its rows (one per input)."""
         if not self.running:
-            raise RequestError("the model worker is not running (starting or shutting down): retry once /readyz is 200",
-                               503, {"Retry-After": "1"})
+            raise RequestError(
+                "the model worker is not running (starting or shutting down): retry once /readyz is 200",
+                503,
+                {"Retry-After": "1"},
+            )
         job = Job(inputs, options, asyncio.get_running_loop().create_future())
         self._queue.put_nowait(job)
         return await job.future
@@ -144,7 +154,9 @@ class MicroBatcher:
             if len(group) == 1:
                 self._fail(group[0], err)
                 return
-            log.warning("a batch of %d requests failed (%s: %s); retrying them one by one", len(group), type(err).__name__, err)
+            log.warning(
+                "a batch of %d requests failed (%s: %s); retrying them one by one", len(group), type(err).__name__, err
+            )
             for job in group:
                 await self._run_group([job])
             return
@@ -160,6 +172,10 @@ class MicroBatcher:
             job.future.set_exception(err)
             return
         log.error("inference failed on a request of %d inputs", len(job.inputs), exc_info=err)
-        job.future.set_exception(InferenceFailed(
-            f"inference failed on this request's inputs ({type(err).__name__}: {err}); no other request was affected "
-            "and the service keeps serving: check these inputs (e.g. shorter or plainer text) or report the error"))
+        job.future.set_exception(
+            InferenceFailed(
+                f"inference failed on this request's inputs ({type(err).__name__}: {err}); no other request was "
+                "affected and the service keeps serving: check these inputs (e.g. shorter or plainer text) or report "
+                "the error"
+            )
+        )

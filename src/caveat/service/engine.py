@@ -21,8 +21,14 @@ from caveat.service.validation import ExplainOptions, PredictOptions
 from caveat.types import Task
 
 log = logging.getLogger(__name__)
-FIELDS = {"span": "span", "label": "label", "target": "target", "method": "method", "samples": "samples",
-          "top_k": "k"}  # library argument -> request field, for error messages
+FIELDS = {
+    "span": "span",
+    "label": "label",
+    "target": "target",
+    "method": "method",
+    "samples": "samples",
+    "top_k": "k",
+}  # library argument -> request field, for error messages
 
 
 def open_served_run(run_dir: str | Path, *, allow_uncalibrated: bool) -> tuple[Run, RunCalibration | None]:
@@ -35,8 +41,10 @@ def open_served_run(run_dir: str | Path, *, allow_uncalibrated: bool) -> tuple[R
             lost, kept = "calibrated span confidence or keep/flag decisions", "entity spans with raw confidence"
         else:
             lost, kept = "prediction sets and no answer/abstain/route decisions", "labels and probabilities"
-        raise ConfigError(f"{run.path} is not calibrated, so it would serve no {lost}: run `caveat calibrate {run.path}` "
-                          f"first, or start with --allow-uncalibrated (or CAVEAT_ALLOW_UNCALIBRATED=1) to serve {kept} only")
+        raise ConfigError(
+            f"{run.path} is not calibrated, so it would serve no {lost}: run `caveat calibrate {run.path}` "
+            f"first, or start with --allow-uncalibrated (or CAVEAT_ALLOW_UNCALIBRATED=1) to serve {kept} only"
+        )
     return run, calibration
 
 
@@ -99,7 +107,9 @@ class Engine:
                 mc = row["mc_dropout"]
                 mc["probabilities"] = dict(list(mc["probabilities"].items())[: options.k])
         if options.explain:  # integrated gradients of the predicted label's calibrated probability
-            explained = self.explain(row["text"], ExplainOptions(target=row["label"], options={"steps": self.explain_steps}))
+            explained = self.explain(
+                row["text"], ExplainOptions(target=row["label"], options={"steps": self.explain_steps})
+            )
             row["attributions"] = [{"word": w["word"], "attribution": w["attribution"]} for w in explained["words"]]
         return row
 
@@ -107,8 +117,16 @@ class Engine:
         """One explanation, JSON-ready (``ExplainResponse``). What the request asks that the input does not
         allow (e.g. a span the model does not predict, with no label) is a ``RequestError`` (422)."""
         try:
-            a = explain(self.explainer, text, method=options.method, target=options.target, span=options.span,
-                        label=options.label, seed=options.seed, **options.options)
+            a = explain(
+                self.explainer,
+                text,
+                method=options.method,
+                target=options.target,
+                span=options.span,
+                label=options.label,
+                seed=options.seed,
+                **options.options,
+            )
         except ConfigError as err:  # the message names library arguments; a request names its fields
             raise RequestError(err.render(FIELDS)) from None
         out = a.to_dict()

@@ -54,8 +54,10 @@ def describe(errors: list[dict]) -> str:
 
 
 def _jsonable(errors: list[dict]) -> list[dict]:
-    return [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-            for e in errors]
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in errors
+    ]
 
 
 def install(app: FastAPI) -> None:

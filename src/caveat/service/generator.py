@@ -70,9 +70,11 @@ def open_generator(settings: ServiceSettings) -> Generator | None:
     path: Path = settings.generation_policy
     policy = GenerationPolicy.load(path)
     if settings.lm is not None and not same_lm(settings.lm, policy.lm):
-        raise ConfigError(f"--lm {settings.lm!r} is not the model the generation policy {path} was calibrated with "
-                          f"({policy.lm!r}), and its threshold holds only for that model: drop --lm (the policy's "
-                          "model is used), or fit a policy for this model with caveat generate-calibrate --lm")
+        raise ConfigError(
+            f"--lm {settings.lm!r} is not the model the generation policy {path} was calibrated with "
+            f"({policy.lm!r}), and its threshold holds only for that model: drop --lm (the policy's "
+            "model is used), or fit a policy for this model with caveat generate-calibrate --lm"
+        )
     try:
         ESTIMATORS.get(policy.estimator)
         ask("?", "", template=policy.template)

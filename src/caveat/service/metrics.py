@@ -84,14 +84,28 @@ class DriftCollector:
         r = self.monitor.test()
         labels = ["score"]
         gauges = (
-            ("caveat_drift_enabled", "1 when the run stored calibration scores to compare with",
-             float(self.monitor.enabled)),
+            (
+                "caveat_drift_enabled",
+                "1 when the run stored calibration scores to compare with",
+                float(self.monitor.enabled),
+            ),
             ("caveat_drift_window_inputs", "Scores in the rolling window", float(r.n)),
-            ("caveat_drift_ks_statistic", "Two-sample KS statistic, window vs calibration split (NaN: too few inputs)",
-             r.statistic),
-            ("caveat_drift_ks_pvalue", "Two-sample KS p-value, window vs calibration split (NaN: too few inputs)", r.pvalue),
-            ("caveat_drift_alarm", f"1 when the KS p-value < alpha={self.monitor.alpha} with >= "
-                                   f"{self.monitor.min_inputs} inputs in the window", float(r.alarm)),
+            (
+                "caveat_drift_ks_statistic",
+                "Two-sample KS statistic, window vs calibration split (NaN: too few inputs)",
+                r.statistic,
+            ),
+            (
+                "caveat_drift_ks_pvalue",
+                "Two-sample KS p-value, window vs calibration split (NaN: too few inputs)",
+                r.pvalue,
+            ),
+            (
+                "caveat_drift_alarm",
+                f"1 when the KS p-value < alpha={self.monitor.alpha} with >= "
+                f"{self.monitor.min_inputs} inputs in the window",
+                float(r.alarm),
+            ),
         )
         for name, doc, value in gauges:
             family = GaugeMetricFamily(name, doc, labels=labels)
@@ -104,16 +118,33 @@ class Metrics:
 
     def __init__(self, drift: DriftMonitor, score: str):
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("caveat_http_requests", "HTTP requests by route and status", ["route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("caveat_http_request_duration_seconds", "HTTP request latency by route", ["route"],
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.decisions = Counter("caveat_decisions", "Served inputs by decision (NER: spans, keep / flag)", ["action"],
-                                 registry=self.registry)
-        self.batches = Counter("caveat_batches", "Forward batches run by the model worker", ["kind"], registry=self.registry)
-        self.batch_inputs = Histogram("caveat_batch_inputs", "Inputs per forward batch (micro-batching)",
-                                      buckets=BATCH_BUCKETS, registry=self.registry)
-        self.batch_failures = Counter("caveat_batch_failures", "Requests failed by an error inside inference",
-                                      registry=self.registry)
+        self.requests = Counter(
+            "caveat_http_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "caveat_http_request_duration_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "caveat_decisions",
+            "Served inputs by decision (NER: spans, keep / flag)",
+            ["action"],
+            registry=self.registry,
+        )
+        self.batches = Counter(
+            "caveat_batches", "Forward batches run by the model worker", ["kind"], registry=self.registry
+        )
+        self.batch_inputs = Histogram(
+            "caveat_batch_inputs",
+            "Inputs per forward batch (micro-batching)",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_failures = Counter(
+            "caveat_batch_failures", "Requests failed by an error inside inference", registry=self.registry
+        )
         self.drift = drift
         self.registry.register(DriftCollector(drift, score))

@@ -15,8 +15,13 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/
 async def send_problem(send, status: int, detail: str, headers: tuple = ()) -> None:
     """Answer ``{"detail": ...}`` with ``status`` (the same body as every other 4xx)."""
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -40,7 +45,9 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            route = getattr(scope.get("route"), "path", None) or (scope["path"] if scope["path"] in self.paths else "other")
+            route = getattr(scope.get("route"), "path", None) or (
+                scope["path"] if scope["path"] in self.paths else "other"
+            )
             self.metrics.requests.labels(route=route, status=str(status)).inc()
             self.metrics.latency.labels(route=route).observe(time.perf_counter() - start)
 
@@ -55,8 +62,12 @@ class BodyLimitMiddleware:
         if scope["type"] == "http":
             length = dict(scope["headers"]).get(b"content-length", b"0")
             if length.isdigit() and int(length) > self.max_bytes:
-                return await send_problem(send, 413, f"request body of {int(length)} bytes is over this service's limit of "
-                                                     f"{self.max_bytes}: send fewer or shorter texts per request")
+                return await send_problem(
+                    send,
+                    413,
+                    f"request body of {int(length)} bytes is over this service's limit of "
+                    f"{self.max_bytes}: send fewer or shorter texts per request",
+                )
         await self.app(scope, receive, send)
 
 
@@ -73,5 +84,9 @@ class ApiKeyMiddleware:
         if given is not None and secrets.compare_digest(given, self.key):
             return await self.app(scope, receive, send)
         problem = "missing X-API-Key header" if given is None else "wrong X-API-Key"
-        await send_problem(send, 401, f"{problem}: send the key this service was started with (CAVEAT_API_KEY)",
-                           ((b"www-authenticate", b'ApiKey header="X-API-Key"'),))
+        await send_problem(
+            send,
+            401,
+            f"{problem}: send the key this service was started with (CAVEAT_API_KEY)",
+            ((b"www-authenticate", b'ApiKey header="X-API-Key"'),),
+        )

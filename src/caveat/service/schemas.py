@@ -19,7 +19,9 @@ def _check_unicode(value: str, where: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as err:
-        raise ValueError(f"{where} is not valid Unicode ({err.reason} at character {err.start}): send UTF-8 text") from None
+        raise ValueError(
+            f"{where} is not valid Unicode ({err.reason} at character {err.start}): send UTF-8 text"
+        ) from None
 
 
 def _check_texts(texts: list[str] | None) -> list[str] | None:
@@ -37,21 +39,49 @@ def _check_texts(texts: list[str] | None) -> list[str] | None:
 class PredictRequest(BaseModel):
     """A batch of inputs and how to predict them."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"texts": ["where is my parcel", "cancel my card"], "k": 3},
-                     {"texts": ["where is my parcel"], "method": "mc_dropout", "samples": 10, "explain": True}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"texts": ["where is my parcel", "cancel my card"], "k": 3},
+                {"texts": ["where is my parcel"], "method": "mc_dropout", "samples": 10, "explain": True},
+            ]
+        },
+    )
 
-    texts: list[str] | None = Field(None, strict=True, description="Texts to predict (or whitespace-split sentences "
-                                    "for token-classification runs). Send texts or tokens, not both.")
-    tokens: list[list[str]] | None = Field(None, strict=True, description="Pre-split sentences (token-classification "
-                                           "runs only): a list of word lists.")
-    method: Literal["deterministic", "mc_dropout"] = Field("deterministic", description="deterministic: one pass (the "
-                                                           "calibrated one). mc_dropout: also K dropout samples.")
-    samples: int | None = Field(None, strict=True, ge=2, description=f"MC dropout samples K (method=mc_dropout "
-                                f"only; default {DEFAULT_SAMPLES}).")
-    k: int | None = Field(None, strict=True, ge=1, description=f"Probabilities of the k most likely labels, 1 to the run's "
-                          f"number of labels (default {DEFAULT_K}, or all labels when fewer).")
-    explain: bool = Field(False, strict=True, description="Add integrated-gradients word attributions of the predicted label's calibrated probability (text-classification runs; /v1/explain has every method).")
+    texts: list[str] | None = Field(
+        None,
+        strict=True,
+        description="Texts to predict (or whitespace-split sentences "
+        "for token-classification runs). Send texts or tokens, not both.",
+    )
+    tokens: list[list[str]] | None = Field(
+        None, strict=True, description="Pre-split sentences (token-classification runs only): a list of word lists."
+    )
+    method: Literal["deterministic", "mc_dropout"] = Field(
+        "deterministic", description="deterministic: one pass (the calibrated one). mc_dropout: also K dropout samples."
+    )
+    samples: int | None = Field(
+        None,
+        strict=True,
+        ge=2,
+        description=f"MC dropout samples K (method=mc_dropout only; default {DEFAULT_SAMPLES}).",
+    )
+    k: int | None = Field(
+        None,
+        strict=True,
+        ge=1,
+        description=f"Probabilities of the k most likely labels, 1 to the run's "
+        f"number of labels (default {DEFAULT_K}, or all labels when fewer).",
+    )
+    explain: bool = Field(
+        False,
+        strict=True,
+        description=(
+            "Add integrated-gradients word attributions of the predicted label's calibrated probability "
+            "(text-classification runs; /v1/explain has every method)."
+        ),
+    )
 
     @field_validator("texts")
     @classmethod
@@ -64,7 +94,9 @@ class PredictRequest(BaseModel):
         if tokens is None:
             return None
         if not tokens:
-            raise ValueError('tokens is empty: send at least one sentence, e.g. {"tokens": [["alice", "went", "home"]]}')
+            raise ValueError(
+                'tokens is empty: send at least one sentence, e.g. {"tokens": [["alice", "went", "home"]]}'
+            )
         for i, words in enumerate(tokens):
             if not words:
                 raise ValueError(f"tokens[{i}] has no words: send at least one word per sentence")
@@ -75,12 +107,16 @@ class PredictRequest(BaseModel):
         return tokens
 
     @model_validator(mode="after")
-    def _one_input_kind(self) -> "PredictRequest":
+    def _one_input_kind(self) -> PredictRequest:
         if (self.texts is None) == (self.tokens is None):
-            raise ValueError("send exactly one of texts (a list of strings) or tokens (a list of word lists, for "
-                             "token-classification runs)" + ("; got both" if self.texts is not None else ""))
+            raise ValueError(
+                "send exactly one of texts (a list of strings) or tokens (a list of word lists, for "
+                "token-classification runs)" + ("; got both" if self.texts is not None else "")
+            )
         if self.samples is not None and self.method != "mc_dropout":
-            raise ValueError(f"samples={self.samples} is only used with method='mc_dropout': drop samples or set the method")
+            raise ValueError(
+                f"samples={self.samples} is only used with method='mc_dropout': drop samples or set the method"
+            )
         return self
 
     @property
@@ -98,38 +134,76 @@ class ExplainRequest(BaseModel):
     """One input and what to explain on it. Every method explains the same scalar: the calibrated
     (temperature-scaled) probability of a label, an uncertainty score, or (NER) a span's confidence."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"text": "where is my parcel"},
-                     {"text": "where is my parcel", "target": "delivery", "method": "ig", "steps": 100},
-                     {"text": "where is my parcel", "target": "uncertainty", "method": "occlusion"},
-                     {"tokens": ["alice", "flew", "to", "paris"], "span": "paris", "method": "shap", "max_evals": 300}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"text": "where is my parcel"},
+                {"text": "where is my parcel", "target": "delivery", "method": "ig", "steps": 100},
+                {"text": "where is my parcel", "target": "uncertainty", "method": "occlusion"},
+                {"tokens": ["alice", "flew", "to", "paris"], "span": "paris", "method": "shap", "max_evals": 300},
+            ]
+        },
+    )
 
-    text: str | None = Field(None, strict=True, description="The text to explain (or a whitespace-split sentence for "
-                             "token-classification runs). Send text or tokens, not both.")
-    tokens: list[str] | None = Field(None, strict=True, description="A pre-split sentence (token-classification runs "
-                                     "only): its words.")
+    text: str | None = Field(
+        None,
+        strict=True,
+        description="The text to explain (or a whitespace-split sentence for "
+        "token-classification runs). Send text or tokens, not both.",
+    )
+    tokens: list[str] | None = Field(
+        None, strict=True, description="A pre-split sentence (token-classification runs only): its words."
+    )
     method: Literal["ig", "shap", "lime", "occlusion"] = Field(
-        "ig", description="ig: integrated gradients over the embeddings (Sundararajan et al. 2017); shap: Owen values "
+        "ig",
+        description="ig: integrated gradients over the embeddings (Sundararajan et al. 2017); shap: Owen values "
         "of shap's partition explainer; lime: LIME's local linear model over random word deletions; occlusion: the "
-        "drop when each word is deleted.")
-    target: str = Field("predicted", strict=True, description="Text-classification runs: what to explain: 'predicted' "
-                        "(the predicted label's probability), a label name (its probability), 'uncertainty' (= "
-                        "'entropy' of the calibrated prediction) or 'mutual_information' (under MC dropout; not with "
-                        "ig). Token-classification runs explain a span: leave it 'predicted'.")
-    label: str | None = Field(None, strict=True, description="Text-classification runs: a label to explain, the same "
-                              "as target=<label>. Token-classification runs: the entity type to explain the span as "
-                              "(default: the type predicted for it).")
-    span: str | None = Field(None, strict=True, description="Token-classification runs (required there): the span's "
-                             "words as they appear in the sentence, e.g. 'new york'. Its words stay fixed; only its "
-                             "context is explained.")
-    steps: int | None = Field(None, strict=True, ge=2, le=1000, description="method=ig: integration steps (more: smaller "
-                              "convergence delta, proportionally slower; default: the service's explain_steps).")
-    max_evals: int | None = Field(None, strict=True, ge=2, le=5000, description=f"method=shap: most inputs scored "
-                                  f"(default {DEFAULT_MAX_EVALS}).")
-    samples: int | None = Field(None, strict=True, ge=2, le=10_000, description=f"method=lime: random deletions its "
-                                f"linear model is fitted on (default {DEFAULT_LIME_SAMPLES}).")
-    seed: int = Field(0, strict=True, ge=0, description="Random seed (lime's deletions; ig, shap and occlusion are "
-                      "deterministic).")
+        "drop when each word is deleted.",
+    )
+    target: str = Field(
+        "predicted",
+        strict=True,
+        description="Text-classification runs: what to explain: 'predicted' "
+        "(the predicted label's probability), a label name (its probability), 'uncertainty' (= "
+        "'entropy' of the calibrated prediction) or 'mutual_information' (under MC dropout; not with "
+        "ig). Token-classification runs explain a span: leave it 'predicted'.",
+    )
+    label: str | None = Field(
+        None,
+        strict=True,
+        description="Text-classification runs: a label to explain, the same "
+        "as target=<label>. Token-classification runs: the entity type to explain the span as "
+        "(default: the type predicted for it).",
+    )
+    span: str | None = Field(
+        None,
+        strict=True,
+        description="Token-classification runs (required there): the span's "
+        "words as they appear in the sentence, e.g. 'new york'. Its words stay fixed; only its "
+        "context is explained.",
+    )
+    steps: int | None = Field(
+        None,
+        strict=True,
+        ge=2,
+        le=1000,
+        description="method=ig: integration steps (more: smaller "
+        "convergence delta, proportionally slower; default: the service's explain_steps).",
+    )
+    max_evals: int | None = Field(
+        None, strict=True, ge=2, le=5000, description=f"method=shap: most inputs scored (default {DEFAULT_MAX_EVALS})."
+    )
+    samples: int | None = Field(
+        None,
+        strict=True,
+        ge=2,
+        le=10_000,
+        description=f"method=lime: random deletions its linear model is fitted on (default {DEFAULT_LIME_SAMPLES}).",
+    )
+    seed: int = Field(
+        0, strict=True, ge=0, description="Random seed (lime's deletions; ig, shap and occlusion are deterministic)."
+    )
 
     @field_validator("text")
     @classmethod
@@ -165,15 +239,19 @@ class ExplainRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _one_input_and_its_method_options(self) -> "ExplainRequest":
+    def _one_input_and_its_method_options(self) -> ExplainRequest:
         if (self.text is None) == (self.tokens is None):
-            raise ValueError("send exactly one of text (a string) or tokens (a list of words, for token-classification "
-                             "runs)" + ("; got both" if self.text is not None else ""))
+            raise ValueError(
+                "send exactly one of text (a string) or tokens (a list of words, for token-classification "
+                "runs)" + ("; got both" if self.text is not None else "")
+            )
         for option, method in METHOD_OPTIONS.items():
             value = getattr(self, option)
             if value is not None and self.method != method:
-                raise ValueError(f"{option}={value} is only used with method={method!r} (this request's method is "
-                                 f"{self.method!r}): drop {option} or set the method")
+                raise ValueError(
+                    f"{option}={value} is only used with method={method!r} (this request's method is "
+                    f"{self.method!r}): drop {option} or set the method"
+                )
         return self
 
     @property
@@ -183,14 +261,17 @@ class ExplainRequest(BaseModel):
 
 class WordAttribution(BaseModel):
     word: str
-    attribution: float = Field(description="Contribution to the explained quantity (here the predicted label's "
-                               "calibrated probability); positive: raises it.")
+    attribution: float = Field(
+        description="Contribution to the explained quantity (here the predicted label's "
+        "calibrated probability); positive: raises it."
+    )
 
 
 class ExplainedWord(BaseModel):
     word: str
-    attribution: float = Field(description="Contribution to the explained value; positive: raises it. 0 for words "
-                               "that are not features.")
+    attribution: float = Field(
+        description="Contribution to the explained value; positive: raises it. 0 for words that are not features."
+    )
     feature: bool = Field(description="Whether the word was explained; false for a span's own words (held fixed).")
 
 
@@ -199,17 +280,23 @@ class ExplainTarget(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    kind: Literal["label", "uncertainty", "span"] = Field(description="label: a label's probability; uncertainty: an "
-                                                          "uncertainty score; span: a span's confidence (NER).")
+    kind: Literal["label", "uncertainty", "span"] = Field(
+        description="label: a label's probability; uncertainty: an uncertainty score; span: a span's confidence (NER)."
+    )
     name: str = Field(description="A short description of the explained quantity.")
     label: str | None = Field(None, description="kind=label: the explained label; kind=span: the entity type.")
-    predicted: str | None = Field(None, description="The predicted label (kind=span: the type predicted for the span, "
-                                  "null when it is not a predicted span).")
+    predicted: str | None = Field(
+        None,
+        description="The predicted label (kind=span: the type predicted for the span, "
+        "null when it is not a predicted span).",
+    )
     score: str | None = Field(None, description="kind=uncertainty: entropy or mutual_information.")
     span: str | None = Field(None, description="kind=span: the span's words.")
     start: int | None = Field(None, description="kind=span: its first word (0-based).")
     end: int | None = Field(None, description="kind=span: one past its last word.")
-    temperature: float | None = Field(None, description="The temperature the probabilities are scaled by (1: uncalibrated).")
+    temperature: float | None = Field(
+        None, description="The temperature the probabilities are scaled by (1: uncalibrated)."
+    )
     calibrated: bool | None = Field(None, description="Whether that temperature was fitted by caveat calibrate.")
 
 
@@ -220,17 +307,22 @@ class McDropout(BaseModel):
     label: str
     probability: float
     probabilities: dict[str, float]
-    uncertainty: dict[str, float] = Field(description="entropy, expected_entropy, mutual_information, variance of the samples.")
+    uncertainty: dict[str, float] = Field(
+        description="entropy, expected_entropy, mutual_information, variance of the samples."
+    )
 
 
 class TextPrediction(BaseModel):
-    """One text's prediction: the same keys as ``caveat predict`` (calibrated probabilities when the run is calibrated)."""
+    """One text's prediction: the same keys as ``caveat predict`` (calibrated probabilities when the run is
+    calibrated)."""
 
     text: str
     label: str
     probability: float
     probabilities: dict[str, float] = Field(description="The k most likely labels, most likely first.")
-    uncertainty: dict[str, float] | None = Field(None, description="Scores the run was calibrated with; higher = less trustworthy.")
+    uncertainty: dict[str, float] | None = Field(
+        None, description="Scores the run was calibrated with; higher = less trustworthy."
+    )
     prediction_set: list[str] | None = Field(None, description="The conformal prediction set.")
     decision: Literal["answer", "abstain", "route"] | None = None
     reason: str | None = Field(None, description="Why this decision (which score, which threshold).")
@@ -243,7 +335,9 @@ class Span(BaseModel):
     label: str
     start: int = Field(description="First word (0-based).")
     end: int = Field(description="One past the last word.")
-    probability: float = Field(description="Raw span confidence: the least probable of its words' tags (as caveat predict).")
+    probability: float = Field(
+        description="Raw span confidence: the least probable of its words' tags (as caveat predict)."
+    )
     confidence: float | None = Field(None, description="Calibrated span confidence (calibrated runs).")
     decision: Literal["keep", "flag"] | None = Field(None, description="keep: within the run's span-error guarantee.")
     reason: str | None = None
@@ -275,36 +369,68 @@ class ExplainResponse(BaseModel):
     target: ExplainTarget
     value: float = Field(description="f(x): the explained quantity on the whole input.")
     words: list[ExplainedWord] = Field(description="Every word of the input, in order, with its attribution.")
-    evaluations: int = Field(description="Inputs the model scored for this explanation (ig: its interpolation points "
-                             "with their backward passes, plus the input and the baseline).")
+    evaluations: int = Field(
+        description="Inputs the model scored for this explanation (ig: its interpolation points "
+        "with their backward passes, plus the input and the baseline)."
+    )
     seconds: float = Field(description="Wall time of the explanation.")
-    details: dict = Field(description="What only this method has: ig: steps, baseline_value (f of the all-[PAD] "
-                          "baseline), delta (sum of attributions - (value - baseline_value)), tokens, token_words, "
-                          "token_attributions; shap: base_value, max_evals; lime: samples, r2, intercept.")
+    details: dict = Field(
+        description="What only this method has: ig: steps, baseline_value (f of the all-[PAD] "
+        "baseline), delta (sum of attributions - (value - baseline_value)), tokens, token_words, "
+        "token_attributions; shap: base_value, max_evals; lime: samples, r2, intercept."
+    )
 
 
 class GenerateRequest(BaseModel):
     """One question (and optionally a passage) for the causal LM of /v1/generate."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"question": "who wrote the origin of species"},
-                     {"question": "in what country is normandy?", "context": "The Normans gave their name to "
-                      "Normandy, a region in France.", "samples": 8, "max_new_tokens": 16,
-                      "estimators": ["msp", "semantic_entropy"]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"question": "who wrote the origin of species"},
+                {
+                    "question": "in what country is normandy?",
+                    "context": "The Normans gave their name to Normandy, a region in France.",
+                    "samples": 8,
+                    "max_new_tokens": 16,
+                    "estimators": ["msp", "semantic_entropy"],
+                },
+            ]
+        },
+    )
 
     question: str = Field(strict=True, description="The question.")
-    context: str | None = Field(None, strict=True, description="A passage to answer from (reading comprehension); "
-                                "it goes into the prompt before the question.")
-    samples: int | None = Field(None, strict=True, ge=2, description=f"K sampled answers besides the greedy one, all "
-                                f"from one generate call (default {DEFAULT_GENERATE_SAMPLES}). With a generation "
-                                "policy: omit it, or send the policy's own.")
-    max_new_tokens: int | None = Field(None, strict=True, ge=1, description=f"Longest answer, in tokens (default "
-                                       f"{DEFAULT_MAX_NEW_TOKENS}). With a generation policy: omit it, or send the "
-                                       "policy's own.")
-    estimators: list[str] | None = Field(None, strict=True, min_length=1, description="Uncertainty estimators to "
-                                         "compute (caveat.generate.estimators). Default: every one that does not "
-                                         "ask the model again (all but p_true and verbalised). A policy's estimator "
-                                         "is always computed.")
+    context: str | None = Field(
+        None,
+        strict=True,
+        description="A passage to answer from (reading comprehension); it goes into the prompt before the question.",
+    )
+    samples: int | None = Field(
+        None,
+        strict=True,
+        ge=2,
+        description=f"K sampled answers besides the greedy one, all "
+        f"from one generate call (default {DEFAULT_GENERATE_SAMPLES}). With a generation "
+        "policy: omit it, or send the policy's own.",
+    )
+    max_new_tokens: int | None = Field(
+        None,
+        strict=True,
+        ge=1,
+        description=f"Longest answer, in tokens (default "
+        f"{DEFAULT_MAX_NEW_TOKENS}). With a generation policy: omit it, or send the "
+        "policy's own.",
+    )
+    estimators: list[str] | None = Field(
+        None,
+        strict=True,
+        min_length=1,
+        description="Uncertainty estimators to "
+        "compute (caveat.generate.estimators). Default: every one that does not "
+        "ask the model again (all but p_true and verbalised). A policy's estimator "
+        "is always computed.",
+    )
 
     @field_validator("question", "context")
     @classmethod
@@ -312,8 +438,10 @@ class GenerateRequest(BaseModel):
         if value is None:
             return None
         if not value.strip():
-            raise ValueError(f"{info.field_name} is empty or only whitespace: send a non-empty text"
-                             + (", or omit it" if info.field_name == "context" else ""))
+            raise ValueError(
+                f"{info.field_name} is empty or only whitespace: send a non-empty text"
+                + (", or omit it" if info.field_name == "context" else "")
+            )
         _check_unicode(value, info.field_name)
         return value
 
@@ -322,7 +450,7 @@ class GenerateRequest(BaseModel):
     def _estimator_names(cls, names: list[str] | None) -> list[str] | None:
         for i, name in enumerate(names or ()):
             if not name.strip():
-                raise ValueError(f"estimators[{i}] is empty or only whitespace: send estimator names, e.g. \"msp\"")
+                raise ValueError(f'estimators[{i}] is empty or only whitespace: send estimator names, e.g. "msp"')
         return names
 
 
@@ -333,8 +461,10 @@ class GenerateResponse(BaseModel):
     answer: str = Field(description="The greedy answer.")
     uncertainty: dict[str, float] = Field(description="Each estimator's score; higher = more uncertain.")
     samples: list[str] = Field(description="The K sampled answers the sample-based estimators compare.")
-    decision: Literal["answer", "abstain"] | None = Field(description="Under a generation policy: answer, or abstain "
-                                                          "because answering would break its risk bound; else null.")
+    decision: Literal["answer", "abstain"] | None = Field(
+        description="Under a generation policy: answer, or abstain "
+        "because answering would break its risk bound; else null."
+    )
     reason: str = Field(description="Why this decision (estimator, threshold, guarantee), or how to get one.")
     estimator: str | None = Field(description="The estimator the decision thresholded (null without a policy).")
     seconds: float = Field(description="Wall time of generating the answers and scoring them.")
@@ -350,8 +480,11 @@ class Readiness(BaseModel):
     task: str
     calibrated: bool
     detail: str | None = None
-    generation: str | None = Field(None, description="POST /v1/generate: 'ready', 'loading the language model' or "
-                                   "why it failed; null when the service has no language model.")
+    generation: str | None = Field(
+        None,
+        description="POST /v1/generate: 'ready', 'loading the language model' or "
+        "why it failed; null when the service has no language model.",
+    )
 
 
 class Problem(BaseModel):

@@ -24,8 +24,11 @@ class ServiceSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the service to the network.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port).")
     api_key: SecretStr | None = Field(None, description="When set, /v1/* and /metrics need the header X-API-Key.")
-    allow_uncalibrated: bool = Field(False, description="Serve a run that caveat calibrate has not fitted "
-                                     "(labels and probabilities only: no prediction set, no decision).")
+    allow_uncalibrated: bool = Field(
+        False,
+        description="Serve a run that caveat calibrate has not fitted "
+        "(labels and probabilities only: no prediction set, no decision).",
+    )
     max_batch_size: int = Field(32, ge=1, le=4096, description="Most inputs grouped into one forward pass.")
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="Longest wait for more requests to join a batch.")
     max_texts: int = Field(128, ge=1, le=100_000, description="Most inputs per request.")
@@ -33,22 +36,39 @@ class ServiceSettings(BaseModel):
     max_samples: int = Field(50, ge=2, le=1000, description="Most MC-dropout samples a request may ask for.")
     max_explain_texts: int = Field(8, ge=1, description="Most inputs of a /v1/predict request with explain=true.")
     explain_steps: int = Field(50, ge=2, le=1000, description="Integration steps of explain=true in /v1/predict.")
-    lm: str | None = Field(None, description="A causal LM for POST /v1/generate: 'default' (the packaged "
-                           "SmolLM2-135M-Instruct) or a local model folder. Unset: no /v1/generate.")
-    generation_policy: Path | None = Field(None, description="A policy JSON from caveat generate-calibrate: /v1/generate "
-                                           "uses its model, sampling settings and prompt template, and every answer "
-                                           "gets answer/abstain under its risk bound. lm may be left unset.")
-    max_question_chars: int = Field(2000, ge=1, description="Most characters of a /v1/generate question (its "
-                                    "context passage may have max_text_chars).")
-    max_generate_samples: int = Field(32, ge=2, le=1000, description="Most sampled answers a /v1/generate request "
-                                      "may ask for.")
-    max_generate_tokens: int = Field(128, ge=1, le=4096, description="Most new tokens per answer a /v1/generate "
-                                     "request may ask for.")
+    lm: str | None = Field(
+        None,
+        description="A causal LM for POST /v1/generate: 'default' (the packaged "
+        "SmolLM2-135M-Instruct) or a local model folder. Unset: no /v1/generate.",
+    )
+    generation_policy: Path | None = Field(
+        None,
+        description="A policy JSON from caveat generate-calibrate: /v1/generate "
+        "uses its model, sampling settings and prompt template, and every answer "
+        "gets answer/abstain under its risk bound. lm may be left unset.",
+    )
+    max_question_chars: int = Field(
+        2000,
+        ge=1,
+        description="Most characters of a /v1/generate question (its context passage may have max_text_chars).",
+    )
+    max_generate_samples: int = Field(
+        32, ge=2, le=1000, description="Most sampled answers a /v1/generate request may ask for."
+    )
+    max_generate_tokens: int = Field(
+        128, ge=1, le=4096, description="Most new tokens per answer a /v1/generate request may ask for."
+    )
     drift_window: int = Field(500, ge=10, description="Recent inputs whose uncertainty scores the drift test uses.")
     drift_min_inputs: int = Field(100, ge=5, description="Inputs in the window before the drift alarm may fire.")
-    drift_alpha: float = Field(0.01, gt=0, lt=1, description="The drift alarm fires when the KS test's p-value is below this.")
-    torch_threads: int | None = Field(None, ge=1, description="CPU threads for inference (default: all CPUs but one, "
-                                      "which is left to the event loop; torch's own default oversubscribes).")
+    drift_alpha: float = Field(
+        0.01, gt=0, lt=1, description="The drift alarm fires when the KS test's p-value is below this."
+    )
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads for inference (default: all CPUs but one, "
+        "which is left to the event loop; torch's own default oversubscribes).",
+    )
     log_level: str = Field("info", description="uvicorn log level: critical, error, warning, info, debug.")
     access_log: bool = Field(True, description="Log one line per request.")
 
@@ -66,10 +86,12 @@ class ServiceSettings(BaseModel):
         return value.lower()
 
     @model_validator(mode="after")
-    def _window_holds_minimum(self) -> "ServiceSettings":
+    def _window_holds_minimum(self) -> ServiceSettings:
         if self.drift_min_inputs > self.drift_window:
-            raise ValueError(f"drift_min_inputs ({self.drift_min_inputs}) must be <= drift_window ({self.drift_window}); "
-                             "lower it or widen the window")
+            raise ValueError(
+                f"drift_min_inputs ({self.drift_min_inputs}) must be <= drift_window ({self.drift_window}); "
+                "lower it or widen the window"
+            )
         return self
 
     @property
@@ -78,7 +100,7 @@ class ServiceSettings(BaseModel):
         return self.torch_threads or max(1, (os.cpu_count() or 2) - 1)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> "ServiceSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> ServiceSettings:
         """Settings from ``CAVEAT_<NAME>`` variables of ``environ`` (default ``os.environ``), overridden by
         the keyword ``values`` that are not None (CLI flags). Invalid values raise ``ConfigError``
         naming the variable or flag."""

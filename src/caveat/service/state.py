@@ -62,8 +62,12 @@ class ServiceState:
         else:
             self.loaded = True
             self.batcher.start()
-            log.info("serving %s (%s, %s)", self.run.path, self.run.task.value,
-                     "calibrated" if self.calibrated else "uncalibrated")
+            log.info(
+                "serving %s (%s, %s)",
+                self.run.path,
+                self.run.task.value,
+                "calibrated" if self.calibrated else "uncalibrated",
+            )
         if self.generator is not None:
             await self._load_generator(executor)
 
@@ -75,28 +79,37 @@ class ServiceState:
             gen.error = f"{type(err).__name__}: {err}"
             log.exception("loading the language model %s failed", gen.name)
             return
-        log.info("generating with %s (%s)", gen.lm.name, f"policy {self.settings.generation_policy}"
-                 if gen.policy else "no policy: no answer/abstain decisions")
+        log.info(
+            "generating with %s (%s)",
+            gen.lm.name,
+            f"policy {self.settings.generation_policy}" if gen.policy else "no policy: no answer/abstain decisions",
+        )
 
     async def submit(self, inputs: Sequence, options) -> list[dict]:
         if not self.ready:
-            raise RequestError(f"not ready ({self.status()}): retry once /readyz answers 200", 503, {"Retry-After": "1"})
+            raise RequestError(
+                f"not ready ({self.status()}): retry once /readyz answers 200", 503, {"Retry-After": "1"}
+            )
         return await self.batcher.submit(inputs, options)
 
     def need_generator(self) -> Generator:
         """The generator, or a 404 that says how to start a service with one."""
         if self.generator is None:
-            raise RequestError("this service has no language model for /v1/generate: start it with "
-                               "caveat serve RUN --lm default (or a local model folder), or with "
-                               "--generation-policy FILE from caveat generate-calibrate", 404)
+            raise RequestError(
+                "this service has no language model for /v1/generate: start it with "
+                "caveat serve RUN --lm default (or a local model folder), or with "
+                "--generation-policy FILE from caveat generate-calibrate",
+                404,
+            )
         return self.generator
 
     async def generate(self, question: str, context: str | None, options: GenerateOptions) -> dict:
         """One answer, generated in the model thread (one at a time there, between classifier batches)."""
         gen = self.need_generator()
         if not gen.loaded or self.executor is None:
-            raise RequestError(f"not ready ({gen.status()}): retry once /readyz says generation is ready", 503,
-                               {"Retry-After": "1"})
+            raise RequestError(
+                f"not ready ({gen.status()}): retry once /readyz says generation is ready", 503, {"Retry-After": "1"}
+            )
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self.executor, gen.answer, question, context, options)
@@ -107,9 +120,11 @@ class ServiceState:
         except Exception as err:
             self.metrics.batch_failures.inc()
             log.error("generation failed on a question of %d characters", len(question), exc_info=err)
-            raise InferenceFailed(f"generation failed on this question ({type(err).__name__}: {err}); the service "
-                                  "keeps serving: check the question (e.g. shorter or plainer text) or report the "
-                                  "error") from None
+            raise InferenceFailed(
+                f"generation failed on this question ({type(err).__name__}: {err}); the service "
+                "keeps serving: check the question (e.g. shorter or plainer text) or report the "
+                "error"
+            ) from None
 
 
 def get_state(request: Request) -> ServiceState:

@@ -65,16 +65,20 @@ def _check_lengths(texts: list[str], settings: ServiceSettings, name: str) -> No
     limit = settings.max_text_chars
     for i, text in enumerate(texts):
         if len(text) > limit:
-            raise RequestError(f"{name}[{i}] has {len(text)} characters, over this service's limit of {limit}: "
-                               "shorten it or split it into several inputs")
+            raise RequestError(
+                f"{name}[{i}] has {len(text)} characters, over this service's limit of {limit}: "
+                "shorten it or split it into several inputs"
+            )
 
 
 def check_predict(req: PredictRequest, settings: ServiceSettings, *, task: Task, labels: list[str]) -> PredictOptions:
     """Options of a valid request; raises ``RequestError`` (422) otherwise."""
     inputs = req.inputs
     if len(inputs) > settings.max_texts:
-        raise RequestError(f"{len(inputs)} inputs is more than this service's limit of {settings.max_texts} per request: "
-                           f"split them into requests of at most {settings.max_texts}")
+        raise RequestError(
+            f"{len(inputs)} inputs is more than this service's limit of {settings.max_texts} per request: "
+            f"split them into requests of at most {settings.max_texts}"
+        )
     if req.tokens is not None:
         if task is not Task.TOKEN_CLASSIFICATION:
             raise RequestError("tokens are for token-classification runs; this run is text-classification: send texts")
@@ -87,19 +91,25 @@ def check_predict(req: PredictRequest, settings: ServiceSettings, *, task: Task,
             raise RequestError("method='mc_dropout' is for text-classification runs so far; use method='deterministic'")
         samples = DEFAULT_SAMPLES if req.samples is None else req.samples
         if samples > settings.max_samples:
-            raise RequestError(f"samples={samples} is more than this service's limit of {settings.max_samples}: "
-                               f"use 2..{settings.max_samples}")
+            raise RequestError(
+                f"samples={samples} is more than this service's limit of {settings.max_samples}: "
+                f"use 2..{settings.max_samples}"
+            )
     k = min(DEFAULT_K, len(labels)) if req.k is None else req.k
     if task is Task.TEXT_CLASSIFICATION and k > len(labels):
         raise RequestError(f"k={k} is more than the run's {len(labels)} labels: use 1..{len(labels)}")
     if req.explain:
         if task is not Task.TEXT_CLASSIFICATION:
-            raise RequestError("explain=true is for text-classification runs: drop explain, and explain a span "
-                               "with /v1/explain (tokens and span)")
+            raise RequestError(
+                "explain=true is for text-classification runs: drop explain, and explain a span "
+                "with /v1/explain (tokens and span)"
+            )
         if len(inputs) > settings.max_explain_texts:
-            raise RequestError(f"explain=true with {len(inputs)} inputs is more than this service's limit of "
-                               f"{settings.max_explain_texts}: send at most {settings.max_explain_texts} texts, "
-                               "or call /v1/explain per text")
+            raise RequestError(
+                f"explain=true with {len(inputs)} inputs is more than this service's limit of "
+                f"{settings.max_explain_texts}: send at most {settings.max_explain_texts} texts, "
+                "or call /v1/explain per text"
+            )
     return PredictOptions(method=req.method, samples=samples, k=k, explain=req.explain)
 
 
@@ -121,33 +131,46 @@ def check_explain(req: ExplainRequest, settings: ServiceSettings, *, task: Task,
         raise RequestError("tokens are for token-classification runs; this run is text-classification: send text")
     name, chars = ("text", len(req.text)) if req.tokens is None else ("tokens", len(" ".join(req.tokens)))
     if chars > settings.max_text_chars:
-        raise RequestError(f"{name} has {chars} characters, over this service's limit of {settings.max_text_chars}: "
-                           "explain a shorter input")
-    options = {"ig": {"steps": settings.explain_steps if req.steps is None else req.steps},
-               "shap": {"max_evals": DEFAULT_MAX_EVALS if req.max_evals is None else req.max_evals},
-               "lime": {"samples": DEFAULT_LIME_SAMPLES if req.samples is None else req.samples},
-               "occlusion": {}}[req.method]
+        raise RequestError(
+            f"{name} has {chars} characters, over this service's limit of {settings.max_text_chars}: "
+            "explain a shorter input"
+        )
+    options = {
+        "ig": {"steps": settings.explain_steps if req.steps is None else req.steps},
+        "shap": {"max_evals": DEFAULT_MAX_EVALS if req.max_evals is None else req.max_evals},
+        "lime": {"samples": DEFAULT_LIME_SAMPLES if req.samples is None else req.samples},
+        "occlusion": {},
+    }[req.method]
     common = {"method": req.method, "seed": req.seed, "options": options}
     if task is Task.TOKEN_CLASSIFICATION:
         return ExplainOptions(**common, **_check_span(req, labels))
     if req.span is not None:
-        raise RequestError(f"span={req.span!r} is for token-classification runs; this run classifies whole texts: "
-                           "drop span, and choose what to explain with target (a label, 'predicted' or 'uncertainty')")
+        raise RequestError(
+            f"span={req.span!r} is for token-classification runs; this run classifies whole texts: "
+            "drop span, and choose what to explain with target (a label, 'predicted' or 'uncertainty')"
+        )
     target = req.target
     if req.label is not None:  # an alias of target=<label>
         if target not in ("predicted", req.label):
-            raise RequestError(f"label={req.label!r} and target={target!r} ask for two different things: send one of "
-                               "them (label=X is the same as target=X)")
+            raise RequestError(
+                f"label={req.label!r} and target={target!r} ask for two different things: send one of "
+                "them (label=X is the same as target=X)"
+            )
         if req.label not in labels:
-            raise RequestError(f"label={req.label!r} is not one of the run's labels: choose one of {_shown(labels)}, "
-                               "or omit it")
+            raise RequestError(
+                f"label={req.label!r} is not one of the run's labels: choose one of {_shown(labels)}, or omit it"
+            )
         target = req.label
     if target not in TEXT_TARGETS and target not in labels:
-        raise RequestError(f"target={target!r} is neither 'predicted', 'uncertainty', 'entropy', 'mutual_information' "
-                           f"nor one of the run's labels ({_shown(labels)}): choose one of them")
+        raise RequestError(
+            f"target={target!r} is neither 'predicted', 'uncertainty', 'entropy', 'mutual_information' "
+            f"nor one of the run's labels ({_shown(labels)}): choose one of them"
+        )
     if target == "mutual_information" and req.method == "ig":
-        raise RequestError("target='mutual_information' samples dropout masks, which integrated gradients cannot "
-                           "explain: use method='occlusion', 'shap' or 'lime', or target='entropy'")
+        raise RequestError(
+            "target='mutual_information' samples dropout masks, which integrated gradients cannot "
+            "explain: use method='occlusion', 'shap' or 'lime', or target='entropy'"
+        )
     return ExplainOptions(**common, target=target)
 
 
@@ -155,11 +178,15 @@ def _check_span(req: ExplainRequest, labels: list[str]) -> dict:
     """``span`` and ``label`` of an NER explanation (``target`` is for text runs)."""
     words = req.tokens if req.tokens is not None else req.text.split()
     if req.target != "predicted":
-        raise RequestError(f"target={req.target!r} is for text-classification runs; this run tags tokens and explains "
-                           "one span's confidence: drop target, send span (and label for its entity type)")
+        raise RequestError(
+            f"target={req.target!r} is for text-classification runs; this run tags tokens and explains "
+            "one span's confidence: drop target, send span (and label for its entity type)"
+        )
     if req.span is None:
-        raise RequestError("token-classification runs explain one span: send span with its words as they appear in "
-                           f"the sentence, e.g. span={words[-1]!r}")
+        raise RequestError(
+            "token-classification runs explain one span: send span with its words as they appear in "
+            f"the sentence, e.g. span={words[-1]!r}"
+        )
 
     try:
         find_span(words, req.span)
@@ -167,8 +194,10 @@ def _check_span(req: ExplainRequest, labels: list[str]) -> dict:
         raise RequestError(str(err)) from None
     types = entity_types(labels)
     if req.label is not None and req.label not in types:
-        raise RequestError(f"label={req.label!r} is not an entity type of this run: choose one of {_shown(types)}, or "
-                           "omit it to explain the span as the type predicted for it")
+        raise RequestError(
+            f"label={req.label!r} is not an entity type of this run: choose one of {_shown(types)}, or "
+            "omit it to explain the span as the type predicted for it"
+        )
     return {"span": req.span, "label": req.label}
 
 
@@ -189,20 +218,26 @@ def default_estimators(samples: int) -> list[str]:
 
 def _same_as_policy(name: str, asked: int | None, fitted: int) -> None:
     if asked is not None and asked != fitted:
-        raise RequestError(f"{name}={asked} differs from the generation policy's {name}={fitted}: its threshold holds "
-                           f"only for the answers it was calibrated on; omit {name} (or send {fitted})")
+        raise RequestError(
+            f"{name}={asked} differs from the generation policy's {name}={fitted}: its threshold holds "
+            f"only for the answers it was calibrated on; omit {name} (or send {fitted})"
+        )
 
 
-def check_generate(req: GenerateRequest, settings: ServiceSettings, *,
-                   policy: GenerationPolicy | None = None) -> GenerateOptions:
+def check_generate(
+    req: GenerateRequest, settings: ServiceSettings, *, policy: GenerationPolicy | None = None
+) -> GenerateOptions:
     """Options of a valid generation request (with a policy: its sampling settings, and its estimator among
     the estimators); raises ``RequestError`` (422) otherwise."""
 
-    for name, text, limit in (("question", req.question, settings.max_question_chars),
-                              ("context", req.context or "", settings.max_text_chars)):
+    for name, text, limit in (
+        ("question", req.question, settings.max_question_chars),
+        ("context", req.context or "", settings.max_text_chars),
+    ):
         if len(text) > limit:
-            raise RequestError(f"{name} has {len(text)} characters, over this service's limit of {limit}: "
-                               f"send a shorter {name}")
+            raise RequestError(
+                f"{name} has {len(text)} characters, over this service's limit of {limit}: send a shorter {name}"
+            )
     if policy is not None:
         _same_as_policy("samples", req.samples, policy.sampling.samples)
         _same_as_policy("max_new_tokens", req.max_new_tokens, policy.sampling.max_new_tokens)
@@ -210,13 +245,20 @@ def check_generate(req: GenerateRequest, settings: ServiceSettings, *,
     else:
         samples = min(DEFAULT_GENERATE_SAMPLES, settings.max_generate_samples) if req.samples is None else req.samples
         if samples > settings.max_generate_samples:
-            raise RequestError(f"samples={samples} is more than this service's limit of {settings.max_generate_samples}: "
-                               f"use 2..{settings.max_generate_samples}")
-        tokens = (min(DEFAULT_MAX_NEW_TOKENS, settings.max_generate_tokens) if req.max_new_tokens is None
-                  else req.max_new_tokens)
+            raise RequestError(
+                f"samples={samples} is more than this service's limit of {settings.max_generate_samples}: "
+                f"use 2..{settings.max_generate_samples}"
+            )
+        tokens = (
+            min(DEFAULT_MAX_NEW_TOKENS, settings.max_generate_tokens)
+            if req.max_new_tokens is None
+            else req.max_new_tokens
+        )
         if tokens > settings.max_generate_tokens:
-            raise RequestError(f"max_new_tokens={tokens} is more than this service's limit of "
-                               f"{settings.max_generate_tokens}: use 1..{settings.max_generate_tokens}")
+            raise RequestError(
+                f"max_new_tokens={tokens} is more than this service's limit of "
+                f"{settings.max_generate_tokens}: use 1..{settings.max_generate_tokens}"
+            )
         sampling = SamplingConfig(samples=samples, max_new_tokens=tokens)
     spec = default_estimators(sampling.samples) if req.estimators is None else req.estimators
     try:

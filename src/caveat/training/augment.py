@@ -78,8 +78,14 @@ class Augmentation:
 
     def stats(self) -> dict:
         """The history entry: ``epoch, attacked, successes, added, queries, seconds``."""
-        return {"epoch": self.epoch, "attacked": self.attacked, "successes": self.successes,
-                "added": len(self.texts), "queries": self.queries, "seconds": round(self.seconds, 2)}
+        return {
+            "epoch": self.epoch,
+            "attacked": self.attacked,
+            "successes": self.successes,
+            "added": len(self.texts),
+            "queries": self.queries,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 @dataclass
@@ -131,8 +137,19 @@ class Augmenter:
     encoder : overrides the sentence encoder (else ``SentenceEncoder(cfg.similarity_model)``).
     """
 
-    def __init__(self, cfg: AugmentConfig, *, seed: int, tokenizer, label_map, examples: Sequence, train_rows: list[dict],
-                 max_length: int, batch_size: int, encoder=None) -> None:
+    def __init__(
+        self,
+        cfg: AugmentConfig,
+        *,
+        seed: int,
+        tokenizer,
+        label_map,
+        examples: Sequence,
+        train_rows: list[dict],
+        max_length: int,
+        batch_size: int,
+        encoder=None,
+    ) -> None:
         self.cfg, self.seed, self.tokenizer, self.label_map = cfg, seed, tokenizer, label_map
         self.examples, self.rows, self.n_clean = list(examples), train_rows, len(train_rows)
         self.max_length, self.batch_size, self._encoder = max_length, batch_size, encoder
@@ -142,16 +159,15 @@ class Augmenter:
 
     def encoder(self):
         if self._encoder is None:
-
             self._encoder = SentenceEncoder(self.cfg.similarity_model, max_length=self.max_length)
         return self._encoder
 
     def generate(self, model: nn.Module, epoch: int, *, rank: int = 0, world: int = 1) -> tuple[list[int], list]:
         """Attack this process's shard (every ``world``-th) of the epoch's subset with ``model``.
 
-        Returns the shard's example indices and their ``AttackResult``s (``_Edit``s in random mode). Runs in eval mode, on a forked
-        RNG (loading the sentence encoder must not move the random state dropout uses), and puts the
-        model back in the mode it was in.
+        Returns the shard's example indices and their ``AttackResult``s (``_Edit``s in random mode). Runs in eval
+        mode, on a forked RNG (loading the sentence encoder must not move the random state dropout uses), and puts
+        the model back in the mode it was in.
         """
 
         index = pick(len(self.examples), self.cfg.fraction, self.seed, epoch)[rank::world].tolist()
@@ -159,16 +175,28 @@ class Augmenter:
         np_state, py_state = np.random.get_state(), random.getstate()
         try:
             with torch.random.fork_rng(devices=[]):
-                predictor = Predictor(_OnDevice(model), self.tokenizer, self.label_map.labels, Task.TEXT_CLASSIFICATION,
-                                      max_length=self.max_length, batch_size=self.batch_size)
+                predictor = Predictor(
+                    _OnDevice(model),
+                    self.tokenizer,
+                    self.label_map.labels,
+                    Task.TEXT_CLASSIFICATION,
+                    max_length=self.max_length,
+                    batch_size=self.batch_size,
+                )
                 constraints = Constraints(max_change=self.cfg.max_change, min_similarity=self.cfg.min_similarity)
-                setup = AttackSetup(constraints, self.encoder(), max_candidates=self.cfg.max_candidates,
-                                    seed=attack_seed(self.seed, epoch),
-                                    word_candidates=lambda: EmbeddingNeighbours.from_predictor(predictor, k=self.cfg.max_candidates))
+                setup = AttackSetup(
+                    constraints,
+                    self.encoder(),
+                    max_candidates=self.cfg.max_candidates,
+                    seed=attack_seed(self.seed, epoch),
+                    word_candidates=lambda: EmbeddingNeighbours.from_predictor(predictor, k=self.cfg.max_candidates),
+                )
                 attack = build_attack(self.cfg.attack, setup)
                 chosen = [self.examples[i] for i in index]
                 if self.cfg.mode == "random":  # seeded by example, so sharding does not change the edits
-                    edits = attack.perturb_all([ex.text for ex in chosen], [random.Random(f"{setup.seed}:{i}") for i in index])
+                    edits = attack.perturb_all(
+                        [ex.text for ex in chosen], [random.Random(f"{setup.seed}:{i}") for i in index]
+                    )
                     results = [_Edit(*edit, ex.label) for edit, ex in zip(edits, chosen)]
                 else:
                     victim = Victim(predictor)
@@ -191,9 +219,15 @@ class Augmenter:
             shard = gather_object(shard)
         results = [r for _, r in sorted(shard, key=lambda pair: pair[0])]  # the subset's order, whatever the sharding
         won = [r for r in results if r.success]
-        return Augmentation(epoch, [r.adversarial for r in won], [r.label for r in won], attacked=len(results),
-                            successes=len(won), queries=sum(r.queries for r in results),
-                            seconds=time.perf_counter() - start)
+        return Augmentation(
+            epoch,
+            [r.adversarial for r in won],
+            [r.label for r in won],
+            attacked=len(results),
+            successes=len(won),
+            queries=sum(r.queries for r in results),
+            seconds=time.perf_counter() - start,
+        )
 
     def begin_epoch(self, state, model: nn.Module, accelerator=None) -> None:
         """Set ``train_rows`` to the clean rows plus this epoch's adversarial ones.
@@ -208,8 +242,13 @@ class Augmenter:
             aug = self.build(model, state.epoch, accelerator)
             state.augmented = asdict(aug)
             state.augment_history.append(aug.stats())
-            log.info("epoch %d: %d attacked, %d adversarial examples added (%.0f s)", state.epoch, aug.attacked,
-                     len(aug.texts), aug.seconds)
+            log.info(
+                "epoch %d: %d attacked, %d adversarial examples added (%.0f s)",
+                state.epoch,
+                aug.attacked,
+                len(aug.texts),
+                aug.seconds,
+            )
         aug = Augmentation(**state.augmented)
         ids = [self.label_map.to_id(y, where="adversarial example") for y in aug.labels]
         self.rows.extend(encode_texts(self.tokenizer, aug.texts, self.max_length, ids) if aug.texts else [])

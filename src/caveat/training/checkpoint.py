@@ -40,8 +40,17 @@ def save_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler, trainer
     opt_tensors, opt_meta = _optimizer_to_flat(optimizer.state_dict())
     np_state = np.random.get_state()
     with atomic_dir(Path(run_dir) / CHECKPOINT_DIR) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-        save_file({**opt_tensors, "rng.torch": torch.get_rng_state(), "rng.numpy": torch.from_numpy(np_state[1].astype(np.int64))}, str(tmp / "state.safetensors"))
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors")
+        )
+        save_file(
+            {
+                **opt_tensors,
+                "rng.torch": torch.get_rng_state(),
+                "rng.numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+            },
+            str(tmp / "state.safetensors"),
+        )
         py_state = random.getstate()
         write_json_atomic(
             tmp / "state.json",
@@ -49,7 +58,10 @@ def save_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler, trainer
                 "trainer": trainer_state,
                 "optimizer": opt_meta,
                 "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"},
-                "rng": {"numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])], "python": [py_state[0], list(py_state[1]), py_state[2]]},
+                "rng": {
+                    "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+                    "python": [py_state[0], list(py_state[1]), py_state[2]],
+                },
             },
         )
 

@@ -29,6 +29,9 @@ def train_ensemble(config: RunConfig, out: str | Path, members: int, *, progress
         results.append(run_training(cfg, out if i == 0 else out / MEMBERS_DIR / str(i), progress=progress))
     if is_main_process():
         info = read_json(out / RUN_FILE)
-        info["ensemble"] = {"members": [f"{MEMBERS_DIR}/{i}" for i in range(1, members)], "seeds": [config.seed + i for i in range(members)]}
+        info["ensemble"] = {
+            "members": [f"{MEMBERS_DIR}/{i}" for i in range(1, members)],
+            "seeds": [config.seed + i for i in range(members)],
+        }
         write_json_atomic(out / RUN_FILE, info)
     return {"run": str(out), "ensemble": members, "members": results}

@@ -71,8 +71,11 @@ class EpochBatches(Sampler[list[int]]):
         return iter([full[i] for i in rng.permutation(len(full))] + short)
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size) if self.lengths is None else (
-            self.n // self.batch_size + (1 if self.n % self.batch_size else 0))
+        return (
+            math.ceil(self.n / self.batch_size)
+            if self.lengths is None
+            else (self.n // self.batch_size + (1 if self.n % self.batch_size else 0))
+        )
 
 
 @dataclass
@@ -119,15 +122,25 @@ class Trainer:
     Stages: ``fit()`` trains and writes the run directory (model/, caveat.json, metrics.json, logs/).
     """
 
-    def __init__(self, config: RunConfig, out_dir: str | Path, *, splits=None, progress: bool = True,
-                 callbacks: list[Callable[[TrainState, dict], None]] | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        out_dir: str | Path,
+        *,
+        splits=None,
+        progress: bool = True,
+        callbacks: list[Callable[[TrainState, dict], None]] | None = None,
+    ):
         self.config, self.out = config, Path(out_dir)
         self.splits, self.progress, self.callbacks = splits, progress, callbacks or []
 
     def fit(self, *, resume: bool = False) -> dict:
         """Train; with ``resume``, continue from ``out_dir/checkpoint`` exactly where it stopped."""
         if not resume and has_checkpoint(self.out):
-            raise ConfigError(f"{self.out} holds an unfinished run; continue it with --resume or choose another --out")
+            raise ConfigError(
+                f"{self.out} holds an unfinished run; continue it with {{resume}} or choose another {{out}}",
+                fields=("resume", "out"),
+            )
         accelerator = self._start_accelerator()
         splits, label_map = self._load_splits()
         tokenizer, model = self._build_model(label_map)
@@ -136,10 +149,23 @@ class Trainer:
         augmenter, total = self._plan_schedule(tokenizer, splits, label_map, train_rows, steps_per_epoch)
         optimizer, scheduler, objective = self._build_optimization(model, total)
         model, optimizer, loader, val_loader = accelerator.prepare(model, optimizer, loader, val_loader)
-        run = _Run(accelerator=accelerator, splits=splits, label_map=label_map, tokenizer=tokenizer, model=model,
-                   train_rows=train_rows, sampler=sampler, loader=loader, val_loader=val_loader,
-                   steps_per_epoch=steps_per_epoch, augmenter=augmenter, total=total, optimizer=optimizer,
-                   scheduler=scheduler, objective=objective)
+        run = _Run(
+            accelerator=accelerator,
+            splits=splits,
+            label_map=label_map,
+            tokenizer=tokenizer,
+            model=model,
+            train_rows=train_rows,
+            sampler=sampler,
+            loader=loader,
+            val_loader=val_loader,
+            steps_per_epoch=steps_per_epoch,
+            augmenter=augmenter,
+            total=total,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            objective=objective,
+        )
         state = self._resume_state(run, resume)
         self._open_outputs(accelerator)
         data_info = {"fingerprint": _fingerprint(splits), "splits": split_summary(splits)}
@@ -180,8 +206,9 @@ class Trainer:
         """Load the backbone and put the task's head on it: (tokenizer, model)."""
         mcfg = self.config.model
         tokenizer, encoder = load_backbone(mcfg.name_or_path, dropout=mcfg.dropout)
-        model = CaveatModel(encoder, len(label_map), task=self.config.task, pooling=mcfg.pooling,
-                            head_dropout=mcfg.head_dropout)
+        model = CaveatModel(
+            encoder, len(label_map), task=self.config.task, pooling=mcfg.pooling, head_dropout=mcfg.head_dropout
+        )
         return tokenizer, model
 
     def _build_loaders(self, accelerator, tokenizer, splits, label_map: LabelMap):
@@ -192,13 +219,15 @@ class Trainer:
         val_rows = encode_split(tokenizer, splits.validation, label_map, cfg.task, tcfg.max_length)
         if tcfg.batch_size % accelerator.num_processes:
             raise ConfigError(
-                f"train.batch_size={tcfg.batch_size} must be divisible by the {accelerator.num_processes} processes")
+                f"train.batch_size={tcfg.batch_size} must be divisible by the {accelerator.num_processes} processes"
+            )
         lengths = [len(r["input_ids"]) for r in train_rows] if tcfg.group_by_length else None
         sampler = EpochBatches(len(train_rows), tcfg.batch_size, cfg.seed, lengths)
         # Its own generator: creating an iterator draws a seed, which must not shift the global RNG
         # that dropout uses (else a resumed run would diverge from an uninterrupted one).
-        loader = DataLoader(train_rows, batch_sampler=sampler, collate_fn=collate,
-                            generator=torch.Generator().manual_seed(cfg.seed))
+        loader = DataLoader(
+            train_rows, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator().manual_seed(cfg.seed)
+        )
         val_loader = DataLoader(val_rows, batch_size=tcfg.eval_batch_size, collate_fn=collate)
         return train_rows, sampler, loader, val_loader
 
@@ -207,9 +236,16 @@ class Trainer:
         cfg, tcfg = self.config, self.config.train
         if not tcfg.augment.enabled:
             return None, tcfg.max_steps or max(1, math.ceil(tcfg.epochs * steps_per_epoch))
-        augmenter = Augmenter(tcfg.augment, seed=cfg.seed, tokenizer=tokenizer, label_map=label_map,
-                              examples=splits.train.examples, train_rows=train_rows, max_length=tcfg.max_length,
-                              batch_size=tcfg.eval_batch_size)
+        augmenter = Augmenter(
+            tcfg.augment,
+            seed=cfg.seed,
+            tokenizer=tokenizer,
+            label_map=label_map,
+            examples=splits.train.examples,
+            train_rows=train_rows,
+            max_length=tcfg.max_length,
+            batch_size=tcfg.eval_batch_size,
+        )
         # augmented epochs are longer; the schedule is planned as if every attack succeeded
         return augmenter, tcfg.max_steps or planned_steps(tcfg.augment, len(train_rows), tcfg.batch_size, tcfg.epochs)
 
@@ -225,9 +261,17 @@ class Trainer:
         if not resume:
             return TrainState()
         if not has_checkpoint(self.out):
-            raise ConfigError(f"--resume: {self.out} has no checkpoint to resume; start without --resume")
-        state = TrainState(**load_checkpoint(self.out, model=run.accelerator.unwrap_model(run.model),
-                                             optimizer=run.optimizer, scheduler=run.scheduler))
+            raise ConfigError(
+                f"{{resume}}: {self.out} has no checkpoint to resume; start without {{resume}}", fields=("resume",)
+            )
+        state = TrainState(
+            **load_checkpoint(
+                self.out,
+                model=run.accelerator.unwrap_model(run.model),
+                optimizer=run.optimizer,
+                scheduler=run.scheduler,
+            )
+        )
         log.info("resuming at step %d (epoch %d, batch %d)", state.global_step, state.epoch, state.step_in_epoch)
         return state
 
@@ -236,8 +280,10 @@ class Trainer:
         tcfg = self.config.train
         if accelerator.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-        accelerator.init_trackers("train", config={"objective": tcfg.objective, "alpha": tcfg.alpha, "lr": tcfg.lr,
-                                                   "batch_size": tcfg.batch_size})
+        accelerator.init_trackers(
+            "train",
+            config={"objective": tcfg.objective, "alpha": tcfg.alpha, "lr": tcfg.lr, "batch_size": tcfg.batch_size},
+        )
 
     def _train(self, run: _Run, state: TrainState, started: float) -> None:
         """Take optimizer steps until the step budget, the planned epochs or early stopping ends training."""
@@ -304,8 +350,10 @@ class Trainer:
         """Send the step's stats, learning rate and throughput to the trackers every ``train.log_every`` steps."""
         if state.global_step % self.config.train.log_every == 0:
             logged = {f"train/{k}": v for k, v in stats.items()}
-            run.accelerator.log(logged | {"train/lr": run.scheduler.get_last_lr()[0], "train/examples_per_s": rate},
-                                step=state.global_step)
+            run.accelerator.log(
+                logged | {"train/lr": run.scheduler.get_last_lr()[0], "train/examples_per_s": rate},
+                step=state.global_step,
+            )
 
     def _eval_points(self, epoch_steps: int) -> set[int]:
         """Steps within an epoch after which to validate, ``train.evals_per_epoch`` evenly spread."""
@@ -315,12 +363,19 @@ class Trainer:
     def _validate(self, run: _Run, state: TrainState) -> bool:
         """Evaluate, keep the best model; returns True when training should stop early."""
         cfg, tcfg = self.config, self.config.train
-        metrics = score_outputs(run.model, run.val_loader, run.accelerator, run.label_map, cfg.task,
-                                run.splits.validation)
+        metrics = score_outputs(
+            run.model, run.val_loader, run.accelerator, run.label_map, cfg.task, run.splits.validation
+        )
         key = "accuracy" if cfg.task is Task.TEXT_CLASSIFICATION else "f1"
         value = metrics[key]
-        state.history.append({"step": state.global_step, "epoch": state.global_step / run.steps_per_epoch,
-                              f"validation_{key}": value, "validation_n": metrics["n"]})
+        state.history.append(
+            {
+                "step": state.global_step,
+                "epoch": state.global_step / run.steps_per_epoch,
+                f"validation_{key}": value,
+                "validation_n": metrics["n"],
+            }
+        )
         run.accelerator.log({f"validation/{key}": value}, step=state.global_step)
         improved = state.best_metric is None or value > state.best_metric
         if improved:
@@ -351,8 +406,13 @@ class Trainer:
     def _save_checkpoint(self, run: _Run, state: TrainState) -> None:
         """Save model, optimizer, schedule and loop state (main process) so that ``resume`` continues from here."""
         if run.accelerator.is_main_process:
-            save_checkpoint(self.out, model=run.accelerator.unwrap_model(run.model), optimizer=run.optimizer,
-                            scheduler=run.scheduler, trainer_state=state.__dict__)
+            save_checkpoint(
+                self.out,
+                model=run.accelerator.unwrap_model(run.model),
+                optimizer=run.optimizer,
+                scheduler=run.scheduler,
+                trainer_state=state.__dict__,
+            )
         run.accelerator.wait_for_everyone()
 
     def _summary(self, run: _Run, state: TrainState, started: float) -> dict:
@@ -399,8 +459,15 @@ class _Progress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                                TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+            self.bar = Progress(
+                TextColumn("train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
             self.task = self.bar.add_task("train", total=total, completed=start, info="")
             self.bar.start()
 

@@ -19,7 +19,11 @@ def build_optimizer(model, config) -> torch.optim.Optimizer:
             groups[(is_head, decays)].append(param)
     return torch.optim.AdamW(
         [
-            {"params": params, "lr": config.head_lr if is_head else config.lr, "weight_decay": config.weight_decay if decays else 0.0}
+            {
+                "params": params,
+                "lr": config.head_lr if is_head else config.lr,
+                "weight_decay": config.weight_decay if decays else 0.0,
+            }
             for (is_head, decays), params in groups.items()
             if params
         ],

@@ -20,8 +20,12 @@ def run_training(cfg: RunConfig, out: str | Path, *, resume: bool = False, progr
     """Train, then evaluate validation and test (when present) on the main process; the summary as a dict."""
     trainer = Trainer(cfg, out, progress=progress)
     summary = trainer.fit(resume=resume)
-    result = {"run": str(out), "objective": cfg.train.objective, "alpha": cfg.train.alpha,
-              "training": {k: v for k, v in summary.items() if k != "history"}}
+    result = {
+        "run": str(out),
+        "objective": cfg.train.objective,
+        "alpha": cfg.train.alpha,
+        "training": {k: v for k, v in summary.items() if k != "history"},
+    }
     if trainer.is_main_process:
         for split in ("validation", "test"):
             if split == "validation" or cfg.data.test or cfg.data.test_fraction:

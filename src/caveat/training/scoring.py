@@ -37,5 +37,11 @@ def score_outputs(model, loader, accelerator, label_map, task: Task, split: Spli
 
 def split_summary(splits) -> dict:
     """Per split: where it came from, how many examples, how many records were skipped."""
-    items = {"train": splits.train, "validation": splits.validation, "calibration": splits.calibration, "test": splits.test, **splits.extra}
+    items = {
+        "train": splits.train,
+        "validation": splits.validation,
+        "calibration": splits.calibration,
+        "test": splits.test,
+        **splits.extra,
+    }
     return {name: {"source": s.source, "n": len(s), "skipped": s.skipped} for name, s in items.items() if s is not None}

@@ -29,7 +29,10 @@ from caveat.training.checkpoint import has_checkpoint
 from caveat.training.run import is_main_process, run_training
 from caveat.types import Task
 
-CRITERIA = "'validation' (the clean validation score) or 'attack:NAME' (the validation score under attack NAME, e.g. attack:greedy)"
+CRITERIA = (
+    "'validation' (the clean validation score) or 'attack:NAME' (the validation score under attack NAME, e.g. "
+    "attack:greedy)"
+)
 
 
 def parse_criterion(criterion: str) -> str | None:
@@ -42,7 +45,9 @@ def parse_criterion(criterion: str) -> str | None:
     if kind != "attack" or not name:
         raise ConfigError(f"criterion must be {CRITERIA}. Got {criterion!r}.")
     if "," in name:
-        raise ConfigError(f"criterion {criterion!r} names several attacks; a sweep is scored by one, e.g. attack:greedy")
+        raise ConfigError(
+            f"criterion {criterion!r} names several attacks; a sweep is scored by one, e.g. attack:greedy"
+        )
     return parse_attacks(name)[0]
 
 
@@ -82,17 +87,31 @@ def _attacked_score(run_dir: Path, task: Task, attack: str, settings, encoder) -
     n = len(resolve_split(run, "validation").examples)
     figures = attack_figures(run, "validation", [attack], settings, n, encoder=encoder)[attack]
     key = "after_attack_accuracy" if task is Task.TEXT_CLASSIFICATION else "after_attack_span_f1"
-    return {"score": figures[key], **{k: figures.get(k) for k in ("n", "clean_accuracy", "after_attack_accuracy",
-                                                                  "success_rate", "mean_queries", "reused")}}
+    return {
+        "score": figures[key],
+        **{
+            k: figures.get(k)
+            for k in ("n", "clean_accuracy", "after_attack_accuracy", "success_rate", "mean_queries", "reused")
+        },
+    }
 
 
 def _label(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def sweep(config: RunConfig, out: str | Path, key: str, values: list, *, criterion: str = "validation",
-          attack_settings=None, clean_tolerance: float | None = None, similarity_model: str = "default",
-          progress: bool = True) -> dict:
+def sweep(
+    config: RunConfig,
+    out: str | Path,
+    key: str,
+    values: list,
+    *,
+    criterion: str = "validation",
+    attack_settings=None,
+    clean_tolerance: float | None = None,
+    similarity_model: str = "default",
+    progress: bool = True,
+) -> dict:
     """Train one run per value of config ``key`` into ``out/sweep/<name>=<value>`` (``name``: the key's last
     part), score each on the validation split, copy the best to ``out``; write the table as
     ``out/sweep.json`` and ``out/sweep.md``.
@@ -113,22 +132,28 @@ def sweep(config: RunConfig, out: str | Path, key: str, values: list, *, criteri
     if key not in valid_keys():
         raise ConfigError(f"unknown key {key!r} to sweep; valid keys: {', '.join(valid_keys())}")
     if not values:
-        raise ConfigError(f"give at least one value of {key} to try, e.g. --values 0,0.1,0.2")
+        raise ConfigError(f"give at least one value of {key} to try in {{values}}, e.g. 0,0.1,0.2", fields=("values",))
     if len({_label(v) for v in values}) != len(values):
         raise ConfigError(f"the values of {key} repeat ({', '.join(map(_label, values))}); give each once")
     attack = parse_criterion(criterion)
     if clean_tolerance is not None and (attack is None or not clean_tolerance >= 0):
-        raise ConfigError(f"clean_tolerance applies to an attack criterion and must be >= 0. Got {clean_tolerance!r} "
-                          f"with criterion {criterion!r}")
+        raise ConfigError(
+            f"clean_tolerance applies to an attack criterion and must be >= 0. Got {clean_tolerance!r} "
+            f"with criterion {criterion!r}"
+        )
     settings = attack_settings or AttackSettings(max_examples=None)
-    configs = [with_overrides(config, [f"{key}={_label(v)}"]) for v in values]  # every value checked before any training
+    configs = [
+        with_overrides(config, [f"{key}={_label(v)}"]) for v in values
+    ]  # every value checked before any training
     out = Path(out)
     name = key.rsplit(".", 1)[-1]
     run_dirs = [out / "sweep" / f"{name}={_label(v)}" for v in values]
     for run_dir in run_dirs:
         if has_checkpoint(run_dir):
-            raise ConfigError(f"{run_dir} holds an unfinished run of this sweep; finish it with caveat train --resume --out "
-                              f"{run_dir} (the same config), or delete that folder, then run the sweep again")
+            raise ConfigError(
+                f"{run_dir} holds an unfinished run of this sweep; finish it with caveat train --resume --out "
+                f"{run_dir} (the same config), or delete that folder, then run the sweep again"
+            )
     rows = []
     for value, cfg, run_dir in zip(values, configs, run_dirs):
         reused = _same_config(run_dir, cfg)
@@ -141,7 +166,6 @@ def sweep(config: RunConfig, out: str | Path, key: str, values: list, *, criteri
         return {}
     encoder = None
     if attack is not None:
-
         encoder = SentenceEncoder(similarity_model)
     for row in rows:
         row["validation"] = _validation_score(Path(row["run"]), config.task)
@@ -153,14 +177,23 @@ def sweep(config: RunConfig, out: str | Path, key: str, values: list, *, criteri
     top_clean = max(r["validation"] for r in rows)
     for row in rows:
         row["eligible"] = clean_tolerance is None or row["validation"] >= top_clean - clean_tolerance - 1e-12
-    best = max((r for r in rows if r["eligible"]), key=lambda r: (r["score"], r["validation"]))  # max keeps the first tie
+    best = max(
+        (r for r in rows if r["eligible"]), key=lambda r: (r["score"], r["validation"])
+    )  # max keeps the first tie
     for part in ("model", "caveat.json", "metrics.json"):
         src, dst = Path(best["run"]) / part, out / part
         if dst.is_dir():
             shutil.rmtree(dst)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
-    table = {"key": key, "criterion": criterion, "clean_tolerance": clean_tolerance, "best_value": best["value"],
-             "best_run": best["run"], "objective": config.train.objective, "rows": rows}
+    table = {
+        "key": key,
+        "criterion": criterion,
+        "clean_tolerance": clean_tolerance,
+        "best_value": best["value"],
+        "best_run": best["run"],
+        "objective": config.train.objective,
+        "rows": rows,
+    }
     if attack is not None:
         table["attack_settings"] = asdict(settings)
     write_json_atomic(out / "sweep.json", table)
@@ -172,12 +205,19 @@ def to_markdown(table: dict) -> str:
     """The sweep as a markdown table; the winner marked."""
     attacked = table["criterion"] != "validation"
     metric = "validation" + (f" after {table['criterion'].split(':', 1)[1]}" if attacked else "")
-    lines = [f"| {table['key']} | validation (clean) |{f' {metric} |' if attacked else ''} seconds | reused |",
-             "|---:|---:|" + ("---:|" if attacked else "") + "---:|---|"]
+    lines = [
+        f"| {table['key']} | validation (clean) |{f' {metric} |' if attacked else ''} seconds | reused |",
+        "|---:|---:|" + ("---:|" if attacked else "") + "---:|---|",
+    ]
     for r in table["rows"]:
         mark = " (best)" if r["run"] == table["best_run"] else ("" if r["eligible"] else " (clean score too low)")
-        cells = [f"{_label(r['value'])}{mark}", f"{r['validation']:.4f}", *([f"{r['score']:.4f}"] if attacked else []),
-                 "—" if r["seconds"] is None else f"{r['seconds']:.0f}", "yes" if r["reused"] else "no"]
+        cells = [
+            f"{_label(r['value'])}{mark}",
+            f"{r['validation']:.4f}",
+            *([f"{r['score']:.4f}"] if attacked else []),
+            "—" if r["seconds"] is None else f"{r['seconds']:.0f}",
+            "yes" if r["reused"] else "no",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -35,8 +35,7 @@ class Score:
     fn: Callable[..., np.ndarray]
     cite: str
 
-    def __call__(self, *, probs: np.ndarray | None = None, logits: np.ndarray | None = None,
-                 **options) -> np.ndarray:
+    def __call__(self, *, probs: np.ndarray | None = None, logits: np.ndarray | None = None, **options) -> np.ndarray:
         """Compute the score from whichever input it needs; returns ``(N,)``."""
         source = logits if self.needs == "logits" else probs
         if source is None:
@@ -72,8 +71,10 @@ def as_samples(x: np.ndarray, name: str = "probs") -> np.ndarray:
     if x.shape[-1] < 2:
         raise ArrayError(f"{name} must have at least 2 classes on the last axis; got shape {x.shape}")
     if not np.all(np.isfinite(x)):
-        raise ArrayError(f"{name} contains NaN or inf at {int((~np.isfinite(x)).sum())} entries; "
-                         "check the model outputs (e.g. fp16 overflow)")
+        raise ArrayError(
+            f"{name} contains NaN or inf at {int((~np.isfinite(x)).sum())} entries; "
+            "check the model outputs (e.g. fp16 overflow)"
+        )
     return x
 
 

@@ -16,7 +16,9 @@ from caveat.models.tags import bio_spans
 AGGREGATIONS = {"product": np.prod, "min": np.min, "mean": np.mean}
 
 
-def span_confidences(word_probs: np.ndarray, tags: list[str], labels: list[str]) -> list[tuple[int, int, str, dict[str, float]]]:
+def span_confidences(
+    word_probs: np.ndarray, tags: list[str], labels: list[str]
+) -> list[tuple[int, int, str, dict[str, float]]]:
     """Spans of one sentence with their confidences.
 
     word_probs : (W, C) per-word tag probabilities; tags : W predicted BIO2 tags.
@@ -38,7 +40,9 @@ def binary_ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) ->
     return float(total)
 
 
-def span_report(word_probs: list[np.ndarray], pred_tags: list[list[str]], gold_tags: list[list[str]], labels: list[str]) -> dict:
+def span_report(
+    word_probs: list[np.ndarray], pred_tags: list[list[str]], gold_tags: list[list[str]], labels: list[str]
+) -> dict:
     """Per aggregation: span-level ECE, AUROC of (1 - confidence) for detecting wrong spans, AURC, and
     the precision of the spans kept at 50/80/90% coverage (dropping the least confident)."""
 
@@ -61,6 +65,9 @@ def span_report(word_probs: list[np.ndarray], pred_tags: list[list[str]], gold_t
             "ece": binary_ece(c, correct_arr),
             "auroc": error_detection_auroc(1 - c, ~correct_arr) if 0 < correct_arr.sum() < len(c) else None,
             "aurc": aurc(1 - c, ~correct_arr),
-            **{f"precision_at_{int(q * 100)}": float(correct_arr[order[: max(1, int(round(q * len(c))))]].mean()) for q in (0.5, 0.8, 0.9)},
+            **{
+                f"precision_at_{int(q * 100)}": float(correct_arr[order[: max(1, int(round(q * len(c))))]].mean())
+                for q in (0.5, 0.8, 0.9)
+            },
         }
     return out

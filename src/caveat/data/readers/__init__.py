@@ -84,9 +84,7 @@ def _collect_examples(
     return examples, skipped, first_problem
 
 
-def _check_examples(
-    source: str, fmt: str, examples: list, skipped: int, first_problem: str | None
-) -> None:
+def _check_examples(source: str, fmt: str, examples: list, skipped: int, first_problem: str | None) -> None:
     """Warn about skipped records, and fail when the file gave no example at all."""
     if skipped:
         logger.warning("%s: skipped %d invalid records (first: %s)", source, skipped, first_problem)
@@ -147,12 +145,10 @@ def read_split(
     file, key = _split_key(path)
     source = str(path)
     text = _decode(file, str(file))
-    if fmt == "auto":
-        fmt = _auto_format(file, task)
-    reader = READERS.get(fmt)
-    ctx = ReadContext(file=str(file), task=task, key=key, text_field=text_field, label_field=label_field,
-                      tokens_field=tokens_field, tags_field=tags_field, labelled=labelled)
-    examples, skipped, first_problem = _collect_examples(reader(text, ctx), skip_invalid, max_examples)
+    fmt = _auto_format(file, task) if fmt == "auto" else fmt
+    fields = dict(text_field=text_field, label_field=label_field, tokens_field=tokens_field, tags_field=tags_field)
+    ctx = ReadContext(file=str(file), task=task, key=key, labelled=labelled, **fields)
+    examples, skipped, first_problem = _collect_examples(READERS.get(fmt)(text, ctx), skip_invalid, max_examples)
     _check_examples(source, fmt, examples, skipped, first_problem)
     return Split(name=name, examples=examples, source=source, skipped=skipped)
 

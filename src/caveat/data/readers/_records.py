@@ -17,9 +17,7 @@ def _label(value: Any, line: int, ctx: ReadContext, what: str = "label") -> str 
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):
-        return _error(
-            ctx.file, line, f"{what} must be a string, got {value!r}", f"write the {what} as text"
-        )
+        return _error(ctx.file, line, f"{what} must be a string, got {value!r}", f"write the {what} as text")
     if not value.strip():
         return _error(ctx.file, line, f"empty {what}", f"give every example a {what}")
     return value
@@ -27,9 +25,7 @@ def _label(value: Any, line: int, ctx: ReadContext, what: str = "label") -> str 
 
 def _text(value: Any, line: int, ctx: ReadContext) -> str | DataError:
     if not isinstance(value, str):
-        return _error(
-            ctx.file, line, f"text must be a string, got {value!r}", "write the text as a string"
-        )
+        return _error(ctx.file, line, f"text must be a string, got {value!r}", "write the text as a string")
     if not value.strip():
         return _error(ctx.file, line, "empty text", "remove the line or give it a text")
     return value

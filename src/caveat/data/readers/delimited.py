@@ -60,9 +60,7 @@ def _read_delimited(text: str, ctx: ReadContext, fmt: str, **dialect: Any) -> It
                 label = None
             yield _text_example(row[text_at], label, line, ctx)
     except csv.Error as e:
-        raise _error(
-            ctx.file, rows.line_num, f"unreadable {fmt} ({e})", f"fix the {fmt} quoting"
-        ) from None
+        raise _error(ctx.file, rows.line_num, f"unreadable {fmt} ({e})", f"fix the {fmt} quoting") from None
 
 
 @READERS.register("csv")

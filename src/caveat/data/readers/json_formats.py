@@ -149,8 +149,7 @@ def read_json(text: str, ctx: ReadContext) -> Iterator[Item]:
                 ctx.file,
                 None,
                 f"the file holds a dict of splits (keys: {keys})",
-                "pick one by appending '#key' to the path, "
-                f"e.g. {ctx.file}#{next(iter(data), 'train')}",
+                f"pick one by appending '#key' to the path, e.g. {ctx.file}#{next(iter(data), 'train')}",
             )
         if ctx.key not in data:
             raise _error(

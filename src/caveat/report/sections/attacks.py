@@ -22,8 +22,13 @@ def marked(original: str, adversarial: str) -> str:
 def example_cells(ex: dict) -> list:
     """A successful attack (``attack.<data>.<name>.examples[i]``) as table cells: original, adversarial with the
     changed words marked, true label, predicted label (probability), similarity."""
-    return [shorten(ex["original"]), shorten(marked(ex["original"], ex["adversarial"])), ex["label"],
-            f"{ex['adversarial_label']} ({ex['adversarial_prob']:.2f})", num(ex["similarity"])]
+    return [
+        shorten(ex["original"]),
+        shorten(marked(ex["original"], ex["adversarial"])),
+        ex["label"],
+        f"{ex['adversarial_label']} ({ex['adversarial_prob']:.2f})",
+        num(ex["similarity"]),
+    ]
 
 
 def attacks(ctx: Context) -> Section | None:
@@ -35,20 +40,55 @@ def attacks(ctx: Context) -> Section | None:
     rows, examples = [], []
     for name, a in saved.items():
         c = a.get("constraints", {})
-        rows.append([name, a["n"], a["clean_accuracy"], a["after_attack_accuracy"], a["success_rate"], a["mean_queries"],
-                     a["mean_changed_fraction"], a["mean_similarity"], c.get("max_change"), c.get("min_similarity")])
+        rows.append(
+            [
+                name,
+                a["n"],
+                a["clean_accuracy"],
+                a["after_attack_accuracy"],
+                a["success_rate"],
+                a["mean_queries"],
+                a["mean_changed_fraction"],
+                a["mean_similarity"],
+                c.get("max_change"),
+                c.get("min_similarity"),
+            ]
+        )
         for ex in a.get("examples", [])[:EXAMPLES_PER_ATTACK]:
             examples.append([name, *example_cells(ex)])
-    return Section(key="attacks", title="Adversarial attacks", notes=[
-        f"From `{ctx.run.path}/metrics.json`, as `caveat attack {ctx.run.path} --data {ctx.data}` wrote it. Only examples "
-        "the model gets right are attacked; accuracies are over the first `n` examples. Read the examples before quoting "
-        "after-attack accuracy: word substitutes can change the meaning (docs/attacks.md)."], tables=[
-        Table(key="attacks", title="Accuracy under attack",
-              columns=["attack", "examples", "clean accuracy", "after-attack accuracy", "success rate", "mean queries",
-                       "words changed", "similarity", "max change", "min similarity"],
-              rows=[[num(c) for c in r] for r in rows],
-              note="words changed and similarity: means over the successful attacks."),
-        Table(key="adversarial_examples", title="Successful adversarial examples", rows=examples,
-              columns=["attack", "original", "adversarial", "true label", "predicted (probability)", "similarity"],
-              note="Changed words in [brackets]." if examples else "No attack succeeded."),
-    ])
+    return Section(
+        key="attacks",
+        title="Adversarial attacks",
+        notes=[
+            f"From `{ctx.run.path}/metrics.json`, as `caveat attack {ctx.run.path} --data {ctx.data}` wrote it. Only "
+            "examples the model gets right are attacked; accuracies are over the first `n` examples. Read the examples "
+            "before quoting after-attack accuracy: word substitutes can change the meaning (docs/attacks.md)."
+        ],
+        tables=[
+            Table(
+                key="attacks",
+                title="Accuracy under attack",
+                columns=[
+                    "attack",
+                    "examples",
+                    "clean accuracy",
+                    "after-attack accuracy",
+                    "success rate",
+                    "mean queries",
+                    "words changed",
+                    "similarity",
+                    "max change",
+                    "min similarity",
+                ],
+                rows=[[num(c) for c in r] for r in rows],
+                note="words changed and similarity: means over the successful attacks.",
+            ),
+            Table(
+                key="adversarial_examples",
+                title="Successful adversarial examples",
+                rows=examples,
+                columns=["attack", "original", "adversarial", "true label", "predicted (probability)", "similarity"],
+                note="Changed words in [brackets]." if examples else "No attack succeeded.",
+            ),
+        ],
+    )

@@ -31,34 +31,80 @@ def span_confidence(ctx: Context) -> Section | None:
     if ctx.task is not Task.TOKEN_CLASSIFICATION:
         return None
     report = ctx.metrics["spans"]
-    section = Section(key="spans", title="Span confidence", notes=[
-        "A span's confidence aggregates the probabilities of its words' predicted tags: product, min or mean. "
-        "The table compares them on the raw model. AUROC: how well 1 - confidence ranks wrong spans above right "
-        "ones; precision@k: precision of the k% most confident spans."], metrics=[
-        metric("spans.n_spans", "predicted spans", report["n_spans"]),
-        metric("spans.precision", "exact-match precision", report["precision"]),
-    ], tables=[Table(key="aggregations", title="Per aggregation (raw model)", columns=[
-        "aggregation", "ECE", "wrong-span AUROC", "AURC", "precision@50", "precision@80", "precision@90"],
-        rows=[[name, r["ece"], r["auroc"], r["aurc"], r["precision_at_50"], r["precision_at_80"], r["precision_at_90"]]
-              for name in AGGREGATIONS if (r := report.get(name))])])
+    section = Section(
+        key="spans",
+        title="Span confidence",
+        notes=[
+            "A span's confidence aggregates the probabilities of its words' predicted tags: product, min or mean. "
+            "The table compares them on the raw model. AUROC: how well 1 - confidence ranks wrong spans above right "
+            "ones; precision@k: precision of the k% most confident spans."
+        ],
+        metrics=[
+            metric("spans.n_spans", "predicted spans", report["n_spans"]),
+            metric("spans.precision", "exact-match precision", report["precision"]),
+        ],
+        tables=[
+            Table(
+                key="aggregations",
+                title="Per aggregation (raw model)",
+                columns=[
+                    "aggregation",
+                    "ECE",
+                    "wrong-span AUROC",
+                    "AURC",
+                    "precision@50",
+                    "precision@80",
+                    "precision@90",
+                ],
+                rows=[
+                    [
+                        name,
+                        r["ece"],
+                        r["auroc"],
+                        r["aurc"],
+                        r["precision_at_50"],
+                        r["precision_at_80"],
+                        r["precision_at_90"],
+                    ]
+                    for name in AGGREGATIONS
+                    if (r := report.get(name))
+                ],
+            )
+        ],
+    )
     if not ctx.spans:
         section.notes.append("The model predicts no entity span on this split: there is no span confidence to show.")
         return section
     conf = np.array([s[4] for s in ctx.spans])  # (S,)
     right = np.array([s[5] for s in ctx.spans], dtype=bool)
-    section.figures.append(HistogramFigure(
-        key="span_confidence", title=f"Span confidence ({_which(ctx)})", xlabel="confidence", edges=CONFIDENCE_EDGES.tolist(),
-        groups=[Group(name=f"{name} ({int(sel.sum())})", counts=np.histogram(conf[sel], CONFIDENCE_EDGES)[0].tolist())
-                for name, sel in (("right span", right), ("wrong span", ~right))]))
+    section.figures.append(
+        HistogramFigure(
+            key="span_confidence",
+            title=f"Span confidence ({_which(ctx)})",
+            xlabel="confidence",
+            edges=CONFIDENCE_EDGES.tolist(),
+            groups=[
+                Group(name=f"{name} ({int(sel.sum())})", counts=np.histogram(conf[sel], CONFIDENCE_EDGES)[0].tolist())
+                for name, sel in (("right span", right), ("wrong span", ~right))
+            ],
+        )
+    )
     coverage, risk = cm.risk_coverage_curve(1.0 - conf, ~right)
     x, y = downsample(coverage, risk)
-    curve = LineFigure(key="span_risk_coverage", title="Span risk-coverage", xlabel="coverage (share of spans kept)",
-                       ylabel="risk (wrong share of kept)", series=[Series(name=_which(ctx), x=x, y=y)],
-                       note="Spans kept in order of confidence, most confident first.")
+    curve = LineFigure(
+        key="span_risk_coverage",
+        title="Span risk-coverage",
+        xlabel="coverage (share of spans kept)",
+        ylabel="risk (wrong share of kept)",
+        series=[Series(name=_which(ctx), x=x, y=y)],
+        note="Spans kept in order of confidence, most confident first.",
+    )
     section.figures.append(curve)
     if not ctx.calibrated:
-        section.notes.append(f"Run `caveat calibrate {ctx.run.path}` to fit a word temperature and a threshold that "
-                             "keeps spans with a guaranteed bound on the wrong share of the kept ones.")
+        section.notes.append(
+            f"Run `caveat calibrate {ctx.run.path}` to fit a word temperature and a threshold that "
+            "keeps spans with a guaranteed bound on the wrong share of the kept ones."
+        )
         return section
     rc = ctx.caveats.risk
     kept = rc.decide(1.0 - conf)  # (S,) True = keep
@@ -68,12 +114,17 @@ def span_confidence(ctx: Context) -> Section | None:
         metric("calibrated.aggregate", "aggregation", ctx.caveats.aggregate),
         metric("calibrated.span_ece", "span ECE (calibrated)", binary_ece(conf, right)),
         metric("abstention.guarantee", "guarantee on kept spans", rc.guarantee),
-        metric("abstention.min_confidence", "keep when confidence ≥",
-               1.0 - rc.threshold if rc.threshold is not None and math.isfinite(rc.threshold) else None),
+        metric(
+            "abstention.min_confidence",
+            "keep when confidence ≥",
+            1.0 - rc.threshold if rc.threshold is not None and math.isfinite(rc.threshold) else None,
+        ),
         metric("abstention.coverage", "share of spans kept", kept.mean()),
         metric("abstention.risk", "wrong share of kept", kept_risk, "empty when no span is kept"),
     ]
-    curve.series.append(Series(name=f"target risk {rc.target_risk:g}", x=[0.0, 1.0], y=[rc.target_risk] * 2, style="dashed"))
+    curve.series.append(
+        Series(name=f"target risk {rc.target_risk:g}", x=[0.0, 1.0], y=[rc.target_risk] * 2, style="dashed")
+    )
     if kept_risk is not None:
         curve.points.append(Point(label=f"threshold ({kept.mean():.0%} kept)", x=float(kept.mean()), y=kept_risk))
     return section
@@ -99,11 +150,25 @@ def weak_spans(ctx: Context) -> Section | None:
             row.append("keep" if ctx.caveats.risk.decide(np.array([1.0 - c]))[0] else "flag")
         rows.append(row)
     more = f"; the first {ctx.top} shown." if len(missed) > ctx.top else "."
-    return Section(key="weak_spots", title="Weak spots", tables=[
-        Table(key="uncertain_spans", title="Least confident predicted spans", columns=columns, rows=rows,
-              note=f"The span is in [brackets]; confidence: {_which(ctx)} of its words' tag probabilities."
-                   if rows else "The model predicts no span on this split."),
-        Table(key="missed", title="Missed gold entities", columns=["sentence", "span", "type"],
-              rows=[[_marked(tokens[i], s, e), " ".join(tokens[i][s:e]), typ] for i, s, e, typ in missed[: ctx.top]],
-              note=f"{len(missed)} gold entities have no exactly matching predicted span{more}"),
-    ])
+    return Section(
+        key="weak_spots",
+        title="Weak spots",
+        tables=[
+            Table(
+                key="uncertain_spans",
+                title="Least confident predicted spans",
+                columns=columns,
+                rows=rows,
+                note=f"The span is in [brackets]; confidence: {_which(ctx)} of its words' tag probabilities."
+                if rows
+                else "The model predicts no span on this split.",
+            ),
+            Table(
+                key="missed",
+                title="Missed gold entities",
+                columns=["sentence", "span", "type"],
+                rows=[[_marked(tokens[i], s, e), " ".join(tokens[i][s:e]), typ] for i, s, e, typ in missed[: ctx.top]],
+                note=f"{len(missed)} gold entities have no exactly matching predicted span{more}",
+            ),
+        ],
+    )

@@ -19,9 +19,18 @@ def _examples(ctx: Context, key: str, title: str, idx: np.ndarray, note: str) ->
         columns += ["prediction set", "decision"]
     rows = []
     for i in idx:
-        row = [shorten(ctx.split.examples[i].text), ctx.labels[ctx.y[i]], ctx.labels[ctx.pred[i]], num(conf[i]), num(score[i])]
+        row = [
+            shorten(ctx.split.examples[i].text),
+            ctx.labels[ctx.y[i]],
+            ctx.labels[ctx.pred[i]],
+            num(conf[i]),
+            num(score[i]),
+        ]
         if ctx.calibrated:
-            row += [", ".join(ctx.labels[c] for c in np.flatnonzero(ctx.decision.prediction_set[i])), str(ctx.decision.action[i])]
+            row += [
+                ", ".join(ctx.labels[c] for c in np.flatnonzero(ctx.decision.prediction_set[i])),
+                str(ctx.decision.action[i]),
+            ]
         rows.append(row)
     return Table(key=key, title=title, columns=columns, rows=rows, note=note)
 
@@ -38,13 +47,32 @@ def weak_spots(ctx: Context) -> Section | None:
     uncertain = np.argsort(-score, kind="stable")[: ctx.top]  # ties: input order
     wrong = np.flatnonzero(errors)
     confident_wrong = wrong[np.argsort(score[wrong], kind="stable")][: ctx.top]
-    return Section(key="weak_spots", title="Weak spots", tables=[
-        Table(key="confused_pairs", title="Most confused label pairs", columns=["true", "predicted", "count", "share of true"],
-              rows=[[ctx.labels[t], ctx.labels[p], n, n / support[t]] for (t, p), n in confused],
-              note="" if confused else "No mistakes on this split."),
-        _examples(ctx, "uncertain", "Most uncertain inputs", uncertain,
-                  f"Highest {which}{ctx.score} score first; texts longer than 300 characters are cut."),
-        _examples(ctx, "confident_mistakes", "Most confident mistakes", confident_wrong,
-                  "Wrong predictions with the lowest uncertainty: candidates for label noise or blind spots."
-                  if len(wrong) else "No mistakes on this split."),
-    ])
+    return Section(
+        key="weak_spots",
+        title="Weak spots",
+        tables=[
+            Table(
+                key="confused_pairs",
+                title="Most confused label pairs",
+                columns=["true", "predicted", "count", "share of true"],
+                rows=[[ctx.labels[t], ctx.labels[p], n, n / support[t]] for (t, p), n in confused],
+                note="" if confused else "No mistakes on this split.",
+            ),
+            _examples(
+                ctx,
+                "uncertain",
+                "Most uncertain inputs",
+                uncertain,
+                f"Highest {which}{ctx.score} score first; texts longer than 300 characters are cut.",
+            ),
+            _examples(
+                ctx,
+                "confident_mistakes",
+                "Most confident mistakes",
+                confident_wrong,
+                "Wrong predictions with the lowest uncertainty: candidates for label noise or blind spots."
+                if len(wrong)
+                else "No mistakes on this split.",
+            ),
+        ],
+    )

@@ -17,5 +17,17 @@ from caveat.robustness.attacks.registry import ATTACKS, AttackSetup, build_attac
 from caveat.robustness.attacks.search import Attack
 from caveat.robustness.attacks.words import Words
 
-__all__ = ["ATTACKS", "Attack", "AttackResult", "AttackSetup", "CharEdits", "Constraints", "EmbeddingNeighbours",
-           "Encoder", "Victim", "Words", "build_attack", "parse_attacks"]
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "AttackResult",
+    "AttackSetup",
+    "CharEdits",
+    "Constraints",
+    "EmbeddingNeighbours",
+    "Encoder",
+    "Victim",
+    "Words",
+    "build_attack",
+    "parse_attacks",
+]

@@ -70,7 +70,9 @@ class Constraints:
 
     def __post_init__(self) -> None:
         if isinstance(self.max_change, bool) or not 0 < self.max_change <= 1:
-            raise ConfigError(f"max_change must be in (0, 1] (the largest fraction of words changed). Got {self.max_change!r}.")
+            raise ConfigError(
+                f"max_change must be in (0, 1] (the largest fraction of words changed). Got {self.max_change!r}."
+            )
         if isinstance(self.min_similarity, bool) or not 0 <= self.min_similarity <= 1:
             raise ConfigError(f"min_similarity must be in [0, 1] (a cosine similarity). Got {self.min_similarity!r}.")
         object.__setattr__(self, "protected", frozenset(w.lower() for w in self.protected))
@@ -81,10 +83,19 @@ class Constraints:
 
     def editable(self, core: str | None) -> bool:
         """May a word with this core be edited? Not stop words, protected words or single letters."""
-        return core is not None and len(core) > 1 and core.lower() not in self.stop_words and core.lower() not in self.protected
+        return (
+            core is not None
+            and len(core) > 1
+            and core.lower() not in self.stop_words
+            and core.lower() not in self.protected
+        )
 
     def as_dict(self) -> dict:
-        return {"max_change": self.max_change, "min_similarity": self.min_similarity, "protected": sorted(self.protected)}
+        return {
+            "max_change": self.max_change,
+            "min_similarity": self.min_similarity,
+            "protected": sorted(self.protected),
+        }
 
 
 @dataclass

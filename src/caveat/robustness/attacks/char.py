@@ -21,8 +21,10 @@ _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 def _keyboard() -> dict[str, str]:
     """Letters next to each letter on a QWERTY keyboard (same row and the rows above/below)."""
     where = {ch: (r, c) for r, row in enumerate(_ROWS) for c, ch in enumerate(row)}
-    return {ch: "".join(o for o, (r2, c2) in where.items() if o != ch and abs(r2 - r) <= 1 and abs(c2 - c) <= 1)
-            for ch, (r, c) in where.items()}
+    return {
+        ch: "".join(o for o, (r2, c2) in where.items() if o != ch and abs(r2 - r) <= 1 and abs(c2 - c) <= 1)
+        for ch, (r, c) in where.items()
+    }
 
 
 KEYBOARD = _keyboard()
@@ -49,11 +51,19 @@ def insertions(word: str) -> list[str]:
 
 def keyboard_typos(word: str) -> list[str]:
     """Each inner letter replaced by a key next to it."""
-    return [word[:j] + _case_like(word[j], ch) + word[j + 1 :] for j in range(1, len(word) - 1) for ch in KEYBOARD.get(word[j].lower(), "")]
+    return [
+        word[:j] + _case_like(word[j], ch) + word[j + 1 :]
+        for j in range(1, len(word) - 1)
+        for ch in KEYBOARD.get(word[j].lower(), "")
+    ]
 
 
 EDITS: dict[str, Callable[[str], list[str]]] = {
-    "adjacent": swaps, "insert": insertions, "delete": deletions, "keyboard": keyboard_typos}
+    "adjacent": swaps,
+    "insert": insertions,
+    "delete": deletions,
+    "keyboard": keyboard_typos,
+}
 
 
 class CharEdits:

@@ -49,8 +49,15 @@ class EmbeddingNeighbours:
     A word that is not a whole-word entry of the vocabulary has no neighbours.
     """
 
-    def __init__(self, embeddings: np.ndarray, vocab: Mapping[str, int], *, k: int = 20, min_cosine: float = 0.0,
-                 exclude: frozenset[str] = ENGLISH_STOP_WORDS) -> None:
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        vocab: Mapping[str, int],
+        *,
+        k: int = 20,
+        min_cosine: float = 0.0,
+        exclude: frozenset[str] = ENGLISH_STOP_WORDS,
+    ) -> None:
         if k < 1:
             raise ConfigError(f"k (candidates per word) must be >= 1. Got {k!r}.")
         self.k, self.min_cosine = k, min_cosine
@@ -62,7 +69,7 @@ class EmbeddingNeighbours:
         self._cache: dict[str, list[str]] = {}
 
     @classmethod
-    def from_predictor(cls, predictor, **options) -> "EmbeddingNeighbours":
+    def from_predictor(cls, predictor, **options) -> EmbeddingNeighbours:
         """Neighbours in the input embeddings of a ``Predictor``'s backbone."""
         weight = predictor.model.encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
         return cls(weight, predictor.tokenizer.get_vocab(), **options)

@@ -13,7 +13,7 @@ from caveat.robustness.attacks.char import EDITS, CharEdits
 from caveat.robustness.attacks.search import Attack
 from caveat.robustness.attacks.words import match_case
 
-ATTACKS: Registry[Callable[["AttackSetup", str], Attack]] = Registry("attack")
+ATTACKS: Registry[Callable[[AttackSetup, str], Attack]] = Registry("attack")
 
 
 @dataclass
@@ -45,7 +45,9 @@ class AttackSetup:
         """The word-substitute source, built once."""
         if self._words is None:
             if self.word_candidates is None:
-                raise ConfigError("word-substitution attacks need a source of substitutes (AttackSetup.word_candidates)")
+                raise ConfigError(
+                    "word-substitution attacks need a source of substitutes (AttackSetup.word_candidates)"
+                )
             self._words = self.word_candidates()
         return self._words
 

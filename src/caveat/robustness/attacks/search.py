@@ -73,8 +73,11 @@ class Attack:
     def options(self, core: str) -> list[str]:
         """The candidates for ``core`` that may replace it: one word, not ``core`` itself, never a
         protected word (protected words are never introduced either); in the source's order."""
-        return [c for c in dict.fromkeys(self.candidates(core))
-                if c and c != core and c.lower() not in self.constraints.protected and not any(ch.isspace() for ch in c)]
+        return [
+            c
+            for c in dict.fromkeys(self.candidates(core))
+            if c and c != core and c.lower() not in self.constraints.protected and not any(ch.isspace() for ch in c)
+        ]
 
     def perturb(self, text: str, rng: random.Random) -> tuple[str, int, float]:
         """A random edit of ``text`` inside the constraints, made without consulting any model.
@@ -123,8 +126,9 @@ class Attack:
                 steps.append(current)
         return steps
 
-    def substitutes(self, original: Words, current: Words, i: int,
-                    reference: np.ndarray | None) -> tuple[list[Words], np.ndarray, np.ndarray | None]:
+    def substitutes(
+        self, original: Words, current: Words, i: int, reference: np.ndarray | None
+    ) -> tuple[list[Words], np.ndarray, np.ndarray | None]:
         """``current`` with token ``i`` replaced by each candidate for its core in ``original`` that keeps
         the constraints: one word for one word, never a protected word, and a sentence embedding at least
         ``min_similarity`` from ``original``'s. Returns the kept texts, their similarities (K,) and the
@@ -146,15 +150,26 @@ class _Search:
         self.attack, self.victim, self.words, self.y = attack, victim, words, y
         self.original_probs = probs
 
-    def result(self, current: Words, probs: np.ndarray, changed: int, similarity: float, attacked: bool) -> AttackResult:
+    def result(
+        self, current: Words, probs: np.ndarray, changed: int, similarity: float, attacked: bool
+    ) -> AttackResult:
         labels, y = self.victim.labels, self.y
         before, after = int(np.argmax(self.original_probs)), int(np.argmax(probs))
         return AttackResult(
-            original=self.words.text, adversarial=current.text, label=labels[y],
-            original_label=labels[before], original_prob=float(self.original_probs[before]),
-            adversarial_label=labels[after], adversarial_prob=float(probs[after]),
-            attacked=attacked, success=attacked and after != y, queries=0,
-            words=self.words.n_words, changed=changed, similarity=float(similarity))
+            original=self.words.text,
+            adversarial=current.text,
+            label=labels[y],
+            original_label=labels[before],
+            original_prob=float(self.original_probs[before]),
+            adversarial_label=labels[after],
+            adversarial_prob=float(probs[after]),
+            attacked=attacked,
+            success=attacked and after != y,
+            queries=0,
+            words=self.words.n_words,
+            changed=changed,
+            similarity=float(similarity),
+        )
 
     def order(self, positions: list[int]) -> list[int]:
         if self.attack.order == "random":

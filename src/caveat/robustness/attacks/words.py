@@ -31,7 +31,7 @@ class Words:
     gaps: tuple[str, ...]
 
     @classmethod
-    def of(cls, text: str) -> "Words":
+    def of(cls, text: str) -> Words:
         parts = _GAPS.split(text)  # [gap, token, gap, token, ..., gap]
         return cls(tuple(parts[1::2]), tuple(parts[0::2]))
 
@@ -52,7 +52,7 @@ class Words:
         m = _CORE.fullmatch(self.tokens[i])
         return m.group(2) if m else None
 
-    def replace(self, i: int, core: str) -> "Words":
+    def replace(self, i: int, core: str) -> Words:
         """Token ``i`` with its core replaced (surrounding punctuation kept)."""
         pre, _, post = _CORE.fullmatch(self.tokens[i]).groups()
         return Words(self.tokens[:i] + (pre + core + post,) + self.tokens[i + 1 :], self.gaps)

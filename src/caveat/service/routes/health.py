@@ -23,9 +23,14 @@ async def healthz() -> dict:
 async def readyz(state: ServiceState = Depends(get_state)):
     """Readiness: 200 once the model is loaded and the worker runs, 503 before (or after a failed load).
     ``generation`` says whether /v1/generate's language model is loaded (it does not change the status)."""
-    body = {"ready": state.ready, "run": str(state.run.path), "task": state.run.task.value,
-            "calibrated": state.calibrated, "detail": state.status(),
-            "generation": state.generator.status() if state.generator is not None else None}
+    body = {
+        "ready": state.ready,
+        "run": str(state.run.path),
+        "task": state.run.task.value,
+        "calibrated": state.calibrated,
+        "detail": state.status(),
+        "generation": state.generator.status() if state.generator is not None else None,
+    }
     return body if state.ready else JSONResponse(body, status_code=503)
 
 

@@ -19,5 +19,10 @@ async def predict(body: PredictRequest, state: ServiceState = Depends(get_state)
     forward passes (micro-batching)."""
     options = check_predict(body, state.settings, task=state.run.task, labels=state.run.labels)
     rows = await state.submit(body.inputs, options)
-    return {"run": state.run.path.name, "task": state.run.task.value, "method": options.method,
-            "calibrated": state.calibrated, "predictions": rows}
+    return {
+        "run": state.run.path.name,
+        "task": state.run.task.value,
+        "method": options.method,
+        "calibrated": state.calibrated,
+        "predictions": rows,
+    }

@@ -42,7 +42,12 @@ class _Adversarial(Objective):
         return loss, out.embeddings.grad.detach()
 
     def _stats(self, clean: float, reg: float, delta: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-        return {"loss": clean + self.alpha * reg, "task_loss": clean, "reg": reg, "delta_norm": example_norm(delta, mask).mean().item()}
+        return {
+            "loss": clean + self.alpha * reg,
+            "task_loss": clean,
+            "reg": reg,
+            "delta_norm": example_norm(delta, mask).mean().item(),
+        }
 
     def _erm(self, model, batch, accelerator):
         out = model(**self.inputs(batch))
@@ -131,5 +136,7 @@ class FreeLB(_Adversarial):
                 accelerator.backward(self.alpha * adv / steps)
             total += adv.item() / steps
             if t < steps - 1:
-                delta = project(delta.detach() + self.adv.step_size * normalize(delta.grad, mask), self.adv.epsilon, mask)
+                delta = project(
+                    delta.detach() + self.adv.step_size * normalize(delta.grad, mask), self.adv.epsilon, mask
+                )
         return self._stats(clean.item(), total, delta.detach(), mask)

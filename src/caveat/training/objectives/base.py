@@ -11,7 +11,7 @@ from caveat.errors import ConfigError
 from caveat.registry import Registry
 from caveat.types import Task
 
-OBJECTIVES: Registry[type["Objective"]] = Registry("objective")
+OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 
 
 class Objective:
@@ -29,10 +29,9 @@ class Objective:
         self.alpha = float(config.alpha)
         self.task = Task(task)
         if self.task is Task.TOKEN_CLASSIFICATION and not self.supports_tokens:
-
             raise ConfigError(
-                f"train.objective={self.name!r} supports text-classification only; "
-                f"for token-classification choose one of: {', '.join(n for n in OBJECTIVES.names() if OBJECTIVES.get(n).supports_tokens)}"
+                f"train.objective={self.name!r} supports text-classification only; for token-classification choose one "
+                f"of: {', '.join(n for n in OBJECTIVES.names() if OBJECTIVES.get(n).supports_tokens)}"
             )
 
     name = "base"

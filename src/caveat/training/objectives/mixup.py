@@ -29,7 +29,9 @@ class Mixup(Objective):
         task = self.task_loss(out.logits, labels)
         reg = torch.zeros((), device=task.device)
         if self.alpha > 0:
-            reg = lam * self.task_loss(out.mixed_logits, labels) + (1 - lam) * self.task_loss(out.mixed_logits, labels[perm])
+            reg = lam * self.task_loss(out.mixed_logits, labels) + (1 - lam) * self.task_loss(
+                out.mixed_logits, labels[perm]
+            )
         loss = task + self.alpha * reg
         accelerator.backward(loss)
         return {"loss": loss.item(), "task_loss": task.item(), "reg": reg.item(), "lam": lam}

@@ -74,16 +74,24 @@ class LastLayerLaplace:
         Seed of the generator made afresh by each sampling call, so repeated calls agree.
     """
 
-    def __init__(self, *, hessian: str = "kron", prior_precision: float | None = None, link: str = "probit",
-                 samples: int = 100, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        hessian: str = "kron",
+        prior_precision: float | None = None,
+        link: str = "probit",
+        samples: int = 100,
+        seed: int = 0,
+    ) -> None:
         if hessian not in HESSIANS:
             raise ConfigError(f"hessian must be one of {HESSIANS}; got {hessian!r}")
         if link not in LINKS:
             raise ConfigError(f"link must be one of {LINKS}; got {link!r}")
         number = isinstance(prior_precision, (int, float, np.number)) and not isinstance(prior_precision, bool)
         if prior_precision is not None and not (number and np.isfinite(prior_precision) and prior_precision > 0):
-            raise ConfigError(f"prior_precision must be a finite number > 0, or None to fit it; "
-                              f"got {prior_precision!r}")
+            raise ConfigError(
+                f"prior_precision must be a finite number > 0, or None to fit it; got {prior_precision!r}"
+            )
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
             raise ConfigError(f"samples must be an integer >= 1; got {samples!r}. Use 100")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -105,7 +113,8 @@ class LastLayerLaplace:
     def _require_fit(self) -> None:
         if not self.is_fitted:
             raise LaplaceNotFittedError(
-                "LastLayerLaplace is not fitted; call fit(train features, labels, weight, bias) first")
+                "LastLayerLaplace is not fitted; call fit(train features, labels, weight, bias) first"
+            )
 
     @property
     def fitted_prior_precision(self) -> float:
@@ -113,7 +122,9 @@ class LastLayerLaplace:
         self._require_fit()
         return self._lam
 
-    def tune_prior_precision(self, features: np.ndarray, labels: np.ndarray, grid: np.ndarray | None = None) -> LastLayerLaplace:
+    def tune_prior_precision(
+        self, features: np.ndarray, labels: np.ndarray, grid: np.ndarray | None = None
+    ) -> LastLayerLaplace:
         """Choose the prior precision by the NLL of ``predict`` on held-out inputs (features (N, D),
         labels (N,)) over a log grid (default 1e-2 .. 1e6), keeping the fitted GGN. Daxberger et al.
         (2021) tune it this way too: after post-hoc fitting, the evidence often picks a prior so weak
@@ -152,8 +163,10 @@ class LastLayerLaplace:
         n, d = x.shape
         w, b = np.asarray(weight, dtype=np.float64), np.asarray(bias, dtype=np.float64)
         if w.ndim != 2 or w.shape[1] != d or w.shape[0] < 2:
-            raise LaplaceArrayError(f"weight must have shape (C, D) = (C, {d}) with C >= 2 to match features "
-                                    f"{x.shape}; got {w.shape}. Pass the Linear layer's weight, not its transpose")
+            raise LaplaceArrayError(
+                f"weight must have shape (C, D) = (C, {d}) with C >= 2 to match features "
+                f"{x.shape}; got {w.shape}. Pass the Linear layer's weight, not its transpose"
+            )
         c = w.shape[0]
         if b.shape != (c,):
             raise LaplaceArrayError(f"bias must have shape ({c},) to match weight {w.shape}; got {b.shape}")
@@ -163,12 +176,16 @@ class LastLayerLaplace:
         if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
             raise LaplaceArrayError(f"labels must be integer class ids of shape ({n},); got {y.dtype} {y.shape}")
         if n == 0 or y.min() < 0 or y.max() >= c:
-            raise LaplaceArrayError(f"labels must be class ids in [0, {c}) for N >= 1 inputs; got "
-                                    f"{'no inputs' if n == 0 else f'values in [{y.min()}, {y.max()}]'}")
+            raise LaplaceArrayError(
+                f"labels must be class ids in [0, {c}) for N >= 1 inputs; got "
+                f"{'no inputs' if n == 0 else f'values in [{y.min()}, {y.max()}]'}"
+            )
         n_params = c * (d + 1)
         if self.hessian == "full" and n_params > MAX_FULL_PARAMS:
-            raise ConfigError(f"hessian='full' needs a dense ({n_params}, {n_params}) matrix for C (D + 1) = "
-                              f"{c} x {d + 1} = {n_params} parameters (limit {MAX_FULL_PARAMS}); use hessian='kron'")
+            raise ConfigError(
+                f"hessian='full' needs a dense ({n_params}, {n_params}) matrix for C (D + 1) = "
+                f"{c} x {d + 1} = {n_params} parameters (limit {MAX_FULL_PARAMS}); use hessian='kron'"
+            )
         theta = np.concatenate([w, b[:, None]], axis=1)  # (C, D + 1)
         phi = _augment(x)  # (N, D + 1)
         logp = log_softmax(phi @ theta.T, axis=1)  # (N, C)
@@ -182,8 +199,12 @@ class LastLayerLaplace:
             a_mat = phi.T @ phi / n  # (D + 1, D + 1)
             g, ug = np.linalg.eigh(g_mat)
             a, ua = np.linalg.eigh(a_mat)
-            self.factors = {"g_eigvals": np.maximum(g, 0.0), "g_eigvecs": ug,
-                            "a_eigvals": np.maximum(a, 0.0), "a_eigvecs": ua}
+            self.factors = {
+                "g_eigvals": np.maximum(g, 0.0),
+                "g_eigvecs": ug,
+                "a_eigvals": np.maximum(a, 0.0),
+                "a_eigvecs": ua,
+            }
         else:
             h, v = np.linalg.eigh(self._full_ggn(phi, p))
             self.factors = {"h_eigvals": np.maximum(h, 0.0), "h_eigvecs": v}
@@ -199,11 +220,11 @@ class LastLayerLaplace:
         h = np.zeros((c * k, c * k))
         step = _rows(8 * c * k * 2)
         for s in range(0, n, step):
-            f, q = phi[s:s + step], p[s:s + step]
+            f, q = phi[s : s + step], p[s : s + step]
             outer = (q[:, :, None] * f[:, None, :]).reshape(len(f), c * k)  # (n, P): p_n kron phi_n
             h -= outer.T @ outer
             for j in range(c):  # the diag(p_n) part: one (D + 1, D + 1) block per class
-                h[j * k:(j + 1) * k, j * k:(j + 1) * k] += (f * q[:, j:j + 1]).T @ f
+                h[j * k : (j + 1) * k, j * k : (j + 1) * k] += (f * q[:, j : j + 1]).T @ f
         return (h + h.T) / 2
 
     # ------------------------------------------------------------ evidence
@@ -230,6 +251,7 @@ class LastLayerLaplace:
         values = self.log_evidence(PRIOR_GRID)  # (L,)
         i = int(np.argmax(values))
         h, sq = self._ggn_eigvals(), float(np.sum(self.theta**2))
+
         # d evidence / d lam = (gamma(lam) - lam |theta|^2) / (2 lam) with gamma = sum h / (h + lam)
         # (MacKay's effective number of parameters); it falls monotonically, so the maximum is unique
         # and is the root of this function between the grid neighbours of the best grid point.
@@ -240,16 +262,21 @@ class LastLayerLaplace:
         lo, hi = np.log(PRIOR_GRID[max(i - 1, 0)]), np.log(PRIOR_GRID[min(i + 1, len(PRIOR_GRID) - 1)])
         if stationarity(lo) >= 0 >= stationarity(hi):
             return float(np.exp(brentq(stationarity, lo, hi, xtol=1e-10)))
-        warnings.warn(f"the evidence is largest at prior_precision {PRIOR_GRID[i]:.4g}, on the search bound "
-                      f"[{PRIOR_GRID[0]:.0e}, {PRIOR_GRID[-1]:.0e}]; pass prior_precision= explicitly", stacklevel=3)
+        warnings.warn(
+            f"the evidence is largest at prior_precision {PRIOR_GRID[i]:.4g}, on the search bound "
+            f"[{PRIOR_GRID[0]:.0e}, {PRIOR_GRID[-1]:.0e}]; pass prior_precision= explicitly",
+            stacklevel=3,
+        )
         return float(PRIOR_GRID[i])
 
     # --------------------------------------------------- dense (small only)
     def _dense_check(self, what: str) -> None:
         self._require_fit()
         if self.theta.size > MAX_FULL_PARAMS:
-            raise ConfigError(f"{what} would be a dense ({self.theta.size}, {self.theta.size}) matrix (limit "
-                              f"{MAX_FULL_PARAMS}); use logit_variance / logit_covariance, which never form it")
+            raise ConfigError(
+                f"{what} would be a dense ({self.theta.size}, {self.theta.size}) matrix (limit "
+                f"{MAX_FULL_PARAMS}); use logit_variance / logit_covariance, which never form it"
+            )
 
     def _dense(self, eig_fn) -> np.ndarray:
         if self.hessian == "kron":
@@ -295,8 +322,12 @@ class LastLayerLaplace:
             return mean, self._kron_scales(phi) @ (self.factors["g_eigvecs"] ** 2).T
         blocks = self._diagonal_blocks()  # (C, D + 1, D + 1)
         step = _rows(8 * blocks.shape[0] * blocks.shape[1])
-        var = np.concatenate([np.sum((phi[s:s + step] @ blocks) * phi[s:s + step], axis=-1).T  # (n, C)
-                              for s in range(0, len(phi), step)])
+        var = np.concatenate(
+            [
+                np.sum((phi[s : s + step] @ blocks) * phi[s : s + step], axis=-1).T  # (n, C)
+                for s in range(0, len(phi), step)
+            ]
+        )
         return mean, var
 
     def _diagonal_blocks(self) -> np.ndarray:
@@ -321,13 +352,13 @@ class LastLayerLaplace:
             s = self._kron_scales(phi)  # (N, C)
             step = _rows(8 * c * c)
             for i in range(0, len(phi), step):
-                chunk = s[i:i + step]  # (n, C)
-                cov[i:i + len(chunk)] = (ug[None] * chunk[:, None, :]) @ ug.T  # (n, C, C): Ug diag(s_n) Ug'
+                chunk = s[i : i + step]  # (n, C)
+                cov[i : i + len(chunk)] = (ug[None] * chunk[:, None, :]) @ ug.T  # (n, C, C): Ug diag(s_n) Ug'
         else:
             step = _rows(8 * c * c * k)
             for i in range(0, len(phi), step):
-                root = self._full_root(phi[i:i + step])  # (n, C, P)
-                cov[i:i + len(root)] = root @ root.transpose(0, 2, 1)
+                root = self._full_root(phi[i : i + step])  # (n, C, P)
+                cov[i : i + len(root)] = root @ root.transpose(0, 2, 1)
         return mean, cov
 
     def _draws(self, phi: np.ndarray, mean: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
@@ -347,7 +378,7 @@ class LastLayerLaplace:
         step = _rows(8 * (width + 2 * m * c))
         rng = np.random.default_rng(self.seed)
         for i in range(0, len(phi), step):
-            yield self._draws(phi[i:i + step], mean[i:i + step], m, rng)
+            yield self._draws(phi[i : i + step], mean[i : i + step], m, rng)
 
     def sample_logits(self, features: np.ndarray, samples: int | None = None) -> np.ndarray:
         """Seeded logit draws from the per-input Gaussian; ``(N, D) -> (M, N, C)``, M = ``samples``."""
@@ -386,9 +417,16 @@ class LastLayerLaplace:
         (kron: ``g_eigvals`` (C,), ``g_eigvecs`` (C, C), ``a_eigvals`` (D+1,), ``a_eigvecs`` (D+1, D+1);
         full: ``h_eigvals`` (P,), ``h_eigvecs`` (P, P))."""
         self._require_fit()
-        settings = {"hessian": self.hessian, "link": self.link, "samples": self.samples, "seed": self.seed,
-                    "prior_precision": self.prior_precision, "fitted_prior_precision": self._lam,
-                    "log_likelihood": self.log_likelihood, "n_train": self.n_train}
+        settings = {
+            "hessian": self.hessian,
+            "link": self.link,
+            "samples": self.samples,
+            "seed": self.seed,
+            "prior_precision": self.prior_precision,
+            "fitted_prior_precision": self._lam,
+            "log_likelihood": self.log_likelihood,
+            "n_train": self.n_train,
+        }
         arrays = {"theta": self.theta, **self.factors}
         return {"settings": settings, "arrays": {k: np.ascontiguousarray(v) for k, v in arrays.items()}}
 
@@ -396,31 +434,50 @@ class LastLayerLaplace:
     def from_state(cls, state: dict) -> LastLayerLaplace:
         """Rebuild a fitted object from :meth:`state` (arrays e.g. from ``safetensors.numpy.load_file``)."""
         settings, arrays = state.get("settings", {}), state.get("arrays", {})
-        missing = {"hessian", "link", "samples", "seed", "prior_precision", "fitted_prior_precision",
-                   "log_likelihood", "n_train"} - set(settings)
+        missing = {
+            "hessian",
+            "link",
+            "samples",
+            "seed",
+            "prior_precision",
+            "fitted_prior_precision",
+            "log_likelihood",
+            "n_train",
+        } - set(settings)
         if missing:
             raise ConfigError(f"LastLayerLaplace state lacks settings {sorted(missing)}; save it with state()")
-        la = cls(hessian=settings["hessian"], prior_precision=settings["prior_precision"], link=settings["link"],
-                 samples=settings["samples"], seed=settings["seed"])
+        la = cls(
+            hessian=settings["hessian"],
+            prior_precision=settings["prior_precision"],
+            link=settings["link"],
+            samples=settings["samples"],
+            seed=settings["seed"],
+        )
         kron = la.hessian == "kron"
         names = ("g_eigvals", "g_eigvecs", "a_eigvals", "a_eigvecs") if kron else ("h_eigvals", "h_eigvecs")
         lacking = sorted({"theta", *names} - set(arrays))
         if lacking:
-            raise LaplaceArrayError(f"LastLayerLaplace state lacks arrays {lacking}; "
-                                    "save it with state() and refit if lost")
+            raise LaplaceArrayError(
+                f"LastLayerLaplace state lacks arrays {lacking}; save it with state() and refit if lost"
+            )
         theta = np.asarray(arrays["theta"], dtype=np.float64)
         f = {k: np.asarray(arrays[k], dtype=np.float64) for k in names}
         c, k = theta.shape if theta.ndim == 2 else (-1, -1)
-        want = ({"g_eigvals": (c,), "g_eigvecs": (c, c), "a_eigvals": (k,), "a_eigvecs": (k, k)}
-                if kron else {"h_eigvals": (c * k,), "h_eigvecs": (c * k, c * k)})
+        want = (
+            {"g_eigvals": (c,), "g_eigvecs": (c, c), "a_eigvals": (k,), "a_eigvecs": (k, k)}
+            if kron
+            else {"h_eigvals": (c * k,), "h_eigvecs": (c * k, c * k)}
+        )
         bad = {name: f[name].shape for name in names if f[name].shape != want[name]}
         if theta.ndim != 2 or bad:
-            raise LaplaceArrayError(f"inconsistent LastLayerLaplace state: theta {theta.shape}, {bad}; "
-                                    f"expected theta (C, D + 1) and {want}")
+            raise LaplaceArrayError(
+                f"inconsistent LastLayerLaplace state: theta {theta.shape}, {bad}; expected theta (C, D + 1) and {want}"
+            )
         lam = float(settings["fitted_prior_precision"])
         if not lam > 0:
-            raise LaplaceArrayError(f"stored fitted_prior_precision must be > 0; got {lam}. "
-                                    "The state is corrupt: refit")
+            raise LaplaceArrayError(
+                f"stored fitted_prior_precision must be > 0; got {lam}. The state is corrupt: refit"
+            )
         la.theta, la.factors, la._lam = theta, f, lam
         la.log_likelihood, la.n_train = float(settings["log_likelihood"]), int(settings["n_train"])
         return la

@@ -101,8 +101,11 @@ class Mahalanobis:
         """Fitted state as plain contiguous arrays, ready for ``safetensors.numpy.save_file``."""
         if not self.is_fitted:
             raise NotFittedError("Mahalanobis is not fitted; call fit(calibration features, labels) first")
-        return {"means": np.ascontiguousarray(self.means), "precision": np.ascontiguousarray(self.precision),
-                "classes": np.ascontiguousarray(self.classes.astype(np.int64))}
+        return {
+            "means": np.ascontiguousarray(self.means),
+            "precision": np.ascontiguousarray(self.precision),
+            "classes": np.ascontiguousarray(self.classes.astype(np.int64)),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray]) -> Mahalanobis:
@@ -114,8 +117,10 @@ class Mahalanobis:
         classes = np.asarray(state["classes"])
         d = means.shape[1] if means.ndim == 2 else -1
         if precision.shape != (d, d) or classes.shape != (len(means),):
-            raise ArrayError(f"inconsistent Mahalanobis state: means {means.shape}, precision {precision.shape}, "
-                             f"classes {classes.shape}; expected (K, D), (D, D), (K,)")
+            raise ArrayError(
+                f"inconsistent Mahalanobis state: means {means.shape}, precision {precision.shape}, "
+                f"classes {classes.shape}; expected (K, D), (D, D), (K,)"
+            )
         m = cls()
         m.means, m.precision, m.classes = means, precision, classes
         return m

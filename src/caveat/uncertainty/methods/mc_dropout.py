@@ -25,7 +25,10 @@ def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
     for module in encoder.modules():
         if isinstance(module, nn.ModuleList) and len(module) == n:
             return module
-    raise ConfigError(f"efficient MC dropout cannot find the {n} transformer layers of {type(encoder).__name__}; use top_layers=None (naive)")
+    raise ConfigError(
+        f"efficient MC dropout cannot find the {n} transformer layers of {type(encoder).__name__}; use top_layers=None "
+        "(naive)"
+    )
 
 
 def _repeat(x, k: int, b: int):
@@ -36,8 +39,9 @@ def _repeat(x, k: int, b: int):
 
 
 @torch.no_grad()
-def sample_top_layers(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, samples: int, top_layers: int
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_top_layers(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, samples: int, top_layers: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """K dropout samples of the top ``top_layers`` layers and the head.
 
     Returns logits (K, B, C) and features (B, D) (the mean over samples). ``top_layers = 0`` samples

@@ -78,9 +78,7 @@ class TemperatureScaling:
     def temperature(self) -> float:
         """The fitted T (> 0)."""
         if self._temperature is None:
-            raise NotFittedError(
-                "TemperatureScaling is not fitted; call fit(calibration logits, labels) first"
-            )
+            raise NotFittedError("TemperatureScaling is not fitted; call fit(calibration logits, labels) first")
         return self._temperature
 
     @property
@@ -103,12 +101,16 @@ class TemperatureScaling:
         """
         z, y = _select(logits, labels, mask)
         lo, hi = np.log(self.bounds)
-        result = minimize_scalar(lambda log_t: _nll(z, y, float(np.exp(log_t))), bounds=(lo, hi),
-                                 method="bounded", options={"xatol": 1e-6})
+        result = minimize_scalar(
+            lambda log_t: _nll(z, y, float(np.exp(log_t))), bounds=(lo, hi), method="bounded", options={"xatol": 1e-6}
+        )
         t = float(np.exp(result.x))
         if min(abs(result.x - lo), abs(result.x - hi)) < 1e-3:
-            warnings.warn(f"fitted temperature {t:.4g} lies on the search bound {self.bounds}; "
-                          "widen bounds= or check the calibration logits", stacklevel=2)
+            warnings.warn(
+                f"fitted temperature {t:.4g} lies on the search bound {self.bounds}; "
+                "widen bounds= or check the calibration logits",
+                stacklevel=2,
+            )
         self._temperature, self.n_classes = t, z.shape[-1]
         return self
 
