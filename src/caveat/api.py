@@ -284,7 +284,8 @@ class Model:
 
     def attack(self, data: str = "test", attacks: str | Sequence[str] = "greedy", **options) -> dict:
         """Attack the model on ``data`` (``caveat attack``; ``options``: ``attack_run``'s, e.g. ``max_examples``)."""
-        return attack_run(self.run, data, attacks, batch_size=self.batch_size, **options)
+        options.setdefault("batch_size", self.batch_size)
+        return attack_run(self.run, data, attacks, **options)
 
     def report(
         self, data: str = "test", *, ood: Sequence[str] = (), out: str | Path | None = None, top: int = 10
