@@ -15,21 +15,10 @@ import caveat
 from caveat.cli.app import app
 from caveat.errors import NotCalibratedError
 from tests.conftest import one_thread, tiny_overrides
-from tests.service.conftest import serving
+from tests.service.conftest import close, serving
 
 TEXTS = ["the alpha card", "my beta parcel now", "please gamma", "house cat dog tree road"]
 SENTENCES = [["alice", "visited", "paris"], ["bob", "went", "home", "today"]]
-
-
-def close(a, b, tol=1e-5) -> bool:
-    """Equal JSON values, floats within ``tol`` (batch composition changes padding, not results)."""
-    if isinstance(a, float) or isinstance(b, float):
-        return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(close(a[k], b[k], tol) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b))
-    return a == b
 
 
 def cli_rows(run, inputs: list[str]) -> list[dict]:

@@ -129,6 +129,7 @@ class Model:
 
     def __init__(self, run: Run, *, batch_size: int | None = None):
         self.run, self.batch_size = run, batch_size
+        self.calibration: RunCalibration | None = load_calibration(run)  # loaded once; None before calibrate
         self._predictor: Predictor | None = None
         self._warned = False
 
@@ -152,19 +153,15 @@ class Model:
         return self.run.labels
 
     @property
-    def calibration(self) -> RunCalibration | None:
-        """The fitted ``Calibration`` (text) or ``SpanCalibration`` (NER), None before ``calibrate``."""
-        return self.predictor.calibration if self._predictor is not None else load_calibration(self.run)
-
-    @property
     def calibrated(self) -> bool:
         return self.calibration is not None
 
     @property
     def predictor(self) -> Predictor:
-        """The inference engine, loaded on first use, with the calibration applied inside it."""
+        """The inference engine, loaded on first use; it carries the model's calibration."""
         if self._predictor is None:
-            self._predictor = Predictor.from_run(self.run, batch_size=self.batch_size)
+            self._predictor = Predictor.from_run(self.run, batch_size=self.batch_size, calibrated=False)
+            self._predictor.calibration = self.calibration
         return self._predictor
 
     def calibrate(
@@ -191,10 +188,9 @@ class Model:
             ood_rate=ood_rate,
             batch_size=self.batch_size,
         )
-        self.run = open_run(self.path)
+        self.calibration = load_calibration(self.run)  # calibrate_run updated self.run.info
         if self._predictor is not None:
-            self._predictor.run = self.run
-            self._predictor.calibration = load_calibration(self.run)
+            self._predictor.calibration = self.calibration
         return self
 
     def predict(
@@ -213,7 +209,7 @@ class Model:
             raise ConfigError(f"inputs must be a list of texts; got one string {inputs[:40]!r}: wrap it in a list")
         if method == "ensemble":
             served = predict_rows(self.predictor, inputs, top_k=top_k)
-            predictions = ensemble_predict(self.predictor.ensemble(), list(inputs))
+            predictions = ensemble_predict(self.predictor.ensemble(), list(inputs), first=served.predictions)
         else:
             served = predict_rows(self.predictor, inputs, top_k=top_k, method=method, samples=samples, seed=seed)
             predictions = served.sampled

@@ -220,11 +220,14 @@ class Predictor:
         return Predictions(probs=softmax(logits)[None], logits=logits[None], mask=mask, labels=self.labels)
 
 
-def ensemble_predict(members: Sequence[Predictor], inputs: Sequence[str]) -> Predictions:
-    """Stack the members' deterministic predictions: probs (M members, N, C); features of member 0."""
+def ensemble_predict(
+    members: Sequence[Predictor], inputs: Sequence[str], *, first: Predictions | None = None
+) -> Predictions:
+    """Stack the members' deterministic predictions: probs (M members, N, C); features of member 0.
+    ``first``: member 0's raw predictions of ``inputs`` when the caller already has them (no second pass)."""
     if len(members) < 2:
         raise ConfigError("this run has no ensemble members; train one with caveat train ... --ensemble N")
-    preds = [m.predict(inputs) for m in members]
+    preds = [first if first is not None else members[0].predict(inputs)] + [m.predict(inputs) for m in members[1:]]
     return Predictions(
         probs=np.concatenate([p.probs for p in preds]),
         logits=np.concatenate([p.logits for p in preds]),

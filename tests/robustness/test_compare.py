@@ -161,9 +161,7 @@ def test_bad_input(trained_runs, tmp_path):
         ConfigError, match="out .*file is a file; give a folder for compare.json, compare.md and report.html"
     ):
         write_compare({}, tmp_path / "file")
-    with pytest.raises(
-        ConfigError, match=r"baseline 'nope' is not one of the compared runs \(.*\); give one of those"
-    ):
+    with pytest.raises(ConfigError, match=r"baseline 'nope' is not one of the compared runs \(.*\); give one of those"):
         compare_runs([trained_runs[0]], baseline="nope")  # before any model pass: no shift, no attack would run
     result = CliRunner().invoke(app, ["compare", str(trained_runs[0]), "--shift", "cr"])
     assert result.exit_code != 0 and "is not NAME=FILE" in str(result.exception)

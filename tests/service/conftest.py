@@ -40,3 +40,14 @@ def metric(text: str, name: str, **labels) -> float:
         if line.startswith(head + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"no sample {head} in /metrics")
+
+
+def close(a, b, tol=1e-5) -> bool:
+    """Equal JSON values, floats within ``tol`` (batch composition changes padding, not results)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b))
+    return a == b

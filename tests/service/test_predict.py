@@ -16,7 +16,7 @@ from caveat.inference import Predictor
 from caveat.models.rundir import open_run
 from caveat.rows import predict_rows
 from caveat.service import ServiceSettings, create_app
-from tests.service.conftest import metric, serving
+from tests.service.conftest import close, metric, serving
 
 TEXTS = ["the alpha card", "my beta parcel now", "please gamma", "alpha beta", "house cat dog tree road"]
 PLANTED = {"alpha": "first", "beta": "second", "gamma": "third"}
@@ -34,17 +34,6 @@ def raw_client(uncalibrated_run):
     saturates every probability (the [PAD] baseline's too), so a path integral over it is a step."""
     with serving(uncalibrated_run, allow_uncalibrated=True) as c:
         yield c
-
-
-def close(a, b, tol=1e-5) -> bool:
-    """Equal JSON values, floats within ``tol`` (batch composition changes padding, not results)."""
-    if isinstance(a, float) or isinstance(b, float):
-        return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(close(a[k], b[k], tol) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b))
-    return a == b
 
 
 def test_each_row_is_what_caveat_predict_prints(client, served_run):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
+from caveat.calibration.scaling import TemperatureScaled
 from caveat.decide.risk import RiskControlled
 from caveat.errors import ConfigError
 from caveat.models.rundir import Run
@@ -55,7 +56,7 @@ def span_scores(
 
 
 @dataclass
-class SpanCalibration:
+class SpanCalibration(TemperatureScaled):
     """Word temperature, span aggregate and keep/flag threshold of a calibrated NER run."""
 
     temperature: float
@@ -72,17 +73,6 @@ class SpanCalibration:
         if not cal or cal.get("task") != Task.TOKEN_CLASSIFICATION.value:
             return None
         return cls(cal["temperature"], cal["aggregate"], RiskControlled.from_state(cal["risk"]), list(run.labels))
-
-    def scale(self, logits):
-        """Temperature-scaled word logits; numpy arrays and torch tensors alike."""
-        return logits / self.temperature
-
-    def apply(self, preds: Predictions) -> Predictions:
-        """``preds`` with temperature-scaled word logits and their probabilities; shapes unchanged (M, N, T, C)."""
-        logits = self.scale(preds.logits)
-        return Predictions(
-            probs=softmax(logits, axis=-1), logits=logits, features=preds.features, mask=preds.mask, labels=preds.labels
-        )
 
     def span_scores(self, word_logits: list[np.ndarray], gold: list[tuple[str, ...]] | None = None):
         """``span_scores`` with this run's temperature and aggregate."""

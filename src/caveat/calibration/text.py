@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
+from caveat.calibration.scaling import TemperatureScaled
 from caveat.calibration.store import CALIBRATION_SCORES, load_arrays, prefixed
 from caveat.decide.conformal import ConformalClassifier
 from caveat.decide.policy import Decision, Policy
@@ -27,7 +28,7 @@ MAX_SET_SIZE = 3
 
 
 @dataclass
-class Calibration:
+class Calibration(TemperatureScaled):
     """Temperature, decision policy (conformal sets, OOD threshold, risk threshold), Mahalanobis and
     Laplace of a calibrated text run.
 
@@ -78,17 +79,6 @@ class Calibration:
             risk=risk,
             laplace=laplace,
             calibration_scores=arrays.get(CALIBRATION_SCORES),
-        )
-
-    def scale(self, logits):
-        """Temperature-scaled logits; numpy arrays and torch tensors alike (explainers differentiate it)."""
-        return logits / self.temperature
-
-    def apply(self, preds: Predictions) -> Predictions:
-        """``preds`` with temperature-scaled logits and their probabilities; shapes unchanged (M, N, C)."""
-        logits = self.scale(preds.logits)
-        return Predictions(
-            probs=softmax(logits, axis=-1), logits=logits, features=preds.features, mask=preds.mask, labels=preds.labels
         )
 
     def scores(self, preds: Predictions) -> tuple[np.ndarray, dict[str, np.ndarray]]:
