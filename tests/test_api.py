@@ -141,3 +141,17 @@ def test_quickstart_runs(tiny_backbone, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert model.calibrated and (tmp_path / "quick" / "report.html").is_file()
     assert "arrays one attribute away: (1, 2," in printed and "report:" in printed
+
+
+def test_bad_predict_requests_say_what_to_change(served_run, ner_run):
+    model = caveat.load(served_run)
+    with pytest.raises(caveat.ConfigError, match="got one string 'the alpha card': wrap it in a list"):
+        model.predict("the alpha card")
+    with pytest.raises(caveat.ConfigError, match="method='beam' is not available; choose one of: deterministic"):
+        model.predict(TEXTS, method="beam")
+    with pytest.raises(caveat.ConfigError, match=r"samples must be an integer >= 2 \(MC dropout passes\). Got 1"):
+        model.predict(TEXTS, method="mc_dropout", samples=1)
+    with pytest.raises(caveat.ConfigError, match=r"top_k must be an integer >= 0 \(0 = all labels\). Got -1"):
+        model.predict(TEXTS, top_k=-1)
+    with pytest.raises(caveat.ConfigError, match="method='mc_dropout' is for text-classification runs so far"):
+        caveat.load(ner_run).predict(SENTENCES, method="mc_dropout")
