@@ -6,6 +6,7 @@ from pathlib import Path
 
 from caveat.config import DataConfig, RunConfig
 from caveat.data.readers import read_split
+from caveat.data.readers.hf import is_hf, resolve_hf
 from caveat.data.splits import make_splits
 from caveat.errors import ConfigError
 from caveat.types import Split, Task
@@ -14,7 +15,9 @@ SPLIT_NAMES = ("train", "validation", "calibration", "test")
 
 
 def resolve_path(spec: str, root: str | None) -> str:
-    """Join a relative path (optionally ``file#key``) to ``data.root``."""
+    """Join a relative path (optionally ``file#key``) to ``data.root``; ``hf:`` Hub names stay as they are."""
+    if is_hf(spec):
+        return resolve_hf(spec, root)
     path, _, key = spec.partition("#")
     full = Path(path).expanduser()
     if not full.is_absolute() and root is not None:

@@ -11,13 +11,15 @@ from caveat.data.fingerprint import fingerprint
 from caveat.data.labels import LabelMap, check_labels
 from caveat.data.load import SPLIT_NAMES, find_split, load_data, read_file
 from caveat.data.readers import read_texts
+from caveat.data.readers.hf import is_hf
 from caveat.errors import ConfigError, RunDirError
 from caveat.models.rundir import Run
 from caveat.types import Split
 
 
 def _is_file(spec: str) -> bool:
-    return Path(spec.partition("#")[0]).expanduser().is_file()
+    # An hf: source (a folder, a file or a Hub name) counts as a file; its reader says when it is missing.
+    return is_hf(spec) or Path(spec.partition("#")[0]).expanduser().is_file()
 
 
 def resolve_split(run: Run, data: str, load: Callable[[], object] | None = None) -> Split:
@@ -61,7 +63,7 @@ def ood_texts(run: Run, spec: str, load: Callable[[], object] | None = None) -> 
         splits = load() if load is not None else load_data(run.config)
         return [ex.text for ex in splits.extra[spec].examples]
     if _is_file(spec):
-        if "#" in spec or spec.endswith((".json", ".csv", ".tsv")):
+        if is_hf(spec) or "#" in spec or spec.endswith((".json", ".csv", ".tsv")):
             split = read_file(
                 spec, run.config.data.model_copy(update={"root": None}), run.task, name="ood", labelled=False
             )

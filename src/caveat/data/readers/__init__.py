@@ -6,7 +6,8 @@ whether a bad record stops the run or is skipped and counted (``skip_invalid``).
 Problems with the file as a whole (missing, not UTF-8, wrong header) always raise.
 
 One module per concern: ``_common`` (context, registry, errors, decoding),
-``_records`` (field checks), ``json_formats``, ``delimited`` and ``conll``.
+``_records`` (field checks), ``json_formats``, ``delimited``, ``conll`` and ``hf`` (``hf:`` sources
+read with Hugging Face ``datasets``, which are not text files and so not in ``READERS``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from caveat.data.readers import conll, delimited, json_formats  # noqa: F401
 from caveat.data.readers._common import READERS, ReadContext, _decode, _error, _lines
 from caveat.data.readers.conll import iob1_to_bio2
+from caveat.data.readers.hf import is_hf, read_hf
 from caveat.errors import ConfigError, DataError
 from caveat.types import Split, Task, TextExample, TokenExample
 
@@ -93,6 +95,19 @@ def _check_examples(source: str, fmt: str, examples: list, skipped: int, first_p
         raise _error(source, None, f"no examples{more}", f"check that the file is {fmt} data")
 
 
+def _items(path: str | Path, task: Task, fmt: str, labelled: bool, fields: dict[str, str]) -> tuple[Iterable, str]:
+    """(the reader's items, the format's name): an ``hf:`` source whatever ``fmt`` says, else the file's text."""
+    if is_hf(path):
+        return read_hf(
+            str(path), ReadContext(file=str(path), task=task, labelled=labelled, **fields)
+        ), "Hugging Face datasets"
+    file, key = _split_key(path)
+    text = _decode(file, str(file))
+    fmt = _auto_format(file, task) if fmt == "auto" else fmt
+    ctx = ReadContext(file=str(file), task=task, key=key, labelled=labelled, **fields)
+    return READERS.get(fmt)(text, ctx), fmt
+
+
 def read_split(
     path: str | Path,
     *,
@@ -112,7 +127,9 @@ def read_split(
     Parameters
     ----------
     path : str or Path
-        The file; ``file.json#key`` picks one split of a JSON dict of splits.
+        The file; ``file.json#key`` picks one split of a JSON dict of splits; ``hf:...`` reads
+        with ``datasets`` (a ``save_to_disk`` folder, ``.parquet``, ``.arrow`` or a Hub name; see
+        ``caveat.data.readers.hf``) whatever ``fmt`` says.
     name : str
         The split's name (``train``, ``validation``, ...).
     task : Task or str
@@ -142,13 +159,10 @@ def read_split(
         (unless ``skip_invalid``) or a file without examples.
     """
     task = _checked_task(task, max_examples)
-    file, key = _split_key(path)
     source = str(path)
-    text = _decode(file, str(file))
-    fmt = _auto_format(file, task) if fmt == "auto" else fmt
     fields = dict(text_field=text_field, label_field=label_field, tokens_field=tokens_field, tags_field=tags_field)
-    ctx = ReadContext(file=str(file), task=task, key=key, labelled=labelled, **fields)
-    examples, skipped, first_problem = _collect_examples(READERS.get(fmt)(text, ctx), skip_invalid, max_examples)
+    items, fmt = _items(path, task, fmt, labelled, fields)
+    examples, skipped, first_problem = _collect_examples(items, skip_invalid, max_examples)
     _check_examples(source, fmt, examples, skipped, first_problem)
     return Split(name=name, examples=examples, source=source, skipped=skipped)
 
