@@ -328,6 +328,9 @@ def table() -> str:
                 "caveat ≤ lm-polygraph | "
                 f"{'yes' if c['caveat_seconds_per_question'] <= p['seconds_per_question'] else 'no'} | |"
             )
+    path = RESULTS / "onnx.json"
+    if path.is_file():
+        lines += onnx_rows(json.loads(path.read_text()))
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
@@ -343,6 +346,24 @@ def table() -> str:
             for t, v in per.items()
         ]
     return "\n".join(lines)
+
+
+def onnx_rows(r: dict) -> list[str]:
+    """Table rows of the ``onnx`` benchmark (benchmarks/onnx_export.py)."""
+    t, src, q = r["throughput"], r["source"], r["int8"]
+    rates = " / ".join(f"{t[k]['texts_per_s']:.0f}" for k in ("pytorch_fp32", "ort_fp32", "ort_int8"))
+    mb = " / ".join(f"{r['bytes'][k] / 2**20:.0f}" for k in ("pytorch_fp32", "ort_fp32", "ort_int8"))
+    ece = (
+        f"{q['ece_calibrated']:.4f} (PyTorch {src['ece_calibrated']:.4f})" if src["ece_calibrated"] is not None else ""
+    )
+    return [
+        f"| CLINC150 MiniLM, batch {r['batch']}, {r['threads']} threads: PyTorch fp32 / ORT fp32 / ORT int8 "
+        f"({r['n_texts']} test texts, median of {r['repeats']} interleaved passes) | texts/s; weights MB | {rates} "
+        f"(int8 {t['ort_int8']['speedup']:.2f}× PyTorch); {mb} | report | | |",
+        f"| CLINC150 ORT int8 vs PyTorch fp32, int8 re-calibrated on its own calibration split | test accuracy; "
+        f"ECE after temperature | {q['accuracy']:.4f} vs {src['accuracy']:.4f} ({r['accuracy_change'] * 100:+.2f} "
+        f"pts); {ece} | report | | |",
+    ]
 
 
 def main() -> None:
@@ -363,6 +384,7 @@ def main() -> None:
                 "ner_attack",
                 "ner_compare",
                 "generate",
+                "onnx",
             ]
         ),
     )
@@ -445,6 +467,19 @@ def main() -> None:
                 throughput_n=2 if args.quick else 10,
                 n_boot=50 if args.quick else 1000,
             )
+        elif name == "lora_sst2":  # SmolLM2-135M + LoRA on SST-2 (benchmarks/llm.py); trains ~30 min on 2 cores
+            from benchmarks.llm import bench_lora_sst2
+
+            record = bench_lora_sst2(data_root, WORK if not args.quick else WORK / "quick", quick=args.quick)
+        elif name == "onnx":  # needs the clinc150 run: exports it (fp32, int8) into WORK, times and re-calibrates
+            from benchmarks.onnx_export import bench_onnx
+
+            record = bench_onnx(
+                (WORK if not args.quick else WORK / "quick") / "clinc150",
+                WORK if not args.quick else WORK / "quick",
+                repeats=2 if args.quick else 5,
+                n_texts=128 if args.quick else 1000,
+            )
         elif name == "ensemble":  # needs the sst2-ens run (caveat train examples/sst2.yaml --ensemble 3)
             record = bench_ensemble(WORK / "sst2-ens")
         elif name in TASKS:
@@ -468,6 +503,8 @@ def main() -> None:
                         "ner_attack",
                         "ner_compare",
                         "generate",
+                        "lora_sst2",
+                        "onnx",
                     ]
                 )
             )

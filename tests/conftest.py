@@ -34,6 +34,14 @@ def tiny_lm_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_decoder(tmp_path_factory) -> Path:
+    """A tiny random Llama-style decoder whose vocabulary holds the planted words (a backbone for LoRA tests)."""
+    return make_causal_lm(
+        tmp_path_factory.mktemp("decoder"), ["alpha", "beta", "gamma", "alice", "bob", "smith", "paris", "rome"]
+    )
+
+
+@pytest.fixture(scope="session")
 def text_data(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("text")
     write_jsonl(folder / "train.jsonl", planted_texts(192, seed=1))

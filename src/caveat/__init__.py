@@ -14,7 +14,19 @@ from typing import TYPE_CHECKING
 from caveat._version import __version__
 
 _EXPORTS = {
-    "caveat.api": ("Model", "Results", "Row", "attack", "compare", "evaluate", "load", "predict", "train", "tune"),
+    "caveat.api": (
+        "Model",
+        "Results",
+        "Row",
+        "attack",
+        "compare",
+        "evaluate",
+        "import_checkpoint",
+        "load",
+        "predict",
+        "train",
+        "tune",
+    ),
     "caveat.calibration": ("Calibration", "SpanCalibration"),
     "caveat.config": ("RunConfig", "load_config"),
     "caveat.errors": ("CaveatError", "ConfigError", "DataError", "NotCalibratedError", "RunDirError"),
@@ -23,7 +35,19 @@ _EXPORTS = {
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 if TYPE_CHECKING:
-    from caveat.api import Model, Results, Row, attack, compare, evaluate, load, predict, train, tune
+    from caveat.api import (
+        Model,
+        Results,
+        Row,
+        attack,
+        compare,
+        evaluate,
+        import_checkpoint,
+        load,
+        predict,
+        train,
+        tune,
+    )
     from caveat.calibration import Calibration, SpanCalibration
     from caveat.config import RunConfig, load_config
     from caveat.errors import CaveatError, ConfigError, DataError, NotCalibratedError, RunDirError

@@ -9,7 +9,7 @@
 (1, 1, 8)
 
 Every method calls the same library function as its CLI command (``caveat calibrate``, ``predict``,
-``evaluate``, ``explain``, ``attack``, ``report``), and ``Model.predict`` returns the rows that
+``evaluate``, ``explain``, ``attack``, ``report``, ``export``), and ``Model.predict`` returns the rows that
 ``caveat predict`` prints and ``POST /v1/predict`` returns (``caveat.rows``). The module-level
 functions of earlier releases (``caveat.predict(run, texts)``, ``caveat.evaluate(run)``,
 ``caveat.attack(run)``) are thin aliases of these methods.
@@ -37,6 +37,8 @@ from caveat.robustness.compare import AttackSettings, compare_runs, write_compar
 from caveat.robustness.run import attack_run
 from caveat.rows import predict_rows
 from caveat.training.ensemble import train_ensemble
+from caveat.training.export import export_run
+from caveat.training.importing import run_import
 from caveat.training.run import run_training
 from caveat.training.select import sweep
 from caveat.types import Predictions, Task
@@ -291,6 +293,13 @@ class Model:
         report = build_report(self.run, data, ood=list(ood), top=top, batch_size=self.batch_size)
         return write_report(report, out if out is not None else self.path / "report.html")
 
+    def export(self, out: str | Path, *, format: str = "onnx", quantize: str | None = None) -> Model:
+        """Export the model to ONNX as the new run directory ``out`` (``caveat export``; ``quantize="int8"``: dynamic
+        int8 weights) and return it as a ``Model``: same labels, config and data, served by ONNX Runtime, and not
+        calibrated (call ``.calibrate()`` on it; see ``caveat.training.export.export_run``)."""
+        export_run(self.run, out, format=format, quantize=quantize)
+        return load(out, batch_size=self.batch_size)
+
 
 def load(run: str | Path | Model, *, batch_size: int | None = None) -> Model:
     """Open any run directory (trained, calibrated or not; an ensemble; NER) as a ``Model``."""
@@ -315,6 +324,40 @@ def train(
         train_ensemble(cfg, out, ensemble, progress=progress)
     else:
         run_training(cfg, out, resume=resume, progress=progress)
+    return load(out)
+
+
+def import_checkpoint(
+    folder: str | Path,
+    out: str | Path,
+    *,
+    train: str | None = None,
+    validation: str | None = None,
+    calibration: str | None = None,
+    test: str | None = None,
+    text_field: str | None = None,
+    label_field: str | None = None,
+    labels: Sequence[str] | None = None,
+    overrides: Sequence[str] = (),
+    force: bool = False,
+) -> Model:
+    """Make the run directory ``out`` from a Hugging Face classification checkpoint fine-tuned elsewhere (a folder
+    written by ``save_pretrained``, safetensors, with its tokenizer), as ``caveat import`` does; returns it as a
+    ``Model``. The data files fill the run's ``data`` keys for ``calibrate`` and ``evaluate``; see
+    ``caveat.training.importing.run_import``. The summary is kept under ``imported`` in its caveat.json."""
+    run_import(
+        folder,
+        out,
+        train=train,
+        validation=validation,
+        calibration=calibration,
+        test=test,
+        text_field=text_field,
+        label_field=label_field,
+        labels=labels,
+        overrides=overrides,
+        force=force,
+    )
     return load(out)
 
 

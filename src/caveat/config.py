@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from caveat.errors import ConfigError
 from caveat.robustness.attacks import ATTACKS
@@ -18,6 +26,7 @@ from caveat.training.objectives import OBJECTIVES
 from caveat.types import Task
 
 DEFAULT_MODEL = "default"
+DEFAULT_LM_MODEL = "default-lm"
 
 
 class _Section(BaseModel):
@@ -29,7 +38,12 @@ class DataConfig(_Section):
     format: Literal["auto", "jsonl", "json", "csv", "tsv", "label-sentence", "conll"] = Field(
         "auto", description="File format; auto picks by extension (CoNLL for token tasks)."
     )
-    train: str | None = Field(None, description="Training file; 'file.json#key' picks one split of a JSON dict.")
+    train: str | None = Field(
+        None,
+        description="Training file; 'file.json#key' picks one split of a JSON dict; 'hf:FOLDER#split', "
+        "'hf:file.parquet', 'hf:file.arrow' or 'hf:owner/name:config#split' (Hub) read with `datasets` "
+        "(also for every split and ood set).",
+    )
     validation: str | None = Field(
         None, description="Validation file (early stopping, alpha tuning); carved from train when absent."
     )
@@ -38,10 +52,10 @@ class DataConfig(_Section):
     ood: dict[str, str] = Field(
         default_factory=dict, description="Named out-of-scope sets, e.g. {oos_test: clinc150/data_full.json#oos_test}."
     )
-    text_field: str = Field("text", description="Field holding the text (JSONL/CSV/TSV).")
-    label_field: str = Field("label", description="Field holding the label (JSONL/CSV/TSV).")
-    tokens_field: str = Field("tokens", description="Field holding the token list (JSONL, token tasks).")
-    tags_field: str = Field("tags", description="Field holding the tag list (JSONL, token tasks).")
+    text_field: str = Field("text", description="Field holding the text (JSONL/CSV/TSV/hf:).")
+    label_field: str = Field("label", description="Field holding the label (JSONL/CSV/TSV/hf:).")
+    tokens_field: str = Field("tokens", description="Field holding the token list (JSONL/hf:, token tasks).")
+    tags_field: str = Field("tags", description="Field holding the tag list (JSONL/hf:, token tasks).")
     validation_fraction: float = Field(
         0.1, gt=0, lt=1, description="Share of train carved out as validation when none is given."
     )
@@ -57,15 +71,40 @@ class DataConfig(_Section):
     skip_invalid: bool = Field(False, description="Skip malformed records (counted and reported) instead of failing.")
 
 
+class PeftConfig(_Section):
+    """Parameter-efficient fine-tuning through the ``peft`` package: LoRA (Hu et al. 2022, "LoRA: Low-Rank
+    Adaptation of Large Language Models"). The backbone is frozen; the adapters and the head train."""
+
+    method: Literal["none", "lora"] = Field("none", description="none (full fine-tuning) or lora.")
+    r: int = Field(8, ge=1, le=1024, description="LoRA rank.")
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator: updates are scaled by alpha / r.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch (MC dropout samples it).")
+    target_modules: list[str] | Literal["all-linear"] | None = Field(
+        None,
+        description="Module names that get adapters, e.g. [q_proj, v_proj]; 'all-linear'; None: peft's default "
+        "for the architecture (attention query and value projections).",
+    )
+
+
 class ModelConfig(_Section):
     name_or_path: str = Field(
-        DEFAULT_MODEL, description="'default' (packaged all-MiniLM-L6-v2), a local folder, or a hub name."
+        DEFAULT_MODEL,
+        description="'default' (packaged all-MiniLM-L6-v2), 'default-lm' (packaged SmolLM2-135M-Instruct, a decoder), "
+        "a local folder, or a hub name.",
     )
-    pooling: Literal["mean", "cls"] = Field("mean", description="Sentence pooling for text classification.")
+    pooling: Literal["auto", "mean", "cls", "last"] = Field(
+        "auto",
+        description="Sentence pooling for text classification: auto is mean for encoders and last (the last "
+        "non-padding token) for decoders, whose causal attention leaves only the last token to see the whole text.",
+    )
+    truncation_side: Literal["right", "left"] = Field(
+        "right", description="Which end of a too-long input is cut (left keeps the end of the text)."
+    )
     dropout: float | None = Field(
         None, ge=0, lt=1, description="Backbone hidden/attention dropout; None keeps the backbone's."
     )
     head_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the classification head.")
+    peft: PeftConfig = Field(default_factory=PeftConfig)
 
 
 class AdversarialConfig(_Section):
@@ -148,6 +187,15 @@ class TrainConfig(_Section):
         None, ge=1, description="Save a resumable checkpoint every N steps (also at each evaluation)."
     )
     log_every: int = Field(10, ge=1, description="Log loss and throughput every N steps.")
+    tracking: Literal["tensorboard", "mlflow", "wandb", "none"] = Field(
+        "tensorboard",
+        description="Where loss, throughput, validation metrics and the config go: tensorboard (RUN/logs/train), "
+        "mlflow (train.tracking_uri; default a local store in RUN/logs/mlruns), wandb (RUN/logs/wandb, offline "
+        "unless WANDB_MODE is set) or none. mlflow and wandb need their package (pip install caveat[tracking]).",
+    )
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI (a server or a store); None keeps a local store in RUN/logs/mlruns."
+    )
     adv: AdversarialConfig = Field(default_factory=AdversarialConfig)
     mixup: MixupConfig = Field(default_factory=MixupConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
@@ -157,6 +205,14 @@ class TrainConfig(_Section):
     def _known_objective(cls, value: str) -> str:
 
         OBJECTIVES.get(value)  # raises ConfigError listing the names
+        return value
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking_uri_needs_mlflow(cls, value: str | None, info: ValidationInfo) -> str | None:
+        tracking = info.data.get("tracking", "mlflow")  # absent: tracking itself failed and is reported
+        if value is not None and tracking != "mlflow":
+            raise ValueError(f"only train.tracking=mlflow reads it, this run has {tracking}; set both or neither")
         return value
 
 

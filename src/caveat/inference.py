@@ -17,7 +17,7 @@ import torch
 from caveat.calibration import RunCalibration, load_calibration
 from caveat.errors import ConfigError, NotCalibratedError
 from caveat.models.encoding import Collator, encode_texts, encode_words
-from caveat.models.rundir import Run, load_model, open_run
+from caveat.models.rundir import Run, load_members, load_model, open_run
 from caveat.types import Predictions, Task
 from caveat.uncertainty.methods.mc_dropout import sample_top_layers
 
@@ -114,12 +114,34 @@ class Predictor:
         return predictor
 
     def ensemble(self, run: Run | None = None) -> list[Predictor]:
-        """Predictors of the run's deep-ensemble members (this one first); [self] when it has none."""
+        """Predictors of the run's deep-ensemble members (this one first); [self] when it has none.
+
+        Members of a LoRA ensemble share this predictor's base model in memory: each holds only its adapter and
+        head, and activates its adapter before each forward (Wang et al. 2023, "LoRA ensembles for large
+        language model fine-tuning").
+        """
         run = run or self.run
-        members = run.info.get("ensemble", {}).get("members", []) if run is not None else []
-        return [self] + [
-            Predictor.from_run(run.path / m, batch_size=self.batch_size, calibrated=False) for m in members
-        ]
+        names = run.info.get("ensemble", {}).get("members", []) if run is not None else []
+        if not names:
+            return [self]
+        if run.config.model.peft.method != "lora":
+            return [self] + [
+                Predictor.from_run(run.path / m, batch_size=self.batch_size, calibrated=False) for m in names
+            ]
+        members = [open_run(run.path / m) for m in names]
+        out = [self]
+        for member, (tokenizer, model) in zip(members, load_members(run, self.model, members)):
+            predictor = Predictor(
+                model,
+                tokenizer or self.tokenizer,
+                member.labels,
+                member.task,
+                max_length=member.config.train.max_length,
+                batch_size=self.batch_size,
+            )
+            predictor.run = member
+            out.append(predictor)
+        return out
 
     def calibrate(self, preds: Predictions) -> Predictions:
         """``preds`` with the run's fitted calibration applied; NotCalibratedError when it has none."""

@@ -31,5 +31,7 @@ def test_missing_folder_and_folder_without_config_are_clear(tmp_path):
 def test_hub_name_passes_through_and_fails_clearly_offline(monkeypatch):
     assert resolve_model_path("someone/some-model") == "someone/some-model"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ConfigError, match="without internet use model.name_or_path=default or a local folder"):
+    with pytest.raises(
+        ConfigError, match=r"without internet use model.name_or_path=default \(or default-lm\) or a local folder"
+    ):
         load_backbone("caveat-test/definitely-not-cached")

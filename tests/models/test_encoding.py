@@ -76,3 +76,34 @@ def test_collator_keeps_sequence_labels_one_per_row(tokenizer):
     assert batch["labels"].dtype == torch.long
     assert "word_index" not in batch
     assert batch["attention_mask"].sum(1).tolist() == [len(r["input_ids"]) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def byte_level_tokenizer():
+    """A tiny byte-level BPE (GPT-2 / Llama 3 / SmolLM2 style): a word after a space is a different token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(["the pilot landed the plane in rome", "alice met bob in paris"] * 20, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+
+
+def test_byte_level_words_are_encoded_as_running_text(byte_level_tokenizer, tokenizer):
+    from caveat.models.encoding import splits_like_text
+
+    assert splits_like_text(tokenizer) and not splits_like_text(byte_level_tokenizer)
+    words = ["alice", "met", "bob", "in", "zurich"]
+    (row,) = encode_words(byte_level_tokenizer, [words], max_length=64, tag_ids=[[1, 0, 1, 0, 2]])
+    assert row["input_ids"] == byte_level_tokenizer(" ".join(words))["input_ids"]  # as running text, not word by word
+    pieces = byte_level_tokenizer.convert_ids_to_tokens(row["input_ids"])
+    firsts = [i for i, w in enumerate(row["word_index"]) if w >= 0]
+    assert [row["word_index"][i] for i in firsts] == [0, 1, 2, 3, 4]
+    assert "".join(pieces[firsts[-1] :]).replace("Ġ", "") == "zurich"  # unknown word: several pieces, one tag
+    assert [row["labels"][i] for i in firsts] == [1, 0, 1, 0, 2]
+    assert sum(label != IGNORE for label in row["labels"]) == len(words)

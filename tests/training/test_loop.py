@@ -6,7 +6,9 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from caveat.config import load_config
 from caveat.errors import ConfigError
@@ -27,8 +29,20 @@ def test_text_model_learns_planted_rule(tiny_backbone, text_data, tmp_path):
     assert len(info["data"]["fingerprint"]) == 64
     assert {"train", "validation", "calibration", "test"} <= set(info["data"]["splits"])
     assert not (tmp_path / "run" / "checkpoint").exists()  # removed once training finished
-    assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents*"))  # TensorBoard
+    assert_tensorboard_logged(tmp_path / "run" / "logs" / "train", summary)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["accuracy"] == metrics["accuracy"]
+
+
+def assert_tensorboard_logged(folder, summary: dict) -> None:
+    """train.tracking=tensorboard (the default): every step's loss, each validation and the config as hparams."""
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every point
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, summary["steps"] + 1))  # log_every=1
+    validation = events.Scalars("validation/accuracy")
+    assert [e.step for e in validation] == [h["step"] for h in summary["history"]]
+    assert [e.value for e in validation] == pytest.approx([h["validation_accuracy"] for h in summary["history"]])
+    (hparams,) = folder.glob("*/hparams.yml")
+    assert yaml.safe_load(hparams.read_text())["train.tracking"] == "tensorboard"
 
 
 def test_token_model_learns_planted_entities(tiny_backbone, ner_data, tmp_path):

@@ -153,11 +153,12 @@ def _gated_scorer(ts: TemperatureScaling, gate: Policy, maha: Mahalanobis, score
 
 
 def _fit_laplace(predictor: Predictor, passes: _Passes) -> LastLayerLaplace:
-    """Last-layer Laplace on train features; prior precision tuned on validation."""
+    """Last-layer Laplace on train features; prior precision tuned on validation. A head without a bias (decoder
+    classifiers' ``score``) counts as one with a zero bias."""
     head = predictor.model.head
-    laplace = LastLayerLaplace().fit(
-        passes.train.features, passes.y_train, head.weight.detach().float().numpy(), head.bias.detach().float().numpy()
-    )
+    weight = head.weight.detach().float().numpy()  # (C, D)
+    bias = head.bias.detach().float().numpy() if head.bias is not None else np.zeros(len(weight), dtype=np.float32)
+    laplace = LastLayerLaplace().fit(passes.train.features, passes.y_train, weight, bias)
     return laplace.tune_prior_precision(passes.validation.features, passes.y_validation)
 
 

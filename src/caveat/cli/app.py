@@ -14,7 +14,9 @@ from caveat.cli import (
     demo,
     evaluate,
     explain,
+    export,
     generate,
+    import_,
     predict,
     report,
     serve,
@@ -30,7 +32,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for module in (train, tune, calibrate, predict, evaluate, explain, generate, attack, compare, report, demo, serve):
+for module in (
+    train,
+    import_,
+    tune,
+    calibrate,
+    predict,
+    evaluate,
+    explain,
+    generate,
+    attack,
+    compare,
+    report,
+    export,
+    demo,
+    serve,
+):
     module.register(app)
 
 

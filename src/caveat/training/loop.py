@@ -25,8 +25,7 @@ from caveat.data.fingerprint import fingerprint
 from caveat.data.labels import LabelMap, check_labels
 from caveat.data.load import load_data
 from caveat.errors import ConfigError
-from caveat.models.backbone import load_backbone
-from caveat.models.classifier import CaveatModel
+from caveat.models.build import build_model
 from caveat.models.encoding import Collator
 from caveat.models.rundir import save_model, write_run_info
 from caveat.training.augment import Augmenter, planned_steps
@@ -34,6 +33,7 @@ from caveat.training.checkpoint import CHECKPOINT_DIR, has_checkpoint, load_chec
 from caveat.training.objectives import build_objective
 from caveat.training.optim import build_optimizer, linear_schedule
 from caveat.training.scoring import encode_split, score_outputs, split_summary
+from caveat.training.tracking import abort_tracking, accelerator_options, start_tracking
 from caveat.types import Task
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ class Trainer:
     ):
         self.config, self.out = config, Path(out_dir)
         self.splits, self.progress, self.callbacks = splits, progress, callbacks or []
+        self.base: dict | None = None  # the frozen backbone of a LoRA run (caveat.json "base")
 
     def fit(self, *, resume: bool = False) -> dict:
         """Train; with ``resume``, continue from ``out_dir/checkpoint`` exactly where it stopped."""
@@ -170,9 +171,13 @@ class Trainer:
         self._open_outputs(accelerator)
         data_info = {"fingerprint": _fingerprint(splits), "splits": split_summary(splits)}
         started = time.perf_counter()
-        self._train(run, state, started)
-        summary = self._summary(run, state, started)
-        self._finish(run, data_info, summary)
+        try:
+            self._train(run, state, started)
+            summary = self._summary(run, state, started)
+            self._finish(run, data_info, summary)
+        except BaseException:
+            abort_tracking(accelerator)  # else MLflow's run stays open and the next run in this process fails
+            raise
         return summary
 
     def _start_accelerator(self):
@@ -185,8 +190,7 @@ class Trainer:
         accelerator = Accelerator(
             cpu=multi_cpu,
             dataloader_config=DataLoaderConfiguration(split_batches=True),
-            log_with="tensorboard",
-            project_dir=str(self.out / "logs"),
+            **accelerator_options(self.config.train, self.out / "logs"),  # fails early if the tracker is missing
         )
         self.accelerator = accelerator
         set_seed(self.config.seed)
@@ -204,11 +208,7 @@ class Trainer:
 
     def _build_model(self, label_map: LabelMap):
         """Load the backbone and put the task's head on it: (tokenizer, model)."""
-        mcfg = self.config.model
-        tokenizer, encoder = load_backbone(mcfg.name_or_path, dropout=mcfg.dropout)
-        model = CaveatModel(
-            encoder, len(label_map), task=self.config.task, pooling=mcfg.pooling, head_dropout=mcfg.head_dropout
-        )
+        tokenizer, model, self.base = build_model(self.config.model, self.config.task, len(label_map))
         return tokenizer, model
 
     def _build_loaders(self, accelerator, tokenizer, splits, label_map: LabelMap):
@@ -276,14 +276,10 @@ class Trainer:
         return state
 
     def _open_outputs(self, accelerator) -> None:
-        """Create the run directory (main process) and start the TensorBoard trackers."""
-        tcfg = self.config.train
+        """Create the run directory (main process) and start the ``train.tracking`` trackers."""
         if accelerator.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-        accelerator.init_trackers(
-            "train",
-            config={"objective": tcfg.objective, "alpha": tcfg.alpha, "lr": tcfg.lr, "batch_size": tcfg.batch_size},
-        )
+        start_tracking(accelerator, self.config, self.out)
 
     def _train(self, run: _Run, state: TrainState, started: float) -> None:
         """Take optimizer steps until the step budget, the planned epochs or early stopping ends training."""
@@ -438,7 +434,14 @@ class Trainer:
         """Write the run info, drop the checkpoint and end the trackers and process group."""
         accelerator = run.accelerator
         if accelerator.is_main_process:
-            write_run_info(self.out, config=self.config, labels=run.label_map.labels, data=data_info, training=summary)
+            write_run_info(
+                self.out,
+                config=self.config,
+                labels=run.label_map.labels,
+                data=data_info,
+                training=summary,
+                base=self.base,
+            )
             shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
         accelerator.wait_for_everyone()
         self.is_main_process = accelerator.is_main_process  # end_training tears the process group down

@@ -17,6 +17,7 @@ from caveat.report.sections import (
     calibration,
     decisions,
     explanations,
+    export,
     ner,
     ood,
     overview,
@@ -29,6 +30,7 @@ SectionFn = Callable[[Context], "Section | None"]
 
 SECTIONS: tuple[SectionFn, ...] = (
     overview.data_and_training,
+    export.exported,
     performance.performance,
     ner.span_confidence,
     calibration.reliability,

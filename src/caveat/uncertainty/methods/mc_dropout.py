@@ -31,6 +31,17 @@ def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
     )
 
 
+def final_norm(encoder: nn.Module) -> nn.Module | None:
+    """The norm a decoder applies after its last layer (Llama/Qwen/Mistral ``norm``, GPT-2 ``ln_f``); encoders
+    (BERT-like: each layer ends in its own LayerNorm) have none."""
+    base = encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder
+    for name in ("norm", "ln_f", "final_layer_norm"):
+        module = getattr(base, name, None)
+        if isinstance(module, nn.Module):
+            return module
+    return None
+
+
 def _repeat(x, k: int, b: int):
     """Repeat batch-first tensors K times, sample-major (row ``k * B + i`` is input ``i``)."""
     if torch.is_tensor(x) and x.dim() > 0 and x.shape[0] == b:
@@ -78,5 +89,8 @@ def sample_top_layers(
     for layer in layers[n - top_layers :]:
         out = layer(hidden, *args, **kwargs)
         hidden = out[0] if isinstance(out, tuple) else out
+    norm = final_norm(model.encoder)
+    if norm is not None:
+        hidden = norm(hidden)
     features, logits = model.pool_and_head(hidden, attention_mask.repeat(samples, 1))
     return logits.view(samples, b, -1), features.view(samples, b, -1).mean(0)

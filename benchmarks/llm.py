@@ -1,0 +1,94 @@
+"""Decoder LMs with LoRA as classifiers: the packaged SmolLM2-135M-Instruct on SST-2.
+
+Trains (unless an identical finished run is in ``work``), calibrates on the calibration split, scores
+test, counts trainable parameters, and times training steps of the LoRA run against a full fine-tune of
+the default MiniLM on the same batches, interleaved, medians of repeats.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from benchmarks.step_cost import _caveat_step_times
+from benchmarks.tasks import _same_run
+from caveat.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+LORA_SST2 = [
+    "model.name_or_path=default-lm",
+    "model.peft.method=lora",
+    "model.peft.r=8",
+    "model.peft.target_modules=[q_proj,k_proj,v_proj,o_proj]",
+    "train.lr=5e-4",
+    "train.epochs=1",
+    "train.batch_size=16",
+    "train.max_length=64",
+    "train.evals_per_epoch=2",
+]
+
+
+def trainable_share(run_dir: Path) -> dict:
+    """Trainable parameters of a LoRA run (adapter + head) against all parameters of the loaded model."""
+    from caveat.models.rundir import load_model, open_run
+
+    _, model = load_model(open_run(run_dir))
+    total = sum(p.numel() for p in model.parameters())
+    lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    head = sum(p.numel() for p in model.head.parameters())
+    return {"trainable": lora + head, "total": total, "share": (lora + head) / total}
+
+
+def step_cost(cfg, data_root: Path, work: Path, *, steps: int, repeats: int) -> dict:
+    """Median seconds per step: the LoRA run's config against MiniLM fully fine-tuned, same batches."""
+    base = [f"data.root={data_root}", f"train.max_steps={steps}", "train.log_every=1000"]
+    shared = [f"train.batch_size={cfg.train.batch_size}", f"train.max_length={cfg.train.max_length}"]
+    variants = {
+        "minilm_full": load_config(ROOT / "examples/sst2.yaml", base + shared),
+        "smollm2_lora": load_config(ROOT / "examples/sst2.yaml", base + LORA_SST2),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(repeats):
+        for name, variant in variants.items():
+            times[name] += _caveat_step_times(variant, work / f"cost-{name}", steps)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    return {"median_seconds_per_step": median, "lora_over_minilm": median["smollm2_lora"] / median["minilm_full"]}
+
+
+def bench_lora_sst2(data_root: Path, work: Path, *, quick: bool = False) -> dict:
+    """SmolLM2-135M + LoRA (r 8) on SST-2: accuracy, ECE after calibration, trainable share, step cost."""
+    from caveat.calibration.run import calibrate_run
+    from caveat.evaluation.run import evaluate_run
+    from caveat.training.run import run_training
+
+    quick_set = ["train.max_steps=4", "data.max_examples=200", "train.evals_per_epoch=1"] if quick else []
+    cfg = load_config(ROOT / "examples/sst2.yaml", [f"data.root={data_root}", *LORA_SST2, *quick_set])
+    run_dir = work / "sst2-lora"
+    if not _same_run(run_dir, cfg):
+        run_training(cfg, run_dir, progress=False)
+    calibration = calibrate_run(run_dir, target_risk=0.05)
+    test = evaluate_run(run_dir, "test")
+    info = (run_dir / "caveat.json").read_text()
+    import json
+
+    training = json.loads(info)["training"]
+    return {
+        "model": "SmolLM2-135M-Instruct (GGUF Q4_1, de-quantised) + LoRA r 8 on q,k,v,o",
+        "overrides": LORA_SST2,
+        "accuracy": test["accuracy"],
+        "ece_raw": test["ece"] if "ece" in test else None,
+        "ece_calibrated": test["calibrated"]["ece"],
+        "nll_calibrated": test["calibrated"]["nll"],
+        "temperature": test["calibrated"]["temperature"],
+        "abstention": test.get("abstention"),
+        "calibration_summary": {k: v for k, v in calibration.items() if not isinstance(v, dict)},
+        "parameters": trainable_share(run_dir),
+        "train_seconds": training["seconds"],
+        "train_steps": training["steps"],
+        "best_validation": training["best_validation"],
+        "step_cost": step_cost(cfg, data_root, work, steps=4 if quick else 12, repeats=1 if quick else 3),
+        "targets": {"accuracy": 0.88, "ece_calibrated": 0.02, "trainable_share": 0.02},
+        "met": None if quick else bool(test["accuracy"] >= 0.88 and test["calibrated"]["ece"] <= 0.02),
+        "quick": quick,
+    }
