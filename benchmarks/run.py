@@ -1,6 +1,6 @@
 """``make bench``: real-data benchmarks of the default backbone on CPU.
 
-    python -m benchmarks.run [--only clinc150,conll2003,sst2,step_cost,uncertainty,spans,ensemble,service,robustness]
+    python -m benchmarks.run [--only clinc150,conll2003,sst2,step_cost,uncertainty,spans,ensemble,distill,service,...]
                              [--quick] [--no-reuse]
 
 Reads ``$CAVEAT_DATA`` (default ../shared/data); writes ``benchmarks/results/<name>.json``,
@@ -18,6 +18,7 @@ import re
 import time
 from pathlib import Path
 
+from benchmarks.distill import distill_rows
 from benchmarks.step_cost import bench_step_cost
 from benchmarks.tasks import TASKS, bench_task
 from benchmarks.uncertainty import bench_ensemble, bench_robustness, bench_spans, bench_uncertainty
@@ -128,6 +129,9 @@ def table() -> str:
             f"{e['ece']:.4f} / {e['nll']:.3f} / {e['cost_ratio']:.2f}× (member {m['ece']:.4f} / {m['nll']:.3f}) | "
             "report | | |"
         )
+    path = RESULTS / "distill.json"
+    if path.is_file():
+        lines += distill_rows(json.loads(path.read_text()))
     path = RESULTS / "service.json"
     if path.is_file():
         r = json.loads(path.read_text())
@@ -331,6 +335,9 @@ def table() -> str:
     path = RESULTS / "onnx.json"
     if path.is_file():
         lines += onnx_rows(json.loads(path.read_text()))
+    path = RESULTS / "lora_sst2.json"
+    if path.is_file():
+        lines += lora_rows(json.loads(path.read_text()))
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
@@ -346,6 +353,22 @@ def table() -> str:
             for t, v in per.items()
         ]
     return "\n".join(lines)
+
+
+def lora_rows(r: dict) -> list[str]:
+    """Table rows of the ``lora_sst2`` benchmark (benchmarks/llm.py)."""
+    acc, ece, share = r["accuracy"], r["ece_calibrated"], r["parameters"]["share"]
+    cost = r["step_cost"]
+    return [
+        f"| SST-2, SmolLM2-135M + LoRA r 8 ({r['train_steps']} steps) | test accuracy | {acc:.4f} | ≥ 0.88 | "
+        f"{'yes' if acc >= 0.88 else 'no'} | {r['train_seconds'] / 60:.1f} min |",
+        f"| SST-2, SmolLM2-135M + LoRA: ECE after calibration | test | {ece:.4f} (raw {r['ece_raw']:.4f}) | ≤ 0.02 | "
+        f"{'yes' if ece <= 0.02 else 'no'} | |",
+        f"| SST-2, SmolLM2-135M + LoRA: trainable parameters | share | {share:.4f} "
+        f"({r['parameters']['trainable']:,}) | ≤ 0.02 | {'yes' if share <= 0.02 else 'no'} | |",
+        "| cost per step, SmolLM2-135M LoRA / MiniLM full fine-tune (batch 16) | ratio | "
+        f"{cost['lora_over_minilm']:.1f}× ({cost['median_seconds_per_step']['smollm2_lora']:.2f} s) | report | | |",
+    ]
 
 
 def onnx_rows(r: dict) -> list[str]:
@@ -377,6 +400,7 @@ def main() -> None:
                 "uncertainty",
                 "spans",
                 "ensemble",
+                "distill",
                 "service",
                 "robustness",
                 "explain",
@@ -482,6 +506,12 @@ def main() -> None:
             )
         elif name == "ensemble":  # needs the sst2-ens run (caveat train examples/sst2.yaml --ensemble 3)
             record = bench_ensemble(WORK / "sst2-ens")
+        elif name == "distill":  # trains sst2-ens and its distilled student when missing (benchmarks/distill.py)
+            from benchmarks.distill import bench_distill
+
+            record = bench_distill(
+                data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse
+            )
         elif name in TASKS:
             record = bench_task(
                 name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse
@@ -496,6 +526,7 @@ def main() -> None:
                         "uncertainty",
                         "spans",
                         "ensemble",
+                        "distill",
                         "service",
                         "robustness",
                         "explain",

@@ -68,7 +68,10 @@ def test_unknown_key_lists_valid_keys(tmp_path):
         ("train.batch_size=many", r"train\.batch_size='many'"),
         ("task=translation", r"task='translation'.*text-classification.*token-classification"),
         ("data.format=xml", r"data\.format='xml'.*jsonl"),
-        ("train.objective=vat", r"unknown objective 'vat'; choose one of: erm, fgm, freelb, mixup, pgd, rdrop"),
+        (
+            "train.objective=vat",
+            r"unknown objective 'vat'; choose one of: distill, erm, fgm, freelb, mixup, pgd, rdrop",
+        ),
     ],
 )
 def test_bad_values_name_the_value_and_the_range(override, message):

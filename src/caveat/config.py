@@ -159,8 +159,32 @@ class AugmentConfig(_Section):
         return value
 
 
+class DistillConfig(_Section):
+    """Knowledge distillation (Hinton, Vinyals & Dean 2015): see ``caveat.training.objectives.distill``."""
+
+    teacher: str | None = Field(
+        None,
+        description="Run directory of the teacher for train.objective=distill: an ensemble (the mean of its members' "
+        "probabilities) or a single run. Relative paths are read from the working directory (stored absolute).",
+    )
+    temperature: float = Field(
+        1.0, gt=0, description="Softmax temperature T of teacher and student in the soft-target term (scaled by T^2)."
+    )
+    weight: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of the soft-target loss: (1 - weight) CE(y) + weight T^2 KL(teacher_T || student_T).",
+    )
+
+    @field_validator("teacher")
+    @classmethod
+    def _anchored(cls, value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser().resolve())
+
+
 class TrainConfig(_Section):
-    objective: str = Field("erm", description="erm, mixup, rdrop, fgm, pgd or freelb.")
+    objective: str = Field("erm", description="erm, mixup, rdrop, fgm, pgd, freelb or distill.")
     alpha: float = Field(1.0, ge=0, description="Robustness strength: loss = task_loss + alpha * R.")
     epochs: float = Field(3, gt=0, le=1000, description="Training epochs (fractions allowed).")
     batch_size: int = Field(32, ge=1, le=4096, description="Global batch size (split across processes).")
@@ -199,6 +223,7 @@ class TrainConfig(_Section):
     adv: AdversarialConfig = Field(default_factory=AdversarialConfig)
     mixup: MixupConfig = Field(default_factory=MixupConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
 
     @field_validator("objective")
     @classmethod
@@ -229,6 +254,27 @@ class RunConfig(_Section):
             raise ValueError(
                 f"train.augment is for text-classification runs for now; this is a {self.task.value} run: "
                 "set train.augment.enabled=false"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _distill_needs_a_teacher(self) -> RunConfig:
+        if self.train.objective != "distill":
+            return self
+        if self.train.distill.teacher is None:
+            raise ValueError(
+                "train.objective=distill needs a teacher: set train.distill.teacher=RUN, a run directory (e.g. an "
+                "ensemble trained with caveat train CONFIG --ensemble N --out RUN)"
+            )
+        if self.task is not Task.TEXT_CLASSIFICATION:
+            raise ValueError(
+                f"train.objective=distill is for text-classification runs for now; this is a {self.task.value} run: "
+                "choose another train.objective"
+            )
+        if self.train.augment.enabled:
+            raise ValueError(
+                "train.augment cannot be combined with train.objective=distill: augmented rows have no teacher "
+                "targets; set train.augment.enabled=false"
             )
         return self
 

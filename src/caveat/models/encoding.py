@@ -87,7 +87,7 @@ def _encode_joined(tokenizer, sentences: Sequence[Sequence[str]], max_length: in
 
 
 class Collator:
-    """Pad a list of encoded rows to the longest in the batch: (B, T) tensors."""
+    """Pad a list of encoded rows to the longest in the batch: (B, T) tensors (``soft_labels``: (B, C) floats)."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
@@ -110,4 +110,6 @@ class Collator:
                 batch["labels"] = torch.tensor([r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in rows])
             else:
                 batch["labels"] = torch.tensor([r["labels"] for r in rows])
+        if "soft_labels" in rows[0]:  # a teacher's probabilities (train.objective=distill): (B, C)
+            batch["soft_labels"] = torch.tensor([r["soft_labels"] for r in rows], dtype=torch.float32)
         return batch

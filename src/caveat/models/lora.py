@@ -87,7 +87,9 @@ def load_lora(encoder, folder: Path, *, adapter_name: str = "default"):
 
 @contextmanager
 def quiet_peft():
-    """Hide the FutureWarnings peft's own calls into transformers raise (nothing a caveat user can act on)."""
+    """Hide the FutureWarnings peft's own calls into transformers raise, and its note on saving an adapter whose
+    base is a GGUF file without config.json (nothing a caveat user can act on)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", message="Could not find a config file", category=UserWarning)
         yield

@@ -17,7 +17,7 @@ from caveat.io import atomic_dir, read_json, write_json_atomic
 from caveat.models.backbone import load_backbone, prepare_tokenizer
 from caveat.models.classifier import CaveatModel
 from caveat.models.imported import IMPORTED, IMPORTED_COMPLETE, load_imported
-from caveat.models.lora import check_base, load_lora
+from caveat.models.lora import check_base, load_lora, quiet_peft
 from caveat.models.onnx import ARCHITECTURE as ONNX_ARCHITECTURE
 from caveat.models.onnx import ONNX_FILE, load_onnx
 from caveat.types import Task
@@ -49,7 +49,8 @@ def save_model(run_dir: str | Path, model, tokenizer) -> None:
     from safetensors.torch import save_file
 
     with atomic_dir(Path(run_dir) / MODEL_DIR) as tmp:
-        model.encoder.save_pretrained(tmp, safe_serialization=True)
+        with quiet_peft():
+            model.encoder.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
 

@@ -33,6 +33,7 @@ from caveat.training.checkpoint import CHECKPOINT_DIR, has_checkpoint, load_chec
 from caveat.training.objectives import build_objective
 from caveat.training.optim import build_optimizer, linear_schedule
 from caveat.training.scoring import encode_split, score_outputs, split_summary
+from caveat.training.teacher import attach_soft_targets
 from caveat.training.tracking import abort_tracking, accelerator_options, start_tracking
 from caveat.types import Task
 
@@ -134,6 +135,7 @@ class Trainer:
         self.config, self.out = config, Path(out_dir)
         self.splits, self.progress, self.callbacks = splits, progress, callbacks or []
         self.base: dict | None = None  # the frozen backbone of a LoRA run (caveat.json "base")
+        self.teacher: dict | None = None  # train.objective=distill: the teacher (caveat.json training.teacher)
 
     def fit(self, *, resume: bool = False) -> dict:
         """Train; with ``resume``, continue from ``out_dir/checkpoint`` exactly where it stopped."""
@@ -216,6 +218,10 @@ class Trainer:
         cfg, tcfg = self.config, self.config.train
         collate = Collator(tokenizer.pad_token_id or 0)
         train_rows = encode_split(tokenizer, splits.train, label_map, cfg.task, tcfg.max_length)
+        if tcfg.objective == "distill":  # the teacher's soft targets, once, on every row
+            self.teacher = attach_soft_targets(
+                train_rows, splits.train, label_map.labels, cfg, device=accelerator.device
+            )
         val_rows = encode_split(tokenizer, splits.validation, label_map, cfg.task, tcfg.max_length)
         if tcfg.batch_size % accelerator.num_processes:
             raise ConfigError(
@@ -428,6 +434,8 @@ class Trainer:
         }
         if run.augmenter is not None:
             summary["augment"] = state.augment_history  # per augmented epoch: attacked, successes, added, seconds
+        if self.teacher is not None:
+            summary["teacher"] = self.teacher
         return summary
 
     def _finish(self, run: _Run, data_info: dict, summary: dict) -> None:

@@ -1,0 +1,54 @@
+"""The ``distill`` benchmark's helpers on tiny runs (the figures themselves come from ``make bench`` on SST-2)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks.distill import distill_figures, distill_rows, train_pair
+from caveat.config import load_config
+from caveat.data.load import load_data
+from caveat.evaluation import calibration as cm
+from caveat.inference import Predictor, ensemble_predict
+from tests.conftest import one_thread, tiny_overrides
+
+
+def test_the_distill_benchmark_runs_end_to_end_on_tiny_runs(tiny_backbone, text_data, tmp_path):
+    cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=3, tracking="none"))
+    with one_thread():
+        ensemble, student = train_pair(cfg, tmp_path, members=2)
+        stamps = [(run / "caveat.json").stat().st_mtime_ns for run in (ensemble, student)]
+        assert train_pair(cfg, tmp_path, members=2) == (ensemble, student)  # finished runs are reused
+        assert [(run / "caveat.json").stat().st_mtime_ns for run in (ensemble, student)] == stamps
+        record = distill_figures(
+            ensemble, student, repeats=2, n_texts=24, calibrate_options={"target_risk": 0.2, "alpha": 0.2}
+        )
+    assert json.loads((student / "caveat.json").read_text())["config"]["train"]["objective"] == "distill"
+    assert record["teacher"]["path"] == str(ensemble) and record["members"] == 2
+    for name in ("ensemble", "student", "member"):
+        figures = record[name]
+        assert 0 <= figures["ece"] <= 1 and 0 <= figures["ece_calibrated"] <= 1 and figures["nll"] > 0
+        assert figures["temperature"] > 0 and 0 <= figures["accuracy"] <= 1
+    assert record["ece_gap"] == record["student"]["ece"] - record["ensemble"]["ece"]
+    # the ensemble's raw figures are its mean probabilities' (what caveat evaluate --ensemble reports)
+    test = load_data(cfg).test
+    probs = ensemble_predict(Predictor.from_run(ensemble).ensemble(), [ex.text for ex in test.examples]).probs
+    y = np.array([["first", "second", "third"].index(ex.label) for ex in test.examples])
+    assert record["ensemble"]["ece"] == pytest.approx(cm.ece(probs.mean(0), y), abs=1e-6)
+    assert record["ensemble"]["accuracy"] == pytest.approx(float((probs.mean(0).argmax(-1) == y).mean()))
+    cost = record["cost"]
+    assert (
+        cost["n_texts"] == 24
+        and cost["repeats"] == 2
+        and list(cost["median_seconds"])
+        == [
+            "student",
+            "member",
+            "ensemble",
+        ]
+    )
+    assert cost["student_over_ensemble"] == cost["median_seconds"]["student"] / cost["median_seconds"]["ensemble"]
+    rows = distill_rows(record)
+    assert len(rows) == 2 and all(row.startswith("| SST-2") and row.count("|") == 7 for row in rows)
