@@ -184,3 +184,30 @@ def test_a_lora_run_calibrates_and_decides_like_any_run(lora_run, tmp_path):
     assert [row.label for row in out] == ["first", "second"]
     assert all(row.decision in ("answer", "abstain", "route") for row in out)
     assert caveat.load(run).calibrated  # saved with the run, adapter and all
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_a_resumed_lora_run_ends_where_an_uninterrupted_one_ends(tiny_decoder, text_data, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = load_config(overrides=lora_overrides(tiny_decoder, text_data, epochs=2, checkpoint_every=5))
+
+    def stop_at_seven(state, stats):
+        if state.global_step == 7:
+            raise _Interrupt
+
+    with one_thread():
+        Trainer(cfg, tmp_path / "full", progress=False).fit()
+        with pytest.raises(_Interrupt):
+            Trainer(cfg, tmp_path / "resumed", progress=False, callbacks=[stop_at_seven]).fit()
+        saved = load_file(str(tmp_path / "resumed" / "checkpoint" / "model.safetensors"))
+        assert saved and all("lora_" in k or k.startswith("head.") or "rotary" in k for k in saved)  # no base
+        Trainer(cfg, tmp_path / "resumed", progress=False).fit(resume=True)
+    for name in ("adapter_model.safetensors", "head.safetensors"):
+        full = load_file(str(tmp_path / "full" / "model" / name))
+        resumed = load_file(str(tmp_path / "resumed" / "model" / name))
+        for key in full:
+            torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=1e-6)
