@@ -27,8 +27,8 @@ def evaluate(
         Optional[str],
         typer.Option(
             help=(
-                "Uncertainty methods side by side, e.g. msp,energy,mahalanobis,laplace,mc_dropout,ensemble (default: "
-                "those needing no extra pass)."
+                "Uncertainty methods side by side, e.g. msp,energy,mahalanobis,laplace,mc_dropout,ensemble, and "
+                "laplace_lora for LoRA runs (default: those needing no extra pass)."
             )
         ),
     ] = None,

@@ -18,13 +18,16 @@ import numpy as np
 from scipy.special import softmax
 
 from caveat.calibration import Calibration
+from caveat.data.resolve import resolve_split
 from caveat.errors import ConfigError
 from caveat.evaluation import calibration as cm
 from caveat.evaluation.uncertainty import selective
 from caveat.inference import Predictor, ensemble_predict
+from caveat.models.encoding import encode_texts
 from caveat.models.rundir import Run
 from caveat.registry import Registry
-from caveat.types import Predictions
+from caveat.types import Predictions, Task
+from caveat.uncertainty.methods.laplace_lora import LaplaceLoRA
 from caveat.uncertainty.scores import SCORES
 
 
@@ -148,6 +151,53 @@ def ensemble(ctx: Context) -> Output:
     """Lakshminarayanan et al. 2017: the run's deep-ensemble members (``caveat train --ensemble N``)."""
     members = ctx.predictor.ensemble()
     return _sampled(ctx, lambda t: ensemble_predict(members, t), "ensemble")
+
+
+LAPLACE_LORA_TRAIN = 1000  # training inputs Laplace-LoRA is fitted on (a seeded subset of larger splits)
+LAPLACE_LORA_PROBIT_CLASSES = 20  # beyond, C backward passes per input cost too much: sample the weights
+LAPLACE_LORA_BATCH = 16  # inputs per Jacobian pass (memory: 8 B C P bytes)
+
+
+def _lora_batches(predictor: Predictor, texts: list[str], labels: list[int] | None = None) -> list[dict]:
+    rows = encode_texts(predictor.tokenizer, texts, predictor.max_length, labels)
+    return [predictor.collate(rows[i : i + LAPLACE_LORA_BATCH]) for i in range(0, len(rows), LAPLACE_LORA_BATCH)]
+
+
+def _fit_laplace_lora(ctx: Context) -> LaplaceLoRA:
+    """Laplace-LoRA fitted on up to ``LAPLACE_LORA_TRAIN`` inputs of the run's train split (seeded by the
+    run's seed), prior precision by the marginal likelihood."""
+    run, peft = ctx.run, ctx.run.config.model.peft.method
+    if peft != "lora":
+        raise ConfigError(
+            f"method 'laplace_lora' needs a LoRA run (trained with model.peft.method=lora); {run.path} has "
+            f"model.peft.method={peft}: use the last-layer method 'laplace' (after caveat calibrate) instead"
+        )
+    if run.task is not Task.TEXT_CLASSIFICATION:
+        raise ConfigError(f"method 'laplace_lora' is for text-classification runs; {run.path} is {run.task.value}")
+    examples = resolve_split(run, "train").examples
+    keep = np.sort(np.random.default_rng(run.config.seed).permutation(len(examples))[:LAPLACE_LORA_TRAIN])
+    texts, labels = [examples[i].text for i in keep], [run.labels.index(examples[i].label) for i in keep]
+    link = "probit" if len(run.labels) <= LAPLACE_LORA_PROBIT_CLASSES else "sample"
+    la = LaplaceLoRA(link=link, samples=ctx.mc_samples, seed=run.config.seed)
+    return la.fit(ctx.predictor.model, _lora_batches(ctx.predictor, texts, labels))
+
+
+@METHODS.register("laplace_lora")
+def laplace_lora(ctx: Context) -> Output:
+    """Yang et al. 2024 (Laplace-LoRA): a KFAC Laplace posterior over the LoRA weights (LoRA runs only), the
+    linearised model's probit predictive (more than 20 classes: ``mc_samples`` forwards with sampled weights);
+    scored by its entropy. The fit is cached in ``ctx.cache``; ``seconds`` counts the predictive passes only
+    (F + C backward passes per input, or K forwards), as the calibrated methods do not count their fit."""
+    if "laplace_lora_fit" not in ctx.cache:
+        ctx.cache["laplace_lora_fit"] = _fit_laplace_lora(ctx)
+    fitted, model, entropy = ctx.cache["laplace_lora_fit"], ctx.predictor.model, SCORES.get("entropy")
+    start = time.perf_counter()
+    probs = fitted.predict(model, _lora_batches(ctx.predictor, ctx.texts))
+    seconds = time.perf_counter() - start
+    ood = {
+        k: entropy(probs=fitted.predict(model, _lora_batches(ctx.predictor, t))[None]) for k, t in ctx.ood_texts.items()
+    }
+    return Output(probs, entropy(probs=probs[None]), ood, seconds, "entropy")
 
 
 def parse_methods(spec: str | list[str] | tuple[str, ...] | None, calibrated: bool) -> list[str]:

@@ -46,6 +46,31 @@ def _rows(bytes_per_row: int) -> int:
     return max(1, _CHUNK_BYTES // max(bytes_per_row, 1))
 
 
+def evidence_optimum(log_evidence, h: np.ndarray, sq: float, *, stacklevel: int = 4) -> float:
+    """The prior precision that maximises a Laplace log evidence: the best of ``PRIOR_GRID``, refined between
+    its neighbours. ``log_evidence`` maps precisions (L,) to evidences (L,); ``h`` (P,) are the GGN's
+    eigenvalues and ``sq`` the squared norm of the MAP parameters. Warns when the best is on the grid's bound."""
+    values = log_evidence(PRIOR_GRID)  # (L,)
+    i = int(np.argmax(values))
+
+    # d evidence / d lam = (gamma(lam) - lam |theta|^2) / (2 lam) with gamma = sum h / (h + lam)
+    # (MacKay's effective number of parameters); it falls monotonically, so the maximum is unique
+    # and is the root of this function between the grid neighbours of the best grid point.
+    def stationarity(log_lam: float) -> float:
+        lam = math.exp(log_lam)
+        return float(np.sum(h / (h + lam))) - lam * sq
+
+    lo, hi = np.log(PRIOR_GRID[max(i - 1, 0)]), np.log(PRIOR_GRID[min(i + 1, len(PRIOR_GRID) - 1)])
+    if stationarity(lo) >= 0 >= stationarity(hi):
+        return float(np.exp(brentq(stationarity, lo, hi, xtol=1e-10)))
+    warnings.warn(
+        f"the evidence is largest at prior_precision {PRIOR_GRID[i]:.4g}, on the search bound "
+        f"[{PRIOR_GRID[0]:.0e}, {PRIOR_GRID[-1]:.0e}]; pass prior_precision= explicitly",
+        stacklevel=stacklevel,
+    )
+    return float(PRIOR_GRID[i])
+
+
 class LastLayerLaplace:
     """Gaussian posterior over the last (linear) layer of a softmax classifier, pushed to the logits.
 
@@ -248,26 +273,7 @@ class LastLayerLaplace:
         return float(out) if out.ndim == 0 else out
 
     def _choose_prior_precision(self) -> float:
-        values = self.log_evidence(PRIOR_GRID)  # (L,)
-        i = int(np.argmax(values))
-        h, sq = self._ggn_eigvals(), float(np.sum(self.theta**2))
-
-        # d evidence / d lam = (gamma(lam) - lam |theta|^2) / (2 lam) with gamma = sum h / (h + lam)
-        # (MacKay's effective number of parameters); it falls monotonically, so the maximum is unique
-        # and is the root of this function between the grid neighbours of the best grid point.
-        def stationarity(log_lam: float) -> float:
-            lam = math.exp(log_lam)
-            return float(np.sum(h / (h + lam))) - lam * sq
-
-        lo, hi = np.log(PRIOR_GRID[max(i - 1, 0)]), np.log(PRIOR_GRID[min(i + 1, len(PRIOR_GRID) - 1)])
-        if stationarity(lo) >= 0 >= stationarity(hi):
-            return float(np.exp(brentq(stationarity, lo, hi, xtol=1e-10)))
-        warnings.warn(
-            f"the evidence is largest at prior_precision {PRIOR_GRID[i]:.4g}, on the search bound "
-            f"[{PRIOR_GRID[0]:.0e}, {PRIOR_GRID[-1]:.0e}]; pass prior_precision= explicitly",
-            stacklevel=3,
-        )
-        return float(PRIOR_GRID[i])
+        return evidence_optimum(self.log_evidence, self._ggn_eigvals(), float(np.sum(self.theta**2)))
 
     # --------------------------------------------------- dense (small only)
     def _dense_check(self, what: str) -> None:
