@@ -92,3 +92,19 @@ def bench_lora_sst2(data_root: Path, work: Path, *, quick: bool = False) -> dict
         "met": None if quick else bool(test["accuracy"] >= 0.88 and test["calibrated"]["ece"] <= 0.02),
         "quick": quick,
     }
+
+
+def bench_laplace_lora(run_dir: Path) -> dict:
+    """Laplace-LoRA against temperature scaling on the (calibrated) SST-2 LoRA run's test split: NLL, ECE,
+    Brier and error AUROC of each, and the cost of the Laplace-LoRA predictive over one deterministic pass."""
+    from caveat.evaluation.run import evaluate_run
+
+    test = evaluate_run(run_dir, "test", methods=["msp", "laplace_lora"], write=False)
+    keys = ("nll", "ece", "brier", "error_auroc", "aurc", "cost_ratio")
+    return {
+        "run": "sst2-lora (benchmarks/llm.py)",
+        "temperature_scaled": {k: test["calibrated"].get(k) for k in ("nll", "ece", "temperature")},
+        "msp_raw": {k: test["methods"]["msp"].get(k) for k in keys},
+        "laplace_lora": {k: test["methods"]["laplace_lora"].get(k) for k in keys},
+        "nll_no_worse_than_temperature": test["methods"]["laplace_lora"]["nll"] <= test["calibrated"]["nll"],
+    }

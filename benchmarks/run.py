@@ -504,6 +504,10 @@ def main() -> None:
                 repeats=2 if args.quick else 5,
                 n_texts=128 if args.quick else 1000,
             )
+        elif name == "laplace_lora":  # needs the sst2-lora run (lora_sst2)
+            from benchmarks.llm import bench_laplace_lora
+
+            record = bench_laplace_lora((WORK if not args.quick else WORK / "quick") / "sst2-lora")
         elif name == "ensemble":  # needs the sst2-ens run (caveat train examples/sst2.yaml --ensemble 3)
             record = bench_ensemble(WORK / "sst2-ens")
         elif name == "distill":  # trains sst2-ens and its distilled student when missing (benchmarks/distill.py)
