@@ -338,6 +338,15 @@ def table() -> str:
     path = RESULTS / "lora_sst2.json"
     if path.is_file():
         lines += lora_rows(json.loads(path.read_text()))
+    path = RESULTS / "laplace_lora.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        la, ts = r["laplace_lora"], r["temperature_scaled"]
+        lines.append(
+            "| SST-2 LoRA run: Laplace-LoRA (evidence-tuned prior) vs temperature scaling | test NLL / ECE | "
+            f"{la['nll']:.4f} / {la['ece']:.4f} vs {ts['nll']:.4f} / {ts['ece']:.4f} "
+            f"({la['cost_ratio']:.1f}× a pass) | NLL no worse | {'yes' if la['nll'] <= ts['nll'] else 'no'} | |"
+        )
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
