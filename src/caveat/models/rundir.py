@@ -177,7 +177,14 @@ def load_members(run: Run, model, members: list[Run]) -> list[tuple]:
         name = f"member{i}"
         encoder = load_lora(model.encoder, member.path / MODEL_DIR, adapter_name=name)
         cfg = member.config.model
-        twin = CaveatModel(encoder, len(member.labels), task=member.task, pooling=cfg.pooling, adapter=name)
+        twin = CaveatModel(
+            encoder,
+            len(member.labels),
+            task=member.task,
+            pooling=cfg.pooling,
+            head_dropout=cfg.head_dropout,
+            adapter=name,
+        )
         twin.head.load_state_dict(load_file(str(member.path / MODEL_DIR / HEAD_FILE)))
         out.append((None, twin.eval()))
     return out
