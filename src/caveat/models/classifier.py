@@ -15,6 +15,32 @@ from caveat.models.backbone import is_decoder
 from caveat.types import Task
 
 
+def last_token_index(
+    attention_mask: torch.Tensor, input_ids: torch.Tensor | None = None, pad_token_id: int | None = None
+) -> torch.Tensor:
+    """(B,) index of the rightmost token that is attended and, when ``pad_token_id`` is set, not padding (left or
+    right padding alike): what a decoder's classifier reads (transformers' take the rightmost ``input_ids !=
+    pad_token_id``)."""
+    keep = attention_mask.long()
+    if input_ids is not None and pad_token_id is not None:
+        keep = keep * (input_ids != pad_token_id).long()
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)  # (T,)
+    return (keep * positions).argmax(-1)  # (B,)
+
+
+def embed(encoder: nn.Module, input_ids: torch.Tensor, keep_embeddings: bool) -> torch.Tensor:
+    """The (B, T, D) word embeddings; with ``keep_embeddings`` (and grad on), their gradient is kept after
+    ``backward`` (FGM/PGD reuse the clean pass's gradient): retained when they require grad, else (frozen
+    embeddings, as under LoRA) made a leaf that requires grad."""
+    embeds = encoder.get_input_embeddings()(input_ids)  # (B, T, D)
+    if keep_embeddings and torch.is_grad_enabled():
+        if embeds.requires_grad:
+            embeds.retain_grad()
+        else:
+            embeds.requires_grad_(True)
+    return embeds
+
+
 @dataclass
 class ModelOutput:
     logits: torch.Tensor  # (B, C) or (B, T, C)
@@ -70,8 +96,7 @@ class CaveatModel(nn.Module):
         elif self.pooling == "cls":
             features = hidden[:, 0]  # (B, D)
         elif self.pooling == "last":
-            positions = torch.arange(hidden.shape[1], device=hidden.device)  # (T,)
-            last = (attention_mask * positions).argmax(1)  # (B,) the last real token, left or right padding
+            last = last_token_index(attention_mask)  # (B,) the last real token, left or right padding
             features = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, D)
         else:
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
@@ -101,12 +126,7 @@ class CaveatModel(nn.Module):
         """
         if self.adapter is not None and self.encoder.active_adapter != self.adapter:
             self.encoder.set_adapter(self.adapter)
-        embeds = self.encoder.get_input_embeddings()(input_ids)  # (B, T, D)
-        if keep_embeddings and torch.is_grad_enabled():
-            if embeds.requires_grad:
-                embeds.retain_grad()
-            else:  # frozen embeddings (LoRA): make the embeddings a leaf whose gradient FGM/PGD can read
-                embeds.requires_grad_(True)
+        embeds = embed(self.encoder, input_ids, keep_embeddings)  # (B, T, D)
         inputs = embeds if delta is None else embeds + delta
         hidden = self.encoder(inputs_embeds=inputs, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
         features, logits = self.pool_and_head(hidden, attention_mask)

@@ -23,7 +23,7 @@ from torch import nn
 
 from caveat.errors import ConfigError
 from caveat.io import read_json
-from caveat.models.classifier import ModelOutput
+from caveat.models.classifier import ModelOutput, embed, last_token_index
 from caveat.models.encoding import Collator
 from caveat.registry import Registry
 from caveat.types import Task
@@ -68,16 +68,6 @@ def _distilbert_pool(model, hidden, attention_mask, input_ids):
 
 def _deberta_pool(model, hidden, attention_mask, input_ids):
     return model.pooler(hidden)  # ContextPooler: [CLS] -> dropout -> dense -> activation
-
-
-def last_token_index(attention_mask: torch.Tensor, input_ids: torch.Tensor | None, pad_token_id: int | None):
-    """(B,) index of the rightmost token that is attended and, when ``pad_token_id`` is set, not padding: the
-    token transformers' decoder classifiers score (they take the rightmost ``input_ids != pad_token_id``)."""
-    keep = attention_mask.long()
-    if input_ids is not None and pad_token_id is not None:
-        keep = keep * (input_ids != pad_token_id).long()
-    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)  # (T,)
-    return (keep * positions).argmax(-1)  # (B,)
 
 
 def _last_token_pool(model, hidden, attention_mask, input_ids):
@@ -194,12 +184,7 @@ class ImportedClassifier(nn.Module):
             raise ConfigError("mixup is not supported for imported models: train them with another objective")
         embeds = None
         if self.family is not None or delta is not None or keep_embeddings:
-            embeds = self.encoder.get_input_embeddings()(input_ids)  # (B, T, D)
-            if keep_embeddings and torch.is_grad_enabled():
-                if embeds.requires_grad:
-                    embeds.retain_grad()
-                else:  # frozen embeddings: make them a leaf whose gradient FGM/PGD can read
-                    embeds.requires_grad_(True)
+            embeds = embed(self.encoder, input_ids, keep_embeddings)  # (B, T, D)
         inputs = embeds if delta is None else embeds + delta
         if self.family is None:
             features, logits = self._run_whole(input_ids, attention_mask, inputs)
