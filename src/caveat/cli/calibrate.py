@@ -43,15 +43,17 @@ def calibrate(
     """Calibrate a text-classification run; predict then reports uncertainty, sets and decisions."""
     from caveat.calibration.run import calibrate_run
 
-    emit(
-        calibrate_run(
-            run,
-            alpha=alpha,
-            conformal=conformal,
-            score=score,
-            target_risk=target_risk,
-            delta=delta,
-            ood=ood,
-            ood_rate=ood_rate,
-        )
+    summary = calibrate_run(
+        run,
+        alpha=alpha,
+        conformal=conformal,
+        score=score,
+        target_risk=target_risk,
+        delta=delta,
+        ood=ood,
+        ood_rate=ood_rate,
     )
+    emit(summary)
+    words = summary["risk"].get("summary")
+    if words:  # the decision in words on stderr, where a person reads it; stdout stays one JSON object
+        typer.echo(("warning: " if summary["risk"]["threshold"] is None else "") + words, err=True)

@@ -6,46 +6,64 @@ predictive algorithms to achieve risk control"). Each candidate threshold ``lam`
 calibration score) is a hypothesis ``H0: R(lam) > target`` about the selective risk
 ``R(lam) = P(error | score <= lam)``. Given the ``n_lam`` answered calibration inputs, their error
 count ``k_lam`` is Binomial(n_lam, R(lam)), so ``binom.cdf(k_lam, n_lam, target)`` is a valid
-p-value. Candidates are tested in a fixed sequence from the most conservative (fewest answers)
-to the least, stopping at the first non-rejection; the last rejected threshold is kept. Fixed-
-sequence testing controls the family-wise error at ``delta``, hence
+p-value (the exact one-sided binomial test, the tightest there is for one threshold).
+
+Which thresholds to test, and at what level. Candidates are ordered from the most conservative
+(fewest answers) to the least and tested by the fallback procedure (Wiens 2003, "A fixed sequence
+Bonferroni procedure for testing multiple endpoints"; a graphical procedure in the sense of Bretz,
+Maurer, Brannath, Posch 2009), which controls the family-wise error at ``delta`` under any dependence:
+``starts = J`` start points each own a share ``delta / J``; the level of a candidate is its own share
+(zero unless it is a start) plus the level of the candidate before it *if that one was rejected*. So a
+run of rejections carries its level forward and adds each start's share as it passes it, and a
+non-rejection ends the run until the next start. Start j is the first candidate whose error-free bound
+at ``delta / J`` is ``<= target / 2**j``: j = 0 is the first candidate that could pass at all (fewer
+answered inputs cannot be rejected even with zero errors); later starts go on past an error among the
+most confident inputs (label noise), which ends plain fixed-sequence testing before any useful
+threshold. ``starts = 1`` is plain fixed-sequence testing. The threshold kept is the least
+conservative rejected candidate; since every rejection is covered by the family-wise control,
 
     P( R(threshold) <= target ) >= 1 - delta      over the draw of the calibration set.
-
-Thresholds that answer fewer than ``n_min = ceil(log(delta) / log(1 - target))`` calibration
-inputs cannot be rejected even with zero errors, so the sequence starts after them (the start
-depends only on how many inputs are answered, not on their errors). With ``starts = J`` there are J
-such sequences, the j-th starting where an error-free threshold would reach ``target / 2**j``, each
-at level ``delta / J``:
-the family-wise error stays below ``delta`` by the union bound, and the threshold kept is the least
-conservative one any sequence certified.
 
 Out-of-scope inputs. When deployment traffic holds a share ``pi`` of out-of-scope inputs (any
 answer to them is an error), pass out-of-scope calibration scores too. The selective risk of the
 mixture is
 
-    R(lam) = ((1 - pi) m(lam) + pi o(lam)) / ((1 - pi) a(lam) + pi o(lam))
+    R(lam) = ((1 - pi) a r + pi o) / ((1 - pi) a + pi o)
 
-with ``a = P(answer | in)``, ``m = P(answer and wrong | in)``, ``o = P(answer | out)``. ``R`` grows
-with ``m`` and ``o`` and falls with ``a``, so one-sided Clopper-Pearson bounds at ``delta / 3`` each
-(upper for ``m`` and ``o``, lower for ``a``; Bonferroni) give an upper bound ``B(lam)`` that holds with
-probability ``>= 1 - delta``; ``B(lam) <= target`` is then a level-``delta`` test of
-``H0: R(lam) > target`` and enters the same fixed sequences (at ``delta / starts`` each; the best case
-is no in-scope errors and no out-of-scope answers). The in-scope and out-of-scope
+with ``a = P(answer | in)``, ``r = P(wrong | answered, in)`` (the in-scope selective risk) and
+``o = P(answer | out)``. ``R`` grows with ``r`` and ``o`` and falls with ``a``, so bounds ``U_r``, ``U_o``
+above and ``L_a`` below, holding together with probability ``>= 1 - level``, give an upper bound
+``B = R(L_a, U_r, U_o)``; ``B <= target`` is a level test of ``H0: R(lam) > target`` and enters the same
+fallback procedure. ``U_r`` is the exact binomial bound on the errors among the answered in-scope inputs
+(conditional on how many were answered), so with no out-of-scope traffic the test is exactly the
+in-scope one; ``a`` enters only through the small out-of-scope term, so it gets a small share of the
+level. The level is split ``r : o : a = 0.5 : 0.4 : 0.1`` (fixed in advance; a union bound). This
+replaces the earlier Bonferroni over three Clopper-Pearson bounds on the unconditional rates ``m = a r``,
+``a`` and ``o``, whose ratio ``U_m / L_a`` compounded two loose bounds. The in-scope and out-of-scope
 calibration sets may have any sizes: ``pi`` is the deployment share, not theirs.
+
+When no threshold is certified, ``advice`` names the smallest target the same procedure certifies on
+this data and the coverage there. A target picked after looking at that advice is chosen on the data:
+re-calibrate on fresh data for the clean guarantee, or read it as what this calibration set supports.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy.special import gammaln, xlog1py, xlogy
 from scipy.stats import beta as beta_dist
 from scipy.stats import binom
 
 from caveat.decide.conformal import check_level
 from caveat.errors import ConfigError, DataError, NotCalibratedError
+
+# share of the smallest test level spent on the lower bound of the in-scope answer rate (mixture test)
+ANSWER_RATE_SHARE = 0.05
+MAX_MIXTURE_CANDIDATES = 400  # thresholds tested with out-of-scope data: the exact joint test costs O(m) each
 
 
 class InfeasibleRiskError(ConfigError):
@@ -77,6 +95,103 @@ def min_answered(target_risk: float, delta: float) -> int:
     return max(n, 1)
 
 
+def upper_rate(k: Any, n: Any, level: float) -> np.ndarray:
+    """One-sided Clopper-Pearson upper bound on a rate from ``k`` successes in ``n`` trials (1 when n = 0)."""
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        b = beta_dist.ppf(1 - level, k + 1, np.maximum(n - k, 1))
+    return np.where(k >= n, 1.0, b)
+
+
+def lower_rate(k: Any, n: Any, level: float) -> np.ndarray:
+    """One-sided Clopper-Pearson lower bound on a rate from ``k`` successes in ``n`` trials."""
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        b = beta_dist.ppf(level, np.maximum(k, 1), np.maximum(n - k + 1, 1))
+    return np.where(k <= 0, 0.0, b)
+
+
+def mixture_pvalue(
+    wrong: Any, answered: Any, ood_answered: Any, m: int, weight: Any, pi: float, target: float, *, grid: int = 48
+) -> np.ndarray:
+    """Exact p-value of ``H0: w (r - t) + pi (1 - t) o > 0`` from two independent binomial samples.
+
+    ``r`` is the in-scope selective risk (``wrong`` errors among ``answered``, binomial given ``answered``), ``o``
+    the out-of-scope answer rate (``ood_answered`` of ``m``), ``w = (1 - pi) a`` the in-scope answered share (a
+    lower bound on it makes the hypothesis larger, so the test stays valid) and ``t`` the target: this is
+    ``R > t`` for the mixture's selective risk (module docstring). The statistic ``T = w (K / A - t) + pi (1 - t)
+    O / m`` is small when the risk is; the p-value is the largest ``P(T <= T_obs)`` over ``H0``. That
+    probability falls as ``r`` or ``o`` grows, so its largest value lies on the line ``w (r - t) + pi (1 - t) o
+    = 0``; the line is cut into ``grid`` pieces and each piece bounded above by its smallest ``r`` and smallest
+    ``o`` (so the p-value is never under-stated), and ``P(T <= T_obs)`` is summed exactly over ``O``.
+
+    Parameters
+    ----------
+    wrong, answered, ood_answered, weight : (K,) per candidate threshold.
+
+    Returns
+    -------
+    (K,) p-values in [0, 1]; 1 where nothing in-scope is answered or the observed risk is not below the target.
+    """
+    k = np.asarray(wrong, dtype=np.float64)
+    a = np.asarray(answered, dtype=np.float64)
+    oa = np.asarray(ood_answered, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    c = pi * (1 - target) / m  # weight of one out-of-scope answer in T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_obs = w * (k / a - target) + c * oa  # (K,)
+    # where the observed risk is at the target or above it the p-value is near 1 or more: 1 keeps the test valid
+    live = (a > 0) & (w > 0) & (t_obs < 0)
+    p = np.ones(k.shape)
+    if not live.any():
+        return p
+    k, a, oa, w, t_obs = k[live], a[live], oa[live], w[live], t_obs[live]
+    o_max = np.minimum(1.0, target * w / (pi * (1 - target)))  # (L,) r = 0 on the line past this
+    edges = np.linspace(0.0, 1.0, grid + 1)  # pieces of [0, o_max], per candidate
+    best = np.zeros(k.shape)
+    # out-of-scope counts past (T_obs + w t) / c leave no room for any in-scope count: they add nothing
+    j = np.arange(min(m, int(np.floor(((t_obs + w * target) / c).max() + 1e-9))) + 1, dtype=np.float64)  # (J,)
+    log_choose = gammaln(m + 1) - gammaln(j + 1) - gammaln(m - j + 1)  # (J,)
+    for g in range(grid):
+        o_low = edges[g] * o_max  # (L,) smallest o of the piece
+        r_low = np.maximum(target - pi * (1 - target) * (edges[g + 1] * o_max) / w, 0.0)  # smallest r of the piece
+        pmf = np.exp(log_choose + xlogy(j, o_low[:, None]) + xlog1py(m - j, -o_low[:, None]))  # (L, J) P(O = j)
+        k_max = np.floor(a[:, None] * (target + (t_obs[:, None] - c * j[None, :]) / w[:, None]) + 1e-9)  # (L, J)
+        cdf = np.where(k_max >= 0, binom.cdf(k_max, a[:, None], r_low[:, None]), 0.0)  # P(K <= k_max)
+        best = np.maximum(best, (pmf * cdf).sum(axis=1))
+    p[live] = np.minimum(best, 1.0)
+    return p
+
+
+def fallback(starts: np.ndarray, share: float, pvalues: Callable[[np.ndarray], np.ndarray], size: int) -> np.ndarray:
+    """The fallback procedure over ``size`` ordered hypotheses (Wiens 2003).
+
+    Parameters
+    ----------
+    starts : indices of the start points, each owning ``share`` of the level (repeats add up).
+    pvalues : ``pvalues(indices)`` -> the p-values of those hypotheses; asked only for hypotheses that get a
+        level (in chunks), so a chain that breaks early costs little.
+
+    Returns
+    -------
+    (size,) bool: rejected. Family-wise error <= ``share * len(starts)`` under any dependence.
+    """
+    own = np.zeros(size)
+    np.add.at(own, starts, share)
+    rejected = np.zeros(size, dtype=bool)
+    known: dict[int, float] = {}
+    level = 0.0
+    for k in range(size):
+        level = own[k] + (level if k and rejected[k - 1] else 0.0)
+        if level <= 0:
+            continue
+        if k not in known:
+            chunk = np.arange(k, min(k + 32, size))
+            known.update(zip(chunk.tolist(), pvalues(chunk).tolist()))
+        rejected[k] = known[k] <= level
+    return rejected
+
+
 class RiskControlled:
     """Answer when the uncertainty score is at most a threshold with a risk guarantee.
 
@@ -85,17 +200,20 @@ class RiskControlled:
     target_risk : bound on the error rate of answered inputs, in (0, 1).
     delta : allowed probability that the bound fails (over calibration sets), in (0, 1).
     score : name of the uncertainty score the thresholds refer to (used in reasons and state).
-    allow_empty : when no threshold meets the target, abstain on everything instead of raising.
-    starts : number of fixed sequences, each tested at ``delta / starts`` (Bonferroni); sequence j
-        starts at the first threshold whose error-free bound is ``<= target / 2**j``. One error among
-        the most confident inputs ends a single sequence before any useful threshold (it happens
-        with label noise, as in CoNLL-2003); later starts go on past it.
+    allow_empty : when no threshold meets the target, abstain on everything (and say so in ``advice``)
+        instead of raising.
+    starts : start points of the fallback procedure, each owning ``delta / starts`` (module docstring):
+        one error among the most confident inputs ends plain fixed-sequence testing (``starts=1``) before
+        any useful threshold (it happens with label noise, as in CoNLL-2003); later starts go on past it.
 
     Attributes
     ----------
     threshold : answer when ``score <= threshold`` (``-inf``: abstain on everything).
     coverage_calibration : fraction of calibration inputs answered at ``threshold``.
     risk_calibration : error rate of those answered calibration inputs.
+    advice : when nothing is certified, ``{"target_risk", "coverage", "reason"}``: the smallest target this
+        calibration data certifies (at the same delta) and the coverage there, or ``None`` for that target
+        when none up to 50% is; else ``None``.
     """
 
     def __init__(
@@ -117,7 +235,7 @@ class RiskControlled:
             raise ConfigError(f"allow_empty must be True or False; got {allow_empty!r}")
         if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
             raise ConfigError(
-                f"starts must be an integer >= 1 (fixed sequences, each at delta / starts); got {starts!r}"
+                f"starts must be an integer >= 1 (start points, each owning delta / starts); got {starts!r}"
             )
         self.score = score
         self.allow_empty = allow_empty
@@ -129,6 +247,8 @@ class RiskControlled:
         self.ood_rate: float | None = None  # deployment share of out-of-scope inputs (mixture calibration)
         self.n_ood_calibration: int | None = None
         self.ood_coverage_calibration: float | None = None
+        self._advice: dict | None = None  # see ``advice``
+        self._data: dict | None = None  # the last calibration's candidates, for ``advice``
 
     def __repr__(self) -> str:
         fitted = "not calibrated" if self.threshold is None else f"threshold={self.threshold:.4g}"
@@ -138,6 +258,40 @@ class RiskControlled:
     def guarantee(self) -> str:
         """The promise in words, e.g. "risk ≤ 2% at 95% confidence"."""
         return f"risk ≤ {_percent(self.target_risk)} at {_percent(1 - self.delta)} confidence"
+
+    @property
+    def advice(self) -> dict | None:
+        """When nothing is certified: ``{"target_risk", "coverage", "reason"}``, the smallest target (0.1%-point
+        grid, up to 50%) this calibration data certifies at the same delta and the coverage there (``None`` for
+        both when none is). Worked out on first use."""
+        if self._advice is None and self._data is not None and self.threshold == -math.inf:
+            self._advice = self._advise(self._data)
+        return self._advice
+
+    @property
+    def summary(self) -> str:
+        """What the calibrated threshold does, in words; when nothing can be certified, what can be instead."""
+        if self.threshold is None:
+            return f"not calibrated: call calibrate(scores, errors) to choose a threshold with {self.guarantee}"
+        if math.isfinite(self.threshold):
+            return (
+                f"answers {_percent(self.coverage_calibration or 0.0)} of calibration traffic with {self.guarantee} "
+                f"(error rate there on calibration: {_percent(self.risk_calibration or 0.0)})"
+            )
+        words = (
+            f"no threshold meets {self.guarantee} on these {self.n_calibration} calibration examples, so every "
+            "input is abstained on."
+        )
+        advice = self.advice or {}
+        if advice.get("target_risk") is not None:
+            words += (
+                f" The smallest target this data certifies is {_percent(advice['target_risk'])} (answering "
+                f"{_percent(advice['coverage'])} of calibration traffic): re-calibrate with "
+                f"--target-risk {advice['target_risk']:g}, or add calibration data for {_percent(self.target_risk)}."
+            )
+        elif advice:
+            words += " " + advice["reason"] + " Add calibration data."
+        return words
 
     def calibrate(
         self, scores: Any, errors: Any, *, ood_scores: Any = None, ood_rate: float | None = None
@@ -157,49 +311,179 @@ class RiskControlled:
         -------
         self
         """
-        if ood_scores is not None or ood_rate is not None:
-            return self._calibrate_mixture(scores, errors, ood_scores, ood_rate)
+        data = self._prepare(scores, errors, ood_scores, ood_rate)
+        rejected = self._certify(data, self.target_risk)
+        stop = int(np.flatnonzero(rejected)[-1]) + 1 if rejected.any() else 0
+        self.n_calibration = data["n"]
+        self.ood_rate = data["pi"]
+        self.n_ood_calibration = data["m"] if data["pi"] is not None else None
+        self.ood_coverage_calibration = None
+        self._advice, self._data = None, data
+        if stop == 0:
+            why = self._why(data)
+            if not self.allow_empty:
+                advice = self._advise(data)
+                raise InfeasibleRiskError(
+                    f"no abstention threshold keeps the error rate of answered inputs ≤ {self.target_risk} "
+                    f"with probability ≥ {1 - self.delta:.3g} (target_risk={self.target_risk}, "
+                    f"delta={self.delta}) on n={data['n']} calibration examples: answering everything errs on "
+                    f"{data['e'].mean():.3g}, and {why}. {advice['reason']} "
+                    "Use a larger target_risk or delta, or more calibration data; or pass allow_empty=True "
+                    "to abstain on every input."
+                )
+            self.threshold, self.coverage_calibration, self.risk_calibration = -math.inf, 0.0, 0.0
+            return self
+        self.threshold = float(data["lam"][stop - 1])
+        self.coverage_calibration = float(data["coverage"][stop - 1])
+        self.risk_calibration = float(data["risk"][stop - 1])
+        if data["pi"] is not None:
+            self.ood_coverage_calibration = float(data["oa"][stop - 1] / data["m"])
+        return self
+
+    def _prepare(self, scores: Any, errors: Any, ood_scores: Any, ood_rate: float | None) -> dict:
+        """Candidates (K,) in the fixed order with their counts: what any target is tested on."""
         s, e = self._check(scores, errors)
         n = s.shape[0]
-        order = np.argsort(s, kind="stable")
-        s_sorted = s[order]  # (N,) most confident first
-        answered = np.arange(1, n + 1)  # (N,) inputs answered at threshold s_sorted[i]
-        wrong = np.cumsum(e[order])  # (N,) errors among them
-        last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True] & np.isfinite(s_sorted)  # ties are answered together
-        lam, n_lam, k_lam = s_sorted[last_of_tie], answered[last_of_tie], wrong[last_of_tie]
+        if ood_scores is None and ood_rate is None:
+            order = np.argsort(s, kind="stable")
+            s_sorted = s[order]  # (N,) most confident first
+            answered = np.arange(1, n + 1)
+            wrong = np.cumsum(e[order])
+            last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True] & np.isfinite(s_sorted)  # ties answered together
+            a, k = answered[last_of_tie], wrong[last_of_tie]
+            risk = np.divide(k, a, out=np.zeros(len(a)), where=a > 0)
+            return {
+                "lam": s_sorted[last_of_tie],
+                "a": a,
+                "k": k,
+                "n": n,
+                "e": e,
+                "coverage": a / n,
+                "risk": risk,
+                "pi": None,
+                "m": 0,
+                "oa": None,
+            }
+        if ood_scores is None or ood_rate is None:
+            raise ConfigError(
+                "out-of-scope risk control needs both ood_scores (calibration scores of out-of-scope "
+                f"inputs) and ood_rate (their expected share at deployment); got ood_rate={ood_rate!r}"
+            )
+        pi = check_level("ood_rate", ood_rate, fix="Use the expected share of out-of-scope inputs, e.g. ood_rate=0.1.")
+        o = np.asarray(ood_scores, dtype=np.float64)
+        if o.ndim != 1 or o.shape[0] == 0 or np.isnan(o).any() or np.isneginf(o).any():
+            raise DataError(f"ood_scores must be a non-empty 1-D array of scores (+inf allowed); got shape {o.shape}")
+        m = o.shape[0]
+        lam = np.unique(np.r_[s, o])  # (K,) ascending: the fixed order, most conservative first
+        lam = lam[np.isfinite(lam)]
+        if len(lam) > MAX_MIXTURE_CANDIDATES:  # evenly spaced in rank: the order is still fixed in advance
+            lam = lam[np.unique(np.linspace(0, len(lam) - 1, MAX_MIXTURE_CANDIDATES).round().astype(int))]
+        a = np.searchsorted(np.sort(s), lam, side="right")  # (K,) in-scope answered
+        cum = np.cumsum(e[np.argsort(s, kind="stable")])  # errors among the i+1 most confident in-scope
+        k = np.where(a > 0, cum[np.maximum(a - 1, 0)], 0)  # (K,)
+        oa = np.searchsorted(np.sort(o), lam, side="right")  # (K,) out-of-scope answered
+        coverage = (1 - pi) * a / n + pi * oa / m
+        risk = np.divide((1 - pi) * k / n + pi * oa / m, coverage, out=np.zeros(len(lam)), where=coverage > 0)
+        return {
+            "lam": lam,
+            "a": a,
+            "k": k,
+            "n": n,
+            "e": e,
+            "coverage": coverage,
+            "risk": risk,
+            "pi": pi,
+            "m": m,
+            "oa": oa,
+        }
 
-        level = self.delta / self.starts  # Bonferroni over the sequences
-        n_min = min_answered(self.target_risk, level)
-        testable = n_lam >= n_min
-        lam, n_lam, k_lam = lam[testable], n_lam[testable], k_lam[testable]
-        rejected = binom.cdf(k_lam, n_lam, self.target_risk) <= level  # (K,) H0: R > target
-        risk = np.divide(k_lam, n_lam, out=np.zeros(len(lam)), where=n_lam > 0)
-        keep = self._sequences(rejected, 1.0 - level ** (1.0 / n_lam))  # best case: no errors
-        return self._choose(
-            lam,
-            keep,
-            n_lam / n,
-            risk,
-            n,
-            float(e.mean()),
-            f"even an error-free threshold needs ≥ {n_min} answered examples",
+    def _pvalues(self, data: dict, target: float, *, best: bool = False, at: Any = slice(None)) -> np.ndarray:
+        """p-value of ``H0: R(lam) > target`` for the candidates ``at`` (default: all); ``best``: as if no answer
+        were wrong (it depends only on how many inputs each candidate answers, so it may place the start points)."""
+        a = data["a"][at]
+        k = np.zeros_like(a) if best else data["k"][at]
+        if data["pi"] is None:
+            return np.where(a > 0, binom.cdf(k, a, target), 1.0)
+        oa = np.zeros_like(a) if best else data["oa"][at]
+        spent = ANSWER_RATE_SHARE * self.delta / self.starts  # on a lower bound of the in-scope answer rate
+        weight = (1 - data["pi"]) * lower_rate(a, data["n"], spent)
+        return np.minimum(mixture_pvalue(k, a, oa, data["m"], weight, data["pi"], target) + spent, 1.0)
+
+    def _certify(self, data: dict, target: float) -> np.ndarray:
+        """(K,) which candidates the fallback procedure rejects ``R > target`` for."""
+        share = self.delta / self.starts
+        starts = []
+        for j in range(self.starts):
+            below = np.flatnonzero(self._pvalues(data, target / 2**j, best=True) <= share)
+            if below.size:
+                starts.append(below[0])
+        if not starts:
+            return np.zeros(len(data["lam"]), dtype=bool)
+        return fallback(np.array(starts), share, lambda at: self._pvalues(data, target, at=at), len(data["lam"]))
+
+    def _why(self, data: dict) -> str:
+        if data["pi"] is None:
+            need = min_answered(self.target_risk, self.delta / self.starts)
+            return f"even an error-free threshold needs ≥ {need} answered examples"
+        return (
+            "even an error-free threshold that answers no out-of-scope input is not provably safe with "
+            f"{data['m']} out-of-scope examples"
+            if not (self._pvalues(data, self.target_risk, best=True) <= self.delta / self.starts).any()
+            else "the errors among the most confident inputs are too many for the target"
         )
 
-    def _sequences(self, rejected: np.ndarray, best: np.ndarray) -> np.ndarray:
-        """Thresholds certified by some fixed sequence. ``best`` (K,) is each threshold's bound in the
-        best case (no errors), which depends only on how many inputs it answers. Sequence j starts at
-        the first threshold whose best case is <= target / 2**j (j = 0: the first that could pass at
-        all; later ones start where one early error no longer decides) and walks on to less
-        conservative thresholds until its first non-rejection."""
-        keep = np.zeros(len(rejected), dtype=bool)
-        for j in range(self.starts):
-            below = np.flatnonzero(best <= self.target_risk / 2**j)
-            if below.size == 0:
-                continue
-            run = rejected[below[0] :]
-            stop = int(np.argmin(run)) if not run.all() else run.shape[0]
-            keep[below[0] : below[0] + stop] = True
-        return keep
+    def _advise(self, data: dict) -> dict:
+        """The smallest target on a 0.1%-point grid (up to 50%) this data certifies, and the coverage there."""
+        grid = np.round(np.arange(1, 501) / 1000, 3)
+        ok = lambda i: bool(self._certify(data, float(grid[i])).any())  # noqa: E731
+        if not ok(len(grid) - 1):
+            return {
+                "target_risk": None,
+                "coverage": None,
+                "reason": f"No target up to 50% can be certified on this data at delta={self.delta}.",
+            }
+        lo, hi = -1, len(grid) - 1  # ok(hi); bisection (certifiability grows with the target, nearly always)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+        target = float(grid[hi])
+        rejected = self._certify(data, target)
+        coverage = float(data["coverage"][np.flatnonzero(rejected)[-1]])
+        return {
+            "target_risk": target,
+            "coverage": coverage,
+            "reason": (
+                f"The smallest target this calibration data certifies at delta={self.delta} is "
+                f"target_risk={target:g} ({_percent(target)} errors on answered inputs), answering "
+                f"{_percent(coverage)} of calibration traffic."
+            ),
+        }
+
+    def frontier(
+        self,
+        scores: Any,
+        errors: Any,
+        targets: Any = (0.01, 0.02, 0.05, 0.1),
+        *,
+        ood_scores: Any = None,
+        ood_rate: float | None = None,
+    ) -> list[dict]:
+        """Certified coverage at each of ``targets`` (same delta and starts) on this calibration data:
+        ``[{"target_risk", "coverage", "threshold"}]``, coverage 0 where nothing is certified."""
+        data = self._prepare(scores, errors, ood_scores, ood_rate)
+        rows = []
+        for t in targets:
+            t = check_level("target", t, fix="Use targets in (0, 1), e.g. 0.02.")
+            rejected = self._certify(data, t)
+            i = int(np.flatnonzero(rejected)[-1]) if rejected.any() else None
+            rows.append(
+                {
+                    "target_risk": t,
+                    "coverage": float(data["coverage"][i]) if i is not None else 0.0,
+                    "threshold": float(data["lam"][i]) if i is not None else None,
+                }
+            )
+        return rows
 
     def _check(self, scores: Any, errors: Any) -> tuple[np.ndarray, np.ndarray]:
         s = np.asarray(scores, dtype=np.float64)
@@ -217,94 +501,6 @@ class RiskControlled:
                 raise DataError("errors must be bool (True = the answer was wrong) or 0/1")
             e = e.astype(bool)
         return s, e
-
-    def _calibrate_mixture(self, scores: Any, errors: Any, ood_scores: Any, ood_rate: float | None) -> RiskControlled:
-        if ood_scores is None or ood_rate is None:
-            raise ConfigError(
-                "out-of-scope risk control needs both ood_scores (calibration scores of out-of-scope "
-                f"inputs) and ood_rate (their expected share at deployment); got ood_rate={ood_rate!r}"
-            )
-        pi = check_level("ood_rate", ood_rate, fix="Use the expected share of out-of-scope inputs, e.g. ood_rate=0.1.")
-        s, e = self._check(scores, errors)
-        o = np.asarray(ood_scores, dtype=np.float64)
-        if o.ndim != 1 or o.shape[0] == 0 or np.isnan(o).any() or np.isneginf(o).any():
-            raise DataError(f"ood_scores must be a non-empty 1-D array of scores (+inf allowed); got shape {o.shape}")
-        n, m = s.shape[0], o.shape[0]
-        lam = np.unique(np.r_[s, o])  # (K,) ascending: the fixed sequence, most conservative first
-        lam = lam[np.isfinite(lam)]
-        s_sorted, o_sorted = np.sort(s), np.sort(o)
-        a = np.searchsorted(s_sorted, lam, side="right")  # (K,) in-scope answered
-        k = np.cumsum(e[np.argsort(s, kind="stable")])  # errors among the i+1 most confident in-scope
-        wrong = np.where(a > 0, k[np.maximum(a - 1, 0)], 0)  # (K,)
-        oa = np.searchsorted(o_sorted, lam, side="right")  # (K,) out-of-scope answered
-        d3 = self.delta / (3 * self.starts)  # three bounds per test (Bonferroni), starts sequences
-
-        def upper(x, size):  # one-sided Clopper-Pearson upper bound on a rate
-            return np.where(x >= size, 1.0, beta_dist.ppf(1 - d3, x + 1, np.maximum(size - x, 1)))
-
-        def lower(x, size):
-            return np.where(x <= 0, 0.0, beta_dist.ppf(d3, np.maximum(x, 1), size - x + 1))
-
-        u_m, l_a, u_o = upper(wrong, n), lower(a, n), upper(oa, m)
-        denom = (1 - pi) * l_a + pi * u_o
-        bound = np.divide((1 - pi) * u_m + pi * u_o, denom, out=np.ones(len(lam)), where=denom > 0)
-        rejected = bound <= self.target_risk
-        # best case of each threshold: no in-scope errors, no out-of-scope answers
-        u_none = upper(np.zeros_like(oa), m)
-        best_denom = (1 - pi) * l_a + pi * u_none
-        best = np.divide(
-            (1 - pi) * upper(np.zeros_like(a), n) + pi * u_none, best_denom, out=np.ones(len(lam)), where=best_denom > 0
-        )
-        testable = best <= self.target_risk  # could pass at all: no in-scope errors, no OOS answered
-        lam, rejected, a, wrong, oa = lam[testable], rejected[testable], a[testable], wrong[testable], oa[testable]
-        coverage = (1 - pi) * a / n + pi * oa / m
-        risk = np.divide((1 - pi) * wrong / n + pi * oa / m, coverage, out=np.zeros(len(lam)), where=coverage > 0)
-        keep = self._sequences(rejected, best[testable])
-        self.ood_rate, self.n_ood_calibration = pi, m
-        self.ood_coverage_calibration = None
-        chosen = self._choose(
-            lam,
-            keep,
-            coverage,
-            risk,
-            n,
-            float(e.mean()),
-            f"even an error-free threshold that answers no out-of-scope input is not provably safe with {m} "
-            "out-of-scope examples",
-        )
-        if np.isfinite(chosen.threshold):
-            self.ood_coverage_calibration = float((o <= chosen.threshold).mean())
-        return chosen
-
-    def _choose(
-        self,
-        lam: np.ndarray,
-        certified: np.ndarray,
-        coverage: np.ndarray,
-        risk: np.ndarray,
-        n: int,
-        error_rate: float,
-        why: str,
-    ) -> RiskControlled:
-        """Keep the least conservative certified threshold (``certified`` from ``_sequences``)."""
-        stop = int(np.flatnonzero(certified)[-1]) + 1 if certified.any() else 0
-        self.n_calibration = n
-        if stop == 0:
-            if not self.allow_empty:
-                raise InfeasibleRiskError(
-                    f"no abstention threshold keeps the error rate of answered inputs ≤ {self.target_risk} "
-                    f"with probability ≥ {1 - self.delta:.3g} (target_risk={self.target_risk}, "
-                    f"delta={self.delta}) on n={n} calibration examples: answering everything errs on "
-                    f"{error_rate:.3g}, and {why}. "
-                    "Use a larger target_risk or delta, or more calibration data; or pass allow_empty=True "
-                    "to abstain on every input."
-                )
-            self.threshold, self.coverage_calibration, self.risk_calibration = -math.inf, 0.0, 0.0
-            return self
-        self.threshold = float(lam[stop - 1])
-        self.coverage_calibration = float(coverage[stop - 1])
-        self.risk_calibration = float(risk[stop - 1])
-        return self
 
     def decide(self, scores: Any) -> np.ndarray:
         """Which inputs to answer.
@@ -341,6 +537,8 @@ class RiskControlled:
             "ood_rate": self.ood_rate,
             "n_ood_calibration": self.n_ood_calibration,
             "ood_coverage_calibration": self.ood_coverage_calibration,
+            "advice": self.advice,
+            "summary": self.summary,
         }
 
     @classmethod
@@ -364,4 +562,5 @@ class RiskControlled:
             obj.ood_rate = state.get("ood_rate")
             obj.n_ood_calibration = state.get("n_ood_calibration")
             obj.ood_coverage_calibration = state.get("ood_coverage_calibration")
+            obj._advice = state.get("advice")
         return obj

@@ -67,10 +67,7 @@ def risk_coverage(ctx: Context) -> Section | None:
             Point(label=f"operating point ({ab['coverage']:.0%} answered)", x=ab["coverage"], y=ab["risk"])
         )
     else:
-        section.notes.append(
-            f"The calibrated threshold answers nothing: no threshold meets {ab['guarantee']} on the "
-            "calibration split. Recalibrate with a larger --target-risk or more calibration data."
-        )
+        section.notes.append(f"The calibrated threshold answers nothing: {rc.summary}")
     return section
 
 

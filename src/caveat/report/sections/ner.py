@@ -127,6 +127,8 @@ def span_confidence(ctx: Context) -> Section | None:
     )
     if kept_risk is not None:
         curve.points.append(Point(label=f"threshold ({kept.mean():.0%} kept)", x=float(kept.mean()), y=kept_risk))
+    if rc.threshold is not None and not math.isfinite(rc.threshold):
+        section.notes.append(f"The calibrated threshold keeps no span: {rc.summary}")
     return section
 
 
