@@ -55,3 +55,16 @@ def test_generation_settings_come_from_the_environment_too(tmp_path):
     s = ServiceSettings.from_env(env, run_dir=tmp_path)
     assert (s.lm, s.generation_policy, s.max_generate_samples) == ("default", tmp_path / "policy.json", 32)
     assert ServiceSettings.from_env({"CAVEAT_LM": " "}, run_dir=tmp_path).lm is None  # empty: no /v1/generate
+
+
+def test_the_input_log_comes_from_flags_or_the_environment(tmp_path):
+    s = ServiceSettings.from_env({}, run_dir=tmp_path)
+    assert (s.log_inputs, s.log_max_bytes, s.log_backups) == (None, 50_000_000, 5)  # off unless asked
+    env = {"CAVEAT_LOG_INPUTS": str(tmp_path / "in.jsonl"), "CAVEAT_LOG_MAX_BYTES": "1000", "CAVEAT_LOG_BACKUPS": "2"}
+    s = ServiceSettings.from_env(env, run_dir=tmp_path, log_backups=3)
+    assert (s.log_inputs, s.log_max_bytes, s.log_backups) == (tmp_path / "in.jsonl", 1000, 3)
+    assert ServiceSettings.from_env({"CAVEAT_LOG_INPUTS": " "}, run_dir=tmp_path).log_inputs is None
+    with pytest.raises(ConfigError, match="--log-backups: .*greater than or equal to 1"):
+        ServiceSettings.from_env({}, run_dir=tmp_path, log_backups=0)
+    with pytest.raises(ConfigError, match="environment variable CAVEAT_LOG_MAX_BYTES: .*greater than or equal to 1"):
+        ServiceSettings.from_env({"CAVEAT_LOG_MAX_BYTES": "0"}, run_dir=tmp_path)

@@ -67,6 +67,21 @@ def serve(
     torch_threads: Annotated[
         Optional[int], _opt("CPU threads for inference (env CAVEAT_TORCH_THREADS; default: all CPUs but one).")
     ] = None,
+    log_inputs: Annotated[
+        Optional[Path],
+        _opt(
+            "Append every /v1/predict input to this file as a JSON line: time, text, label, uncertainty score, "
+            "decision; never headers or the API key (env CAVEAT_LOG_INPUTS; default: no log).",
+            "--log-inputs",
+        ),
+    ] = None,
+    log_max_bytes: Annotated[
+        Optional[int],
+        _opt("Rotate the input log at this size: PATH -> PATH.1 (env CAVEAT_LOG_MAX_BYTES; default 50000000)."),
+    ] = None,
+    log_backups: Annotated[
+        Optional[int], _opt("Rotated input logs kept, PATH.1 .. PATH.N (env CAVEAT_LOG_BACKUPS; default 5).")
+    ] = None,
     log_level: Annotated[Optional[str], _opt("uvicorn log level (env CAVEAT_LOG_LEVEL; default info).")] = None,
     access_log: Annotated[
         Optional[bool],
@@ -75,7 +90,9 @@ def serve(
 ) -> None:
     """Serve predictions with uncertainty, prediction sets and decisions over HTTP (OpenAPI at /openapi.json).
 
-    The API key is read from CAVEAT_API_KEY only (a flag would show in the process list).
+    The API key is read from CAVEAT_API_KEY only (a flag would show in the process list). After
+    `caveat calibrate RUN`, send the process SIGHUP (or POST /v1/admin/reload with the key) to serve the new
+    calibration without a restart; /readyz shows the live one's fingerprint.
     """
     import uvicorn
 
@@ -96,6 +113,9 @@ def serve(
         drift_min_inputs=drift_min_inputs,
         drift_alpha=drift_alpha,
         torch_threads=torch_threads,
+        log_inputs=log_inputs,
+        log_max_bytes=log_max_bytes,
+        log_backups=log_backups,
         log_level=log_level,
         access_log=access_log,
     )

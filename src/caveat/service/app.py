@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -11,39 +13,51 @@ from fastapi import Depends, FastAPI
 from fastapi.security import APIKeyHeader
 
 from caveat._version import __version__
-from caveat.calibration import Calibration
 from caveat.service import errors
 from caveat.service.batcher import MicroBatcher
-from caveat.service.engine import Engine, open_served_run
+from caveat.service.engine import Engine, calibration_fingerprint, drift_reference, open_served_run
 from caveat.service.generator import open_generator
+from caveat.service.inputlog import InputLog
 from caveat.service.metrics import DriftMonitor, Metrics
 from caveat.service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
-from caveat.service.routes import explain, generate, health, predict
+from caveat.service.routes import admin, explain, generate, health, predict
 from caveat.service.settings import ServiceSettings
 from caveat.service.state import ServiceState
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     """The app for ``settings.run_dir``; raises ``ConfigError`` at once for a run it will not serve
-    (missing, or uncalibrated without ``allow_uncalibrated``) or a generation policy it cannot use. The
-    model loads in the background at start-up, then the language model of /v1/generate if any; /readyz
-    says when each is ready."""
+    (missing, or uncalibrated without ``allow_uncalibrated``), a generation policy it cannot use or an
+    input log it cannot open. The model loads in the background at start-up, then the language model of
+    /v1/generate if any; /readyz says when each is ready. SIGHUP reloads the calibration (when the
+    service runs in the main thread, as under ``caveat serve``)."""
     run, calibration = open_served_run(settings.run_dir, allow_uncalibrated=settings.allow_uncalibrated)
-    text = calibration if isinstance(calibration, Calibration) else None  # the drift alarm watches text scores
+    reference, score = drift_reference(calibration)  # the drift alarm watches text scores
     drift = DriftMonitor(
-        text.calibration_scores if text else None,
-        window=settings.drift_window,
-        min_inputs=settings.drift_min_inputs,
-        alpha=settings.drift_alpha,
+        reference, window=settings.drift_window, min_inputs=settings.drift_min_inputs, alpha=settings.drift_alpha
     )
-    metrics = Metrics(drift, score=text.score if text else "none")
-    engine = Engine(run, calibration, metrics, explain_steps=settings.explain_steps)
+    metrics = Metrics(drift, score=score)
+    engine = Engine(
+        run, calibration, metrics, explain_steps=settings.explain_steps, fingerprint=calibration_fingerprint(run)
+    )
     state = ServiceState(settings=settings, run=run, engine=engine, metrics=metrics, generator=open_generator(settings))
+    if settings.log_inputs is not None:
+        state.input_log = InputLog(
+            settings.log_inputs,
+            max_bytes=settings.log_max_bytes,
+            backups=settings.log_backups,
+            on_error=metrics.input_log_failures.inc,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="caveat-model")  # the one model thread
         torch.set_num_threads(settings.inference_threads)  # process-wide: spinning threads starve the event loop
+        if state.input_log is not None:
+            state.input_log.start()
+        hangup = _reload_on_sighup(state)
         state.batcher = MicroBatcher(
             engine.run_batch,
             executor,
@@ -55,9 +69,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         try:
             yield
         finally:
+            if hangup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             loading.cancel()
             await state.batcher.stop()
             executor.shutdown(wait=False, cancel_futures=True)
+            if state.input_log is not None:
+                await asyncio.to_thread(state.input_log.close)  # writes what is queued
 
     app = FastAPI(
         title="caveat",
@@ -74,9 +92,35 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.include_router(predict.router, dependencies=protected)
     app.include_router(explain.router, dependencies=protected)
     app.include_router(generate.router, dependencies=protected)
+    app.include_router(admin.router, dependencies=protected)
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_texts * settings.max_text_chars * 4 + 65_536)
     paths = frozenset(getattr(r, "path", "") for r in app.routes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, paths=paths)  # outermost: counts 401 and 413 too
     return app
+
+
+def _reload_on_sighup(state: ServiceState) -> bool:
+    """Reload the calibration on SIGHUP; False where the loop cannot take signals (not the main thread, as
+    under a test client, or no SIGHUP on this platform)."""
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is None:
+        return False
+    loop, pending = asyncio.get_running_loop(), set()
+
+    async def reload() -> None:
+        with contextlib.suppress(errors.RequestError):  # a failed reload is logged and counted by state.reload
+            await state.reload("SIGHUP")
+
+    def on_hangup() -> None:
+        task = loop.create_task(reload())
+        pending.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(pending.discard)
+
+    try:
+        loop.add_signal_handler(hangup, on_hangup)
+    except (RuntimeError, NotImplementedError, ValueError):
+        log.debug("SIGHUP does not reload the calibration here (not the main thread); use POST /v1/admin/reload")
+        return False
+    return True

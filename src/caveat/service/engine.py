@@ -3,6 +3,8 @@ the micro-batcher hands over. Everything here runs in the one model thread."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from caveat.calibration import Calibration, RunCalibration, load_calibration
-from caveat.errors import ConfigError
+from caveat.calibration.store import ARRAYS_FILE
+from caveat.errors import ConfigError, RunDirError
 from caveat.explain import ExplainModel, explain
 from caveat.inference import Predictor
 from caveat.models.rundir import Run, open_run
@@ -48,6 +51,49 @@ def open_served_run(run_dir: str | Path, *, allow_uncalibrated: bool) -> tuple[R
     return run, calibration
 
 
+def calibration_fingerprint(run: Run) -> str | None:
+    """SHA-256 (hex) of the run's calibration: the ``calibration`` entry of caveat.json as canonical JSON,
+    then calibration.safetensors when there is one; None for an uncalibrated run. The same fingerprint
+    on two services means the same calibration."""
+    summary = run.info.get("calibration")
+    if not summary:
+        return None
+    digest = hashlib.sha256(json.dumps(summary, sort_keys=True, separators=(",", ":")).encode())
+    arrays = run.path / ARRAYS_FILE
+    if arrays.is_file():
+        digest.update(arrays.read_bytes())
+    return digest.hexdigest()
+
+
+def reread_calibration(run: Run, *, allow_uncalibrated: bool) -> tuple[RunCalibration | None, str | None]:
+    """``(calibration, fingerprint)`` as the run's directory holds them now (caveat.json is read again):
+    what a reload swaps in. Slow-ish (file reads): call it off the event loop. Raises ``CaveatError``
+    when the directory no longer fits the served model or is no longer calibrated, and whatever
+    reading a missing or corrupt file raises."""
+    fresh = open_run(run.path)
+    same = (fresh.task, fresh.labels, fresh.info.get("created")) == (run.task, run.labels, run.info.get("created"))
+    if not same:
+        raise RunDirError(
+            f"{run.path} now holds another model (task, labels or creation time differ from the served run's): "
+            "a calibration is only valid for the model it was fitted on; restart the service to serve the new model"
+        )
+    calibration = load_calibration(fresh)
+    if calibration is None and not allow_uncalibrated:
+        raise ConfigError(
+            f"{run.path} is no longer calibrated (caveat.json has no calibration): run `caveat calibrate {run.path}` "
+            "and reload again, or restart the service with --allow-uncalibrated"
+        )
+    return calibration, calibration_fingerprint(fresh)
+
+
+def drift_reference(calibration: RunCalibration | None) -> tuple[np.ndarray | None, str]:
+    """The drift alarm's reference scores (R,) and the score's name: a text calibration's scores on its
+    calibration split, or ``(None, "none")`` for NER and uncalibrated runs (no drift test)."""
+    if isinstance(calibration, Calibration):
+        return calibration.calibration_scores, calibration.score
+    return None, "none"
+
+
 @dataclass
 class Engine:
     """Computes rows for the micro-batcher. ``load()`` must run (in the model thread) before ``run_batch``."""
@@ -56,6 +102,7 @@ class Engine:
     calibration: RunCalibration | None
     metrics: Metrics
     explain_steps: int = 50
+    fingerprint: str | None = None  # of ``calibration`` (``calibration_fingerprint``)
     predictor: Predictor | None = field(default=None, repr=False)
     explainer: ExplainModel | None = field(default=None, repr=False)
 
@@ -63,12 +110,26 @@ class Engine:
     def labels(self) -> list[str]:
         return self.run.labels
 
+    @property
+    def score(self) -> str | None:
+        """The uncertainty score the text calibration decides on (``msp``, ...); None for NER or uncalibrated."""
+        return self.calibration.score if isinstance(self.calibration, Calibration) else None
+
     def load(self) -> Engine:
         """Load the model (slow: call it in the model thread); it carries the calibration opened at start-up."""
         self.predictor = Predictor.from_run(self.run, calibrated=False)
         self.predictor.calibration = self.calibration
         self.explainer = ExplainModel(self.predictor)
         return self
+
+    def use(self, calibration: RunCalibration | None, fingerprint: str | None) -> None:
+        """Serve ``calibration`` from the next batch on, and test drift against its reference scores. Call it
+        in the model thread: there it runs between two batches, so a batch computes every row with the
+        calibration it started with (the explainer reads the predictor's)."""
+        self.calibration, self.fingerprint = calibration, fingerprint
+        if self.predictor is not None:
+            self.predictor.calibration = calibration
+        self.metrics.watch(*drift_reference(calibration))
 
     def run_batch(self, jobs: list) -> list[list[dict]]:
         """Rows of each job; all ``jobs`` share one ``batch_key`` (one forward pass for all their inputs)."""

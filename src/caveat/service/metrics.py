@@ -43,11 +43,18 @@ class DriftMonitor:
     """
 
     def __init__(self, reference: np.ndarray | None, *, window: int, min_inputs: int, alpha: float):
-        ref = None if reference is None else np.asarray(reference, dtype=np.float64).ravel()
-        self.reference = ref[np.isfinite(ref)] if ref is not None else None
+        self.reference = _finite_scores(reference)
         self.window, self.min_inputs, self.alpha = window, min_inputs, alpha
         self._scores: deque[float] = deque(maxlen=window)
         self._lock = threading.Lock()  # updated from the model thread, read by the scrape
+
+    def reset(self, reference: np.ndarray | None) -> None:
+        """Compare with ``reference`` (R,) from now on (a reloaded calibration's scores; None disables the
+        test), and empty the window: scores served under the old calibration are not comparable with it."""
+        ref = _finite_scores(reference)
+        with self._lock:
+            self.reference = ref
+            self._scores.clear()
 
     @property
     def enabled(self) -> bool:
@@ -65,10 +72,19 @@ class DriftMonitor:
 
         with self._lock:
             recent = np.fromiter(self._scores, dtype=np.float64, count=len(self._scores))
-        if not self.enabled or len(recent) < self.min_inputs:
+            reference = self.reference  # the window and its reference from one calibration
+        if reference is None or len(reference) == 0 or len(recent) < self.min_inputs:
             return DriftResult(len(recent), math.nan, math.nan, False)
-        result = ks_2samp(recent, self.reference)
+        result = ks_2samp(recent, reference)
         return DriftResult(len(recent), float(result.statistic), float(result.pvalue), bool(result.pvalue < self.alpha))
+
+
+def _finite_scores(reference: np.ndarray | None) -> np.ndarray | None:
+    """(R,) the finite scores of ``reference``, or None."""
+    if reference is None:
+        return None
+    ref = np.asarray(reference, dtype=np.float64).ravel()
+    return ref[np.isfinite(ref)]
 
 
 class DriftCollector:
@@ -146,5 +162,20 @@ class Metrics:
         self.batch_failures = Counter(
             "caveat_batch_failures", "Requests failed by an error inside inference", registry=self.registry
         )
+        self.calibration_reloads = Counter(
+            "caveat_calibration_reloads",
+            "Calibration reloads (SIGHUP or POST /v1/admin/reload) by outcome: ok, or failed (the old one stays)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.input_log_failures = Counter(
+            "caveat_input_log_failures", "Lines the input log (--log-inputs) could not write", registry=self.registry
+        )
         self.drift = drift
-        self.registry.register(DriftCollector(drift, score))
+        self._drift_gauges = DriftCollector(drift, score)
+        self.registry.register(self._drift_gauges)
+
+    def watch(self, reference: np.ndarray | None, score: str) -> None:
+        """Test drift against a new calibration: its reference scores (R,), reported under its ``score``."""
+        self.drift.reset(reference)
+        self._drift_gauges.score = score

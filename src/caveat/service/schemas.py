@@ -485,6 +485,19 @@ class Readiness(BaseModel):
         description="POST /v1/generate: 'ready', 'loading the language model' or "
         "why it failed; null when the service has no language model.",
     )
+    calibration: str | None = Field(
+        None,
+        description="SHA-256 of the live calibration (caveat.json's calibration, then calibration.safetensors); "
+        "it changes when a reload swaps in another one. Null: uncalibrated.",
+    )
+
+
+class ReloadResponse(BaseModel):
+    """The calibration a reload swapped in."""
+
+    calibration: str | None = Field(description="SHA-256 of the calibration now live (null: uncalibrated).")
+    previous: str | None = Field(description="SHA-256 of the calibration it replaced.")
+    calibrated: bool
 
 
 class Problem(BaseModel):

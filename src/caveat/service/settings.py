@@ -69,10 +69,19 @@ class ServiceSettings(BaseModel):
         description="CPU threads for inference (default: all CPUs but one, "
         "which is left to the event loop; torch's own default oversubscribes).",
     )
+    log_inputs: Path | None = Field(
+        None,
+        description="Append every /v1/predict input to this file as one JSON line with what was served for it "
+        "(time, text, label, uncertainty score, decision; never a header or the API key). Unset: no input log.",
+    )
+    log_max_bytes: int = Field(
+        50_000_000, ge=1, description="Size at which the input log is rotated (PATH -> PATH.1 -> PATH.2 ...)."
+    )
+    log_backups: int = Field(5, ge=1, le=1000, description="Rotated input logs kept (PATH.1 .. PATH.N).")
     log_level: str = Field("info", description="uvicorn log level: critical, error, warning, info, debug.")
     access_log: bool = Field(True, description="Log one line per request.")
 
-    @field_validator("api_key", "lm", "generation_policy", mode="before")
+    @field_validator("api_key", "lm", "generation_policy", "log_inputs", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -1,21 +1,24 @@
-"""What the routes share: settings, the served run, the engine, the batcher, the metrics, the generator."""
+"""What the routes share: settings, the served run, the engine, the batcher, the metrics, the generator,
+the input log; and the calibration reload."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from caveat.errors import ConfigError, DataError
 from caveat.models.rundir import Run
 from caveat.service.batcher import MicroBatcher
-from caveat.service.engine import Engine
+from caveat.service.engine import Engine, reread_calibration
 from caveat.service.errors import InferenceFailed, RequestError
 from caveat.service.generator import Generator
+from caveat.service.inputlog import InputLog, log_entries
 from caveat.service.metrics import Metrics
 from caveat.service.settings import ServiceSettings
 from caveat.service.validation import GenerateOptions
@@ -32,8 +35,10 @@ class ServiceState:
     batcher: MicroBatcher | None = None
     generator: Generator | None = None  # /v1/generate's language model (None: the service has none)
     executor: Executor | None = None  # the one model thread, shared by the batcher and the generator
+    input_log: InputLog | None = None  # --log-inputs
     loaded: bool = False
     error: str | None = None
+    _reloading: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)  # one reload at a time
 
     @property
     def calibrated(self) -> bool:
@@ -84,6 +89,51 @@ class ServiceState:
             gen.lm.name,
             f"policy {self.settings.generation_policy}" if gen.policy else "no policy: no answer/abstain decisions",
         )
+
+    def log_inputs(self, rows: list[dict]) -> None:
+        """Queue one input-log line per served row (nothing without ``--log-inputs``); never waits for the disk,
+        and never fails the request whose rows these are."""
+        if self.input_log is None:
+            return
+        try:
+            self.input_log.write(log_entries(rows, score=self.engine.score))
+        except Exception as err:  # the answer is computed: losing its log line must not lose it too
+            self.metrics.input_log_failures.inc(len(rows))
+            log.error("could not queue %d input-log lines (%s: %s)", len(rows), type(err).__name__, err)
+
+    async def reload(self, trigger: str) -> dict:
+        """Read the run's calibration again and serve it from the next batch on; ``trigger`` says who asked
+        (for the log). The new calibration is built in a worker thread, then swapped in by the model thread
+        between two batches, so no request fails and each batch uses one calibration throughout. A
+        calibration that cannot be read leaves the live one in place: counted, logged, and a 409."""
+        async with self._reloading:
+            loop, live = asyncio.get_running_loop(), self.engine.fingerprint
+            read = functools.partial(reread_calibration, self.run, allow_uncalibrated=self.settings.allow_uncalibrated)
+            try:
+                calibration, fingerprint = await loop.run_in_executor(None, read)
+            except Exception as err:
+                self.metrics.calibration_reloads.labels(outcome="failed").inc()
+                log.error(
+                    "%s: reloading the calibration of %s failed, still serving %s: %s",
+                    trigger,
+                    self.run.path,
+                    live,
+                    err,
+                    exc_info=not isinstance(err, (OSError, ValueError, KeyError)),
+                )
+                raise RequestError(
+                    f"the calibration of {self.run.path} could not be reloaded ({type(err).__name__}: {err}); the "
+                    f"live calibration {live} keeps serving: fix the run (e.g. caveat calibrate {self.run.path}) and "
+                    "reload again",
+                    409,
+                ) from None
+            if self.executor is None:  # the model thread has not started: nothing is in flight
+                self.engine.use(calibration, fingerprint)
+            else:
+                await loop.run_in_executor(self.executor, self.engine.use, calibration, fingerprint)
+            self.metrics.calibration_reloads.labels(outcome="ok").inc()
+            log.info("%s: serving calibration %s of %s (was %s)", trigger, fingerprint, self.run.path, live)
+            return {"calibration": fingerprint, "previous": live, "calibrated": calibration is not None}
 
     async def submit(self, inputs: Sequence, options) -> list[dict]:
         if not self.ready:

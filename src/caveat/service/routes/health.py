@@ -22,7 +22,8 @@ async def healthz() -> dict:
 @health.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(state: ServiceState = Depends(get_state)):
     """Readiness: 200 once the model is loaded and the worker runs, 503 before (or after a failed load).
-    ``generation`` says whether /v1/generate's language model is loaded (it does not change the status)."""
+    ``generation`` says whether /v1/generate's language model is loaded (it does not change the status);
+    ``calibration`` is the live calibration's fingerprint."""
     body = {
         "ready": state.ready,
         "run": str(state.run.path),
@@ -30,6 +31,7 @@ async def readyz(state: ServiceState = Depends(get_state)):
         "calibrated": state.calibrated,
         "detail": state.status(),
         "generation": state.generator.status() if state.generator is not None else None,
+        "calibration": state.engine.fingerprint,
     }
     return body if state.ready else JSONResponse(body, status_code=503)
 

@@ -16,9 +16,10 @@ ERRORS = {401: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Probl
 async def predict(body: PredictRequest, state: ServiceState = Depends(get_state)) -> dict:
     """Per input: label (or entity spans), top-k probabilities, uncertainty scores, conformal prediction
     set, and the decision (answer / abstain / route) with its reason. Concurrent requests share
-    forward passes (micro-batching)."""
+    forward passes (micro-batching). With ``--log-inputs`` each input is appended to the input log."""
     options = check_predict(body, state.settings, task=state.run.task, labels=state.run.labels)
     rows = await state.submit(body.inputs, options)
+    state.log_inputs(rows)
     return {
         "run": state.run.path.name,
         "task": state.run.task.value,
