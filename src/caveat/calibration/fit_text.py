@@ -28,7 +28,7 @@ from caveat.uncertainty.methods.mahalanobis import Mahalanobis
 from caveat.uncertainty.methods.temperature import TemperatureScaling
 from caveat.uncertainty.scores import SCORES
 
-RISK_STARTS = 2  # fixed sequences of the risk threshold (decide/risk.py): robust to one early error; NER spans use 4
+RISK_STARTS = 2  # start points of the fallback procedure (decide/risk.py): robust to one early error; NER spans use 4
 
 
 def _label_ids(run: Run, split: Split) -> np.ndarray:
