@@ -261,7 +261,7 @@ def brute_mixture_pvalue(k, a, oa, m, w, pi, t, grid=48):
 
 
 def test_mixture_pvalue_matches_full_enumeration_and_is_never_below_the_true_supremum():
-    from caveat.decide.risk import mixture_pvalue
+    from caveat.decide.ltt import mixture_pvalue
 
     pi, t, m = 0.2, 0.1, 30
     cases = [(0, 60, 0, 0.7), (2, 60, 1, 0.7), (3, 80, 0, 0.6), (1, 50, 2, 0.8), (5, 90, 1, 0.75)]
