@@ -1,9 +1,9 @@
 """Issue 17 figures on CLINC150: risk-controlled abstention with out-of-scope traffic and on small calibration sets,
 after the fallback procedure and the exact joint mixture test (decide/risk.py).
 
-- The clinc150 run is calibrated with its 200 out-of-scope calibration texts (oos_train + oos_val) for a 10% share,
-  through ``calibrate_run``; the policy is then scored on test + oos_test reweighted to a 10% share (the figures are
-  expectations over that mixture: in-scope and out-of-scope rates combined 90 : 10).
+- The threshold ``caveat calibrate`` chooses with the 200 out-of-scope calibration texts (oos_train + oos_val) for
+  a 10% share, on the gated scores ``fit_gate`` gives (what calibrate sees); the policy is then scored on test +
+  oos_test reweighted to a 10% share (expectations over that mixture: in-scope and out-of-scope rates 90 : 10).
 - The same gated scores (what the OOD and prediction-set checks let through, as ``calibrate`` sees them) give: the
   previous bound's threshold (Bonferroni over three Clopper-Pearson bounds, one fixed sequence per start) for
   comparison; 30 seeded draws of 500 calibration texts with the in-scope 2% target; and the smallest out-of-scope
@@ -19,47 +19,34 @@ import numpy as np
 
 
 def _gated(run_dir: Path, data_root: Path) -> dict:
-    """Gated scores and errors of the calibration, out-of-scope calibration, test and oos_test inputs."""
+    """Gated scores (``fit_gate``: what ``calibrate`` sees) and errors of the calibration, out-of-scope calibration,
+    test and oos_test inputs: one pass over each."""
     from scipy.special import softmax
 
-    from caveat.calibration.fit_text import _gated_scorer, _predict_splits
-    from caveat.calibration.text import MAX_SET_SIZE, ROUTE_ON
+    from caveat.calibration.fit_text import fit_gate, predict_splits
     from caveat.data.load import load_data
     from caveat.data.resolve import ood_texts
-    from caveat.decide.conformal import ConformalClassifier
-    from caveat.decide.policy import Policy
     from caveat.inference import Predictor
     from caveat.models.rundir import open_run
-    from caveat.uncertainty.methods.mahalanobis import Mahalanobis
-    from caveat.uncertainty.methods.temperature import TemperatureScaling
 
     run = open_run(run_dir)
     splits = functools.cache(lambda: load_data(run.config))
     predictor = Predictor.from_run(run, calibrated=False)
-    passes = _predict_splits(run, predictor, splits())
-    logits = passes.calibration.logits[0]
-    ts = TemperatureScaling().fit(logits, passes.y)
-    probs = softmax(ts.transform(logits), -1)
-    cp = ConformalClassifier("lac", 0.1).calibrate(probs, passes.y)
-    maha = Mahalanobis().fit(passes.train.features, passes.y_train)
-    threshold = float(np.quantile(maha.score(passes.validation.features), 0.95))
-    gate = Policy(conformal=cp, ood_threshold=threshold, route_on=ROUTE_ON, max_set_size=MAX_SET_SIZE)
-    scorer = _gated_scorer(ts, gate, maha, "msp")
-    oos_cal = [
-        t
-        for name in (str(data_root / "clinc150/data_full.json#oos_train"), "oos_val")
-        for t in ood_texts(run, name, splits)
-    ]
+    passes = predict_splits(run, predictor, splits())
+    gate = fit_gate(passes, alpha=0.1, conformal="lac", score="msp", ood_tpr=0.95)  # calibrate's defaults
+    sets = (str(data_root / "clinc150/data_full.json#oos_train"), "oos_val")
+    oos_cal = [t for name in sets for t in ood_texts(run, name, splits)]
     test = splits().test
     y_test = np.array([run.labels.index(ex.label) for ex in test.examples])
     p_test = predictor.predict([ex.text for ex in test.examples])
+    probs_test = softmax(gate.temperature.transform(p_test.logits[0]), -1)
     return {
-        "cal": scorer(passes.calibration),
-        "cal_err": probs.argmax(-1) != passes.y,
-        "ood": scorer(predictor.predict(oos_cal)),
-        "test": scorer(p_test),
-        "test_err": softmax(ts.transform(p_test.logits[0]), -1).argmax(-1) != y_test,
-        "oos_test": scorer(predictor.predict(ood_texts(run, "oos_test", splits))),
+        "cal": gate.scorer(passes.calibration),
+        "cal_err": gate.probs.argmax(-1) != passes.y,
+        "ood": gate.scorer(predictor.predict(oos_cal)),
+        "test": gate.scorer(p_test),
+        "test_err": probs_test.argmax(-1) != y_test,
+        "oos_test": gate.scorer(predictor.predict(ood_texts(run, "oos_test", splits))),
     }
 
 
@@ -105,15 +92,17 @@ def _mixture_figures(g: dict, threshold: float, pi: float) -> dict:
 
 
 def bench_risk_bounds(run_dir: Path, data_root: Path) -> dict:
-    from caveat.calibration.run import calibrate_run
+    from caveat.calibration.fit_text import RISK_STARTS
     from caveat.decide.risk import RiskControlled
 
     pi, target, delta = 0.10, 0.02, 0.05
-    calibration = calibrate_run(
-        run_dir, ood=[str(data_root / "clinc150/data_full.json#oos_train"), "oos_val"], ood_rate=pi
-    )
     g = _gated(run_dir, data_root)
-    new_threshold = calibration["risk"]["threshold"]
+    # what `caveat calibrate --ood oos_train --ood oos_val --ood-rate 0.1` chooses on these scores
+    new_threshold = (
+        RiskControlled(target, delta, allow_empty=True, starts=RISK_STARTS)
+        .calibrate(g["cal"], g["cal_err"], ood_scores=g["ood"], ood_rate=pi)
+        .threshold
+    )
     old_threshold = _old_mixture(g["cal"], g["cal_err"], g["ood"], pi, target, delta)
     rng = np.random.default_rng(0)
     draws = []
@@ -147,7 +136,7 @@ def bench_risk_bounds(run_dir: Path, data_root: Path) -> dict:
             "n_calibration": len(g["cal"]),
             "n_ood_calibration": len(g["ood"]),
             "threshold": new_threshold,
-            "new": _mixture_figures(g, new_threshold if new_threshold is not None else -np.inf, pi),
+            "new": _mixture_figures(g, new_threshold, pi),
             "previous_bound": _mixture_figures(g, old_threshold, pi),
             "gate_pass_in_scope": float(np.isfinite(g["test"]).mean()),
         },

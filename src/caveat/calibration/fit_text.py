@@ -5,7 +5,7 @@ split, and save them with the run (``store.py``). ``Calibration`` (text.py) appl
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +37,7 @@ def _label_ids(run: Run, split: Split) -> np.ndarray:
 
 
 @dataclass
-class _Passes:
+class Passes:
     """The deterministic passes calibration needs, each run once: calibration, train and validation."""
 
     calibration: Predictions
@@ -73,39 +73,58 @@ def calibrate_text(
             fields=("ood_rate", "ood"),
         )
     predictor = Predictor.from_run(run, batch_size=batch_size, calibrated=False)  # refits: the old fit is not used
-    passes = _predict_splits(run, predictor, splits())
+    passes = predict_splits(run, predictor, splits())
+    logits = passes.calibration.logits[0]  # (N, C)
+    gate = fit_gate(passes, alpha=alpha, conformal=conformal, score=score, ood_tpr=ood_tpr)
+    risk = RiskControlled(target_risk, delta, score=score, allow_empty=True, starts=RISK_STARTS)
+    errors = gate.probs.argmax(-1) != passes.y
+    if ood_inputs:
+        rate = ood_rate if ood_rate is not None else len(ood_inputs) / (len(ood_inputs) + len(passes.y))
+        ood_scores = gate.scorer(predictor.predict(ood_inputs))
+        risk.calibrate(gate.scorer(passes.calibration), errors, ood_scores=ood_scores, ood_rate=rate)
+    else:
+        risk.calibrate(gate.scorer(passes.calibration), errors)
+    laplace = _fit_laplace(predictor, passes)
+    # (N,) ungated, as Calibration.scores gives: the service's drift reference
+    reference = SCORES.get(score)(probs=gate.probs[None], logits=gate.temperature.transform(logits)[None])
+    _save_arrays(run, gate.mahalanobis, laplace, reference)
+    summary = {
+        **_fit_figures(gate.temperature, logits, gate.probs, passes.y),
+        "conformal": gate.conformal.state(),
+        "risk": risk.state(),
+        "score": score,
+        "ood": {"method": "mahalanobis", "threshold": gate.ood_threshold, "tpr": ood_tpr, "fitted_on": "validation"},
+        "laplace": laplace.state()["settings"],
+        "policy": {"route_on": list(ROUTE_ON), "max_set_size": MAX_SET_SIZE},
+        "risk_ood_calibration": {"sets": list(ood), "n": len(ood_inputs)} if ood_inputs else None,
+    }
+    return save_calibration(run, summary)
+
+
+@dataclass
+class Gate:
+    """What is fitted before the risk threshold: temperature, conformal sets and the Mahalanobis OOD check, and the
+    risk threshold's score of what they let through (``scorer``: +inf for what they stop)."""
+
+    temperature: TemperatureScaling
+    probs: np.ndarray  # (N, C) temperature-scaled calibration probabilities
+    conformal: ConformalClassifier
+    mahalanobis: Mahalanobis
+    ood_threshold: float
+    scorer: Callable[[Predictions], np.ndarray]
+
+
+def fit_gate(passes: Passes, *, alpha: float, conformal: str, score: str, ood_tpr: float) -> Gate:
+    """Temperature and conformal sets on the calibration split, Mahalanobis on train with its threshold keeping
+    ``ood_tpr`` of validation inputs (fixed before the risk threshold is chosen)."""
     logits = passes.calibration.logits[0]  # (N, C)
     ts = TemperatureScaling().fit(logits, passes.y)
     probs = softmax(ts.transform(logits), axis=-1)  # (N, C)
     cp = ConformalClassifier(conformal, alpha).calibrate(probs, passes.y)
     maha = Mahalanobis().fit(passes.train.features, passes.y_train)
     ood_threshold = float(np.quantile(maha.score(passes.validation.features), ood_tpr))
-    gate = Policy(conformal=cp, ood_threshold=ood_threshold, route_on=ROUTE_ON, max_set_size=MAX_SET_SIZE)
-    scorer = _gated_scorer(ts, gate, maha, score)
-    risk = RiskControlled(target_risk, delta, score=score, allow_empty=True, starts=RISK_STARTS)
-    errors = probs.argmax(-1) != passes.y
-    if ood_inputs:
-        rate = ood_rate if ood_rate is not None else len(ood_inputs) / (len(ood_inputs) + len(passes.y))
-        risk.calibrate(
-            scorer(passes.calibration), errors, ood_scores=scorer(predictor.predict(ood_inputs)), ood_rate=rate
-        )
-    else:
-        risk.calibrate(scorer(passes.calibration), errors)
-    laplace = _fit_laplace(predictor, passes)
-    # (N,) ungated, as Calibration.scores gives: the service's drift reference
-    reference = SCORES.get(score)(probs=probs[None], logits=ts.transform(logits)[None])
-    _save_arrays(run, maha, laplace, reference)
-    summary = {
-        **_fit_figures(ts, logits, probs, passes.y),
-        "conformal": cp.state(),
-        "risk": risk.state(),
-        "score": score,
-        "ood": {"method": "mahalanobis", "threshold": ood_threshold, "tpr": ood_tpr, "fitted_on": "validation"},
-        "laplace": laplace.state()["settings"],
-        "policy": {"route_on": list(ROUTE_ON), "max_set_size": MAX_SET_SIZE},
-        "risk_ood_calibration": {"sets": list(ood), "n": len(ood_inputs)} if ood_inputs else None,
-    }
-    return save_calibration(run, summary)
+    policy = Policy(conformal=cp, ood_threshold=ood_threshold, route_on=ROUTE_ON, max_set_size=MAX_SET_SIZE)
+    return Gate(ts, probs, cp, maha, ood_threshold, _gated_scorer(ts, policy, maha, score))
 
 
 def _fit_figures(ts: TemperatureScaling, logits: np.ndarray, probs: np.ndarray, y: np.ndarray) -> dict:
@@ -122,13 +141,13 @@ def _fit_figures(ts: TemperatureScaling, logits: np.ndarray, probs: np.ndarray, 
     }
 
 
-def _predict_splits(run: Run, predictor: Predictor, splits) -> _Passes:
+def predict_splits(run: Run, predictor: Predictor, splits) -> Passes:
     """One deterministic pass over the calibration, train and validation splits."""
 
     def texts(split: Split) -> list[str]:
         return [ex.text for ex in split.examples]
 
-    return _Passes(
+    return Passes(
         calibration=predictor.predict(texts(splits.calibration)),
         train=predictor.predict(texts(splits.train)),
         validation=predictor.predict(texts(splits.validation)),
@@ -152,7 +171,7 @@ def _gated_scorer(ts: TemperatureScaling, gate: Policy, maha: Mahalanobis, score
     return gated
 
 
-def _fit_laplace(predictor: Predictor, passes: _Passes) -> LastLayerLaplace:
+def _fit_laplace(predictor: Predictor, passes: Passes) -> LastLayerLaplace:
     """Last-layer Laplace on train features; prior precision tuned on validation. A head without a bias (decoder
     classifiers' ``score``) counts as one with a zero bias."""
     head = predictor.model.head
