@@ -107,3 +107,16 @@ def test_ood_threshold_keeps_the_asked_share_of_in_scope_inputs(tiny_backbone, t
     assert default["risk"]["ood_rate"] == 20 / (20 + 30)  # their share in the calibration data
     with pytest.raises(ConfigError, match="ood_rate=0.1 needs out-of-scope calibration texts"):
         calibrate_run(run, ood_rate=0.1)
+
+
+def test_a_target_that_cannot_be_certified_is_said_in_words(tiny_backbone, text_data, tmp_path):
+    run = tmp_path / "run"
+    Trainer(load_config(overrides=tiny_overrides(tiny_backbone, text_data)), run, progress=False).fit()
+    result = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.001"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    risk = json.loads(result.stdout)["risk"]
+    assert risk["threshold"] is None and risk["advice"] is not None  # abstains on all, and says what can be met
+    assert result.stderr.strip() == "warning: " + risk["summary"]
+    assert "every input is abstained on" in risk["summary"] and "30 calibration examples" in risk["summary"]
+    ok = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.5"], catch_exceptions=False)
+    assert ok.stderr.strip().startswith("answers ") and "risk ≤ 50% at 95% confidence" in ok.stderr
