@@ -4,11 +4,13 @@ with an independent computation."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from caveat.calibration.run import calibrate_run
 from caveat.errors import ConfigError
 from caveat.evaluation import calibration as cm
 from caveat.evaluation.run import evaluate_run
@@ -186,3 +188,12 @@ def test_bad_arguments_say_what_to_do(text_runs, ner_run):
         build_report(text_runs[1], data="no-such-split")
     with pytest.raises(ConfigError, match="ood is for text-classification runs"):
         build_report(ner_run, ood=["x.txt"])
+
+
+def test_a_target_that_cannot_be_certified_is_said_in_the_report(text_runs, tmp_path):
+    run = tmp_path / "strict"
+    shutil.copytree(text_runs[0], run)
+    risk = calibrate_run(run, target_risk=0.001, delta=0.2, alpha=0.2)["risk"]
+    assert risk["threshold"] is None
+    notes = build_report(run).section("risk_coverage").notes
+    assert any(risk["summary"] in note and "answers nothing" in note for note in notes), notes
