@@ -135,6 +135,8 @@ def print_summary(metrics: dict, calibration: dict, spec: dict, rows: list[dict]
     table.add_row("time", f"{seconds:.0f} s")
     console = Console()
     console.print(table)
+    risk = calibration["risk"]  # the threshold's promise in words; when unmet, the target this data can meet
+    console.print(("warning: " if risk["threshold"] is None else "abstention: ") + risk["summary"], soft_wrap=True)
     examples = Table(title="a few inputs")
     for col in ("text", "label", "decision", "reason"):
         examples.add_column(col)
