@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from caveat.decide.shift import weighted_quantile
 from caveat.errors import ConfigError, DataError, NotCalibratedError
 from caveat.registry import Registry
 
@@ -206,8 +207,12 @@ class ConformalClassifier:
 
     Attributes
     ----------
-    quantiles : (C,) calibrated score threshold per class (all equal unless class-conditional).
+    quantiles : (C,) calibrated score threshold per class (all equal unless class-conditional; with
+        importance weights, the threshold of an input of average weight).
     quantile : the single threshold (float), or None when class-conditional.
+    weighted : None, or ``(scores, weights)`` of the calibration examples when calibrated under covariate
+        shift (``calibrate(..., weights=)``): then each input's threshold depends on its own weight
+        (Tibshirani et al. 2019; ``caveat.decide.shift.weighted_quantile``) and ``predict_set`` needs it.
 
     Examples
     --------
@@ -245,6 +250,7 @@ class ConformalClassifier:
         self.quantiles: np.ndarray | None = None
         self.quantile: float | None = None
         self.n_calibration: int | None = None
+        self.weighted: tuple[np.ndarray, np.ndarray] | None = None
 
     def __repr__(self) -> str:
         state = "calibrated" if self.quantiles is not None else "not calibrated"
@@ -255,13 +261,15 @@ class ConformalClassifier:
         """C seen at calibration, or None before."""
         return None if self.quantiles is None else int(self.quantiles.shape[0])
 
-    def calibrate(self, probs: Any, labels: Any) -> ConformalClassifier:
+    def calibrate(self, probs: Any, labels: Any, *, weights: Any = None) -> ConformalClassifier:
         """Fit the quantile(s) on a calibration split never used for training or testing.
 
         Parameters
         ----------
         probs : (N, C) or (M, N, C) probabilities of the calibration inputs.
         labels : (N,) integer true classes.
+        weights : (N,) importance weights ``p_target(x) / p_source(x)`` for coverage on a shifted target
+            domain (Tibshirani et al. 2019); ``predict_set`` then needs the weights of its inputs too.
 
         Returns
         -------
@@ -270,7 +278,19 @@ class ConformalClassifier:
         p = as_probs(probs)  # (N, C)
         y = check_labels(labels, p.shape[0], p.shape[1])  # (N,)
         true_scores = self.score.scores(p, self._rng)[np.arange(p.shape[0]), y]  # (N,)
-        if self.class_conditional:
+        self.weighted = None
+        if weights is not None:
+            if self.class_conditional:
+                raise ConfigError("importance weights and class_conditional=True do not combine; drop one")
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (p.shape[0],) or not np.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
+                raise DataError(
+                    f"weights must be ({p.shape[0]},) finite, non-negative and not all 0; got shape {w.shape}"
+                )
+            self.weighted = (true_scores, w)
+            self.quantile = float(weighted_quantile(true_scores, w, np.array([w.mean()]), self.alpha)[0])
+            self.quantiles = np.full(p.shape[1], self.quantile)
+        elif self.class_conditional:
             self.quantiles = np.array(
                 [
                     conformal_quantile(true_scores[y == k], self.alpha, what=f"calibration examples of class {k}")
@@ -284,12 +304,13 @@ class ConformalClassifier:
         self.n_calibration = int(p.shape[0])
         return self
 
-    def predict_set(self, probs: Any) -> np.ndarray:
+    def predict_set(self, probs: Any, *, weights: Any = None) -> np.ndarray:
         """Prediction sets for new inputs.
 
         Parameters
         ----------
         probs : (N, C) or (M, N, C) probabilities.
+        weights : (N,) importance weights of the inputs; needed exactly when calibrated with weights.
 
         Returns
         -------
@@ -306,7 +327,20 @@ class ConformalClassifier:
                 f"probs have {p.shape[1]} classes but the calibration had {self.quantiles.shape[0]}; "
                 "pass outputs of the same model"
             )
-        return self.score.scores(p, self._rng) <= self.quantiles[None, :]  # (N, C)
+        if self.weighted is None:
+            if weights is not None:
+                raise ConfigError("weights= was passed but this classifier was calibrated without importance weights")
+            return self.score.scores(p, self._rng) <= self.quantiles[None, :]  # (N, C)
+        if weights is None:
+            raise DataError(
+                "this classifier was calibrated under covariate shift: pass the inputs' importance weights, "
+                "predict_set(probs, weights=...)"
+            )
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (p.shape[0],):
+            raise DataError(f"weights must have shape ({p.shape[0]},) to match probs; got {w.shape}")
+        q = weighted_quantile(*self.weighted, w, self.alpha)  # (N,)
+        return self.score.scores(p, self._rng) <= q[:, None]  # (N, C)
 
     def state(self) -> dict:
         """JSON-able settings and fitted quantiles (for ``caveat.json``); see ``from_state``."""
@@ -318,6 +352,9 @@ class ConformalClassifier:
             "options": asdict(self.score),
             "quantiles": None if self.quantiles is None else [float(q) for q in self.quantiles],
             "n_calibration": self.n_calibration,
+            "weighted": None
+            if self.weighted is None
+            else {"scores": self.weighted[0].tolist(), "weights": self.weighted[1].tolist()},
         }
 
     @classmethod
@@ -337,4 +374,6 @@ class ConformalClassifier:
             obj.quantiles = np.asarray(state["quantiles"], dtype=np.float64)
             obj.quantile = None if obj.class_conditional else float(obj.quantiles[0])
             obj.n_calibration = state.get("n_calibration")
+        if state.get("weighted"):
+            obj.weighted = tuple(np.asarray(state["weighted"][k], dtype=np.float64) for k in ("scores", "weights"))
         return obj

@@ -134,7 +134,15 @@ class Policy:
             raise ConfigError(f"got {name} scores but the Policy has no check for them: {hint}")
         return as_scores(values, name=name, n=n)
 
-    def decide(self, probs: Any, *, uncertainty: Any = None, ood: Any = None, disagreement: Any = None) -> Decision:
+    def decide(
+        self,
+        probs: Any,
+        *,
+        uncertainty: Any = None,
+        ood: Any = None,
+        disagreement: Any = None,
+        weights: Any = None,
+    ) -> Decision:
         """Decide a batch.
 
         Parameters
@@ -143,6 +151,7 @@ class Policy:
         uncertainty : (N,) scores the ``risk`` threshold refers to (needed iff ``risk`` is set).
         ood : (N,) OOD scores (needed iff ``ood_threshold`` is set).
         disagreement : (N,) ensemble-disagreement scores (needed iff ``disagreement_threshold`` is set).
+        weights : (N,) importance weights, for prediction sets calibrated under covariate shift.
 
         Returns
         -------
@@ -152,7 +161,7 @@ class Policy:
         n = p.shape[0]
         labels = p.argmax(axis=1)  # (N,)
         if self.conformal is not None:
-            sets = self.conformal.predict_set(p)  # (N, C)
+            sets = self.conformal.predict_set(p, weights=weights)  # (N, C)
         else:
             sets = np.zeros(p.shape, dtype=bool)
             sets[np.arange(n), labels] = True

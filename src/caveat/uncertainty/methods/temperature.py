@@ -42,10 +42,10 @@ def _select(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray | None) -> 
     return z, y.astype(np.int64)
 
 
-def _nll(z: np.ndarray, y: np.ndarray, temperature: float) -> float:
-    """Mean negative log-likelihood of ``softmax(z / T)``; ``z`` (K, C), ``y`` (K,)."""
+def _nll(z: np.ndarray, y: np.ndarray, temperature: float, weights: np.ndarray | None = None) -> float:
+    """(Weighted) mean negative log-likelihood of ``softmax(z / T)``; ``z`` (K, C), ``y`` (K,), ``weights`` (K,)."""
     s = z / temperature
-    return float(np.mean(logsumexp(s, axis=-1) - s[np.arange(len(y)), y]))
+    return float(np.average(logsumexp(s, axis=-1) - s[np.arange(len(y)), y], weights=weights))
 
 
 class TemperatureScaling:
@@ -85,7 +85,14 @@ class TemperatureScaling:
     def is_fitted(self) -> bool:
         return self._temperature is not None
 
-    def fit(self, logits: np.ndarray, labels: np.ndarray, *, mask: np.ndarray | None = None) -> TemperatureScaling:
+    def fit(
+        self,
+        logits: np.ndarray,
+        labels: np.ndarray,
+        *,
+        mask: np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> TemperatureScaling:
         """Fit T on calibration data (never on test data).
 
         Parameters
@@ -94,15 +101,29 @@ class TemperatureScaling:
         labels : (N,) or (N, T) integer class ids; positions where ``mask`` is False may hold anything
             (e.g. -100).
         mask : (N, T) bool, optional; True for the positions that count (token tasks).
+        sample_weight : (N,) non-negative weights, optional (text tasks): importance weights
+            ``p_target(x) / p_source(x)`` fit T for a shifted target domain (Park et al. 2020,
+            "Calibrated prediction with covariate shift via unsupervised domain adaptation", AISTATS).
 
         Returns
         -------
         self
         """
         z, y = _select(logits, labels, mask)
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if mask is not None or w.shape != y.shape or not np.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
+                raise ArrayError(
+                    f"sample_weight must be ({len(y)},) finite, non-negative and not all 0, for (N, C) logits "
+                    f"without a mask; got shape {w.shape}"
+                )
         lo, hi = np.log(self.bounds)
         result = minimize_scalar(
-            lambda log_t: _nll(z, y, float(np.exp(log_t))), bounds=(lo, hi), method="bounded", options={"xatol": 1e-6}
+            lambda log_t: _nll(z, y, float(np.exp(log_t)), w),
+            bounds=(lo, hi),
+            method="bounded",
+            options={"xatol": 1e-6},
         )
         t = float(np.exp(result.x))
         if min(abs(result.x - lo), abs(result.x - hi)) < 1e-3:
