@@ -176,9 +176,13 @@ class Model:
         alpha: float = 0.1,
         conformal: str = "lac",
         score: str = "msp",
+        target: Sequence[str] = (),
+        target_texts: Sequence[str] = (),
     ) -> Model:
         """Fit the calibration on the run's calibration split (``caveat calibrate``), save it in the run
-        directory and use it from now on; returns ``self``. See ``caveat.calibration.run.calibrate_run``."""
+        directory and use it from now on; returns ``self``. ``target`` (files) or ``target_texts`` (texts):
+        unlabelled inputs of the domain the model will serve, to calibrate for it. See
+        ``caveat.calibration.run.calibrate_run``."""
         calibrate_run(
             self.run,
             alpha=alpha,
@@ -188,6 +192,8 @@ class Model:
             delta=delta,
             ood=list(ood),
             ood_rate=ood_rate,
+            target=list(target),
+            target_texts=list(target_texts),
             batch_size=self.batch_size,
         )
         self.calibration = load_calibration(self.run)  # calibrate_run updated self.run.info

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from caveat.calibration.run import calibrate_run
 from caveat.cli.app import app
 from caveat.config import load_config
-from caveat.errors import ConfigError
+from caveat.errors import ConfigError, DataError
 from caveat.training.loop import Trainer
 from tests.conftest import tiny_overrides
 
@@ -120,3 +120,75 @@ def test_a_target_that_cannot_be_certified_is_said_in_words(tiny_backbone, text_
     assert "every input is abstained on" in risk["summary"] and "30 calibration examples" in risk["summary"]
     ok = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.5"], catch_exceptions=False)
     assert ok.stderr.strip().startswith("answers ") and "risk ≤ 50% at 95% confidence" in ok.stderr
+
+
+def test_calibrate_for_a_target_domain_from_an_input_log(served_run, tmp_path):
+    """--target reads a serve --log-inputs file; the summary says what the weights are worth; predict's sets
+    are the weighted per-input ones (Tibshirani et al. 2019), recomputed here from the stored state."""
+    import shutil
+
+    from scipy.special import softmax
+
+    from caveat.calibration.text import Calibration
+    from caveat.decide.shift import weighted_quantile
+    from caveat.inference import Predictor
+    from caveat.models.rundir import open_run
+    from tests.fakes import planted_texts
+
+    run = tmp_path / "run"
+    shutil.copytree(served_run, run)
+    log = tmp_path / "traffic.jsonl"
+    texts = [r["text"] for r in planted_texts(60, seed=9, keywords={"alpha": "first", "beta": "second"})]
+    log.write_text(
+        "".join(json.dumps({"time": "2026-12-03T10:00:00Z", "text": t, "decision": "answer"}) + "\n" for t in texts)
+    )
+    result = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.2", "--alpha", "0.2", "--target", str(log)])
+    assert result.exit_code == 0, result.output
+    shift = json.loads(result.stdout)["shift"]
+    assert shift["target"] == str(log) and shift["n_target"] == 60
+    assert 0 < shift["effective_sample_size"] <= 30 and 0 < shift["risk_sample"] <= 30  # 30 calibration texts
+    assert shift["temperature"]["kept"] in {"temperature", "weighted_temperature"}
+    assert shift["summary"] in result.stderr and "calibrated for 60 unlabelled target texts" in shift["summary"]
+
+    cal = Calibration.from_run(open_run(run))
+    assert cal.shift is not None and cal.policy.conformal.weighted is not None
+    assert len(cal.calibration_scores) == 60  # the drift alarm's reference: the target's texts now
+    probe = ["the alpha card", "gamma gamma again", "beta and alpha"]
+    preds = Predictor.from_run(run, calibrated=False).predict(probe)
+    probs = softmax(cal.scale(preds.logits[0]), axis=-1)
+    q = weighted_quantile(*cal.policy.conformal.weighted, cal.shift.weights(preds.logits[0]), 0.2)
+    expected = [[lab for c, lab in enumerate(preds.labels) if 1 - probs[i, c] <= q[i]] for i in range(3)]
+    rows = [json.loads(line) for line in runner.invoke(app, ["predict", str(run), *probe]).stdout.splitlines()]
+    assert [r["prediction_set"] for r in rows] == expected
+
+    missing = runner.invoke(app, ["calibrate", str(run), "--target", str(tmp_path / "nope.txt")])
+    assert missing.exit_code != 0 and "nope.txt': no such file" in str(missing.exception)
+
+
+def test_ner_target_calibration_weighs_calibration_spans_towards_the_targets(ner_run, tmp_path):
+    """--target on a NER run: an input log's texts split into words; the span threshold is chosen on a rejection
+    sample of the calibration spans (risk.n_calibration), the word temperature is the in-domain one."""
+    import shutil
+
+    from tests.fakes import planted_ner
+
+    run = tmp_path / "ner"
+    shutil.copytree(ner_run, run)
+    plain = calibrate_run(run, target_risk=0.2)
+    log = tmp_path / "traffic.jsonl"
+    sentences = [" ".join(tokens) for tokens, _ in planted_ner(80, seed=11)]
+    log.write_text("".join(json.dumps({"time": "t", "text": t}) + "\n" for t in sentences))
+    result = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.2", "--target", str(log)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    shift = summary["shift"]
+    assert shift["n_target"] == 80 and shift["n_target_spans"] >= 80  # two or more entities per sentence
+    assert summary["risk"]["n_calibration"] == shift["risk_sample"] <= summary["n_spans"]
+    assert 0 < shift["effective_sample_size"] <= summary["n_spans"]
+    assert summary["temperature"] == plain["temperature"]
+    assert "calibrated for 80 unlabelled target sentences" in result.stderr
+
+    few = tmp_path / "few.jsonl"
+    few.write_text(json.dumps({"time": "t", "text": "nothing here"}) + "\n")
+    with pytest.raises(DataError, match="entity spans in the 1 target sentences"):
+        calibrate_run(run, target=[str(few)])

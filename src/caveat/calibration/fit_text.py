@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
+from caveat.calibration.shift import TargetShift, choose_temperature
 from caveat.calibration.store import CALIBRATION_SCORES, save_arrays, save_calibration
 from caveat.calibration.text import MAX_SET_SIZE, ROUTE_ON
 from caveat.data.load import load_data
@@ -18,6 +19,7 @@ from caveat.data.resolve import ood_texts
 from caveat.decide.conformal import ConformalClassifier
 from caveat.decide.policy import Policy
 from caveat.decide.risk import RiskControlled
+from caveat.decide.shift import effective_sample_size, rejection_sample
 from caveat.errors import ConfigError
 from caveat.evaluation.calibration import ece, nll
 from caveat.inference import Predictor
@@ -59,10 +61,17 @@ def calibrate_text(
     ood_tpr: float = 0.95,
     ood: Sequence[str] = (),
     ood_rate: float | None = None,
+    target: Sequence[str] = (),
+    target_source: str | None = None,
     batch_size: int | None = None,
 ) -> dict:
     """Fit every calibrated quantity of a text run on its calibration split (never on test); see
-    ``caveat.calibration.run.calibrate_run`` for the parameters. Returns the summary stored in caveat.json."""
+    ``caveat.calibration.run.calibrate_run`` for the parameters. Returns the summary stored in caveat.json.
+
+    With ``target`` (unlabelled texts of the domain the run will serve, read from ``target_source``), the
+    calibration examples are importance-weighted towards it (``shift.py``): the temperature (kept only
+    when it wins by importance-weighted cross-validation), the prediction sets and, through a rejection
+    sample, the abstention threshold."""
     splits = functools.cache(lambda: load_data(run.config))
     ood_inputs = [t for name in ood for t in ood_texts(run, name, splits)]
     if ood and not ood_inputs:
@@ -75,18 +84,34 @@ def calibrate_text(
     predictor = Predictor.from_run(run, batch_size=batch_size, calibrated=False)  # refits: the old fit is not used
     passes = predict_splits(run, predictor, splits())
     logits = passes.calibration.logits[0]  # (N, C)
-    gate = fit_gate(passes, alpha=alpha, conformal=conformal, score=score, ood_tpr=ood_tpr)
+    target_preds = predictor.predict(list(target)) if len(target) else None
+    gate = fit_gate(
+        passes,
+        alpha=alpha,
+        conformal=conformal,
+        score=score,
+        ood_tpr=ood_tpr,
+        target_logits=None if target_preds is None else target_preds.logits[0],
+        seed=run.config.seed,
+    )
     risk = RiskControlled(target_risk, delta, score=score, allow_empty=True, starts=RISK_STARTS)
     errors = gate.probs.argmax(-1) != passes.y
+    # under a target shift the threshold is chosen on a rejection sample of the calibration split that
+    # follows the target distribution (Park et al. 2022); otherwise on all of it
+    keep = np.ones(len(errors), bool) if gate.shift is None else rejection_sample(gate.weights, seed=run.config.seed)
+    cal_scores = gate.scorer(passes.calibration)
     if ood_inputs:
         rate = ood_rate if ood_rate is not None else len(ood_inputs) / (len(ood_inputs) + len(passes.y))
         ood_scores = gate.scorer(predictor.predict(ood_inputs))
-        risk.calibrate(gate.scorer(passes.calibration), errors, ood_scores=ood_scores, ood_rate=rate)
+        risk.calibrate(cal_scores[keep], errors[keep], ood_scores=ood_scores, ood_rate=rate)
     else:
-        risk.calibrate(gate.scorer(passes.calibration), errors)
+        risk.calibrate(cal_scores[keep], errors[keep])
     laplace = _fit_laplace(predictor, passes)
-    # (N,) ungated, as Calibration.scores gives: the service's drift reference
-    reference = SCORES.get(score)(probs=gate.probs[None], logits=gate.temperature.transform(logits)[None])
+    # (N,) ungated, as Calibration.scores gives: the service's drift reference; the target's texts when given,
+    # since they are what traffic now looks like
+    seen = logits if target_preds is None else target_preds.logits[0]
+    z = gate.temperature.transform(seen)
+    reference = SCORES.get(score)(probs=softmax(z, axis=-1)[None], logits=z[None])
     _save_arrays(run, gate.mahalanobis, laplace, reference)
     summary = {
         **_fit_figures(gate.temperature, logits, gate.probs, passes.y),
@@ -98,6 +123,8 @@ def calibrate_text(
         "policy": {"route_on": list(ROUTE_ON), "max_set_size": MAX_SET_SIZE},
         "risk_ood_calibration": {"sets": list(ood), "n": len(ood_inputs)} if ood_inputs else None,
     }
+    if gate.shift is not None:
+        summary["shift"] = _shift_summary(gate, target_preds, target_source, keep, alpha)
     return save_calibration(run, summary)
 
 
@@ -112,19 +139,75 @@ class Gate:
     mahalanobis: Mahalanobis
     ood_threshold: float
     scorer: Callable[[Predictions], np.ndarray]
+    policy: Policy
+    shift: TargetShift | None = None  # with a target domain: its importance weights' estimator
+    weights: np.ndarray | None = None  # (N,) the calibration examples' importance weights
+    temperature_choice: dict | None = None  # choose_temperature's report
 
 
-def fit_gate(passes: Passes, *, alpha: float, conformal: str, score: str, ood_tpr: float) -> Gate:
+def fit_gate(
+    passes: Passes,
+    *,
+    alpha: float,
+    conformal: str,
+    score: str,
+    ood_tpr: float,
+    target_logits: np.ndarray | None = None,
+    seed: int = 0,
+) -> Gate:
     """Temperature and conformal sets on the calibration split, Mahalanobis on train with its threshold keeping
-    ``ood_tpr`` of validation inputs (fixed before the risk threshold is chosen)."""
+    ``ood_tpr`` of validation inputs (fixed before the risk threshold is chosen). With ``target_logits``
+    ``(M, C)`` of unlabelled target inputs, the temperature and the sets are fitted for the target domain."""
     logits = passes.calibration.logits[0]  # (N, C)
     ts = TemperatureScaling().fit(logits, passes.y)
+    shift = weights = choice = None
+    if target_logits is not None:
+        shift = TargetShift.fit(logits, target_logits, ts.temperature, seed=seed)
+        weights = shift.weights(logits)
+        ts, choice = choose_temperature(logits, passes.y, weights, seed=seed)
     probs = softmax(ts.transform(logits), axis=-1)  # (N, C)
-    cp = ConformalClassifier(conformal, alpha).calibrate(probs, passes.y)
+    cp = ConformalClassifier(conformal, alpha).calibrate(probs, passes.y, weights=weights)
     maha = Mahalanobis().fit(passes.train.features, passes.y_train)
     ood_threshold = float(np.quantile(maha.score(passes.validation.features), ood_tpr))
     policy = Policy(conformal=cp, ood_threshold=ood_threshold, route_on=ROUTE_ON, max_set_size=MAX_SET_SIZE)
-    return Gate(ts, probs, cp, maha, ood_threshold, _gated_scorer(ts, policy, maha, score))
+    scorer = _gated_scorer(ts, policy, maha, score, shift)
+    return Gate(ts, probs, cp, maha, ood_threshold, scorer, policy, shift, weights, choice)
+
+
+def _shift_summary(gate: Gate, target: Predictions, source: str | None, keep: np.ndarray, alpha: float) -> dict:
+    """What the target calibration did, in figures and words (``calibration.shift`` in caveat.json)."""
+    ess = effective_sample_size(gate.weights)
+    n = len(gate.weights)
+    z = gate.temperature.transform(target.logits[0])
+    stopped = gate.mahalanobis.score(target.features) > gate.ood_threshold
+    words = (
+        f"calibrated for {len(target.logits[0])} unlabelled target texts: the {n} calibration examples, "
+        f"importance-weighted, are worth {ess:.0f} (effective sample size); "
+        f"{'the weighted' if gate.temperature_choice['kept'] == 'weighted_temperature' else 'the plain'} "
+        f"temperature {gate.temperature.temperature:.3g} was kept; {1 - alpha:.0%} prediction sets are weighted "
+        f"per input and the abstention threshold was chosen on {int(keep.sum())} examples drawn to look like the "
+        "target. These guarantees hold if the weights are right: they are estimated, and assume the chance of "
+        "each label given the model's log-probabilities is the same in both domains."
+    )
+    if ess < 50:
+        words += f" With an effective sample size of {ess:.0f} the figures are fragile: give more calibration data."
+    if stopped.mean() > 0.2:
+        words += (
+            f" The out-of-distribution check stops {stopped.mean():.0%} of the target texts (fitted on in-domain "
+            "validation): if they are in scope, retrain with data like them."
+        )
+    return {
+        "target": source,
+        "n_target": int(len(z)),
+        "domain_auroc": gate.shift.ratio.auroc,
+        "effective_sample_size": ess,
+        "weights_max_share": float(gate.weights.max() / gate.weights.sum()),
+        "temperature": gate.temperature_choice,
+        "risk_sample": int(keep.sum()),
+        "ood_stopped_target": float(stopped.mean()),
+        "model": gate.shift.state(),
+        "summary": words,
+    }
 
 
 def _fit_figures(ts: TemperatureScaling, logits: np.ndarray, probs: np.ndarray, y: np.ndarray) -> dict:
@@ -157,7 +240,7 @@ def predict_splits(run: Run, predictor: Predictor, splits) -> Passes:
     )
 
 
-def _gated_scorer(ts: TemperatureScaling, gate: Policy, maha: Mahalanobis, score: str):
+def _gated_scorer(ts: TemperatureScaling, gate: Policy, maha: Mahalanobis, score: str, shift: TargetShift | None):
     """``score`` of what the OOD and prediction-set checks let through, +inf for what they stop: the risk
     threshold is chosen last, on the inputs the policy can actually answer."""
     scorer = SCORES.get(score)
@@ -165,7 +248,8 @@ def _gated_scorer(ts: TemperatureScaling, gate: Policy, maha: Mahalanobis, score
     def gated(p: Predictions) -> np.ndarray:
         z = ts.transform(p.logits[0])
         q = softmax(z, axis=-1)
-        passed = gate.decide(q, ood=maha.score(p.features)).answered
+        weights = None if shift is None else shift.weights(p.logits[0])
+        passed = gate.decide(q, ood=maha.score(p.features), weights=weights).answered
         return np.where(passed, scorer(probs=q[None], logits=z[None]), np.inf)
 
     return gated

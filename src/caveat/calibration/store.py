@@ -13,7 +13,8 @@ from caveat.io import read_json, write_json_atomic
 from caveat.models.rundir import RUN_FILE, Run
 
 ARRAYS_FILE = "calibration.safetensors"
-CALIBRATION_SCORES = "scores.calibration"  # key in ARRAYS_FILE: the ``score`` of each calibration input
+CALIBRATION_SCORES = "scores.calibration"  # key in ARRAYS_FILE: the ``score`` of each calibration input (of each
+# target text when calibrated with --target): the drift alarm's reference
 
 
 def save_calibration(run: Run, summary: dict) -> dict:

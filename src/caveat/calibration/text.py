@@ -13,6 +13,7 @@ import numpy as np
 from scipy.special import softmax
 
 from caveat.calibration.scaling import TemperatureScaled
+from caveat.calibration.shift import TargetShift
 from caveat.calibration.store import CALIBRATION_SCORES, load_arrays, prefixed
 from caveat.decide.conformal import ConformalClassifier
 from caveat.decide.policy import Decision, Policy
@@ -39,6 +40,8 @@ class Calibration(TemperatureScaled):
     score : the uncertainty score the risk threshold reads (``msp`` = 1 - max probability, ...).
     calibration_scores : (N,) ``score`` on the calibration split (the drift alarm's reference), or None
         for runs calibrated before it was stored.
+    shift : for a run calibrated to a target domain (``caveat calibrate RUN --target FILE``), the estimator
+        of each input's importance weight, which its prediction set needs; else None.
     """
 
     temperature: float
@@ -48,6 +51,7 @@ class Calibration(TemperatureScaled):
     risk: RiskControlled
     laplace: LastLayerLaplace | None = None  # runs calibrated before Laplace existed have none
     calibration_scores: np.ndarray | None = None
+    shift: TargetShift | None = None
 
     task = Task.TEXT_CLASSIFICATION
 
@@ -79,6 +83,7 @@ class Calibration(TemperatureScaled):
             risk=risk,
             laplace=laplace,
             calibration_scores=arrays.get(CALIBRATION_SCORES),
+            shift=TargetShift.from_state(cal["shift"]["model"]) if cal.get("shift") else None,
         )
 
     def scores(self, preds: Predictions) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -95,7 +100,10 @@ class Calibration(TemperatureScaled):
     def decide(self, preds: Predictions) -> tuple[np.ndarray, dict[str, np.ndarray], Decision]:
         """``(probs, uncertainty, Decision)`` for a batch of raw predictions."""
         probs, uncertainty = self.scores(preds)
-        decision = self.policy.decide(probs, uncertainty=uncertainty[self.score], ood=uncertainty["mahalanobis"])
+        weights = None if self.shift is None else self.shift.weights(preds.logits[0])
+        decision = self.policy.decide(
+            probs, uncertainty=uncertainty[self.score], ood=uncertainty["mahalanobis"], weights=weights
+        )
         return probs, uncertainty, decision
 
     def judge(self, preds: Predictions) -> list[dict]:

@@ -39,6 +39,16 @@ def calibrate(
             help="Expected share of out-of-scope inputs at deployment (default: their share in the calibration data)."
         ),
     ] = None,
+    target: Annotated[
+        list[str],
+        typer.Option(
+            help=(
+                "Unlabelled texts of the domain the run will serve (repeatable): one per line, a .jsonl/.csv with "
+                "the run's text field, or a log written by caveat serve --log-inputs. Temperature, prediction sets "
+                "and the abstention threshold are then fitted for that domain by importance weights."
+            )
+        ),
+    ] = [],
 ) -> None:
     """Calibrate a text-classification run; predict then reports uncertainty, sets and decisions."""
     from caveat.calibration.run import calibrate_run
@@ -52,8 +62,11 @@ def calibrate(
         delta=delta,
         ood=ood,
         ood_rate=ood_rate,
+        target=target,
     )
     emit(summary)
+    if summary.get("shift"):
+        typer.echo(summary["shift"]["summary"], err=True)
     words = summary["risk"].get("summary")
     if words:  # the decision in words on stderr, where a person reads it; stdout stays one JSON object
         typer.echo(("warning: " if summary["risk"]["threshold"] is None else "") + words, err=True)

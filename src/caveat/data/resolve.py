@@ -4,6 +4,7 @@ reads its data through these two functions."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,9 +13,10 @@ from caveat.data.labels import LabelMap, check_labels
 from caveat.data.load import SPLIT_NAMES, find_split, load_data, read_file
 from caveat.data.readers import read_texts
 from caveat.data.readers.hf import is_hf
+from caveat.data.readers.logged import read_logged_texts
 from caveat.errors import ConfigError, RunDirError
 from caveat.models.rundir import Run
-from caveat.types import Split
+from caveat.types import Split, Task
 
 
 def _is_file(spec: str) -> bool:
@@ -73,3 +75,37 @@ def ood_texts(run: Run, spec: str, load: Callable[[], object] | None = None) -> 
     raise ConfigError(
         f"{{ood}}={spec!r} is neither an out-of-scope set of this run ({names}) nor a file of texts", fields=("ood",)
     )
+
+
+def target_inputs(run: Run, spec: str) -> list[str] | list[list[str]]:
+    """Unlabelled inputs of a target domain (``caveat calibrate RUN --target FILE``), labels ignored.
+
+    Text runs: an input log written by ``caveat serve --log-inputs`` (or one of its rotated files), a
+    .jsonl/.json/.csv/.tsv read with the run's text field, or a file of texts, one per line. NER runs: word lists,
+    from an input log (texts split on whitespace) or from a file in the run's format (e.g. CoNLL)."""
+    path = Path(spec.partition("#")[0]).expanduser()
+    if not is_hf(spec) and not path.is_file():
+        raise ConfigError(
+            f"{{target}}={spec!r}: no such file; give unlabelled inputs of the new domain (texts one per line, a "
+            ".jsonl/.csv with the run's text field, a file in the run's format, or a log written by caveat serve "
+            "--log-inputs)",
+            fields=("target",),
+        )
+    logged = not is_hf(spec) and _is_input_log(path)
+    if run.task is Task.TOKEN_CLASSIFICATION:
+        if logged:
+            return [t.split() for t in read_logged_texts(path) if t.split()]
+        settings = run.config.data.model_copy(update={"root": None})
+        return [list(ex.tokens) for ex in read_file(spec, settings, run.task, name="target", labelled=False).examples]
+    return read_logged_texts(path) if logged else ood_texts(run, spec)
+
+
+def _is_input_log(path: Path) -> bool:
+    """Whether the first line is an input-log record: a JSON object with a string ``text`` and a ``time``."""
+    with path.open("rb") as f:
+        first = f.readline(1 << 20).strip()
+    try:
+        value = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and isinstance(value.get("text"), str) and "time" in value
