@@ -6,6 +6,8 @@ calibration and selective-prediction figures ``evaluate`` computes in-domain (``
 ``uncertainty_metrics``, the very functions), their ``delta`` to the in-domain split, and how far the
 shifted inputs' uncertainty scores move: ``ood.<score>`` gives the AUROC of telling the shifted inputs
 from the in-domain ones by that score, and the scores' mean and quantiles on both sides.
+``reliability`` holds the bins of the shifted set's reliability diagram, raw and (calibrated runs)
+after the run's temperature, so the report can draw it without the shifted file.
 Scores follow the package convention: higher = more uncertain.
 """
 
@@ -30,6 +32,7 @@ QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 # (e.g. label-sentence for SST-2 / CR)
 SELF_DESCRIBING = (".jsonl", ".json", ".csv", ".tsv")
 DELTA_KEYS = ("accuracy", "macro_f1", "nll", "ece", "aurc")
+N_BINS = 15  # calibration.ece's default: the reliability bins are the ones the saved ECE sums over
 
 
 def parse_shifts(specs: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
@@ -111,13 +114,36 @@ def summary(x: np.ndarray) -> dict:
     return {"mean": float(np.mean(x)), **{f"q{round(q * 100):02d}": float(v) for q, v in zip(QUANTILES, qs)}}
 
 
-def scores(preds: Predictions, caveats=None) -> dict[str, np.ndarray]:
-    """Uncertainty scores (N,) of one pass: the run's calibrated ones (msp, entropy, energy of the
-    temperature-scaled model, and Mahalanobis) when calibrated, else msp, entropy, energy of the raw model."""
+def reliability(probs: np.ndarray, y: np.ndarray) -> dict:
+    """The reliability diagram of top-1 confidence in ``N_BINS`` equal-width, right-closed bins: the very
+    bins ``calibration.ece`` sums over, so ``sum(count * |accuracy - confidence|) / N`` is the ECE.
+
+    Parameters
+    ----------
+    probs : (N, C) probabilities; y : (N,) integer class ids.
+
+    Returns
+    -------
+    ``{"confidence": [...], "accuracy": [...], "count": [...]}``: one entry per non-empty bin, lowest
+    confidence first (empty bins are left out); the counts sum to N.
+    """
+    bins = cm._bins(probs, y, N_BINS, False)  # (count, accuracy, mean confidence) of each non-empty bin
+    return {
+        "confidence": [f for _, _, f in bins],
+        "accuracy": [a for _, a, _ in bins],
+        "count": [c for c, _, _ in bins],
+    }
+
+
+def scores(preds: Predictions, caveats=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Probabilities (N, C) and uncertainty scores (N,) of one pass: the run's calibrated ones (the
+    temperature-scaled model's probabilities; msp, entropy, energy of it, and Mahalanobis) when calibrated,
+    else the raw model's probabilities and its msp, entropy, energy."""
 
     if caveats is not None:
-        return caveats.scores(preds)[1]
-    return {k: SCORES.get(k)(probs=preds.probs, logits=preds.logits) for k in ("msp", "entropy", "energy")}
+        return caveats.scores(preds)
+    raw = {k: SCORES.get(k)(probs=preds.probs, logits=preds.logits) for k in ("msp", "entropy", "energy")}
+    return preds.probs[0], raw
 
 
 def shift_metrics(
@@ -130,15 +156,22 @@ def shift_metrics(
     base : predictions of the labelled in-domain ``base_split``, logits and probs (1, N, C).
     shifted : predictions of the shifted ``split``, (1, S, C). The splits' labels are the truth.
     labels : the run's labels (class id order). caveats : the run's ``Calibration`` or None.
+
+    Returns
+    -------
+    The keys of ``shift.<name>`` in docs/metrics.md: the in-domain figures' keys, ``source``, ``skipped``,
+    ``delta``, ``ood`` and ``reliability`` (``n_bins``, ``raw`` and, calibrated, ``calibrated``).
     """
 
     index = {lab: i for i, lab in enumerate(labels)}
 
+    def truth(s: Split) -> np.ndarray:
+        return np.array([index[ex.label] for ex in s.examples])  # (N,)
+
     def figures(preds: Predictions, s: Split) -> dict:
-        y = np.array([index[ex.label] for ex in s.examples])  # (N,)
         return {
             **metrics_for(Task.TEXT_CLASSIFICATION, s, labels, logits=preds.logits[0]),
-            **uncertainty_metrics(preds, y, caveats),
+            **uncertainty_metrics(preds, truth(s), caveats),
         }
 
     inside = figures(base, base_split)
@@ -146,7 +179,11 @@ def shift_metrics(
     out["delta"] = {k: out[k] - inside[k] for k in DELTA_KEYS}  # shifted minus in-domain
     if caveats is not None:
         out["delta"]["calibrated_ece"] = out["calibrated"]["ece"] - inside["calibrated"]["ece"]
-    s_in, s_out = scores(base, caveats), scores(shifted, caveats)
+    (_, s_in), (probs_out, s_out) = scores(base, caveats), scores(shifted, caveats)
+    y_out = truth(split)
+    out["reliability"] = {"n_bins": N_BINS, "raw": reliability(shifted.probs[0], y_out)}
+    if caveats is not None:
+        out["reliability"]["calibrated"] = reliability(probs_out, y_out)
     out["ood"] = {
         k: {
             "auroc": cm.ood_auroc(s_in[k], s_out[k]),
