@@ -192,3 +192,15 @@ def test_ner_target_calibration_weighs_calibration_spans_towards_the_targets(ner
     few.write_text(json.dumps({"time": "t", "text": "nothing here"}) + "\n")
     with pytest.raises(DataError, match="entity spans in the 1 target sentences"):
         calibrate_run(run, target=[str(few)])
+
+
+def test_calibrated_sets_are_never_empty(served_run):
+    """calibrate fits non-empty sets: an input no label fits gets its top label, which the risk threshold judges;
+    no row says "no label is plausible"."""
+    texts = ["the alpha card", "zebra xylophone quartz", "qqq", "beta gamma alpha", "what is the capital of peru"]
+    rows = [json.loads(line) for line in runner.invoke(app, ["predict", str(served_run), *texts]).stdout.splitlines()]
+    assert len(rows) == 5
+    assert all(r["prediction_set"] and r["label"] in r["prediction_set"] for r in rows)
+    assert not any("no label is plausible" in r["reason"] for r in rows)
+    state = json.loads((served_run / "caveat.json").read_text())["calibration"]["conformal"]
+    assert state["nonempty"] is True

@@ -309,3 +309,27 @@ def test_bad_arrays_are_named():
     cp.calibrate(good, [0, 1, 0, 1])
     with pytest.raises(DataError, match="probs have 3 classes but the calibration had 2"):
         cp.predict_set(np.full((1, 3), 1 / 3))
+
+
+def test_nonempty_sets_add_the_top_label_only_where_a_set_was_empty_and_still_cover():
+    """LAC at alpha = 0.4 on a peaked 10-class model leaves ~19% of sets empty; nonempty=True fills exactly those
+    with the top label, so sets are supersets, never empty, and coverage stays >= 1 - alpha."""
+    rng = np.random.default_rng(11)
+    probs, labels = planted(6000, np.full(10, 0.1), rng)
+    cal, test = slice(0, 1000), slice(1000, None)
+    plain = ConformalClassifier("lac", 0.4).calibrate(probs[cal], labels[cal])
+    filled = ConformalClassifier("lac", 0.4, nonempty=True).calibrate(probs[cal], labels[cal])
+    a, b = plain.predict_set(probs[test]), filled.predict_set(probs[test])
+    empty = a.sum(1) == 0
+    assert empty.mean() > 0.05  # the case the option is for
+    assert (b.sum(1) >= 1).all() and (b >= a).all()
+    assert (b[~empty] == a[~empty]).all()  # only empty sets change ...
+    assert (b[empty].sum(1) == 1).all() and (b[empty].argmax(1) == probs[test][empty].argmax(1)).all()  # ... to top-1
+    y = labels[test]
+    cover_a, cover_b = a[np.arange(len(y)), y].mean(), b[np.arange(len(y)), y].mean()
+    assert cover_b >= 0.6 - 0.02 and cover_b > cover_a
+    again = ConformalClassifier.from_state(json.loads(json.dumps(filled.state())))
+    assert again.nonempty and (again.predict_set(probs[test]) == b).all()
+    old = filled.state()
+    del old["nonempty"]  # a state written before the option: sets may be empty, as they were
+    assert not ConformalClassifier.from_state(old).nonempty

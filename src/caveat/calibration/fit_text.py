@@ -166,7 +166,8 @@ def fit_gate(
         weights = shift.weights(logits)
         ts, choice = choose_temperature(logits, passes.y, weights, seed=seed)
     probs = softmax(ts.transform(logits), axis=-1)  # (N, C)
-    cp = ConformalClassifier(conformal, alpha).calibrate(probs, passes.y, weights=weights)
+    # never an empty set: an input no label fits gets its top label, which the risk threshold then judges
+    cp = ConformalClassifier(conformal, alpha, nonempty=True).calibrate(probs, passes.y, weights=weights)
     maha = Mahalanobis().fit(passes.train.features, passes.y_train)
     ood_threshold = float(np.quantile(maha.score(passes.validation.features), ood_tpr))
     policy = Policy(conformal=cp, ood_threshold=ood_threshold, route_on=ROUTE_ON, max_set_size=MAX_SET_SIZE)

@@ -202,6 +202,9 @@ class ConformalClassifier:
     method : name in ``CONFORMAL``: "lac", "aps" or "raps".
     alpha : miscoverage level in (0, 1); sets contain the true label with probability >= 1 - alpha.
     class_conditional : keep one quantile per class (coverage holds within every class).
+    nonempty : always put the most probable label in the set. Sets only grow, so coverage stays
+        ``>= 1 - alpha`` (the upper bound ``1 - alpha + 1 / (n + 1)`` no longer holds); an input no label
+        fits gets its top label alone instead of an empty set.
     seed : seeds the uniform draws of randomised scores (``randomized=True``).
     **options : options of the score kind: ``randomized`` (aps, raps), ``lam`` and ``k_reg`` (raps).
 
@@ -226,6 +229,7 @@ class ConformalClassifier:
         alpha: float = 0.1,
         *,
         class_conditional: bool = False,
+        nonempty: bool = False,
         seed: int | None = None,
         **options: Any,
     ) -> None:
@@ -243,6 +247,9 @@ class ConformalClassifier:
         if not isinstance(class_conditional, bool):
             raise ConfigError(f"class_conditional must be True or False; got {class_conditional!r}")
         self.class_conditional = class_conditional
+        if not isinstance(nonempty, bool):
+            raise ConfigError(f"nonempty must be True or False; got {nonempty!r}")
+        self.nonempty = nonempty
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)):
             raise ConfigError(f"seed must be an integer or None; got {seed!r}")
         self.seed = None if seed is None else int(seed)
@@ -330,7 +337,7 @@ class ConformalClassifier:
         if self.weighted is None:
             if weights is not None:
                 raise ConfigError("weights= was passed but this classifier was calibrated without importance weights")
-            return self.score.scores(p, self._rng) <= self.quantiles[None, :]  # (N, C)
+            return self._top(p, self.score.scores(p, self._rng) <= self.quantiles[None, :])  # (N, C)
         if weights is None:
             raise DataError(
                 "this classifier was calibrated under covariate shift: pass the inputs' importance weights, "
@@ -340,7 +347,13 @@ class ConformalClassifier:
         if w.shape != (p.shape[0],):
             raise DataError(f"weights must have shape ({p.shape[0]},) to match probs; got {w.shape}")
         q = weighted_quantile(*self.weighted, w, self.alpha)  # (N,)
-        return self.score.scores(p, self._rng) <= q[:, None]  # (N, C)
+        return self._top(p, self.score.scores(p, self._rng) <= q[:, None])  # (N, C)
+
+    def _top(self, probs: np.ndarray, sets: np.ndarray) -> np.ndarray:
+        """``sets`` with each input's most probable label added when ``nonempty``."""
+        if self.nonempty:
+            sets[np.arange(len(probs)), probs.argmax(axis=1)] = True
+        return sets
 
     def state(self) -> dict:
         """JSON-able settings and fitted quantiles (for ``caveat.json``); see ``from_state``."""
@@ -348,6 +361,7 @@ class ConformalClassifier:
             "method": self.method,
             "alpha": self.alpha,
             "class_conditional": self.class_conditional,
+            "nonempty": self.nonempty,
             "seed": self.seed,
             "options": asdict(self.score),
             "quantiles": None if self.quantiles is None else [float(q) for q in self.quantiles],
@@ -367,6 +381,7 @@ class ConformalClassifier:
             state["method"],
             state["alpha"],
             class_conditional=state["class_conditional"],
+            nonempty=state.get("nonempty", False),  # states written before it existed allow empty sets
             seed=state["seed"],
             **state["options"],
         )
