@@ -5,7 +5,10 @@ the three agree by construction. A text row is ``{text, label, probability, prob
 ``uncertainty``, ``prediction_set``, ``decision`` and ``reason`` when the run is calibrated; a NER row
 is ``{text, tokens, tags, spans}``, each span with ``confidence``, ``decision`` (keep / flag) and
 ``reason`` when calibrated. An uncalibrated run's rows carry a ``reason`` that says how to calibrate.
-``method="mc_dropout"`` adds ``mc_dropout``: the mean of K sampled passes and its uncertainty scores.
+``method="mc_dropout"`` adds ``mc_dropout``: the mean of K sampled passes and its uncertainty scores, and
+``decided_by: "deterministic"``: the label, probabilities, prediction set and decision stay those of the one
+deterministic, temperature-scaled pass, because the calibration's thresholds and quantiles were fitted on
+those probabilities and guarantee nothing for MC averages (docs/service.md).
 """
 
 from __future__ import annotations
@@ -136,13 +139,16 @@ def _span_row(preds: Predictions, i: int, text) -> dict:
 
 
 def add_mc_dropout(rows: list[dict], sampled: Predictions, top_k: int = 0) -> None:
-    """Add ``mc_dropout`` to each row: the mean of the K sampled passes (probs (K, N, C)) and its scores."""
+    """Add ``mc_dropout`` to each row: the mean of the K sampled passes (probs (K, N, C)) and its scores; and
+    ``decided_by``, which says that the row's own label and decision come from the deterministic pass."""
     labels = sampled.labels
     mean = sampled.probs.mean(axis=0)  # (N, C)
     scores = {name: SCORES.get(name)(probs=sampled.probs) for name in MC_SCORES}  # each (N,)
     k = len(labels) if top_k == 0 else min(top_k, len(labels))
     for i, row in enumerate(rows):
         order = np.argsort(-mean[i])[:k]
+        # the conformal quantile and risk threshold hold for the scores they were fitted on: deterministic ones
+        row["decided_by"] = "deterministic"
         row["mc_dropout"] = {
             "samples": int(sampled.probs.shape[0]),
             "label": labels[order[0]],

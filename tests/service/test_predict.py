@@ -68,6 +68,7 @@ def test_mc_dropout_adds_sample_scores_and_keeps_the_calibrated_decision(client)
     assert mc["method"] == "mc_dropout"
     for p, m in zip(plain, mc["predictions"]):
         assert (m["decision"], m["prediction_set"], m["label"]) == (p["decision"], p["prediction_set"], p["label"])
+        assert m["decided_by"] == "deterministic" and "decided_by" not in p  # said plainly, only where it could be read
         block = m["mc_dropout"]
         assert block["samples"] == 4 and len(block["probabilities"]) == 1
         assert set(block["uncertainty"]) == {"entropy", "expected_entropy", "mutual_information", "variance"}

@@ -3,13 +3,11 @@ the arrays (Mahalanobis, Laplace, the calibration split's scores) in ``calibrati
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from caveat.errors import RunDirError
-from caveat.io import read_json, write_json_atomic
+from caveat.io import atomic_file, read_json, write_json_atomic
 from caveat.models.rundir import RUN_FILE, Run
 
 ARRAYS_FILE = "calibration.safetensors"
@@ -27,10 +25,10 @@ def save_calibration(run: Run, summary: dict) -> dict:
 
 
 def save_arrays(run: Run, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``calibration.safetensors`` atomically: a reader never sees half a file."""
-    tmp = run.path / f".{ARRAYS_FILE}.tmp"
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
-    os.replace(tmp, run.path / ARRAYS_FILE)
+    """Write ``calibration.safetensors`` atomically (a reader never sees half a file), readable as any other
+    file of the run (safetensors alone would leave it 0600)."""
+    with atomic_file(run.path / ARRAYS_FILE) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
 
 
 def load_arrays(run: Run) -> dict[str, np.ndarray]:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from fastapi import Depends, FastAPI
 from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
 
 from caveat._version import __version__
 from caveat.service import errors
@@ -19,7 +20,7 @@ from caveat.service.engine import Engine, calibration_fingerprint, drift_referen
 from caveat.service.generator import open_generator
 from caveat.service.inputlog import InputLog
 from caveat.service.metrics import DriftMonitor, Metrics
-from caveat.service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from caveat.service.middleware import DOCS_ASSETS, ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from caveat.service.routes import admin, explain, generate, health, predict
 from caveat.service.settings import ServiceSettings
 from caveat.service.state import ServiceState
@@ -77,7 +78,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             if state.input_log is not None:
                 await asyncio.to_thread(state.input_log.close)  # writes what is queued
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from files bundled with fastapi-offline, not from a CDN, so
+    # they work where the service has no internet; no validator badge, which would send the spec's URL out
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
         title="caveat",
         version=__version__,
         lifespan=lifespan,

@@ -10,6 +10,7 @@ import time
 from caveat.service.metrics import Metrics
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+DOCS_ASSETS = "/docs-assets"  # the bundled Swagger UI and ReDoc files (fastapi-offline): open like the pages
 
 
 async def send_problem(send, status: int, detail: str, headers: tuple = ()) -> None:
@@ -71,14 +72,20 @@ class BodyLimitMiddleware:
         await self.app(scope, receive, send)
 
 
+def _open(path: str) -> bool:
+    """Whether ``path`` is served without the key: health, the docs pages and their bundled files (a raw path
+    with ``..`` in it is not trusted to stay among those files)."""
+    return path in OPEN_PATHS or (path.startswith(DOCS_ASSETS + "/") and ".." not in path.split("/"))
+
+
 class ApiKeyMiddleware:
-    """401 without the right ``X-API-Key`` header; health and docs stay open."""
+    """401 without the right ``X-API-Key`` header; health, the docs pages and their assets stay open."""
 
     def __init__(self, app, api_key: str):
         self.app, self.key = app, api_key.encode()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or _open(scope["path"]):
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(b"x-api-key")
         if given is not None and secrets.compare_digest(given, self.key):

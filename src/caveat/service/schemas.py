@@ -59,7 +59,9 @@ class PredictRequest(BaseModel):
         None, strict=True, description="Pre-split sentences (token-classification runs only): a list of word lists."
     )
     method: Literal["deterministic", "mc_dropout"] = Field(
-        "deterministic", description="deterministic: one pass (the calibrated one). mc_dropout: also K dropout samples."
+        "deterministic",
+        description="deterministic: one pass (the calibrated one). mc_dropout: also K dropout samples, reported "
+        "beside the prediction; the decision stays the calibrated pass's (decided_by).",
     )
     samples: int | None = Field(
         None,
@@ -301,7 +303,8 @@ class ExplainTarget(BaseModel):
 
 
 class McDropout(BaseModel):
-    """K dropout samples (Gal & Ghahramani 2016); probabilities are their mean, not temperature-scaled."""
+    """K dropout samples (Gal & Ghahramani 2016); probabilities are their mean, not temperature-scaled. Reported
+    beside the prediction: they decide nothing (see ``decided_by``)."""
 
     samples: int
     label: str
@@ -326,6 +329,12 @@ class TextPrediction(BaseModel):
     prediction_set: list[str] | None = Field(None, description="The conformal prediction set.")
     decision: Literal["answer", "abstain", "route"] | None = None
     reason: str | None = Field(None, description="Why this decision (which score, which threshold).")
+    decided_by: Literal["deterministic"] | None = Field(
+        None,
+        description="method=mc_dropout only: which probabilities the label, probabilities, prediction set and "
+        "decision above come from. Always the deterministic, temperature-scaled pass: the calibration's guarantees "
+        "were fitted on it and do not hold for MC-dropout averages, which are reported under mc_dropout.",
+    )
     mc_dropout: McDropout | None = None
     attributions: list[WordAttribution] | None = None
 
