@@ -30,6 +30,7 @@ from caveat.errors import ConfigError, NotCalibratedError
 from caveat.evaluation.run import evaluate_run
 from caveat.explain import Attribution, ExplainModel, explain
 from caveat.inference import Predictor, ensemble_predict
+from caveat.models.describe import describe_run
 from caveat.models.rundir import Run, open_run
 from caveat.report.build import build_report
 from caveat.report.html import write_report
@@ -157,6 +158,10 @@ class Model:
     @property
     def calibrated(self) -> bool:
         return self.calibration is not None
+
+    def info(self) -> dict:
+        """What the run is (``caveat info``): task, labels, backbone, data, training, calibration, versions."""
+        return describe_run(self.run)
 
     @property
     def predictor(self) -> Predictor:
@@ -292,10 +297,10 @@ class Model:
         return attack_run(self.run, data, attacks, **options)
 
     def report(
-        self, data: str = "test", *, ood: Sequence[str] = (), out: str | Path | None = None, top: int = 10
+        self, data: str | None = None, *, ood: Sequence[str] = (), out: str | Path | None = None, top: int = 10
     ) -> Path:
-        """Write the self-contained HTML report (and report.json) of ``data`` (``caveat report``); returns
-        its path (default ``RUN/report.html``)."""
+        """Write the self-contained HTML report (and report.json) of ``data`` (``caveat report``; default: the test
+        split, or validation when the run has none); returns its path (default ``RUN/report.html``)."""
         report = build_report(self.run, data, ood=list(ood), top=top, batch_size=self.batch_size)
         return write_report(report, out if out is not None else self.path / "report.html")
 

@@ -47,8 +47,8 @@ def test_complete_run_opens_and_loads(run_dir):
     assert tokenizer("alpha")["input_ids"][1] != tokenizer.unk_token_id
 
 
-def test_missing_folder_names_the_train_command(tmp_path):
-    with pytest.raises(RunDirError, match=r"no caveat\.json.*caveat train .*--out"):
+def test_missing_folder_says_it_does_not_exist(tmp_path):
+    with pytest.raises(RunDirError, match=r"nowhere' is not a caveat run: it does not exist; .*caveat train .*--out"):
         open_run(tmp_path / "nowhere")
 
 

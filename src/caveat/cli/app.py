@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Annotated
 
 import typer
 
+from caveat._version import __version__
 from caveat.cli import (
     attack,
     calibrate,
@@ -17,6 +19,7 @@ from caveat.cli import (
     export,
     generate,
     import_,
+    info,
     predict,
     report,
     serve,
@@ -47,8 +50,25 @@ for module in (
     export,
     demo,
     serve,
+    info,
 ):
     module.register(app)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"caveat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    # the app's help is Typer(help=...); this callback only carries the options every command shares
+    pass
 
 
 FLAGS = {"explain": "--explain-faithfulness", "overrides": "--set"}  # library arguments whose flag is not their name

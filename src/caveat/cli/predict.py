@@ -26,7 +26,11 @@ def predict(
     ] = None,
     top_k: Annotated[int, typer.Option(help="Probabilities of the k most likely labels (0: all).")] = 5,
     method: Annotated[
-        str, typer.Option(help="deterministic, or mc_dropout (adds the mean of --samples passes).")
+        str,
+        typer.Option(
+            help="deterministic, or mc_dropout (adds the mean of --samples passes; the label and decision "
+            "stay the calibrated deterministic ones: decided_by)."
+        ),
     ] = "deterministic",
     samples: Annotated[int, typer.Option(help="mc_dropout: stochastic passes.")] = 10,
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
@@ -45,6 +49,11 @@ def predict(
         inputs = [line.rstrip("\r") for line in sys.stdin.read().split("\n") if line.strip()]
     else:
         raise ConfigError("nothing to predict: pass a text, --file FILE, or pipe texts on stdin")
+    if not inputs:  # checked before the model loads (seconds)
+        raise ConfigError(
+            "nothing to predict: stdin held no texts; pipe one text per line (echo 'a text' | caveat predict RUN), "
+            "pass a text, or --file FILE"
+        )
     check_request(method, samples, top_k)
     empty = [i + 1 for i, t in enumerate(inputs) if not t.strip()]
     if empty:

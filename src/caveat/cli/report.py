@@ -15,8 +15,12 @@ def register(app: typer.Typer) -> None:
 def report(
     run: Annotated[Path, typer.Argument(help="Run directory written by caveat train.")],
     data: Annotated[
-        str, typer.Option(help="Split name (train, validation, calibration, test) or a labelled file.")
-    ] = "test",
+        Optional[str],
+        typer.Option(
+            help="Split name (train, validation, calibration, test) or a labelled file; default: test, or "
+            "validation when the run has no test split."
+        ),
+    ] = None,
     ood: Annotated[
         list[str], typer.Option(help="Out-of-scope set: a data.ood name of the run or a file of texts (repeatable).")
     ] = [],
@@ -32,4 +36,6 @@ def report(
 
     built = build_report(run, data, ood=ood, top=top, batch_size=batch_size)
     if is_main_process():
+        if data is None and built.data != "test":
+            typer.echo(f"note: this run has no test split; the report is on the {built.data} split", err=True)
         typer.echo(str(write_report(built, out if out is not None else run / "report.html")))

@@ -12,6 +12,16 @@ from caveat.errors import ConfigError
 from caveat.types import Split, Task
 
 SPLIT_NAMES = ("train", "validation", "calibration", "test")
+# formats a file names by its extension; any other file a user names (caveat evaluate --data, --shift) is read
+# with the run's data.format (e.g. label-sentence for SST-2 / CR)
+SELF_DESCRIBING = (".jsonl", ".json", ".csv", ".tsv")
+
+
+def format_for(spec: str, fmt: str) -> str:
+    """The format to read ``spec`` with: ``auto`` (by extension) when its extension is in ``SELF_DESCRIBING``,
+    else ``fmt`` (the run's ``data.format``), so that a CSV given to a run trained on label-sentence files is
+    read as CSV."""
+    return "auto" if Path(spec.partition("#")[0]).suffix.lower() in SELF_DESCRIBING else fmt
 
 
 def resolve_path(spec: str, root: str | None) -> str:

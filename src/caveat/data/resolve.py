@@ -10,7 +10,7 @@ from pathlib import Path
 
 from caveat.data.fingerprint import fingerprint
 from caveat.data.labels import LabelMap, check_labels
-from caveat.data.load import SPLIT_NAMES, find_split, load_data, read_file
+from caveat.data.load import SPLIT_NAMES, find_split, format_for, load_data, read_file
 from caveat.data.readers import read_texts
 from caveat.data.readers.hf import is_hf
 from caveat.data.readers.logged import read_logged_texts
@@ -25,11 +25,13 @@ def _is_file(spec: str) -> bool:
 
 
 def resolve_split(run: Run, data: str, load: Callable[[], object] | None = None) -> Split:
-    """``data`` is a split name (train/validation/calibration/test, as the run was trained) or a file.
-    ``load`` returns the run's splits (pass a cached one to read the data once)."""
+    """``data`` is a split name (train/validation/calibration/test, as the run was trained) or a file; a file
+    ending in .jsonl/.json/.csv/.tsv is read by its extension (as ``--shift`` reads it), any other with the run's
+    ``data.format``. ``load`` returns the run's splits (pass a cached one to read the data once)."""
     names = ", ".join(SPLIT_NAMES)
     if _is_file(data):
-        split = read_file(data, run.config.data.model_copy(update={"root": None}), run.task, name=Path(data).name)
+        settings = run.config.data.model_copy(update={"root": None, "format": format_for(data, run.config.data.format)})
+        split = read_file(data, settings, run.task, name=Path(data).name)
     elif data in run.config.data.ood:
         raise ConfigError(
             f"{{data}}={data!r} is an out-of-scope set, with no labels of this model to score; "
@@ -56,6 +58,13 @@ def resolve_split(run: Run, data: str, load: Callable[[], object] | None = None)
         )
     check_labels(split, LabelMap(run.labels), run.task)
     return split
+
+
+def default_split(run: Run) -> str:
+    """The split to evaluate when none is named: ``test`` when the run has one, else ``validation`` (a run trained
+    without a test file or ``data.test_fraction``)."""
+    splits = run.info.get("data", {}).get("splits", {})
+    return "validation" if "test" not in splits and "validation" in splits else "test"
 
 
 def ood_texts(run: Run, spec: str, load: Callable[[], object] | None = None) -> list[str]:

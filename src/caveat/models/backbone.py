@@ -53,6 +53,19 @@ def packaged_smollm2() -> Path:
     return folder
 
 
+# the models the packaged names stand for (resolve_source finds their files in the installed packages)
+PACKAGED = {
+    DEFAULT_MODEL: "sentence-transformers/all-MiniLM-L6-v2",
+    DEFAULT_LM_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
+
+
+def backbone_name(name_or_path: str) -> str:
+    """The model ``model.name_or_path`` names, for people: ``'default'`` is ``sentence-transformers/all-MiniLM-L6-v2``,
+    ``'default-lm'`` ``HuggingFaceTB/SmolLM2-135M-Instruct``; a folder or hub name is itself. Imports nothing."""
+    return PACKAGED.get(name_or_path, name_or_path)
+
+
 def resolve_source(name_or_path: str) -> Source:
     """``'default'`` (packaged all-MiniLM-L6-v2), ``'default-lm'`` (packaged SmolLM2-135M-Instruct, GGUF,
     de-quantised on load), an existing folder, or a hub name (passed through: needs internet or a warm cache)."""

@@ -100,9 +100,7 @@ def open_run(run_dir: str | Path) -> Run:
     """Read ``caveat.json`` of a run; errors say what is missing and how to make it."""
     path = Path(run_dir)
     if not (path / RUN_FILE).is_file():
-        raise RunDirError(
-            f"{str(path)!r} is not a caveat run (no {RUN_FILE}); create one with: caveat train CONFIG --out {path}"
-        )
+        raise RunDirError(_not_a_run(path))
     info = read_json(path / RUN_FILE)
     if info.get("format_version") != FORMAT_VERSION:
         raise RunDirError(
@@ -121,6 +119,52 @@ def open_run(run_dir: str | Path) -> Run:
             "--resume"
         )
     return Run(path=path, info=info, config=RunConfig.model_validate(info["config"]), labels=list(info["labels"]))
+
+
+def _not_a_run(path: Path) -> str:
+    """Why ``path`` is not a run, and the fix: it does not exist (runs next to it are named), it is a file, or it
+    is a folder (runs beneath it are named)."""
+    if not path.exists():
+        near = runs_under(path.parent, depth=1) if path.parent.is_dir() else []
+        if near:
+            return f"{str(path)!r} is not a caveat run: it does not exist; did you mean {_listed(near)}?"
+        return (
+            f"{str(path)!r} is not a caveat run: it does not exist; give the folder a run was written to "
+            "(caveat train ... --out RUN)"
+        )
+    if path.is_file():
+        hint = f"give its folder: {str(path.parent)!r}" if path.name == RUN_FILE else "give a run folder"
+        return f"{str(path)!r} is not a caveat run: it is a file, and a run is a folder holding {RUN_FILE}; {hint}"
+    runs = runs_under(path)
+    if runs:
+        return f"{str(path)!r} is not a caveat run but holds runs beneath it: did you mean {_listed(runs)}?"
+    return (
+        f"{str(path)!r} is not a caveat run (no {RUN_FILE}) and holds no run beneath it; give the folder a run "
+        "was written to (caveat train ... --out RUN)"
+    )
+
+
+def runs_under(folder: Path, *, depth: int = 2) -> list[Path]:
+    """Run folders (holding ``caveat.json``) below ``folder``, at most ``depth`` levels down, nearest first."""
+    found: list[Path] = []
+    level = [folder]
+    for _ in range(depth):
+        level = sorted(child for parent in level for child in _subfolders(parent))
+        found += [child for child in level if (child / RUN_FILE).is_file()]
+        level = [child for child in level if not (child / RUN_FILE).is_file()]  # a run's own folders hold no runs
+    return found
+
+
+def _listed(runs: list[Path], most: int = 5) -> str:
+    more = f" (and {len(runs) - most} more)" if len(runs) > most else ""
+    return " or ".join(str(r) for r in runs[:most]) + more
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [child for child in folder.iterdir() if child.is_dir() and not child.name.startswith(".")]
+    except OSError:  # unreadable: nothing to suggest there
+        return []
 
 
 def load_model(run: Run):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from caveat._version import __version__
+from caveat.data.resolve import default_split
 from caveat.errors import ConfigError
 from caveat.models.rundir import Run, open_run
 from caveat.report.context import prepare
@@ -21,7 +22,7 @@ from caveat.types import Task
 
 def build_report(
     run: str | Path | Run,
-    data: str = "test",
+    data: str | None = None,
     ood: tuple[str, ...] | list[str] = (),
     *,
     top: int = 10,
@@ -32,7 +33,8 @@ def build_report(
     Parameters
     ----------
     run : run directory (or an opened ``Run``).
-    data : split name (train, validation, calibration, test) or a labelled file.
+    data : split name (train, validation, calibration, test) or a labelled file; None: the test split, or the
+        validation split when the run has no test split (a note says so).
     ood : out-of-scope sets: names from the run's ``data.ood`` or files of texts (text runs only).
     top : rows in the per-example tables (most uncertain inputs, confident mistakes, ...).
     batch_size : inference batch size (default: the run's ``eval_batch_size``).
@@ -43,9 +45,17 @@ def build_report(
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ConfigError(f"top must be an integer >= 1 (rows per example table). Got {top!r}.")
     run = run if isinstance(run, Run) else open_run(run)
+    chosen = data is None
+    data = default_split(run) if data is None else data
     ctx = prepare(run, data, tuple(ood), top=top, batch_size=batch_size)
     sections = [s for make in SECTIONS if (s := make(ctx)) is not None]
     notes = []
+    if chosen and data != "test":
+        notes.append(
+            f"This run has no test split, so this report is on the {data} split, which chose the training "
+            f"checkpoint: its figures are optimistic. Report on held-out data with "
+            f"`caveat report {run.path} --data FILE`."
+        )
     if run.task is Task.TEXT_CLASSIFICATION and not ctx.calibrated:
         notes.append(
             f"This run is not calibrated, so the calibrated reliability curve, the abstention operating point, "

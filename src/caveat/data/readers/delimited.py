@@ -17,6 +17,7 @@ from caveat.data.readers._common import (
     _only_text,
 )
 from caveat.data.readers._records import _text_example
+from caveat.errors import DataError
 
 
 def _read_delimited(text: str, ctx: ReadContext, fmt: str, **dialect: Any) -> Iterator[Item]:
@@ -31,14 +32,7 @@ def _read_delimited(text: str, ctx: ReadContext, fmt: str, **dialect: Any) -> It
         needed = [ctx.text_field] + ([ctx.label_field] if ctx.labelled else [])
         for field in needed:
             if field not in header:
-                option = "text_field" if field == ctx.text_field else "label_field"
-                raise _error(
-                    ctx.file,
-                    1,
-                    f"the header has no column {field!r} (columns: {', '.join(map(repr, header))})",
-                    f"name the column with --set data.{option}=<column>, "
-                    f"e.g. --set data.{option}={header[0] if header else 'text'}",
-                )
+                raise _missing_column(field, header, ctx)
         text_at = header.index(ctx.text_field)
         label_at = header.index(ctx.label_field) if ctx.label_field in header else None
         for row in rows:
@@ -61,6 +55,23 @@ def _read_delimited(text: str, ctx: ReadContext, fmt: str, **dialect: Any) -> It
             yield _text_example(row[text_at], label, line, ctx)
     except csv.Error as e:
         raise _error(ctx.file, rows.line_num, f"unreadable {fmt} ({e})", f"fix the {fmt} quoting") from None
+
+
+def _missing_column(field: str, header: list[str], ctx: ReadContext) -> DataError:
+    """The error for a header without ``field``: it lists the columns and suggests only one no other role uses
+    (never the text column for the label)."""
+    option = "text_field" if field == ctx.text_field else "label_field"
+    used = {ctx.text_field, ctx.label_field} - {field}
+    free = [column for column in header if column not in used]
+    columns = ", ".join(map(repr, header)) or "none"
+    if free:
+        fix = f"name the column with --set data.{option}=<column>, e.g. --set data.{option}={free[0]}"
+    elif header:  # every column is the other role's
+        other = "data.text_field" if option == "label_field" else "data.label_field"
+        fix = f"add a {field!r} column to the header row (the only column, {header[0]!r}, is {other})"
+    else:
+        fix = f"write a header row with a {field!r} column"
+    return _error(ctx.file, 1, f"the header has no column {field!r} (columns: {columns})", fix)
 
 
 @READERS.register("csv")
