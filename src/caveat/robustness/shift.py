@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caveat.data.load import read_file
+from caveat.data.load import format_for, read_file
 from caveat.errors import ConfigError, DataError
 from caveat.evaluation import calibration as cm
 from caveat.evaluation.metrics import metrics_for
@@ -28,9 +28,6 @@ from caveat.types import Predictions, Split, Task
 from caveat.uncertainty.scores import SCORES
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-# formats a file names by its extension; any other file is read with the run's data.format
-# (e.g. label-sentence for SST-2 / CR)
-SELF_DESCRIBING = (".jsonl", ".json", ".csv", ".tsv")
 DELTA_KEYS = ("accuracy", "macro_f1", "nll", "ece", "aurc")
 N_BINS = 15  # calibration.ece's default: the reliability bins are the ones the saved ECE sums over
 
@@ -75,7 +72,7 @@ def read_shift(run: Run, name: str, path: str) -> Split:
     naming every unknown label and the fix.
     """
 
-    fmt = "auto" if Path(path.partition("#")[0]).suffix.lower() in SELF_DESCRIBING else run.config.data.format
+    fmt = format_for(path, run.config.data.format)  # the rule of caveat evaluate --data FILE
     settings = run.config.data.model_copy(update={"root": None, "format": fmt, "skip_invalid": True})
     split = read_file(path, settings, run.task, name=name)
     if not split.examples:
