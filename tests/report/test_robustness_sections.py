@@ -112,3 +112,37 @@ def test_no_saved_figures_no_sections(uncalibrated_report, ner_reports):
 def test_marked():
     assert marked("the good movie", "the gud movie") == "the [gud] movie"
     assert marked("a b", "a b c") == "a b c"  # word counts differ: shown as it is
+
+
+POLICY = ("caught", "answered_clean", "answered_error_clean", "answered_after_attack", "answered_error_after_attack")
+
+
+def test_calibrated_run_shows_the_attacks_read_through_its_policy(text_runs, tiny_backbone, tmp_path):
+    run = shutil.copytree(text_runs[0], tmp_path / "run")  # calibrated
+    options = {"max_examples": 10, "max_change": 0.3, "min_similarity": 0.5, "similarity_model": str(tiny_backbone)}
+    attack_run(run, "test", "greedy", **options)
+    path = run / "metrics.json"
+    saved = json.loads(path.read_text())
+    greedy = saved["attack"]["test"]["greedy"]
+    assert set(POLICY) <= set(greedy)
+    saved["attack"]["test"]["older"] = {k: v for k, v in greedy.items() if k not in POLICY}  # saved uncalibrated
+    path.write_text(json.dumps(saved))
+    attacks = build_report(run).section("attacks")
+    (row,) = attacks.table("attack_policy").records()  # only the attack read through the policy
+    assert row == {
+        "attack": "greedy",
+        "successes": greedy["successes"],
+        "caught": greedy["caught"],
+        "answered (clean)": greedy["answered_clean"],
+        "answered error (clean)": greedy["answered_error_clean"],
+        "answered (after attack)": greedy["answered_after_attack"],
+        "answered error (after attack)": greedy["answered_error_after_attack"],
+    }
+    assert any("not read through its policy: older" in n for n in attacks.notes)
+    assert [t.key for t in attacks.tables] == ["attacks", "attack_policy", "adversarial_examples"]
+
+
+def test_uncalibrated_run_says_its_attacks_are_not_read_through_a_policy(evaluated_run):
+    attacks = build_report(evaluated_run).section("attacks")
+    assert "attack_policy" not in [t.key for t in attacks.tables]
+    assert any(n.startswith("The run is not calibrated") for n in attacks.notes)

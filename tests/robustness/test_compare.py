@@ -371,3 +371,44 @@ def test_python_api(two_runs, tiny_backbone, text_data, tmp_path):
         attacked["attacks"]["greedy"]["after_attack_accuracy"]
         == got["rows"][0]["attack"]["greedy"]["after_attack_accuracy"]
     )
+
+
+def test_calibrated_runs_show_their_attacks_read_through_the_policy(trained_runs, tiny_backbone, tmp_path):
+    from caveat.robustness.metrics import POLICY_KEYS
+
+    runs = [shutil.copytree(trained_runs[i], tmp_path / name) for i, name in ((0, "erm"), (1, "calibrated"))]
+    settings = AttackSettings(max_examples=8, max_change=0.3, min_similarity=0.5)
+    options = {"attacks": "greedy", "settings": settings, "similarity_model": str(tiny_backbone)}
+    result = compare_runs(runs, **options)
+    assert result["columns"] == [
+        "run",
+        "recipe",
+        "accuracy",
+        "ECE",
+        "ECE (calibrated)",
+        "after greedy",
+        "greedy caught",
+        "after greedy answered error",
+        "s/step",
+    ]
+    plain, calibrated = result["rows"]
+    saved = json.loads((runs[1] / "metrics.json").read_text())["attack"]["test"]["greedy"]
+    assert {k: calibrated["attack"]["greedy"][k] for k in POLICY_KEYS} == {k: saved[k] for k in POLICY_KEYS}
+    assert not set(POLICY_KEYS) & set(plain["attack"]["greedy"])
+    assert result["table"][1][6:8] == [saved["caught"], saved["answered_error_after_attack"]]
+    assert result["table"][0][6:8] == [None, None]
+    assert any(n.startswith("caught: share of the successful") for n in result["notes"])
+    assert "| — | — |" in to_markdown(result)
+    write_compare(result, tmp_path / "out")  # the page shows the same table
+    page = Report.model_validate_json((tmp_path / "out" / "report.json").read_text())
+    assert page.section("compare").table("compare").columns == result["columns"]
+
+    # saved with the policy: reused; saved before the run was calibrated: attacked again, read through it
+    again = compare_runs(runs[1:], **options)
+    assert again["rows"][0]["attack"]["greedy"]["reused"] is True and again["table"][0][6:8] == result["table"][1][6:8]
+    path = runs[1] / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["attack"]["test"]["greedy"] = {k: v for k, v in saved.items() if k not in POLICY_KEYS}
+    path.write_text(json.dumps(metrics))
+    fresh = compare_runs(runs[1:], **options)["rows"][0]["attack"]["greedy"]
+    assert fresh["reused"] is False and {k: fresh[k] for k in POLICY_KEYS} == {k: saved[k] for k in POLICY_KEYS}

@@ -1,4 +1,4 @@
-"""``caveat attack``: adversarial attacks on a text-classification run (JSON; merged into metrics.json)."""
+"""``caveat attack``: adversarial attacks on a run (JSON or a table; merged into metrics.json)."""
 
 from __future__ import annotations
 
@@ -51,23 +51,96 @@ def attack_command(
         ),
     ] = "default",
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
+    torch_threads: Annotated[
+        Optional[int],
+        typer.Option(
+            help=(
+                "CPU threads of the model passes (default: torch's, one per core). On a busy machine 1 can be several "
+                "times faster: docs/attacks.md."
+            )
+        ),
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="json or table.")] = "json",
 ) -> None:
-    """Attack a run; also merged into RUN/metrics.json under attack.<data>. Keys: docs/attacks.md."""
+    """Attack a run; also merged into RUN/metrics.json under attack.<data>. A calibrated run's attacks are read
+    through its policy too (caught: successful attacks it withholds; the error of what it still answers). Keys:
+    docs/attacks.md."""
+    from caveat.errors import ConfigError
     from caveat.robustness.run import attack_run
 
+    if format not in ("json", "table"):
+        raise ConfigError(f"--format must be json or table. Got {format!r}.")
+    if torch_threads is not None:
+        if torch_threads < 1:
+            raise ConfigError(f"--torch-threads must be >= 1. Got {torch_threads!r}.")
+        import torch
+
+        torch.set_num_threads(torch_threads)  # process-wide, as caveat serve --torch-threads does
     protected = [w.strip() for w in (protect or "").split(",") if w.strip()]
-    emit(
-        attack_run(
-            run,
-            data,
-            attack,
-            max_examples=max_examples,
-            max_change=max_change,
-            min_similarity=min_similarity,
-            protected=protected,
-            max_candidates=max_candidates,
-            seed=seed,
-            similarity_model=similarity_model,
-            batch_size=batch_size,
-        )
+    result = attack_run(
+        run,
+        data,
+        attack,
+        max_examples=max_examples,
+        max_change=max_change,
+        min_similarity=min_similarity,
+        protected=protected,
+        max_candidates=max_candidates,
+        seed=seed,
+        similarity_model=similarity_model,
+        batch_size=batch_size,
     )
+    if format == "json":
+        emit(result)
+    else:
+        print_table(result)
+
+
+# figure rows of the table: key -> label (one column per attack, so any number of attacks fits the width)
+ATTACK_ROWS = {
+    "attacked": "examples attacked (right before)",
+    "successes": "successes (label flipped)",
+    "after_attack_accuracy": "after-attack accuracy",
+    "success_rate": "success rate",
+    "mean_queries": "queries per example",
+    "mean_similarity": "similarity of successes",
+    "examples_per_s": "examples per second",
+}
+POLICY_ROWS = {
+    "caught": "caught: successes withheld",
+    "answered_clean": "answered, clean",
+    "answered_error_clean": "error of answered, clean",
+    "answered_after_attack": "answered, after attack",
+    "answered_error_after_attack": "error of answered, after attack",
+}
+
+
+def _cell(x) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def print_table(result: dict) -> None:
+    """One row per figure, one column per attack; a calibrated run's attacks read through its policy below
+    (else a line saying why they are not)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    attacks = result["attacks"]
+    console.print(
+        f"attacks on {result['data']}: {result['n']} examples, clean accuracy {_cell(result['clean_accuracy'])}"
+    )
+    table = Table()
+    table.add_column("figure")
+    for name in attacks:
+        table.add_column(name, justify="right")
+    for key, label in ATTACK_ROWS.items():
+        table.add_row(label, *(_cell(a.get(key)) for a in attacks.values()), end_section=key == "examples_per_s")
+    if "note" not in result:
+        for key, label in POLICY_ROWS.items():
+            table.add_row(label, *(_cell(a.get(key)) for a in attacks.values()))
+    console.print(table)
+    if "note" in result:
+        console.print(result["note"])

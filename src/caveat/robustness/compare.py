@@ -29,7 +29,8 @@ from caveat.models.rundir import Run, open_run
 from caveat.report.compare import compare_report
 from caveat.report.html import render_html
 from caveat.robustness.attacks import Constraints, parse_attacks
-from caveat.robustness.run import attack_run
+from caveat.robustness.metrics import POLICY_KEYS
+from caveat.robustness.run import attack_run, reads_policy
 from caveat.robustness.shift import parse_shifts
 from caveat.robustness.similarity import SentenceEncoder
 from caveat.types import Task
@@ -80,9 +81,10 @@ class AttackSettings:
             raise ConfigError(f"max_candidates must be an integer >= 1. Got {self.max_candidates!r}.")
         Constraints(self.max_change, self.min_similarity)  # raises on a bad budget or similarity
 
-    def matches(self, entry: dict, n_data: int) -> bool:
+    def matches(self, entry: dict, n_data: int, *, policy: bool = False) -> bool:
         """Was ``entry`` (a ``metrics.json`` ``attack.<data>.<name>``) made with these settings on the
-        first ``max_examples`` of a split of ``n_data`` examples?"""
+        first ``max_examples`` of a split of ``n_data`` examples, and read through a calibrated policy
+        exactly when ``policy`` (an entry saved before the run was calibrated is stale)?"""
 
         n = n_data if self.max_examples is None else min(self.max_examples, n_data)
         return (
@@ -90,6 +92,7 @@ class AttackSettings:
             and entry.get("max_candidates") == self.max_candidates
             and entry.get("seed") == self.seed
             and entry.get("n") == n
+            and ("answered_clean" in entry) == policy
         )
 
 
@@ -113,14 +116,16 @@ def attack_figures(
     batch_size: int | None = None,
 ) -> dict:
     """Per attack: its ``attack.<data>.<name>`` figures and ``reused``: read from the run's metrics.json when
-    saved there with ``settings`` on ``data`` (``n_data`` examples), else attacked now and merged into it."""
+    saved there with ``settings`` on ``data`` (``n_data`` examples; a calibrated text run's read through its
+    policy), else attacked now and merged into it."""
 
     path = run.path / "metrics.json"
     saved = read_json(path).get("attack", {}).get(data, {}) if path.is_file() else {}
+    policy = reads_policy(run)
     out = {
         name: {**saved[name], "reused": True}
         for name in names
-        if name in saved and settings.matches(saved[name], n_data)
+        if name in saved and settings.matches(saved[name], n_data, policy=policy)
     }
     todo = [name for name in names if name not in out]
     if todo:
@@ -181,6 +186,7 @@ def _row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
                     "reused",
                 )
             },
+            **{k: a[k] for k in POLICY_KEYS if k in a},  # a calibrated run's attack read through its policy
             "examples": a.get("examples", [])[:EXAMPLES],
         }
         for name, a in attacks.items()
@@ -373,6 +379,12 @@ def compare_runs(
         result["notes"].append(
             f"after-attack accuracy: over the first {n} examples of {data}; `accuracy` and ECE over all of them"
         )
+        if any("answered_clean" in a for r in rows for a in r["attack"].values()):
+            result["notes"].append(
+                "caught: share of the successful adversarial examples the calibrated policy withholds (abstains on "
+                "or routes); answered error: error rate of the inputs it still answers after the attack (clean: "
+                "rows[].attack.<attack>.answered_error_clean); — for runs that are not calibrated"
+            )
     result["notes"].append(_cost_note(rows))
     result["columns"], result["table"] = _table(result)
     return result
@@ -473,6 +485,7 @@ def _table(result: dict) -> tuple[list[str], list[list]]:
     """The header and rows of the comparison table (numbers, or None for a missing figure)."""
     rows = result["rows"]
     calibrated = any(r["calibrated"] for r in rows)
+    policy = [a for a in result["attacks"] if any("answered_clean" in r["attack"][a] for r in rows)]
     columns = [
         "run",
         "recipe",
@@ -480,6 +493,7 @@ def _table(result: dict) -> tuple[list[str], list[list]]:
         "ECE",
         *(["ECE (calibrated)"] if calibrated else []),
         *(f"after {a}" for a in result["attacks"]),
+        *(c for a in policy for c in (f"{a} caught", f"after {a} answered error")),
     ]
     for name in result["shifts"]:
         columns += [f"{name} accuracy", f"{name} ECE", *([f"{name} ECE (calibrated)"] if calibrated else [])]
@@ -493,6 +507,7 @@ def _table(result: dict) -> tuple[list[str], list[list]]:
             r["ece"],
             *([r["calibrated_ece"]] if calibrated else []),
             *(r["attack"][a]["after_attack_accuracy"] for a in result["attacks"]),
+            *(r["attack"][a].get(k) for a in policy for k in ("caught", "answered_error_after_attack")),
         ]
         for name in result["shifts"]:
             s = r["shift"][name]

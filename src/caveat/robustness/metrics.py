@@ -37,3 +37,49 @@ def attack_metrics(results: Sequence[AttackResult], seconds: float, *, n_example
         "examples_per_s": len(attacked) / seconds if seconds > 0 else None,
         "examples": [r.as_dict() for r in won[:n_examples]],
     }
+
+
+POLICY_KEYS = (
+    "caught",
+    "answered_clean",
+    "answered_error_clean",
+    "answered_after_attack",
+    "answered_error_after_attack",
+)
+
+
+def _error(wrong: np.ndarray, answered: np.ndarray) -> float | None:
+    return float(wrong[answered].mean()) if answered.any() else None
+
+
+def policy_metrics(results: Sequence[AttackResult], answered_clean: np.ndarray, answered_after: np.ndarray) -> dict:
+    """The attack read through a calibrated policy: what it withholds, and the error of what it still answers.
+
+    Parameters
+    ----------
+    results : N examples after one attack (text classification: ``attacked`` means the model got it right).
+    answered_clean : (N,) bool, the policy answers the original text.
+    answered_after : (N,) bool, the policy answers the text after the attack: the adversarial text where the
+        example was attacked, else the original.
+
+    ``caught`` is the share of successful attacks the policy withholds (abstains on or routes), None without
+    a success; ``answered_*`` count the answered inputs among the N and ``answered_error_*`` are the error rates
+    among them (None when none is answered). The policy answers the top label, which temperature scaling keeps,
+    so an answered input is wrong exactly when the attack's own top label is.
+    """
+    answered_clean, answered_after = np.asarray(answered_clean, bool), np.asarray(answered_after, bool)
+    if answered_clean.shape != (len(results),) or answered_after.shape != (len(results),):
+        raise ValueError(
+            f"answered_clean and answered_after must be ({len(results)},), one per result. "
+            f"Got {answered_clean.shape} and {answered_after.shape}."
+        )
+    wrong_clean = np.array([not r.attacked for r in results], dtype=bool)  # (N,)
+    success = np.array([r.success for r in results], dtype=bool)  # (N,)
+    wrong_after = wrong_clean | success
+    return {
+        "caught": float((~answered_after[success]).mean()) if success.any() else None,
+        "answered_clean": int(answered_clean.sum()),
+        "answered_error_clean": _error(wrong_clean, answered_clean),
+        "answered_after_attack": int(answered_after.sum()),
+        "answered_error_after_attack": _error(wrong_after, answered_after),
+    }

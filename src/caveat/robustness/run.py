@@ -1,7 +1,9 @@
 """Attack a run directory on a split or a file; results merged into ``metrics.json`` under ``attack.<data>``.
 
 Text-classification runs are attacked here; NER (token-classification) runs by ``ner.attack_ner``,
-with the same options and output layout.
+with the same options and output layout. A calibrated text run's attacks are also read through its policy
+(``metrics.policy_metrics``): how many successful adversarial examples it withholds, and the error of what it
+still answers.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
+from caveat.calibration import Calibration
 from caveat.data.resolve import resolve_split
 from caveat.errors import ConfigError
 from caveat.inference import Predictor
 from caveat.io import read_json, write_json_atomic
 from caveat.models.rundir import Run, open_run
 from caveat.robustness.attacks import (
+    AttackResult,
     AttackSetup,
     Constraints,
     EmbeddingNeighbours,
@@ -25,13 +31,25 @@ from caveat.robustness.attacks import (
     build_attack,
     parse_attacks,
 )
-from caveat.robustness.metrics import attack_metrics
+from caveat.robustness.attacks.base import Predicts
+from caveat.robustness.metrics import attack_metrics, policy_metrics
 from caveat.robustness.ner import attack_ner
 from caveat.robustness.similarity import SentenceEncoder
 from caveat.types import Task
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
+NOT_CALIBRATED = (
+    "the run is not calibrated, so its attacks are not read through a policy (no caught, answered_*): "
+    "calibrate it first (caveat calibrate RUN) and attack again"
+)
+NER_POLICY = "NER runs: caught and answered_* are for text-classification runs (a span policy keeps spans, not inputs)"
+
+
+def reads_policy(run: Run) -> bool:
+    """Are this run's attacks read through a calibrated policy (``caught``, ``answered_*``)? A calibrated
+    text-classification run's are."""
+    return run.task is Task.TEXT_CLASSIFICATION and bool(run.info.get("calibration"))
 
 
 def attack_run(
@@ -59,6 +77,8 @@ def attack_run(
     ``ner.span_attack_metrics``, which adds span-level ones), in the same layout.
     ``encoder`` overrides the sentence encoder (else ``similarity_model``: ``"default"`` = the
     packaged all-MiniLM-L6-v2, or a local model folder).
+    A calibrated text run's figures add ``metrics.POLICY_KEYS`` (the policy on the clean and the attacked
+    inputs); the result says ``calibrated`` and, when those keys are absent, why in ``note``.
     """
 
     names = parse_attacks(attacks)
@@ -81,7 +101,7 @@ def attack_run(
     if run.task is Task.TOKEN_CLASSIFICATION:
         figures = attack_ner(predictor, examples, built)
     else:
-        figures = _attack_texts(Victim(predictor), examples, built)
+        figures = attack_texts(predictor, examples, built, calibration=predictor.calibration)
     settings = {"constraints": constraints.as_dict(), "max_candidates": max_candidates, "seed": seed}
     out = {name: {**m, **settings} for name, m in figures.items()}
     first = next(iter(out.values()))
@@ -91,8 +111,11 @@ def attack_run(
         "task": run.task.value,
         "n": first["n"],
         "clean_accuracy": first["clean_accuracy"],
+        "calibrated": predictor.calibration is not None,
         "attacks": out,
     }
+    if not reads_policy(run):
+        result["note"] = NER_POLICY if run.task is Task.TOKEN_CLASSIFICATION else NOT_CALIBRATED
     if write:
         path = run.path / METRICS_FILE
         existing = read_json(path) if path.is_file() else {}
@@ -101,12 +124,22 @@ def attack_run(
     return result
 
 
-def _attack_texts(victim: Victim, examples: Sequence, attacks: Sequence) -> dict[str, dict]:
-    """``{attack name: attack_metrics(...)}`` over labelled texts; the clean pass is scored once (batched)
-    and counted in each attack's ``seconds`` (as if run alone)."""
+def attack_texts(
+    predictor: Predicts, examples: Sequence, attacks: Sequence, *, calibration: Calibration | None = None
+) -> dict[str, dict]:
+    """``{attack name: figures}`` over labelled texts, each attack's ``attack_metrics`` plus, with a
+    ``calibration``, its ``policy_metrics``.
+
+    The clean pass scores every example once (batched) and is counted in each attack's ``seconds`` (as if
+    run alone); the policy's pass over the attacked texts is not (it is not part of the attack).
+    """
+    texts = [ex.text for ex in examples]
     start = time.perf_counter()
-    clean = victim.probs([ex.text for ex in examples])  # (N, C)
+    clean_preds = predictor.predict(texts)
+    clean = clean_preds.mean_probs  # (N, C)
     clean_seconds = time.perf_counter() - start
+    answered_clean = None if calibration is None else calibration.decide(clean_preds)[2].answered  # (N,)
+    victim = Victim(predictor)
     out = {}
     for attack in attacks:
         start = time.perf_counter()
@@ -116,4 +149,20 @@ def _attack_texts(victim: Victim, examples: Sequence, attacks: Sequence) -> dict
             if (i + 1) % 50 == 0:
                 log.info("%s: %d/%d examples, %.0f s", attack.name, i + 1, len(examples), time.perf_counter() - start)
         out[attack.name] = attack_metrics(results, time.perf_counter() - start + clean_seconds)
+        if calibration is not None:
+            after = _answered_after(predictor, calibration, results, answered_clean)
+            out[attack.name].update(policy_metrics(results, answered_clean, after))
     return out
+
+
+def _answered_after(
+    predictor: Predicts, calibration: Calibration, results: Sequence[AttackResult], answered_clean: np.ndarray
+) -> np.ndarray:
+    """(N,) bool: does the policy answer each text after the attack? One batched pass over the texts the attack
+    changed; the others keep their clean decision."""
+    answered = answered_clean.copy()
+    changed = [i for i, r in enumerate(results) if r.adversarial != r.original]
+    if changed:
+        preds = predictor.predict([results[i].adversarial for i in changed])
+        answered[changed] = calibration.decide(preds)[2].answered
+    return answered
