@@ -91,7 +91,7 @@ def test_uncertainty_target_is_the_calibrated_entropy(text_model):
     p /= p.sum()
     assert explained.value() == pytest.approx(float(-(p * np.log(p)).sum()), abs=1e-6)
     coarse, fine = (
-        explain(text_model, "please the beta card now", method="ig", target="uncertainty", steps=s) for s in (16, 256)
+        explain(text_model, "please the beta card now", method="ig", target="entropy", steps=s) for s in (16, 256)
     )  # entropy curves along the path: it needs more steps than a probability
     assert fine.target["score"] == "entropy" and abs(fine.details["delta"]) < abs(coarse.details["delta"])
     assert abs(fine.details["delta"]) < 0.02 * abs(fine.value - fine.details["baseline_value"]) + 1e-4

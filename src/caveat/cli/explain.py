@@ -19,7 +19,11 @@ def explain_command(
     text: Annotated[str, typer.Argument(help="The text to explain (NER: the sentence, words separated by spaces).")],
     method: Annotated[str, typer.Option(help="ig (integrated gradients), shap, lime or occlusion.")] = "ig",
     target: Annotated[
-        str, typer.Option(help="Text runs: predicted, a label name, uncertainty (entropy) or mutual_information.")
+        str,
+        typer.Option(
+            help="Text runs: predicted, a label name, uncertainty (ig: least_confidence; the others: entropy), "
+            "entropy, least_confidence or mutual_information."
+        ),
     ] = "predicted",
     span: Annotated[
         Optional[str], typer.Option(help="NER runs: the span to explain, its words as in the sentence, e.g. 'Paris'.")
@@ -33,7 +37,8 @@ def explain_command(
     seed: Annotated[int, typer.Option(help="Seed of lime's and shap's sampling.")] = 0,
     html: Annotated[Optional[Path], typer.Option(help="Also write a coloured HTML snippet to this file.")] = None,
 ) -> None:
-    """Which words drive a prediction, its uncertainty, or a span's label; prints the attribution as JSON."""
+    """Which words drive a prediction, its uncertainty, or a span's label; prints the attribution as JSON
+    (with a one-line summary of the top words, also on stderr)."""
     from caveat.explain import ExplainModel, explain
     from caveat.explain.render import to_html
     from caveat.io import write_text_atomic
@@ -44,4 +49,6 @@ def explain_command(
     )
     if html is not None:
         write_text_atomic(html, f"<!doctype html><meta charset=utf-8><title>caveat explain</title>\n{to_html(a)}\n")
-    emit({"run": str(run), "text": text, **a.to_dict()})
+    summary = a.summary()
+    typer.echo(summary, err=True)  # the top words in words, where a person reads; stdout stays one JSON object
+    emit({"run": str(run), "text": text, **a.to_dict(), "summary": summary})

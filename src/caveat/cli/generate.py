@@ -41,6 +41,7 @@ Data = Annotated[
 ]
 MaxExamples = Annotated[int | None, typer.Option(help="Use a seeded random sample of this many questions.")]
 DataSeed = Annotated[int, typer.Option(help="Seed of the question sample.")]
+HINT = "rank it with --reference EVAL.json (generate-eval --out) or decide with --policy FILE (generate-calibrate)"
 
 
 def register(app: typer.Typer) -> None:
@@ -85,6 +86,13 @@ def generate_command(
             )
         ),
     ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="Scores of reference questions: the JSON caveat generate-eval writes with --out (same model and "
+            "sampling). The verdict line then gives each estimator's percentile among them."
+        ),
+    ] = None,
     lm: Lm = "default",
     gguf_file: GgufFile = None,
     samples: Samples = 8,
@@ -98,19 +106,27 @@ def generate_command(
     meaning_threshold: Threshold = 0.9,
     nli_model: Nli = None,
 ) -> None:
-    """Answer one question, with its uncertainty under every estimator and, given a policy, the decision."""
+    """Answer one question, with its uncertainty under every estimator and, given a policy, the decision.
+    A verdict line on stderr (also in the JSON as ``verdict``) says what the scores mean."""
     from caveat.generate.answer import answer_question, ask, estimator_names
     from caveat.generate.lm import load_lm
     from caveat.generate.policy import GenerationPolicy
+    from caveat.generate.verdict import ReferenceScores, verdict
 
     fitted = GenerationPolicy.load(policy) if policy is not None else None
     cfg = fitted.sampling if fitted else _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed)
     names = estimator_names(estimators, samples=cfg.samples, policy=fitted)
+    requested = fitted.lm if fitted else (lm if gguf_file is None else f"{lm}:{gguf_file}")
+    ref = ReferenceScores.load(reference).check_comparable(requested, cfg) if reference is not None else None
     model = load_lm(fitted.lm if fitted else lm, gguf_file=None if fitted else gguf_file)
     message = ask(question, context, template=fitted.template if fitted else template)
     meaning = fitted.meaning if fitted else {"threshold": meaning_threshold, "nli_model": nli_model}
     ctx = _context(model, meaning["threshold"], meaning["nli_model"])
-    emit({"question": question, **answer_question(model, cfg, message, names, ctx, fitted)})
+    result = answer_question(model, cfg, message, names, ctx, fitted)
+    line = verdict(result, reference=ref, hint=HINT)
+    typer.echo(line, err=True)  # for a person; stdout stays one JSON object
+    extra = {"percentiles": ref.percentiles(result["uncertainty"])} if ref is not None else {}
+    emit({"question": question, **result, **extra, "verdict": line})
 
 
 def generate_eval_command(

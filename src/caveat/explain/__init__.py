@@ -26,9 +26,12 @@ def explain(
     **options,
 ) -> Attribution:
     """Explain one input with one method (see ``ExplainModel.explained`` for ``target``/``span``/``label``;
-    ``options`` go to the method: ``steps`` for ig, ``max_evals`` for shap, ``samples`` for lime)."""
+    ``options`` go to the method: ``steps`` for ig, ``max_evals`` for shap, ``samples`` for lime).
+    ``target='uncertainty'`` is the score the method declares as its ``uncertainty`` attribute (ig:
+    least confidence), else the entropy."""
     fn = EXPLAINERS.get(method)
-    return fn(model.explained(text, target, span=span, label=label), seed=seed, **options)
+    uncertainty = getattr(fn, "uncertainty", "entropy")
+    return fn(model.explained(text, target, span=span, label=label, uncertainty=uncertainty), seed=seed, **options)
 
 
 __all__ = ["EXPLAINERS", "METHODS", "Attribution", "ExplainModel", "Explained", "explain", "integrated_gradients"]

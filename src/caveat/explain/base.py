@@ -9,6 +9,12 @@ import numpy as np
 from caveat.registry import Registry
 
 EXPLAINERS: Registry = Registry("explanation method")
+# how Attribution.summary words the two sides, by target kind (positive = raises the explained quantity)
+SUMMARY_SIDES = {
+    "uncertainty": ("most uncertainty from", "most certainty from"),
+    "label": ("for it", "against it"),
+    "span": ("for it", "against it"),
+}
 
 
 @dataclass
@@ -51,6 +57,27 @@ class Attribution:
     def top(self, k: int) -> list[tuple[str, float]]:
         """The ``k`` words that raise the explained quantity most, with their attributions."""
         return [(self.words[i], float(self.word_attributions[i])) for i in self.ranking()[:k]]
+
+    def summary(self, k: int = 3) -> str:
+        """One line for a person: the explained quantity, then the ``k`` words that raise it most and the
+        ``k`` that lower it most, each strongest first, e.g. ``... most uncertainty from: 'beta' (+0.31);
+        most certainty from: 'alpha' (-0.42)``. Words with a zero attribution are in neither list."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1 words per side. Got {k}.")
+        idx = np.flatnonzero(self.features)
+        values = self.word_attributions[idx]
+        raise_idx = idx[np.argsort(-values, kind="stable")]
+        lower_idx = idx[np.argsort(values, kind="stable")]
+        raises = [i for i in raise_idx if self.word_attributions[i] > 0][:k]
+        lowers = [i for i in lower_idx if self.word_attributions[i] < 0][:k]
+        up, down = SUMMARY_SIDES.get(self.target.get("kind"), ("raise it most", "lower it most"))
+
+        def words(indices) -> str:
+            return ", ".join(f"{self.words[i]!r} ({self.word_attributions[i]:+.3g})" for i in indices) or "none"
+
+        value = f"{self.value:.3g}" if np.isfinite(self.value) else "n/a"
+        name = self.target.get("name", self.target.get("kind", "f"))
+        return f"{self.method}: {name} = {value}; {up}: {words(raises)}; {down}: {words(lowers)}"
 
     def to_dict(self) -> dict:
         """JSON-ready: every field, arrays as lists."""

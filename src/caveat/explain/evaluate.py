@@ -181,7 +181,7 @@ def _uncertainty_check(
     for m in methods:
         drops = []
         for text in chosen:
-            explained = model.explained(text, "uncertainty")
+            explained = model.explained(text, "entropy")  # one score for every method
             a = EXPLAINERS.get(m)(explained, seed=seed, **opts[m])
             drops.append(top_k_drop(explained.score, a.word_attributions[a.features], k=top_k, seed=seed))
         uncertainty["methods"][m] = {

@@ -9,6 +9,15 @@ embeddings, so they get exactly zero. The integral is approximated by Captum's
 ``LayerIntegratedGradients`` (Gauss-Legendre, ``steps`` points, all in one batched pass by
 default); its convergence delta ``sum(attributions) - (f(x) - f(b))`` says how good the
 approximation is.
+
+Uncertainty: the ``[PAD]`` baseline carries no evidence, and the entropy of a prediction peaks where
+there is no evidence, so along the path from it almost any word, for whichever label, lowers the
+entropy: IG of the entropy gives nearly every word a negative share, whatever the word says. So for
+``target='uncertainty'`` IG explains the least confidence ``1 - p(ĉ)``, ``ĉ`` the label predicted for
+the whole input (the ``msp`` score a calibrated run abstains on). It is monotone in the evidence: words
+for ``ĉ`` lower it (negative), words for a rival label raise it (positive), so the signs say which
+words make the model unsure and they are mixed wherever the input holds evidence both ways. Completeness
+is unchanged: the attributions sum to ``f(x) - f(b)``. ``target='entropy'`` still explains the entropy.
 """
 
 from __future__ import annotations
@@ -53,6 +62,9 @@ def _encode(explained: Explained, tokenizer, max_length: int) -> tuple[list[int]
     )
     _, owner = _word_of_tokens(text, enc["offset_mapping"], enc["special_tokens_mask"])
     return enc["input_ids"], owner
+
+
+UNCERTAINTY = "least_confidence"  # what target='uncertainty' explains here (see the module docstring)
 
 
 @EXPLAINERS.register("ig")
@@ -143,3 +155,6 @@ def integrated_gradients(
             "evaluations_note": "forward and backward passes",
         },
     )
+
+
+integrated_gradients.uncertainty = UNCERTAINTY  # declared for caveat.explain.explain

@@ -3,9 +3,13 @@
 Every method explains the same thing, so that their attributions, faithfulness and cost compare:
 
 - ``label``: the calibrated probability of a label (default: the predicted one), ``softmax(z / T)[c]``;
-- ``uncertainty``: the entropy of the calibrated distribution (``entropy``; the default), or the
-  mutual information between prediction and weights under MC dropout (``mutual_information``;
-  Gal & Ghahramani 2016), "which words make the model unsure";
+- ``uncertainty``: "which words make the model unsure": the entropy of the calibrated distribution
+  (``entropy``), its least confidence ``1 - softmax(z / T)[ĉ]`` with ``ĉ`` the label predicted for the
+  whole input (``least_confidence``), or the mutual information between prediction and weights under
+  MC dropout (``mutual_information``; Gal & Ghahramani 2016). ``uncertainty`` itself names the score
+  the method declares (``ExplainModel.explained``'s ``uncertainty``): entropy for the deletion-based
+  methods, least confidence for integrated gradients, whose all-absent baseline is where the entropy
+  peaks (see ``integrated_gradients.py``);
 - ``span`` (NER): the calibrated confidence of a span's label, the product of its words' tag
   probabilities (as ``caveat calibrate`` scores spans). The span's own words stay fixed; only
   its context is explained.
@@ -30,7 +34,7 @@ from caveat.inference import Predictor
 from caveat.models.tags import viterbi_bio
 from caveat.types import Task
 
-UNCERTAINTY_SCORES = ("entropy", "mutual_information")
+UNCERTAINTY_SCORES = ("entropy", "least_confidence", "mutual_information")
 MI_SAMPLES = 20  # MC-dropout passes behind the mutual information
 
 
@@ -136,6 +140,10 @@ def _entropy_transform(scale: Callable) -> Callable:
     return lambda z: entropy(torch.softmax(scale(z.double()), -1))
 
 
+def _least_confidence_transform(index: int, scale: Callable) -> Callable:
+    return lambda z: 1.0 - torch.softmax(scale(z.double()), -1)[..., index]
+
+
 def _mutual_information(z: torch.Tensor) -> torch.Tensor:
     """(K, B, C) MC-dropout logits -> (B,) ``H(mean p) - mean H(p)`` (BALD; Houlsby et al. 2011)."""
     p = torch.softmax(z.double(), -1)
@@ -191,7 +199,13 @@ class ExplainModel:
         return self.predictor.labels
 
     def explained(
-        self, text: str | Sequence[str], target: str = "predicted", *, span: str | None = None, label: str | None = None
+        self,
+        text: str | Sequence[str],
+        target: str = "predicted",
+        *,
+        span: str | None = None,
+        label: str | None = None,
+        uncertainty: str = "entropy",
     ) -> Explained:
         """The quantity to explain on ``text``.
 
@@ -199,10 +213,17 @@ class ExplainModel:
         ----------
         text : a text (text classification) or a sentence as words or a whitespace-separated string (NER).
         target : ``predicted`` (the predicted label's probability), a label name, ``uncertainty``
-            (= ``entropy``) or ``mutual_information``. Text classification only; NER explains a span.
+            (the score named by ``uncertainty``), ``entropy``, ``least_confidence`` or
+            ``mutual_information``. Text classification only; NER explains a span.
         span : NER: the span's words as they appear in the sentence, e.g. ``"Paris"``.
         label : NER: explain the span as this entity type (default: the type predicted for it).
+        uncertainty : the score ``target='uncertainty'`` stands for, one of ``UNCERTAINTY_SCORES``;
+            each method declares its own (``caveat.explain.explain``).
         """
+        if uncertainty not in UNCERTAINTY_SCORES:
+            raise ConfigError(
+                f"uncertainty={uncertainty!r} is not an uncertainty score; use one of {', '.join(UNCERTAINTY_SCORES)}"
+            )
         p, scale = self.predictor, self.scale
         base = {"temperature": self.temperature, "calibrated": self.calibrated}
         if p.task is Task.TOKEN_CLASSIFICATION:
@@ -217,7 +238,9 @@ class ExplainModel:
         probs = torch.softmax(scale(torch.from_numpy(p.predict([text]).logits[0, 0]).double()), -1)
         predicted = int(probs.argmax())
         common = dict(words=words, features=np.ones(len(words), dtype=bool), task=p.task, predictor=p)
-        if target in ("uncertainty", "entropy"):
+        if target == "uncertainty":
+            target = uncertainty
+        if target == "entropy":
             return Explained(
                 **common,
                 transform=_entropy_transform(scale),
@@ -225,6 +248,21 @@ class ExplainModel:
                     "kind": "uncertainty",
                     "score": "entropy",
                     "name": "entropy of the calibrated prediction" if self.calibrated else "entropy of the prediction",
+                    "predicted": p.labels[predicted],
+                    **base,
+                },
+            )
+        if target == "least_confidence":
+            return Explained(
+                **common,
+                transform=_least_confidence_transform(predicted, scale),
+                target={
+                    "kind": "uncertainty",
+                    "score": "least_confidence",
+                    "label": p.labels[predicted],
+                    "index": predicted,
+                    "name": f"1 - {'calibrated ' if self.calibrated else ''}probability of the predicted "
+                    f"label {p.labels[predicted]!r} (least confidence)",
                     "predicted": p.labels[predicted],
                     **base,
                 },
@@ -248,7 +286,7 @@ class ExplainModel:
             index = p.labels.index(target)
         else:
             raise ConfigError(
-                f"target {target!r} is neither 'predicted', 'uncertainty', 'entropy', "
+                f"target {target!r} is neither 'predicted', 'uncertainty', 'entropy', 'least_confidence', "
                 f"'mutual_information' nor a label of this run ({', '.join(p.labels[:10])}"
                 f"{', ...' if len(p.labels) > 10 else ''})"
             )

@@ -167,9 +167,10 @@ class ExplainRequest(BaseModel):
         "predicted",
         strict=True,
         description="Text-classification runs: what to explain: 'predicted' "
-        "(the predicted label's probability), a label name (its probability), 'uncertainty' (= "
-        "'entropy' of the calibrated prediction) or 'mutual_information' (under MC dropout; not with "
-        "ig). Token-classification runs explain a span: leave it 'predicted'.",
+        "(the predicted label's probability), a label name (its probability), 'uncertainty' (with ig: "
+        "'least_confidence', 1 - the predicted label's probability; with the other methods: 'entropy' of the "
+        "calibrated prediction), 'least_confidence' or 'entropy' by name, or 'mutual_information' (under MC "
+        "dropout; not with ig). Token-classification runs explain a span: leave it 'predicted'.",
     )
     label: str | None = Field(
         None,
@@ -292,7 +293,7 @@ class ExplainTarget(BaseModel):
         description="The predicted label (kind=span: the type predicted for the span, "
         "null when it is not a predicted span).",
     )
-    score: str | None = Field(None, description="kind=uncertainty: entropy or mutual_information.")
+    score: str | None = Field(None, description="kind=uncertainty: least_confidence, entropy or mutual_information.")
     span: str | None = Field(None, description="kind=span: the span's words.")
     start: int | None = Field(None, description="kind=span: its first word (0-based).")
     end: int | None = Field(None, description="kind=span: one past its last word.")

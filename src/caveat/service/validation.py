@@ -113,7 +113,8 @@ def check_predict(req: PredictRequest, settings: ServiceSettings, *, task: Task,
     return PredictOptions(method=req.method, samples=samples, k=k, explain=req.explain)
 
 
-TEXT_TARGETS = ("predicted", "uncertainty", "entropy", "mutual_information")  # besides the run's labels
+# besides the run's labels
+TEXT_TARGETS = ("predicted", "uncertainty", "least_confidence", "entropy", "mutual_information")
 
 
 def _shown(names: list[str], limit: int = 20) -> str:
