@@ -22,7 +22,7 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
     run = tmp_path / "run"
     Trainer(load_config(overrides=tiny_overrides(tiny_backbone, text_data)), run, progress=False).fit()
     result = runner.invoke(
-        app, ["calibrate", str(run), "--target-risk", "0.2", "--alpha", "0.2"], catch_exceptions=False
+        app, ["calibrate", str(run), "--target-risk", "0.2", "--level", "0.8"], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -142,7 +142,7 @@ def test_calibrate_for_a_target_domain_from_an_input_log(served_run, tmp_path):
     log.write_text(
         "".join(json.dumps({"time": "2026-12-03T10:00:00Z", "text": t, "decision": "answer"}) + "\n" for t in texts)
     )
-    result = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.2", "--alpha", "0.2", "--target", str(log)])
+    result = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.2", "--level", "0.8", "--target", str(log)])
     assert result.exit_code == 0, result.output
     shift = json.loads(result.stdout)["shift"]
     assert shift["target"] == str(log) and shift["n_target"] == 60
@@ -204,3 +204,21 @@ def test_calibrated_sets_are_never_empty(served_run):
     assert not any("no label is plausible" in r["reason"] for r in rows)
     state = json.loads((served_run / "caveat.json").read_text())["calibration"]["conformal"]
     assert state["nonempty"] is True
+
+
+def test_level_replaces_alpha_which_still_works_with_a_deprecation_message(served_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(served_run, run)
+    old = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.2", "--alpha", "0.25"])
+    assert old.exit_code == 0, old.output
+    assert "--alpha is deprecated" in old.stderr and "use --level 0.75" in old.stderr
+    assert json.loads(old.stdout)["conformal"]["alpha"] == 0.25
+    new = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.2", "--level", "0.75"])
+    assert new.exit_code == 0 and "deprecated" not in new.stderr
+    assert json.loads(new.stdout)["conformal"]["alpha"] == 0.25
+    both = runner.invoke(app, ["calibrate", str(run), "--alpha", "0.1", "--level", "0.9"])
+    assert both.exit_code != 0 and "give only --level" in str(both.exception)
+    bad = runner.invoke(app, ["calibrate", str(run), "--level", "90"])
+    assert bad.exit_code != 0 and "must be in (0, 1); got 90" in str(bad.exception)

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from caveat.cli.common import emit
+from caveat.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -17,9 +18,13 @@ def register(app: typer.Typer) -> None:
 
 def calibrate(
     run: Annotated[Path, typer.Argument(help="Run directory written by caveat train.")],
+    level: Annotated[
+        Optional[float],
+        typer.Option(help="Prediction sets hold the true label with probability >= level (default 0.9)."),
+    ] = None,
     alpha: Annotated[
-        float, typer.Option(help="Conformal miscoverage: sets contain the truth with probability >= 1 - alpha.")
-    ] = 0.1,
+        Optional[float], typer.Option(help="Deprecated: use --level (alpha = 1 - level).", hidden=True)
+    ] = None,
     conformal: Annotated[str, typer.Option(help="Conformal score: lac (smallest sets), aps or raps.")] = "lac",
     score: Annotated[str, typer.Option(help="Uncertainty score the abstention threshold is set on.")] = "msp",
     target_risk: Annotated[float, typer.Option(help="Highest error rate allowed on answered inputs.")] = 0.02,
@@ -50,12 +55,21 @@ def calibrate(
         ),
     ] = [],
 ) -> None:
-    """Calibrate a text-classification run; predict then reports uncertainty, sets and decisions."""
+    """Calibrate a run (text or NER); predict then reports uncertainty, sets and decisions."""
     from caveat.calibration.run import calibrate_run
 
+    if alpha is not None and level is not None:
+        raise ConfigError(
+            f"--alpha {alpha} and --level {level} both set the prediction sets' level; give only --level",
+            fields=("level",),
+        )
+    if level is not None and not 0 < level < 1:
+        raise ConfigError(f"{{level}} must be in (0, 1); got {level}. Use e.g. --level 0.9", fields=("level",))
+    if alpha is not None:
+        typer.echo(f"warning: --alpha is deprecated and goes in the next release; use --level {1 - alpha:g}", err=True)
     summary = calibrate_run(
         run,
-        alpha=alpha,
+        alpha=alpha if alpha is not None else round(1 - (level if level is not None else 0.9), 12),
         conformal=conformal,
         score=score,
         target_risk=target_risk,
