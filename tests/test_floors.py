@@ -17,7 +17,14 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "caveat"
 
 # bottom to top; a module's floor is that of its longest listed prefix
 FLOORS: list[tuple[str, ...]] = [
-    ("caveat._version", "caveat.types", "caveat.errors", "caveat.io", "caveat.uncertainty.errors"),
+    (
+        "caveat._version",
+        "caveat.types",
+        "caveat.errors",
+        "caveat.io",
+        "caveat.progress",
+        "caveat.uncertainty.errors",
+    ),
     # objectives and attack algorithms depend on the registry alone; the config checks their names
     ("caveat.registry", "caveat.config", "caveat.training.objectives", "caveat.robustness.attacks"),
     # arrays in, arrays out: readers, models, deciders, metrics and the uncertainty scores

@@ -329,7 +329,8 @@ def train(
     progress: bool = True,
 ) -> Model:
     """Fine-tune as ``config`` says, write the run directory ``out`` and score validation and test, as
-    ``caveat train`` does (``ensemble = N``: a deep ensemble); returns the run as a ``Model``."""
+    ``caveat train`` does (``ensemble = N``: a deep ensemble); returns the run as a ``Model``. ``progress=False``
+    hides the training bar, which shows only once ``caveat.progress.enable()`` is called (the library is quiet)."""
     cfg = config if isinstance(config, RunConfig) else load_config(config, list(overrides))
     if ensemble > 1:
         train_ensemble(cfg, out, ensemble, progress=progress)

@@ -18,6 +18,7 @@ from caveat.calibration import RunCalibration, load_calibration
 from caveat.errors import ConfigError, NotCalibratedError
 from caveat.models.encoding import Collator, encode_texts, encode_words
 from caveat.models.rundir import Run, load_members, load_model, open_run
+from caveat.progress import phase
 from caveat.types import Predictions, Task
 from caveat.uncertainty.methods.mc_dropout import sample_top_layers
 
@@ -211,22 +212,25 @@ class Predictor:
         features = None
         step = max(1, self.batch_size // samples)  # inputs per forward: samples * step rows
         order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")  # less padding
-        for i in range(0, n, step):
-            idx = order[i : i + step]
-            batch = self.collate([rows[j] for j in idx])
-            if top_layers is not None:
-                sampled, feats = sample_top_layers(
-                    self.model, batch["input_ids"], batch["attention_mask"], samples=samples, top_layers=top_layers
-                )
-                logits[:, idx], feats = sampled.float().numpy(), feats.float().numpy()
-            else:
-                ids, att = batch["input_ids"].repeat(samples, 1), batch["attention_mask"].repeat(samples, 1)  # (M*B, T)
-                out = self.model(input_ids=ids, attention_mask=att)
-                logits[:, idx] = out.logits.float().view(samples, len(idx), c).numpy()  # sample-major: (M, B, C)
-                feats = out.features.float().view(samples, len(idx), -1).mean(0).numpy()  # (B, D)
-            if features is None:
-                features = np.zeros((n, feats.shape[-1]), dtype=np.float32)
-            features[idx] = feats
+        what = "predict" if samples == 1 else f"predict {samples} MC dropout samples"
+        with phase(what, total=n) as bar:
+            for i in range(0, n, step):
+                idx = order[i : i + step]
+                batch = self.collate([rows[j] for j in idx])
+                if top_layers is not None:
+                    sampled, feats = sample_top_layers(
+                        self.model, batch["input_ids"], batch["attention_mask"], samples=samples, top_layers=top_layers
+                    )
+                    logits[:, idx], feats = sampled.float().numpy(), feats.float().numpy()
+                else:
+                    ids, att = batch["input_ids"].repeat(samples, 1), batch["attention_mask"].repeat(samples, 1)
+                    out = self.model(input_ids=ids, attention_mask=att)  # (M*B, T) in
+                    logits[:, idx] = out.logits.float().view(samples, len(idx), c).numpy()  # sample-major: (M, B, C)
+                    feats = out.features.float().view(samples, len(idx), -1).mean(0).numpy()  # (B, D)
+                if features is None:
+                    features = np.zeros((n, feats.shape[-1]), dtype=np.float32)
+                features[idx] = feats
+                bar.advance(len(idx))
         return Predictions(probs=softmax(logits), logits=logits, features=features, labels=self.labels)
 
     def _predict_words(self, sentences: list[list[str]]) -> Predictions:
@@ -234,11 +238,13 @@ class Predictor:
         width = max(1, max(len(s) for s in sentences))
         logits = np.zeros((len(rows), width, len(self.labels)), dtype=np.float32)  # (N, W, C)
         mask = np.zeros((len(rows), width), dtype=bool)
-        for idx, batch in self._batches(rows):
-            out = next(iter_outputs(self.model, [batch]))
-            for k, j in enumerate(idx):
-                n = len(sentences[j])
-                logits[j, :n], mask[j, :n] = word_logits(out["logits"][k], out["word_index"][k], n)
+        with phase("predict", total=len(rows)) as bar:
+            for idx, batch in self._batches(rows):
+                out = next(iter_outputs(self.model, [batch]))
+                for k, j in enumerate(idx):
+                    n = len(sentences[j])
+                    logits[j, :n], mask[j, :n] = word_logits(out["logits"][k], out["word_index"][k], n)
+                bar.advance(len(idx))
         return Predictions(probs=softmax(logits)[None], logits=logits[None], mask=mask, labels=self.labels)
 
 

@@ -30,8 +30,11 @@ def test_cli_end_to_end(text_run, tiny_backbone):
         app,
         [*args, "--attack", "charswap,wordsub,greedy", "--max-change", "0.3", "--min-similarity", "0.5"],
         catch_exceptions=False,
+        env={"CAVEAT_PROGRESS_AFTER": "0"},  # every phase shows, however short
     )
     assert result.exit_code == 0, result.output
+    for name in ("charswap", "wordsub", "greedy"):  # each attack's loop tells of itself on stderr, stdout is JSON
+        assert f"caveat: attack: {name} attack on test 12/12 (100%" in result.stderr
     out = json.loads(result.stdout)
     assert out["data"] == "test" and out["n"] == 12 and list(out["attacks"]) == ["charswap", "wordsub", "greedy"]
     for m in out["attacks"].values():

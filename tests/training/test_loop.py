@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from caveat.config import load_config
 from caveat.errors import ConfigError
 from caveat.evaluation.run import evaluate_run
+from caveat.progress import AFTER_ENV, EVERY_ENV, showing
 from caveat.training.loop import Trainer
 from tests.conftest import tiny_overrides
 
@@ -99,3 +100,23 @@ def test_select_keeps_the_best_or_the_last_evaluations_weights(tiny_backbone, te
         assert kept == pytest.approx(history[-1])
     else:
         assert summary["selected_step"] == summary["best_step"] and kept == pytest.approx(max(history))
+
+
+def test_training_off_a_terminal_prints_periodic_lines(tiny_backbone, text_data, tmp_path, monkeypatch, capsys):
+    """Piped or in CI, the loop prints plain lines as it goes (the first after 2 s, here every step), not only at
+    the end; stdout stays empty. Without the switch (library calls) or with progress=False it prints nothing."""
+    cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data, epochs=1))
+    monkeypatch.setenv(EVERY_ENV, "0")
+    monkeypatch.setenv(AFTER_ENV, "0")  # the tiny run takes well under the default 2 s
+    with showing(command="train"):
+        summary = Trainer(cfg, tmp_path / "run").fit()
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.startswith("caveat: train: optimizer steps ")]
+    assert out == "" and len(lines) == summary["steps"] > 1
+    assert lines[0].startswith(f"caveat: train: optimizer steps 1/{summary['steps']} (") and " loss " in lines[0]
+    assert lines[-1].startswith(f"caveat: train: optimizer steps {summary['steps']}/{summary['steps']} (100%")
+
+    Trainer(cfg, tmp_path / "quiet").fit()
+    with showing(command="train"):
+        Trainer(cfg, tmp_path / "off", progress=False).fit()
+    assert capsys.readouterr().err.count("caveat: ") == 0

@@ -27,6 +27,7 @@ from caveat.decide.shift import MIN_INPUTS, DensityRatio, effective_sample_size,
 from caveat.errors import ConfigError, DataError
 from caveat.inference import Predictor
 from caveat.models.rundir import Run
+from caveat.progress import subject
 from caveat.types import Task
 from caveat.uncertainty.methods.temperature import TemperatureScaling
 from caveat.uncertainty.tokens import binary_ece
@@ -50,7 +51,8 @@ def calibrate_spans(
     cal = load_data(run.config).calibration
     index = {lab: i for i, lab in enumerate(run.labels)}
     predictor = Predictor.from_run(run, batch_size=batch_size, calibrated=False)  # refits: the old fit is not used
-    preds = predictor.predict([ex.tokens for ex in cal.examples])
+    with subject("calibration"):
+        preds = predictor.predict([ex.tokens for ex in cal.examples])
     lengths = [len(ex.tokens) for ex in cal.examples]
     words = preds.mask  # (N, W) real, not truncated, words
     gold = np.zeros(words.shape, dtype=np.int64)
@@ -67,7 +69,8 @@ def calibrate_spans(
         )
     keep, shift = np.ones(len(conf), dtype=bool), None
     if target:
-        target_preds = predictor.predict(target)
+        with subject("target sentences"):
+            target_preds = predictor.predict(target)
         spans_target, _, _ = span_scores(
             sentence_logits(target_preds, [len(t) for t in target]), ts.temperature, run.labels, aggregate
         )

@@ -24,6 +24,7 @@ from caveat.errors import ConfigError
 from caveat.evaluation.calibration import ece, nll
 from caveat.inference import Predictor
 from caveat.models.rundir import Run
+from caveat.progress import subject
 from caveat.types import Predictions, Split
 from caveat.uncertainty.methods.laplace import LastLayerLaplace
 from caveat.uncertainty.methods.mahalanobis import Mahalanobis
@@ -84,7 +85,8 @@ def calibrate_text(
     predictor = Predictor.from_run(run, batch_size=batch_size, calibrated=False)  # refits: the old fit is not used
     passes = predict_splits(run, predictor, splits())
     logits = passes.calibration.logits[0]  # (N, C)
-    target_preds = predictor.predict(list(target)) if len(target) else None
+    with subject("target texts"):
+        target_preds = predictor.predict(list(target)) if len(target) else None
     gate = fit_gate(
         passes,
         alpha=alpha,
@@ -102,7 +104,8 @@ def calibrate_text(
     cal_scores = gate.scorer(passes.calibration)
     if ood_inputs:
         rate = ood_rate if ood_rate is not None else len(ood_inputs) / (len(ood_inputs) + len(passes.y))
-        ood_scores = gate.scorer(predictor.predict(ood_inputs))
+        with subject("out-of-scope texts"):
+            ood_scores = gate.scorer(predictor.predict(ood_inputs))
         risk.calibrate(cal_scores[keep], errors[keep], ood_scores=ood_scores, ood_rate=rate)
     else:
         risk.calibrate(cal_scores[keep], errors[keep])
@@ -178,11 +181,10 @@ def fit_gate(
 def _shift_summary(gate: Gate, target: Predictions, source: str | None, keep: np.ndarray, alpha: float) -> dict:
     """What the target calibration did, in figures and words (``calibration.shift`` in caveat.json)."""
     ess = effective_sample_size(gate.weights)
-    n = len(gate.weights)
-    z = gate.temperature.transform(target.logits[0])
+    n, n_target = len(gate.weights), len(target.logits[0])
     stopped = gate.mahalanobis.score(target.features) > gate.ood_threshold
     words = (
-        f"calibrated for {len(target.logits[0])} unlabelled target texts: the {n} calibration examples, "
+        f"calibrated for {n_target} unlabelled target texts: the {n} calibration examples, "
         f"importance-weighted, are worth {ess:.0f} (effective sample size); "
         f"{'the weighted' if gate.temperature_choice['kept'] == 'weighted_temperature' else 'the plain'} "
         f"temperature {gate.temperature.temperature:.3g} was kept; {1 - alpha:.0%} prediction sets are weighted "
@@ -199,7 +201,7 @@ def _shift_summary(gate: Gate, target: Predictions, source: str | None, keep: np
         )
     return {
         "target": source,
-        "n_target": int(len(z)),
+        "n_target": n_target,
         "domain_auroc": gate.shift.ratio.auroc,
         "effective_sample_size": ess,
         "weights_max_share": float(gate.weights.max() / gate.weights.sum()),
@@ -228,13 +230,14 @@ def _fit_figures(ts: TemperatureScaling, logits: np.ndarray, probs: np.ndarray, 
 def predict_splits(run: Run, predictor: Predictor, splits) -> Passes:
     """One deterministic pass over the calibration, train and validation splits."""
 
-    def texts(split: Split) -> list[str]:
-        return [ex.text for ex in split.examples]
+    def predict(split: Split, name: str) -> Predictions:
+        with subject(name):
+            return predictor.predict([ex.text for ex in split.examples])
 
     return Passes(
-        calibration=predictor.predict(texts(splits.calibration)),
-        train=predictor.predict(texts(splits.train)),
-        validation=predictor.predict(texts(splits.validation)),
+        calibration=predict(splits.calibration, "calibration"),
+        train=predict(splits.train, "train"),
+        validation=predict(splits.validation, "validation"),
         y=_label_ids(run, splits.calibration),
         y_train=_label_ids(run, splits.train),
         y_validation=_label_ids(run, splits.validation),

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from caveat import progress
 from caveat._version import __version__
 from caveat.cli import (
     attack,
@@ -63,12 +64,20 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help=f"No progress on stderr (as env {progress.QUIET_ENV}=1); stdout is unchanged."
+        ),
+    ] = False,
 ) -> None:
-    # the app's help is Typer(help=...); this callback only carries the options every command shares
-    pass
+    # the app's help is Typer(help=...); this callback only carries the options every command shares.
+    # Progress shows for the command's run only: held by the context, so library calls after it stay quiet.
+    ctx.with_resource(progress.showing(not quiet, command=ctx.invoked_subcommand))
 
 
 FLAGS = {"explain": "--explain-faithfulness", "overrides": "--set"}  # library arguments whose flag is not their name

@@ -60,19 +60,6 @@ def build_config(config: Path | None, overrides: list[str], **flags: Any) -> Run
     return load_config(config, overrides, **extra)
 
 
-def progress_printer(what: str, *, every: int = 25):
-    """A ``progress(done, total)`` callback that logs every ``every`` items (and the last) to stderr."""
-    import logging
-
-    log = logging.getLogger("caveat")
-
-    def report(done: int, total: int) -> None:
-        if done % every == 0 or done == total:
-            log.info("%s: %d/%d", what, done, total)
-
-    return report
-
-
 def table_width() -> int:
     """Columns for a table: the terminal's (or ``$COLUMNS``) clamped to 80..100; 100 when not a terminal."""
     low, high = TABLE_WIDTH

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from caveat.cli.common import emit, progress_printer
+from caveat.cli.common import emit
 from caveat.errors import ConfigError
 
 Lm = Annotated[
@@ -182,7 +182,6 @@ def generate_eval_command(
         context=_context(model, meaning_threshold, nli_model),
         template=template,
         n_boot=n_boot,
-        progress=progress_printer("questions"),
     )
     result["data"] = str(data)
     if out is not None:
@@ -247,7 +246,6 @@ def generate_calibrate_command(
         [estimator],
         context=_context(model, meaning_threshold, nli_model),
         template=template,
-        progress=progress_printer("questions"),
     )
     errors = ~judge(scored.answers, questions, get_rule(rule))
     s = scored.scores[estimator]

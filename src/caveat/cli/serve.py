@@ -96,7 +96,10 @@ def serve(
     """
     import uvicorn
 
+    from caveat import progress
     from caveat.service import ServiceSettings, create_app
+
+    progress.enable(False)  # a request's predictions are not a phase of a command: the access log tells of them
 
     settings = ServiceSettings.from_env(
         run_dir=run,

@@ -25,6 +25,7 @@ from caveat.evaluation.uncertainty import selective
 from caveat.inference import Predictor, ensemble_predict
 from caveat.models.encoding import encode_texts
 from caveat.models.rundir import Run
+from caveat.progress import subject
 from caveat.registry import Registry
 from caveat.types import Predictions, Task
 from caveat.uncertainty.methods.laplace_lora import LaplaceLoRA
@@ -132,7 +133,10 @@ def _sampled(ctx: Context, predict: Callable[[list[str]], Predictions], name: st
     start = time.perf_counter()
     preds = predict(ctx.texts)
     seconds = time.perf_counter() - start
-    ood_preds = {k: predict(t) for k, t in ctx.ood_texts.items()}
+    ood_preds = {}
+    for k, t in ctx.ood_texts.items():
+        with subject(f"out-of-scope {k}"):
+            ood_preds[k] = predict(t)
     ctx.cache[name] = (preds, ood_preds)  # evaluate reports more scores of the same samples
     ood = {k: entropy(probs=p.probs) for k, p in ood_preds.items()}
     return Output(preds.probs.mean(0), entropy(probs=preds.probs), ood, seconds, "entropy")

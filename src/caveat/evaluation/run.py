@@ -21,6 +21,7 @@ from caveat.inference import Predictor
 from caveat.io import read_json, write_json_atomic
 from caveat.models.rundir import Run, open_run
 from caveat.models.tags import decode_tags
+from caveat.progress import subject
 from caveat.robustness.shift import evaluate_shifts, read_shifts
 from caveat.types import Predictions, Split, Task
 from caveat.uncertainty.tokens import binary_ece, span_report
@@ -70,35 +71,36 @@ def evaluate_run(
             fields=("explain",),
         )
     predictor = Predictor.from_run(run, batch_size=batch_size)
-    if run.task is Task.TOKEN_CLASSIFICATION:
-        preds = predictor.predict([ex.tokens for ex in split.examples])
-        logits = preds.logits[0]
-        words = [logits[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)]
-        metrics = metrics_for(run.task, split, run.labels, word_logits=words)
+    with subject(data):  # what its passes predict, for the progress lines
+        if run.task is Task.TOKEN_CLASSIFICATION:
+            preds = predictor.predict([ex.tokens for ex in split.examples])
+            logits = preds.logits[0]
+            words = [logits[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)]
+            metrics = metrics_for(run.task, split, run.labels, word_logits=words)
 
-        probs = preds.probs[0]
-        metrics["spans"] = span_report(
-            [probs[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)],
-            decode_tags(words, run.labels),
-            [ex.tags for ex in split.examples],
-            run.labels,
-        )
-        metrics.update(_span_caveats(predictor.calibration, preds, split))
-    else:
-        metrics = _text_metrics(
-            run,
-            predictor,
-            split,
-            {name: ood_texts(run, name, load) for name in ood},
-            methods=methods,
-            mc_samples=mc_samples,
-            mc_top_layers=mc_top_layers,
-            ensemble=ensemble,
-        )
-        if shifted:
-            metrics["shift"] = evaluate_shifts(run, predictor, split, shifted)
-        if explain is not None:
-            metrics["explanations"] = explanation_faithfulness(run.path, data, batch_size=batch_size, **explain)
+            probs = preds.probs[0]
+            metrics["spans"] = span_report(
+                [probs[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)],
+                decode_tags(words, run.labels),
+                [ex.tags for ex in split.examples],
+                run.labels,
+            )
+            metrics.update(_span_caveats(predictor.calibration, preds, split))
+        else:
+            metrics = _text_metrics(
+                run,
+                predictor,
+                split,
+                {name: ood_texts(run, name, load) for name in ood},
+                methods=methods,
+                mc_samples=mc_samples,
+                mc_top_layers=mc_top_layers,
+                ensemble=ensemble,
+            )
+            if shifted:
+                metrics["shift"] = evaluate_shifts(run, predictor, split, shifted)
+            if explain is not None:
+                metrics["explanations"] = explanation_faithfulness(run.path, data, batch_size=batch_size, **explain)
     result = {"data": data, "source": split.source, "task": run.task.value, **metrics}
     if write:
         path = run.path / METRICS_FILE
@@ -129,7 +131,7 @@ def _text_metrics(
     seconds = time.perf_counter() - start
     metrics = metrics_for(run.task, split, run.labels, logits=preds.logits[0])
     y = np.array([run.labels.index(ex.label) for ex in split.examples])
-    ood_preds = {name: predictor.predict(t) for name, t in ood_inputs.items()}
+    ood_preds = _predict_ood(predictor, ood_inputs)
     metrics.update(uncertainty_metrics(preds, y, caveats, ood_preds))
     if caveats is not None and ood_inputs:  # the calibrated default's score, at the top level
         metrics["ood_auroc"] = {k: v[caveats.score]["auroc"] for k, v in metrics["ood"].items()}
@@ -158,6 +160,15 @@ def _text_metrics(
                 "cost_ratio": metrics["methods"][name]["cost_ratio"],
             }
     return metrics
+
+
+def _predict_ood(predictor, ood_inputs: dict[str, list[str]]) -> dict[str, Predictions]:
+    """One deterministic pass per out-of-scope set, each named for the progress lines."""
+    out = {}
+    for name, texts in ood_inputs.items():
+        with subject(f"out-of-scope {name}"):
+            out[name] = predictor.predict(texts)
+    return out
 
 
 def _span_caveats(caveats: SpanCalibration | None, preds: Predictions, split: Split) -> dict:

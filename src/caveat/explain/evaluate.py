@@ -12,7 +12,6 @@ uncertainty most lowers it more than deleting 3 random words.
 from __future__ import annotations
 
 import itertools
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +22,8 @@ from caveat.errors import ConfigError
 from caveat.explain import EXPLAINERS, METHODS, ExplainModel
 from caveat.explain.faithfulness import faithfulness, random_baseline, rank_agreement, summarise, top_k_drop
 from caveat.models.rundir import open_run
+from caveat.progress import phase, subject
 from caveat.types import Task
-
-log = logging.getLogger(__name__)
 
 DEFAULT_OPTIONS = {"ig": {"steps": 32}, "shap": {"max_evals": 500}, "lime": {"samples": 1000}, "occlusion": {}}
 STOCHASTIC = ("lime",)  # explained twice with different seeds (shap's partition explainer does not sample)
@@ -123,20 +121,20 @@ def _explain_texts(
 ) -> _Figures:
     """Explain each text's predicted label with every method, next to random rankings, gathering the figures."""
     figures = _Figures.empty(methods)
-    for i, text in enumerate(texts):
-        explained = model.explained(text, "predicted")
-        attributions = {}
-        for m in methods:
-            attributions[m] = _explain_with(
-                figures, m, explained, text, opts[m], seed=seed, top_k=top_k, reseed=i < stability_examples
+    with phase(f"explain with {', '.join(methods)}", total=len(texts)) as bar:
+        for i, text in enumerate(texts):
+            explained = model.explained(text, "predicted")
+            attributions = {}
+            for m in methods:
+                attributions[m] = _explain_with(
+                    figures, m, explained, text, opts[m], seed=seed, top_k=top_k, reseed=i < stability_examples
+                )
+            figures.rows["random"].append(
+                random_baseline(explained.score, explained.n_features, draws=random_draws, seed=seed + i)
             )
-        figures.rows["random"].append(
-            random_baseline(explained.score, explained.n_features, draws=random_draws, seed=seed + i)
-        )
-        for a, b in itertools.combinations(methods, 2):
-            figures.agreement[f"{a}~{b}"].append(rank_agreement(attributions[a], attributions[b], k=top_k))
-        if (i + 1) % 20 == 0:
-            log.info("explained %d/%d texts", i + 1, len(texts))
+            for a, b in itertools.combinations(methods, 2):
+                figures.agreement[f"{a}~{b}"].append(rank_agreement(attributions[a], attributions[b], k=top_k))
+            bar.advance()
     return figures
 
 
@@ -178,17 +176,19 @@ def _uncertainty_check(
         "score": "entropy",
         "methods": {},
     }
-    for m in methods:
-        drops = []
-        for text in chosen:
-            explained = model.explained(text, "entropy")  # one score for every method
-            a = EXPLAINERS.get(m)(explained, seed=seed, **opts[m])
-            drops.append(top_k_drop(explained.score, a.word_attributions[a.features], k=top_k, seed=seed))
-        uncertainty["methods"][m] = {
-            "lower_than_random": _mean([d["lower_than_random"] for d in drops]),
-            "top_drop": _mean([d["top"] for d in drops]),
-            "random_drop": _mean([d["random"] for d in drops]),
-        }
+    with phase("explain the uncertainty of unanswered inputs", total=len(methods) * len(chosen)) as bar:
+        for m in methods:
+            drops = []
+            for text in chosen:
+                explained = model.explained(text, "entropy")  # one score for every method
+                a = EXPLAINERS.get(m)(explained, seed=seed, **opts[m])
+                drops.append(top_k_drop(explained.score, a.word_attributions[a.features], k=top_k, seed=seed))
+                bar.advance()
+            uncertainty["methods"][m] = {
+                "lower_than_random": _mean([d["lower_than_random"] for d in drops]),
+                "top_drop": _mean([d["top"] for d in drops]),
+                "random_drop": _mean([d["random"] for d in drops]),
+            }
     return uncertainty
 
 
@@ -254,10 +254,11 @@ def explanation_faithfulness(
     texts = _sample_texts(run, data, max_examples, seed)
     model = ExplainModel.from_run(run.path, batch_size=batch_size)
     draws = dict(seed=seed, random_draws=random_draws, top_k=top_k, stability_examples=stability_examples)
-    figures = _explain_texts(model, texts, methods, opts, **draws)
-    uncertainty = _uncertainty_check(
-        model, run, texts, methods, opts, seed=seed, top_k=top_k, uncertainty_examples=uncertainty_examples
-    )
+    with subject(data):  # what the explanations are of, for the progress lines
+        figures = _explain_texts(model, texts, methods, opts, **draws)
+        uncertainty = _uncertainty_check(
+            model, run, texts, methods, opts, seed=seed, top_k=top_k, uncertainty_examples=uncertainty_examples
+        )
     target = f"{'calibrated ' if model.calibrated else ''}probability of the predicted label"
     return {
         "data": data,

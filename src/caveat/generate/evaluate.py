@@ -9,7 +9,7 @@ under every correctness rule; the metrics use the chosen one, and the output say
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -20,6 +20,7 @@ from caveat.generate.data import Question
 from caveat.generate.estimators import ESTIMATORS, Context
 from caveat.generate.metrics import estimator_metrics, risk_coverage
 from caveat.generate.sampling import Generation, SampleCache, Sampler, SamplingConfig
+from caveat.progress import phase
 
 
 @dataclass
@@ -53,7 +54,6 @@ def score_questions(
     *,
     context: Context | None = None,
     template: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
 ) -> Scored:
     """Generate once per question and compute every estimator on the shared generation."""
     ctx = context or Context(lm=sampler.lm)
@@ -62,22 +62,22 @@ def score_questions(
     scores = {e.name: np.zeros(len(questions)) for e in found}
     seconds = {e.name: np.zeros(len(questions)) for e in found}
     gens, sampling = [], np.zeros(len(questions))
-    for i, q in enumerate(questions):
-        message = prompts.message(q, template=template)
-        g = sampler(sampler.lm.prompt(message))
-        gens.append(g)
-        sampling[i] = 0.0 if g.cached else g.seconds
-        shared = 0.0
-        if uses_meaning:
-            start = time.perf_counter()
-            ctx.meanings(g, message)
-            shared = time.perf_counter() - start
-        for e in found:
-            start = time.perf_counter()
-            scores[e.name][i] = e.fn(g, ctx, message)
-            seconds[e.name][i] = time.perf_counter() - start + (shared if "meaning" in e.needs else 0.0)
-        if progress is not None:
-            progress(i + 1, len(questions))
+    with phase("answer and score questions", total=len(questions)) as bar:
+        for i, q in enumerate(questions):
+            message = prompts.message(q, template=template)
+            g = sampler(sampler.lm.prompt(message))
+            gens.append(g)
+            sampling[i] = 0.0 if g.cached else g.seconds
+            shared = 0.0
+            if uses_meaning:
+                start = time.perf_counter()
+                ctx.meanings(g, message)
+                shared = time.perf_counter() - start
+            for e in found:
+                start = time.perf_counter()
+                scores[e.name][i] = e.fn(g, ctx, message)
+                seconds[e.name][i] = time.perf_counter() - start + (shared if "meaning" in e.needs else 0.0)
+            bar.advance()
     return Scored(list(questions), gens, scores, seconds, sampling)
 
 
@@ -93,7 +93,6 @@ def evaluate_generation(
     template: str | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Greedy accuracy under every rule, and per estimator: AUROC and PRR with bootstrap intervals,
     AURC, accuracy at 50/80% coverage, a risk-coverage curve and the cost per question.
@@ -103,7 +102,7 @@ def evaluate_generation(
     sampling = sampling or SamplingConfig()
     judged = get_rule(rule)
     sampler = Sampler(lm, sampling, cache=cache)
-    scored = score_questions(questions, sampler, estimators, context=context, template=template, progress=progress)
+    scored = score_questions(questions, sampler, estimators, context=context, template=template)
     correct = {r.name: judge(scored.answers, scored.questions, r) for r in (get_rule(n) for n in RULES.names())}
     correct[judged.name] = judge(scored.answers, scored.questions, judged)
     errors = ~correct[judged.name]

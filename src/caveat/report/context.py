@@ -19,6 +19,7 @@ from caveat.evaluation.uncertainty import uncertainty_metrics
 from caveat.inference import Predictor
 from caveat.models.rundir import Run
 from caveat.models.tags import bio_spans, decode_tags
+from caveat.progress import subject
 from caveat.types import Predictions, Split, Task
 from caveat.uncertainty.scores import SCORES
 from caveat.uncertainty.tokens import span_report
@@ -114,7 +115,8 @@ def prepare(
 
 def _prepare_spans(run: Run, data: str, split: Split, predictor: Predictor, top: int) -> Context:
     """NER: word probabilities, Viterbi and gold tags, and every predicted span with its confidence."""
-    preds = predictor.predict([ex.tokens for ex in split.examples])
+    with subject(data):
+        preds = predictor.predict([ex.tokens for ex in split.examples])
     logits, probs = preds.logits[0], preds.probs[0]  # (N, W, C)
     words = [logits[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)]  # per sentence (W_i, C)
     word_probs = [probs[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)]
@@ -149,8 +151,12 @@ def _prepare_texts(
     run: Run, data: str, split: Split, predictor: Predictor, top: int, ood_inputs: dict[str, list[str]]
 ) -> Context:
     """Text classification: probabilities, scores and, when calibrated, the policy's decisions."""
-    preds = predictor.predict([ex.text for ex in split.examples])
-    ood_preds = {name: predictor.predict(texts) for name, texts in ood_inputs.items()}
+    with subject(data):
+        preds = predictor.predict([ex.text for ex in split.examples])
+    ood_preds = {}
+    for name, texts in ood_inputs.items():
+        with subject(f"out-of-scope {name}"):
+            ood_preds[name] = predictor.predict(texts)
     index = {lab: i for i, lab in enumerate(run.labels)}
     y = np.array([index[ex.label] for ex in split.examples])
     calibration = predictor.calibration

@@ -25,7 +25,6 @@ objective, so ``attack_metrics`` summarises them; ``span_attack_metrics`` adds s
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Sequence
@@ -37,12 +36,11 @@ import numpy as np
 from caveat.errors import ConfigError
 from caveat.inference import softmax
 from caveat.models.tags import bio_spans, decode_tags
+from caveat.progress import phase
 from caveat.robustness.attacks.base import AttackResult, Predicts
 from caveat.robustness.attacks.search import Attack
 from caveat.robustness.attacks.words import Words
 from caveat.robustness.metrics import attack_metrics
-
-log = logging.getLogger(__name__)
 
 Span = tuple[int, int, str]  # (start, end exclusive, type)
 
@@ -286,10 +284,10 @@ def attack_ner(
     for attack in attacks:
         start = time.perf_counter()
         results = []
-        for i, (ex, scored) in enumerate(zip(examples, clean)):
-            results.append(attack_sentence(attack, victim, ex.tokens, ex.tags, scored=scored))
-            if (i + 1) % 50 == 0:
-                log.info("%s: %d/%d sentences, %.0f s", attack.name, i + 1, len(examples), time.perf_counter() - start)
+        with phase(f"{attack.name} attack", total=len(examples)) as bar:
+            for ex, scored in zip(examples, clean):
+                results.append(attack_sentence(attack, victim, ex.tokens, ex.tags, scored=scored))
+                bar.advance()
         out[attack.name] = span_attack_metrics(
             results, time.perf_counter() - start + clean_seconds, n_examples=n_examples
         )

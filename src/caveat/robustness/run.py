@@ -8,7 +8,6 @@ still answers.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from caveat.errors import ConfigError
 from caveat.inference import Predictor
 from caveat.io import read_json, write_json_atomic
 from caveat.models.rundir import Run, open_run
+from caveat.progress import phase, subject
 from caveat.robustness.attacks import (
     AttackResult,
     AttackSetup,
@@ -37,7 +37,6 @@ from caveat.robustness.ner import attack_ner
 from caveat.robustness.similarity import SentenceEncoder
 from caveat.types import Task
 
-log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 NOT_CALIBRATED = (
     "the run is not calibrated, so its attacks are not read through a policy (no caught, answered_*): "
@@ -98,10 +97,11 @@ def attack_run(
     )
     built = [build_attack(name, setup) for name in names]  # before the clean pass: fail early
 
-    if run.task is Task.TOKEN_CLASSIFICATION:
-        figures = attack_ner(predictor, examples, built)
-    else:
-        figures = attack_texts(predictor, examples, built, calibration=predictor.calibration)
+    with subject(data):  # what the passes and attacks work on, for the progress lines
+        if run.task is Task.TOKEN_CLASSIFICATION:
+            figures = attack_ner(predictor, examples, built)
+        else:
+            figures = attack_texts(predictor, examples, built, calibration=predictor.calibration)
     settings = {"constraints": constraints.as_dict(), "max_candidates": max_candidates, "seed": seed}
     out = {name: {**m, **settings} for name, m in figures.items()}
     first = next(iter(out.values()))
@@ -144,10 +144,10 @@ def attack_texts(
     for attack in attacks:
         start = time.perf_counter()
         results = []
-        for i, (ex, probs) in enumerate(zip(examples, clean)):
-            results.append(attack.attack(victim, ex.text, ex.label, probs=probs))
-            if (i + 1) % 50 == 0:
-                log.info("%s: %d/%d examples, %.0f s", attack.name, i + 1, len(examples), time.perf_counter() - start)
+        with phase(f"{attack.name} attack", total=len(examples)) as bar:
+            for ex, probs in zip(examples, clean):
+                results.append(attack.attack(victim, ex.text, ex.label, probs=probs))
+                bar.advance()
         out[attack.name] = attack_metrics(results, time.perf_counter() - start + clean_seconds)
         if calibration is not None:
             after = _answered_after(predictor, calibration, results, answered_clean)
@@ -163,6 +163,7 @@ def _answered_after(
     answered = answered_clean.copy()
     changed = [i for i, r in enumerate(results) if r.adversarial != r.original]
     if changed:
-        preds = predictor.predict([results[i].adversarial for i in changed])
+        with subject("attacked texts"):
+            preds = predictor.predict([results[i].adversarial for i in changed])
         answered[changed] = calibration.decide(preds)[2].answered
     return answered

@@ -24,6 +24,7 @@ from caveat.evaluation import calibration as cm
 from caveat.evaluation.metrics import metrics_for
 from caveat.evaluation.uncertainty import uncertainty_metrics
 from caveat.models.rundir import Run
+from caveat.progress import subject
 from caveat.types import Predictions, Split, Task
 from caveat.uncertainty.scores import SCORES
 
@@ -205,7 +206,9 @@ def evaluate_shifts(
     caveats = predictor.calibration
     if base is None:
         base = predictor.predict([ex.text for ex in split.examples])
-    return {
-        name: shift_metrics(base, split, predictor.predict([ex.text for ex in s.examples]), s, run.labels, caveats)
-        for name, s in shifted.items()
-    }
+    out = {}
+    for name, s in shifted.items():
+        with subject(f"shifted set {name}"):
+            preds = predictor.predict([ex.text for ex in s.examples])
+        out[name] = shift_metrics(base, split, preds, s, run.labels, caveats)
+    return out

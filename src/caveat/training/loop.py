@@ -28,6 +28,7 @@ from caveat.errors import ConfigError
 from caveat.models.build import build_model
 from caveat.models.encoding import Collator
 from caveat.models.rundir import save_model, write_run_info
+from caveat.progress import phase
 from caveat.training.augment import Augmenter, planned_steps
 from caveat.training.checkpoint import CHECKPOINT_DIR, has_checkpoint, load_checkpoint, save_checkpoint
 from caveat.training.objectives import build_objective
@@ -290,32 +291,32 @@ class Trainer:
     def _train(self, run: _Run, state: TrainState, started: float) -> None:
         """Take optimizer steps until the step budget, the planned epochs or early stopping ends training."""
         seen = 0
-        bar = _Progress(run.total, enabled=self.progress and run.accelerator.is_main_process, start=state.global_step)
-        run.model.train()
-        stop = state.global_step >= run.total
-        while not stop:
-            batches, epoch_steps = self._begin_epoch(run, state)
-            for batch in batches:
-                stats = self._optimizer_step(run, batch)
-                state.global_step += 1
-                state.step_in_epoch += 1
-                seen += batch["input_ids"].shape[0] * run.accelerator.num_processes
-                rate = seen / max(1e-9, time.perf_counter() - started)
-                bar.update(stats["loss"], rate)
-                self._log_step(run, state, stats, rate)
-                at_eval = state.step_in_epoch in self._eval_points(epoch_steps) or state.global_step == run.total
-                if at_eval:
-                    state.stopped_early = self._validate(run, state)
-                if state.step_in_epoch == epoch_steps:
-                    state.epoch, state.step_in_epoch = state.epoch + 1, 0
-                stop = self._should_stop(run, state)
-                if not stop and (at_eval or self._checkpoint_due(state)):
-                    self._save_checkpoint(run, state)
-                for callback in self.callbacks:
-                    callback(state, stats)
-                if stop:
-                    break
-        bar.close()
+        shown = self.progress and run.accelerator.is_main_process
+        with phase("optimizer steps", total=run.total, start=state.global_step, show=shown) as bar:
+            run.model.train()
+            stop = state.global_step >= run.total
+            while not stop:
+                batches, epoch_steps = self._begin_epoch(run, state)
+                for batch in batches:
+                    stats = self._optimizer_step(run, batch)
+                    state.global_step += 1
+                    state.step_in_epoch += 1
+                    seen += batch["input_ids"].shape[0] * run.accelerator.num_processes
+                    rate = seen / max(1e-9, time.perf_counter() - started)
+                    bar.advance(info=f"loss {stats['loss']:.4f}  {rate:.0f} ex/s")
+                    self._log_step(run, state, stats, rate)
+                    at_eval = state.step_in_epoch in self._eval_points(epoch_steps) or state.global_step == run.total
+                    if at_eval:
+                        state.stopped_early = self._validate(run, state)
+                    if state.step_in_epoch == epoch_steps:
+                        state.epoch, state.step_in_epoch = state.epoch + 1, 0
+                    stop = self._should_stop(run, state)
+                    if not stop and (at_eval or self._checkpoint_due(state)):
+                        self._save_checkpoint(run, state)
+                    for callback in self.callbacks:
+                        callback(state, stats)
+                    if stop:
+                        break
 
     def _begin_epoch(self, run: _Run, state: TrainState):
         """Augment this epoch's data if asked and position the loader: (batches, steps in this epoch)."""
@@ -459,33 +460,3 @@ class Trainer:
 def _fingerprint(splits) -> str:
 
     return fingerprint(splits)
-
-
-class _Progress:
-    """A rich progress bar on stderr with loss and throughput (no-op when disabled)."""
-
-    def __init__(self, total: int, *, enabled: bool, start: int = 0):
-        self.bar = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=False,
-            )
-            self.task = self.bar.add_task("train", total=total, completed=start, info="")
-            self.bar.start()
-
-    def update(self, loss: float, rate: float) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, info=f"loss {loss:.4f}  {rate:.0f} ex/s")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
