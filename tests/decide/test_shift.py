@@ -203,3 +203,12 @@ def test_risk_threshold_on_a_rejection_sample_controls_the_target_risk():
             broken[name] += realised(rc.threshold) > target
     assert broken["weighted"] / draws <= delta
     assert broken["uniform"] / draws > 2 * delta and broken["all"] / draws > 2 * delta
+
+
+def test_weight_warnings_say_when_weights_are_fragile_or_see_no_shift():
+    from caveat.calibration.shift import weight_warnings
+
+    assert weight_warnings(300, 0.8) == ""
+    assert "effective sample size of 12" in weight_warnings(12, 0.8)
+    words = weight_warnings(2900, 0.54)
+    assert "AUROC 0.54" in words and "label a sample of the target" in words

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from caveat.calibration.shift import weight_warnings
 from caveat.calibration.spans import SCORE, sentence_logits, span_scores
 from caveat.calibration.store import save_calibration
 from caveat.data.load import load_data
@@ -127,8 +128,7 @@ def _shift_summary(
         "if the weights are right: they are estimated, and assume a span's chance of being right given its "
         "confidence, length and type is the same in both domains. The word temperature is the in-domain one."
     )
-    if ess < 50:
-        words += f" With an effective sample size of {ess:.0f} the figures are fragile: give more calibration data."
+    words += weight_warnings(ess, ratio.auroc)
     return {
         "target": source,
         "n_target": n_sentences,

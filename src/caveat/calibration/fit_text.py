@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
-from caveat.calibration.shift import TargetShift, choose_temperature
+from caveat.calibration.shift import TargetShift, choose_temperature, weight_warnings
 from caveat.calibration.store import CALIBRATION_SCORES, save_arrays, save_calibration
 from caveat.calibration.text import MAX_SET_SIZE, ROUTE_ON
 from caveat.data.load import load_data
@@ -192,8 +192,7 @@ def _shift_summary(gate: Gate, target: Predictions, source: str | None, keep: np
         "target. These guarantees hold if the weights are right: they are estimated, and assume the chance of "
         "each label given the model's log-probabilities is the same in both domains."
     )
-    if ess < 50:
-        words += f" With an effective sample size of {ess:.0f} the figures are fragile: give more calibration data."
+    words += weight_warnings(ess, gate.shift.ratio.auroc)
     if stopped.mean() > 0.2:
         words += (
             f" The out-of-distribution check stops {stopped.mean():.0%} of the target texts (fitted on in-domain "

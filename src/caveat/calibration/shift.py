@@ -93,3 +93,20 @@ def _weighted_nll(ts: TemperatureScaling, logits: np.ndarray, labels: np.ndarray
     z = ts.transform(logits)
     lp = log_softmax(z, axis=-1)[np.arange(len(labels)), labels]
     return float(-np.average(lp, weights=weights))
+
+
+def weight_warnings(ess: float, auroc: float | None) -> str:
+    """Sentences for a target calibration's summary: weights too concentrated to trust, or a target the domain
+    classifier cannot tell from the calibration data (then the weights change little, and a shift in how often
+    the model is wrong at a given confidence stays invisible without target labels)."""
+    words = ""
+    if ess < 50:
+        words += f" With an effective sample size of {ess:.0f} the figures are fragile: give more calibration data."
+    if auroc is not None and auroc < 0.6:
+        words += (
+            f" The target looks like the calibration data to the domain classifier (AUROC {auroc:.2f}), so the "
+            "weights are nearly equal and the result is close to the in-domain calibration. If the target is "
+            "harder in ways the model's outputs do not show (e.g. new names), only labels can tell: label a sample "
+            "of the target and calibrate on it."
+        )
+    return words
