@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from caveat.models.backbone import backbone_name
 from caveat.report.context import Context
 from caveat.report.history import training_history
 from caveat.report.schema import LineFigure, Section, Series, Table
@@ -15,7 +16,7 @@ def data_and_training(ctx: Context) -> Section:
     metrics = [
         metric("task", "task", ctx.task.value),
         metric("labels", "labels", len(ctx.labels)),
-        metric("backbone", "backbone", cfg.model.name_or_path),
+        metric("backbone", "backbone", backbone_name(cfg.model.name_or_path)),  # 'default' said as the model it is
         metric("objective", "objective", cfg.train.objective),
         metric(
             "alpha",
