@@ -146,3 +146,9 @@ def test_report_of_a_run_without_a_test_split_uses_validation_and_says_so(tiny_b
     report = json.loads((run / "report.json").read_text())
     assert report["data"] == "validation"
     assert any("This run has no test split" in note for note in report["notes"])
+
+    evaluated = runner.invoke(app, ["evaluate", str(run)])
+    assert evaluated.exit_code == 0, evaluated.exception
+    assert "no test split; evaluating the validation split" in evaluated.stderr
+    validation = json.loads((run / "caveat.json").read_text())["data"]["splits"]["validation"]["n"]
+    assert json.loads(evaluated.stdout)["n"] == validation

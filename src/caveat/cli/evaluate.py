@@ -18,8 +18,12 @@ def register(app: typer.Typer) -> None:
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run directory written by caveat train.")],
     data: Annotated[
-        str, typer.Option(help="Split name (train, validation, calibration, test) or a labelled file.")
-    ] = "test",
+        Optional[str],
+        typer.Option(
+            help="Split name (train, validation, calibration, test) or a labelled file; default: test, or "
+            "validation when the run has no test split."
+        ),
+    ] = None,
     ood: Annotated[
         list[str], typer.Option(help="Out-of-scope set: a data.ood name of the run or a file of texts (repeatable).")
     ] = [],
@@ -77,6 +81,13 @@ def evaluate(
 
     if format not in ("json", "table"):
         raise ConfigError(f"--format must be json or table. Got {format!r}.")
+    if data is None:
+        from caveat.data.resolve import default_split
+        from caveat.models.rundir import open_run
+
+        data = default_split(open_run(run))
+        if data != "test":
+            typer.echo(f"note: this run has no test split; evaluating the {data} split", err=True)
     metrics = evaluate_run(
         run,
         data,
