@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from caveat.calibration.shift import weight_warnings
+from caveat.calibration.shift import weight_figures, weight_warnings
 from caveat.calibration.spans import SCORE, sentence_logits, span_scores
 from caveat.calibration.store import save_calibration
 from caveat.data.load import load_data
 from caveat.decide.risk import RiskControlled
-from caveat.decide.shift import MIN_INPUTS, DensityRatio, effective_sample_size, rejection_sample
+from caveat.decide.shift import MIN_INPUTS, DensityRatio, rejection_sample
 from caveat.errors import ConfigError, DataError
 from caveat.inference import Predictor
 from caveat.models.rundir import Run
@@ -120,7 +120,8 @@ def _span_covariates(spans: list[list[tuple]], types: list[str]) -> np.ndarray:
 def _shift_summary(
     ratio: DensityRatio, weights: np.ndarray, keep: np.ndarray, n_sentences: int, n_spans: int, source: str | None
 ) -> dict:
-    ess = effective_sample_size(weights)
+    figures = weight_figures(ratio, weights, keep)
+    ess = figures["effective_sample_size"]
     words = (
         f"calibrated for {n_sentences} unlabelled target sentences ({n_spans} predicted spans): the {len(weights)} "
         f"calibration spans, importance-weighted by confidence, length and type, are worth {ess:.0f}; the span "
@@ -133,9 +134,6 @@ def _shift_summary(
         "target": source,
         "n_target": n_sentences,
         "n_target_spans": n_spans,
-        "domain_auroc": ratio.auroc,
-        "effective_sample_size": ess,
-        "weights_max_share": float(weights.max() / weights.sum()),
-        "risk_sample": int(keep.sum()),
+        **figures,
         "summary": words,
     }

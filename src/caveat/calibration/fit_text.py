@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
-from caveat.calibration.shift import TargetShift, choose_temperature, weight_warnings
+from caveat.calibration.shift import TargetShift, choose_temperature, weight_figures, weight_warnings
 from caveat.calibration.store import CALIBRATION_SCORES, save_arrays, save_calibration
 from caveat.calibration.text import MAX_SET_SIZE, ROUTE_ON
 from caveat.data.load import load_data
@@ -19,7 +19,7 @@ from caveat.data.resolve import ood_texts
 from caveat.decide.conformal import ConformalClassifier
 from caveat.decide.policy import Policy
 from caveat.decide.risk import RiskControlled
-from caveat.decide.shift import effective_sample_size, rejection_sample
+from caveat.decide.shift import rejection_sample
 from caveat.errors import ConfigError
 from caveat.evaluation.calibration import ece, nll
 from caveat.inference import Predictor
@@ -180,7 +180,8 @@ def fit_gate(
 
 def _shift_summary(gate: Gate, target: Predictions, source: str | None, keep: np.ndarray, alpha: float) -> dict:
     """What the target calibration did, in figures and words (``calibration.shift`` in caveat.json)."""
-    ess = effective_sample_size(gate.weights)
+    figures = weight_figures(gate.shift.ratio, gate.weights, keep)
+    ess = figures["effective_sample_size"]
     n, n_target = len(gate.weights), len(target.logits[0])
     stopped = gate.mahalanobis.score(target.features) > gate.ood_threshold
     words = (
@@ -201,11 +202,8 @@ def _shift_summary(gate: Gate, target: Predictions, source: str | None, keep: np
     return {
         "target": source,
         "n_target": n_target,
-        "domain_auroc": gate.shift.ratio.auroc,
-        "effective_sample_size": ess,
-        "weights_max_share": float(gate.weights.max() / gate.weights.sum()),
+        **figures,
         "temperature": gate.temperature_choice,
-        "risk_sample": int(keep.sum()),
         "ood_stopped_target": float(stopped.mean()),
         "model": gate.shift.state(),
         "summary": words,

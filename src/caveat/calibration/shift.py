@@ -110,3 +110,14 @@ def weight_warnings(ess: float, auroc: float | None) -> str:
             "of the target and calibrate on it."
         )
     return words
+
+
+def weight_figures(ratio: DensityRatio, weights: np.ndarray, keep: np.ndarray) -> dict:
+    """The figures every target calibration reports (``calibration.shift``): how well the domains separate, what the
+    weighted calibration data is worth, the largest weight's share, and the rejection sample's size."""
+    return {
+        "domain_auroc": ratio.auroc,
+        "effective_sample_size": effective_sample_size(weights),
+        "weights_max_share": float(weights.max() / weights.sum()),
+        "risk_sample": int(keep.sum()),
+    }
