@@ -69,6 +69,19 @@ def shift(ctx: Context) -> Section | None:
     shifts = saved.get("shift") or {}
     if not shifts:
         return None
+    figures = {name: _reliability(name, s) for name, s in shifts.items()}
+    return Section(
+        key="shift",
+        title="Distribution shift",
+        notes=_notes(ctx, saved, [name for name, f in figures.items() if f is None]),
+        figures=[f for f in figures.values() if f is not None],
+        tables=[_per_set_table(ctx, saved, shifts), _scores_table(shifts)],
+    )
+
+
+def _per_set_table(ctx: Context, saved: dict, shifts: dict) -> Table:
+    """Accuracy, calibration and decisions of the in-domain split and each shifted set; columns only for the
+    figures some entry holds."""
     entries = [saved, *shifts.values()]
     calibrated = any("calibrated" in s for s in entries)
     conformal = any("conformal" in s for s in entries)
@@ -107,7 +120,24 @@ def shift(ctx: Context) -> Section | None:
         row(f"{name} ({s['source']})" if s.get("source") else name, s, _at(s, "delta", "accuracy"))
         for name, s in shifts.items()
     ]
-    ood = [
+    return Table(
+        key="shift",
+        title="Accuracy, calibration and decisions per set",
+        columns=columns,
+        rows=[[num(c) for c in r] for r in rows],
+        note=(
+            "Set coverage: the share of inputs whose prediction set holds the true label (the target is promised "
+            "on data like the calibration split; a shift can break it). Abstention risk: the error rate of the "
+            "answered inputs, answered: their share; the guarantee is the one the policy was calibrated for."
+            if conformal or abstention
+            else ""
+        ),
+    )
+
+
+def _scores_table(shifts: dict) -> Table:
+    """How far each uncertainty score moves on each shifted set."""
+    rows = [
         [
             name,
             score,
@@ -121,6 +151,27 @@ def shift(ctx: Context) -> Section | None:
         for name, s in shifts.items()
         for score, o in (s.get("ood") or {}).items()
     ]
+    return Table(
+        key="shift_scores",
+        title="Uncertainty scores, shifted vs in-domain",
+        columns=[
+            "set",
+            "score",
+            "AUROC",
+            "FPR@95",
+            "mean (in-domain)",
+            "mean (shifted)",
+            "median (in-domain)",
+            "median (shifted)",
+        ],
+        rows=[[num(c) for c in r] for r in rows],
+        note="AUROC: the chance that a shifted input scores higher (more uncertain) than an in-domain one; "
+        "0.5: the score does not see the shift.",
+    )
+
+
+def _notes(ctx: Context, saved: dict, without_diagram: list[str]) -> list[str]:
+    """Where the figures come from, the target calibration if any, sets saved without a diagram, a stale run."""
     notes = [
         f"From `{ctx.run.path}/metrics.json`, as `caveat evaluate {ctx.run.path} --data {ctx.data} --shift NAME=FILE` "
         "wrote it; run that again to update these figures. Δ accuracy: shifted minus in-domain. ECE is of the raw "
@@ -128,11 +179,10 @@ def shift(ctx: Context) -> Section | None:
     ]
     if (target := _target_note(ctx.run.info)) is not None:
         notes.append(target)
-    figures = {name: _reliability(name, s) for name, s in shifts.items()}
-    if missing := [name for name, f in figures.items() if f is None]:
+    if without_diagram:
         notes.append(
-            f"No reliability diagram for {', '.join(missing)}: metrics.json was written before `caveat evaluate "
-            "--shift` saved one; evaluate again to add it."
+            f"No reliability diagram for {', '.join(without_diagram)}: metrics.json was written before `caveat "
+            "evaluate --shift` saved one; evaluate again to add it."
         )
     now = ctx.metrics.get("accuracy")
     if saved.get("accuracy") is not None and now is not None and abs(saved["accuracy"] - now) > 1e-9:
@@ -140,42 +190,4 @@ def shift(ctx: Context) -> Section | None:
             f"The saved in-domain accuracy ({saved['accuracy']:.4f}) differs from this report's "
             f"({now:.4f}): the run changed since; evaluate it again."
         )
-    decide_note = (
-        "Set coverage: the share of inputs whose prediction set holds the true label (the target is promised "
-        "on data like the calibration split; a shift can break it). Abstention risk: the error rate of the "
-        "answered inputs, answered: their share; the guarantee is the one the policy was calibrated for."
-        if conformal or abstention
-        else ""
-    )
-    return Section(
-        key="shift",
-        title="Distribution shift",
-        notes=notes,
-        figures=[f for f in figures.values() if f is not None],
-        tables=[
-            Table(
-                key="shift",
-                title="Accuracy, calibration and decisions per set",
-                columns=columns,
-                rows=[[num(c) for c in r] for r in rows],
-                note=decide_note,
-            ),
-            Table(
-                key="shift_scores",
-                title="Uncertainty scores, shifted vs in-domain",
-                columns=[
-                    "set",
-                    "score",
-                    "AUROC",
-                    "FPR@95",
-                    "mean (in-domain)",
-                    "mean (shifted)",
-                    "median (in-domain)",
-                    "median (shifted)",
-                ],
-                rows=[[num(c) for c in r] for r in ood],
-                note="AUROC: the chance that a shifted input scores higher (more uncertain) than an in-domain one; "
-                "0.5: the score does not see the shift.",
-            ),
-        ],
-    )
+    return notes
