@@ -64,7 +64,7 @@ def run_figures(run_dir: Path, calibrate_options: dict) -> dict:
     from caveat.evaluation.run import evaluate_run
 
     calibrate_run(run_dir, **calibrate_options)
-    test = evaluate_run(run_dir, "test", methods="msp", write=False)
+    test = evaluate_run(run_dir, "test", methods="least_confidence", write=False)
     return _figures(test, test["calibrated"])
 
 
@@ -91,7 +91,7 @@ def ensemble_figures(run_dir: Path) -> dict:
     from caveat.uncertainty.methods.temperature import TemperatureScaling
 
     run = open_run(run_dir)
-    reported = evaluate_run(run, "test", methods="msp", ensemble=True, write=False)["ensemble"]
+    reported = evaluate_run(run, "test", methods="least_confidence", ensemble=True, write=False)["ensemble"]
     splits = load_data(run.config)
     members = Predictor.from_run(run, calibrated=False).ensemble()
 

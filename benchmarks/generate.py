@@ -126,11 +126,12 @@ def bench_generate(
 
 
 def _cost(lm, questions, cfg: SamplingConfig, work: Path) -> dict:
-    """Seconds per question for the estimators both libraries have (sequence probability, perplexity, token
-    entropy, lexical similarity, P(True)): caveat (fresh generation, no cache) vs lm-polygraph's pipeline."""
+    """Seconds per question for the estimators both libraries have (sequence probability, mean NLL per token,
+    which lm-polygraph calls Perplexity, token entropy, lexical similarity, P(True)): caveat (fresh generation, no
+    cache) vs lm-polygraph's pipeline."""
     from caveat.generate.evaluate import score_questions
 
-    names = ["msp", "perplexity", "mean_token_entropy", "lexical_similarity", "p_true"]
+    names = ["msp", "mean_nll", "mean_token_entropy", "lexical_similarity", "p_true"]  # END_TO_END_ESTIMATORS
     sampler = Sampler(lm, cfg)
     start = time.perf_counter()
     score_questions(questions, sampler, names, context=Context(lm=lm))

@@ -99,12 +99,12 @@ def bench_laplace_lora(run_dir: Path) -> dict:
     Brier and error AUROC of each, and the cost of the Laplace-LoRA predictive over one deterministic pass."""
     from caveat.evaluation.run import evaluate_run
 
-    test = evaluate_run(run_dir, "test", methods=["msp", "laplace_lora"], write=False)
+    test = evaluate_run(run_dir, "test", methods=["least_confidence", "laplace_lora"], write=False)
     keys = ("nll", "ece", "brier", "error_auroc", "aurc", "cost_ratio")
     return {
         "run": "sst2-lora (benchmarks/llm.py)",
         "temperature_scaled": {k: test["calibrated"].get(k) for k in ("nll", "ece", "temperature")},
-        "msp_raw": {k: test["methods"]["msp"].get(k) for k in keys},
+        "least_confidence_raw": {k: test["methods"]["least_confidence"].get(k) for k in keys},
         "laplace_lora": {k: test["methods"]["laplace_lora"].get(k) for k in keys},
         "nll_no_worse_than_temperature": test["methods"]["laplace_lora"]["nll"] <= test["calibrated"]["nll"],
     }

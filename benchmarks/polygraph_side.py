@@ -425,10 +425,11 @@ def _smoke() -> None:
         print(line)
 
 
-# caveat's estimator -> lm-polygraph's estimator with the same definition (up to sign or an affine map)
+# caveat's estimator -> lm-polygraph's estimator with the same definition (up to sign or an affine map).
+# lm-polygraph's "Perplexity" is the mean NLL per token, caveat's mean_nll (caveat's perplexity is exp of it)
 SAME_ESTIMATOR = {
     "msp": "MaximumSequenceProbability",
-    "perplexity": "Perplexity",
+    "mean_nll": "Perplexity",
     "mean_token_entropy": "MeanTokenEntropy",
     "lexical_similarity": "LexicalSimilarity_rougeL",
 }

@@ -33,7 +33,7 @@ def _gated(run_dir: Path, data_root: Path) -> dict:
     splits = functools.cache(lambda: load_data(run.config))
     predictor = Predictor.from_run(run, calibrated=False)
     passes = predict_splits(run, predictor, splits())
-    gate = fit_gate(passes, alpha=0.1, conformal="lac", score="msp", ood_tpr=0.95)  # calibrate's defaults
+    gate = fit_gate(passes, alpha=0.1, conformal="lac", score="least_confidence", ood_tpr=0.95)  # calibrate's defaults
     sets = (str(data_root / "clinc150/data_full.json#oos_train"), "oos_val")
     oos_cal = [t for name in sets for t in ood_texts(run, name, splits)]
     test = splits().test

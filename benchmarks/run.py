@@ -391,7 +391,7 @@ def table() -> str:
         if c and c.get("polygraph") and "seconds_per_question" in c["polygraph"]:
             p = c["polygraph"]
             lines.append(
-                "| cost per question, same 5 estimators (MSP, perplexity, token entropy, lexical similarity, P(True)), "
+                "| cost per question, same 5 estimators (MSP, mean NLL, token entropy, lexical similarity, P(True)), "
                 f"{c['n']} questions: caveat / lm-polygraph | seconds; generate calls | "
                 f"{c['caveat_seconds_per_question']:.1f} / {p['seconds_per_question']:.1f}; "
                 f"{c['caveat_generate_calls_per_question']:.0f} / {p['generate_calls_per_question']:.0f} | "

@@ -50,12 +50,12 @@ def bench_uncertainty(run_dir: Path, data_root: Path, *, repeats: int = 3) -> di
     at_test_share = calibrate_run(run_dir, ood=[oos_train, "oos_val"], ood_rate=test_share)["risk"]
     share = 0.10
     calibration = calibrate_run(run_dir, ood=[oos_train, "oos_val"], ood_rate=share)
-    cheap = "msp,entropy,margin,max_logit,energy,mahalanobis,laplace"
+    cheap = "least_confidence,entropy,margin,max_logit,energy,mahalanobis,laplace"
     runs = [evaluate_run(run_dir, "test", ood=["oos_test"], methods=cheap, write=False) for _ in range(repeats)]
     base = runs[0]
-    naive = evaluate_run(run_dir, "test", ood=["oos_test"], methods="msp", mc_samples=10, write=False)
+    naive = evaluate_run(run_dir, "test", ood=["oos_test"], methods="least_confidence", mc_samples=10, write=False)
     efficient = evaluate_run(
-        run_dir, "test", ood=["oos_test"], methods="msp", mc_samples=10, mc_top_layers=0, write=False
+        run_dir, "test", ood=["oos_test"], methods="least_confidence", mc_samples=10, mc_top_layers=0, write=False
     )
     methods = {
         name: {**row, "cost_ratio": float(np.median([r["methods"][name]["cost_ratio"] for r in runs]))}
@@ -153,10 +153,10 @@ def bench_ensemble(run_dir: Path) -> dict:
     """SST-2: a 3-member deep ensemble against its first member alone (same test set, same call)."""
     from caveat.evaluation.run import evaluate_run
 
-    test = evaluate_run(run_dir, "test", methods="msp,ensemble", write=False)
+    test = evaluate_run(run_dir, "test", methods="least_confidence,ensemble", write=False)
     return {
         "run": str(run_dir),
-        "member": test["methods"]["msp"],
+        "member": test["methods"]["least_confidence"],
         "ensemble": test["methods"]["ensemble"],
         "members": test["ensemble"]["members"],
     }

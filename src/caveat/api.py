@@ -43,6 +43,7 @@ from caveat.training.importing import run_import
 from caveat.training.run import run_training
 from caveat.training.select import sweep
 from caveat.types import Predictions, Task
+from caveat.uncertainty.scores import resolve_score_name
 
 CALIBRATED_FIELDS = ("uncertainty", "prediction_set", "decision")  # text rows of a calibrated run only
 
@@ -180,14 +181,16 @@ class Model:
         delta: float = 0.05,
         alpha: float = 0.1,
         conformal: str = "lac",
-        score: str = "msp",
+        score: str = "least_confidence",
         target: Sequence[str] = (),
         target_texts: Sequence[str] = (),
     ) -> Model:
         """Fit the calibration on the run's calibration split (``caveat calibrate``), save it in the run
         directory and use it from now on; returns ``self``. ``target`` (files) or ``target_texts`` (texts):
-        unlabelled inputs of the domain the model will serve, to calibrate for it. See
+        unlabelled inputs of the domain the model will serve, to calibrate for it. ``score="msp"`` (the old
+        name of ``least_confidence``) still works, with a ``DeprecationWarning``. See
         ``caveat.calibration.run.calibrate_run``."""
+        score = resolve_score_name(score)  # warns at the caller's line, so calibrate_run does not again
         calibrate_run(
             self.run,
             alpha=alpha,

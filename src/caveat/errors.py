@@ -52,3 +52,8 @@ class RunDirError(CaveatError, FileNotFoundError):
 
 class NotCalibratedError(CaveatError, RuntimeError):
     """A decider was used before ``calibrate`` (the message says what to call first)."""
+
+
+class RenamedWarning(DeprecationWarning):
+    """An old name (of a score, ...) was used: it still works until the next release (``Registry.alias``).
+    The CLI says these on stderr; Python hides a library's ``DeprecationWarning`` from scripts by default."""

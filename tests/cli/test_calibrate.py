@@ -33,7 +33,7 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
 
     row = json.loads(runner.invoke(app, ["predict", str(run), "the alpha card"]).stdout)
     assert row["label"] == "first"
-    assert set(row["uncertainty"]) == {"msp", "entropy", "energy", "mahalanobis"}
+    assert set(row["uncertainty"]) == {"least_confidence", "entropy", "energy", "mahalanobis"}
     assert row["decision"] in {"answer", "abstain", "route"} and isinstance(row["reason"], str)
     assert "first" in row["prediction_set"]
     assert abs(sum(row["probabilities"].values()) - 1) < 1e-5  # 3 labels, top-5: all of them
@@ -45,30 +45,32 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
     )
     mc = metrics["mc_dropout"]
     assert mc["samples"] == 4 and mc["cost_ratio"] > 0 and 0 <= mc["ece"] <= 1
-    assert set(mc["ood"][str(oos)]) == {"msp", "entropy", "mutual_information", "variance"}
+    assert set(mc["ood"][str(oos)]) == {"least_confidence", "entropy", "mutual_information", "variance"}
     assert 0 <= metrics["ece"] <= 1 and metrics["calibrated"]["temperature"] == summary["temperature"]
     assert 0 <= metrics["conformal"]["coverage"] <= 1 and metrics["conformal"]["set_size"] > 0  # LAC sets may be empty
-    assert set(metrics["ood"][str(oos)]) == {"msp", "entropy", "energy", "mahalanobis"}
+    assert set(metrics["ood"][str(oos)]) == {"least_confidence", "entropy", "energy", "mahalanobis"}
     decisions = metrics["decisions"][str(oos)]
     assert sum(decisions[a] for a in ("answer", "abstain", "route")) == 3
 
     # methods side by side: the same figures as the top level where they coincide, and a cost each
     result = runner.invoke(
-        app, ["evaluate", str(run), "--ood", str(oos), "--methods", "msp,mahalanobis,laplace,mc_dropout"]
+        app, ["evaluate", str(run), "--ood", str(oos), "--methods", "least_confidence,mahalanobis,laplace,mc_dropout"]
     )
     assert result.exit_code == 0, result.output
     side = json.loads(result.stdout)
     rows = side["methods"]
-    assert list(rows) == ["msp", "mahalanobis", "laplace", "mc_dropout"]
-    for name in ("msp", "mahalanobis"):
+    assert list(rows) == ["least_confidence", "mahalanobis", "laplace", "mc_dropout"]
+    for name in ("least_confidence", "mahalanobis"):
         assert rows[name]["ood_auroc"][str(oos)] == side["ood"][str(oos)][name]["auroc"]
-    assert side["ood_auroc"][str(oos)] == rows["msp"]["ood_auroc"][str(oos)]  # calibrated default: msp
-    assert rows["msp"]["ece"] == side["calibrated"]["ece"]
+    assert (
+        side["ood_auroc"][str(oos)] == rows["least_confidence"]["ood_auroc"][str(oos)]
+    )  # calibrated default: least_confidence
+    assert rows["least_confidence"]["ece"] == side["calibrated"]["ece"]
     assert all(r["cost_ratio"] >= 1 for n, r in rows.items() if n != "mc_dropout")  # the pass + their arithmetic
     assert side["mc_dropout"]["samples"] == 10 and rows["mc_dropout"]["score"] == "entropy"
     assert rows["laplace"]["score"] == "entropy" and 0 <= rows["laplace"]["ece"] <= 1
     assert set(json.loads(runner.invoke(app, ["evaluate", str(run)]).stdout)["methods"]) == {
-        "msp",
+        "least_confidence",
         "entropy",
         "margin",
         "max_logit",
@@ -76,7 +78,7 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
         "mahalanobis",
         "laplace",
     }
-    result = runner.invoke(app, ["evaluate", str(run), "--methods", "msp,bogus"])
+    result = runner.invoke(app, ["evaluate", str(run), "--methods", "least_confidence,bogus"])
     assert result.exit_code != 0 and "unknown uncertainty method 'bogus'" in str(result.exception)
     table = runner.invoke(app, ["evaluate", str(run), "--ood", str(oos), "--format", "table"])
     assert table.exit_code == 0 and "uncertainty methods" in table.stdout
@@ -222,3 +224,28 @@ def test_level_replaces_alpha_which_still_works_with_a_deprecation_message(serve
     assert both.exit_code != 0 and "give only --level" in str(both.exception)
     bad = runner.invoke(app, ["calibrate", str(run), "--level", "90"])
     assert bad.exit_code != 0 and "must be in (0, 1); got 90" in str(bad.exception)
+
+
+def test_the_old_score_name_msp_still_works_as_least_confidence_with_a_warning(served_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(served_run, run)
+    old = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.2", "--score", "msp"])
+    assert old.exit_code == 0, old.output
+    warning = "warning: uncertainty score 'msp' is now called 'least_confidence'; the old name will be removed"
+    assert old.stderr.count(warning) == 1  # said once, though several layers take the name
+    stored = json.loads((run / "caveat.json").read_text())["calibration"]
+    assert stored["score"] == stored["risk"]["score"] == "least_confidence"
+    new = runner.invoke(app, ["calibrate", str(run), "--target-risk", "0.2", "--score", "least_confidence"])
+    assert new.exit_code == 0 and "warning: uncertainty score" not in new.stderr
+    assert json.loads(new.stdout)["risk"] == json.loads(old.stdout)["risk"]  # the same fit under either name
+
+    row = json.loads(runner.invoke(app, ["predict", str(run), "the alpha card"]).stdout)
+    assert "least_confidence" in row["uncertainty"] and "msp" not in row["uncertainty"]
+    assert "msp" not in row["reason"]
+
+    side = runner.invoke(app, ["evaluate", str(run), "--methods", "msp,entropy"])
+    assert side.exit_code == 0, side.output
+    assert list(json.loads(side.stdout)["methods"]) == ["least_confidence", "entropy"]
+    assert side.stderr.count(warning) == 1

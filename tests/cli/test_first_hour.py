@@ -122,13 +122,13 @@ def test_evaluate_data_reads_a_csv_by_its_extension_on_a_label_sentence_run(serv
     (run / "caveat.json").write_text(json.dumps(info))
     rows = planted_texts(24, seed=7)
     mine = _write_csv(tmp_path / "my.csv", ["text", "label"], [(r["text"], r["label"]) for r in rows])
-    result = runner.invoke(app, ["evaluate", str(run), "--data", str(mine), "--methods", "msp"])
+    result = runner.invoke(app, ["evaluate", str(run), "--data", str(mine), "--methods", "least_confidence"])
     assert result.exit_code == 0, result.exception
     assert json.loads(result.stdout)["n"] == 24
 
     sentences = tmp_path / "mine.txt"  # no extension to go by: the run's own format
     sentences.write_text("".join(f"{r['label']} {r['text']}\n" for r in rows))
-    result = runner.invoke(app, ["evaluate", str(run), "--data", str(sentences), "--methods", "msp"])
+    result = runner.invoke(app, ["evaluate", str(run), "--data", str(sentences), "--methods", "least_confidence"])
     assert result.exit_code == 0, result.exception
     assert json.loads(result.stdout)["n"] == 24
 

@@ -20,9 +20,9 @@ LONG_LABEL = "a_very_long_intent_label_name_for_checking_wrapping_behaviour"
 LONG_SHIFT = "customer_reviews_from_another_shop_2023"
 
 
-def _ood(msp: float) -> dict:
+def _ood(least_confidence: float) -> dict:
     return {
-        "msp": {"auroc": msp, "fpr95": 0.1338},
+        "least_confidence": {"auroc": least_confidence, "fpr95": 0.1338},
         "entropy": {"auroc": 0.9734, "fpr95": 0.1253},
         "energy": {"auroc": 0.9787, "fpr95": 0.0922},
         "mahalanobis": {"auroc": 0.9816, "fpr95": 0.082},
@@ -66,7 +66,7 @@ def _figures(accuracy: float, ece: float, calibrated_ece: float, coverage: float
         "calibrated": {"temperature": 1.1322996, "ece": calibrated_ece, "nll": 0.1426019, "brier": 0.0546376},
         "conformal": {"coverage": coverage, "set_size": 0.9026666},
         "abstention": {
-            "score": "msp",
+            "score": "least_confidence",
             "risk": 0.0064532,
             "coverage": 0.8953333,
             "guarantee": "risk ≤ 2% at 95% confidence",
@@ -101,12 +101,12 @@ def metrics() -> dict:
     m["ood_auroc"] = {"oos_test": 0.9677125, LONG_SET: 0.61}
     m["fpr95"] = {"oos_test": 0.1337777, LONG_SET: 0.5}
     m["methods"] = {
-        "msp": _method("msp", 0.0104925, 0.0028856, 0.9453565, 0.9677125),
+        "least_confidence": _method("least_confidence", 0.0104925, 0.0028856, 0.9453565, 0.9677125),
         "mahalanobis": _method("mahalanobis", 0.0104925, 0.0047607, 0.9035717, 0.981622),
         "laplace": _method("entropy", 0.0084, 0.003, 0.9424, 0.9738),
     }
     shifted = _figures(0.7712, 0.1234, 0.0567, 0.8111)
-    shifted.update(source="custrev.all", skipped=0, ood={"msp": {"auroc": 0.6543, "fpr95": 0.9}})
+    shifted.update(source="custrev.all", skipped=0, ood={"least_confidence": {"auroc": 0.6543, "fpr95": 0.9}})
     m["shift"] = {"cr": shifted, LONG_SHIFT: copy.deepcopy(shifted)}
     m["mc_dropout"] = {
         "samples": 10,
@@ -116,7 +116,7 @@ def metrics() -> dict:
         "error_auroc": 0.9333,
         "top_layers": 2,
         "cost_ratio": 9.8765,
-        "ood": {"oos_test": {"msp": {"auroc": 0.9612}, "mutual_information": {"auroc": 0.8844}}},
+        "ood": {"oos_test": {"least_confidence": {"auroc": 0.9612}, "mutual_information": {"auroc": 0.8844}}},
     }
     m["ensemble"] = {"samples": 5, "members": 5, "ece": 0.0122, "aurc": 0.0027, "cost_ratio": 5.02, "ood": {}}
     return m
@@ -148,9 +148,13 @@ def test_the_table_shows_the_calibrated_figures(capsys, metrics):
     assert _cells(out, "guarantee") == ["guarantee", "risk ≤ 2% at 95% confidence"]
 
     # OOD detection: every set and score, the policy's score marked
-    assert _cells(out, "oos_test  ") == ["oos_test", "msp (policy)", "0.9677", "0.1338"]
+    assert _cells(out, "oos_test  ") == ["oos_test", "least_confidence (policy)", "0.9677", "0.1338"]
     assert ["entropy", "0.9734", "0.1253"] in [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
-    assert _cells(out, "/home/someone/projects/customer_  msp")[1:] == ["msp (policy)", "0.6100", "0.1338"]
+    assert _cells(out, "/home/someone/projects/customer_  least")[1:] == [
+        "least_confidence (policy)",
+        "0.6100",
+        "0.1338",
+    ]
 
     # decisions per set: answer / abstain / route, OOS recall, answered error and share
     assert _cells(out, "in-scope") == ["in-scope", "4029", "471", "0", "—", "0.0065", "0.8953"]
@@ -206,7 +210,7 @@ def test_sections_that_do_not_apply_are_left_out(capsys):
         "n": 2,
         "nll": 0.7,
         "ece": 0.125,
-        "methods": {"msp": _method("msp", 0.125, 0.1, None, 0.5)},
+        "methods": {"least_confidence": _method("least_confidence", 0.125, 0.1, None, 0.5)},
         "per_class": {},
     }
     out = _render(capsys, uncalibrated, side_by_side=False)

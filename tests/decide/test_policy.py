@@ -17,32 +17,32 @@ def fitted_conformal(quantile: float, n_classes: int = 3) -> ConformalClassifier
 
 def fitted_risk(threshold: float | None) -> RiskControlled:
     """A calibrated risk threshold (None: no threshold met the target, abstain on all)."""
-    state = RiskControlled(0.02, 0.05, score="msp").state() | {"calibrated": True, "threshold": threshold}
+    state = RiskControlled(0.02, 0.05, score="least_confidence").state() | {"calibrated": True, "threshold": threshold}
     return RiskControlled.from_state(state)
 
 
 PROBS = np.array(
     [
         [0.90, 0.05, 0.05],  # confident: answer
-        [0.45, 0.45, 0.10],  # two plausible labels, msp uncertainty 0.55
-        [0.59, 0.21, 0.20],  # uncertain (msp uncertainty 0.41) but a single label in the set
+        [0.45, 0.45, 0.10],  # two plausible labels, least_confidence 0.55
+        [0.59, 0.21, 0.20],  # uncertain (least_confidence 0.41) but a single label in the set
         [0.34, 0.33, 0.33],  # nothing passes LAC at 0.6 -> empty set
     ]
 )
-MSP = 1 - PROBS.max(axis=1)  # (4,) higher = more uncertain
+LEAST_CONFIDENCE = 1 - PROBS.max(axis=1)  # (4,) higher = more uncertain
 
 
 def test_each_trigger_maps_to_its_action_with_a_reason():
     policy = Policy(conformal=fitted_conformal(0.6), risk=fitted_risk(0.27), max_set_size=1, route_on=("set_size",))
-    d = policy.decide(PROBS, uncertainty=MSP)
+    d = policy.decide(PROBS, uncertainty=LEAST_CONFIDENCE)
     assert isinstance(d, Decision) and len(d) == 4
     assert d.action.tolist() == ["answer", "route", "abstain", "abstain"]
     assert d.labels.tolist() == [0, 0, 0, 0]
     assert d.prediction_set.tolist() == [[True, False, False], [True, True, False], [True, False, False], [False] * 3]
-    assert d.reason[0] == "msp 0.1 ≤ threshold 0.27; 90% prediction set has 1 ≤ 1 labels"
+    assert d.reason[0] == "least_confidence 0.1 ≤ threshold 0.27; 90% prediction set has 1 ≤ 1 labels"
     # a route trigger outranks an abstain trigger, and both are named
-    assert d.reason[1].startswith("90% prediction set has 2 labels > 1; msp 0.55 > threshold 0.27")
-    assert d.reason[2] == "msp 0.41 > threshold 0.27 (risk ≤ 2% at 95% confidence)"
+    assert d.reason[1].startswith("90% prediction set has 2 labels > 1; least_confidence 0.55 > threshold 0.27")
+    assert d.reason[2] == "least_confidence 0.41 > threshold 0.27 (risk ≤ 2% at 95% confidence)"
     assert "empty 90% prediction set" in d.reason[3]
     assert d.counts() == {"answer": 1, "abstain": 2, "route": 1}
     np.testing.assert_array_equal(d.answered, [True, False, False, False])
@@ -66,14 +66,14 @@ def test_samples_are_averaged_and_no_checks_answers_everything():
 
 
 def test_abstain_on_all_when_no_threshold_met():
-    d = Policy(risk=fitted_risk(None)).decide(PROBS, uncertainty=MSP)
+    d = Policy(risk=fitted_risk(None)).decide(PROBS, uncertainty=LEAST_CONFIDENCE)
     assert d.action.tolist() == ["abstain"] * 4
-    assert d.reason[0].startswith("no msp threshold meets risk ≤ 2% at 95% confidence")
+    assert d.reason[0].startswith("no least_confidence threshold meets risk ≤ 2% at 95% confidence")
 
 
 def test_uncalibrated_parts_say_what_to_call():
     with pytest.raises(NotCalibratedError, match=r"calibrate\(scores, errors\)"):
-        Policy(risk=RiskControlled()).decide(PROBS, uncertainty=MSP)
+        Policy(risk=RiskControlled()).decide(PROBS, uncertainty=LEAST_CONFIDENCE)
     with pytest.raises(NotCalibratedError, match=r"calibrate\(probs, labels\)"):
         Policy(conformal=ConformalClassifier()).decide(PROBS)
 

@@ -55,9 +55,24 @@ def value(name, g, ctx, message="q"):
 
 def test_token_statistics_estimators(planted):
     g, ctx, _ = planted
-    assert value("msp", g, ctx) == pytest.approx(0.4)
-    assert value("perplexity", g, ctx) == pytest.approx(0.2)
+    assert value("msp", g, ctx) == pytest.approx(0.4)  # -log P(answer): the maximum sequence probability
+    assert value("mean_nll", g, ctx) == pytest.approx(0.2)  # per token: (0.1 + 0.3) / 2
+    assert value("perplexity", g, ctx) == pytest.approx(math.exp(0.2))
     assert value("mean_token_entropy", g, ctx) == pytest.approx(1.0)
+
+
+def test_perplexity_is_exp_of_the_mean_nll(planted):
+    """The perplexity is a perplexity (>= 1), exp of the per-token NLL, and so ranks answers as the mean NLL
+    (lm-polygraph's Perplexity) does."""
+    g, ctx, _ = planted
+    answers = [g.greedy, *g.samples]
+    nll = [value("mean_nll", Generation("prompt", a, [], 0.0), ctx) for a in answers]
+    ppl = [value("perplexity", Generation("prompt", a, [], 0.0), ctx) for a in answers]
+    np.testing.assert_allclose(ppl, np.exp(nll))
+    assert min(ppl) >= 1.0 and np.array_equal(np.argsort(ppl), np.argsort(nll))
+    empty = Generation("prompt", _answer("", []), [], 0.0)
+    assert value("mean_nll", empty, ctx) == 0.0 and value("perplexity", empty, ctx) == 1.0
+    assert "maximum sequence probability" in ESTIMATORS.get("msp").summary
 
 
 def test_meaning_clusters_group_paraphrases_and_separate_contradictions(planted):

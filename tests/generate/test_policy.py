@@ -72,3 +72,24 @@ def test_bad_policy_files_are_named(tmp_path):
     (tmp_path / "bad.json").write_text('{"version": 1, "lm": "m"}')
     with pytest.raises(DataError, match="not a generation policy"):
         GenerationPolicy.load(tmp_path / "bad.json")
+
+
+def test_a_version_1_policy_on_perplexity_reads_as_mean_nll_and_decides_as_it_did(tmp_path):
+    """Version 1 fitted "perplexity" when it was the mean NLL per token: its threshold is on that scale, so it
+    now thresholds mean_nll (today's perplexity is exp of it); other estimators, msp included, keep their name."""
+    import json
+
+    rng = np.random.default_rng(2)
+    s, e = _draw(rng, 2000)
+    for name in ("mean_nll", "msp"):
+        policy = GenerationPolicy.fit(
+            s, e, lm="m", sampling=SamplingConfig(), estimator=name, rule="contains", target_risk=0.2
+        )
+        state = policy.state()
+        assert state["version"] == 2 and state["risk"]["score"] == name  # generation's msp is not renamed
+        old = state | {"version": 1, "estimator": "perplexity" if name == "mean_nll" else name}
+        old["risk"] = state["risk"] | {"score": old["estimator"]}
+        (tmp_path / "old.json").write_text(json.dumps(old))
+        back = GenerationPolicy.load(tmp_path / "old.json")
+        assert back.estimator == back.risk.score == name and back.risk.threshold == policy.risk.threshold
+        assert [back.decide(x) for x in (0.01, 0.3, 0.99)] == [policy.decide(x) for x in (0.01, 0.3, 0.99)]

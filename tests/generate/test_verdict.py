@@ -22,14 +22,13 @@ FLAGS = ["--samples", "2", "--max-new-tokens", "3", "--estimators", "msp,perplex
 QUESTION = "where is alpha"
 
 
-def reference_file(path, model: str, scores: dict[str, list[float]], *, auroc=None, sampling=SAMPLING):
-    """A generate-eval result with per-question records holding ``scores``."""
+def reference_file(path, model: str, scores: dict[str, list[float]], *, auroc=None, sampling=SAMPLING, version=2):
+    """A generate-eval result with per-question records holding ``scores`` (``version``: its scores_version)."""
     n = len(next(iter(scores.values())))
     records = [{"id": str(i), "scores": {k: v[i] for k, v in scores.items()}, "correct": True} for i in range(n)]
     estimators = {k: {"auroc": a} for k, a in (auroc or {}).items()}
-    path.write_text(
-        json.dumps({"model": model, "sampling": asdict(sampling), "estimators": estimators, "records": records})
-    )
+    result = {"model": model, "sampling": asdict(sampling), "estimators": estimators, "records": records}
+    path.write_text(json.dumps(result | ({"scores_version": version} if version > 1 else {})))
     return path
 
 
@@ -125,3 +124,18 @@ def test_percentiles_count_ties_half_and_skip_what_was_not_scored():
     line = verdict(result, reference=ref)  # nothing to compare: back to the headline score, no hint
     assert line == f"answer: {('a ' * 29 + 'a…')!r} · headline score perplexity = 0.5 (higher = more uncertain)"
     assert headline({"p_true": 1.0, "msp": 2.0}) == "p_true" and headline({"msp": 1, "perplexity": 2}) == "perplexity"
+
+
+def test_reference_scores_written_when_perplexity_was_the_mean_nll_are_read_as_mean_nll(tmp_path):
+    """Files without scores_version come from when ``perplexity`` was the mean NLL: that is ``mean_nll`` now, and
+    ``perplexity`` is exp of it, with the same ranking (percentiles) and AUROC."""
+    nll = [0.2, 0.5, 0.9, 1.4]
+    old = ReferenceScores.load(
+        reference_file(tmp_path / "old.json", "m", {"perplexity": nll}, version=1, auroc={"perplexity": 0.7})
+    )
+    np.testing.assert_allclose(old.scores["mean_nll"], nll)
+    np.testing.assert_allclose(old.scores["perplexity"], np.exp(nll))
+    assert old.auroc == {"mean_nll": 0.7, "perplexity": 0.7}
+    assert old.percentile("mean_nll", 0.6) == old.percentile("perplexity", float(np.exp(0.6))) == 50.0
+    new = ReferenceScores.load(reference_file(tmp_path / "new.json", "m", {"perplexity": list(np.exp(nll))}))
+    assert set(new.scores) == {"perplexity"} and new.percentile("perplexity", float(np.exp(0.6))) == 50.0

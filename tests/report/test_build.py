@@ -83,7 +83,7 @@ def test_numbers_equal_those_of_evaluate(calibrated_report, evaluated, oos_file)
             a: evaluated["decisions"][key][a] for a in ("answer", "abstain", "route")
         }
     rows = report.section("ood").table("ood").records()
-    assert {row["score"] for row in rows} == {"msp", "entropy", "energy", "mahalanobis"}
+    assert {row["score"] for row in rows} == {"least_confidence", "entropy", "energy", "mahalanobis"}
     for row in rows:
         assert row["AUROC"] == approx(evaluated["ood"][str(oos_file)][row["score"]]["auroc"])
         assert row["FPR@95"] == approx(evaluated["ood"][str(oos_file)][row["score"]]["fpr95"])
@@ -138,10 +138,12 @@ def test_figures_carry_the_numbers_they_show(calibrated_report):
     assert sum(sizes) == n and sum(k * c for k, c in enumerate(sizes)) / n == approx(
         conformal.metric("conformal.set_size")
     )
-    for score in ("msp", "entropy", "energy", "mahalanobis"):
+    for score in ("least_confidence", "entropy", "energy", "mahalanobis"):
         assert [sum(g.counts) for g in report.section("ood").figure(f"ood_{score}").groups] == [n, 5]
     uncertain = report.section("weak_spots").table("uncertain").records()
-    assert len(uncertain) == 10 and [r["msp"] for r in uncertain] == sorted((r["msp"] for r in uncertain), reverse=True)
+    assert len(uncertain) == 10 and [r["least_confidence"] for r in uncertain] == sorted(
+        (r["least_confidence"] for r in uncertain), reverse=True
+    )
 
 
 def test_an_uncalibrated_run_leaves_the_calibrated_sections_out_and_says_how_to_add_them(
@@ -153,7 +155,11 @@ def test_an_uncalibrated_run_leaves_the_calibrated_sections_out_and_says_how_to_
     assert f"<code>caveat calibrate {text_runs[1]}</code>" in html.read_text(encoding="utf-8")
     assert [c.name for c in report.section("calibration").figure("reliability").curves] == ["raw model"]
     assert report.section("risk_coverage").figure("risk_coverage").points == []
-    assert {row["score"] for row in report.section("ood").table("ood").records()} == {"msp", "entropy", "energy"}
+    assert {row["score"] for row in report.section("ood").table("ood").records()} == {
+        "least_confidence",
+        "entropy",
+        "energy",
+    }
     assert "prediction set" not in report.section("weak_spots").table("uncertain").columns
 
 

@@ -52,7 +52,7 @@ def _row(
                 "macro_f1": cr_accuracy,
                 "ece": cr_ece,
                 "calibrated_ece": None,
-                "msp_auroc": 0.6,
+                "least_confidence_auroc": 0.6,
             }
         },
         "training": {

@@ -73,7 +73,7 @@ def test_sections_show_what_metrics_json_holds(evaluated_run):
     assert len(shift.notes) == 1  # the saved in-domain figures are this report's
     scores = shift.table("shift_scores").records()
     assert {(r["set"], r["score"]) for r in scores} == {
-        (s, k) for s in ("same", "other") for k in ("msp", "entropy", "energy")
+        (s, k) for s in ("same", "other") for k in ("least_confidence", "entropy", "energy")
     }
     assert all(r["AUROC"] == 0.5 for r in scores if r["set"] == "same")
 

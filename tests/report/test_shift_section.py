@@ -36,7 +36,7 @@ def entry(accuracy: float, *, calibrated: bool = True, bins: bool = True) -> dic
     if calibrated:
         m["calibrated"] = {"ece": 0.05, "temperature": 1.5}
         m["conformal"] = {"coverage": 0.7, "set_size": 1.4}
-        m["abstention"] = {"score": "msp", "risk": 0.25, "coverage": 0.6, "guarantee": GUARANTEE}
+        m["abstention"] = {"score": "least_confidence", "risk": 0.25, "coverage": 0.6, "guarantee": GUARANTEE}
     if bins:
         m["reliability"] = {
             "n_bins": 15,

@@ -70,7 +70,9 @@ def test_compare_two_runs(two_runs, text_data, mixed_file, tiny_backbone, tmp_pa
         evaluated = evaluate_run(run, "test", write=False)
         assert row["accuracy"] == approx(evaluated["accuracy"]) and row["ece"] == approx(evaluated["ece"])
         assert row["shift"]["same"]["accuracy"] == approx(row["accuracy"])  # identical data, identical numbers
-        assert row["shift"]["same"]["ece"] == approx(row["ece"]) and row["shift"]["same"]["msp_auroc"] == 0.5
+        assert (
+            row["shift"]["same"]["ece"] == approx(row["ece"]) and row["shift"]["same"]["least_confidence_auroc"] == 0.5
+        )
         attack = json.loads((run / "metrics.json").read_text())["attack"]["test"][
             "greedy"
         ]  # merged as caveat attack does

@@ -43,7 +43,7 @@ def test_identical_shifted_data_reports_the_in_domain_numbers(trained_runs, text
         assert same[key] == approx(result[key]), key
     assert same["per_class"] == result["per_class"]
     assert all(v == approx(0.0, abs=1e-12) for v in same["delta"].values())
-    scores = {"msp", "entropy", "energy"} | ({"mahalanobis"} if which else set())
+    scores = {"least_confidence", "entropy", "energy"} | ({"mahalanobis"} if which else set())
     assert set(same["ood"]) == scores
     for o in same["ood"].values():
         assert o["auroc"] == 0.5 and o["in_domain"] == o["shifted"]
@@ -64,7 +64,7 @@ def test_a_shifted_distribution_moves_the_numbers(trained_runs, mixed_file):
     assert mixed["delta"]["accuracy"] == approx(mixed["accuracy"] - result["accuracy"])
     assert mixed["delta"]["calibrated_ece"] == approx(mixed["calibrated"]["ece"] - result["calibrated"]["ece"])
     assert mixed["calibrated"]["ece"] > result["calibrated"]["ece"]
-    for score in ("msp", "mahalanobis"):  # shifted inputs look more uncertain
+    for score in ("least_confidence", "mahalanobis"):  # shifted inputs look more uncertain
         o = mixed["ood"][score]
         assert o["auroc"] > 0.55 and o["shifted"]["mean"] > o["in_domain"]["mean"], score
     assert mixed["ood"]["mahalanobis"]["auroc"] > 0.7

@@ -8,7 +8,7 @@ import numpy as np
 
 from caveat.service.metrics import DriftMonitor
 
-REFERENCE = np.random.default_rng(0).beta(1, 8, size=400)  # like MSP scores: mostly small
+REFERENCE = np.random.default_rng(0).beta(1, 8, size=400)  # like least_confidence scores: mostly small
 
 
 def test_no_result_and_no_alarm_before_the_window_holds_enough_inputs():

@@ -52,7 +52,7 @@ def test_each_row_is_what_caveat_predict_prints(client, served_run):
     for row in body["predictions"][:3]:
         keyword = next(w for w in row["text"].split() if w in PLANTED)
         assert row["label"] == PLANTED[keyword] and len(row["probabilities"]) == 2
-        assert set(row["uncertainty"]) == {"msp", "entropy", "energy", "mahalanobis"}
+        assert set(row["uncertainty"]) == {"least_confidence", "entropy", "energy", "mahalanobis"}
         assert row["decision"] in {"answer", "abstain", "route"} and row["reason"]
 
 
@@ -192,14 +192,14 @@ def test_metrics_count_routes_statuses_decisions_and_drift(served_run):
             for a in ("answer", "abstain", "route")
             if f'action="{a}"' in text
         ) == len(TEXTS)
-        assert metric(text, "caveat_drift_window_inputs", score="msp") == len(TEXTS)
-        assert 0 <= metric(text, "caveat_drift_ks_pvalue", score="msp") <= 1
+        assert metric(text, "caveat_drift_window_inputs", score="least_confidence") == len(TEXTS)
+        assert 0 <= metric(text, "caveat_drift_ks_pvalue", score="least_confidence") <= 1
         state.metrics.drift.reference = np.full(50, 0.6)  # plant a reference far from what is served
         c.post("/v1/predict", json={"texts": TEXTS})
         text = c.get("/metrics").text
         assert (
-            metric(text, "caveat_drift_alarm", score="msp") == 1
-            and metric(text, "caveat_drift_ks_statistic", score="msp") > 0.9
+            metric(text, "caveat_drift_alarm", score="least_confidence") == 1
+            and metric(text, "caveat_drift_ks_statistic", score="least_confidence") > 0.9
         )
         assert metric(text, "caveat_http_requests_total", route="/metrics", status="200") >= 1
 
@@ -212,6 +212,37 @@ def test_the_scores_stored_at_calibration_are_the_served_ones(served_run):
     texts = [ex.text for ex in load_data(run.config).calibration.examples]
     _, scores = caveats.scores(Predictor.from_run(run).predict(texts))
     np.testing.assert_allclose(caveats.calibration_scores, scores[caveats.score], atol=1e-6)
+
+
+def test_a_run_calibrated_when_least_confidence_was_called_msp_loads_and_serves_the_same(served_run, tmp_path):
+    """caveat.json of runs calibrated before the rename says "score": "msp" (calibration and risk state): it
+    loads under least_confidence, with one DeprecationWarning at load, and decides exactly as before."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(served_run, old)
+    info = json.loads((old / "caveat.json").read_text())
+    assert info["calibration"]["score"] == info["calibration"]["risk"]["score"] == "least_confidence"
+    info["calibration"]["score"] = info["calibration"]["risk"]["score"] = "msp"
+    (old / "caveat.json").write_text(json.dumps(info))
+
+    with pytest.warns(DeprecationWarning, match="'msp' is now called 'least_confidence'") as caught:
+        legacy = Calibration.from_run(open_run(old))
+    assert len([w for w in caught if issubclass(w.category, DeprecationWarning)]) == 1  # once, at load
+    current = Calibration.from_run(open_run(served_run))
+    assert legacy.score == legacy.risk.score == "least_confidence"
+    preds = Predictor.from_run(open_run(served_run), calibrated=False).predict(TEXTS)
+    (p_old, u_old, d_old), (p_new, u_new, d_new) = legacy.decide(preds), current.decide(preds)
+    np.testing.assert_array_equal(p_old, p_new)
+    assert u_old.keys() == u_new.keys() and all(np.array_equal(u_old[k], u_new[k]) for k in u_new)
+    assert d_old.action.tolist() == d_new.action.tolist() and d_old.reason == d_new.reason
+    np.testing.assert_array_equal(d_old.prediction_set, d_new.prediction_set)
+
+    with serving(old) as c, serving(served_run) as d:
+        rows_old = c.post("/v1/predict", json={"texts": TEXTS}).json()["predictions"]
+        rows_new = d.post("/v1/predict", json={"texts": TEXTS}).json()["predictions"]
+    assert close(rows_old, rows_new)
+    assert all("least_confidence" in r["uncertainty"] and "msp" not in r["uncertainty"] for r in rows_old)
 
 
 def test_uncalibrated_runs_are_refused_unless_allowed(uncalibrated_run):

@@ -180,7 +180,9 @@ def test_a_calibration_that_cannot_be_read_keeps_the_live_one(run_copy, damage, 
 def test_the_drift_alarm_compares_with_the_reloaded_calibration(run_copy):
     with serving(run_copy, api_key=KEY, drift_window=10, drift_min_inputs=5) as c:
         c.post("/v1/predict", json={"texts": TEXTS}, headers=H)
-        assert metric(c.get("/metrics", headers=H).text, "caveat_drift_window_inputs", score="msp") == len(TEXTS)
+        assert metric(c.get("/metrics", headers=H).text, "caveat_drift_window_inputs", score="least_confidence") == len(
+            TEXTS
+        )
         run = open_run(run_copy)
         arrays = load_arrays(run)
         reference = np.linspace(0.3, 0.9, 40)

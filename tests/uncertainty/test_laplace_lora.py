@@ -396,13 +396,13 @@ def lora_run(tiny_decoder, text_data, tmp_path_factory):
 def test_evaluate_reports_laplace_lora_like_the_other_methods(lora_run, tmp_path):
     ood = tmp_path / "ood.txt"
     ood.write_text("".join(f"{w} the my a\n" for w in ("rome", "paris", "bob", "alice", "smith")))
-    result = evaluate_run(lora_run, "test", methods=["msp", "laplace_lora"], ood=[str(ood)], write=False)
+    result = evaluate_run(lora_run, "test", methods=["least_confidence", "laplace_lora"], ood=[str(ood)], write=False)
     row = result["methods"]["laplace_lora"]
     assert row["score"] == "entropy"
     assert {"nll", "ece", "brier", "aurc", "cost_ratio"} <= set(row)
     assert set(row["ood_auroc"]) == set(row["fpr95"]) == {str(ood)}
     assert row["cost_ratio"] > 0 and np.isfinite(row["nll"])
-    assert row["nll"] != result["methods"]["msp"]["nll"]  # its predictive is not the MAP softmax
+    assert row["nll"] != result["methods"]["least_confidence"]["nll"]  # its predictive is not the MAP softmax
 
 
 def test_laplace_lora_method_refuses_a_run_without_lora(tiny_backbone, text_data, tmp_path):

@@ -1,12 +1,13 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
 from scipy.special import softmax
 
 from caveat.errors import ConfigError
-from caveat.uncertainty import SCORES, ArrayError
-from caveat.uncertainty.scores import energy, entropy, margin, msp, mutual_information, variance
+from caveat.uncertainty import SCORES, ArrayError, resolve_score_name
+from caveat.uncertainty.scores import energy, entropy, least_confidence, margin, mutual_information, variance
 
 PROB_SCORES = [n for n in SCORES.names() if SCORES.get(n).needs != "logits"]
 LOGIT_SCORES = [n for n in SCORES.names() if SCORES.get(n).needs == "logits"]
@@ -18,7 +19,7 @@ def _inputs(name, logits):
 
 def test_registry_declares_needs_and_citations():
     assert set(SCORES.names()) == {
-        "msp",
+        "least_confidence",
         "entropy",
         "margin",
         "max_logit",
@@ -32,7 +33,7 @@ def test_registry_declares_needs_and_citations():
         assert SCORES.get(name).cite and SCORES.get(name).fn.__doc__
 
 
-@pytest.mark.parametrize("name", ["msp", "entropy", "margin", "max_logit", "energy"])
+@pytest.mark.parametrize("name", ["least_confidence", "entropy", "margin", "max_logit", "energy"])
 def test_peaked_scores_lower_than_flat(name):
     logits = np.array([[10.0, 0.0, 0.0], [1.0, 1.0, 1.0]])  # (N=2, C=3): peaked, flat
     s = SCORES.get(name)(**_inputs(name, logits))
@@ -51,7 +52,7 @@ def test_n_c_equals_one_sample(name):
 def test_closed_forms():
     uniform = np.full((1, 4), 0.25)
     np.testing.assert_allclose(entropy(uniform), [math.log(4)])
-    np.testing.assert_allclose(msp(uniform), [0.75])
+    np.testing.assert_allclose(least_confidence(uniform), [0.75])
     np.testing.assert_allclose(margin(np.array([[0.5, 0.3, 0.2]])), [0.8])
     # energy by hand: -log(e^1 + e^2 + e^3); with T = 2: -2 log(e^0.5 + e^1 + e^1.5)
     np.testing.assert_allclose(energy(np.array([[1.0, 2.0, 3.0]])), [-math.log(math.e + math.e**2 + math.e**3)])
@@ -81,7 +82,7 @@ def test_disagreeing_samples_closed_form():
 
 def test_validation_messages():
     with pytest.raises(ArrayError, match="sum to 1.*softmax"):
-        msp(np.array([[2.0, 1.0]]))
+        least_confidence(np.array([[2.0, 1.0]]))
     with pytest.raises(ArrayError, match=r"shape \(M, N, C\) or \(N, C\).*mask"):
         entropy(np.ones((2, 2, 2, 2)) / 2)
     with pytest.raises(ArrayError, match="at least 2 classes"):
@@ -94,3 +95,23 @@ def test_validation_messages():
         energy(np.zeros((1, 2)), temperature=0)
     with pytest.raises(ConfigError, match="unknown uncertainty score 'bald'"):
         SCORES.get("bald")
+
+
+def test_least_confidence_is_one_minus_the_top_probability():
+    probs = softmax(np.random.default_rng(2).normal(size=(7, 5)), axis=-1)  # (N, C)
+    assert "least_confidence" in SCORES.names() and "msp" not in SCORES.names()
+    np.testing.assert_allclose(SCORES.get("least_confidence")(probs=probs), 1.0 - probs.max(axis=-1))
+    samples = softmax(np.random.default_rng(3).normal(size=(4, 7, 5)), axis=-1)  # (M, N, C): of the mean
+    np.testing.assert_allclose(least_confidence(samples), 1.0 - samples.mean(axis=0).max(axis=-1))
+
+
+def test_the_old_name_msp_resolves_to_least_confidence_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="'msp' is now called 'least_confidence'; the old name will be removed"):
+        assert resolve_score_name("msp") == "least_confidence"
+    with pytest.warns(DeprecationWarning, match="'msp' is now called 'least_confidence'"):
+        score = SCORES.get("msp")  # the registry itself takes the old name too
+    assert score is SCORES.get("least_confidence")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # current names never warn
+        assert resolve_score_name("least_confidence") == "least_confidence"
+        assert resolve_score_name("entropy") == "entropy" and resolve_score_name("bald") == "bald"

@@ -29,7 +29,7 @@ from caveat.types import Predictions, Split
 from caveat.uncertainty.methods.laplace import LastLayerLaplace
 from caveat.uncertainty.methods.mahalanobis import Mahalanobis
 from caveat.uncertainty.methods.temperature import TemperatureScaling
-from caveat.uncertainty.scores import SCORES
+from caveat.uncertainty.scores import SCORES, resolve_score_name
 
 RISK_STARTS = 2  # start points of the fallback procedure (decide/risk.py): robust to one early error; NER spans use 4
 
@@ -56,7 +56,7 @@ def calibrate_text(
     *,
     alpha: float = 0.1,
     conformal: str = "lac",
-    score: str = "msp",
+    score: str = "least_confidence",
     target_risk: float = 0.02,
     delta: float = 0.05,
     ood_tpr: float = 0.95,
@@ -73,6 +73,7 @@ def calibrate_text(
     calibration examples are importance-weighted towards it (``shift.py``): the temperature (kept only
     when it wins by importance-weighted cross-validation), the prediction sets and, through a rejection
     sample, the abstention threshold."""
+    score = resolve_score_name(score)  # an old name ("msp") warns the caller and is stored as the new one
     splits = functools.cache(lambda: load_data(run.config))
     ood_inputs = [t for name in ood for t in ood_texts(run, name, splits)]
     if ood and not ood_inputs:

@@ -11,6 +11,7 @@ from caveat.data.resolve import target_inputs as read_target
 from caveat.errors import ConfigError
 from caveat.models.rundir import Run, open_run
 from caveat.types import Task
+from caveat.uncertainty.scores import resolve_score_name
 
 
 def calibrate_run(
@@ -18,7 +19,7 @@ def calibrate_run(
     *,
     alpha: float = 0.1,
     conformal: str = "lac",
-    score: str = "msp",
+    score: str = "least_confidence",
     target_risk: float = 0.02,
     delta: float = 0.05,
     ood_tpr: float = 0.95,
@@ -36,9 +37,10 @@ def calibrate_run(
     - split-conformal sets at level ``1 - alpha`` on the temperature-scaled probabilities;
     - Mahalanobis distance (Lee et al. 2018) fitted on train features, thresholded to keep
       ``ood_tpr`` of in-scope *validation* inputs (so it is fixed before the risk threshold is chosen);
-    - a Learn-then-Test abstention threshold on ``score`` so that the error rate of answered inputs
-      is <= ``target_risk`` with probability >= ``1 - delta`` (abstains on all when
-      infeasible). The answered set it controls is the whole policy's: inputs that the OOD or
+    - a Learn-then-Test abstention threshold on ``score`` (``least_confidence``, ``entropy`` or ``energy``;
+      the old name ``"msp"`` is taken as ``"least_confidence"`` with a ``DeprecationWarning``) so that the
+      error rate of answered inputs is <= ``target_risk`` with probability >= ``1 - delta`` (abstains on
+      all when infeasible). The answered set it controls is the whole policy's: inputs that the OOD or
       prediction-set checks stop are never answered. With ``ood`` (out-of-scope sets: names from the
       run's ``data.ood`` or files of texts), the bound covers deployment traffic with a share
       ``ood_rate`` of out-of-scope inputs, every answer to them counted as an error (default share:
@@ -55,6 +57,7 @@ def calibrate_run(
 
     Returns a summary (also stored under ``calibration`` in caveat.json).
     """
+    score = resolve_score_name(score)  # "msp" -> "least_confidence", warning the caller once
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
     if run.task is Task.TOKEN_CLASSIFICATION:
         if ood or ood_rate is not None:

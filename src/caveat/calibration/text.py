@@ -22,7 +22,7 @@ from caveat.models.rundir import Run
 from caveat.types import Predictions, Task
 from caveat.uncertainty.methods.laplace import LastLayerLaplace
 from caveat.uncertainty.methods.mahalanobis import Mahalanobis
-from caveat.uncertainty.scores import SCORES
+from caveat.uncertainty.scores import SCORES, resolve_score_name
 
 ROUTE_ON = ("set_size",)  # ambiguous between a few labels: a person picks; other triggers abstain
 MAX_SET_SIZE = 3
@@ -37,7 +37,8 @@ class Calibration(TemperatureScaled):
     ----------
     temperature : fitted by NLL on the calibration split (Guo et al. 2017).
     policy : answer / abstain / route with the reason.
-    score : the uncertainty score the risk threshold reads (``msp`` = 1 - max probability, ...).
+    score : the uncertainty score the risk threshold reads (``least_confidence`` = 1 - max probability, ...;
+        runs calibrated when it was called ``msp`` load under the new name).
     calibration_scores : (N,) ``score`` on the calibration split (the drift alarm's reference), or None
         for runs calibrated before it was stored.
     shift : for a run calibrated to a target domain (``caveat calibrate RUN --target FILE``), the estimator
@@ -63,6 +64,11 @@ class Calibration(TemperatureScaled):
             return None
         arrays = load_arrays(run)
         risk = RiskControlled.from_state(cal["risk"])
+        # runs calibrated before the rename stored "msp": serve them under "least_confidence" (one warning here,
+        # at load, never per request); the risk state names the same score, so its reasons say the new name too
+        score = resolve_score_name(cal["score"])
+        if risk.score == cal["score"]:
+            risk.score = score
         rules = cal.get("policy", {"route_on": list(ROUTE_ON), "max_set_size": MAX_SET_SIZE})
         policy = Policy(
             conformal=ConformalClassifier.from_state(cal["conformal"]),
@@ -78,7 +84,7 @@ class Calibration(TemperatureScaled):
         return cls(
             temperature=cal["temperature"],
             policy=policy,
-            score=cal["score"],
+            score=score,
             mahalanobis=Mahalanobis.from_state(prefixed(arrays, "mahalanobis")),
             risk=risk,
             laplace=laplace,
@@ -91,7 +97,7 @@ class Calibration(TemperatureScaled):
         logits = self.scale(preds.logits[0])  # (N, C)
         probs = softmax(logits, axis=-1)
         return probs, {
-            "msp": SCORES.get("msp")(probs=probs[None]),
+            "least_confidence": SCORES.get("least_confidence")(probs=probs[None]),
             "entropy": SCORES.get("entropy")(probs=probs[None]),
             "energy": SCORES.get("energy")(logits=logits[None]),
             "mahalanobis": self.mahalanobis.score(preds.features),

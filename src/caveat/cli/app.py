@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -27,7 +30,7 @@ from caveat.cli import (
     train,
     tune,
 )
-from caveat.errors import CaveatError
+from caveat.errors import CaveatError, RenamedWarning
 
 app = typer.Typer(
     name="caveat",
@@ -78,6 +81,25 @@ def _options(
     # the app's help is Typer(help=...); this callback only carries the options every command shares.
     # Progress shows for the command's run only: held by the context, so library calls after it stay quiet.
     ctx.with_resource(progress.showing(not quiet, command=ctx.invoked_subcommand))
+    ctx.with_resource(_renamed_said())
+
+
+@contextmanager
+def _renamed_said() -> Iterator[None]:
+    """During a command, an old name typed on the command line (``--score msp``) is said on stderr as one
+    ``warning: ...`` line (Python would hide the library's DeprecationWarning); other warnings go as before."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def said(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, RenamedWarning):
+                typer.echo(f"warning: {message}", err=True)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = said
+        warnings.simplefilter("default", RenamedWarning)  # once per place it is raised from
+        yield
 
 
 FLAGS = {"explain": "--explain-faithfulness", "overrides": "--set"}  # library arguments whose flag is not their name

@@ -26,7 +26,13 @@ def calibrate(
         Optional[float], typer.Option(help="Deprecated: use --level (alpha = 1 - level).", hidden=True)
     ] = None,
     conformal: Annotated[str, typer.Option(help="Conformal score: lac (smallest sets), aps or raps.")] = "lac",
-    score: Annotated[str, typer.Option(help="Uncertainty score the abstention threshold is set on.")] = "msp",
+    score: Annotated[
+        str,
+        typer.Option(
+            help="Uncertainty score the abstention threshold is set on: least_confidence (1 - top probability), "
+            "entropy or energy. The old name msp (of least_confidence) still works until the next release."
+        ),
+    ] = "least_confidence",
     target_risk: Annotated[float, typer.Option(help="Highest error rate allowed on answered inputs.")] = 0.02,
     delta: Annotated[float, typer.Option(help="The risk bound holds with probability >= 1 - delta.")] = 0.05,
     ood: Annotated[

@@ -31,8 +31,9 @@ def evaluate(
         Optional[str],
         typer.Option(
             help=(
-                "Uncertainty methods side by side, e.g. msp,energy,mahalanobis,laplace,mc_dropout,ensemble, and "
-                "laplace_lora for LoRA runs (default: those needing no extra pass)."
+                "Uncertainty methods side by side, e.g. least_confidence,energy,mahalanobis,laplace,mc_dropout,"
+                "ensemble, and laplace_lora for LoRA runs (default: those needing no extra pass). The old name msp "
+                "(of least_confidence) still works until the next release."
             )
         ),
     ] = None,
@@ -274,7 +275,7 @@ def _shift(metrics: dict, width: int, *, detection: bool = False):
     calibrated = any("calibrated" in r for _, r in rows)
     sets = any("conformal" in r for _, r in rows)
     abstention = any("abstention" in r for _, r in rows)
-    score = metrics.get("abstention", {}).get("score", "msp")
+    score = metrics.get("abstention", {}).get("score", "least_confidence")
     columns = ["set", "n", "accuracy", "ECE raw\n→ calibrated" if calibrated else "ECE"]
     columns += ["set\ncoverage"] * sets + ["abstention\nrisk", "abstention\ncoverage"] * abstention
     columns += [f"shift\nAUROC\n({score})"] * detection
@@ -287,7 +288,7 @@ def _shift(metrics: dict, width: int, *, detection: bool = False):
         cells += [_num(row.get("abstention", {}).get(k)) for k in ("risk", "coverage")] * abstention
         if detection:  # shifted vs in-domain inputs, so none for the in-domain row
             ood = row.get("ood", {})
-            cells.append(_num(ood.get(score, ood.get("msp", {})).get("auroc")) if i else "—")
+            cells.append(_num(ood.get(score, ood.get("least_confidence", {})).get("auroc")) if i else "—")
         table.add_row(wrap_name(name, width), *cells)
     return table
 

@@ -84,7 +84,7 @@ class Policy:
     Examples
     --------
     >>> policy = Policy(conformal=cp, risk=rc, max_set_size=2, route_on=("set_size",))  # doctest: +SKIP
-    >>> decision = policy.decide(probs, uncertainty=msp_scores)  # doctest: +SKIP
+    >>> decision = policy.decide(probs, uncertainty=least_confidence_scores)  # doctest: +SKIP
     """
 
     def __init__(

@@ -92,7 +92,10 @@ class RiskControlled:
     ----------
     target_risk : bound on the error rate of answered inputs, in (0, 1).
     delta : allowed probability that the bound fails (over calibration sets), in (0, 1).
-    score : name of the uncertainty score the thresholds refer to (used in reasons and state).
+    score : name of the uncertainty score the thresholds refer to (used in reasons and state), kept as
+        given: a text classifier's score (``caveat.uncertainty.scores``), a generation estimator (where
+        ``msp`` is the sequence probability) or a span confidence. The text-classification stack maps the
+        classifier's old ``"msp"`` to ``"least_confidence"`` before it gets here (``resolve_score_name``).
     allow_empty : when no threshold meets the target, abstain on everything (and say so in ``advice``)
         instead of raising.
     starts : start points of the fallback procedure, each owning ``delta / starts`` (module docstring):
@@ -114,7 +117,7 @@ class RiskControlled:
         target_risk: float = 0.02,
         delta: float = 0.05,
         *,
-        score: str = "msp",
+        score: str = "least_confidence",
         allow_empty: bool = False,
         starts: int = 1,
     ) -> None:
@@ -123,7 +126,7 @@ class RiskControlled:
         )
         self.delta = check_level("delta", delta, fix="Use e.g. delta=0.05 for 95% confidence.")
         if not isinstance(score, str) or not score:
-            raise ConfigError(f"score must be the name of an uncertainty score, e.g. 'msp'; got {score!r}")
+            raise ConfigError(f"score must be the name of an uncertainty score, e.g. 'least_confidence'; got {score!r}")
         if not isinstance(allow_empty, bool):
             raise ConfigError(f"allow_empty must be True or False; got {allow_empty!r}")
         if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
@@ -436,7 +439,8 @@ class RiskControlled:
 
     @classmethod
     def from_state(cls, state: dict) -> RiskControlled:
-        """Rebuild from ``state()``; calibrated if the state was."""
+        """Rebuild from ``state()``; calibrated if the state was. The score's name is kept as stored (the
+        text calibration maps an old ``"msp"``, ``Calibration.from_run``)."""
         missing = {"target_risk", "delta", "score", "threshold"} - set(state)
         if missing:
             raise ConfigError(f"risk state lacks {', '.join(sorted(missing))}; save it with state()")

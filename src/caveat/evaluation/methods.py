@@ -2,7 +2,7 @@
 
 A method turns a run's inputs into probabilities ``(N, C)`` and one uncertainty score ``(N,)``
 (higher = more uncertain) for the in-scope inputs and for each out-of-scope set. The deterministic
-pass is run once and shared by every method that only post-processes it (``msp``, ``energy``,
+pass is run once and shared by every method that only post-processes it (``least_confidence``, ``energy``,
 ``mahalanobis``, ``laplace``, ...), so those cost that pass plus their own arithmetic; sampling
 methods (``mc_dropout``, ``ensemble``) run their own passes. ``cost_ratio`` is each method's wall time
 over the deterministic pass's, both measured in the same call.
@@ -29,7 +29,7 @@ from caveat.progress import subject
 from caveat.registry import Registry
 from caveat.types import Predictions, Task
 from caveat.uncertainty.methods.laplace_lora import LaplaceLoRA
-from caveat.uncertainty.scores import SCORES
+from caveat.uncertainty.scores import SCORES, resolve_score_name
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Output:
 
 Method = Callable[[Context], Output]
 METHODS: Registry[Method] = Registry("uncertainty method")
-CHEAP = ("msp", "entropy", "margin", "max_logit", "energy")  # post-processing of the deterministic pass
+CHEAP = ("least_confidence", "entropy", "margin", "max_logit", "energy")  # post-processing of the deterministic pass
 NEEDS_CALIBRATION = ("mahalanobis", "laplace")
 
 
@@ -205,8 +205,9 @@ def laplace_lora(ctx: Context) -> Output:
 
 
 def parse_methods(spec: str | list[str] | tuple[str, ...] | None, calibrated: bool) -> list[str]:
-    """``"msp,energy"`` -> names, checked against the registry; None -> every method the run supports
-    without extra passes (the cheap scores, plus Mahalanobis and Laplace once calibrated)."""
+    """``"least_confidence,energy"`` -> names, checked against the registry; None -> every method the run
+    supports without extra passes (the cheap scores, plus Mahalanobis and Laplace once calibrated). An old
+    score name (``msp``) is taken as the current one, with a ``DeprecationWarning``."""
     if spec is None:
         return [*CHEAP, *(NEEDS_CALIBRATION if calibrated else ())]
     names = [n.strip() for part in ([spec] if isinstance(spec, str) else spec) for n in part.split(",") if n.strip()]
@@ -214,6 +215,8 @@ def parse_methods(spec: str | list[str] | tuple[str, ...] | None, calibrated: bo
         raise ConfigError(
             f"{{methods}} {spec!r} names no method; choose from {', '.join(METHODS.names())}", fields=("methods",)
         )
+    for i, name in enumerate(names):  # "msp" -> "least_confidence"; the warning points at evaluate_run's caller
+        names[i] = resolve_score_name(name, stacklevel=4)  # (evaluate_run -> _text_metrics -> parse_methods)
     for name in names:
         METHODS.get(name)  # unknown names raise with the list
     return list(dict.fromkeys(names))

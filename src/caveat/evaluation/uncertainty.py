@@ -39,7 +39,8 @@ def uncertainty_metrics(
     if caveats is None:
         if ood:
             out["ood"] = {
-                name: _ood({"msp": 1.0 - raw.max(-1)}, {"msp": 1.0 - p.probs[0].max(-1)}) for name, p in ood.items()
+                name: _ood({"least_confidence": 1.0 - raw.max(-1)}, {"least_confidence": 1.0 - p.probs[0].max(-1)})
+                for name, p in ood.items()
             }
         return out
     probs, scores, decision = caveats.decide(preds)
@@ -92,10 +93,11 @@ def sampled_metrics(preds: Predictions, y: np.ndarray, ood: dict[str, Prediction
     mean = preds.probs.mean(0)  # (N, C)
 
     def scores(p: Predictions) -> dict[str, np.ndarray]:
-        return {k: SCORES.get(k)(probs=p.probs) for k in ("msp", "entropy", "mutual_information", "variance")}
+        names = ("least_confidence", "entropy", "mutual_information", "variance")
+        return {k: SCORES.get(k)(probs=p.probs) for k in names}
 
     inside = scores(preds)
-    out = {"samples": int(preds.probs.shape[0]), **selective(mean, y, inside["msp"])}
+    out = {"samples": int(preds.probs.shape[0]), **selective(mean, y, inside["least_confidence"])}
     if ood:
         out["ood"] = {name: _ood(inside, scores(p)) for name, p in ood.items()}
     return out

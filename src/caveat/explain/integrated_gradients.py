@@ -14,10 +14,11 @@ Uncertainty: the ``[PAD]`` baseline carries no evidence, and the entropy of a pr
 there is no evidence, so along the path from it almost any word, for whichever label, lowers the
 entropy: IG of the entropy gives nearly every word a negative share, whatever the word says. So for
 ``target='uncertainty'`` IG explains the least confidence ``1 - p(ĉ)``, ``ĉ`` the label predicted for
-the whole input (the ``msp`` score a calibrated run abstains on). It is monotone in the evidence: words
-for ``ĉ`` lower it (negative), words for a rival label raise it (positive), so the signs say which
-words make the model unsure and they are mixed wherever the input holds evidence both ways. Completeness
-is unchanged: the attributions sum to ``f(x) - f(b)``. ``target='entropy'`` still explains the entropy.
+the whole input (the ``least_confidence`` score a calibrated run abstains on by default). It is monotone
+in the evidence: words for ``ĉ`` lower it (negative), words for a rival label raise it (positive), so the
+signs say which words make the model unsure and they are mixed wherever the input holds evidence both
+ways. Completeness is unchanged: the attributions sum to ``f(x) - f(b)``. ``target='entropy'`` still
+explains the entropy.
 """
 
 from __future__ import annotations

@@ -37,6 +37,14 @@ class Estimator:
 
 
 ESTIMATORS: Registry[Estimator] = Registry("estimator")
+# 2: ``perplexity`` is exp of the mean NLL per token, which is ``mean_nll``; in 1 ``perplexity`` was the mean NLL.
+# Scores saved with version 1 (generation policies, generate-eval records) are read with ``version_1_name``.
+SCORES_VERSION = 2
+
+
+def version_1_name(name: str) -> str:
+    """The current name of what version-1 files called ``name``: their ``perplexity`` was ``mean_nll``."""
+    return "mean_nll" if name == "perplexity" else name
 
 
 def estimator(name: str, summary: str, needs: Sequence[str] = ()):
@@ -97,16 +105,39 @@ def _need_samples(g: Generation, name: str) -> None:
 # -- from the greedy answer's token statistics ------------------------------------------------------
 
 
-@estimator("msp", "-log P(greedy answer): maximum sequence probability (Fadeeva et al. 2023)")
+@estimator(
+    "msp",
+    "maximum sequence probability, scored as -log P(greedy answer): the whole answer's negative "
+    "log-likelihood, so higher = less probable (lm-polygraph's MaximumSequenceProbability; Fadeeva et al. 2023)",
+)
 def msp(g: Generation, ctx: Context, message: str = "") -> float:
-    """``-sum_t log p(y_t | y_<t, x)`` of the greedy answer (its stop token included)."""
+    """Maximum sequence probability (lm-polygraph's name): ``-sum_t log p(y_t | y_<t, x)`` of the greedy
+    answer, its stop token included. Not the text classifier's maximum softmax probability (whose score is
+    ``least_confidence`` in :mod:`caveat.uncertainty.scores`)."""
     return float(-g.greedy.logprobs.sum())
 
 
-@estimator("perplexity", "mean negative log-likelihood per token of the greedy answer (length-normalised)")
-def perplexity(g: Generation, ctx: Context, message: str = "") -> float:
-    """``-(1/T) sum_t log p(y_t | ...)``; the log of the answer's perplexity (Fomicheva et al. 2020)."""
+def _mean_nll(g: Generation) -> float:
     return float(-g.greedy.logprobs.mean()) if len(g.greedy.logprobs) else 0.0
+
+
+@estimator(
+    "mean_nll",
+    "mean negative log-likelihood per token of the greedy answer, log(perplexity) (lm-polygraph's Perplexity)",
+)
+def mean_nll(g: Generation, ctx: Context, message: str = "") -> float:
+    """``-(1/T) sum_t log p(y_t | ...)`` in nats, the length-normalised sequence probability (Fomicheva et al.
+    2020); lm-polygraph's ``Perplexity`` estimator computes this. 0 for an empty answer."""
+    return _mean_nll(g)
+
+
+@estimator("perplexity", "perplexity of the greedy answer, exp(mean_nll), >= 1 (ranks as mean_nll does)")
+def perplexity(g: Generation, ctx: Context, message: str = "") -> float:
+    """``exp(-(1/T) sum_t log p(y_t | ...))``: the answer's perplexity, the number of equally likely tokens
+    the model was choosing between on average (1 = certain). Monotone in ``mean_nll``, so both rank the answers
+    alike (same AUROC and PRR). 1 for an empty answer."""
+    nll = _mean_nll(g)
+    return math.exp(nll) if nll < 709 else math.inf  # exp overflows a float beyond ~709.78
 
 
 @estimator("mean_token_entropy", "mean entropy of the next-token distribution along the greedy answer")

@@ -17,7 +17,7 @@ import numpy as np
 from caveat.generate import prompts
 from caveat.generate.correctness import RULES, get_rule, judge
 from caveat.generate.data import Question
-from caveat.generate.estimators import ESTIMATORS, Context
+from caveat.generate.estimators import ESTIMATORS, SCORES_VERSION, Context
 from caveat.generate.metrics import estimator_metrics, risk_coverage
 from caveat.generate.sampling import Generation, SampleCache, Sampler, SamplingConfig
 from caveat.progress import phase
@@ -116,6 +116,7 @@ def evaluate_generation(
         "accuracy": {name: float(c.mean()) for name, c in correct.items()},
         "sampling": asdict(sampling),
         "generate_calls": sampler.generate_calls,
+        "scores_version": SCORES_VERSION,  # what the estimators' names mean (estimators.py)
         "seconds_per_question": {
             "sampling": float(np.mean(generated)) if len(generated) else None,
             "cached": int(len(questions) - len(generated)),

@@ -18,10 +18,11 @@ import numpy as np
 
 from caveat.decide.risk import RiskControlled
 from caveat.errors import ConfigError, DataError
+from caveat.generate.estimators import version_1_name
 from caveat.generate.sampling import SamplingConfig
 from caveat.io import read_json, write_json_atomic
 
-POLICY_VERSION = 1
+POLICY_VERSION = 2  # 2: the "perplexity" estimator is exp(mean NLL); a version-1 policy on it reads as mean_nll
 
 
 @dataclass
@@ -109,14 +110,18 @@ class GenerationPolicy:
             raise ConfigError(f"no generation policy at {path}; fit one with caveat generate-calibrate")
         try:
             s = read_json(path)
-            if s.get("version") != POLICY_VERSION:
+            if s.get("version") not in (1, POLICY_VERSION):
                 raise DataError(f"{path} is policy version {s.get('version')!r}; this caveat reads {POLICY_VERSION}")
+            risk = RiskControlled.from_state(s["risk"])
+            estimator = s["estimator"]
+            if s["version"] == 1:  # its threshold is on the scale it was fitted on, which "perplexity" no longer has
+                estimator = risk.score = version_1_name(estimator)
             return cls(
                 s["lm"],
                 SamplingConfig(**s["sampling"]),
-                s["estimator"],
+                estimator,
                 s["rule"],
-                RiskControlled.from_state(s["risk"]),
+                risk,
                 s.get("template"),
                 s.get("meaning") or {"threshold": 0.9, "nli_model": None},
             )

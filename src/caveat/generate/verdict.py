@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from caveat.errors import ConfigError, DataError
+from caveat.generate.estimators import version_1_name
 from caveat.generate.lm import same_lm
 from caveat.generate.sampling import SamplingConfig
 from caveat.io import read_json
 
 # the best wrong-answer detectors on XQuAD with SmolLM2-135M (docs/generate.md), for when nothing ranks them
-HEADLINE = ("mean_token_entropy", "perplexity", "self_consistency")
+HEADLINE = ("mean_token_entropy", "perplexity", "mean_nll", "self_consistency")
 ANSWER_CHARS = 60  # the answer is cut to this in the line; the JSON has all of it
 
 
@@ -64,6 +65,8 @@ class ReferenceScores:
                 for n, m in result.get("estimators", {}).items()
                 if n in scores and m.get("auroc") is not None
             }
+            if result.get("scores_version", 1) == 1:  # written when "perplexity" was the mean NLL per token
+                scores, auroc = _from_version_1(scores), _from_version_1(auroc)
             found = cls(str(path), result["model"], dict(result["sampling"]), scores, auroc)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise DataError(
@@ -103,6 +106,16 @@ class ReferenceScores:
         """Each scored estimator's percentile, the best wrong-answer detector (AUROC) first."""
         found = {n: p for n, s in uncertainty.items() if (p := self.percentile(n, s)) is not None}
         return dict(sorted(found.items(), key=lambda kv: -self.auroc.get(kv[0], -1.0)))
+
+
+def _from_version_1(values: dict) -> dict:
+    """Scores (or AUROCs) of a version-1 file under today's names: its ``perplexity`` is ``mean_nll``, and today's
+    ``perplexity`` is exp of that (the same ranking, so the same AUROC and percentiles)."""
+    out = {version_1_name(n): v for n, v in values.items()}
+    if "perplexity" in values and "perplexity" not in out:
+        v = values["perplexity"]
+        out["perplexity"] = np.exp(v) if isinstance(v, np.ndarray) else v
+    return out
 
 
 def headline(uncertainty: dict[str, float]) -> str:

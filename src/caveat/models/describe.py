@@ -9,6 +9,7 @@ from caveat.decide.risk import RiskControlled
 from caveat.models.backbone import backbone_name
 from caveat.models.rundir import ARCHITECTURE, Run, open_run
 from caveat.types import Task
+from caveat.uncertainty.scores import resolve_score_name
 
 FIRST_LABELS = 10  # labels listed by name; the count says how many there are
 
@@ -113,7 +114,7 @@ def _abstention(risk: dict, ood_calibration: dict | None) -> dict:
     # runs calibrated before the summary was stored get it rebuilt from the same state
     summary = risk.get("summary") or RiskControlled.from_state(risk).summary
     out = {
-        "score": risk.get("score"),
+        "score": resolve_score_name(risk.get("score")),  # "msp" in runs calibrated before the rename
         "threshold": risk.get("threshold"),
         "target_risk": risk.get("target_risk"),
         "delta": risk.get("delta"),

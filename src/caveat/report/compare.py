@@ -281,7 +281,7 @@ def _shift(result: dict, k: _Keys) -> Section | None:
         f"Δ {k.score_label} (vs in-domain)",
         k.ece_label,
         *([f"{k.ece_label} (calibrated)"] if calibrated else []),
-        *([] if k.ner else ["MSP AUROC"]),
+        *([] if k.ner else ["least-confidence AUROC"]),
     ]
     table = []
     for name, path in result["shifts"].items():
@@ -298,15 +298,17 @@ def _shift(result: dict, k: _Keys) -> Section | None:
                         _delta(s[k.score], r[k.score]),
                         s[k.ece],
                         *([s[k.cal_ece]] if calibrated else []),
-                        *([] if k.ner else [s["msp_auroc"]]),
+                        # compare.json files written before the rename say msp_auroc
+                        *([] if k.ner else [s.get("least_confidence_auroc", s.get("msp_auroc"))]),
                     ]
                 ]
             )
     notes = ["Each run on each shifted set, against its own in-domain figure."]
     if not k.ner:
         notes.append(
-            "MSP AUROC: the chance that a shifted input gets a lower top probability than an in-domain one "
-            "(0.5: the confidence does not see the shift)."
+            "least-confidence AUROC: the chance that a shifted input gets a lower top probability (a higher "
+            "least_confidence = 1 - top probability) than an in-domain one (0.5: the confidence does not see the "
+            "shift; higher is better)."
         )
     return Section(
         key="shift",

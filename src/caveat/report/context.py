@@ -38,8 +38,8 @@ class Context:
     Text classification (N inputs, C classes):
     y : (N,) true class ids. raw_probs : (N, C) the model's softmax. probs : (N, C) temperature-scaled
     when the run is calibrated, else ``raw_probs``. scores : name -> (N,) uncertainty, higher = more
-    uncertain (the run's calibrated scores, or msp/entropy/energy of the raw model). score : the name
-    of the score the abstention threshold uses (msp when uncalibrated). decision : the policy's
+    uncertain (the run's calibrated scores, or least_confidence/entropy/energy of the raw model). score : the
+    name of the score the abstention threshold uses (least_confidence when uncalibrated). decision : the policy's
     ``Decision`` (calibrated runs only). ood_scores : set -> score name -> (N_set,). ood_decisions :
     set -> ``Decision``.
 
@@ -60,7 +60,7 @@ class Context:
     probs: np.ndarray | None = None
     caveats: Calibration | SpanCalibration | None = None
     scores: dict[str, np.ndarray] = field(default_factory=dict)
-    score: str = "msp"
+    score: str = "least_confidence"
     decision: Decision | None = None
     ood_scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     ood_decisions: dict[str, Decision] = field(default_factory=dict)
@@ -93,8 +93,9 @@ class Context:
 
 
 def raw_scores(preds: Predictions) -> dict[str, np.ndarray]:
-    """Scores of an uncalibrated model: msp, entropy (of probs) and energy (of logits), each (N,)."""
-    return {name: SCORES.get(name)(probs=preds.probs, logits=preds.logits) for name in ("msp", "entropy", "energy")}
+    """Scores of an uncalibrated model: least_confidence, entropy (of probs) and energy (of logits), each (N,)."""
+    names = ("least_confidence", "entropy", "energy")
+    return {name: SCORES.get(name)(probs=preds.probs, logits=preds.logits) for name in names}
 
 
 def prepare(

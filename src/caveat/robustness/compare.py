@@ -167,7 +167,7 @@ def _row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
             "macro_f1": s["macro_f1"],
             "ece": s["ece"],
             "calibrated_ece": s.get("calibrated", {}).get("ece"),
-            "msp_auroc": s["ood"]["msp"]["auroc"],
+            "least_confidence_auroc": s["ood"]["least_confidence"]["auroc"],
         }
         for name, s in evaluated.get("shift", {}).items()
     }
@@ -358,7 +358,9 @@ def compare_runs(
         return _compare_ner(opened, labels, base, data, names, shifts, settings, encoder=encoder, batch_size=batch_size)
     rows = []
     for label, run in zip(labels, opened):
-        evaluated = evaluate_run(run, data, methods="msp", shift=shifts, batch_size=batch_size, write=False)
+        evaluated = evaluate_run(
+            run, data, methods="least_confidence", shift=shifts, batch_size=batch_size, write=False
+        )
         found = (
             attack_figures(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size)
             if names

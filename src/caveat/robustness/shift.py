@@ -135,12 +135,12 @@ def reliability(probs: np.ndarray, y: np.ndarray) -> dict:
 
 def scores(preds: Predictions, caveats=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Probabilities (N, C) and uncertainty scores (N,) of one pass: the run's calibrated ones (the
-    temperature-scaled model's probabilities; msp, entropy, energy of it, and Mahalanobis) when calibrated,
-    else the raw model's probabilities and its msp, entropy, energy."""
+    temperature-scaled model's probabilities; least_confidence, entropy, energy of it, and Mahalanobis) when
+    calibrated, else the raw model's probabilities and its least_confidence, entropy, energy."""
 
     if caveats is not None:
         return caveats.scores(preds)
-    raw = {k: SCORES.get(k)(probs=preds.probs, logits=preds.logits) for k in ("msp", "entropy", "energy")}
+    raw = {k: SCORES.get(k)(probs=preds.probs, logits=preds.logits) for k in ("least_confidence", "entropy", "energy")}
     return preds.probs[0], raw
 
 

@@ -112,7 +112,8 @@ class Engine:
 
     @property
     def score(self) -> str | None:
-        """The uncertainty score the text calibration decides on (``msp``, ...); None for NER or uncalibrated."""
+        """The uncertainty score the text calibration decides on (``least_confidence``, ...); None for NER or
+        uncalibrated."""
         return self.calibration.score if isinstance(self.calibration, Calibration) else None
 
     def load(self) -> Engine:

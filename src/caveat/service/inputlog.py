@@ -3,8 +3,8 @@
 A line holds what an operator needs to watch and recalibrate on production traffic, and nothing of the
 request around it (no header, so never the API key)::
 
-    {"time": "2025-01-31T12:00:00.123Z", "text": "...", "label": "refund", "score": "msp",
-     "uncertainty": 0.12, "decision": "answer"}
+    {"time": "2025-01-31T12:00:00.123Z", "text": "...", "label": "refund",
+     "score": "least_confidence", "uncertainty": 0.12, "decision": "answer"}
 
 NER lines hold the text and its ``spans`` as the row gives them (without their reasons). The event loop
 only queues lines; one thread (``logging``'s ``QueueListener``) writes them through a

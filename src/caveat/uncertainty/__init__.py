@@ -4,6 +4,6 @@ One sign everywhere: a score of shape ``(N,)`` is higher when the prediction is 
 """
 
 from caveat.uncertainty.errors import ArrayError, NotFittedError
-from caveat.uncertainty.scores import SCORES, Score
+from caveat.uncertainty.scores import SCORES, Score, resolve_score_name
 
-__all__ = ["SCORES", "ArrayError", "NotFittedError", "Score"]
+__all__ = ["SCORES", "ArrayError", "NotFittedError", "Score", "resolve_score_name"]

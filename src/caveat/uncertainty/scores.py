@@ -6,7 +6,8 @@ select their real words first (``probs[:, mask]`` is ``(M, K, C)``).
 
 ``SCORES`` maps each name to a :class:`Score`, which declares what it ``needs`` so a caller runs each
 expensive pass once: ``"probs"`` (any M), ``"logits"``, or ``"samples"`` (probs with M > 1; with
-M = 1 these scores are still defined but degenerate: mutual information and variance are 0).
+M = 1 these scores are still defined but degenerate: mutual information and variance are 0). Old names
+of renamed scores (``msp``, now ``least_confidence``) are mapped by ``resolve_score_name``.
 """
 
 from __future__ import annotations
@@ -96,12 +97,16 @@ def _top2(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return part[..., -1], part[..., -2]
 
 
-@_register("msp", "probs", "Hendrycks & Gimpel 2017, A Baseline for Detecting Misclassified and OOD Examples")
-def msp(probs: np.ndarray) -> np.ndarray:
-    """One minus the maximum softmax probability of the mean prediction.
+@_register(
+    "least_confidence", "probs", "Hendrycks & Gimpel 2017, A Baseline for Detecting Misclassified and OOD Examples"
+)
+def least_confidence(probs: np.ndarray) -> np.ndarray:
+    """Least confidence: one minus the maximum softmax probability of the mean prediction, ``1 - max_c p_c``.
 
-    Hendrycks & Gimpel (2017), "A Baseline for Detecting Misclassified and Out-of-Distribution
-    Examples in Neural Networks", ICLR.
+    The maximum softmax probability (MSP) baseline of Hendrycks & Gimpel (2017), "A Baseline for
+    Detecting Misclassified and Out-of-Distribution Examples in Neural Networks", ICLR, turned round to
+    our sign. It was registered as ``msp`` until this release; that name still resolves here, with a
+    ``DeprecationWarning`` (``resolve_score_name``).
 
     Parameters
     ----------
@@ -245,3 +250,28 @@ def variance(probs: np.ndarray) -> np.ndarray:
     (N,) in [0, 0.25].
     """
     return check_probs(probs).var(axis=0).mean(axis=-1)  # (N, C) -> (N,)
+
+
+# renamed scores: old name -> current name, accepted (with a DeprecationWarning) until the next release
+SCORE_ALIASES = {"msp": "least_confidence"}  # "msp" named the max probability; the score is 1 minus it
+for _old, _new in SCORE_ALIASES.items():
+    SCORES.alias(_old, _new)
+
+
+def resolve_score_name(name: str, *, stacklevel: int = 2) -> str:
+    """The current name of the uncertainty score ``name``: itself, or for an old name (``"msp"``) the name it
+    now has, with a ``DeprecationWarning`` attributed as ``warnings.warn(stacklevel=...)`` would be from the
+    function calling this one (1: that line; 2, the default: the caller of that function, the user's code
+    when an entry point such as ``Model.calibrate(score=...)`` calls this).
+
+    Every place a person or a stored calibration names a classifier's score calls this first, so the old name
+    works everywhere and warns once, at the outermost call (inner calls see the current name). Not for
+    ``RiskControlled(score=...)`` itself, whose name is a free label (a generation policy puts its estimator
+    there, and generation's ``msp`` is another thing: the sequence probability).
+
+    Examples
+    --------
+    >>> resolve_score_name("entropy")
+    'entropy'
+    """
+    return SCORES.resolve(name, stacklevel=stacklevel + 1)
