@@ -171,7 +171,8 @@ def bench_shift(run_dir: Path, data_root: Path, work: Path, *, splits: int = 5, 
 
 def bench_spans_shift(run_dir: Path, work: Path, *, splits: int = 3, target_risk: float = 0.05) -> dict:
     """CoNLL-2003: the kept-span bound at ``target_risk``, calibrated in-domain (the calibration split carved from
-    testa) and for testb from half of its sentences (unlabelled, as an input log), realised on the other half."""
+    testa) and for testb from half of its sentences (unlabelled, as an input log), realised on the other half. The
+    target weights read each span's confidence, length, type and familiarity (calibration/fit_spans.py)."""
     import json
 
     from caveat.calibration.run import calibrate_run
@@ -249,7 +250,7 @@ LABELLED = (300, 600, 1200)  # labelled target sentences drawn from half A
 
 
 def _labelled_target(run_dir: Path, half_a: list, half_b: list, target_risk: float, seed: int) -> dict:
-    """What labels buy when weights cannot help: the span threshold chosen (same test, delta 0.05, 4 starts) on
+    """What labels buy, beside the weights: the span threshold chosen (same test, delta 0.05, 4 starts) on
     ``LABELLED`` labelled sentences of half A, each realised on half B (the model's spans, the run's temperature)."""
     from caveat.calibration.spans import sentence_logits, span_scores
     from caveat.decide.risk import RiskControlled
@@ -278,3 +279,113 @@ def _labelled_target(run_dir: Path, half_a: list, half_b: list, target_risk: flo
             "coverage": float(kept.mean()),
         }
     return out
+
+
+DAC_K = 50  # neighbours (Tomani et al. 2023 use k = 50)
+DAC_REFERENCE = 5000  # training sentences the neighbours are drawn from (seeded subsample: CPU time)
+
+
+def bench_shift_density(run_dir: Path, data_root: Path, *, splits: int = 5) -> dict:
+    """Density-aware calibration (Tomani et al. 2023, "Beyond in-domain scenarios: robust density-aware
+    calibration") against the SST-2 run's plain temperature, on the same CR halves as ``bench_shift``.
+
+    DAC scales each input's logits by its own temperature T(x) = softplus(w0 + w1 log d_f(x) + w2 log d_z(x)),
+    where d_f and d_z are the distances to the ``DAC_K``-th nearest training input in the normalised pooled features
+    and in the logits (the layers our ``Predictions`` expose); the weights are fitted by NLL on the calibration
+    split, once on clean texts (as the paper) and once with the perturbed copies of ``bench_shift`` (Tomani et
+    al. 2021's growing shift) added. Judged by ECE and NLL on CR half B (no CR text is read to fit it)."""
+    import torch
+    from scipy.special import softmax
+
+    from caveat.data.load import load_data
+    from caveat.evaluation.calibration import ece
+    from caveat.inference import Predictor
+    from caveat.models.rundir import open_run
+    from caveat.uncertainty.methods.temperature import TemperatureScaling
+
+    run = open_run(run_dir)
+    data = load_data(run.config)
+    predictor = Predictor.from_run(run, calibrated=False)
+    rng = np.random.default_rng(0)
+    train = data.train.examples
+    reference = predictor.predict([train[i].text for i in rng.permutation(len(train))[:DAC_REFERENCE]])
+
+    def normed(f: np.ndarray) -> np.ndarray:
+        return f / np.linalg.norm(f, axis=1, keepdims=True)
+
+    ref_f, ref_z = torch.tensor(normed(reference.features)), torch.tensor(reference.logits[0])
+
+    def log_distances(p) -> np.ndarray:
+        """(N, 2): log distance to the k-th nearest reference input in features and in logits."""
+        out = []
+        for query, ref in ((torch.tensor(normed(p.features)), ref_f), (torch.tensor(p.logits[0]), ref_z)):
+            d = torch.cdist(query, ref).kthvalue(DAC_K, dim=1).values
+            out.append(torch.log(d.clamp_min(1e-8)).numpy())
+        return np.stack(out, axis=1)
+
+    def fit(z: np.ndarray, d: np.ndarray, y: np.ndarray) -> np.ndarray:
+        zt, dt, yt = torch.tensor(z, dtype=torch.float64), torch.tensor(d, dtype=torch.float64), torch.tensor(y)
+        w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+        with torch.no_grad():  # start at the plain temperature
+            w[0] = float(np.log(np.expm1(TemperatureScaling().fit(z, y).temperature)))
+        opt = torch.optim.LBFGS([w], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            t = torch.nn.functional.softplus(w[0] + dt @ w[1:]) + 1e-3
+            loss = torch.nn.functional.cross_entropy(zt / t[:, None], yt)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return w.detach().numpy()
+
+    def scaled(w: np.ndarray, z: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return z / (np.logaddexp(0.0, w[0] + d @ w[1:]) + 1e-3)[:, None]
+
+    calibration = data.calibration.examples
+    y_cal = np.array([run.labels.index(ex.label) for ex in calibration])
+    p_cal = predictor.predict([ex.text for ex in calibration])
+    perturb_rng = random.Random(0)
+    p_pert = predictor.predict([_perturb(ex.text, s, perturb_rng) for s in STRENGTHS for ex in calibration])
+    d_cal, d_pert = log_distances(p_cal), log_distances(p_pert)
+    z_cal = p_cal.logits[0]
+    w_clean = fit(z_cal, d_cal, y_cal)
+    w_pert = fit(
+        np.concatenate([z_cal, p_pert.logits[0]]),
+        np.concatenate([d_cal, d_pert]),
+        np.tile(y_cal, len(STRENGTHS) + 1),
+    )
+    plain_t = TemperatureScaling().fit(z_cal, y_cal).temperature
+
+    cr = _cr(data_root)
+    p_cr = predictor.predict([t for _, t in cr])
+    z_cr, d_cr = p_cr.logits[0], log_distances(p_cr)
+    y_cr = np.array([run.labels.index(lab) for lab, _ in cr])
+    rows = []
+    for seed in range(splits):
+        half_b = np.random.default_rng(seed).permutation(len(cr))[len(cr) // 2 :]  # bench_shift's half B
+        zb, db, yb = z_cr[half_b], d_cr[half_b], y_cr[half_b]
+        rows.append(
+            {
+                "seed": seed,
+                "raw_ece": float(ece(softmax(zb, -1), yb)),
+                "temperature": _figures(zb / plain_t, yb),
+                "dac": _figures(scaled(w_clean, zb, db), yb),
+                "dac_perturbed": _figures(scaled(w_pert, zb, db), yb),
+            }
+        )
+    in_domain = {"temperature": _figures(z_cal / plain_t, y_cal), "dac": _figures(scaled(w_clean, z_cal, d_cal), y_cal)}
+    return {
+        "run": str(run_dir),
+        "splits": splits,
+        "k": DAC_K,
+        "reference": DAC_REFERENCE,
+        "weights": {"dac": w_clean.tolist(), "dac_perturbed": w_pert.tolist()},
+        "calibration_split": in_domain,
+        "rows": rows,
+        "median": {
+            side: {k: float(np.median([r[side][k] for r in rows])) for k in ("ece", "nll")}
+            for side in ("temperature", "dac", "dac_perturbed")
+        },
+    }

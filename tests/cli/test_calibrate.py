@@ -189,6 +189,7 @@ def test_ner_target_calibration_weighs_calibration_spans_towards_the_targets(ner
     assert 0 < shift["effective_sample_size"] <= summary["n_spans"]
     assert summary["temperature"] == plain["temperature"]
     assert "calibrated for 80 unlabelled target sentences" in result.stderr
+    assert shift["covariates"] == "confidence, length, type and familiarity"  # the run's training split was read
 
     few = tmp_path / "few.jsonl"
     few.write_text(json.dumps({"time": "t", "text": "nothing here"}) + "\n")
