@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from caveat.robustness.attacks import AttackSetup, Constraints
+from caveat.robustness.attacks import AttackSetup, Constraints, Lexicons
 from caveat.types import Predictions
 
 SYNONYMS = {
@@ -73,7 +73,10 @@ def synonyms(word: str) -> list[str]:
 def make_setup():
     def make(**constraints) -> AttackSetup:
         seed = constraints.pop("seed", 0)
-        return AttackSetup(Constraints(**constraints), BagOfWords(), word_candidates=lambda: synonyms, seed=seed)
+        lexicons = Lexicons.of(synonyms=[(w, s) for w, subs in SYNONYMS.items() for s in subs])  # the ppdb source
+        return AttackSetup(
+            Constraints(**constraints), BagOfWords(), word_candidates=lambda: synonyms, seed=seed, lexicons=lexicons
+        )
 
     return make
 

@@ -27,8 +27,9 @@ def attack_command(
         typer.Option(
             "--attack",
             help=(
-                "Attacks, comma-separated: charswap, wordsub, greedy (also char_adjacent, char_insert, char_delete, "
-                "char_keyboard)."
+                "Attacks, comma-separated: charswap, wordsub, greedy, pwws (also char_adjacent, char_insert, "
+                "char_delete, char_keyboard). A word attack takes other candidate sources as NAME@SOURCE or "
+                "NAME@A+B (embedding, ppdb): greedy@ppdb, pwws@embedding."
             ),
         ),
     ] = "greedy",
@@ -50,6 +51,15 @@ def attack_command(
             help="Sentence encoder of the similarity constraint: default (all-MiniLM-L6-v2) or a local model folder."
         ),
     ] = "default",
+    lexicons: Annotated[
+        Optional[Path],
+        typer.Option(
+            help=(
+                "Folder of the word lexicons (wordnet_antonyms.txt, ppdb_antonyms.txt: antonyms never proposed; "
+                "ppdb_synonyms.txt: the ppdb source). Default $CAVEAT_LEXICONS, else $CAVEAT_DATA/lexicons."
+            )
+        ),
+    ] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
     torch_threads: Annotated[
         Optional[int],
@@ -89,6 +99,7 @@ def attack_command(
         seed=seed,
         similarity_model=similarity_model,
         batch_size=batch_size,
+        lexicons=lexicons,
     )
     if format == "json":
         emit(result)
@@ -105,6 +116,8 @@ ATTACK_ROWS = {
     "mean_queries": "queries per example",
     "mean_similarity": "similarity of successes",
     "examples_per_s": "examples per second",
+    "sources": "candidate sources",
+    "antonyms_filtered": "antonyms withheld",
 }
 POLICY_ROWS = {
     "caught": "caught: successes withheld",
@@ -118,6 +131,8 @@ POLICY_ROWS = {
 def _cell(x) -> str:
     if x is None:
         return "—"
+    if isinstance(x, list):
+        return "+".join(map(str, x))
     return f"{x:.4f}" if isinstance(x, float) else str(x)
 
 
@@ -137,10 +152,12 @@ def print_table(result: dict) -> None:
     for name in attacks:
         table.add_column(name, justify="right")
     for key, label in ATTACK_ROWS.items():
-        table.add_row(label, *(_cell(a.get(key)) for a in attacks.values()), end_section=key == "examples_per_s")
+        table.add_row(label, *(_cell(a.get(key)) for a in attacks.values()), end_section=key == "antonyms_filtered")
     if "note" not in result:
         for key, label in POLICY_ROWS.items():
             table.add_row(label, *(_cell(a.get(key)) for a in attacks.values()))
     console.print(table)
     if "note" in result:
         console.print(result["note"])
+    for note in dict.fromkeys(a["antonym_filter_note"] for a in attacks.values() if "antonym_filter_note" in a):
+        console.print(f"antonym filter off: {note}")

@@ -28,9 +28,9 @@ from caveat.io import read_json, write_json_atomic, write_text_atomic
 from caveat.models.rundir import Run, open_run
 from caveat.report.compare import compare_report
 from caveat.report.html import render_html
-from caveat.robustness.attacks import Constraints, parse_attacks
+from caveat.robustness.attacks import Constraints, Lexicons, parse_attacks
 from caveat.robustness.metrics import POLICY_KEYS
-from caveat.robustness.run import attack_run, reads_policy
+from caveat.robustness.run import attack_run, load_lexicons, reads_policy
 from caveat.robustness.shift import parse_shifts
 from caveat.robustness.similarity import SentenceEncoder
 from caveat.types import Task
@@ -57,6 +57,8 @@ NER_ATTACK_KEYS = (
     "mean_changed_fraction",
     "mean_similarity",
     "reused",
+    "sources",
+    "antonym_filter",
 )
 EXAMPLES = (
     3  # successful adversarial examples kept per run and attack (rows[].attack.<name>.examples; the page shows them)
@@ -65,13 +67,15 @@ EXAMPLES = (
 
 @dataclass(frozen=True)
 class AttackSettings:
-    """The settings an attack entry must match to be reused (``attack_run``'s options)."""
+    """The settings an attack entry must match to be reused (``attack_run``'s options; ``lexicons``: their
+    folder, None for the default, ``run.lexicons_folder``)."""
 
     max_examples: int | None = 500
     max_change: float = 0.2
     min_similarity: float = 0.8
     max_candidates: int = 20
     seed: int = 0
+    lexicons: str | None = None
 
     def __post_init__(self) -> None:
 
@@ -81,10 +85,13 @@ class AttackSettings:
             raise ConfigError(f"max_candidates must be an integer >= 1. Got {self.max_candidates!r}.")
         Constraints(self.max_change, self.min_similarity)  # raises on a bad budget or similarity
 
-    def matches(self, entry: dict, n_data: int, *, policy: bool = False) -> bool:
+    def matches(self, entry: dict, n_data: int, *, policy: bool = False, antonym_filter: bool | None = None) -> bool:
         """Was ``entry`` (a ``metrics.json`` ``attack.<data>.<name>``) made with these settings on the
         first ``max_examples`` of a split of ``n_data`` examples, and read through a calibrated policy
-        exactly when ``policy`` (an entry saved before the run was calibrated is stale)?"""
+        exactly when ``policy`` (an entry saved before the run was calibrated is stale)? With
+        ``antonym_filter`` (is the filter on now?) given, the entry must also say its ``sources`` (entries saved
+        before candidates were filtered do not) and have had the filter on if it is on now: an unfiltered entry
+        is stale once the lexicons are there, a filtered one is still good without them (it says so)."""
 
         n = n_data if self.max_examples is None else min(self.max_examples, n_data)
         return (
@@ -93,6 +100,7 @@ class AttackSettings:
             and entry.get("seed") == self.seed
             and entry.get("n") == n
             and ("answered_clean" in entry) == policy
+            and (antonym_filter is None or ("sources" in entry and (entry.get("antonym_filter") or not antonym_filter)))
         )
 
 
@@ -114,18 +122,21 @@ def attack_figures(
     *,
     encoder,
     batch_size: int | None = None,
+    lexicons: Lexicons | None = None,
 ) -> dict:
     """Per attack: its ``attack.<data>.<name>`` figures and ``reused``: read from the run's metrics.json when
     saved there with ``settings`` on ``data`` (``n_data`` examples; a calibrated text run's read through its
-    policy), else attacked now and merged into it."""
+    policy; with the antonym filter on if ``lexicons`` has antonyms), else attacked now and merged into it.
+    ``lexicons``: loaded once by the caller, else read from ``settings.lexicons``."""
 
+    lexicons = load_lexicons(settings.lexicons if lexicons is None else lexicons)
     path = run.path / "metrics.json"
     saved = read_json(path).get("attack", {}).get(data, {}) if path.is_file() else {}
-    policy = reads_policy(run)
+    policy, antonyms = reads_policy(run), lexicons.antonyms is not None
     out = {
         name: {**saved[name], "reused": True}
         for name in names
-        if name in saved and settings.matches(saved[name], n_data, policy=policy)
+        if name in saved and settings.matches(saved[name], n_data, policy=policy, antonym_filter=antonyms)
     }
     todo = [name for name in names if name not in out]
     if todo:
@@ -140,6 +151,7 @@ def attack_figures(
             seed=settings.seed,
             encoder=encoder,
             batch_size=batch_size,
+            lexicons=lexicons,
         )
         out.update({name: {**fresh["attacks"][name], "reused": False} for name in todo})
     return {name: out[name] for name in names}
@@ -184,6 +196,8 @@ def _row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
                     "mean_changed_fraction",
                     "mean_similarity",
                     "reused",
+                    "sources",
+                    "antonym_filter",
                 )
             },
             **{k: a[k] for k in POLICY_KEYS if k in a},  # a calibrated run's attack read through its policy
@@ -354,15 +368,29 @@ def compare_runs(
             _ner_shift_check(run, shifts)
     if names and encoder is None:
         encoder = SentenceEncoder(similarity_model)  # loaded once, on first use, for every run
+    lexicons = load_lexicons(settings.lexicons) if names else None  # read once, for every run
     if task is Task.TOKEN_CLASSIFICATION:
-        return _compare_ner(opened, labels, base, data, names, shifts, settings, encoder=encoder, batch_size=batch_size)
+        return _compare_ner(
+            opened,
+            labels,
+            base,
+            data,
+            names,
+            shifts,
+            settings,
+            encoder=encoder,
+            batch_size=batch_size,
+            lexicons=lexicons,
+        )
     rows = []
     for label, run in zip(labels, opened):
         evaluated = evaluate_run(
             run, data, methods="least_confidence", shift=shifts, batch_size=batch_size, write=False
         )
         found = (
-            attack_figures(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size)
+            attack_figures(
+                run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size, lexicons=lexicons
+            )
             if names
             else {}
         )
@@ -414,6 +442,7 @@ def _compare_ner(
     *,
     encoder,
     batch_size: int | None,
+    lexicons: Lexicons | None = None,
 ) -> dict:
     """``compare_runs`` for token-classification runs (shifted sets already checked)."""
 
@@ -422,7 +451,9 @@ def _compare_ner(
         evaluated = evaluate_run(run, data, batch_size=batch_size, write=False)
         shifted = {name: evaluate_run(run, path, batch_size=batch_size, write=False) for name, path in shifts.items()}
         found = (
-            attack_figures(run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size)
+            attack_figures(
+                run, data, names, settings, evaluated["n"], encoder=encoder, batch_size=batch_size, lexicons=lexicons
+            )
             if names
             else {}
         )

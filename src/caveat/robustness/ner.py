@@ -276,6 +276,13 @@ def attack_ner(
     """
     if any(ex.tags is None for ex in examples):
         raise ConfigError("attacking an NER model needs gold tags for every sentence (an unlabelled file was given)")
+    refused = [a.name for a in attacks if not a.tags_sentences]
+    if refused:
+        raise ConfigError(
+            f"{', '.join(refused)} ranks words by one label's probability, so it attacks text-classification runs "
+            "only; on an NER run use greedy@ppdb (the same substitutes, ranked by the span objective), greedy or "
+            "charswap"
+        )
     victim = TagVictim(predictor)
     start = time.perf_counter()
     clean = victim.score([ex.tokens for ex in examples])

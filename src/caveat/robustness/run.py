@@ -8,6 +8,7 @@ still answers.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,16 +18,19 @@ import numpy as np
 from caveat.calibration import Calibration
 from caveat.data.resolve import resolve_split
 from caveat.errors import ConfigError
+from caveat.generate.data import DATA_ROOT_ENV, DEFAULT_DATA_ROOT
 from caveat.inference import Predictor
 from caveat.io import read_json, write_json_atomic
 from caveat.models.rundir import Run, open_run
 from caveat.progress import phase, subject
 from caveat.robustness.attacks import (
+    LEXICONS_ENV,
     AttackResult,
     AttackSetup,
     Constraints,
     EmbeddingNeighbours,
     Encoder,
+    Lexicons,
     Victim,
     build_attack,
     parse_attacks,
@@ -51,6 +55,30 @@ def reads_policy(run: Run) -> bool:
     return run.task is Task.TEXT_CLASSIFICATION and bool(run.info.get("calibration"))
 
 
+def lexicons_folder(folder: str | Path | None = None) -> Path:
+    """Where the word lexicons are: ``folder``, else ``$CAVEAT_LEXICONS``, else ``<data root>/lexicons`` (the data
+    root is ``$CAVEAT_DATA``, default ``../shared/data``, as for the benchmarks and ``caveat demo``)."""
+    if folder is not None:
+        return Path(folder).expanduser()
+    if os.environ.get(LEXICONS_ENV):
+        return Path(os.environ[LEXICONS_ENV]).expanduser()
+    return Path(os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT)).expanduser() / "lexicons"
+
+
+def load_lexicons(lexicons: str | Path | Lexicons | None = None) -> Lexicons:
+    """The attacks' lexicons (``lexicons_folder``); a folder given by name must exist, the default one may not
+    (attacks then run without the antonym filter, and say so)."""
+    if isinstance(lexicons, Lexicons):
+        return lexicons
+    if lexicons is not None and not Path(lexicons).expanduser().is_dir():
+        raise ConfigError(
+            f"{{lexicons}} {lexicons} is not a folder; give the folder holding wordnet_antonyms.txt, "
+            "ppdb_antonyms.txt and ppdb_synonyms.txt, or leave it out for $CAVEAT_LEXICONS or <data root>/lexicons",
+            fields=("lexicons",),
+        )
+    return Lexicons.load(lexicons_folder(lexicons))
+
+
 def attack_run(
     run_dir: str | Path | Run,
     data: str = "test",
@@ -65,6 +93,7 @@ def attack_run(
     encoder: Encoder | None = None,
     similarity_model: str = "default",
     batch_size: int | None = None,
+    lexicons: str | Path | Lexicons | None = None,
     write: bool = True,
 ) -> dict:
     """Attack the first ``max_examples`` examples of ``data`` with each attack in ``attacks``.
@@ -78,6 +107,9 @@ def attack_run(
     packaged all-MiniLM-L6-v2, or a local model folder).
     A calibrated text run's figures add ``metrics.POLICY_KEYS`` (the policy on the clean and the attacked
     inputs); the result says ``calibrated`` and, when those keys are absent, why in ``note``.
+    ``lexicons`` (a folder, or loaded ``Lexicons``; default ``lexicons_folder()``) gives the antonyms no attack
+    proposes and the ``ppdb`` synonyms; each attack's figures say its ``sources`` and whether the antonym filter
+    was on (``antonym_filter``, with ``antonyms_filtered``, or ``antonym_filter_note`` saying why not).
     """
 
     names = parse_attacks(attacks)
@@ -87,13 +119,17 @@ def attack_run(
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
     split = resolve_split(run, data)
     examples = split.examples[:max_examples]
+    lexicons = load_lexicons(lexicons)
     predictor = Predictor.from_run(run, batch_size=batch_size)
     setup = AttackSetup(
         constraints,
         encoder or SentenceEncoder(similarity_model),
         seed=seed,
         max_candidates=max_candidates,
-        word_candidates=lambda: EmbeddingNeighbours.from_predictor(predictor, k=max_candidates),
+        # twice the candidates: the antonyms filtered out are replaced by the next nearest words
+        word_candidates=lambda: EmbeddingNeighbours.from_predictor(predictor, k=2 * max_candidates),
+        lexicons=lexicons,
+        unknown=getattr(getattr(predictor, "tokenizer", None), "unk_token", None) or "[UNK]",
     )
     built = [build_attack(name, setup) for name in names]  # before the clean pass: fail early
 
@@ -103,7 +139,8 @@ def attack_run(
         else:
             figures = attack_texts(predictor, examples, built, calibration=predictor.calibration)
     settings = {"constraints": constraints.as_dict(), "max_candidates": max_candidates, "seed": seed}
-    out = {name: {**m, **settings} for name, m in figures.items()}
+    reports = {attack.name: attack.report() for attack in built}
+    out = {name: {**m, **settings, **reports[name]} for name, m in figures.items()}
     first = next(iter(out.values()))
     result = {
         "data": data,
@@ -112,6 +149,7 @@ def attack_run(
         "n": first["n"],
         "clean_accuracy": first["clean_accuracy"],
         "calibrated": predictor.calibration is not None,
+        "lexicons": {"folder": lexicons.folder, "files": list(lexicons.files)},
         "attacks": out,
     }
     if not reads_policy(run):

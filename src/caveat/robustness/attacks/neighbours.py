@@ -3,8 +3,9 @@
 TextFooler (Jin et al. 2020, "Is BERT Really Robust?") takes the nearest neighbours of a word in a
 word-embedding space as its substitutes; here the space is the run backbone's own input embeddings,
 so no download is needed. Only whole-word vocabulary entries are candidates (no ``##`` pieces, no
-punctuation, no stop words). These spaces put antonyms close too (``good`` ~ ``bad``): the
-sentence-similarity constraint and a look at the examples are the guard, as Morris et al. 2020 advise.
+punctuation, no stop words). These spaces put antonyms close too (``good`` ~ ``bad``): every attack
+passes its candidates through the antonym filter of ``lexicon.py`` (when the lexicons are there), and the
+sentence-similarity constraint and a look at the examples remain the guard, as Morris et al. 2020 advise.
 """
 
 from __future__ import annotations

@@ -1,55 +1,28 @@
-"""Attacks by name: each entry builds an ``Attack`` from an ``AttackSetup``."""
+"""Attacks by name: each entry builds an ``Attack`` from an ``AttackSetup``.
+
+A word attack draws from its default candidate source (``greedy`` and ``wordsub``: ``embedding``; ``pwws``:
+``ppdb``); ``NAME@SOURCE`` picks another, ``NAME@A+B`` several (merged in turn): ``greedy@ppdb``,
+``pwws@embedding``, ``wordsub@embedding+ppdb``. Those names are registered too, one per combination of the
+registered sources, so every face (the CLI, ``compare``, ``train.augment.attack``) takes them as it takes the
+plain names.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
+from itertools import combinations
 
 from caveat.errors import ConfigError
 from caveat.registry import Registry
-from caveat.robustness.attacks.base import Constraints, Encoder
 from caveat.robustness.attacks.char import EDITS, CharEdits
+from caveat.robustness.attacks.pwws import PWWS
 from caveat.robustness.attacks.search import Attack
-from caveat.robustness.attacks.words import match_case
+from caveat.robustness.attacks.sources import SOURCES, AttackSetup
 
 ATTACKS: Registry[Callable[[AttackSetup, str], Attack]] = Registry("attack")
 
-
-@dataclass
-class AttackSetup:
-    """What an attack is built from.
-
-    Parameters
-    ----------
-    constraints : shared by every attack.
-    encoder : sentence encoder for the similarity constraint.
-    word_candidates : builds the word-substitute source (word -> lower-case words) on first use, so
-        character attacks never pay for it; ``EmbeddingNeighbours.from_predictor`` for a run.
-    max_candidates : candidates per word (character attacks use at most 8).
-    seed : for character edits and the random visiting order.
-    """
-
-    constraints: Constraints
-    encoder: Encoder
-    word_candidates: Callable[[], Callable[[str], list[str]]] | None = None
-    max_candidates: int = 20
-    seed: int = 0
-    _words: Callable[[str], list[str]] | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_candidates, bool) or not isinstance(self.max_candidates, int) or self.max_candidates < 1:
-            raise ConfigError(f"max_candidates must be an integer >= 1. Got {self.max_candidates!r}.")
-
-    def words(self) -> Callable[[str], list[str]]:
-        """The word-substitute source, built once."""
-        if self._words is None:
-            if self.word_candidates is None:
-                raise ConfigError(
-                    "word-substitution attacks need a source of substitutes (AttackSetup.word_candidates)"
-                )
-            self._words = self.word_candidates()
-        return self._words
+__all__ = ["ATTACKS", "AttackSetup", "build_attack", "parse_attacks"]
 
 
 def parse_attacks(names: str | list[str]) -> list[str]:
@@ -70,25 +43,66 @@ def build_attack(name: str, setup: AttackSetup) -> Attack:
 
 def _char(kinds: tuple[str, ...], setup: AttackSetup, name: str) -> Attack:
     """Character edits (DeepWordBug, Gao et al. 2018; TextBugger, Li et al. 2019), words visited by
-    importance."""
+    importance. The antonym filter applies here too, though a misspelling is seldom a word."""
     edits = CharEdits(kinds, k=min(setup.max_candidates, 8), seed=setup.seed)
-    return Attack(name, edits, setup.constraints, setup.encoder, order="importance", seed=setup.seed)
+    antonyms = setup.antonym_filter()
+    return Attack(
+        name,
+        lambda core: antonyms(core, edits(core)),
+        setup.constraints,
+        setup.encoder,
+        order="importance",
+        seed=setup.seed,
+        sources=("char",),
+        antonyms=antonyms,
+    )
 
 
-def _word(order: str, setup: AttackSetup, name: str) -> Attack:
-    """Word substitution by embedding neighbours, filtered by sentence similarity (TextFooler, Jin et
-    al. 2020), words visited by importance (``greedy``) or in a seeded random order (``wordsub``)."""
-    source = setup.words()
-    k = setup.max_candidates
+def _word(order: str, sources: tuple[str, ...], setup: AttackSetup, name: str) -> Attack:
+    """Word substitution filtered by sentence similarity (TextFooler, Jin et al. 2020), words visited by
+    importance (``greedy``) or in a seeded random order (``wordsub``)."""
+    antonyms = setup.antonym_filter()
+    return Attack(
+        name,
+        setup.candidates(sources, antonyms),
+        setup.constraints,
+        setup.encoder,
+        order=order,
+        seed=setup.seed,
+        sources=sources,
+        antonyms=antonyms,
+    )
 
-    def candidates(core: str) -> list[str]:
-        return [match_case(core, w) for w in source(core)[:k]]
 
-    return Attack(name, candidates, setup.constraints, setup.encoder, order=order, seed=setup.seed)
+def _pwws(sources: tuple[str, ...], setup: AttackSetup, name: str) -> Attack:
+    """PWWS (Ren et al. 2019): words swapped for their best substitute in order of probability-weighted
+    saliency."""
+    antonyms = setup.antonym_filter()
+    return PWWS(
+        name,
+        setup.candidates(sources, antonyms),
+        setup.constraints,
+        setup.encoder,
+        seed=setup.seed,
+        sources=sources,
+        antonyms=antonyms,
+        unknown=setup.unknown,
+    )
 
+
+# word attacks: name -> (builder taking the sources, default sources)
+WORD_ATTACKS: dict[str, tuple[Callable, tuple[str, ...]]] = {
+    "wordsub": (partial(_word, "random"), ("embedding",)),
+    "greedy": (partial(_word, "importance"), ("embedding",)),
+    "pwws": (_pwws, ("ppdb",)),
+}
 
 ATTACKS.register("charswap")(partial(_char, tuple(EDITS)))
 for _kind in EDITS:
     ATTACKS.register(f"char_{_kind}")(partial(_char, (_kind,)))
-ATTACKS.register("wordsub")(partial(_word, "random"))
-ATTACKS.register("greedy")(partial(_word, "importance"))
+for _name, (_build, _default) in WORD_ATTACKS.items():
+    ATTACKS.register(_name)(partial(_build, _default))
+    for _n in range(1, len(SOURCES.names()) + 1):
+        for _sources in combinations(SOURCES.names(), _n):
+            if _sources != _default:
+                ATTACKS.register(f"{_name}@{'+'.join(_sources)}")(partial(_build, _sources))

@@ -16,11 +16,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from caveat.errors import ConfigError
 from caveat.robustness.attacks.base import AttackResult, Constraints, Encoder, Victim
+from caveat.robustness.attacks.lexicon import AntonymFilter
 from caveat.robustness.attacks.words import Words
 
 ORDERS = ("importance", "random")
@@ -38,6 +40,10 @@ class Attack:
     encoder : sentence encoder for the similarity constraint.
     order : ``"importance"`` or ``"random"``.
     seed : for the random order (candidate generators take their own seed).
+    sources : names of the candidate sources ``candidates`` draws from (``"char"`` for character edits), reported
+        with the attack's figures.
+    antonyms : the filter ``candidates`` passes its substitutes through (its counts are reported); None when the
+        candidates were built without one.
     """
 
     name: str
@@ -46,10 +52,18 @@ class Attack:
     encoder: Encoder
     order: str = "importance"
     seed: int = 0
+    sources: tuple[str, ...] = ()
+    antonyms: AntonymFilter | None = None
+    tags_sentences: ClassVar[bool] = True  # can it attack NER sentences (robustness/ner.py)?
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
             raise ConfigError(f"order must be one of {', '.join(ORDERS)}. Got {self.order!r}.")
+
+    def report(self) -> dict:
+        """What the attack's figures carry about its candidates: ``sources`` and the antonym filter's report
+        (``AntonymFilter.report``: on or off and why, and what it withheld so far)."""
+        return {"sources": list(self.sources), **(self.antonyms or AntonymFilter(None)).report()}
 
     def attack(self, victim: Victim, text: str, label: str, *, probs: np.ndarray | None = None) -> AttackResult:
         """Attack one labelled text.
@@ -62,9 +76,13 @@ class Attack:
         start = victim.queries
         if probs is None:
             probs = victim.probs([text])[0]
-        result = _Search(self, victim, Words.of(text), victim.labels.index(label), probs).run()
+        result = self.search(victim, Words.of(text), victim.labels.index(label), probs).run()
         result.queries = victim.queries - start + int(scored_by_caller)
         return result
+
+    def search(self, victim: Victim, words: Words, y: int, probs: np.ndarray) -> _Search:
+        """The search state of one example (the true label's index ``y``, its clean probabilities ``probs``)."""
+        return _Search(self, victim, words, y, probs)
 
     def positions(self, words: Words) -> list[int]:
         """Tokens this attack may edit."""
