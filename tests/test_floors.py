@@ -47,6 +47,7 @@ FLOORS: list[tuple[str, ...]] = [
         "caveat.evaluation.run",
         "caveat.explain.evaluate",
         "caveat.robustness.run",
+        "caveat.robustness.certify_run",
         "caveat.robustness.compare",
         "caveat.robustness.shift",
         "caveat.report",

@@ -34,6 +34,7 @@ from caveat.models.describe import describe_run
 from caveat.models.rundir import Run, open_run
 from caveat.report.build import build_report
 from caveat.report.html import write_report
+from caveat.robustness.certify_run import certify_run
 from caveat.robustness.compare import AttackSettings, compare_runs, write_compare
 from caveat.robustness.run import attack_run
 from caveat.rows import predict_rows
@@ -254,8 +255,10 @@ class Model:
         shift: Sequence[str] | dict[str, str] = (),
         explain: dict | None = None,
         write: bool = True,
+        adversarial: Sequence[str] | dict[str, str] = (),
     ) -> dict:
-        """Metrics on a split name or a labelled file (``caveat evaluate``; keys in docs/metrics.md)."""
+        """Metrics on a split name or a labelled file (``caveat evaluate``; keys in docs/metrics.md);
+        ``shift`` and ``adversarial``: named labelled sets (``["name=FILE", ...]``) scored beside it."""
         return evaluate_run(
             self.run,
             data,
@@ -268,6 +271,7 @@ class Model:
             write=write,
             shift=shift,
             explain=explain,
+            adversarial=adversarial,
         )
 
     def explain(
@@ -298,6 +302,12 @@ class Model:
         """Attack the model on ``data`` (``caveat attack``; ``options``: ``attack_run``'s, e.g. ``max_examples``)."""
         options.setdefault("batch_size", self.batch_size)
         return attack_run(self.run, data, attacks, **options)
+
+    def certify(self, data: str = "test", **options) -> dict:
+        """Certified robustness to word substitutions on ``data`` (SAFER; ``caveat certify``; ``options``:
+        ``certify_run``'s, e.g. ``max_examples``, ``samples``)."""
+        options.setdefault("batch_size", self.batch_size)
+        return certify_run(self.run, data, **options)
 
     def report(
         self, data: str | None = None, *, ood: Sequence[str] = (), out: str | Path | None = None, top: int = 10
@@ -403,21 +413,26 @@ def compare(
     *,
     attacks: str | Sequence[str] | None = None,
     shift: Sequence[str] | dict[str, str] = (),
+    adversarial: Sequence[str] | dict[str, str] = (),
+    held_out_attacks: bool = False,
     out: str | Path | None = None,
     baseline: str | None = None,
     similarity_model: str = "default",
     **settings,
 ) -> dict:
-    """Runs of one task side by side (``caveat compare``): clean, after each attack, on each shifted set, cost.
+    """Runs of one task side by side (``caveat compare``): clean, after each attack, on each shifted and
+    adversarial set, cost; ``held_out_attacks``: each run's gain on the attacks its training did not draw from.
     ``settings``: the attacks' (``caveat.robustness.compare.AttackSettings``: ``max_examples``, ``max_change``,
-    ``min_similarity``, ``max_candidates``, ``seed``); ``similarity_model``: their sentence encoder. With ``out``,
-    also writes compare.json, compare.md and the page report.html there."""
+    ``min_similarity``, ``max_candidates``, ``seed``, ``lexicons``); ``similarity_model``: their sentence encoder.
+    With ``out``, also writes compare.json, compare.md and the page report.html there."""
     paths = [r.path if isinstance(r, Model) else r for r in runs]
     result = compare_runs(
         paths,
         data,
         attacks=attacks,
         shift=shift,
+        adversarial=adversarial,
+        held_out_attacks=held_out_attacks,
         settings=AttackSettings(**settings),
         baseline=baseline,
         similarity_model=similarity_model,

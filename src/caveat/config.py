@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from caveat.errors import ConfigError
-from caveat.robustness.attacks import ATTACKS
+from caveat.robustness.attacks import attack_sources, parse_attacks
 from caveat.training.objectives import OBJECTIVES
 from caveat.types import Task
 
@@ -130,7 +130,12 @@ class AugmentConfig(_Section):
     enabled: bool = Field(
         False, description="Add successful adversarial examples of the training set to each epoch's training."
     )
-    attack: str = Field("charswap", description="Attack by registry name (charswap is cheap; greedy, wordsub, char_*).")
+    attack: str = Field(
+        "charswap",
+        description="Attack by registry name (charswap is cheap; greedy, wordsub, pwws, char_*, NAME@SOURCE such as "
+        "greedy@ppdb), or a comma-separated mixture (greedy,charswap,pwws@ppdb; all: every family): each augmented "
+        "example draws one of them at random, seeded.",
+    )
     mode: Literal["attack", "random"] = Field(
         "attack",
         description="attack: add the chosen examples' successful adversarial examples (A2T); random: add a random edit "
@@ -150,13 +155,28 @@ class AugmentConfig(_Section):
         "default",
         description="Sentence encoder of the similarity constraint: 'default' (packaged MiniLM) or a local folder.",
     )
+    lexicons: str | None = Field(
+        None,
+        description="Folder of the word lexicons (antonyms never proposed; ppdb_synonyms.txt for @ppdb and pwws); "
+        "None: $CAVEAT_LEXICONS, else $CAVEAT_DATA/lexicons.",
+    )
 
     @field_validator("attack")
     @classmethod
-    def _known_attack(cls, value: str) -> str:
+    def _known_attacks(cls, value: str) -> str:
+        names = parse_attacks(value)  # raises ConfigError listing the names; "all" spelled out
+        with_lm = [name for name in names if "lm" in attack_sources(name)]
+        if with_lm:  # bae: augmentation loads no language model
+            raise ConfigError(
+                f"{with_lm[0]} proposes words with a language model, which augmentation does not load; use greedy, "
+                "wordsub, pwws, charswap or NAME@SOURCE"
+            )
+        return ",".join(names)
 
-        ATTACKS.get(value)  # raises ConfigError listing the names
-        return value
+    @field_validator("lexicons")
+    @classmethod
+    def _anchored(cls, value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser().resolve())
 
 
 class DistillConfig(_Section):

@@ -1,4 +1,4 @@
-"""Fakes for attack tests: a keyword classifier, a bag-of-words sentence encoder, a synonym table."""
+"""Fakes for attack tests: a keyword classifier, a bag-of-words sentence encoder, a synonym table, a planted LM."""
 
 from __future__ import annotations
 
@@ -69,13 +69,35 @@ def synonyms(word: str) -> list[str]:
     return list(SYNONYMS.get(word.lower(), []))
 
 
+class ShortWordsLM:
+    """Stands in for the ``lm`` source (a ``WordLM``): after any context it proposes ``words`` in order, and a text's
+    log-likelihood is minus its length, so the reranking puts the shortest proposals first whatever the context."""
+
+    def __init__(self, words: list[str] | None = None) -> None:
+        self.words = words if words is not None else [s for subs in SYNONYMS.values() for s in subs]
+        self.calls: list[tuple[str, int]] = []  # ("next", prefixes) or ("ll", texts)
+
+    def next_words(self, prefixes, k):
+        self.calls.append(("next", len(prefixes)))
+        return [self.words[:k] for _ in prefixes]
+
+    def log_likelihood(self, texts):
+        self.calls.append(("ll", len(texts)))
+        return -np.array([len(t) for t in texts], dtype=float)
+
+
 @pytest.fixture
 def make_setup():
     def make(**constraints) -> AttackSetup:
         seed = constraints.pop("seed", 0)
         lexicons = Lexicons.of(synonyms=[(w, s) for w, subs in SYNONYMS.items() for s in subs])  # the ppdb source
         return AttackSetup(
-            Constraints(**constraints), BagOfWords(), word_candidates=lambda: synonyms, seed=seed, lexicons=lexicons
+            Constraints(**constraints),
+            BagOfWords(),
+            word_candidates=lambda: synonyms,
+            seed=seed,
+            lexicons=lexicons,
+            language_model=ShortWordsLM,  # the lm source (bae)
         )
 
     return make

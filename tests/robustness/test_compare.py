@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from caveat.cli.app import app
+from caveat.cli.app import app, flag_message
 from caveat.errors import ConfigError
 from caveat.evaluation.run import evaluate_run
 from caveat.report import Report
@@ -414,3 +414,194 @@ def test_calibrated_runs_show_their_attacks_read_through_the_policy(trained_runs
     path.write_text(json.dumps(metrics))
     fresh = compare_runs(runs[1:], **options)["rows"][0]["attack"]["greedy"]
     assert fresh["reused"] is False and {k: fresh[k] for k in POLICY_KEYS} == {k: saved[k] for k in POLICY_KEYS}
+
+
+# --- held-out attacks and human-made adversarial sets (issue 19) ----------------------------------------------
+
+
+def test_held_out_bookkeeping_from_the_recipe():
+    """Which candidate sources a recipe trained on, and which attacks that holds out; the gains on planted rows."""
+    from caveat.config import load_config
+    from caveat.robustness.attacks import parse_attacks
+    from caveat.robustness.held_out import is_held_out, mark_held_out, training_sources
+
+    def train(*overrides):
+        return load_config(overrides=list(overrides)).train
+
+    greedy = train("train.augment.enabled=true", "train.augment.attack=greedy")
+    assert training_sources(greedy) == ["embedding"]
+    assert training_sources(train("train.augment.enabled=true", "train.augment.attack=charswap")) == ["char"]
+    assert training_sources(train("train.objective=fgm")) == []  # embedding space: no discrete source
+    assert training_sources(train("train.augment.attack=greedy")) == []  # not enabled
+    mixture = train("train.augment.enabled=true", "train.augment.attack=greedy,charswap,pwws@ppdb")
+    assert training_sources(mixture) == ["char", "embedding", "ppdb"]
+    families = parse_attacks("all")
+    assert families == ["charswap", "wordsub", "greedy", "pwws"]
+    assert {a: is_held_out(a, ["embedding"]) for a in families} == {
+        "charswap": True,
+        "wordsub": False,
+        "greedy": False,
+        "pwws": True,  # ppdb
+    }
+    assert is_held_out("greedy@ppdb", ["embedding"]) and not is_held_out("greedy@embedding+ppdb", ["embedding"])
+    assert not any(is_held_out(a, ["char", "embedding", "ppdb"]) for a in families)
+
+    after = {"erm": [0.4, 0.5, 0.3, 0.6], "aug": [0.5, 0.9, 0.8, 0.6], "fgm": [0.45, 0.55, 0.4, None]}
+    rows = [
+        {
+            "run": run,
+            "training_sources": sources,
+            "attack": {a: {"after_attack_accuracy": x} for a, x in zip(families, after[run])},
+        }
+        for run, sources in (("erm", []), ("aug", ["embedding"]), ("fgm", []))
+    ]
+    mark_held_out(rows, families, "erm", score="after_attack_accuracy")
+    erm, aug, fgm = rows
+    assert aug["held_out_attacks"] == ["charswap", "pwws"] and aug["seen_attacks"] == ["wordsub", "greedy"]
+    assert [aug["attack"][a]["gain"] for a in families] == approx([0.1, 0.4, 0.5, 0.0])
+    assert aug["held_out_gain"] == approx(0.05) and aug["seen_gain"] == approx(0.45)
+    assert fgm["held_out_attacks"] == families and fgm["seen_attacks"] == [] and fgm["seen_gain"] is None
+    assert fgm["attack"]["pwws"]["gain"] is None and fgm["held_out_gain"] == approx((0.05 + 0.05 + 0.1) / 3)
+    assert erm["held_out_gain"] == 0.0 and erm["seen_gain"] is None
+
+
+def _recipe(run, **augment):
+    """Give a copied run another training recipe in its caveat.json (the weights stay: no training)."""
+    path = run / "caveat.json"
+    info = json.loads(path.read_text())
+    info["config"]["train"]["augment"] |= augment
+    path.write_text(json.dumps(info))
+    return run
+
+
+def test_compare_held_out_attacks_and_adversarial_sets(trained_runs, tiny_backbone, mixed_file, tmp_path):
+    from tests.fakes import FILLER
+
+    erm = shutil.copytree(trained_runs[0], tmp_path / "erm")
+    augmented = _recipe(  # the calibrated copy of erm's weights, now "trained" with greedy's random edits
+        shutil.copytree(trained_runs[1], tmp_path / "greedy-aug"), enabled=True, attack="greedy", mode="random"
+    )
+    fgm = shutil.copytree(trained_runs[2], tmp_path / "fgm")
+    lexicons = tmp_path / "lexicons"  # ppdb synonyms for pwws, and an antonym file
+    lexicons.mkdir()
+    (lexicons / "ppdb_synonyms.txt").write_text("".join(f"{a} {b}\n" for a, b in zip(FILLER, FILLER[1:])))
+    (lexicons / "wordnet_antonyms.txt").write_text("alpha beta\n")
+    args = ["compare", str(erm), str(augmented), str(fgm), "--attack", "all", "--held-out-attacks"]
+    args += ["--max-examples", "6", "--max-change", "0.3", "--min-similarity", "0.5"]
+    args += [
+        "--similarity-model",
+        str(tiny_backbone),
+        "--lexicons",
+        str(lexicons),
+        "--adversarial",
+        f"adv={mixed_file}",
+    ]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "out" / "compare.json").read_text())
+    families = ["charswap", "wordsub", "greedy", "pwws"]
+    assert saved["attacks"] == families and saved["held_out_attacks"] is True
+    assert saved["adversarial"] == {"adv": str(mixed_file)}
+    first, aug, adv_fgm = saved["rows"]
+    assert [r["training_sources"] for r in saved["rows"]] == [[], ["embedding"], []]
+    assert aug["held_out_attacks"] == ["charswap", "pwws"] and aug["seen_attacks"] == ["wordsub", "greedy"]
+    assert adv_fgm["held_out_attacks"] == families and adv_fgm["seen_attacks"] == [] and adv_fgm["seen_gain"] is None
+    assert first["held_out_gain"] == 0.0 and first["seen_gain"] is None  # the baseline against itself
+    for row in saved["rows"]:
+        gains = {
+            a: row["attack"][a]["after_attack_accuracy"] - first["attack"][a]["after_attack_accuracy"] for a in families
+        }
+        assert {a: row["attack"][a]["gain"] for a in families} == approx(gains)
+        held = [gains[a] for a in row["held_out_attacks"]]
+        assert row["held_out_gain"] == approx(sum(held) / len(held))
+        assert row["attack"]["pwws"]["sources"] == ["ppdb"] and row["attack"]["charswap"]["sources"] == ["char"]
+    assert aug["seen_gain"] == approx(0.0)  # erm's weights: the same after-attack accuracy
+    # the table: the sources trained on, the two gains, the adversarial set's columns (a calibrated run: answered)
+    columns = saved["columns"]
+    assert columns[:4] == ["run", "recipe", "trained on", "accuracy"]
+    assert columns[columns.index("after pwws") + 1 : columns.index("after pwws") + 3] == ["held-out gain", "seen gain"]
+    assert columns[-6:] == [
+        "adv accuracy",
+        "adv ECE",
+        "adv ECE (calibrated)",
+        "adv answered",
+        "adv answered error",
+        "s/step",
+    ]
+    cells = dict(zip(columns, saved["table"][1]))
+    assert cells["trained on"] == "embedding" and cells["held-out gain"] == aug["held_out_gain"]
+    assert saved["table"][0][2] is None  # erm trained on no source: —
+    # the adversarial set is evaluated as a shifted set; the calibrated run's policy on it
+    direct = evaluate_run(augmented, "test", adversarial={"adv": str(mixed_file)}, write=False)["adversarial"]["adv"]
+    assert aug["adversarial"]["adv"] == approx(
+        {
+            "n": direct["n"],
+            "accuracy": direct["accuracy"],
+            "macro_f1": direct["macro_f1"],
+            "ece": direct["ece"],
+            "calibrated_ece": direct["calibrated"]["ece"],
+            "answered": direct["abstention"]["coverage"],
+            "answered_error": direct["abstention"]["risk"],
+        }
+    )
+    assert first["adversarial"]["adv"]["answered"] is None and cells["adv answered"] == direct["abstention"]["coverage"]
+    # the markdown marks each run's after-attack figures on its held-out attacks
+    md = (tmp_path / "out" / "compare.md").read_text()
+    assert md == result.stdout == to_markdown(saved)
+    aug_line = next(line for line in md.splitlines() if line.startswith("| greedy-aug |"))
+    marked = aug_line.split(" | ")
+    at = {name: columns.index(f"after {name}") for name in families}
+    assert all(marked[at[a]].endswith("(held-out)") for a in ("charswap", "pwws"))
+    assert not any(marked[at[a]].endswith("(held-out)") for a in ("wordsub", "greedy"))
+    assert md.count("(held-out)") == 2 + 4 + 4  # greedy-aug: 2; erm and fgm: every attack
+    assert any(note.startswith("held-out: an attack none of whose candidate sources") for note in saved["notes"])
+    # the page: gains per run, held-out or seen per attack and run, the adversarial set
+    page = Report.model_validate_json((tmp_path / "out" / "report.json").read_text())
+    summary = {r["run"]: r for r in page.section("held_out").table("held_out").records()}
+    assert summary["greedy-aug"]["held-out attacks"] == "charswap, pwws" and summary["fgm"]["seen attacks"] == "—"
+    assert summary["fgm"]["held-out gain"] == approx(adv_fgm["held_out_gain"])
+    per_attack = page.section("held_out").table("held_out_attacks").records()
+    assert {(r["attack"], r["run"]): r["held-out"] for r in per_attack}[("greedy", "greedy-aug")] == "seen"
+    assert {(r["attack"], r["run"]): r["held-out"] for r in per_attack}[("greedy", "fgm")] == "held-out"
+    shown = page.section("adversarial").table("adversarial").records()
+    assert [r["run"] for r in shown] == ["erm", "greedy-aug", "fgm"] and shown[1]["answered"] == aug["adversarial"][
+        "adv"
+    ]["answered"]
+    assert "<h2>Held-out attacks</h2>" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_held_out_and_adversarial_input_is_checked_before_any_model_pass(
+    trained_runs, ner_run, mixed_file, monkeypatch
+):
+    from caveat.inference import Predictor
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model pass before the input was checked")
+
+    monkeypatch.setattr(Predictor, "from_run", no_model)
+    with pytest.raises(
+        ConfigError, match="held_out_attacks sorts attacks into seen and held-out, but no attack is given"
+    ):
+        compare_runs([trained_runs[0]], held_out_attacks=True)
+    with pytest.raises(ConfigError, match="adversarial and shift both name a set 'x'; give each set its own name"):
+        compare_runs([trained_runs[0]], shift=[f"x={mixed_file}"], adversarial=[f"x={mixed_file}"])
+    with pytest.raises(ConfigError, match="adversarial is for text-classification runs"):
+        compare_runs([ner_run], adversarial=[f"x={mixed_file}"])
+    with pytest.raises(ConfigError, match=r"adversarial 'x' is not NAME=FILE"):
+        compare_runs([trained_runs[0]], adversarial=["x"])
+    result = CliRunner().invoke(app, ["compare", str(trained_runs[0]), "--held-out-attacks"])
+    message = flag_message(result.exception)
+    assert message.startswith("--held-out-attacks sorts attacks") and "add --attack (e.g. all" in message
+
+
+def test_ner_runs_get_the_held_out_bookkeeping_on_span_f1(ner_run, tiny_backbone, tmp_path):
+    run = shutil.copytree(ner_run, tmp_path / "ner")  # compare writes the attack into metrics.json
+    settings = AttackSettings(max_examples=4, max_change=0.3, min_similarity=0.5)
+    result = compare_runs(
+        [run], attacks="charswap", held_out_attacks=True, settings=settings, similarity_model=str(tiny_backbone)
+    )
+    (row,) = result["rows"]
+    assert row["training_sources"] == [] and row["held_out_attacks"] == ["charswap"]
+    assert row["attack"]["charswap"]["gain"] == 0.0 and row["held_out_gain"] == 0.0 and row["seen_gain"] is None
+    assert result["columns"][2] == "trained on" and result["columns"][-3:] == ["held-out gain", "seen gain", "s/step"]
+    assert "(held-out)" in to_markdown(result)

@@ -8,7 +8,6 @@ import pytest
 from caveat.errors import ConfigError, DataError
 from caveat.robustness.attacks import (
     ATTACKS,
-    SOURCES,
     AttackSetup,
     Constraints,
     Lexicons,
@@ -16,7 +15,8 @@ from caveat.robustness.attacks import (
     Words,
     build_attack,
 )
-from tests.robustness.conftest import BagOfWords, KeywordModel
+from caveat.robustness.attacks.sources import word_sources
+from tests.robustness.conftest import BagOfWords, KeywordModel, ShortWordsLM
 
 # each source proposes the antonym of the word first, so a filter that misses one is seen
 NEIGHBOURS = {
@@ -63,6 +63,8 @@ def make_setup(lexicons: Lexicons | None, **constraints) -> AttackSetup:
         word_candidates=lambda: neighbours,
         lexicons=lexicons,
         max_candidates=5,
+        # bae's lm source proposes every neighbour (antonyms first) after any context
+        language_model=lambda: ShortWordsLM(list(dict.fromkeys(w for ws in NEIGHBOURS.values() for w in ws))),
     )
 
 
@@ -92,7 +94,7 @@ def test_the_shared_lexicons_hold_the_pairs_of_the_issue(data_root):
     assert lex.synonyms is not None and "terrific" in lex.synonyms["great"]
 
 
-@pytest.mark.parametrize("source", SOURCES.names())
+@pytest.mark.parametrize("source", word_sources())  # the lm source (in context): tests/robustness/test_bae.py
 def test_no_source_proposes_an_antonym(source, tmp_path):
     setup = make_setup(Lexicons.load(write_lexicons(tmp_path / "lex")))
     unfiltered = make_setup(Lexicons.load(write_lexicons(tmp_path / "syn-only", antonyms=False)))
@@ -152,6 +154,7 @@ def test_sources_of_each_attack():
         "greedy@ppdb": ["ppdb"],
         "pwws@embedding": ["embedding"],
         "wordsub@embedding+ppdb": ["embedding", "ppdb"],
+        "bae": ["lm"],
     }
     setup = make_setup(Lexicons.of(synonyms=[("good", "fine")]))
     assert {name: build_attack(name, setup).report()["sources"] for name in expected} == expected

@@ -73,7 +73,7 @@ def test_cli_end_to_end(text_run, tiny_backbone):
 def test_bad_input(text_run, tiny_backbone):
     result = runner.invoke(app, ["attack", str(text_run), "--attack", "greedy,bogus"])
     assert result.exit_code != 0 and "unknown attack 'bogus'" in str(result.exception)
-    with pytest.raises(ConfigError, match="unknown attack 'bogus'; choose one of: char_adjacent, .*greedy"):
+    with pytest.raises(ConfigError, match="unknown attack 'bogus'; choose one of: bae, char_adjacent, .*greedy"):
         attack_run(text_run, attacks="bogus")
     for bad in (0.0, 1.5):
         with pytest.raises(

@@ -188,3 +188,21 @@ def test_random_edits_of_many_texts_match_one_at_a_time(make_setup):
     assert [t[2] for t in together] == pytest.approx([t[2] for t in one_by_one])
     assert any(changed for _, changed, _ in together)
     assert len(attack.encoder.calls) == encoder_calls + 1  # one batched call
+
+
+def test_all_and_the_spellings_of_a_word_attacks_sources():
+    from caveat.robustness.attacks import attack_sources
+
+    assert parse_attacks("all") == ["charswap", "wordsub", "greedy", "pwws"]
+    assert parse_attacks("greedy,all") == ["greedy", "charswap", "wordsub", "pwws"]
+    # a word attack's default source named, or its sources in another order: the registered name
+    assert parse_attacks("pwws@ppdb, greedy@embedding, wordsub@ppdb+embedding") == [
+        "pwws",
+        "greedy",
+        "wordsub@embedding+ppdb",
+    ]
+    assert attack_sources("charswap") == attack_sources("char_insert") == ("char",)
+    assert attack_sources("greedy") == ("embedding",) and attack_sources("pwws@ppdb") == ("ppdb",)
+    assert attack_sources("pwws@embedding+ppdb") == ("embedding", "ppdb")
+    with pytest.raises(ConfigError, match="unknown attack 'greedy@bogus'"):
+        parse_attacks("greedy@bogus")

@@ -146,3 +146,121 @@ def test_ner_runs_are_refused(tiny_backbone, ner_data):
 def test_config_is_validated(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config(overrides=[override])
+
+
+# --- the lexicons and mixtures (issue 19): no model is trained; an untrained tiny model is attacked ------------
+
+
+def make_augmenter(backbone, data, tmp_path, *, lexicons=None, **augment):
+    """An ``Augmenter`` over the planted training set, around an untrained tiny model (random edits need none).
+    ``lexicons``: loaded ``Lexicons``, or a folder given as ``train.augment.lexicons``."""
+    from caveat.config import AugmentConfig
+    from caveat.data.labels import LabelMap
+    from caveat.training.augment import Augmenter
+
+    options = {"enabled": True, "fraction": 1.0, "start_epoch": 0, "mode": "random", "min_similarity": 0.5}
+    if isinstance(lexicons, str):
+        augment, lexicons = {**augment, "lexicons": lexicons}, None
+    cfg = AugmentConfig(**(options | {"similarity_model": str(backbone)} | augment))
+    tokenizer, encoder = load_backbone(str(backbone))
+    model = CaveatModel(encoder, 3, task=Task.TEXT_CLASSIFICATION, pooling="mean", head_dropout=0.1)
+    examples = load_data(load_config(overrides=tiny_overrides(backbone, data))).train.examples
+    augmenter = Augmenter(
+        cfg,
+        seed=0,
+        tokenizer=tokenizer,
+        label_map=LabelMap(["first", "second", "third"]),
+        examples=examples,
+        train_rows=[],
+        max_length=32,
+        batch_size=64,
+        encoder=SentenceEncoder(str(backbone)),
+        lexicons=lexicons,
+    )
+    return augmenter, model
+
+
+def substitutions(augmenter, index, results) -> list[tuple[str, str]]:
+    """The (original word, substitute) pairs of the random edits (a substitution keeps the words in place)."""
+    pairs = []
+    for i, r in zip(index, results):
+        before, after = augmenter.examples[i].text.split(), r.adversarial.split()
+        assert len(before) == len(after)
+        pairs += [(a, b) for a, b in zip(before, after) if a != b]
+    return pairs
+
+
+def write_lexicons(folder, *, antonyms=(), synonyms=()):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "wordnet_antonyms.txt").write_text("".join(f"{a} {b}\n" for a, b in antonyms))
+    if synonyms:
+        (folder / "ppdb_synonyms.txt").write_text("".join(f"{a} {b}\n" for a, b in synonyms))
+    return folder
+
+
+def test_augmentation_never_proposes_an_antonym_of_the_lexicon(tiny_backbone, text_data, tmp_path):
+    from caveat.robustness.attacks import Lexicons
+
+    # without an antonym lexicon: the embedding neighbours the edits use
+    plain, model = make_augmenter(tiny_backbone, text_data, tmp_path, attack="wordsub", lexicons=Lexicons.of())
+    index, drawn, results, withheld = plain.generate(model, 0)
+    seen = sorted(set(substitutions(plain, index, results)))
+    assert len(seen) > 4 and not withheld and set(drawn) == {"wordsub"}
+    # half of them are antonyms now (the reverse direction too: the lexicon is symmetric)
+    banned = seen[::2]
+    folder = write_lexicons(tmp_path / "lex", antonyms=banned)
+    filtered, model = make_augmenter(tiny_backbone, text_data, tmp_path, attack="wordsub", lexicons=str(folder))
+    assert filtered.lexicons.folder == str(folder.resolve())  # train.augment.lexicons is read
+    index, _, results, withheld = filtered.generate(model, 0)
+    pairs = substitutions(filtered, index, results)
+    symmetric = set(banned) | {(b, a) for a, b in banned}
+    assert pairs and not set(pairs) & symmetric  # edits still happen, never with an antonym
+    assert withheld and withheld <= symmetric
+    stats = filtered.build(model, 0).stats()
+    assert stats["antonym_filter"] is True and stats["antonyms_filtered"] == len(withheld)
+    assert stats["by_attack"] == {"wordsub": {"attacked": 192, "added": stats["added"]}}
+
+
+def test_a_mixture_draws_each_example_from_one_of_its_sources(tiny_backbone, text_data, tmp_path):
+    from tests.fakes import FILLER
+
+    synonyms = [(w, f"{w}x") for w in (*FILLER, "alpha", "beta", "gamma")]  # ppdb: a made-up synonym per word
+    folder = write_lexicons(tmp_path / "lex", synonyms=synonyms)
+    augmenter, model = make_augmenter(
+        tiny_backbone, text_data, tmp_path, attack="wordsub,charswap,pwws@ppdb", lexicons=str(folder)
+    )
+    assert augmenter.names == ["wordsub", "charswap", "pwws"]  # pwws@ppdb is pwws
+    index, drawn, results, _ = augmenter.generate(model, 0)
+    vocabulary = set((tiny_backbone / "vocab.txt").read_text().split())
+    made_up = {s for _, s in synonyms}
+    by_source = {}
+    for i, name, r in zip(index, drawn, results):
+        by_source.setdefault(name, []).extend(substitutions(augmenter, [i], [r]))
+    assert set(by_source) == {"wordsub", "charswap", "pwws"}
+    assert all(len(pairs) > 5 for pairs in by_source.values())
+    assert all(b in vocabulary and b not in made_up for _, b in by_source["wordsub"])  # embedding neighbours
+    assert all(b in made_up for _, b in by_source["pwws"])  # the lexicon's synonyms only
+    assert all(b not in made_up and b not in vocabulary for _, b in by_source["charswap"])  # misspellings
+    # seeded: the same draw again, and a different one in another epoch; the shards' draws are the whole's
+    assert augmenter.generate(model, 0)[1] == drawn and augmenter.generate(model, 1)[1] != drawn
+    shards = [augmenter.generate(model, 0, rank=r, world=2) for r in (0, 1)]
+    assert sorted(zip(shards[0][0] + shards[1][0], shards[0][1] + shards[1][1])) == sorted(zip(index, drawn))
+    stats = augmenter.build(model, 0).stats()
+    assert sum(s["attacked"] for s in stats["by_attack"].values()) == stats["attacked"] == 192
+    assert all(s["added"] > 0 for s in stats["by_attack"].values())
+
+
+def test_an_attack_drawing_from_ppdb_needs_the_synonym_lexicon_before_training(tiny_backbone, text_data, tmp_path):
+    folder = write_lexicons(tmp_path / "lex", antonyms=[("good", "bad")])  # no ppdb_synonyms.txt
+    with pytest.raises(ConfigError, match=r"ppdb candidate source needs the PPDB synonym lexicon.*ppdb_synonyms"):
+        make_augmenter(tiny_backbone, text_data, tmp_path, attack="charswap,greedy@ppdb", lexicons=str(folder))
+    with pytest.raises(ConfigError, match="lexicons .*nowhere is not a folder"):
+        make_augmenter(tiny_backbone, text_data, tmp_path, attack="charswap", lexicons=str(tmp_path / "nowhere"))
+
+
+def test_the_attack_may_be_a_mixture():
+    cfg = load_config(overrides=["train.augment.attack=greedy, charswap,pwws@ppdb,greedy@ppdb+embedding"])
+    assert cfg.train.augment.attack == "greedy,charswap,pwws,greedy@embedding+ppdb"
+    assert load_config(overrides=["train.augment.attack=all"]).train.augment.attack == "charswap,wordsub,greedy,pwws"
+    with pytest.raises(ConfigError, match=r"unknown attack 'nope'"):
+        load_config(overrides=["train.augment.attack=greedy,nope"])

@@ -16,6 +16,7 @@ from caveat._version import __version__
 from caveat.cli import (
     attack,
     calibrate,
+    certify,
     compare,
     demo,
     evaluate,
@@ -49,6 +50,7 @@ for module in (
     explain,
     generate,
     attack,
+    certify,
     compare,
     report,
     export,
@@ -102,7 +104,8 @@ def _renamed_said() -> Iterator[None]:
         yield
 
 
-FLAGS = {"explain": "--explain-faithfulness", "overrides": "--set"}  # library arguments whose flag is not their name
+# library arguments whose flag is not their name
+FLAGS = {"explain": "--explain-faithfulness", "overrides": "--set", "attacks": "--attack"}
 
 
 def flag_message(err: CaveatError) -> str:

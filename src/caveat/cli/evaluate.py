@@ -58,6 +58,15 @@ def evaluate(
             )
         ),
     ] = [],
+    adversarial: Annotated[
+        list[str],
+        typer.Option(
+            help=(
+                "Human-made adversarial labelled set NAME=FILE, any format the run reads (repeatable); scored like a "
+                "shifted set, figures under adversarial.NAME (accuracy, calibrated ECE, share answered and its error)."
+            )
+        ),
+    ] = [],
     explain_faithfulness: Annotated[
         bool,
         typer.Option(
@@ -99,6 +108,7 @@ def evaluate(
         ensemble=ensemble,
         batch_size=batch_size,
         shift=shift,
+        adversarial=adversarial,
         explain=(
             {"methods": [m.strip() for m in explain_methods.split(",") if m.strip()], "max_examples": max_examples}
             if explain_faithfulness
@@ -127,7 +137,8 @@ def print_table(
     """``caveat evaluate``'s figures as tables for people, on stdout.
 
     The task figures with calibration (ECE raw → calibrated, temperature), prediction sets and abstention; OOD
-    detection per out-of-scope set and score; the policy's decisions per set; each shifted set; the methods side
+    detection per out-of-scope set and score; the policy's decisions per set; each shifted set; each adversarial
+    set; the methods side
     by side (``side_by_side``); MC dropout and the ensemble; the weakest classes. A section whose keys are absent
     is left out. ``level``: the prediction sets' level when ``metrics["conformal"]`` does not hold it. ``width``:
     the console's columns (default: the terminal's, 80 to 100); names wrap at ``/`` and ``_``, never mid-word.
@@ -143,6 +154,12 @@ def print_table(
         metrics.get("decisions") and fit_table(console, lambda w: _decisions(metrics, w)),
         metrics.get("shift")
         and fit_table(console, lambda w: _shift(metrics, w, detection=True), lambda w: _shift(metrics, w)),
+        metrics.get("adversarial")
+        and fit_table(
+            console,
+            lambda w: _shift(metrics, w, detection=True, key="adversarial"),
+            lambda w: _shift(metrics, w, key="adversarial"),
+        ),
         side_by_side and metrics.get("methods") and fit_table(console, lambda w: _methods(metrics, w), widest=20),
         *(metrics.get(k) and fit_table(console, lambda w, k=k: _sampled(metrics, k, w)) for k in SAMPLED),
         (metrics.get("per_type") or metrics.get("per_class")) and fit_table(console, lambda w: _per_label(metrics, w)),
@@ -268,18 +285,20 @@ def _decisions(metrics: dict, width: int):
     return table
 
 
-def _shift(metrics: dict, width: int, *, detection: bool = False):
+def _shift(metrics: dict, width: int, *, detection: bool = False, key: str = "shift"):
     """One row per set, the in-domain split first: accuracy, ECE raw → calibrated, set coverage, abstention
-    risk and coverage, and with ``detection`` the AUROC of the policy's score for telling the set from in-domain."""
-    rows = [(metrics["data"], metrics), *metrics["shift"].items()]
+    risk and coverage, and with ``detection`` the AUROC of the policy's score for telling the set from in-domain.
+    ``key``: ``shift`` (shifted sets) or ``adversarial`` (human-made adversarial sets, the same figures)."""
+    rows = [(metrics["data"], metrics), *metrics[key].items()]
     calibrated = any("calibrated" in r for _, r in rows)
     sets = any("conformal" in r for _, r in rows)
     abstention = any("abstention" in r for _, r in rows)
     score = metrics.get("abstention", {}).get("score", "least_confidence")
     columns = ["set", "n", "accuracy", "ECE raw\n→ calibrated" if calibrated else "ECE"]
     columns += ["set\ncoverage"] * sets + ["abstention\nrisk", "abstention\ncoverage"] * abstention
-    columns += [f"shift\nAUROC\n({score})"] * detection
-    table = _table(f"distribution shift (in-domain: {metrics['data']})", *columns)
+    columns += [f"{'shift' if key == 'shift' else 'detection'}\nAUROC\n({score})"] * detection
+    title = "distribution shift" if key == "shift" else "adversarial sets"
+    table = _table(f"{title} (in-domain: {metrics['data']})", *columns)
     for i, (name, row) in enumerate(rows):
         ece = _num(row.get("ece"))
         cells = [str(row.get("n", "—")), _num(row.get("accuracy"))]

@@ -42,6 +42,7 @@ def evaluate_run(
     write: bool = True,
     shift: list[str] | tuple[str, ...] | dict[str, str] = (),
     explain: dict | None = None,
+    adversarial: list[str] | tuple[str, ...] | dict[str, str] = (),
 ) -> dict:
     """Metrics of a run on ``data`` (see docs/metrics.md for the keys); merged into ``metrics.json``.
 
@@ -52,7 +53,9 @@ def evaluate_run(
     one deterministic pass, both timed in this call. ``mc_samples = K`` adds MC dropout (naive, or only
     in the top ``mc_top_layers`` layers) and ``ensemble`` the run's deep-ensemble members, each also
     with every sampled score under ``mc_dropout`` / ``ensemble``. ``shift`` (``["cr=FILE", ...]`` or
-    ``{name: file}``, labelled files) adds ``shift.<name>`` per set (``robustness/shift.py``).
+    ``{name: file}``, labelled files) adds ``shift.<name>`` per set (``robustness/shift.py``); ``adversarial``
+    (the same form: human-made adversarial sets) adds ``adversarial.<name>`` with the same figures, among them the
+    calibrated policy's share answered and error on what it answers (``abstention.coverage``, ``abstention.risk``).
     ``explain`` (keyword arguments of ``explain.evaluate.explanation_faithfulness``, e.g.
     ``{"methods": ["ig", "occlusion"], "max_examples": 200}``) adds ``explanations``.
     """
@@ -64,6 +67,7 @@ def evaluate_run(
     split = resolve_split(run, data, load)
 
     shifted = read_shifts(run, shift)  # read and label-checked before any model pass
+    adversarial_sets = read_shifts(run, adversarial, field="adversarial")
     if explain is not None and run.task is not Task.TEXT_CLASSIFICATION:
         raise ConfigError(
             "{explain} (faithfulness of explanations) is for text-classification runs so far; explain "
@@ -97,8 +101,14 @@ def evaluate_run(
                 mc_top_layers=mc_top_layers,
                 ensemble=ensemble,
             )
-            if shifted:
-                metrics["shift"] = evaluate_shifts(run, predictor, split, shifted)
+            if shifted or adversarial_sets:
+                base = predictor.predict([ex.text for ex in split.examples])  # the in-domain side, once
+                if shifted:
+                    metrics["shift"] = evaluate_shifts(run, predictor, split, shifted, base=base)
+                if adversarial_sets:
+                    metrics["adversarial"] = evaluate_shifts(
+                        run, predictor, split, adversarial_sets, base=base, what="adversarial set"
+                    )
             if explain is not None:
                 metrics["explanations"] = explanation_faithfulness(run.path, data, batch_size=batch_size, **explain)
     result = {"data": data, "source": split.source, "task": run.task.value, **metrics}

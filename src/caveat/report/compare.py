@@ -2,7 +2,9 @@
 alone (``compare_runs``' result; no model pass), rendered by the same template as a run's report.
 
 Sections: the table with figures of accuracy and calibration per run, the change of each run against
-a baseline run, the attacks (with successful adversarial examples), the shifted sets, and training cost.
+a baseline run, the attacks (with successful adversarial examples), held-out attacks (``--held-out-attacks``:
+which attacks each run's training saw, and its gain on the others), the shifted sets, the human-made adversarial
+sets, and training cost.
 Text-classification runs show accuracy; NER runs span F1 (seqeval, entity level) and span ECE.
 """
 
@@ -12,6 +14,7 @@ import time
 
 from caveat._version import __version__
 from caveat.errors import ConfigError
+from caveat.report.compare_robust import adversarial_section, held_out_section
 from caveat.report.schema import MeanGroup, MeansFigure, Report, Section, Table
 from caveat.report.sections.attacks import example_cells
 from caveat.report.sections.base import num
@@ -374,7 +377,9 @@ def compare_report(result: dict) -> Report:
         _overview(result, k),
         _against(result, k, base),
         _attacks(result, k),
+        held_out_section(result, base, score_label=k.score_label, attacked=k.attacked),
         _shift(result, k),
+        adversarial_section(result),
         _cost(result, base),
     ]
     n = rows[0]["n"]

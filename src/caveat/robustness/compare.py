@@ -1,9 +1,12 @@
 """``caveat compare``: one table across runs of one task, with training cost per step.
 
 Text classification: clean accuracy and ECE, after-attack accuracy per attack, accuracy and ECE per
-shifted set. NER (token classification): clean entity-level span F1 (seqeval) and span ECE, after-attack
-span F1 and sentence accuracy per attack (context words perturbed only, ``robustness/ner.py``), span F1
-and span ECE per shifted set.
+shifted set, and per human-made adversarial set accuracy, ECE and what the calibrated policy answers. With
+``held_out_attacks``, each run's attacks are marked seen or held-out by the candidate sources its training drew
+from, and its after-attack gain over the baseline is averaged apart over each kind (``held_out.py``).
+NER (token classification): clean entity-level span F1 (seqeval) and span ECE, after-attack span F1 and
+sentence accuracy per attack (context words perturbed only, ``robustness/ner.py``), span F1 and span ECE per
+shifted set.
 
 Nothing is re-implemented: clean and shifted figures come from ``evaluate_run`` (not written back; an
 NER run's shifted sets are evaluated as ``--data FILE``), attacks from ``attack_run``. An attack the
@@ -15,7 +18,6 @@ docs/attacks.md.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,9 +30,12 @@ from caveat.io import read_json, write_json_atomic, write_text_atomic
 from caveat.models.rundir import Run, open_run
 from caveat.report.compare import compare_report
 from caveat.report.html import render_html
-from caveat.robustness.attacks import Constraints, Lexicons, parse_attacks
+from caveat.robustness.attacks import Constraints, Lexicons, load_lexicons, parse_attacks
+from caveat.robustness.compare_table import ner_table, text_table, to_markdown
+from caveat.robustness.held_out import NOTE as HELD_OUT_NOTE
+from caveat.robustness.held_out import mark_held_out, training_sources
 from caveat.robustness.metrics import POLICY_KEYS
-from caveat.robustness.run import attack_run, load_lexicons, reads_policy
+from caveat.robustness.run import attack_run, reads_policy
 from caveat.robustness.shift import parse_shifts
 from caveat.robustness.similarity import SentenceEncoder
 from caveat.types import Task
@@ -170,6 +175,23 @@ def recipe(train) -> str:
     return out
 
 
+def _adversarial(evaluated: dict) -> dict:
+    """Per human-made adversarial set: ``n``, ``accuracy``, ``ece``, ``calibrated_ece`` and, for a calibrated run,
+    what its policy does on the set: ``answered`` (share answered) and ``answered_error`` (error among them)."""
+    return {
+        name: {
+            "n": s["n"],
+            "accuracy": s["accuracy"],
+            "macro_f1": s["macro_f1"],
+            "ece": s["ece"],
+            "calibrated_ece": s.get("calibrated", {}).get("ece"),
+            "answered": s.get("abstention", {}).get("coverage"),
+            "answered_error": s.get("abstention", {}).get("risk"),
+        }
+        for name, s in evaluated.get("adversarial", {}).items()
+    }
+
+
 def _row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
     cfg = run.config.train
     shift = {
@@ -219,6 +241,7 @@ def _row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
         "calibrated_ece": evaluated.get("calibrated", {}).get("ece"),
         "attack": attack,
         "shift": shift,
+        "adversarial": _adversarial(evaluated),
         "training": training_cost(run),
     }
 
@@ -332,6 +355,8 @@ def compare_runs(
     encoder=None,
     batch_size: int | None = None,
     baseline: str | None = None,
+    adversarial: Sequence[str] | dict[str, str] = (),
+    held_out_attacks: bool = False,
 ) -> dict:
     """Compare ``runs`` of one task on ``data`` (a split name or a labelled file).
 
@@ -341,8 +366,13 @@ def compare_runs(
     Parameters
     ----------
     runs : run directories (or opened runs), at least one.
-    attacks : attack names (``"greedy"`` or ``"charswap,greedy"``); None for no attack columns.
+    attacks : attack names (``"greedy"`` or ``"charswap,greedy"``, ``"all"`` for every family); None for no attack
+        columns.
     shift : shifted labelled sets, ``["cr=FILE", ...]`` or ``{name: file}``.
+    adversarial : human-made adversarial labelled sets, the same form (text-classification runs); their names must
+        differ from the shifted sets'.
+    held_out_attacks : mark each run's attacks seen or held-out by its training's candidate sources and report its
+        mean after-attack gain over the baseline on each kind (``held_out.mark_held_out``); needs ``attacks``.
     settings : attack options; an attack saved with the same ones is reused.
     similarity_model, encoder : the attacks' sentence encoder (one, shared by every run).
     baseline : the run the others are measured against on the page (``write_compare``): its name in the
@@ -350,9 +380,9 @@ def compare_runs(
 
     Returns
     -------
-    dict with ``data``, ``attacks``, ``shifts``, ``settings``, ``baseline`` (a run name), ``rows`` (one per run, in
-    order), ``columns`` and ``table`` (the markdown table's header and cells) and ``notes``; NER results also
-    hold ``task``.
+    dict with ``data``, ``attacks``, ``shifts``, ``adversarial`` (name -> file), ``held_out_attacks``,
+    ``settings``, ``baseline`` (a run name), ``rows`` (one per run, in order), ``columns`` and ``table`` (the
+    markdown table's header and cells) and ``notes``; NER results also hold ``task``.
     """
 
     if not runs:
@@ -363,6 +393,13 @@ def compare_runs(
     base = _baseline(labels, opened, baseline)
     names = parse_attacks(attacks) if attacks else []
     shifts = parse_shifts(shift)  # every problem before the first model pass
+    adversarial_sets = _adversarial_sets(task, adversarial, shifts)
+    if held_out_attacks and not names:
+        raise ConfigError(
+            "{held_out_attacks} sorts attacks into seen and held-out, but no attack is given: add {attacks} "
+            "(e.g. all, or greedy,charswap,pwws)",
+            fields=("held_out_attacks", "attacks"),
+        )
     if task is Task.TOKEN_CLASSIFICATION:
         for run in opened:
             _ner_shift_check(run, shifts)
@@ -381,11 +418,18 @@ def compare_runs(
             encoder=encoder,
             batch_size=batch_size,
             lexicons=lexicons,
+            held_out_attacks=held_out_attacks,
         )
     rows = []
     for label, run in zip(labels, opened):
         evaluated = evaluate_run(
-            run, data, methods="least_confidence", shift=shifts, batch_size=batch_size, write=False
+            run,
+            data,
+            methods="least_confidence",
+            shift=shifts,
+            adversarial=adversarial_sets,
+            batch_size=batch_size,
+            write=False,
         )
         found = (
             attack_figures(
@@ -399,6 +443,8 @@ def compare_runs(
         "data": data,
         "attacks": names,
         "shifts": shifts,
+        "adversarial": adversarial_sets,
+        "held_out_attacks": held_out_attacks,
         "settings": asdict(settings),
         "baseline": base,
         "rows": rows,
@@ -415,9 +461,46 @@ def compare_runs(
                 "or routes); answered error: error rate of the inputs it still answers after the attack (clean: "
                 "rows[].attack.<attack>.answered_error_clean); — for runs that are not calibrated"
             )
+    if held_out_attacks:
+        _held_out(result, opened, score="after_attack_accuracy", label="accuracy")
+    if adversarial_sets:
+        result["notes"].append(
+            "adversarial sets: human-made adversarial examples, scored like a shifted set; answered: share the "
+            "calibrated policy answers, answered error: error among those (— for runs that are not calibrated)"
+        )
     result["notes"].append(_cost_note(rows))
-    result["columns"], result["table"] = _table(result)
+    result["columns"], result["table"] = text_table(result)
     return result
+
+
+def _adversarial_sets(
+    task: Task, adversarial: Sequence[str] | dict[str, str], shifts: dict[str, str]
+) -> dict[str, str]:
+    """The adversarial sets by name (checked as ``parse_shifts`` checks shifted sets): text-classification runs only,
+    and no name shared with a shifted set (their columns would collide)."""
+    sets = parse_shifts(adversarial, field="adversarial")
+    if sets and task is not Task.TEXT_CLASSIFICATION:
+        raise ConfigError(
+            f"{{adversarial}} is for text-classification runs; these are {task.value} runs: drop {{adversarial}}",
+            fields=("adversarial",),
+        )
+    shared = [name for name in sets if name in shifts]
+    if shared:
+        raise ConfigError(
+            f"{{adversarial}} and {{shift}} both name a set {', '.join(map(repr, shared))}; give each set its own "
+            "name (the table has one column per name)",
+            fields=("adversarial", "shift"),
+        )
+    return sets
+
+
+def _held_out(result: dict, runs: list[Run], *, score: str, label: str) -> None:
+    """Mark each row's attacks seen or held-out and its mean gains over the baseline (``held_out.mark_held_out``),
+    and say how in a note."""
+    for row, run in zip(result["rows"], runs):
+        row["training_sources"] = training_sources(run.config.train)
+    mark_held_out(result["rows"], result["attacks"], result["baseline"], score=score)
+    result["notes"].append(HELD_OUT_NOTE.format(score=label, baseline=result["baseline"]))
 
 
 def _cost_note(rows: list[dict]) -> str:
@@ -443,6 +526,7 @@ def _compare_ner(
     encoder,
     batch_size: int | None,
     lexicons: Lexicons | None = None,
+    held_out_attacks: bool = False,
 ) -> dict:
     """``compare_runs`` for token-classification runs (shifted sets already checked)."""
 
@@ -463,6 +547,8 @@ def _compare_ner(
         "task": Task.TOKEN_CLASSIFICATION.value,
         "attacks": names,
         "shifts": shifts,
+        "adversarial": {},
+        "held_out_attacks": held_out_attacks,
         "settings": asdict(settings),
         "baseline": base,
         "rows": rows,
@@ -480,96 +566,11 @@ def _compare_ner(
         f"span ECE: span confidences aggregated by {' / '.join(aggregates)} over the span's words "
         "(a calibrated run's own aggregate), raw model; calibrated: after the run's word temperature"
     )
+    if held_out_attacks:
+        _held_out(result, runs, score="after_attack_span_f1", label="span F1")
     result["notes"].append(_cost_note(rows))
-    result["columns"], result["table"] = _ner_table(result)
+    result["columns"], result["table"] = ner_table(result)
     return result
-
-
-def _ner_table(result: dict) -> tuple[list[str], list[list]]:
-    """The header and rows of an NER comparison table (numbers, or None for a missing figure)."""
-    rows = result["rows"]
-    calibrated = any(r["calibrated"] for r in rows)
-    columns = ["run", "recipe", "span F1", "span ECE", *(["span ECE (calibrated)"] if calibrated else [])]
-    for a in result["attacks"]:
-        columns += [f"after {a} span F1", f"after {a} sentence accuracy"]
-    for name in result["shifts"]:
-        columns += [f"{name} span F1", f"{name} span ECE", *([f"{name} span ECE (calibrated)"] if calibrated else [])]
-    columns.append("s/step")
-    table = []
-    for r in rows:
-        cells = [
-            r["run"],
-            r["recipe"],
-            r["span_f1"],
-            r["span_ece"],
-            *([r["calibrated_span_ece"]] if calibrated else []),
-        ]
-        for a in result["attacks"]:
-            cells += [r["attack"][a]["after_attack_span_f1"], r["attack"][a]["after_attack_accuracy"]]
-        for name in result["shifts"]:
-            s = r["shift"][name]
-            cells += [s["span_f1"], s["span_ece"], *([s["calibrated_span_ece"]] if calibrated else [])]
-        cells.append(r["training"]["seconds_per_step"])
-        table.append(cells)
-    return columns, table
-
-
-def _table(result: dict) -> tuple[list[str], list[list]]:
-    """The header and rows of the comparison table (numbers, or None for a missing figure)."""
-    rows = result["rows"]
-    calibrated = any(r["calibrated"] for r in rows)
-    policy = [a for a in result["attacks"] if any("answered_clean" in r["attack"][a] for r in rows)]
-    columns = [
-        "run",
-        "recipe",
-        "accuracy",
-        "ECE",
-        *(["ECE (calibrated)"] if calibrated else []),
-        *(f"after {a}" for a in result["attacks"]),
-        *(c for a in policy for c in (f"{a} caught", f"after {a} answered error")),
-    ]
-    for name in result["shifts"]:
-        columns += [f"{name} accuracy", f"{name} ECE", *([f"{name} ECE (calibrated)"] if calibrated else [])]
-    columns.append("s/step")
-    table = []
-    for r in rows:
-        cells = [
-            r["run"],
-            r["recipe"],
-            r["accuracy"],
-            r["ece"],
-            *([r["calibrated_ece"]] if calibrated else []),
-            *(r["attack"][a]["after_attack_accuracy"] for a in result["attacks"]),
-            *(r["attack"][a].get(k) for a in policy for k in ("caught", "answered_error_after_attack")),
-        ]
-        for name in result["shifts"]:
-            s = r["shift"][name]
-            cells += [s["accuracy"], s["ece"], *([s["calibrated_ece"]] if calibrated else [])]
-        cells.append(r["training"]["seconds_per_step"])
-        table.append(cells)
-    return columns, table
-
-
-def _cell(x) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    if isinstance(x, float):
-        return f"{x:.4f}"
-    return str(x).replace("|", "\\|")
-
-
-def to_markdown(result: dict) -> str:
-    """The comparison as a markdown table, with its notes below."""
-    columns = result["columns"]
-    lines = [
-        f"Runs on `{result['data']}`",
-        "",
-        "| " + " | ".join(_cell(c) for c in columns) + " |",
-        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(columns))) + "|",
-    ]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in result["table"]]
-    lines += ["", *(f"- {note}" for note in result["notes"])]
-    return "\n".join(lines) + "\n"
 
 
 def write_compare(result: dict, out: str | Path) -> tuple[Path, Path, Path]:

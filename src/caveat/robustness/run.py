@@ -8,7 +8,6 @@ still answers.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,13 +17,11 @@ import numpy as np
 from caveat.calibration import Calibration
 from caveat.data.resolve import resolve_split
 from caveat.errors import ConfigError
-from caveat.generate.data import DATA_ROOT_ENV, DEFAULT_DATA_ROOT
 from caveat.inference import Predictor
 from caveat.io import read_json, write_json_atomic
 from caveat.models.rundir import Run, open_run
 from caveat.progress import phase, subject
 from caveat.robustness.attacks import (
-    LEXICONS_ENV,
     AttackResult,
     AttackSetup,
     Constraints,
@@ -36,6 +33,9 @@ from caveat.robustness.attacks import (
     parse_attacks,
 )
 from caveat.robustness.attacks.base import Predicts
+from caveat.robustness.attacks.lexicon import lexicons_folder as lexicons_folder  # re-exported: its old home
+from caveat.robustness.attacks.lexicon import load_lexicons
+from caveat.robustness.lm_words import CausalWords
 from caveat.robustness.metrics import attack_metrics, policy_metrics
 from caveat.robustness.ner import attack_ner
 from caveat.robustness.similarity import SentenceEncoder
@@ -55,30 +55,6 @@ def reads_policy(run: Run) -> bool:
     return run.task is Task.TEXT_CLASSIFICATION and bool(run.info.get("calibration"))
 
 
-def lexicons_folder(folder: str | Path | None = None) -> Path:
-    """Where the word lexicons are: ``folder``, else ``$CAVEAT_LEXICONS``, else ``<data root>/lexicons`` (the data
-    root is ``$CAVEAT_DATA``, default ``../shared/data``, as for the benchmarks and ``caveat demo``)."""
-    if folder is not None:
-        return Path(folder).expanduser()
-    if os.environ.get(LEXICONS_ENV):
-        return Path(os.environ[LEXICONS_ENV]).expanduser()
-    return Path(os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT)).expanduser() / "lexicons"
-
-
-def load_lexicons(lexicons: str | Path | Lexicons | None = None) -> Lexicons:
-    """The attacks' lexicons (``lexicons_folder``); a folder given by name must exist, the default one may not
-    (attacks then run without the antonym filter, and say so)."""
-    if isinstance(lexicons, Lexicons):
-        return lexicons
-    if lexicons is not None and not Path(lexicons).expanduser().is_dir():
-        raise ConfigError(
-            f"{{lexicons}} {lexicons} is not a folder; give the folder holding wordnet_antonyms.txt, "
-            "ppdb_antonyms.txt and ppdb_synonyms.txt, or leave it out for $CAVEAT_LEXICONS or <data root>/lexicons",
-            fields=("lexicons",),
-        )
-    return Lexicons.load(lexicons_folder(lexicons))
-
-
 def attack_run(
     run_dir: str | Path | Run,
     data: str = "test",
@@ -94,6 +70,8 @@ def attack_run(
     similarity_model: str = "default",
     batch_size: int | None = None,
     lexicons: str | Path | Lexicons | None = None,
+    lm: str = "default",
+    lm_top_k: int = 20,
     write: bool = True,
 ) -> dict:
     """Attack the first ``max_examples`` examples of ``data`` with each attack in ``attacks``.
@@ -110,6 +88,10 @@ def attack_run(
     ``lexicons`` (a folder, or loaded ``Lexicons``; default ``lexicons_folder()``) gives the antonyms no attack
     proposes and the ``ppdb`` synonyms; each attack's figures say its ``sources`` and whether the antonym filter
     was on (``antonym_filter``, with ``antonyms_filtered``, or ``antonym_filter_note`` saying why not).
+    ``lm`` is the causal LM that proposes ``bae``'s words in context (``"default"``: the packaged
+    SmolLM2-135M-Instruct, or a local model folder), loaded once and only when ``bae`` is asked for, before the
+    clean pass; ``lm_top_k`` the words it proposes per position. ``bae``'s figures add ``lm``, ``lm_top_k``,
+    ``lm_calls``, ``lm_texts`` and ``mean_lm_calls`` (per attacked example).
     """
 
     names = parse_attacks(attacks)
@@ -130,6 +112,8 @@ def attack_run(
         word_candidates=lambda: EmbeddingNeighbours.from_predictor(predictor, k=2 * max_candidates),
         lexicons=lexicons,
         unknown=getattr(getattr(predictor, "tokenizer", None), "unk_token", None) or "[UNK]",
+        language_model=lambda: CausalWords.load(lm),  # the lm source (bae): loaded once, on first use
+        lm_top_k=lm_top_k,
     )
     built = [build_attack(name, setup) for name in names]  # before the clean pass: fail early
 
@@ -140,6 +124,10 @@ def attack_run(
             figures = attack_texts(predictor, examples, built, calibration=predictor.calibration)
     settings = {"constraints": constraints.as_dict(), "max_candidates": max_candidates, "seed": seed}
     reports = {attack.name: attack.report() for attack in built}
+    for name, report in reports.items():
+        if "lm_calls" in report:  # per attacked example, as mean_queries
+            attacked = figures[name]["attacked"]
+            report["mean_lm_calls"] = report["lm_calls"] / attacked if attacked else None
     out = {name: {**m, **settings, **reports[name]} for name, m in figures.items()}
     first = next(iter(out.values()))
     result = {

@@ -9,6 +9,12 @@ from the in-domain ones by that score, and the scores' mean and quantiles on bot
 ``reliability`` holds the bins of the shifted set's reliability diagram, raw and (calibrated runs)
 after the run's temperature, so the report can draw it without the shifted file.
 Scores follow the package convention: higher = more uncertain.
+
+Human-made adversarial sets (``caveat evaluate RUN --adversarial NAME=FILE``: labelled texts written to fool
+models, e.g. Adversarial NLI, Nie et al. 2020, or the contrast sets of Gardner et al. 2020) are read and scored by
+the same functions, under their own section ``adversarial.<name>``: an adversarial set is a shifted set whose
+shift was chosen by an adversary. Every function here takes the section's name as ``field`` so that messages name
+the option given (``{shift}`` or ``{adversarial}``).
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from caveat.uncertainty.scores import SCORES
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 DELTA_KEYS = ("accuracy", "macro_f1", "nll", "ece", "aurc")
+_KIND = {"shift": "shifted"}  # the option's sets, in messages ("adversarial" sets are called that)
 N_BINS = 15  # calibration.ece's default: the reliability bins are the ones the saved ECE sums over
 
 
-def parse_shifts(specs: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
-    """``["cr=path", ...]`` (or ``{name: path}``) -> ``{name: path}``, in order; names unique, files present."""
+def parse_shifts(specs: Sequence[str] | Mapping[str, str], *, field: str = "shift") -> dict[str, str]:
+    """``["cr=path", ...]`` (or ``{name: path}``) -> ``{name: path}``, in order; names unique, files present.
+    ``field``: the option the sets were given as (``shift`` or ``adversarial``), for the messages."""
     if isinstance(specs, Mapping):
         pairs = [(str(k), str(v)) for k, v in specs.items()]
     else:
@@ -45,26 +53,27 @@ def parse_shifts(specs: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
             name, sep, path = str(spec).partition("=")
             if not sep or not name.strip() or not path.strip():
                 raise ConfigError(
-                    f"{{shift}} {spec!r} is not NAME=FILE; write e.g. cr=../shared/data/cr/custrev.all",
-                    fields=("shift",),
+                    f"{{{field}}} {spec!r} is not NAME=FILE; write e.g. cr=../shared/data/cr/custrev.all",
+                    fields=(field,),
                 )
             pairs.append((name.strip(), path.strip()))
     out: dict[str, str] = {}
     for name, path in pairs:
         if name in out:
             raise ConfigError(
-                f"{{shift}} name {name!r} is given twice; give each shifted set its own name", fields=("shift",)
+                f"{{{field}}} name {name!r} is given twice; give each {_KIND.get(field, field)} set its own name",
+                fields=(field,),
             )
         if not Path(path.partition("#")[0]).expanduser().is_file():
             raise ConfigError(
-                f"{{shift}} {name}={path}: no such file; give a labelled file (any format the run reads)",
-                fields=("shift",),
+                f"{{{field}}} {name}={path}: no such file; give a labelled file (any format the run reads)",
+                fields=(field,),
             )
         out[name] = path
     return out
 
 
-def read_shift(run: Run, name: str, path: str) -> Split:
+def read_shift(run: Run, name: str, path: str, *, field: str = "shift") -> Split:
     """The labelled shifted set at ``path``, read with the run's reader settings; its labels must be the run's.
 
     Files ending in .jsonl/.json/.csv/.tsv are read by their extension, any other with the run's
@@ -78,7 +87,7 @@ def read_shift(run: Run, name: str, path: str) -> Split:
     split = read_file(path, settings, run.task, name=name)
     if not split.examples:
         raise DataError(
-            f"{{shift}} {name}={path} holds no examples; give a labelled file with at least one", fields=("shift",)
+            f"{{{field}}} {name}={path} holds no examples; give a labelled file with at least one", fields=(field,)
         )
     unknown: dict[str, int] = {}
     for ex in split.examples:
@@ -87,23 +96,24 @@ def read_shift(run: Run, name: str, path: str) -> Split:
     if unknown:
         shown = ", ".join(f"{lab!r} ({n}x)" for lab, n in sorted(unknown.items())[:10])
         raise DataError(
-            f"{{shift}} {name}={path}: labels {shown} are not labels of this run, which predicts "
+            f"{{{field}}} {name}={path}: labels {shown} are not labels of this run, which predicts "
             f"{', '.join(map(repr, run.labels[:10]))}{' ...' if len(run.labels) > 10 else ''}. Fix: relabel the file "
             "so that every label is one of the run's (the same names, e.g. '1'/'0' rather than 'positive'/'negative'), "
             "or drop the examples of labels the run does not know",
-            fields=("shift",),
+            fields=(field,),
         )
     return split
 
 
-def read_shifts(run: Run, specs: Sequence[str] | Mapping[str, str]) -> dict[str, Split]:
-    """Every shifted set of ``specs`` (see ``parse_shifts``), read and checked before any model pass."""
+def read_shifts(run: Run, specs: Sequence[str] | Mapping[str, str], *, field: str = "shift") -> dict[str, Split]:
+    """Every shifted (or, ``field="adversarial"``, adversarial) set of ``specs`` (see ``parse_shifts``), read and
+    checked before any model pass."""
     if specs and run.task is not Task.TEXT_CLASSIFICATION:
         raise ConfigError(
-            f"{{shift}} is for text-classification runs; {run.path} is a {run.task.value} run: drop {{shift}}",
-            fields=("shift",),
+            f"{{{field}}} is for text-classification runs; {run.path} is a {run.task.value} run: drop {{{field}}}",
+            fields=(field,),
         )
-    return {name: read_shift(run, name, path) for name, path in parse_shifts(specs).items()}
+    return {name: read_shift(run, name, path, field=field) for name, path in parse_shifts(specs, field=field).items()}
 
 
 def summary(x: np.ndarray) -> dict:
@@ -195,20 +205,27 @@ def shift_metrics(
 
 
 def evaluate_shifts(
-    run: Run, predictor, split: Split, shifted: Mapping[str, Split], *, base: Predictions | None = None
+    run: Run,
+    predictor,
+    split: Split,
+    shifted: Mapping[str, Split],
+    *,
+    base: Predictions | None = None,
+    what: str = "shifted set",
 ) -> dict:
     """``{name: shift_metrics(...)}`` for each shifted set: one pass per set, and one over ``split``
     unless its predictions ``base`` are given.
 
     ``predictor`` is the run's ``Predictor``; ``split`` the in-domain split (labelled); ``shifted``
-    from ``read_shifts``. Uses the run's calibration when there is one.
+    from ``read_shifts``. Uses the run's calibration when there is one. ``what`` names the sets' kind in the
+    progress lines (``"adversarial set"``).
     """
     caveats = predictor.calibration
     if base is None:
         base = predictor.predict([ex.text for ex in split.examples])
     out = {}
     for name, s in shifted.items():
-        with subject(f"shifted set {name}"):
+        with subject(f"{what} {name}"):
             preds = predictor.predict([ex.text for ex in s.examples])
         out[name] = shift_metrics(base, split, preds, s, run.labels, caveats)
     return out

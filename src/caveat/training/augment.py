@@ -11,8 +11,16 @@ substitutes under the same constraints (``Attack.perturb``), without querying th
 example that could be edited adds its edit (Jia et al. 2019's data-augmentation baseline). It costs a
 few sentence-encoder passes per example instead of dozens of model queries.
 
+Candidates pass the antonym filter of the word lexicons (``robustness.attacks.lexicon``: WordNet and PPDB
+antonyms, as counter-fitting uses them, Mrkšić et al. 2016), so augmentation never teaches the model that
+``bad`` may replace ``good`` with the label kept, and ``train.augment.attack`` may draw from PPDB synonyms
+(``greedy@ppdb``, ``pwws``). A comma-separated ``attack`` is a mixture: each chosen example draws one of the
+attacks at random (seeded by ``(seed, epoch, example)``), so the epoch's adversarial examples come from several
+candidate sources, not only the one an evaluation attack may share (issue 19: robustness that transfers).
+
 Determinism and resumption: the attacked subset is drawn from ``(seed, epoch)``, the attack is seeded
-from ``(seed, epoch)``, and the model is the one at the start of the epoch; the epoch's adversarial
+from ``(seed, epoch)``, each example's attack in a mixture from ``(seed, epoch, example)``, and the model is the
+one at the start of the epoch; the epoch's adversarial
 examples are also kept in the trainer state, so a run resumed mid-epoch trains on exactly the same
 set. Several processes: each attacks an interleaved shard of the subset and the results are gathered
 onto every process, so all of them train on the same set (same length, same batches).
@@ -34,7 +42,17 @@ from torch import nn
 from caveat.config import AugmentConfig
 from caveat.inference import Predictor
 from caveat.models.encoding import encode_texts
-from caveat.robustness.attacks import AttackSetup, Constraints, EmbeddingNeighbours, Victim, build_attack
+from caveat.robustness.attacks import (
+    AttackSetup,
+    Constraints,
+    EmbeddingNeighbours,
+    Lexicons,
+    Victim,
+    attack_sources,
+    build_attack,
+    load_lexicons,
+    parse_attacks,
+)
 from caveat.robustness.similarity import SentenceEncoder
 from caveat.types import Task
 
@@ -51,6 +69,14 @@ def pick(n: int, fraction: float, seed: int, epoch: int) -> np.ndarray:
 def attack_seed(seed: int, epoch: int) -> int:
     """The attack's seed in ``epoch`` (character edits, random word order): a function of ``(seed, epoch)``."""
     return int(np.random.default_rng([seed, epoch, 0xA7]).integers(2**31))
+
+
+def draw(names: Sequence[str], seed: int, epoch: int, index: int) -> str:
+    """The attack example ``index`` is augmented with in ``epoch``: one of ``names`` at random, a function of
+    ``(seed, epoch, index)`` alone (so sharding across processes does not change it); ``names[0]`` when alone."""
+    if len(names) == 1:
+        return names[0]
+    return names[int(np.random.default_rng([seed, epoch, index, 0xD7A]).integers(len(names)))]
 
 
 def planned_steps(cfg: AugmentConfig, n: int, batch_size: int, epochs: float) -> int:
@@ -75,9 +101,13 @@ class Augmentation:
     successes: int = 0
     queries: int = 0
     seconds: float = 0.0
+    by_attack: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> {"attacked", "added"}
+    antonym_filter: bool = False
+    antonyms_filtered: int = 0  # distinct (word, antonym) substitutes withheld this epoch
 
     def stats(self) -> dict:
-        """The history entry: ``epoch, attacked, successes, added, queries, seconds``."""
+        """The history entry: ``epoch, attacked, successes, added, queries, seconds``, and per attack of the
+        mixture ``by_attack`` (``attacked``, ``added``), ``antonym_filter`` and ``antonyms_filtered``."""
         return {
             "epoch": self.epoch,
             "attacked": self.attacked,
@@ -85,6 +115,9 @@ class Augmentation:
             "added": len(self.texts),
             "queries": self.queries,
             "seconds": round(self.seconds, 2),
+            "by_attack": self.by_attack,
+            "antonym_filter": self.antonym_filter,
+            "antonyms_filtered": self.antonyms_filtered,
         }
 
 
@@ -135,6 +168,8 @@ class Augmenter:
     train_rows : the training loader's dataset (a list), extended in place each epoch.
     max_length, batch_size : for the ``Predictor`` and the rows.
     encoder : overrides the sentence encoder (else ``SentenceEncoder(cfg.similarity_model)``).
+    lexicons : overrides the word lexicons (else ``load_lexicons(cfg.lexicons)``, read here: an attack drawing from
+        ``ppdb`` without the synonym lexicon fails before training starts).
     """
 
     def __init__(
@@ -149,10 +184,18 @@ class Augmenter:
         max_length: int,
         batch_size: int,
         encoder=None,
+        lexicons: Lexicons | None = None,
     ) -> None:
         self.cfg, self.seed, self.tokenizer, self.label_map = cfg, seed, tokenizer, label_map
         self.examples, self.rows, self.n_clean = list(examples), train_rows, len(train_rows)
         self.max_length, self.batch_size, self._encoder = max_length, batch_size, encoder
+        self.names = parse_attacks(cfg.attack)  # a mixture when several
+        self.lexicons = lexicons if lexicons is not None else load_lexicons(cfg.lexicons)
+        if any("ppdb" in attack_sources(name) for name in self.names):
+            # the ppdb source's own error (naming the folder and the alternatives), before any epoch is trained
+            AttackSetup(Constraints(), None, lexicons=self.lexicons).source("ppdb")
+        if self.lexicons.antonyms is None:
+            log.warning("train.augment: %s", self.lexicons.note)
 
     def active(self, epoch: int) -> bool:
         return epoch >= self.cfg.start_epoch
@@ -162,15 +205,35 @@ class Augmenter:
             self._encoder = SentenceEncoder(self.cfg.similarity_model, max_length=self.max_length)
         return self._encoder
 
-    def generate(self, model: nn.Module, epoch: int, *, rank: int = 0, world: int = 1) -> tuple[list[int], list]:
+    def setup(self, predictor: Predictor, epoch: int) -> AttackSetup:
+        """The attacks' setup in ``epoch``: the constraints, the sentence encoder, the lexicons (antonym filter,
+        ``ppdb``) and the in-training model's embedding neighbours (``embedding``)."""
+        return AttackSetup(
+            Constraints(max_change=self.cfg.max_change, min_similarity=self.cfg.min_similarity),
+            self.encoder(),
+            max_candidates=self.cfg.max_candidates,
+            seed=attack_seed(self.seed, epoch),
+            # twice the candidates: the antonyms filtered out are replaced by the next nearest words (as attack_run)
+            word_candidates=lambda: EmbeddingNeighbours.from_predictor(predictor, k=2 * self.cfg.max_candidates),
+            lexicons=self.lexicons,
+            unknown=getattr(self.tokenizer, "unk_token", None) or "[UNK]",
+        )
+
+    def generate(
+        self, model: nn.Module, epoch: int, *, rank: int = 0, world: int = 1
+    ) -> tuple[list[int], list[str], list, set[tuple[str, str]]]:
         """Attack this process's shard (every ``world``-th) of the epoch's subset with ``model``.
 
-        Returns the shard's example indices and their ``AttackResult``s (``_Edit``s in random mode). Runs in eval
-        mode, on a forked RNG (loading the sentence encoder must not move the random state dropout uses), and puts
-        the model back in the mode it was in.
+        Returns the shard's example indices, the attack each drew (``draw``), their ``AttackResult``s (``_Edit``s
+        in random mode) and the (word, antonym) substitutes the antonym filter withheld. Runs in eval mode, on a
+        forked RNG (loading the sentence encoder must not move the random state dropout uses), and puts the model
+        back in the mode it was in.
         """
 
         index = pick(len(self.examples), self.cfg.fraction, self.seed, epoch)[rank::world].tolist()
+        drawn = [draw(self.names, self.seed, epoch, i) for i in index]
+        results: list = [None] * len(index)
+        withheld: set[tuple[str, str]] = set()
         was_training = model.training
         np_state, py_state = np.random.get_state(), random.getstate()
         try:
@@ -183,50 +246,59 @@ class Augmenter:
                     max_length=self.max_length,
                     batch_size=self.batch_size,
                 )
-                constraints = Constraints(max_change=self.cfg.max_change, min_similarity=self.cfg.min_similarity)
-                setup = AttackSetup(
-                    constraints,
-                    self.encoder(),
-                    max_candidates=self.cfg.max_candidates,
-                    seed=attack_seed(self.seed, epoch),
-                    word_candidates=lambda: EmbeddingNeighbours.from_predictor(predictor, k=self.cfg.max_candidates),
-                )
-                attack = build_attack(self.cfg.attack, setup)
-                chosen = [self.examples[i] for i in index]
-                if self.cfg.mode == "random":  # seeded by example, so sharding does not change the edits
-                    edits = attack.perturb_all(
-                        [ex.text for ex in chosen], [random.Random(f"{setup.seed}:{i}") for i in index]
-                    )
-                    results = [_Edit(*edit, ex.label) for edit, ex in zip(edits, chosen)]
-                else:
-                    victim = Victim(predictor)
-                    clean = victim.probs([ex.text for ex in chosen]) if chosen else []  # (K, C), one batched pass
-                    results = [attack.attack(victim, ex.text, ex.label, probs=p) for ex, p in zip(chosen, clean)]
+                setup = self.setup(predictor, epoch)
+                attacks = [build_attack(name, setup) for name in self.names]  # every one: a bad source fails alike
+                for attack in attacks:
+                    mine = [j for j, name in enumerate(drawn) if name == attack.name]
+                    for j, result in zip(mine, self._run(attack, predictor, [index[j] for j in mine], setup.seed)):
+                        results[j] = result
+                    withheld.update(attack.antonyms.withheld if attack.antonyms is not None else ())
         finally:
             np.random.set_state(np_state)
             random.setstate(py_state)
             model.train(was_training)
-        return index, results
+        return index, drawn, results, withheld
+
+    def _run(self, attack, predictor: Predictor, index: list[int], seed: int) -> list:
+        """``attack`` on the examples ``index``: their ``AttackResult``s, or ``_Edit``s in random mode."""
+        chosen = [self.examples[i] for i in index]
+        if not chosen:
+            return []
+        if self.cfg.mode == "random":  # seeded by example, so sharding does not change the edits
+            edits = attack.perturb_all([ex.text for ex in chosen], [random.Random(f"{seed}:{i}") for i in index])
+            return [_Edit(*edit, ex.label) for edit, ex in zip(edits, chosen)]
+        victim = Victim(predictor)
+        clean = victim.probs([ex.text for ex in chosen])  # (K, C), one batched pass
+        return [attack.attack(victim, ex.text, ex.label, probs=p) for ex, p in zip(chosen, clean)]
 
     def build(self, model: nn.Module, epoch: int, accelerator=None) -> Augmentation:
         """The epoch's ``Augmentation``; with an ``accelerator``, shards gathered onto every process."""
         start = time.perf_counter()
         rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
-        shard = list(zip(*self.generate(model, epoch, rank=rank, world=world)))  # [(index, result)]
+        index, drawn, results, withheld = self.generate(model, epoch, rank=rank, world=world)
+        shard = list(zip(index, drawn, results))  # [(index, attack, result)]
+        withheld = sorted(withheld)
         if world > 1:
             from accelerate.utils import gather_object
 
-            shard = gather_object(shard)
-        results = [r for _, r in sorted(shard, key=lambda pair: pair[0])]  # the subset's order, whatever the sharding
-        won = [r for r in results if r.success]
+            shard, withheld = gather_object(shard), gather_object(withheld)
+        shard = sorted(shard, key=lambda item: item[0])  # the subset's order, whatever the sharding
+        won = [r for _, _, r in shard if r.success]
+        by_attack = {name: {"attacked": 0, "added": 0} for name in self.names}
+        for _, name, r in shard:
+            by_attack[name]["attacked"] += 1
+            by_attack[name]["added"] += int(r.success)
         return Augmentation(
             epoch,
             [r.adversarial for r in won],
             [r.label for r in won],
-            attacked=len(results),
+            attacked=len(shard),
             successes=len(won),
-            queries=sum(r.queries for r in results),
+            queries=sum(r.queries for _, _, r in shard),
             seconds=time.perf_counter() - start,
+            by_attack=by_attack,
+            antonym_filter=self.lexicons.antonyms is not None,
+            antonyms_filtered=len({tuple(pair) for pair in withheld}),
         )
 
     def begin_epoch(self, state, model: nn.Module, accelerator=None) -> None:

@@ -48,6 +48,19 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+class WordLM(Protocol):
+    """A language model that proposes words in context: the ``lm`` candidate source of BAE (``bae.py``).
+
+    ``next_words(prefixes, k)``: for each left context, up to ``k`` lower-case whole words (letters only) that may
+    come next, most probable first. ``log_likelihood(texts)``: (N,) log-likelihood of each whole text. Each call is
+    one batched request; a caller counts them.
+    """
+
+    def next_words(self, prefixes: Sequence[str], k: int) -> list[list[str]]: ...
+
+    def log_likelihood(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class Constraints:
     """What makes an adversarial example valid (Morris et al. 2020, "Reevaluating Adversarial Examples

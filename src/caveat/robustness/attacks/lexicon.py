@@ -11,22 +11,28 @@ The Paraphrase Database") are a second source of substitutes beside embedding ne
 
 A lexicon folder holds ``wordnet_antonyms.txt``, ``ppdb_antonyms.txt`` and ``ppdb_synonyms.txt``: one pair
 of words a line, separated by whitespace (trailing spaces, blank lines and repeated pairs are fine).
-Every file is optional: without an antonym file attacks still run, unfiltered, and say so.
+Every file is optional: without an antonym file attacks still run, unfiltered, and say so. Where the folder is
+(``lexicons_folder``): given, else ``$CAVEAT_LEXICONS``, else ``<data root>/lexicons``; ``load_lexicons`` reads it
+for every face that attacks (``caveat attack``, ``caveat compare``, augmentation in training).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from caveat.errors import DataError
+from caveat.errors import ConfigError, DataError
 
 ANTONYM_FILES = ("wordnet_antonyms.txt", "ppdb_antonyms.txt")
 SYNONYM_FILE = "ppdb_synonyms.txt"
-LEXICONS_ENV = "CAVEAT_LEXICONS"  # the folder; its default, <data root>/lexicons, is resolved by the workflow
+LEXICONS_ENV = "CAVEAT_LEXICONS"  # the folder; default <data root>/lexicons (``lexicons_folder``)
+# the data root of the benchmarks, ``caveat demo`` and ``caveat.generate.data`` (which names the same two, a floor up)
+DATA_ROOT_ENV = "CAVEAT_DATA"
+DEFAULT_DATA_ROOT = "../shared/data"
 NOT_GIVEN = "no antonym lexicon was given, so candidates are not checked for antonyms"
 EXAMPLES = 10  # withheld (word, antonym) pairs an attack reports
 
@@ -178,3 +184,27 @@ class LexiconSynonyms:
     def __call__(self, word: str) -> list[str]:
         key = word.lower()
         return [w for w in self.synonyms.get(key, ()) if w != key and w not in self.exclude]
+
+
+def lexicons_folder(folder: str | Path | None = None) -> Path:
+    """Where the word lexicons are: ``folder``, else ``$CAVEAT_LEXICONS``, else ``<data root>/lexicons`` (the data
+    root is ``$CAVEAT_DATA``, default ``../shared/data``, as for the benchmarks and ``caveat demo``)."""
+    if folder is not None:
+        return Path(folder).expanduser()
+    if os.environ.get(LEXICONS_ENV):
+        return Path(os.environ[LEXICONS_ENV]).expanduser()
+    return Path(os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT)).expanduser() / "lexicons"
+
+
+def load_lexicons(lexicons: str | Path | Lexicons | None = None) -> Lexicons:
+    """The attacks' lexicons (``lexicons_folder``); a folder given by name must exist, the default one may not
+    (attacks then run without the antonym filter, and say so)."""
+    if isinstance(lexicons, Lexicons):
+        return lexicons
+    if lexicons is not None and not Path(lexicons).expanduser().is_dir():
+        raise ConfigError(
+            f"{{lexicons}} {lexicons} is not a folder; give the folder holding wordnet_antonyms.txt, "
+            "ppdb_antonyms.txt and ppdb_synonyms.txt, or leave it out for $CAVEAT_LEXICONS or <data root>/lexicons",
+            fields=("lexicons",),
+        )
+    return Lexicons.load(lexicons_folder(lexicons))

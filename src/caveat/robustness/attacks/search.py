@@ -91,11 +91,20 @@ class Attack:
     def options(self, core: str) -> list[str]:
         """The candidates for ``core`` that may replace it: one word, not ``core`` itself, never a
         protected word (protected words are never introduced either); in the source's order."""
+        return self.allowed(core, self.candidates(core))
+
+    def allowed(self, core: str, candidates: list[str]) -> list[str]:
+        """``candidates`` without repeats, blanks, ``core`` itself, protected words and anything holding a space."""
         return [
             c
-            for c in dict.fromkeys(self.candidates(core))
+            for c in dict.fromkeys(candidates)
             if c and c != core and c.lower() not in self.constraints.protected and not any(ch.isspace() for ch in c)
         ]
+
+    def choices(self, original: Words, current: Words, i: int) -> list[str]:
+        """The candidates that may replace token ``i`` of ``current`` (``original`` before any swap): ``options``
+        of the original word. An attack that proposes words in context (``bae.py``) reads ``current`` too."""
+        return self.options(original.core(i))
 
     def perturb(self, text: str, rng: random.Random) -> tuple[str, int, float]:
         """A random edit of ``text`` inside the constraints, made without consulting any model.
@@ -138,7 +147,7 @@ class Attack:
         for i in positions:
             if len(steps) >= budget:
                 break
-            options = self.options(words.core(i))
+            options = self.choices(words, current, i)
             if options:
                 current = current.replace(i, rng.choice(options))
                 steps.append(current)
@@ -151,7 +160,7 @@ class Attack:
         the constraints: one word for one word, never a protected word, and a sentence embedding at least
         ``min_similarity`` from ``original``'s. Returns the kept texts, their similarities (K,) and the
         original's embedding (pass it back in: it is encoded once per search)."""
-        texts = [current.replace(i, c) for c in self.options(original.core(i))]
+        texts = [current.replace(i, c) for c in self.choices(original, current, i)]
         if not texts:
             return [], np.zeros(0), reference
         if reference is None:

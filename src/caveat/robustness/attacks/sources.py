@@ -5,6 +5,9 @@ builds them.
   the kind of substitutes TextFooler uses, Jin et al. 2020).
 - ``ppdb``: the word's synonyms in the PPDB synonym lexicon (``LexiconSynonyms``; Ganitkevitch et al. 2013),
   the kind of source PWWS draws from (Ren et al. 2019, with WordNet).
+- ``lm``: a language model proposing words *in context* (``WordLM``, built by ``AttackSetup.language_model``), the
+  source of BAE (Garg & Ramakrishnan 2020; ``bae.py``). Its substitutes depend on the whole text, not on the word
+  alone, so no context-free attack draws from it (``IN_CONTEXT``): only ``bae``.
 
 An attack draws from one source or several (merged in turn, one from each, without repeats); whatever the
 sources, its candidates pass its ``AntonymFilter`` before they are cut to ``max_candidates``, so an antonym is
@@ -18,13 +21,19 @@ from dataclasses import dataclass, field
 
 from caveat.errors import ConfigError
 from caveat.registry import Registry
-from caveat.robustness.attacks.base import Constraints, Encoder
+from caveat.robustness.attacks.base import Constraints, Encoder, WordLM
 from caveat.robustness.attacks.lexicon import SYNONYM_FILE, AntonymFilter, Lexicons, LexiconSynonyms
 from caveat.robustness.attacks.words import match_case
 
 WordSource = Callable[[str], list[str]]  # a word -> lower-case substitutes, best first
 
-SOURCES: Registry[Callable[[AttackSetup], WordSource]] = Registry("candidate source")
+SOURCES: Registry[Callable[[AttackSetup], WordSource | WordLM]] = Registry("candidate source")
+IN_CONTEXT = frozenset({"lm"})  # sources that propose words in context (a WordLM), not word -> substitutes
+
+
+def word_sources() -> list[str]:
+    """The registered sources that map a word to its substitutes: those ``NAME@SOURCE`` word attacks may take."""
+    return [name for name in SOURCES.names() if name not in IN_CONTEXT]
 
 
 @dataclass
@@ -42,6 +51,9 @@ class AttackSetup:
     lexicons : antonyms (filtered out of every source) and synonyms (the ``ppdb`` source); None: no lexicon,
         so no antonym filter (every attack's report says so) and no ``ppdb`` source.
     unknown : the text that stands for an unknown word (PWWS's word saliency): the tokenizer's unknown token.
+    language_model : builds the ``lm`` source (a ``WordLM``) on first use, so it is loaded once per setup and only
+        when an attack draws from it (``bae``); ``robustness.run`` loads the packaged SmolLM2 for a run.
+    lm_top_k : words the ``lm`` source proposes per position (BAE's K), before its filters and the reranking.
     """
 
     constraints: Constraints
@@ -51,13 +63,21 @@ class AttackSetup:
     seed: int = 0
     lexicons: Lexicons | None = None
     unknown: str = "[UNK]"
-    _built: dict[str, WordSource] = field(default_factory=dict, init=False, repr=False)
+    language_model: Callable[[], WordLM] | None = None
+    lm_top_k: int = 20
+    _built: dict[str, WordSource | WordLM] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.max_candidates, bool) or not isinstance(self.max_candidates, int) or self.max_candidates < 1:
             raise ConfigError(f"max_candidates must be an integer >= 1. Got {self.max_candidates!r}.")
+        if isinstance(self.lm_top_k, bool) or not isinstance(self.lm_top_k, int) or self.lm_top_k < 1:
+            raise ConfigError(
+                f"{{lm_top_k}} must be an integer >= 1 (words the language model proposes per position). "
+                f"Got {self.lm_top_k!r}.",
+                fields=("lm_top_k",),
+            )
 
-    def source(self, name: str) -> WordSource:
+    def source(self, name: str) -> WordSource | WordLM:
         """The candidate source registered as ``name``, built once (unfiltered: see ``candidates``)."""
         if name not in self._built:
             self._built[name] = SOURCES.get(name)(self)
@@ -70,6 +90,12 @@ class AttackSetup:
     def candidates(self, names: Sequence[str], antonyms: AntonymFilter) -> Callable[[str], list[str]]:
         """A word's letters -> up to ``max_candidates`` substitutes in its case: the sources ``names`` merged in
         turn, antonyms of the word dropped (by ``antonyms``) before the cut."""
+        in_context = [name for name in names if name in IN_CONTEXT]
+        if in_context:
+            raise ConfigError(
+                f"the {in_context[0]} candidate source proposes words in their context, not for a word alone: "
+                "only bae draws from it"
+            )
         sources = [self.source(name) for name in names]
         k = self.max_candidates
 
@@ -111,3 +137,15 @@ def ppdb(setup: AttackSetup) -> WordSource:
             fields=("lexicons",),
         )
     return LexiconSynonyms(lexicons.synonyms)
+
+
+@SOURCES.register("lm")
+def lm(setup: AttackSetup) -> WordLM:
+    """A language model proposing words in context (``AttackSetup.language_model``), built once per setup."""
+    if setup.language_model is None:
+        raise ConfigError(
+            "the lm candidate source (bae) needs a language model (AttackSetup.language_model); caveat attack and "
+            "attack_run load the packaged SmolLM2-135M-Instruct ({lm}='default') or a local causal-LM folder",
+            fields=("lm",),
+        )
+    return setup.language_model()

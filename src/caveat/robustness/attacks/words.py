@@ -57,6 +57,13 @@ class Words:
         pre, _, post = _CORE.fullmatch(self.tokens[i]).groups()
         return Words(self.tokens[:i] + (pre + core + post,) + self.tokens[i + 1 :], self.gaps)
 
+    def before(self, i: int) -> str:
+        """The text before the letters of token ``i`` (its leading punctuation included), trailing spaces dropped:
+        the left context a causal language model continues (``bae.py``)."""
+        head = Words(self.tokens[:i], self.gaps[: i + 1]).text
+        pre = _CORE.fullmatch(self.tokens[i])
+        return (head + (pre.group(1) if pre else "")).rstrip()
+
     def without(self, i: int) -> str:
         """The text with token ``i`` and one neighbouring gap removed."""
         drop = i if i > 0 else 1
