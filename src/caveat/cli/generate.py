@@ -1,4 +1,5 @@
-"""``caveat generate``, ``generate-eval`` and ``generate-calibrate``: uncertainty of generated answers."""
+"""``caveat generate``, ``generate-eval``, ``generate-calibrate`` and ``generate-fit``: uncertainty of generated
+answers."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def register(app: typer.Typer) -> None:
     app.command("generate")(generate_command)
     app.command("generate-eval")(generate_eval_command)
     app.command("generate-calibrate")(generate_calibrate_command)
+    app.command("generate-fit")(generate_fit_command)
 
 
 def _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed):
@@ -278,3 +280,50 @@ def generate_calibrate_command(
             "error_rate_all": float(errors[:n_check].mean()),
         }
     emit(result)
+
+
+def generate_fit_command(
+    data: Data,
+    out: Annotated[Path, typer.Option(help="Folder to write the probes to (probes.json + safetensors).")],
+    max_examples: MaxExamples = None,
+    data_seed: DataSeed = 0,
+    lm: Lm = "default",
+    gguf_file: GgufFile = None,
+    samples: Annotated[
+        int,
+        typer.Option(help="K samples per question to fit the semantic-entropy probe on (0: skip that probe)."),
+    ] = 8,
+    max_new_tokens: MaxNew = 32,
+    temperature: Temperature = 0.5,
+    top_k: TopK = 0,
+    top_p: TopP = 1.0,
+    seed: Seed = 0,
+    template: Template = None,
+    rule: Rule = "contains",
+    meaning_threshold: Threshold = 0.9,
+    nli_model: Nli = None,
+    cache: Cache = None,
+    folds: Annotated[int, typer.Option(help="Folds to choose each probe's layer and position on.")] = 5,
+) -> None:
+    """Fit single-pass scorers on hidden states: a correctness probe, a semantic-entropy probe and a Mahalanobis
+    density; use them as --estimators probe:DIR,sep:DIR,mahalanobis:DIR."""
+    from caveat.generate.data import read_questions
+    from caveat.generate.fit import fit_probes
+    from caveat.generate.lm import load_lm
+
+    cfg = _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed)
+    questions = read_questions(data, limit=max_examples, seed=data_seed if max_examples else None)
+    model = load_lm(lm, gguf_file=gguf_file)
+    probes, summary = fit_probes(
+        questions,
+        model,
+        sampling=cfg,
+        rule=rule,
+        context=_context(model, meaning_threshold, nli_model),
+        template=template,
+        cache=_cache(cache),
+        folds=folds,
+        seed=data_seed,
+    )
+    probes.save(out)
+    emit({"probes": str(out), "data": str(data), "model": model.name, **summary})

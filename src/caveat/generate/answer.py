@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from caveat.generate import prompts
 from caveat.generate.data import Question
-from caveat.generate.estimators import ESTIMATORS, Context, parse_estimators
+from caveat.generate.estimators import Context, get_estimator, parse_estimators
+from caveat.generate.internals import internals_of
 from caveat.generate.policy import GenerationPolicy
 from caveat.generate.sampling import Sampler, SamplingConfig
 
@@ -59,8 +60,10 @@ def answer_question(
     ``estimator`` is the one the decision used; ``seconds`` is the wall time of generating and scoring.
     """
     start = time.perf_counter()
-    g = Sampler(lm, sampling)(lm.prompt(message))
-    uncertainty = {n: ESTIMATORS.get(n).fn(g, context, message) for n in estimators}
+    found = [get_estimator(n) for n in estimators]
+    internals = internals_of(need for e in found for need in e.needs)
+    g = Sampler(lm, sampling, internals=internals)(lm.prompt(message))
+    uncertainty = {e.name: e.fn(g, context, message) for e in found}
     out = {
         "model": lm.name,
         "answer": g.greedy.text,

@@ -9,14 +9,19 @@ Each estimator states what it needs, so an evaluation computes only that.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from caveat.errors import ConfigError
+from caveat.generate.probes import ProbeSet
+from caveat.generate.rauq import rauq as rauq_score
 from caveat.generate.sampling import Generation
 from caveat.generate.semantic import EmbeddingEquivalence, Equivalence, Meanings, meanings
 from caveat.registry import Registry
@@ -26,14 +31,18 @@ from caveat.registry import Registry
 class Estimator:
     """An uncertainty estimator: ``fn(generation, context, message) -> float``.
 
-    ``needs`` is a subset of {"samples", "meaning", "lm"}: K > 0 samples, meaning clusters, or
-    further calls to the model.
+    ``needs`` is a subset of {"samples", "meaning", "lm", "hidden_states", "attentions"}: K > 0 samples,
+    meaning clusters, further calls to the model, or the model's internals kept from the greedy pass
+    (:mod:`caveat.generate.internals`). ``argument`` names what an estimator written ``name:ARG`` takes
+    (e.g. ``probe:DIR``); registered with one, ``fn`` is ``fn(generation, context, message, arg)``
+    and :func:`get_estimator` binds the argument.
     """
 
     name: str
-    fn: Callable[[Generation, Context, str], float]
+    fn: Callable[..., float]
     needs: frozenset[str]
     summary: str
+    argument: str | None = None
 
 
 ESTIMATORS: Registry[Estimator] = Registry("estimator")
@@ -47,14 +56,31 @@ def version_1_name(name: str) -> str:
     return "mean_nll" if name == "perplexity" else name
 
 
-def estimator(name: str, summary: str, needs: Sequence[str] = ()):
-    """Register ``fn`` as the estimator ``name``."""
+def estimator(name: str, summary: str, needs: Sequence[str] = (), argument: str | None = None):
+    """Register ``fn`` as the estimator ``name`` (written ``name:ARG`` when it takes an ``argument``)."""
 
     def add(fn):
-        ESTIMATORS.register(name)(Estimator(name, fn, frozenset(needs), summary))
+        ESTIMATORS.register(name)(Estimator(name, fn, frozenset(needs), summary, argument))
         return fn
 
     return add
+
+
+def get_estimator(spec: str) -> Estimator:
+    """The estimator ``spec`` names: a registered name, or ``name:ARG`` for one that takes an argument."""
+    name, _, arg = spec.partition(":")
+    found = ESTIMATORS.get(name)
+    if found.argument is None:
+        if arg:
+            raise ConfigError(f"estimator {name!r} takes no argument; got {spec!r}. Write {name!r}")
+        return found
+    if not arg:
+        raise ConfigError(f"estimator {name!r} needs {found.argument}: write {name}:{found.argument}")
+    return dataclasses.replace(found, name=spec, fn=functools.partial(_bound, found.fn, arg), argument=None)
+
+
+def _bound(fn, arg: str, g: Generation, ctx: Context, message: str = "") -> float:
+    return fn(g, ctx, message, arg)
 
 
 class Context:
@@ -241,6 +267,64 @@ def self_consistency(g: Generation, ctx: Context, message: str = "") -> float:
     return 1.0 - float(np.mean(m.sample_labels == m.greedy_label)) if m.greedy_label >= 0 else 1.0
 
 
+# -- from the model's internals in the greedy pass (no samples) --------------------------------------
+
+
+@estimator(
+    "rauq",
+    "recurrent attention to the previous token times token probability, max over middle layers "
+    "(Vazhentsev et al. 2025)",
+    needs=("attentions",),
+)
+def rauq(g: Generation, ctx: Context, message: str = "") -> float:
+    """RAUQ (Vazhentsev et al. 2025): alpha 0.2, max over the middle third of layers (:mod:`caveat.generate.rauq`)."""
+    if "prev_attention" not in g.extra:
+        raise ConfigError("estimator 'rauq' needs the greedy pass's attentions; sample with internals={'attentions'}")
+    return rauq_score(g.greedy.logprobs, g.extra["prev_attention"])
+
+
+@functools.lru_cache(maxsize=8)
+def _probes(folder: str) -> ProbeSet:
+    return ProbeSet.load(folder)
+
+
+def _probe_score(kind: str, g: Generation, folder: str) -> float:
+    return _probes(str(Path(folder).expanduser().resolve())).score(kind, g.extra)
+
+
+@estimator(
+    "probe",
+    "P(wrong) from a logistic probe on one layer's hidden state (Azaria & Mitchell 2023); fit with generate-fit",
+    needs=("hidden_states",),
+    argument="DIR",
+)
+def probe(g: Generation, ctx: Context, message: str, folder: str) -> float:
+    """The correctness probe saved in ``folder`` (:class:`~caveat.generate.probes.ProbeSet`)."""
+    return _probe_score("correctness", g, folder)
+
+
+@estimator(
+    "sep",
+    "P(high semantic entropy) from a logistic probe on hidden states (Kossen et al. 2024); fit with generate-fit",
+    needs=("hidden_states",),
+    argument="DIR",
+)
+def sep(g: Generation, ctx: Context, message: str, folder: str) -> float:
+    """The semantic-entropy probe saved in ``folder``: trained on K samples once, one greedy pass to use."""
+    return _probe_score("semantic_entropy", g, folder)
+
+
+@estimator(
+    "mahalanobis",
+    "squared Mahalanobis distance of the hidden state to the fitting generations' (Vazhentsev et al. 2022)",
+    needs=("hidden_states",),
+    argument="DIR",
+)
+def mahalanobis(g: Generation, ctx: Context, message: str, folder: str) -> float:
+    """The density saved in ``folder`` by generate-fit (same layer and position as its correctness probe)."""
+    return _probe_score("mahalanobis", g, folder)
+
+
 # -- asking the model again -------------------------------------------------------------------------
 
 P_TRUE_QUESTION = "Is your answer true or false? Reply with one word: True or False."
@@ -321,13 +405,18 @@ def verbalised(g: Generation, ctx: Context, message: str = "") -> float:
 
 
 def parse_estimators(spec: str | Sequence[str] | None, *, samples: int) -> list[str]:
-    """Estimator names from ``"a,b"`` or a list; ``None``/``"all"`` = every estimator the settings allow."""
+    """Estimator names from ``"a,b"`` or a list; ``None``/``"all"`` = every estimator the settings allow
+    (those that take an argument, such as ``probe:DIR``, only when named)."""
     if spec is None or spec == "all" or spec == ["all"]:
-        return [n for n in ESTIMATORS.names() if samples >= 2 or "samples" not in ESTIMATORS.get(n).needs]
+        return [
+            n
+            for n, e in ((n, ESTIMATORS.get(n)) for n in ESTIMATORS.names())
+            if e.argument is None and (samples >= 2 or "samples" not in e.needs)
+        ]
     names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
     if not names:
         raise ConfigError("no estimator named in {estimators}; e.g. msp,semantic_entropy", fields=("estimators",))
     for n in names:
-        if "samples" in ESTIMATORS.get(n).needs and samples < 2:
+        if "samples" in get_estimator(n).needs and samples < 2:
             raise ConfigError(f"estimator {n!r} needs sampled answers; set samples >= 2 (got {samples})")
     return names

@@ -17,7 +17,8 @@ import numpy as np
 from caveat.generate import prompts
 from caveat.generate.correctness import RULES, get_rule, judge
 from caveat.generate.data import Question
-from caveat.generate.estimators import ESTIMATORS, SCORES_VERSION, Context
+from caveat.generate.estimators import SCORES_VERSION, Context, get_estimator
+from caveat.generate.internals import internals_of
 from caveat.generate.metrics import estimator_metrics, risk_coverage
 from caveat.generate.sampling import Generation, SampleCache, Sampler, SamplingConfig
 from caveat.progress import phase
@@ -55,9 +56,14 @@ def score_questions(
     context: Context | None = None,
     template: str | None = None,
 ) -> Scored:
-    """Generate once per question and compute every estimator on the shared generation."""
+    """Generate once per question and compute every estimator on the shared generation.
+
+    Estimators that read the model's internals (hidden states, attentions) make ``sampler`` keep them; their
+    extra cost is then inside ``sampling_seconds``, not in the estimators' own seconds.
+    """
     ctx = context or Context(lm=sampler.lm)
-    found = [ESTIMATORS.get(n) for n in estimators]
+    found = [get_estimator(n) for n in estimators]
+    sampler.require(internals_of(need for e in found for need in e.needs))  # kept from the same generate call
     uses_meaning = any("meaning" in e.needs for e in found)
     scores = {e.name: np.zeros(len(questions)) for e in found}
     seconds = {e.name: np.zeros(len(questions)) for e in found}

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from caveat.errors import ConfigError, DataError
+from caveat.generate.internals import INTERNALS, eager_attention, greedy_internals, has_internals
 from caveat.io import write_json_atomic
 
 
@@ -194,27 +195,50 @@ class Sampler:
     lm : a :class:`~caveat.generate.lm.LanguageModel`.
     config : a :class:`SamplingConfig`.
     cache : a :class:`SampleCache`, or None to keep generations only in memory for this sampler.
+    internals : model internals to keep for the greedy answer, a subset of ``{"hidden_states", "attentions"}``
+        (see :mod:`caveat.generate.internals`); returned by the same ``generate`` call, in ``Generation.extra``.
+        The cache holds no internals: a cached generation is generated again (same seed, same answers) when
+        they are asked for.
 
     Attributes
     ----------
     generate_calls : how many times ``model.generate`` ran (cache hits do not count).
     """
 
-    def __init__(self, lm, config: SamplingConfig | None = None, *, cache: SampleCache | None = None) -> None:
+    def __init__(
+        self,
+        lm,
+        config: SamplingConfig | None = None,
+        *,
+        cache: SampleCache | None = None,
+        internals: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
         self.lm, self.config, self.cache = lm, config or SamplingConfig(), cache
         self._memory: dict[str, Generation] = {}
         self.generate_calls = 0
+        self.internals = frozenset()
+        self.require(internals)
+
+    def require(self, internals) -> Sampler:
+        """Keep ``internals`` as well from now on; returns self."""
+        unknown = set(internals) - set(INTERNALS)
+        if unknown:
+            raise ConfigError(f"unknown model internals {sorted(unknown)}; choose from {list(INTERNALS)}")
+        self.internals = self.internals | frozenset(internals)
+        return self
 
     def __call__(self, prompt: str) -> Generation:
         """The generation for one formatted prompt (see ``LanguageModel.prompt``)."""
         key = SampleCache.key(self.lm.name, prompt, self.config)
-        if key in self._memory:
-            return self._memory[key]
-        generation = self.cache.get(key) if self.cache is not None else None
-        if generation is None:
-            generation = self._generate(prompt)
-            if self.cache is not None:
-                self.cache.put(key, generation)
+        generation = self._memory.get(key)
+        if generation is None and self.cache is not None:
+            generation = self.cache.get(key)
+        if generation is not None and has_internals(generation.extra, self.internals):
+            self._memory[key] = generation
+            return generation
+        generation = self._generate(prompt)  # new, or cached without the internals asked for
+        if self.cache is not None:
+            self.cache.put(key, generation)
         self._memory[key] = generation
         return generation
 
@@ -228,7 +252,8 @@ class Sampler:
         rows = 1 + cfg.samples
         prompt_ids = torch.tensor([ids])  # (1, L)
         start = time.perf_counter()
-        with torch.no_grad(), torch.random.fork_rng():
+        internals = self.internals
+        with torch.no_grad(), torch.random.fork_rng(), eager_attention(lm.model, "attentions" in internals):
             torch.manual_seed((cfg.seed * 1_000_003 + zlib.crc32(prompt.encode())) % 2**63)
             kwargs: dict[str, Any] = {}
             if len(ids) > 1:  # run the prompt (all but its last token) once, then copy its cache to every row
@@ -247,6 +272,8 @@ class Sampler:
                 max_new_tokens=cfg.max_new_tokens,
                 logits_processor=[_greedy_rows_processor(1)],
                 output_logits=True,
+                output_hidden_states="hidden_states" in internals,
+                output_attentions="attentions" in internals,
                 return_dict_in_generate=True,
                 pad_token_id=lm.tokenizer.pad_token_id,
                 **kwargs,
@@ -258,7 +285,8 @@ class Sampler:
         chosen = logp.gather(-1, new[..., None])[..., 0]  # (rows, S)
         entropy = torch.special.entr(logp.exp()).sum(-1)  # (rows, S)
         answers = [self._answer(new[r].tolist(), chosen[r].numpy(), entropy[r].numpy()) for r in range(rows)]
-        return Generation(prompt, answers[0], answers[1:], seconds)
+        extra = greedy_internals(out, internals, len(answers[0].tokens)) if internals else {}
+        return Generation(prompt, answers[0], answers[1:], seconds, extra=extra)
 
     def _answer(self, tokens: list[int], logprobs: np.ndarray, entropies: np.ndarray) -> Answer:
         stops = self.lm.stop_ids

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from caveat.errors import ConfigError
 from caveat.generate.answer import answer_question, ask
-from caveat.generate.estimators import ESTIMATORS, Context
+from caveat.generate.estimators import Context, get_estimator
 from caveat.generate.lm import load_lm, same_lm
 from caveat.generate.policy import GenerationPolicy
 from caveat.generate.semantic import make_equivalence
@@ -76,7 +76,7 @@ def open_generator(settings: ServiceSettings) -> Generator | None:
             "model is used), or fit a policy for this model with caveat generate-calibrate --lm"
         )
     try:
-        ESTIMATORS.get(policy.estimator)
+        get_estimator(policy.estimator)
         ask("?", "", template=policy.template)
     except ConfigError as err:
         raise ConfigError(f"generation policy {path}: {err}") from None

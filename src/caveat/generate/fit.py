@@ -1,0 +1,90 @@
+"""Fit the single-pass scorers (correctness probe, semantic-entropy probe, Mahalanobis density) of one model.
+
+Each question is answered once (greedy, plus K samples when the semantic-entropy probe is wanted), the hidden
+states of the greedy pass kept (:mod:`caveat.generate.internals`), the greedy answer judged, and:
+
+- the correctness probe learns P(wrong) on the (layer, position) with the best held-out AUROC;
+- with K >= 2 samples, the semantic-entropy probe learns P(semantic entropy > its best split) the same way;
+- the Mahalanobis density is one Gaussian over every generation's hidden state at the correctness probe's
+  layer and position.
+
+Used afterwards as ``probe:DIR``, ``sep:DIR`` and ``mahalanobis:DIR``, all from one greedy pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import numpy as np
+
+from caveat.generate.correctness import get_rule, judge
+from caveat.generate.data import Question
+from caveat.generate.estimators import Context
+from caveat.generate.evaluate import score_questions
+from caveat.generate.internals import POSITIONS, feature_stack
+from caveat.generate.probes import LinearProbe, ProbeSet, best_split, choose_feature
+from caveat.generate.sampling import SampleCache, Sampler, SamplingConfig
+from caveat.uncertainty.methods.mahalanobis import Mahalanobis
+
+
+def fit_probes(
+    questions: Sequence[Question],
+    lm,
+    *,
+    sampling: SamplingConfig,
+    rule: str = "contains",
+    context: Context | None = None,
+    template: str | None = None,
+    cache: SampleCache | None = None,
+    folds: int = 5,
+    l2: float = 1.0,
+    seed: int = 0,
+) -> tuple[ProbeSet, dict]:
+    """Generate, judge and fit; returns the :class:`ProbeSet` and a JSON-able summary.
+
+    ``sampling.samples`` >= 2 also fits the semantic-entropy probe (its targets need the samples; using it
+    afterwards does not).
+    """
+    sampler = Sampler(lm, sampling, cache=cache, internals={"hidden_states"})
+    wants_se = sampling.samples >= 2
+    scored = score_questions(
+        questions, sampler, ["semantic_entropy"] if wants_se else [], context=context, template=template
+    )
+    judged = get_rule(rule)
+    errors = ~judge(scored.answers, scored.questions, judged)
+    features = {pos: feature_stack([g.extra for g in scored.generations], pos) for pos in POSITIONS}  # (N, L+1, D)
+    probes = ProbeSet()
+    summary: dict = {"n": len(questions), "rule": judged.name, "error_rate": float(errors.mean())}
+
+    layer, position, table = choose_feature(features, errors, folds=folds, seed=seed, l2=l2)
+    probe = LinearProbe(l2=l2).fit(features[position][:, layer], errors)
+    probes.add("correctness", probe, layer=layer, position=position, held_out_auroc=table[position][layer])
+    summary["correctness"] = {"layer": layer, "position": position, "held_out_auroc": table}
+
+    density = Mahalanobis().fit(features[position][:, layer], np.zeros(len(errors), dtype=int))
+    probes.add("mahalanobis", density, layer=layer, position=position)
+
+    if wants_se:
+        entropy = scored.scores["semantic_entropy"]
+        threshold = best_split(entropy)
+        high = entropy > threshold
+        layer, position, table = choose_feature(features, high, folds=folds, seed=seed, l2=l2)
+        sep = LinearProbe(l2=l2).fit(features[position][:, layer], high)
+        probes.add(
+            "semantic_entropy",
+            sep,
+            layer=layer,
+            position=position,
+            threshold=threshold,
+            held_out_auroc=table[position][layer],
+        )
+        summary["semantic_entropy"] = {
+            "layer": layer,
+            "position": position,
+            "threshold": threshold,
+            "high_share": float(high.mean()),
+            "held_out_auroc": table,
+        }
+    probes.meta = {"model": lm.name, "sampling": asdict(sampling), "rule": judged.name, "template": template}
+    return probes, summary

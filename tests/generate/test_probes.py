@@ -1,0 +1,112 @@
+"""Probes and density on hidden states: planted directions are found, saved probes score identically."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from caveat.errors import ConfigError, DataError
+from caveat.evaluation.calibration import error_detection_auroc
+from caveat.generate.estimators import Context, get_estimator, parse_estimators
+from caveat.generate.probes import LinearProbe, ProbeSet, best_split, choose_feature, held_out_auroc
+from caveat.generate.sampling import Answer, Generation
+from caveat.uncertainty.methods.mahalanobis import Mahalanobis
+
+
+def _planted(n, *, layers=4, dim=12, layer=2, seed=0):
+    """(N, layers, D) hidden states whose ``layer`` holds a linear direction of the errors; other layers noise."""
+    rng = np.random.default_rng(seed)
+    errors = rng.random(n) < 0.4
+    x = rng.normal(size=(n, layers, dim))
+    direction = np.zeros(dim)
+    direction[:3] = [1.0, -1.0, 0.5]
+    x[:, layer] += 2.0 * np.where(errors, 1.0, -1.0)[:, None] * direction
+    return x, errors
+
+
+def _generation(hidden: np.ndarray) -> Generation:
+    """A generation whose greedy pass kept ``hidden`` (T, L + 1, D)."""
+    answer = Answer("a", [1], np.array([-0.1]), np.array([0.5]), True)
+    return Generation("p", answer, [], 0.0, extra={"hidden_states": hidden})
+
+
+def test_correctness_probe_finds_a_planted_direction_and_not_shuffled_labels():
+    x, errors = _planted(300)
+    layer, position, table = choose_feature({"prompt_last": x}, errors, folds=5)
+    assert (layer, position) == (2, "prompt_last") and table["prompt_last"][2] > 0.95
+    assert max(table["prompt_last"][:2]) < 0.7  # noise layers are not chosen
+    probe = LinearProbe().fit(x[:, layer], errors)
+    test_x, test_errors = _planted(2000, seed=1)
+    assert error_detection_auroc(probe.score(test_x[:, layer]), test_errors) > 0.95
+    # labels shuffled: the held-out AUROC of a probe on the same features falls to chance
+    big_x, big_errors = _planted(1000, seed=2)
+    shuffled = np.random.default_rng(2).permutation(big_errors)
+    assert held_out_auroc(big_x[:, layer], big_errors) > 0.95
+    assert abs(held_out_auroc(big_x[:, layer], shuffled) - 0.5) < 0.06
+
+
+def test_best_split_separates_two_groups_and_refuses_constant_values():
+    values = np.array([0.0, 0.1, 0.05, 1.2, 1.3, 1.25, 0.02])
+    threshold = best_split(values)
+    assert 0.1 < threshold < 1.2
+    with pytest.raises(DataError, match="all equal"):
+        best_split(np.ones(5))
+
+
+def test_choose_feature_needs_both_classes_twice():
+    x, _ = _planted(20)
+    with pytest.raises(DataError, match="at least two"):
+        choose_feature({"prompt_last": x}, np.array([True] + [False] * 19))
+
+
+def test_probe_set_saved_and_reloaded_scores_identically(tmp_path):
+    x, errors = _planted(200)
+    probes = ProbeSet(meta={"model": "m"})
+    probes.add("correctness", LinearProbe().fit(x[:, 2], errors), layer=2, position="prompt_last")
+    probes.add("semantic_entropy", LinearProbe().fit(x[:, 1], errors), layer=1, position="answer_mean")
+    probes.add("mahalanobis", Mahalanobis().fit(x[:, 2], np.zeros(200, dtype=int)), layer=2, position="prompt_last")
+    probes.save(tmp_path / "p")
+    assert not list((tmp_path / "p").glob("*.pkl")) and (tmp_path / "p" / "correctness.safetensors").is_file()
+    loaded = ProbeSet.load(tmp_path / "p")
+    assert loaded.meta == {"model": "m"} and loaded.specs == probes.specs
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        g = _generation(rng.normal(size=(3, 4, 12)))
+        for kind in ("correctness", "semantic_entropy", "mahalanobis"):
+            assert loaded.score(kind, g.extra) == probes.score(kind, g.extra)
+        # the registered estimators read the same folder
+        ctx = Context()
+        assert get_estimator(f"probe:{tmp_path / 'p'}").fn(g, ctx, "") == probes.score("correctness", g.extra)
+        assert get_estimator(f"sep:{tmp_path / 'p'}").fn(g, ctx, "") == probes.score("semantic_entropy", g.extra)
+
+
+def test_mahalanobis_estimator_equals_the_closed_form(tmp_path):
+    rng = np.random.default_rng(3)
+    train = rng.normal(size=(80, 6)) @ rng.normal(size=(6, 6))  # correlated features
+    probes = ProbeSet().add(
+        "mahalanobis",
+        Mahalanobis(shrinkage="none", ridge=0.0).fit(train, np.zeros(80, dtype=int)),
+        layer=1,
+        position="answer_mean",
+    )
+    probes.save(tmp_path / "d")
+    mu = train.mean(0)
+    precision = np.linalg.inv((train - mu).T @ (train - mu) / len(train))
+    estimator = get_estimator(f"mahalanobis:{tmp_path / 'd'}")
+    assert estimator.needs == {"hidden_states"}
+    for _ in range(4):
+        hidden = rng.normal(size=(4, 3, 6))  # T = 4 tokens: the mean of answer rows 1..3 at layer 1
+        x = hidden[1:, 1].mean(0)
+        expected = (x - mu) @ precision @ (x - mu)
+        assert estimator.fn(_generation(hidden), Context(), "") == pytest.approx(expected, rel=1e-8)
+
+
+def test_estimators_with_an_argument_must_be_given_one(tmp_path):
+    with pytest.raises(ConfigError, match="probe:DIR"):
+        get_estimator("probe")
+    with pytest.raises(ConfigError, match="takes no argument"):
+        get_estimator("msp:x")
+    with pytest.raises(ConfigError, match="generate-fit"):
+        get_estimator(f"probe:{tmp_path}").fn(_generation(np.zeros((1, 2, 3))), Context(), "")
+    assert "probe" not in parse_estimators("all", samples=0) and "rauq" in parse_estimators("all", samples=0)
+    assert parse_estimators(f"msp,probe:{tmp_path}", samples=0) == ["msp", f"probe:{tmp_path}"]
