@@ -170,8 +170,10 @@ def test_an_error_inside_inference_fails_only_that_request(served_run, monkeypat
         monkeypatch.setattr(predictor, "predict", flaky)
         with ThreadPoolExecutor(3) as pool:
             answers = list(pool.map(lambda t: c.post("/v1/predict", json={"texts": [t]}), ["alpha", "explode", "beta"]))
-        assert [a.status_code for a in answers] == [200, 422, 200]
-        assert "RuntimeError: planted failure" in answers[1].json()["detail"]
+        assert [a.status_code for a in answers] == [200, 500, 200]
+        body = answers[1].json()
+        assert "RuntimeError" in body["detail"] and "planted failure" not in body["detail"]  # no internals in bodies
+        assert body["request_id"] == answers[1].headers["x-request-id"]
         assert c.post("/v1/predict", json={"texts": ["gamma"]}).status_code == 200  # the worker keeps serving
         assert c.get("/readyz").status_code == 200
         assert metric(c.get("/metrics").text, "caveat_batch_failures_total") == 1

@@ -82,8 +82,8 @@ def test_caveat_serve_over_http(served_run, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    # uvicorn re-raises the signal after a graceful shutdown, so the exit is "terminated by SIGTERM"
-    assert code in (0, -signal.SIGTERM) and "Application shutdown complete" in log.read_text(), (code, log.read_text())
+    # uvicorn raises the signal again after a graceful shutdown; caveat serve ends with 0 all the same
+    assert code == 0 and "Application shutdown complete" in log.read_text(), (code, log.read_text())
 
 
 def test_serve_refuses_an_uncalibrated_run_before_binding(uncalibrated_run):

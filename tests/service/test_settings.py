@@ -68,3 +68,24 @@ def test_the_input_log_comes_from_flags_or_the_environment(tmp_path):
         ServiceSettings.from_env({}, run_dir=tmp_path, log_backups=0)
     with pytest.raises(ConfigError, match="environment variable CAVEAT_LOG_MAX_BYTES: .*greater than or equal to 1"):
         ServiceSettings.from_env({"CAVEAT_LOG_MAX_BYTES": "0"}, run_dir=tmp_path)
+
+
+def test_several_api_keys_and_cors_origins_come_comma_separated(tmp_path):
+    s = ServiceSettings.from_env(
+        {"CAVEAT_API_KEY": "old, new,", "CAVEAT_CORS_ORIGINS": "https://a.example, "}, run_dir=tmp_path
+    )
+    assert s.api_keys == (b"old", b"new") and "old" not in repr(s)
+    assert s.cors_origins == ("https://a.example",)
+    assert ServiceSettings.from_env({}, run_dir=tmp_path, api_key=["k1", "k2"]).api_keys == (b"k1", b"k2")
+    assert ServiceSettings.from_env({"CAVEAT_API_KEY": " , "}, run_dir=tmp_path).api_key is None
+    plain = ServiceSettings.from_env({}, run_dir=tmp_path)
+    assert (plain.api_keys, plain.cors_origins, plain.docs) == ((), (), True)
+
+
+def test_the_queue_bound_follows_the_batch_size_unless_set(tmp_path):
+    assert ServiceSettings.from_env({"CAVEAT_MAX_BATCH_SIZE": "4"}, run_dir=tmp_path).queue_limit == 32
+    assert ServiceSettings.from_env({"CAVEAT_MAX_QUEUE": "5"}, run_dir=tmp_path).queue_limit == 5
+    s = ServiceSettings.from_env({}, run_dir=tmp_path)
+    assert (s.request_timeout_s, s.shutdown_delay_s, s.shutdown_grace_s) == (60.0, 0.0, 10.0)
+    with pytest.raises(ConfigError, match="environment variable CAVEAT_REQUEST_TIMEOUT_S: .*greater than 0"):
+        ServiceSettings.from_env({"CAVEAT_REQUEST_TIMEOUT_S": "0"}, run_dir=tmp_path)

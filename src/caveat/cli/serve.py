@@ -35,6 +35,14 @@ def serve(
     max_wait_ms: Annotated[
         Optional[float], _opt("Longest wait for a batch to fill (env CAVEAT_MAX_WAIT_MS; default 5).")
     ] = None,
+    max_queue: Annotated[
+        Optional[int],
+        _opt("Most requests waiting for the model, then 503 (env CAVEAT_MAX_QUEUE; default 8 x max batch size)."),
+    ] = None,
+    request_timeout_s: Annotated[
+        Optional[float],
+        _opt("Deadline of a request, then 504 (env CAVEAT_REQUEST_TIMEOUT_S; default 60).", "--request-timeout"),
+    ] = None,
     max_texts: Annotated[Optional[int], _opt("Most inputs per request (env CAVEAT_MAX_TEXTS; default 128).")] = None,
     max_text_chars: Annotated[
         Optional[int], _opt("Most characters per input (env CAVEAT_MAX_TEXT_CHARS; default 10000).")
@@ -82,6 +90,29 @@ def serve(
     log_backups: Annotated[
         Optional[int], _opt("Rotated input logs kept, PATH.1 .. PATH.N (env CAVEAT_LOG_BACKUPS; default 5).")
     ] = None,
+    cors_origins: Annotated[
+        Optional[str],
+        _opt("Origins browsers may call from, comma-separated (env CAVEAT_CORS_ORIGINS; default: none, no CORS)."),
+    ] = None,
+    docs: Annotated[
+        Optional[bool],
+        _opt("Serve /docs, /redoc and /openapi.json (env CAVEAT_DOCS; default on).", "--docs/--no-docs"),
+    ] = None,
+    shutdown_delay_s: Annotated[
+        Optional[float],
+        _opt(
+            "After SIGTERM, serve this long with /readyz at 503 before closing (env CAVEAT_SHUTDOWN_DELAY_S; "
+            "default 0).",
+            "--shutdown-delay",
+        ),
+    ] = None,
+    shutdown_grace_s: Annotated[
+        Optional[float],
+        _opt(
+            "Then wait at most this long for requests in flight (env CAVEAT_SHUTDOWN_GRACE_S; default 10).",
+            "--shutdown-grace",
+        ),
+    ] = None,
     log_level: Annotated[Optional[str], _opt("uvicorn log level (env CAVEAT_LOG_LEVEL; default info).")] = None,
     access_log: Annotated[
         Optional[bool],
@@ -90,14 +121,15 @@ def serve(
 ) -> None:
     """Serve predictions with uncertainty, prediction sets and decisions over HTTP (OpenAPI at /openapi.json).
 
-    The API key is read from CAVEAT_API_KEY only (a flag would show in the process list). After
+    The API key is read from CAVEAT_API_KEY only (a flag would show in the process list); several keys,
+    comma-separated, are each accepted (for rotation). On SIGTERM /readyz turns 503, requests in flight
+    finish within the grace period, and the process exits 0. After
     `caveat calibrate RUN`, send the process SIGHUP (or POST /v1/admin/reload with the key) to serve the new
     calibration without a restart; /readyz shows the live one's fingerprint.
     """
-    import uvicorn
-
     from caveat import progress
     from caveat.service import ServiceSettings, create_app
+    from caveat.service.server import run as run_server
 
     progress.enable(False)  # a request's predictions are not a phase of a command: the access log tells of them
 
@@ -108,6 +140,8 @@ def serve(
         allow_uncalibrated=allow_uncalibrated,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
+        request_timeout_s=request_timeout_s,
         max_texts=max_texts,
         max_text_chars=max_text_chars,
         lm=lm,
@@ -119,15 +153,12 @@ def serve(
         log_inputs=log_inputs,
         log_max_bytes=log_max_bytes,
         log_backups=log_backups,
+        cors_origins=cors_origins,
+        docs=docs,
+        shutdown_delay_s=shutdown_delay_s,
+        shutdown_grace_s=shutdown_grace_s,
         log_level=log_level,
         access_log=access_log,
     )
     app = create_app(settings)  # refuses an uncalibrated run or an unusable policy here, before binding the port
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        timeout_graceful_shutdown=10,
-    )
+    run_server(app, settings)

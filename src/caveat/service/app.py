@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
 
@@ -20,7 +21,13 @@ from caveat.service.engine import Engine, calibration_fingerprint, drift_referen
 from caveat.service.generator import open_generator
 from caveat.service.inputlog import InputLog
 from caveat.service.metrics import DriftMonitor, Metrics
-from caveat.service.middleware import DOCS_ASSETS, ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from caveat.service.middleware import (
+    DOCS_ASSETS,
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    FrontDoorMiddleware,
+    MetricsMiddleware,
+)
 from caveat.service.routes import admin, explain, generate, health, predict
 from caveat.service.settings import ServiceSettings
 from caveat.service.state import ServiceState
@@ -64,7 +71,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             executor,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_wait_ms / 1000,
+            max_queue=settings.queue_limit,
             on_failure=metrics.batch_failures.inc,
+            on_shed=lambda reason: metrics.shed.labels(reason=reason).inc(),
         )
         loading = asyncio.create_task(state.load(executor))
         try:
@@ -78,17 +87,19 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             if state.input_log is not None:
                 await asyncio.to_thread(state.input_log.close)  # writes what is queued
 
-    # /docs and /redoc load Swagger UI and ReDoc from files bundled with fastapi-offline, not from a CDN, so
-    # they work where the service has no internet; no validator badge, which would send the spec's URL out
-    app = FastAPIOffline(
-        static_url=DOCS_ASSETS,
-        swagger_ui_parameters={"validatorUrl": None},
+    about = dict(
         title="caveat",
         version=__version__,
         lifespan=lifespan,
         description=f"Predictions with calibrated uncertainty and decisions from the run {run.path.name!r} "
         f"({run.task.value}).",
     )
+    if settings.docs:
+        # /docs and /redoc load Swagger UI and ReDoc from files bundled with fastapi-offline, not from a CDN, so
+        # they work where the service has no internet; no validator badge, which would send the spec's URL out
+        app = FastAPIOffline(static_url=DOCS_ASSETS, swagger_ui_parameters={"validatorUrl": None}, **about)
+    else:
+        app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about)
     app.state.caveat = state
     errors.install(app)
     protected = [Depends(APIKeyHeader(name="X-API-Key", auto_error=False))] if settings.api_key else []  # documents it
@@ -98,11 +109,21 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.include_router(explain.router, dependencies=protected)
     app.include_router(generate.router, dependencies=protected)
     app.include_router(admin.router, dependencies=protected)
-    if settings.api_key is not None:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    # added innermost first: the request passes FrontDoor, Metrics, CORS, BodyLimit, ApiKey, then the routes
+    if settings.api_keys:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_keys)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_texts * settings.max_text_chars * 4 + 65_536)
+    if settings.cors_origins:  # outside the key check: a browser's preflight carries no key
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
     paths = frozenset(getattr(r, "path", "") for r in app.routes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, paths=paths)  # outermost: counts 401 and 413 too
+    app.add_middleware(MetricsMiddleware, metrics=metrics, paths=paths)  # counts 401, 413 and 500 too
+    app.add_middleware(FrontDoorMiddleware)
     return app
 
 

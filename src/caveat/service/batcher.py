@@ -5,6 +5,11 @@ One asyncio task owns the model. It takes the first waiting job, then gathers mo
 each group to ``run_batch`` in a single-thread executor, so the event loop keeps accepting
 requests while the model computes. If a group fails, each of its jobs is retried alone so that only
 the job that really fails gets the error; the worker itself never stops on an exception.
+
+Under load the queue is bounded (``max_queue`` requests): one more is refused at once with 503 and
+``Retry-After``, so neither latency nor memory grows without bound. Each job has a deadline: a caller
+past it gets 504 and its job is dropped, before the model if it was still queued, or with its rows
+discarded if the model already had it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from caveat.service import requestid
 from caveat.service.errors import InferenceFailed, RequestError
 
 log = logging.getLogger(__name__)
@@ -27,6 +33,8 @@ class Job:
     inputs: Sequence
     options: object
     future: asyncio.Future = field(repr=False)
+    deadline: float = float("inf")  # loop time after which nobody waits for the rows
+    request_id: str | None = None  # for the log lines about this job
 
 
 RunBatch = Callable[[list[Job]], list[list[dict]]]  # jobs with one batch_key -> rows of each job, in order
@@ -41,7 +49,9 @@ class MicroBatcher:
     executor : a single-thread executor that owns the model.
     max_batch_size : most inputs gathered per batch (a larger single request runs alone).
     max_wait_s : longest wait, from the first job, for more jobs to join.
+    max_queue : most jobs waiting for the model (None: unbounded); ``submit`` refuses one more with 503.
     on_failure : called once per failed job (for a metric).
+    on_shed : called with the reason ("queue_full" or "deadline") for each job refused or dropped.
     """
 
     def __init__(
@@ -51,13 +61,18 @@ class MicroBatcher:
         *,
         max_batch_size: int,
         max_wait_s: float,
+        max_queue: int | None = None,
         on_failure: Callable[[], None] | None = None,
+        on_shed: Callable[[str], None] | None = None,
     ):
         if max_batch_size < 1 or max_wait_s < 0:
             raise ValueError(f"max_batch_size must be >= 1 and max_wait_s >= 0; got {max_batch_size}, {max_wait_s}")
+        if max_queue is not None and max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1 (or None: unbounded); got {max_queue}")
         self.run_batch, self.executor = run_batch, executor
-        self.max_batch_size, self.max_wait_s = max_batch_size, max_wait_s
+        self.max_batch_size, self.max_wait_s, self.max_queue = max_batch_size, max_wait_s, max_queue
         self.on_failure = on_failure or (lambda: None)
+        self.on_shed = on_shed or (lambda reason: None)
         self._queue: asyncio.Queue[Job] | None = None
         self._task: asyncio.Task | None = None
 
@@ -69,7 +84,7 @@ class MicroBatcher:
         """Start the worker task on the running event loop."""
         if self.running:
             raise RuntimeError("the batcher is already running; call stop() first")
-        self._queue = asyncio.Queue()
+        self._queue = asyncio.Queue(self.max_queue or 0)
         self._task = asyncio.get_running_loop().create_task(self._work(), name="caveat-batcher")
         return self
 
@@ -87,17 +102,39 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_exception(RequestError("the service is shutting down: retry on another instance", 503))
 
-    async def submit(self, inputs: Sequence, options) -> list[dict]:
-        """Queue one request and wait for its rows (one per input)."""
+    async def submit(self, inputs: Sequence, options, *, timeout: float | None = None) -> list[dict]:
+        """Queue one request and wait for its rows (one per input), at most ``timeout`` seconds (None: no
+        limit). A full queue is a 503 with ``Retry-After`` at once; a request past its deadline is a 504."""
         if not self.running:
             raise RequestError(
                 "the model worker is not running (starting or shutting down): retry once /readyz is 200",
                 503,
                 {"Retry-After": "1"},
             )
-        job = Job(inputs, options, asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(job)
-        return await job.future
+        loop = asyncio.get_running_loop()
+        deadline = float("inf") if timeout is None else loop.time() + timeout
+        job = Job(inputs, options, loop.create_future(), deadline, requestid.current())
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            self.on_shed("queue_full")
+            raise RequestError(
+                f"the service is at capacity ({self.max_queue} requests waiting for the model): retry after "
+                "the Retry-After seconds, or on another instance",
+                503,
+                {"Retry-After": "1"},
+            ) from None
+        try:
+            # on timeout wait_for cancels the future: the worker skips a job whose future is done
+            return await asyncio.wait_for(job.future, None if timeout is None else timeout)
+        except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11 on
+            self.on_shed("deadline")
+            log.warning("request %s: deadline of %.3g s passed; its rows are dropped", job.request_id, timeout)
+            raise RequestError(
+                f"no answer within the request's deadline of {timeout:.3g} s (the service is busy or the request "
+                "is heavy): retry, send fewer inputs, or allow more time (timeout_s)",
+                504,
+            ) from None
 
     async def _gather(self, first: Job) -> tuple[list[Job], Job | None]:
         """``first`` plus the jobs that arrive within ``max_wait_s`` while they fit; the job that did not
@@ -123,6 +160,7 @@ class MicroBatcher:
         return jobs, None
 
     async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
         carry: Job | None = None
         while True:
             first = carry if carry is not None else await self._queue.get()
@@ -131,8 +169,11 @@ class MicroBatcher:
             try:
                 jobs, carry = await self._gather(first)
                 groups: dict[tuple, list[Job]] = {}
+                now = loop.time()
                 for job in jobs:
-                    if not job.future.done():  # the caller may have gone away
+                    if job.deadline <= now and not job.future.done():  # nobody will wait for these rows
+                        job.future.cancel()
+                    if not job.future.done():  # the caller may have gone away, or its deadline passed
                         groups.setdefault(job.options.batch_key, []).append(job)
                 for group in groups.values():
                     await self._run_group(group)
@@ -147,6 +188,9 @@ class MicroBatcher:
                     self._fail(job, err)
 
     async def _run_group(self, group: list[Job]) -> None:
+        group = [job for job in group if not job.future.done()]  # a deadline may have passed while others ran
+        if not group:
+            return
         loop = asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(self.executor, self.run_batch, group)
@@ -171,11 +215,11 @@ class MicroBatcher:
         if isinstance(err, RequestError):
             job.future.set_exception(err)
             return
-        log.error("inference failed on a request of %d inputs", len(job.inputs), exc_info=err)
+        log.error("request %s: inference failed on %d inputs", job.request_id, len(job.inputs), exc_info=err)
         job.future.set_exception(
             InferenceFailed(
-                f"inference failed on this request's inputs ({type(err).__name__}: {err}); no other request was "
-                "affected and the service keeps serving: check these inputs (e.g. shorter or plainer text) or report "
-                "the error"
+                f"inference failed on this request's inputs ({type(err).__name__}); no other request was affected and "
+                "the service keeps serving: retry, check these inputs (e.g. shorter or plainer text), or report the "
+                "request_id (the service's log holds the error under it)"
             )
         )

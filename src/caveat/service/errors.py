@@ -1,4 +1,5 @@
-"""Errors the service answers with, and the handlers that turn them into 4xx bodies that say what to change."""
+"""Errors the service answers with, and the handlers that turn them into bodies that say what to change and
+name the request (``request_id``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from caveat.errors import CaveatError
+from caveat.service import requestid
 
 
 class RequestError(CaveatError):
@@ -19,7 +21,9 @@ class RequestError(CaveatError):
 
 
 class InferenceFailed(CaveatError):
-    """Inference raised on one request's inputs; other requests and the worker are unaffected."""
+    """Inference raised on one request's inputs; other requests and the worker are unaffected. Answered 500:
+    the fault is the service's, and the body names only the exception's type (no message, trace or path: those
+    are logged under the request ID)."""
 
 
 def _where(loc: tuple) -> str:
@@ -60,8 +64,13 @@ def _jsonable(errors: list[dict]) -> list[dict]:
     ]
 
 
+def problem(detail: str, **extra) -> dict:
+    """An error body: ``detail``, any ``extra`` fields, and the current request's ID."""
+    return {"detail": detail, **extra, "request_id": requestid.current()}
+
+
 def install(app: FastAPI) -> None:
-    """Register the handlers: validation -> 422, RequestError -> its status, InferenceFailed -> 422, and
+    """Register the handlers: validation -> 422, RequestError -> its status, InferenceFailed -> 500, and
     FastAPI's bare 400 for an unparsable body -> the same 400 saying what to send."""
 
     @app.exception_handler(HTTPException)
@@ -69,17 +78,17 @@ def install(app: FastAPI) -> None:
         detail = exc.detail
         if exc.status_code == 400 and detail == "There was an error parsing the body":
             detail = f"the body could not be parsed (JSON nested too deeply, or a number too long?): send {EXAMPLE}"
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(problem(detail), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
-        return JSONResponse({"detail": describe(errors), "errors": _jsonable(errors)}, status_code=422)
+        return JSONResponse(problem(describe(errors), errors=_jsonable(errors)), status_code=422)
 
     @app.exception_handler(RequestError)
     async def _refused(request: Request, exc: RequestError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=exc.headers)
+        return JSONResponse(problem(str(exc)), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(InferenceFailed)
     async def _failed(request: Request, exc: InferenceFailed) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse(problem(str(exc)), status_code=500)

@@ -171,6 +171,12 @@ class Metrics:
         self.input_log_failures = Counter(
             "caveat_input_log_failures", "Lines the input log (--log-inputs) could not write", registry=self.registry
         )
+        self.shed = Counter(
+            "caveat_requests_shed",
+            "Requests refused or dropped under load, by reason: queue_full (503) or deadline (504)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.drift = drift
         self._drift_gauges = DriftCollector(drift, score)
         self.registry.register(self._drift_gauges)

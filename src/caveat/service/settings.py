@@ -23,7 +23,11 @@ class ServiceSettings(BaseModel):
     run_dir: Path = Field(description="Run directory to serve (fixed for the life of the process).")
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the service to the network.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port).")
-    api_key: SecretStr | None = Field(None, description="When set, /v1/* and /metrics need the header X-API-Key.")
+    api_key: SecretStr | None = Field(
+        None,
+        description="When set, /v1/* and /metrics need the header X-API-Key. Several keys, comma-separated "
+        "(e.g. old,new while rotating), are each accepted.",
+    )
     allow_uncalibrated: bool = Field(
         False,
         description="Serve a run that caveat calibrate has not fitted "
@@ -31,6 +35,20 @@ class ServiceSettings(BaseModel):
     )
     max_batch_size: int = Field(32, ge=1, le=4096, description="Most inputs grouped into one forward pass.")
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="Longest wait for more requests to join a batch.")
+    max_queue: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Most requests waiting for the model; one more is refused with 503 and Retry-After "
+        "(default: 8 x max_batch_size).",
+    )
+    request_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Deadline of a /v1/predict or /v1/explain request, queue and model together; past it: 504. "
+        "A request may ask for less (timeout_s).",
+    )
     max_texts: int = Field(128, ge=1, le=100_000, description="Most inputs per request.")
     max_text_chars: int = Field(10_000, ge=1, description="Most characters per input.")
     max_samples: int = Field(50, ge=2, le=1000, description="Most MC-dropout samples a request may ask for.")
@@ -78,6 +96,25 @@ class ServiceSettings(BaseModel):
         50_000_000, ge=1, description="Size at which the input log is rotated (PATH -> PATH.1 -> PATH.2 ...)."
     )
     log_backups: int = Field(5, ge=1, le=1000, description="Rotated input logs kept (PATH.1 .. PATH.N).")
+    cors_origins: tuple[str, ...] = Field(
+        (),
+        description="Origins a browser may call the API from (comma-separated, e.g. https://app.example.com); "
+        "empty: no CORS headers, so browsers refuse cross-origin calls.",
+    )
+    docs: bool = Field(True, description="Serve /docs, /redoc and /openapi.json (off: all three are 404).")
+    shutdown_delay_s: float = Field(
+        0.0,
+        ge=0,
+        le=600,
+        description="After SIGTERM, keep serving this long with /readyz at 503 so a load balancer stops sending, "
+        "then stop accepting connections.",
+    )
+    shutdown_grace_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Then wait at most this long for requests in flight to finish before exiting.",
+    )
     log_level: str = Field("info", description="uvicorn log level: critical, error, warning, info, debug.")
     access_log: bool = Field(True, description="Log one line per request.")
 
@@ -85,6 +122,22 @@ class ServiceSettings(BaseModel):
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _keys_as_one_secret(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):  # several keys given as a list: one comma-separated secret
+            value = ",".join(str(v.get_secret_value() if isinstance(v, SecretStr) else v) for v in value)
+        if isinstance(value, str) and not any(k.strip() for k in value.split(",")):
+            return None
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(o.strip() for o in value.split(",") if o.strip())
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -102,6 +155,18 @@ class ServiceSettings(BaseModel):
                 "lower it or widen the window"
             )
         return self
+
+    @property
+    def api_keys(self) -> tuple[bytes, ...]:
+        """Every accepted key (``api_key`` split at commas), as bytes; empty when the API is open."""
+        if self.api_key is None:
+            return ()
+        return tuple(k.strip().encode() for k in self.api_key.get_secret_value().split(",") if k.strip())
+
+    @property
+    def queue_limit(self) -> int:
+        """``max_queue``, or 8 batches' worth of requests."""
+        return self.max_queue or 8 * self.max_batch_size
 
     @property
     def inference_threads(self) -> int:

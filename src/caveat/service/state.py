@@ -38,6 +38,7 @@ class ServiceState:
     input_log: InputLog | None = None  # --log-inputs
     loaded: bool = False
     error: str | None = None
+    draining: bool = False  # a shutdown signal came: /readyz is 503, requests are still served
     _reloading: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)  # one reload at a time
 
     @property
@@ -45,14 +46,22 @@ class ServiceState:
         return self.engine.calibration is not None
 
     @property
-    def ready(self) -> bool:
+    def serving(self) -> bool:
+        """The model is loaded and its worker runs: requests are answered."""
         return self.loaded and self.batcher is not None and self.batcher.running
+
+    @property
+    def ready(self) -> bool:
+        """Serving and not shutting down: what /readyz tells a load balancer."""
+        return self.serving and not self.draining
 
     def status(self) -> str:
         if self.error:
             return f"the model failed to load: {self.error}"
         if not self.loaded:
             return "loading the model"
+        if self.draining:
+            return "shutting down: finishing the requests in flight, send new ones elsewhere"
         return "ready" if self.ready else "the model worker is not running"
 
     async def load(self, executor: Executor) -> None:
@@ -135,12 +144,14 @@ class ServiceState:
             log.info("%s: serving calibration %s of %s (was %s)", trigger, fingerprint, self.run.path, live)
             return {"calibration": fingerprint, "previous": live, "calibrated": calibration is not None}
 
-    async def submit(self, inputs: Sequence, options) -> list[dict]:
-        if not self.ready:
+    async def submit(self, inputs: Sequence, options, *, timeout: float | None = None) -> list[dict]:
+        """The rows of ``inputs`` from the batcher, within ``timeout`` seconds (default: the settings'
+        ``request_timeout_s``). Still served while draining: a load balancer may send a few more."""
+        if not self.serving:
             raise RequestError(
                 f"not ready ({self.status()}): retry once /readyz answers 200", 503, {"Retry-After": "1"}
             )
-        return await self.batcher.submit(inputs, options)
+        return await self.batcher.submit(inputs, options, timeout=timeout or self.settings.request_timeout_s)
 
     def need_generator(self) -> Generator:
         """The generator, or a 404 that says how to start a service with one."""
@@ -171,9 +182,8 @@ class ServiceState:
             self.metrics.batch_failures.inc()
             log.error("generation failed on a question of %d characters", len(question), exc_info=err)
             raise InferenceFailed(
-                f"generation failed on this question ({type(err).__name__}: {err}); the service "
-                "keeps serving: check the question (e.g. shorter or plainer text) or report the "
-                "error"
+                f"generation failed on this question ({type(err).__name__}); the service keeps serving: retry, check "
+                "the question (e.g. shorter or plainer text), or report the request_id (the log holds the error)"
             ) from None
 
 

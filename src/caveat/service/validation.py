@@ -85,6 +85,11 @@ def check_predict(req: PredictRequest, settings: ServiceSettings, *, task: Task,
         _check_lengths([" ".join(words) for words in req.tokens], settings, "tokens")
     else:
         _check_lengths(req.texts, settings, "texts")
+    if req.timeout_s is not None and req.timeout_s > settings.request_timeout_s:
+        raise RequestError(
+            f"timeout_s={req.timeout_s:g} is more than this service's limit of {settings.request_timeout_s:g} s: "
+            "ask for less, or leave timeout_s out to get the limit"
+        )
     samples = 1
     if req.method == "mc_dropout":
         if task is not Task.TEXT_CLASSIFICATION:

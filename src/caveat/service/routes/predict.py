@@ -9,16 +9,24 @@ from caveat.service.state import ServiceState, get_state
 from caveat.service.validation import check_predict
 
 router = APIRouter(tags=["predict"])
-ERRORS = {401: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
+ERRORS = {
+    401: {"model": Problem},
+    413: {"model": Problem},
+    422: {"model": Problem},
+    500: {"model": Problem},
+    503: {"model": Problem},
+    504: {"model": Problem},
+}
 
 
 @router.post("/v1/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=ERRORS)
 async def predict(body: PredictRequest, state: ServiceState = Depends(get_state)) -> dict:
     """Per input: label (or entity spans), top-k probabilities, uncertainty scores, conformal prediction
     set, and the decision (answer / abstain / route) with its reason. Concurrent requests share
-    forward passes (micro-batching). With ``--log-inputs`` each input is appended to the input log."""
+    forward passes (micro-batching). With ``--log-inputs`` each input is appended to the input log. 503 with
+    Retry-After when the queue is full; 504 past the deadline (``timeout_s``, or the service's)."""
     options = check_predict(body, state.settings, task=state.run.task, labels=state.run.labels)
-    rows = await state.submit(body.inputs, options)
+    rows = await state.submit(body.inputs, options, timeout=body.timeout_s)
     state.log_inputs(rows)
     return {
         "run": state.run.path.name,

@@ -68,7 +68,10 @@ class ReloadResponse(BaseModel):
 
 
 class Problem(BaseModel):
-    """Every 4xx body: ``detail`` says what was wrong and what to change."""
+    """Every error body (4xx and 5xx): ``detail`` says what was wrong and what to change."""
 
     detail: str
     errors: list[dict] | None = None
+    request_id: str | None = Field(
+        None, description="The request's ID (its X-Request-ID header, or one the service made): quote it in reports."
+    )

@@ -62,6 +62,13 @@ class PredictRequest(BaseModel):
         ),
     )
 
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Deadline in seconds, queue and model together: past it the answer is 504 and the work "
+        "is dropped. At most the service's request_timeout_s (its default).",
+    )
+
     @field_validator("texts")
     @classmethod
     def _texts(cls, texts: list[str] | None) -> list[str] | None:
