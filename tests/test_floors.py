@@ -37,7 +37,14 @@ FLOORS: list[tuple[str, ...]] = [
         "caveat.evaluation.calibration",
         "caveat.uncertainty.scores",
     ),
-    ("caveat.uncertainty", "caveat.calibration", "caveat.inference", "caveat.rows", "caveat.evaluation.uncertainty"),
+    (
+        "caveat.uncertainty",
+        "caveat.calibration",
+        "caveat.inference",
+        "caveat.rows",
+        "caveat.batchscore",
+        "caveat.evaluation.uncertainty",
+    ),
     ("caveat.explain", "caveat.robustness", "caveat.generate", "caveat.evaluation.methods", "caveat.training.augment"),
     (
         "caveat.training",

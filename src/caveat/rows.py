@@ -156,3 +156,27 @@ def add_mc_dropout(rows: list[dict], sampled: Predictions, top_k: int = 0) -> No
             "probabilities": {labels[j]: float(mean[i, j]) for j in order},
             "uncertainty": {name: float(v[i]) for name, v in scores.items()},
         }
+
+
+def input_seed(seed: int, position: int) -> int:
+    """The MC-dropout seed of the input at ``position`` (0-based) of a request or file drawn with ``seed``:
+    a function of the two only, in ``[0, 2**63)``."""
+    return int(np.random.SeedSequence([seed, position]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def add_seeded_mc_dropout(
+    predictor: Predictor,
+    inputs: Sequence,
+    rows: list[dict],
+    *,
+    samples: int,
+    seed: int,
+    start: int = 0,
+    top_k: int = 0,
+) -> None:
+    """``add_mc_dropout`` with each input sampled alone, seeded by ``input_seed(seed, start + i)``: an input's
+    draws depend on the seed and its position only, not on which inputs share the call (a service batch, a
+    file's chunk). Costs one forward of ``samples`` rows per input (no padding across inputs)."""
+    for i, (x, row) in enumerate(zip(inputs, rows)):
+        sampled = predictor.predict([x], samples=samples, seed=input_seed(seed, start + i))  # (K, 1, C)
+        add_mc_dropout([row], sampled, top_k)

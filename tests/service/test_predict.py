@@ -337,7 +337,8 @@ def test_calibrated_ner_runs_keep_or_flag_each_span(calibrated_ner_run):
             sum(metric(text, "caveat_decisions_total", action=a) for a in ("keep", "flag") if f'action="{a}"' in text)
             == 2
         )
-        assert metric(text, "caveat_drift_enabled", score="none") == 0
+        assert metric(text, "caveat_drift_enabled", score="span_uncertainty") == 1  # tests/service/test_span_drift.py
+        assert metric(text, "caveat_drift_window_inputs", score="span_uncertainty") == 2
 
 
 def test_api_key_guards_the_api_but_not_health(served_run, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from caveat.errors import ConfigError
+from caveat.errors import ConfigError, DataError
 
 
 def register(app: typer.Typer) -> None:
@@ -22,8 +23,24 @@ def predict(
         Optional[list[str]], typer.Argument(help="Texts to predict; '-' or none reads stdin (one per line).")
     ] = None,
     file: Annotated[
-        Optional[Path], typer.Option("--file", "-f", help="A .jsonl file (field 'text') or one text per line.")
+        Optional[Path],
+        typer.Option(
+            "--file",
+            "-f",
+            help="A .jsonl (field 'text', or 'tokens' for NER), .csv (column 'text') or .parquet file, or one text "
+            "per line; read and scored --chunk-size inputs at a time (bounded memory).",
+        ),
     ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="With --file: write the rows to this .jsonl file or .parquet directory instead of stdout. Run "
+            "the same command again after a crash and it resumes after the rows already written.",
+        ),
+    ] = None,
+    chunk_size: Annotated[int, typer.Option(help="With --file: inputs read, scored and written at a time.")] = 1000,
     top_k: Annotated[int, typer.Option(help="Probabilities of the k most likely labels (0: all).")] = 5,
     method: Annotated[
         str,
@@ -33,17 +50,25 @@ def predict(
         ),
     ] = "deterministic",
     samples: Annotated[int, typer.Option(help="mc_dropout: stochastic passes.")] = 10,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="mc_dropout: the seed; with --file input i is sampled alone from (seed, i), so chunks agree."
+        ),
+    ] = 0,
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
 ) -> None:
     """Predict; one JSON object per input (JSON lines when there are several): the rows of Model.predict and
     POST /v1/predict."""
-    from caveat.data.readers import read_texts
     from caveat.inference import Predictor
     from caveat.rows import check_request, predict_rows
 
     if file is not None:
-        inputs = read_texts(file)
-    elif texts and texts != ["-"]:
+        _predict_file(run, file, out, top_k, method, samples, seed, batch_size, chunk_size)
+        return
+    if out is not None:
+        raise ConfigError("--out is for --file: score a file (--file FILE --out OUT), or drop --out to print rows")
+    if texts and texts != ["-"]:
         inputs = list(texts)
     elif not sys.stdin.isatty():
         inputs = [line.rstrip("\r") for line in sys.stdin.read().split("\n") if line.strip()]
@@ -59,6 +84,43 @@ def predict(
     if empty:
         raise ConfigError(f"input {empty[0]} is empty; give non-empty texts")
     predictor = Predictor.from_run(run, batch_size=batch_size)
-    rows = predict_rows(predictor, inputs, top_k=top_k, method=method, samples=samples).rows
+    rows = predict_rows(predictor, inputs, top_k=top_k, method=method, samples=samples, seed=seed).rows
     for row in rows:
         sys.stdout.write(json.dumps(row, ensure_ascii=False, indent=None if len(rows) > 1 else 2) + "\n")
+
+
+def _predict_file(
+    run: Path,
+    file: Path,
+    out: Path | None,
+    top_k: int,
+    method: str,
+    samples: int,
+    seed: int,
+    batch_size: int | None,
+    chunk_size: int,
+) -> None:
+    """Stream ``file`` through the model a chunk at a time into ``out`` (stdout when None), resuming ``out``."""
+    from caveat.batchscore import chunked, count_inputs, iter_inputs, open_sink, score_stream
+    from caveat.inference import Predictor
+    from caveat.rows import check_request
+
+    check_request(method, samples, top_k)
+    chunked((), chunk_size)  # a bad --chunk-size fails here, before the model loads (seconds)
+    inputs = iter_inputs(file)
+    first = next(inputs, None)  # an empty file fails before the model loads (seconds)
+    if first is None:
+        raise DataError(f"{file}: no texts. Fix: write one text per line (or one JSON object with 'text')")
+    sink = open_sink(out)
+    predictor = Predictor.from_run(run, batch_size=batch_size)
+    score_stream(
+        predictor,
+        itertools.chain([first], inputs),
+        sink,
+        chunk_size=chunk_size,
+        top_k=top_k,
+        method=method,
+        samples=samples,
+        seed=seed,
+        total=count_inputs(file),
+    )

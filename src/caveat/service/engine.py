@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from caveat.calibration import Calibration, RunCalibration, load_calibration
+from caveat.calibration import Calibration, RunCalibration, SpanCalibration, load_calibration
+from caveat.calibration.spans import sentence_logits
 from caveat.calibration.store import ARRAYS_FILE
-from caveat.errors import ConfigError, RunDirError
+from caveat.data.load import load_data
+from caveat.errors import CaveatError, ConfigError, RunDirError
 from caveat.explain import ExplainModel, explain
 from caveat.inference import Predictor
 from caveat.models.rundir import Run, open_run
-from caveat.rows import predict_rows
+from caveat.rows import add_seeded_mc_dropout, predict_rows
 from caveat.service.errors import RequestError
 from caveat.service.metrics import Metrics
 from caveat.service.validation import ExplainOptions, PredictOptions
@@ -32,6 +34,8 @@ FIELDS = {
     "samples": "samples",
     "top_k": "k",
 }  # library argument -> request field, for error messages
+SPAN_SCORE = "span_uncertainty"  # 1 - calibrated span confidence: the NER drift alarm's score
+SPAN_REFERENCE_SENTENCES = 2000  # calibration sentences predicted at start-up for the NER drift reference
 
 
 def open_served_run(run_dir: str | Path, *, allow_uncalibrated: bool) -> tuple[Run, RunCalibration | None]:
@@ -87,11 +91,33 @@ def reread_calibration(run: Run, *, allow_uncalibrated: bool) -> tuple[RunCalibr
 
 
 def drift_reference(calibration: RunCalibration | None) -> tuple[np.ndarray | None, str]:
-    """The drift alarm's reference scores (R,) and the score's name: a text calibration's scores on its
-    calibration split, or ``(None, "none")`` for NER and uncalibrated runs (no drift test)."""
+    """The drift alarm's reference scores (R,) and the score's name as stored with the calibration: a text
+    calibration's scores on its calibration split, or ``(None, "none")`` for NER runs (their reference needs
+    the model: ``span_drift_reference``) and uncalibrated runs (no drift test)."""
     if isinstance(calibration, Calibration):
         return calibration.calibration_scores, calibration.score
     return None, "none"
+
+
+def span_drift_reference(
+    predictor: Predictor, run: Run, calibration: SpanCalibration, *, limit: int = SPAN_REFERENCE_SENTENCES
+) -> np.ndarray | None:
+    """(S,) ``1 - confidence`` of each span the model predicts on the first ``limit`` sentences of the run's
+    calibration split, with ``calibration``'s temperature and aggregate: the served spans' score on the data
+    the calibration was fitted on. The span calibration stores no such scores, so they are computed here (one
+    deterministic pass; call it in the model thread). None, logged, when the split cannot be read (a run moved
+    away from its data): the NER drift test is then off."""
+    try:
+        examples = load_data(run.config).calibration.examples[:limit]
+    except (CaveatError, OSError) as err:
+        log.warning("NER drift alarm off: the calibration split of %s cannot be read (%s)", run.path, err)
+        return None
+    if not examples:
+        return None
+    sentences = [list(ex.tokens) for ex in examples]
+    preds = predictor.predict(sentences)
+    _, confidence, _ = calibration.span_scores(sentence_logits(preds, [len(s) for s in sentences]))
+    return 1.0 - np.asarray(confidence, dtype=np.float64)  # (S,)
 
 
 @dataclass
@@ -121,7 +147,13 @@ class Engine:
         self.predictor = Predictor.from_run(self.run, calibrated=False)
         self.predictor.calibration = self.calibration
         self.explainer = ExplainModel(self.predictor)
+        self._watch_spans()
         return self
+
+    def _watch_spans(self) -> None:
+        """NER: test drift against the span uncertainties of the calibration split (needs the model)."""
+        if isinstance(self.calibration, SpanCalibration) and self.predictor is not None:
+            self.metrics.watch(span_drift_reference(self.predictor, self.run, self.calibration), SPAN_SCORE)
 
     def use(self, calibration: RunCalibration | None, fingerprint: str | None) -> None:
         """Serve ``calibration`` from the next batch on, and test drift against its reference scores. Call it
@@ -131,6 +163,7 @@ class Engine:
         if self.predictor is not None:
             self.predictor.calibration = calibration
         self.metrics.watch(*drift_reference(calibration))
+        self._watch_spans()
 
     def run_batch(self, jobs: list) -> list[list[dict]]:
         """Rows of each job; all ``jobs`` share one ``batch_key`` (one forward pass for all their inputs)."""
@@ -141,24 +174,30 @@ class Engine:
         inputs = [x for job in jobs for x in job.inputs]
         self.metrics.batches.labels(kind=options.method).inc()
         self.metrics.batch_inputs.observe(len(inputs))
-        rows = self._predict(inputs, options)
+        rows = self._predict(inputs)  # the deterministic pass, shared by the whole batch
         out, start = [], 0
         for job in jobs:
             mine = rows[start : start + len(job.inputs)]
             start += len(job.inputs)
+            if job.options.method == "mc_dropout":  # per request: its draws must not depend on its batch-mates
+                add_seeded_mc_dropout(
+                    self.predictor, job.inputs, mine, samples=job.options.samples, seed=job.options.seed
+                )
             out.append([self._finish(row, job.options) for row in mine])
         return out
 
-    def _predict(self, inputs: list, options: PredictOptions) -> list[dict]:
+    def _predict(self, inputs: list) -> list[dict]:
         # all labels; cut to each job's k in _finish
-        rows = predict_rows(self.predictor, inputs, top_k=0, method=options.method, samples=options.samples).rows
+        rows = predict_rows(self.predictor, inputs, top_k=0).rows
         if isinstance(self.calibration, Calibration):
             self.metrics.drift.update(row["uncertainty"].get(self.calibration.score, np.nan) for row in rows)
             for row in rows:
                 self.metrics.decisions.labels(action=row["decision"]).inc()
         elif self.calibration is not None:  # NER: each span kept or flagged
-            for span in (span for row in rows for span in row["spans"] if "decision" in span):
+            spans = [span for row in rows for span in row["spans"] if "decision" in span]
+            for span in spans:
                 self.metrics.decisions.labels(action=span["decision"]).inc()
+            self.metrics.drift.update(1.0 - span["confidence"] for span in spans)
         return rows
 
     def _finish(self, row: dict, options: PredictOptions) -> dict:

@@ -1,9 +1,10 @@
 """Prometheus metrics of one app (its own ``CollectorRegistry``) and the uncertainty-drift alarm.
 
 Drift: the uncertainty score the run abstains on (``Caveats.score``) of the last ``window`` served
-inputs is compared with its distribution on the calibration split by a two-sample Kolmogorov-Smirnov
-test; the alarm is up when ``p < alpha`` and the window holds at least ``min_inputs`` scores. The
-test runs when /metrics is scraped, not on every request.
+inputs (for a NER run: ``1 - confidence`` of the last ``window`` served spans) is compared with its
+distribution on the calibration split by a two-sample Kolmogorov-Smirnov test; the alarm is up when
+``p < alpha`` and the window holds at least ``min_inputs`` scores. The test runs when /metrics is scraped,
+not on every request.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class DriftCollector:
         gauges = (
             (
                 "caveat_drift_enabled",
-                "1 when the run stored calibration scores to compare with",
+                "1 when there are calibration-split scores to compare with",
                 float(self.monitor.enabled),
             ),
             ("caveat_drift_window_inputs", "Scores in the rolling window", float(r.n)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,10 +40,22 @@ class PredictOptions:
     samples: int = 1
     k: int = 5
     explain: bool = False
+    seed: int = 0  # mc_dropout: each input's draws depend on it and the input's position only
 
     @property
     def batch_key(self) -> tuple:
         return ("predict", self.method, self.samples)
+
+
+_unnamed = itertools.count()  # requests without an ID (outside the app) still get distinct seeds
+
+
+def request_seed(request_id: str | None) -> int:
+    """The default MC-dropout seed of a request: from its ID (in ``[0, 2**63)``), so that the logs tie the
+    figures to the draws; from a per-process counter when there is no ID."""
+    if request_id is None:
+        return next(_unnamed)
+    return int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") >> 1
 
 
 @dataclass(frozen=True)
@@ -71,8 +85,11 @@ def _check_lengths(texts: list[str], settings: ServiceSettings, name: str) -> No
             )
 
 
-def check_predict(req: PredictRequest, settings: ServiceSettings, *, task: Task, labels: list[str]) -> PredictOptions:
-    """Options of a valid request; raises ``RequestError`` (422) otherwise."""
+def check_predict(
+    req: PredictRequest, settings: ServiceSettings, *, task: Task, labels: list[str], request_id: str | None = None
+) -> PredictOptions:
+    """Options of a valid request; raises ``RequestError`` (422) otherwise. Without a ``seed`` field, an
+    mc_dropout request's seed comes from ``request_id`` (``request_seed``)."""
     inputs = req.inputs
     if len(inputs) > settings.max_texts:
         raise RequestError(
@@ -115,7 +132,10 @@ def check_predict(req: PredictRequest, settings: ServiceSettings, *, task: Task,
                 f"{settings.max_explain_texts}: send at most {settings.max_explain_texts} texts, "
                 "or call /v1/explain per text"
             )
-    return PredictOptions(method=req.method, samples=samples, k=k, explain=req.explain)
+    seed = 0
+    if req.method == "mc_dropout":
+        seed = request_seed(request_id) if req.seed is None else req.seed
+    return PredictOptions(method=req.method, samples=samples, k=k, explain=req.explain, seed=seed)
 
 
 # besides the run's labels

@@ -11,6 +11,7 @@ from caveat.service.schemas.common import WordAttribution, _check_texts, _check_
 METHODS = ("deterministic", "mc_dropout")
 DEFAULT_SAMPLES = 10
 DEFAULT_K = 5
+MAX_SEED = 2**63 - 1
 
 
 class PredictRequest(BaseModel):
@@ -45,6 +46,15 @@ class PredictRequest(BaseModel):
         strict=True,
         ge=2,
         description=f"MC dropout samples K (method=mc_dropout only; default {DEFAULT_SAMPLES}).",
+    )
+    seed: int | None = Field(
+        None,
+        strict=True,
+        ge=0,
+        le=MAX_SEED,
+        description="MC dropout seed (method=mc_dropout only). Input i is sampled alone, seeded from (seed, i): "
+        "its figures depend on these two only, never on the requests it is batched with. Default: derived from "
+        "the request ID; the response says which seed was used.",
     )
     k: int | None = Field(
         None,
@@ -103,6 +113,8 @@ class PredictRequest(BaseModel):
             raise ValueError(
                 f"samples={self.samples} is only used with method='mc_dropout': drop samples or set the method"
             )
+        if self.seed is not None and self.method != "mc_dropout":
+            raise ValueError(f"seed={self.seed} is only used with method='mc_dropout': drop seed or set the method")
         return self
 
     @property
@@ -174,5 +186,6 @@ class PredictResponse(BaseModel):
     run: str
     task: Literal["text-classification", "token-classification"]
     method: Literal["deterministic", "mc_dropout"]
+    seed: int | None = Field(None, description="method=mc_dropout: the seed the samples were drawn with.")
     calibrated: bool
     predictions: list[TextPrediction] | list[TokenPrediction]
