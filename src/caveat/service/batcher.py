@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from caveat.errors import CaveatError
 from caveat.service import requestid
 from caveat.service.errors import InferenceFailed, RequestError
 
@@ -214,6 +215,9 @@ class MicroBatcher:
         self.on_failure()
         if isinstance(err, RequestError):
             job.future.set_exception(err)
+            return
+        if isinstance(err, CaveatError):  # a refusal caveat words for the user (e.g. MC dropout on an ONNX run): 422
+            job.future.set_exception(RequestError(str(err)))
             return
         log.error("request %s: inference failed on %d inputs", job.request_id, len(job.inputs), exc_info=err)
         job.future.set_exception(
