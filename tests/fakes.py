@@ -170,3 +170,31 @@ class DistinctEncoder:
         for i, t in enumerate(texts):
             out[i, self.seen.setdefault(t, len(self.seen))] = 1.0
         return out
+
+
+def planted_relations(n: int, seed: int) -> list[dict]:
+    """Marked sentences of filler words and two entities (people alice/bob, places paris/rome), in either order in
+    the text: ``Located(e1,e2)`` when <e1> is a person and <e2> a place, ``Located(e2,e1)`` the other way round,
+    ``Other`` when both are people or both places."""
+    people, places = ["alice", "bob"], ["paris", "rome"]
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        kind = rng.choice(["e1-person", "e2-person", "same"])
+        if kind == "same":
+            pair = rng.sample(rng.choice([people, places]), 2)
+            label = "Other"
+        else:
+            pair = [rng.choice(people), rng.choice(places)]
+            label = "Located(e1,e2)"
+            if kind == "e2-person":
+                pair, label = pair[::-1], "Located(e2,e1)"
+        words = rng.choices(FILLER, k=rng.randint(3, 8))
+        first, second = sorted(rng.sample(range(len(words) + 1), 2))
+        marked = [f"<e1>{pair[0]}</e1>", f"<e2>{pair[1]}</e2>"]
+        if rng.random() < 0.5:
+            marked = marked[::-1]  # <e2> may come first in the text
+        words.insert(second, marked[1])
+        words.insert(first, marked[0])
+        rows.append({"text": " ".join(words), "label": label})
+    return rows

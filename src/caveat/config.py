@@ -35,8 +35,10 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     root: str | None = Field(None, description="Folder that relative data paths are read from.")
-    format: Literal["auto", "jsonl", "json", "csv", "tsv", "label-sentence", "conll"] = Field(
-        "auto", description="File format; auto picks by extension (CoNLL for token tasks)."
+    format: Literal["auto", "jsonl", "json", "csv", "tsv", "label-sentence", "conll", "semeval"] = Field(
+        "auto",
+        description="File format; auto picks by extension (CoNLL for token tasks; SemEval-2010 Task 8 files, "
+        'ID<TAB>"sentence" blocks, for relation tasks).',
     )
     train: str | None = Field(
         None,
@@ -56,6 +58,12 @@ class DataConfig(_Section):
     label_field: str = Field("label", description="Field holding the label (JSONL/CSV/TSV/hf:).")
     tokens_field: str = Field("tokens", description="Field holding the token list (JSONL/hf:, token tasks).")
     tags_field: str = Field("tags", description="Field holding the tag list (JSONL/hf:, token tasks).")
+    head_field: str = Field(
+        "head",
+        description="Relation tasks: field holding the first entity's character span, [start, end] or "
+        '{"start": s, "end": e} (JSONL/CSV); records without it mark the entities <e1>…</e1> <e2>…</e2> in the text.',
+    )
+    tail_field: str = Field("tail", description="Relation tasks: field holding the second entity's character span.")
     validation_fraction: float = Field(
         0.1, gt=0, lt=1, description="Share of train carved out as validation when none is given."
     )
@@ -262,7 +270,9 @@ class TrainConfig(_Section):
 
 
 class RunConfig(_Section):
-    task: Task = Field(Task.TEXT_CLASSIFICATION, description="text-classification or token-classification.")
+    task: Task = Field(
+        Task.TEXT_CLASSIFICATION, description="text-classification, token-classification or relation-classification."
+    )
     seed: int = Field(13, ge=0, description="Seed for splits, initialisation, shuffling and dropout.")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -274,6 +284,16 @@ class RunConfig(_Section):
             raise ValueError(
                 f"train.augment is for text-classification runs for now; this is a {self.task.value} run: "
                 "set train.augment.enabled=false"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _relations_train_the_embeddings(self) -> RunConfig:
+        # the entity markers are new tokens whose embeddings must be learned; LoRA freezes the embeddings
+        if self.task is Task.RELATION_CLASSIFICATION and self.model.peft.method == "lora":
+            raise ValueError(
+                "relation-classification runs fine-tune the whole backbone for now (the entity markers are new "
+                "tokens whose embeddings LoRA would leave frozen): set model.peft.method=none"
             )
         return self
 

@@ -16,7 +16,7 @@ import torch
 
 from caveat.calibration import RunCalibration, load_calibration
 from caveat.errors import ConfigError, NotCalibratedError
-from caveat.models.encoding import Collator, encode_texts, encode_words
+from caveat.models.encoding import Collator, encode_sequences, encode_words
 from caveat.models.rundir import Run, load_members, load_model, open_run
 from caveat.progress import phase
 from caveat.types import Predictions, Task
@@ -169,8 +169,9 @@ class Predictor:
         top_layers: int | None = None,
         calibrated: bool = False,
     ) -> Predictions:
-        """Predict a list of texts (sequence task) or of word lists (token task; strings are split on
-        whitespace). For tokens, T indexes words and ``mask`` marks real (not truncated) words.
+        """Predict a list of texts (sequence task; relation tasks: marked ``<e1>…</e1> … <e2>…</e2>``) or of word
+        lists (token task; strings are split on whitespace). For tokens, T indexes words and ``mask`` marks real
+        (not truncated) words.
 
         ``samples = 1``: the deterministic model, M = 1. ``samples = K > 1``: MC dropout (Gal &
         Ghahramani 2016, "Dropout as a Bayesian Approximation"): dropout stays on and the K passes run
@@ -194,7 +195,7 @@ class Predictor:
             if samples > 1:
                 raise ValueError("MC dropout (samples > 1) is for text-classification runs so far; use samples=1")
             return self._predict_words([s.split() if isinstance(s, str) else list(s) for s in inputs])
-        rows = encode_texts(self.tokenizer, list(inputs), self.max_length)
+        rows = encode_sequences(self.tokenizer, list(inputs), self.max_length, task=self.task)
         if samples == 1:
             return self._predict_texts(rows, 1)
         with torch.random.fork_rng(devices=[]):

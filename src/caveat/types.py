@@ -14,8 +14,19 @@ import numpy as np
 
 
 class Task(str, Enum):
+    """What a run predicts. Relation classification labels a text whose two entities are marked
+    ``<e1>…</e1>`` and ``<e2>…</e2>`` (the SemEval-2010 Task 8 form); everything after the model
+    treats it as text classification (one label per text)."""
+
     TEXT_CLASSIFICATION = "text-classification"
     TOKEN_CLASSIFICATION = "token-classification"
+    RELATION_CLASSIFICATION = "relation-classification"
+
+    @property
+    def classifies_texts(self) -> bool:
+        """True when the task gives one label per text (text and relation classification): predictions
+        are ``(M, N, C)`` and calibration, conformal sets, abstention and OOD scores apply as they are."""
+        return self is not Task.TOKEN_CLASSIFICATION
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ Blackburn NNP I-NP I-PER
 
 
 def test_registry_has_every_format():
-    assert READERS.names() == ["conll", "csv", "json", "jsonl", "label-sentence", "tsv"]
+    assert READERS.names() == ["conll", "csv", "json", "jsonl", "label-sentence", "semeval", "tsv"]
 
 
 def test_jsonl_dicts_and_pairs(tmp_path):

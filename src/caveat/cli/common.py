@@ -44,6 +44,8 @@ def build_config(config: Path | None, overrides: list[str], **flags: Any) -> Run
         "calibration": "calibration",
         "text_field": "text_field",
         "label_field": "label_field",
+        "head_field": "head_field",
+        "tail_field": "tail_field",
         "format": "format",
     }
     extra: dict[str, Any] = {}

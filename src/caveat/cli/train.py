@@ -20,12 +20,20 @@ def train(
     set_: Annotated[
         list[str], typer.Option("--set", help="Override a config key: --set train.lr=3e-5 (repeatable).")
     ] = [],
-    task: Annotated[Optional[str], typer.Option(help="text-classification or token-classification.")] = None,
+    task: Annotated[
+        Optional[str], typer.Option(help="text-classification, token-classification or relation-classification.")
+    ] = None,
     train_file: Annotated[Optional[str], typer.Option("--train", help="Training file (sets data.train).")] = None,
     validation: Annotated[Optional[str], typer.Option(help="Validation file (sets data.validation).")] = None,
     test: Annotated[Optional[str], typer.Option(help="Test file (sets data.test).")] = None,
     text_field: Annotated[Optional[str], typer.Option(help="Text field name (sets data.text_field).")] = None,
     label_field: Annotated[Optional[str], typer.Option(help="Label field name (sets data.label_field).")] = None,
+    head_field: Annotated[
+        Optional[str], typer.Option(help="Relation tasks: field of the first entity's [start, end] span.")
+    ] = None,
+    tail_field: Annotated[
+        Optional[str], typer.Option(help="Relation tasks: field of the second entity's [start, end] span.")
+    ] = None,
     model: Annotated[Optional[str], typer.Option(help="Backbone: 'default', a folder or a hub name.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = False,
     sweep: Annotated[
@@ -50,6 +58,8 @@ def train(
         test=test,
         text_field=text_field,
         label_field=label_field,
+        head_field=head_field,
+        tail_field=tail_field,
         model=model,
     )
     if sweep:

@@ -133,7 +133,7 @@ class LabelMap:
                         f"{_where(split.source, ex.line)}: the example has no label. Fix: label every training example"
                     )
                 seen.update(values)
-        if task is Task.TEXT_CLASSIFICATION:
+        if task.classifies_texts:
             return cls(sorted(seen))
         types = sorted({tag[2:] for tag in seen if tag != "O"})
         return cls(["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")])
@@ -152,7 +152,7 @@ def check_labels(split: Split, label_map: LabelMap, task: Task | str) -> None:
     task = Task(task)
     unknown: list[tuple[int | None, str]] = []
     for ex in split.examples:
-        expected = TextExample if task is Task.TEXT_CLASSIFICATION else TokenExample
+        expected = TextExample if task.classifies_texts else TokenExample
         if not isinstance(ex, expected):
             raise DataError(
                 f"{_where(split.source, ex.line)}: split {split.name!r} holds "

@@ -47,6 +47,8 @@ def read_file(spec: str, data: DataConfig, task: Task, *, name: str, labelled: b
         label_field=data.label_field,
         tokens_field=data.tokens_field,
         tags_field=data.tags_field,
+        head_field=data.head_field,
+        tail_field=data.tail_field,
         skip_invalid=data.skip_invalid,
         max_examples=data.max_examples,
         labelled=labelled,
@@ -76,7 +78,7 @@ def load_data(config: RunConfig):
         validation_fraction=data.validation_fraction,
         calibration_fraction=data.calibration_fraction,
         test_fraction=data.test_fraction,
-        stratify=task is Task.TEXT_CLASSIFICATION,
+        stratify=task.classifies_texts,
     )
     for name, spec in data.ood.items():
         splits.extra[name] = read_file(spec, data, task, name=name, labelled=False)

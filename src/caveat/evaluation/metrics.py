@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,6 +34,55 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
             labels[c]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
             for i, c in enumerate(present)
         },
+    }
+
+
+_DIRECTION = re.compile(r"\((e[12]),\s*(e[12])\)$")
+
+
+def relation_type(label: str) -> str:
+    """The relation of a directed label: ``Cause-Effect(e2,e1)`` -> ``Cause-Effect``; other labels as they are."""
+    return _DIRECTION.sub("", label)
+
+
+def relation_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str], *, other: str = "Other"
+) -> dict:
+    """The official SemEval-2010 Task 8 score (Hendrickx et al. 2010, "SemEval-2010 Task 8: Multi-Way
+    Classification of Semantic Relations between Pairs of Nominals"): the scorer's "(9+1)-way evaluation with
+    directionality taken into account".
+
+    Per relation type (the label without its ``(e1,e2)`` / ``(e2,e1)`` direction; ``other`` is not a type),
+    a prediction is correct when its label equals the gold one (type and direction); precision divides the
+    correct ones by every prediction of the type (either direction, so a direction error counts against it),
+    recall by every gold example of the type. ``relation_macro_f1`` (the official score) is the mean of the
+    types' F1 over all relation types among ``labels``, ``other`` excluded; ``per_relation`` gives each type's
+    ``precision``, ``recall``, ``f1``, ``support`` and ``wrong_direction`` (gold type predicted, direction wrong).
+    """
+    names = [relation_type(lab) for lab in labels]
+    gold_type = np.asarray([names[i] for i in y_true], dtype=object)
+    pred_type = np.asarray([names[i] for i in y_pred], dtype=object)
+    exact = np.asarray(y_true) == np.asarray(y_pred)
+    table = {}
+    for kind in sorted(set(names) - {other}):
+        gold, pred = gold_type == kind, pred_type == kind
+        correct = int((exact & gold).sum())
+        precision = correct / pred.sum() if pred.sum() else 0.0
+        recall = correct / gold.sum() if gold.sum() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        table[kind] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(gold.sum()),
+            "wrong_direction": int((gold & pred & ~exact).sum()),
+        }
+    mean = {k: float(np.mean([t[k] for t in table.values()])) if table else 0.0 for k in ("precision", "recall", "f1")}
+    return {
+        "relation_macro_f1": mean["f1"],
+        "relation_macro_precision": mean["precision"],
+        "relation_macro_recall": mean["recall"],
+        "per_relation": table,
     }
 
 
@@ -88,6 +138,8 @@ def metrics_for(
     index = {lab: i for i, lab in enumerate(labels)}
     y = [index[ex.label] for ex in split.examples]
     out = classification_metrics(y, logits.argmax(-1), labels)
+    if Task(task) is Task.RELATION_CLASSIFICATION:
+        out.update(relation_metrics(y, logits.argmax(-1), labels))
     z = logits - logits.max(-1, keepdims=True)
     out["nll"] = nll(np.exp(z) / np.exp(z).sum(-1, keepdims=True), y)
     return out

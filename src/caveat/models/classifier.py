@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from caveat.models.backbone import is_decoder
+from caveat.models.relations import entity_features
 from caveat.types import Task
 
 
@@ -62,6 +63,8 @@ class CaveatModel(nn.Module):
         ``"auto"`` (``last`` for decoders, ``mean`` for encoders).
     adapter : with a ``peft`` backbone holding several adapters (a LoRA ensemble on one base), the adapter this
         model activates before each forward; None uses the backbone as it is.
+    entity_ids : relation classification: the token ids of ``<e1>`` and ``<e2>``; the head then reads the
+        concatenated hidden states at these two markers (``features`` (B, 2D); ``pooling`` is not used).
     """
 
     def __init__(
@@ -73,10 +76,17 @@ class CaveatModel(nn.Module):
         pooling: str = "mean",
         head_dropout: float = 0.1,
         adapter: str | None = None,
+        entity_ids: tuple[int, int] | None = None,
     ):
         super().__init__()
         self.encoder = encoder
         self.task = Task(task)
+        if (self.task is Task.RELATION_CLASSIFICATION) != (entity_ids is not None):
+            raise ValueError(
+                f"entity_ids (the ids of <e1> and <e2>) are for relation-classification models, and they need them. "
+                f"Got task={self.task.value!r}, entity_ids={entity_ids!r}."
+            )
+        self.entity_ids = entity_ids
         if pooling == "auto":
             pooling = "last" if is_decoder(encoder.config) else "mean"
         if pooling not in ("mean", "cls", "last"):
@@ -84,14 +94,22 @@ class CaveatModel(nn.Module):
         self.pooling = pooling
         self.adapter = adapter
         self.dropout = nn.Dropout(head_dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        width = encoder.config.hidden_size * (2 if entity_ids is not None else 1)  # relations: [h_e1; h_e2]
+        self.head = nn.Linear(width, num_labels)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
-    def pool_and_head(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def pool_and_head(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, input_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Last hidden states (B, T, D) -> (features, logits): pooled (B, D) / (B, C) for sequences,
-        per token (B, T, D) / (B, T, C) for tokens. Head dropout applies in training mode."""
-        if self.task is Task.TOKEN_CLASSIFICATION:
+        per token (B, T, D) / (B, T, C) for tokens, the two entity markers' states (B, 2D) / (B, C) for relations
+        (which need ``input_ids`` to find them). Head dropout applies in training mode."""
+        if self.entity_ids is not None:
+            if input_ids is None:
+                raise ValueError("a relation-classification model needs input_ids to find the entity markers")
+            features = entity_features(hidden, input_ids, self.entity_ids)  # (B, 2D)
+        elif self.task is Task.TOKEN_CLASSIFICATION:
             features = hidden
         elif self.pooling == "cls":
             features = hidden[:, 0]  # (B, D)
@@ -129,7 +147,7 @@ class CaveatModel(nn.Module):
         embeds = embed(self.encoder, input_ids, keep_embeddings)  # (B, T, D)
         inputs = embeds if delta is None else embeds + delta
         hidden = self.encoder(inputs_embeds=inputs, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
-        features, logits = self.pool_and_head(hidden, attention_mask)
+        features, logits = self.pool_and_head(hidden, attention_mask, input_ids)
         mixed = None
         if mixup is not None:
             perm, lam = mixup

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 import torch
 
+from caveat.models.relations import encode_relations
+from caveat.types import Task
+
 IGNORE = -100
 
 
@@ -25,6 +28,22 @@ def encode_texts(
         for row, y in zip(rows, label_ids):
             row["labels"] = int(y)
     return rows
+
+
+def encode_sequences(
+    tokenizer,
+    texts: Sequence[str],
+    max_length: int,
+    label_ids: Sequence[int] | None = None,
+    *,
+    task: Task,
+    where: Sequence[str] | None = None,
+) -> list[dict]:
+    """``encode_texts`` for text classification; for relation classification ``encode_relations`` (marked texts,
+    truncated to a window that keeps both entities; ``where`` names each text in its errors)."""
+    if Task(task) is Task.RELATION_CLASSIFICATION:
+        return encode_relations(tokenizer, texts, max_length, label_ids, where=where)
+    return encode_texts(tokenizer, texts, max_length, label_ids)
 
 
 def encode_words(

@@ -20,6 +20,7 @@ from caveat.models.imported import IMPORTED, IMPORTED_COMPLETE, load_imported
 from caveat.models.lora import check_base, load_lora, quiet_peft
 from caveat.models.onnx import ARCHITECTURE as ONNX_ARCHITECTURE
 from caveat.models.onnx import ONNX_FILE, load_onnx
+from caveat.models.relations import marker_ids
 from caveat.types import Task
 
 RUN_FILE = "caveat.json"
@@ -192,7 +193,15 @@ def _load_caveat(run: Run):
         encoder = AutoModel.from_pretrained(model_dir)
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None
-    model = CaveatModel(encoder, len(run.labels), task=run.task, pooling=cfg.pooling, head_dropout=cfg.head_dropout)
+    entity_ids = marker_ids(tokenizer) if run.task is Task.RELATION_CLASSIFICATION else None
+    model = CaveatModel(
+        encoder,
+        len(run.labels),
+        task=run.task,
+        pooling=cfg.pooling,
+        head_dropout=cfg.head_dropout,
+        entity_ids=entity_ids,
+    )
     model.head.load_state_dict(load_file(str(model_dir / HEAD_FILE)))
     return tokenizer, model.eval()
 

@@ -36,7 +36,6 @@ from caveat.training.optim import build_optimizer, linear_schedule
 from caveat.training.scoring import encode_split, score_outputs, split_summary
 from caveat.training.teacher import attach_soft_targets
 from caveat.training.tracking import abort_tracking, accelerator_options, start_tracking
-from caveat.types import Task
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +368,7 @@ class Trainer:
         metrics = score_outputs(
             run.model, run.val_loader, run.accelerator, run.label_map, cfg.task, run.splits.validation
         )
-        key = "accuracy" if cfg.task is Task.TEXT_CLASSIFICATION else "f1"
+        key = "accuracy" if cfg.task.classifies_texts else "f1"
         value = metrics[key]
         state.history.append(
             {

@@ -6,7 +6,7 @@ import numpy as np
 
 from caveat.evaluation.metrics import metrics_for
 from caveat.inference import iter_outputs, word_logits
-from caveat.models.encoding import encode_texts, encode_words
+from caveat.models.encoding import encode_sequences, encode_words
 from caveat.types import Split, Task
 
 
@@ -17,7 +17,10 @@ def encode_split(tokenizer, split: Split, label_map, task: Task, max_length: int
         tags = [[label_map.to_id(t, where=f"{where}:{ex.line}") for t in ex.tags] for ex in split.examples]
         return encode_words(tokenizer, [ex.tokens for ex in split.examples], max_length, tags)
     ids = [label_map.to_id(ex.label, where=f"{where}:{ex.line}") for ex in split.examples]
-    return encode_texts(tokenizer, [ex.text for ex in split.examples], max_length, ids)
+    texts = [ex.text for ex in split.examples]
+    return encode_sequences(
+        tokenizer, texts, max_length, ids, task=task, where=[f"{where}:{ex.line}" for ex in split.examples]
+    )
 
 
 def score_outputs(model, loader, accelerator, label_map, task: Task, split: Split) -> dict:

@@ -73,7 +73,7 @@ def _validation_score(run_dir: Path, task: Task) -> float:
     """The kept model's clean validation score (accuracy, or span F1 for NER): what ``caveat train`` saved in
     metrics.json, else evaluated now."""
 
-    key = "accuracy" if task is Task.TEXT_CLASSIFICATION else "f1"
+    key = "accuracy" if task.classifies_texts else "f1"
     path = run_dir / "metrics.json"
     saved = json.loads(path.read_text()).get("validation", {}) if path.is_file() else {}
     return saved[key] if key in saved else evaluate_run(run_dir, "validation")[key]
@@ -86,7 +86,7 @@ def _attacked_score(run_dir: Path, task: Task, attack: str, settings, encoder) -
     run = open_run(run_dir)
     n = len(resolve_split(run, "validation").examples)
     figures = attack_figures(run, "validation", [attack], settings, n, encoder=encoder)[attack]
-    key = "after_attack_accuracy" if task is Task.TEXT_CLASSIFICATION else "after_attack_span_f1"
+    key = "after_attack_accuracy" if task.classifies_texts else "after_attack_span_f1"
     return {
         "score": figures[key],
         **{

@@ -18,10 +18,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 # Importing the format modules registers their readers in READERS.
-from caveat.data.readers import conll, delimited, json_formats  # noqa: F401
+from caveat.data.readers import conll, delimited, json_formats, semeval  # noqa: F401
 from caveat.data.readers._common import READERS, ReadContext, _decode, _error, _lines
 from caveat.data.readers.conll import iob1_to_bio2
 from caveat.data.readers.hf import is_hf, read_hf
+from caveat.data.readers.semeval import looks_like_semeval
 from caveat.errors import ConfigError, DataError
 from caveat.types import Split, Task, TextExample, TokenExample
 
@@ -41,12 +42,14 @@ def _split_key(path: str | Path) -> tuple[Path, str | None]:
     return Path(base), key
 
 
-def _auto_format(path: Path, task: Task) -> str:
+def _auto_format(path: Path, task: Task, text: str = "") -> str:
     fmt = _EXTENSIONS.get(path.suffix.lower())
     if fmt is not None:
         return fmt
     if task is Task.TOKEN_CLASSIFICATION:
         return "conll"
+    if task is Task.RELATION_CLASSIFICATION and looks_like_semeval(text):
+        return "semeval"
     raise _error(
         str(path),
         None,
@@ -103,7 +106,7 @@ def _items(path: str | Path, task: Task, fmt: str, labelled: bool, fields: dict[
         ), "Hugging Face datasets"
     file, key = _split_key(path)
     text = _decode(file, str(file))
-    fmt = _auto_format(file, task) if fmt == "auto" else fmt
+    fmt = _auto_format(file, task, text) if fmt == "auto" else fmt
     ctx = ReadContext(file=str(file), task=task, key=key, labelled=labelled, **fields)
     return READERS.get(fmt)(text, ctx), fmt
 
@@ -118,6 +121,8 @@ def read_split(
     label_field: str = "label",
     tokens_field: str = "tokens",
     tags_field: str = "tags",
+    head_field: str = "head",
+    tail_field: str = "tail",
     skip_invalid: bool = False,
     max_examples: int | None = None,
     labelled: bool = True,
@@ -134,12 +139,17 @@ def read_split(
         The split's name (``train``, ``validation``, ...).
     task : Task or str
         ``text-classification`` gives ``TextExample``; ``token-classification`` gives
-        ``TokenExample`` with BIO2 tags.
+        ``TokenExample`` with BIO2 tags; ``relation-classification`` gives ``TextExample`` whose text is
+        in the marked form ``<e1>…</e1> … <e2>…</e2>`` (``caveat.data.markers``).
     fmt : str
         One of ``READERS.names()``, or ``auto`` to choose by extension (``.jsonl``,
-        ``.json``, ``.csv``, ``.tsv``; any other is ``conll`` for token classification).
+        ``.json``, ``.csv``, ``.tsv``; any other is ``conll`` for token classification, and ``semeval``
+        for relation classification when the file starts with ``ID<TAB>"sentence"``).
     text_field, label_field, tokens_field, tags_field : str
         Field (JSON) or column (CSV/TSV) names.
+    head_field, tail_field : str
+        Relation classification: fields holding the two entities' character spans (``[start, end]`` or
+        ``{"start": s, "end": e}``, end exclusive) in an unmarked text; records without them carry markers.
     skip_invalid : bool
         Skip bad records and count them in ``Split.skipped`` instead of raising.
     max_examples : int, optional
@@ -160,7 +170,14 @@ def read_split(
     """
     task = _checked_task(task, max_examples)
     source = str(path)
-    fields = dict(text_field=text_field, label_field=label_field, tokens_field=tokens_field, tags_field=tags_field)
+    fields = dict(
+        text_field=text_field,
+        label_field=label_field,
+        tokens_field=tokens_field,
+        tags_field=tags_field,
+        head_field=head_field,
+        tail_field=tail_field,
+    )
     items, fmt = _items(path, task, fmt, labelled, fields)
     examples, skipped, first_problem = _collect_examples(items, skip_invalid, max_examples)
     _check_examples(source, fmt, examples, skipped, first_problem)

@@ -27,6 +27,8 @@ class ReadContext:
     label_field: str = "label"
     tokens_field: str = "tokens"
     tags_field: str = "tags"
+    head_field: str = "head"
+    tail_field: str = "tail"
     labelled: bool = True
 
 
@@ -73,8 +75,8 @@ def _decode(path: Path, file: str) -> str:
 
 
 def _only_text(fmt: str, ctx: ReadContext) -> None:
-    """Raise unless the task is text classification (for formats that hold only texts)."""
-    if ctx.task is not Task.TEXT_CLASSIFICATION:
+    """Raise unless the task labels whole texts (for formats that hold only texts)."""
+    if not ctx.task.classifies_texts:
         raise _error(
             ctx.file,
             None,

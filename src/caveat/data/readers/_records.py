@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from caveat.data.markers import MARKERS, mark, marker_problem, parse_span, span_problem
 from caveat.data.readers._common import Item, ReadContext, _error
 from caveat.errors import DataError
-from caveat.types import TextExample
+from caveat.types import Task, TextExample
 
 _TAG = re.compile(r"^(?:O|[BI]-\S+)$")
 
@@ -31,11 +32,16 @@ def _text(value: Any, line: int, ctx: ReadContext) -> str | DataError:
     return value
 
 
-def _text_example(text: Any, label: Any, line: int, ctx: ReadContext) -> Item:
-    """A checked ``TextExample``, or the ``DataError`` for its first bad field."""
+def _text_example(text: Any, label: Any, line: int, ctx: ReadContext, head: Any = None, tail: Any = None) -> Item:
+    """A checked ``TextExample``, or the ``DataError`` for its first bad field. For relation classification the
+    text is put in (or checked for) the marked form: ``head`` / ``tail`` character spans, when given, are marked."""
     checked = _text(text, line, ctx)
     if isinstance(checked, DataError):
         return checked
+    if ctx.task is Task.RELATION_CLASSIFICATION:
+        checked = _marked(checked, head, tail, line, ctx)
+        if isinstance(checked, DataError):
+            return checked
     if label is None:
         if ctx.labelled:
             return _error(ctx.file, line, "label is null", "give every example a label")
@@ -44,6 +50,39 @@ def _text_example(text: Any, label: Any, line: int, ctx: ReadContext) -> Item:
     if isinstance(checked_label, DataError):
         return checked_label
     return TextExample(checked, checked_label, line)
+
+
+def _marked(text: str, head: Any, tail: Any, line: int, ctx: ReadContext) -> str | DataError:
+    """``text`` in the marked form of ``caveat.data.markers``: marked at the ``head`` / ``tail`` spans when they
+    are given, else checked to hold the four markers."""
+    if head is None and tail is None:
+        problem = marker_problem(text)
+        if problem is None:
+            return text
+        return _error(
+            ctx.file,
+            line,
+            problem,
+            f"mark the two entities as {MARKERS[0]}…{MARKERS[1]} and {MARKERS[2]}…{MARKERS[3]} in the text, or give "
+            f"their character offsets in the fields data.head_field={ctx.head_field!r} and "
+            f"data.tail_field={ctx.tail_field!r}",
+        )
+    spans = []
+    for name, field, value in (("head", ctx.head_field, head), ("tail", ctx.tail_field, tail)):
+        span = parse_span(value)
+        if span is None:
+            return _error(
+                ctx.file,
+                line,
+                f"the {name} field {field!r} is {value!r}, not a character span",
+                f'write it as [start, end] or {{"start": s, "end": e}} (end exclusive), for both {ctx.head_field!r} '
+                f"and {ctx.tail_field!r}",
+            )
+        spans.append(span)
+    problem = span_problem(text, spans[0], spans[1])
+    if problem is not None:
+        return _error(ctx.file, line, problem, "give two disjoint [start, end] spans inside the unmarked text")
+    return mark(text, spans[0], spans[1])
 
 
 def _check_tags(tags: list[str], line: int, ctx: ReadContext) -> DataError | None:
@@ -64,6 +103,8 @@ def _missing_field(field: str, present: list[str], line: int, ctx: ReadContext) 
         ctx.label_field: "label_field",
         ctx.tokens_field: "tokens_field",
         ctx.tags_field: "tags_field",
+        ctx.head_field: "head_field",
+        ctx.tail_field: "tail_field",
     }[field]
     # Suggest a field that no other role already uses (e.g. not the label for the text).
     used = {ctx.text_field, ctx.label_field, ctx.tokens_field, ctx.tags_field}

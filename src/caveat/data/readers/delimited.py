@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from caveat.data.readers._common import (
 )
 from caveat.data.readers._records import _text_example
 from caveat.errors import DataError
+from caveat.types import Task
 
 
 def _read_delimited(text: str, ctx: ReadContext, fmt: str, **dialect: Any) -> Iterator[Item]:
@@ -35,6 +37,7 @@ def _read_delimited(text: str, ctx: ReadContext, fmt: str, **dialect: Any) -> It
                 raise _missing_column(field, header, ctx)
         text_at = header.index(ctx.text_field)
         label_at = header.index(ctx.label_field) if ctx.label_field in header else None
+        spans_at = _span_columns(header, ctx)
         for row in rows:
             line = rows.line_num
             if not any(cell.strip() for cell in row):
@@ -52,16 +55,42 @@ def _read_delimited(text: str, ctx: ReadContext, fmt: str, **dialect: Any) -> It
             label = row[label_at] if label_at is not None else None
             if label == "" and not ctx.labelled:
                 label = None
-            yield _text_example(row[text_at], label, line, ctx)
+            yield _text_example(row[text_at], label, line, ctx, *_spans(row, spans_at))
     except csv.Error as e:
         raise _error(ctx.file, rows.line_num, f"unreadable {fmt} ({e})", f"fix the {fmt} quoting") from None
+
+
+def _span_columns(header: list[str], ctx: ReadContext) -> tuple[int, int] | None:
+    """The head and tail columns of a relation file that has them (else its texts carry the markers)."""
+    if ctx.task is not Task.RELATION_CLASSIFICATION or ctx.head_field not in header:
+        return None
+    if ctx.tail_field not in header:
+        raise _missing_column(ctx.tail_field, header, ctx)
+    return header.index(ctx.head_field), header.index(ctx.tail_field)
+
+
+def _spans(row: list[str], spans_at: tuple[int, int] | None) -> tuple[Any, Any]:
+    """The row's head and tail cells, parsed as JSON (``[3, 9]`` or ``{"start": 3, "end": 9}``) when they are."""
+    if spans_at is None:
+        return None, None
+    cells = [row[i] if i < len(row) else "" for i in spans_at]
+    out = []
+    for cell in cells:
+        try:
+            out.append(json.loads(cell))
+        except json.JSONDecodeError:
+            out.append(cell)  # not JSON: _text_example names the cell and the form it needs
+    return out[0], out[1]
 
 
 def _missing_column(field: str, header: list[str], ctx: ReadContext) -> DataError:
     """The error for a header without ``field``: it lists the columns and suggests only one no other role uses
     (never the text column for the label)."""
-    option = "text_field" if field == ctx.text_field else "label_field"
-    used = {ctx.text_field, ctx.label_field} - {field}
+    option = {ctx.text_field: "text_field", ctx.tail_field: "tail_field"}.get(field, "label_field")
+    roles = {ctx.text_field, ctx.label_field}
+    if ctx.task is Task.RELATION_CLASSIFICATION:
+        roles |= {ctx.head_field, ctx.tail_field}
+    used = roles - {field}
     free = [column for column in header if column not in used]
     columns = ", ".join(map(repr, header)) or "none"
     if free:

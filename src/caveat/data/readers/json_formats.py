@@ -34,7 +34,8 @@ def _from_record(value: Any, line: int, ctx: ReadContext) -> Item:
         return _missing_field(ctx.text_field, list(value), line, ctx)
     if ctx.label_field not in value and ctx.labelled:
         return _missing_field(ctx.label_field, list(value), line, ctx)
-    return _text_example(value[ctx.text_field], value.get(ctx.label_field), line, ctx)
+    head, tail = value.get(ctx.head_field), value.get(ctx.tail_field)
+    return _text_example(value[ctx.text_field], value.get(ctx.label_field), line, ctx, head, tail)
 
 
 def _token_record(value: Any, line: int, ctx: ReadContext) -> Item:

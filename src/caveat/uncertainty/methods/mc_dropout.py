@@ -92,5 +92,5 @@ def sample_top_layers(
     norm = final_norm(model.encoder)
     if norm is not None:
         hidden = norm(hidden)
-    features, logits = model.pool_and_head(hidden, attention_mask.repeat(samples, 1))
+    features, logits = model.pool_and_head(hidden, attention_mask.repeat(samples, 1), input_ids.repeat(samples, 1))
     return logits.view(samples, b, -1), features.view(samples, b, -1).mean(0)

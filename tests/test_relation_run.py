@@ -1,0 +1,76 @@
+"""A relation-classification run end to end: train a tiny model on a planted rule, predict, calibrate, evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from caveat.cli.app import app
+from caveat.config import load_config
+from caveat.errors import ConfigError
+from caveat.evaluation.run import evaluate_run
+from caveat.inference import Predictor
+from caveat.training.loop import Trainer
+from tests.conftest import one_thread, tiny_overrides
+from tests.fakes import planted_relations, write_jsonl
+
+runner = CliRunner()
+TASK = "relation-classification"
+
+
+@pytest.fixture(scope="module")
+def relation_run(tiny_backbone, tmp_path_factory):
+    """Located(e1,e2) / Located(e2,e1) / Other, decided by which entity is a person and which a place."""
+    data = tmp_path_factory.mktemp("relations")
+    for name, n, seed in (("train", 240, 1), ("validation", 60, 2), ("test", 60, 3)):
+        write_jsonl(data / f"{name}.jsonl", planted_relations(n, seed))
+    run = tmp_path_factory.mktemp("relation-run") / "run"
+    overrides = tiny_overrides(tiny_backbone, data, epochs=60, max_length=64, head_lr=1e-2)
+    overrides = [o for o in overrides if not o.startswith("task=")] + [f"task={TASK}"]
+    with one_thread():
+        Trainer(load_config(overrides=overrides), run, progress=False).fit()
+    return run
+
+
+def test_tiny_model_learns_the_planted_relation(relation_run):
+    with one_thread():
+        metrics = evaluate_run(relation_run, "test", write=False)
+    assert metrics["accuracy"] >= 0.9, metrics
+    assert metrics["relation_macro_f1"] >= 0.9
+    assert set(metrics["per_relation"]) == {"Located"}
+    predictor = Predictor.from_run(relation_run)
+    preds = predictor.predict(["the <e1>alice</e1> was <e2>rome</e2>", "the <e2>alice</e2> was <e1>rome</e1>"])
+    assert [preds.labels[i] for i in preds.probs[0].argmax(-1)] == ["Located(e1,e2)", "Located(e2,e1)"]
+    hidden = predictor.model.encoder.config.hidden_size
+    assert preds.features.shape == (2, 2 * hidden)  # [h_<e1>; h_<e2>]
+
+
+def test_predict_calibrate_evaluate_on_the_cli(relation_run):
+    text = "The <e1>author</e1> of a keygen uses a <e2>disassembler</e2>."
+    result = runner.invoke(app, ["predict", str(relation_run), text], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["label"] in {"Located(e1,e2)", "Located(e2,e1)", "Other"}
+
+    result = runner.invoke(app, ["calibrate", str(relation_run), "--target-risk", "0.3"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["temperature"] > 0
+    row = json.loads(runner.invoke(app, ["predict", str(relation_run), text]).stdout)
+    assert row["decision"] in {"answer", "abstain", "route"} and "mahalanobis" in row["uncertainty"]
+
+    result = runner.invoke(app, ["evaluate", str(relation_run), "--data", "test"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "relation_macro_f1" in result.stdout
+
+
+def test_predict_without_markers_says_how_to_mark(relation_run):
+    result = runner.invoke(app, ["predict", str(relation_run), "the alice was in rome"])
+    assert result.exit_code != 0
+    assert "mark the two entities as <e1>" in result.output + str(result.exception)
+
+
+def test_relation_runs_refuse_lora():
+    with pytest.raises(ConfigError, match="relation-classification runs fine-tune the whole backbone"):
+        load_config(overrides=[f"task={TASK}", "model.peft.method=lora"])
