@@ -189,6 +189,34 @@ def table() -> str:
             f"{m['dac_perturbed']['ece']:.2%} ({m['dac_perturbed']['nll']:.3f}) vs {m['temperature']['ece']:.2%} "
             f"({m['temperature']['nll']:.3f}) | – | report | |"
         )
+    path = RESULTS / "attack_caught.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+
+        def pct(v: float | None) -> str:
+            return "–" if v is None else f"{v:.1%}"
+
+        def cell(name: str, v: dict) -> str:
+            if v["threshold"] is None:  # nothing certified: the policy abstains on all, "caught" would be trivial
+                return (
+                    f"{name}: certifies nothing at {r['target_risk']:.0%} (abstains on every input), after-attack "
+                    f"accuracy {pct(v['after_attack_accuracy'])}"
+                )
+            return (
+                f"{name}: caught {pct(v['caught'])}, answered error {pct(v['answered_error_clean'])} → "
+                f"{pct(v['answered_error_after_attack'])} (answered {v['answered_clean']} → "
+                f"{v['answered_after_attack']} of {v['n']}), after-attack accuracy {pct(v['after_attack_accuracy'])}"
+            )
+
+        cells = "; ".join(cell(name, v) for name, v in r["runs"].items())
+        speed = "; ".join(f"{name} {v['examples_per_s']:.2f}" for name, v in r["runs"].items() if v["examples_per_s"])
+        lines += [
+            f"| SST-2 greedy attack ({r['max_examples']} test sentences) read through the calibrated policy "
+            f"(target {r['target_risk']:.0%}): successful attacks withheld, error on answered before → after | "
+            f"caught; answered error | {cells} | report | | |",
+            f"| greedy attack throughput, same runs (clean pass included) | attacked examples/s | {speed} | report "
+            "| | |",
+        ]
     path = RESULTS / "spans_shift.json"
     if path.is_file():
         r = json.loads(path.read_text())
@@ -499,6 +527,7 @@ def main() -> None:
                 "shift",
                 "shift_density",
                 "spans_shift",
+                "attack_caught",
             ]
         ),
     )
@@ -611,6 +640,12 @@ def main() -> None:
                 WORK if not args.quick else WORK / "quick",
                 splits=1 if args.quick else 5,
             )
+        elif name == "attack_caught":  # trains sst2-rsub-ls when missing; calibrates copies (benchmarks/robust.py)
+            from benchmarks.robust import bench_attack_caught
+
+            record = bench_attack_caught(
+                WORK if not args.quick else WORK / "quick", data_root, max_examples=20 if args.quick else 500
+            )
         elif name == "shift_density":  # needs the sst2 run; density-aware calibration beside TS (benchmarks/shift.py)
             from benchmarks.shift import bench_shift_density
 
@@ -661,6 +696,7 @@ def main() -> None:
                         "shift",
                         "shift_density",
                         "spans_shift",
+                        "attack_caught",
                     ]
                 )
             )
