@@ -57,10 +57,15 @@ def test_stratified_keeps_total_exact_with_small_classes():
     assert set(Counter(e.label for e in s.train.examples)) == {f"c{i}" for i in range(7)}
 
 
-def test_singleton_class_falls_back_to_random():
-    train = text_split({"a": 30, "b": 1})
-    s = make_splits(train, seed=2, validation_fraction=0.2)
-    assert len(s.validation) + len(s.calibration) == 6
+def test_a_singleton_class_stays_in_train_and_the_others_are_still_stratified():
+    # SemEval-2010 Task 8 has a relation with one training example; carving it out broke check_labels
+    for seed in range(20):
+        train = text_split({"a": 30, "b": 1, "c": 20})
+        s = make_splits(train, seed=seed, validation_fraction=0.2, calibration_fraction=0.5)
+        assert len(s.validation) + len(s.calibration) == 10
+        assert Counter(e.label for e in s.train.examples)["b"] == 1
+        carved = Counter(e.label for e in s.validation.examples + s.calibration.examples)
+        assert carved == {"a": 6, "c": 4}, carved
 
 
 def test_deterministic_by_seed():

@@ -53,14 +53,13 @@ def _check_fraction(name: str, value: float, *, zero_ok: bool = False) -> None:
 
 
 def _strata(split: Split) -> dict[str, list[int]] | None:
-    """Indices by label, or None when stratifying is impossible (tokens, unlabelled, singletons)."""
+    """Indices by label, or None when stratifying is impossible (tokens, unlabelled). A label with one example
+    is a group of one, which ``_quotas`` leaves outside the carve (SemEval-2010 Task 8 has such a label)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, ex in enumerate(split.examples):
         if not isinstance(ex, TextExample) or ex.label is None:
             return None
         groups[ex.label].append(i)
-    if any(len(g) < 2 for g in groups.values()):
-        return None
     return {label: groups[label] for label in sorted(groups)}
 
 
