@@ -14,6 +14,7 @@ TASKS = {
     "clinc150": ("examples/clinc150.yaml", "accuracy", 0.95),
     "conll2003": ("examples/conll2003.yaml", "f1", 0.86),
     "sst2": ("examples/sst2.yaml", "accuracy", 0.88),
+    "semeval": ("examples/semeval.yaml", "relation_macro_f1", 0.86),  # official SemEval-2010 Task 8 score
 }
 
 
