@@ -18,6 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+DATA_ROOT_ENV = "CAVEAT_DATA"  # the shared data sets (benchmarks, caveat demo, generate's files, attack lexicons)
+DEFAULT_DATA_ROOT = "../shared/data"
+
+
+def data_root() -> Path:
+    """``$CAVEAT_DATA``, default ``../shared/data`` (not resolved: relative to the working directory)."""
+    return Path(os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT)).expanduser()
+
 
 def _umask() -> int:
     """The process's umask. Read from /proc where it is there: ``os.umask`` can only read it by setting it,

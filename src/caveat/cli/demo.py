@@ -7,7 +7,6 @@ CLINC150 with ``--data clinc150`` when ``$CAVEAT_DATA`` holds it.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from caveat.errors import ConfigError
+from caveat.io import data_root
 
 # inputs the sample model answers (the first two), abstains on because the message fits several
 # intents (lost card, not activated, declined; a return or a disputed charge), and sees as out of scope
@@ -61,7 +61,7 @@ def _config(data: str, data_dir: Path, epochs: Optional[int], overrides: list[st
             ]
         )
     if data == "clinc150":
-        root = Path(os.environ.get("CAVEAT_DATA", "../shared/data")).expanduser().resolve()
+        root = data_root().resolve()
         if not (root / "clinc150" / "data_full.json").is_file():
             raise ConfigError(
                 f"CLINC150 not found at {root}/clinc150/data_full.json; set CAVEAT_DATA to the folder that holds "

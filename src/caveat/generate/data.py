@@ -9,7 +9,6 @@ Relative paths that do not exist are looked up under ``$CAVEAT_DATA`` (default
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +17,8 @@ import numpy as np
 
 from caveat.data.readers._common import _decode, _error, _lines
 from caveat.errors import ConfigError, DataError
+from caveat.io import DATA_ROOT_ENV, data_root
 from caveat.registry import Registry
-
-DATA_ROOT_ENV = "CAVEAT_DATA"
-DEFAULT_DATA_ROOT = "../shared/data"
 
 
 @dataclass(frozen=True)
@@ -181,8 +178,7 @@ def resolve_data_path(path: str | Path) -> Path:
         return given
     tried = [str(given.absolute())]
     if not given.is_absolute():
-        root = Path(os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT)).expanduser()
-        under = root / given
+        under = data_root() / given
         if under.exists():
             return under
         tried.append(str(under.absolute()))

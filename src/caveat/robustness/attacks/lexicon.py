@@ -26,13 +26,11 @@ from pathlib import Path
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from caveat.errors import ConfigError, DataError
+from caveat.io import data_root
 
 ANTONYM_FILES = ("wordnet_antonyms.txt", "ppdb_antonyms.txt")
 SYNONYM_FILE = "ppdb_synonyms.txt"
 LEXICONS_ENV = "CAVEAT_LEXICONS"  # the folder; default <data root>/lexicons (``lexicons_folder``)
-# the data root of the benchmarks, ``caveat demo`` and ``caveat.generate.data`` (which names the same two, a floor up)
-DATA_ROOT_ENV = "CAVEAT_DATA"
-DEFAULT_DATA_ROOT = "../shared/data"
 NOT_GIVEN = "no antonym lexicon was given, so candidates are not checked for antonyms"
 EXAMPLES = 10  # withheld (word, antonym) pairs an attack reports
 
@@ -193,7 +191,7 @@ def lexicons_folder(folder: str | Path | None = None) -> Path:
         return Path(folder).expanduser()
     if os.environ.get(LEXICONS_ENV):
         return Path(os.environ[LEXICONS_ENV]).expanduser()
-    return Path(os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT)).expanduser() / "lexicons"
+    return data_root() / "lexicons"
 
 
 def load_lexicons(lexicons: str | Path | Lexicons | None = None) -> Lexicons:
