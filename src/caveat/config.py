@@ -76,6 +76,13 @@ class DataConfig(_Section):
     max_examples: int | None = Field(
         None, gt=0, description="Keep only the first N examples of each file (quick runs)."
     )
+    train_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Keep a seeded share of train (stratified by label for text classification), after validation "
+        "and test are carved: learning curves, or a CPU budget. Unlike max_examples it does not depend on file order.",
+    )
     skip_invalid: bool = Field(False, description="Skip malformed records (counted and reported) instead of failing.")
 
 

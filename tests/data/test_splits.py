@@ -50,6 +50,28 @@ def test_stratified_proportions():
     assert Counter(e.label for e in s.train.examples) == {"a": 400, "b": 240, "c": 160}
 
 
+def test_train_fraction_keeps_a_stratified_seeded_share_of_train_only():
+    # labels sorted in the file, as CLINC150's train is: the first half would hold only "a"
+    train = text_split({"a": 500, "b": 300, "c": 200})
+    full = make_splits(train, seed=0, validation_fraction=0.2)
+    half = make_splits(train, seed=0, validation_fraction=0.2, train_fraction=0.5)
+    assert Counter(e.label for e in half.train.examples) == {"a": 200, "b": 120, "c": 80}
+    assert texts(half.train) < texts(full.train)  # a share of the same train split
+    assert texts(half.validation) == texts(full.validation)  # the carves do not move
+    assert texts(half.calibration) == texts(full.calibration)
+    assert half.train.source == "train.jsonl [kept 50%, seed 0]"
+    again = make_splits(train, seed=0, validation_fraction=0.2, train_fraction=0.5)
+    assert texts(again.train) == texts(half.train)
+    other = make_splits(train, seed=1, validation_fraction=0.2, train_fraction=0.5)
+    assert texts(other.train) != texts(half.train)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.5])
+def test_train_fraction_outside_its_interval_names_the_fix(value):
+    with pytest.raises(ConfigError, match="data.train_fraction"):
+        make_splits(text_split({"a": 10}), seed=0, train_fraction=value)
+
+
 def test_stratified_keeps_total_exact_with_small_classes():
     train = text_split({f"c{i}": 3 for i in range(7)})  # 21 examples
     s = make_splits(train, seed=1, validation_fraction=0.3, calibration_fraction=0.5)

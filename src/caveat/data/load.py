@@ -79,6 +79,7 @@ def load_data(config: RunConfig):
         calibration_fraction=data.calibration_fraction,
         test_fraction=data.test_fraction,
         stratify=task.classifies_texts,
+        train_fraction=data.train_fraction,
     )
     for name, spec in data.ood.items():
         splits.extra[name] = read_file(spec, data, task, name=name, labelled=False)

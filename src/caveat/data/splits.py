@@ -16,7 +16,7 @@ __all__ = ["DataSplits", "make_splits"]
 
 # One independent random stream per carve, so that e.g. turning on a test carve does not
 # change which examples land in validation.
-_STREAM = {"test": 0, "validation": 1, "calibration": 2}
+_STREAM = {"test": 0, "validation": 1, "calibration": 2, "train": 3}
 
 
 @dataclass
@@ -215,6 +215,15 @@ def _carve_calibration(
     return calibration, rest_of_validation
 
 
+def _keep_train_share(train: Split, fraction: float, seed: int, stratify: bool) -> Split:
+    """``fraction`` of ``train`` (seeded, stratified), or ``train`` itself when the fraction is 1."""
+    if fraction == 1:
+        return train
+    n = max(1, math.floor(fraction * len(train) + 0.5))
+    kept, _ = _carve(train, n, _rng(seed, "train"), stratify)
+    return _subset(train, kept, train.name, f"{train.source} [kept {fraction * 100:g}%, seed {seed}]", train.skipped)
+
+
 def make_splits(
     train: Split,
     validation: Split | None = None,
@@ -227,6 +236,7 @@ def make_splits(
     test_fraction: float = 0.0,
     stratify: bool = True,
     extra: dict[str, Split] | None = None,
+    train_fraction: float = 1.0,
 ) -> DataSplits:
     """Complete the splits, carving any missing one from another.
 
@@ -234,7 +244,9 @@ def make_splits(
     - no ``validation``: ``validation_fraction`` of ``train`` becomes validation (both
       fractions count examples of the train split as given);
     - no ``calibration``: ``calibration_fraction`` of validation becomes calibration,
-      so that calibration never overlaps train or validation.
+      so that calibration never overlaps train or validation;
+    - ``train_fraction < 1``: after those carves, only that share of what is left of train is kept (a
+      learning curve, or a CPU budget); the rest is dropped, not moved to another split.
 
     Carving is seeded and deterministic, keeps file order within each split, and is
     stratified by label for text classification when ``stratify`` and every class has
@@ -249,6 +261,8 @@ def make_splits(
     validation_fraction, calibration_fraction : float in (0, 1)
     test_fraction : float in [0, 1)
         0 means no test split unless one is given.
+    train_fraction : float in (0, 1]
+        Share of the remaining train split kept (stratified like the carves).
     stratify : bool
     extra : dict of str to Split, optional
         Further evaluation splits, passed through.
@@ -267,8 +281,13 @@ def make_splits(
         A carve would leave a split empty; the message names the fraction to change.
     """
     _check_fractions(validation_fraction, calibration_fraction, test_fraction)
+    if not 0 < train_fraction <= 1:
+        raise ConfigError(
+            f"data.train_fraction must be in (0, 1]. Got {train_fraction}. Fix: e.g. --set data.train_fraction=0.5"
+        )
     n_test, n_val = _train_carve_sizes(train, validation, test, validation_fraction, test_fraction)
     test, train = _carve_test(train, test, n_test, test_fraction, seed, stratify)
     validation, train = _carve_validation(train, validation, n_val, validation_fraction, seed, stratify)
     calibration, validation = _carve_calibration(validation, calibration, calibration_fraction, seed, stratify)
+    train = _keep_train_share(train, train_fraction, seed, stratify)
     return DataSplits(train, validation, calibration, test, dict(extra or {}))
