@@ -14,12 +14,13 @@ from scipy.special import log_softmax, softmax
 from transformers import AutoModel
 
 from caveat.config import PeftConfig, load_config
+from caveat.data.resolve import resolve_split
 from caveat.errors import ConfigError
 from caveat.evaluation.methods import METHODS, Context
 from caveat.evaluation.run import evaluate_run
 from caveat.models.classifier import CaveatModel
 from caveat.models.lora import add_lora
-from caveat.models.rundir import Run
+from caveat.models.rundir import Run, open_run
 from caveat.training.loop import Trainer
 from caveat.types import Task
 from caveat.uncertainty import NotFittedError
@@ -328,6 +329,21 @@ def test_the_evidence_picks_a_finite_prior_at_its_stationary_point(tiny_backbone
     assert lam * theta @ theta == pytest.approx(np.sum(eig / (eig + lam)), rel=1e-5)
 
 
+def test_data_size_scales_the_fit_as_if_the_subsample_were_seen_that_many_times(tiny_backbone):
+    model = lora_model(tiny_backbone, seed=13, head_scale=2.0)
+    train = planted(model, 2, seed=14)
+    n = sum(len(b["labels"]) for b in train)
+    scaled = LaplaceLoRA(prior_precision=1.0).fit(model, train, data_size=3 * n)
+    tripled = LaplaceLoRA(prior_precision=1.0).fit(model, train * 3)  # the GGN is a sum over inputs
+    assert scaled.n_train == tripled.n_train == 3 * n
+    assert scaled.log_likelihood == pytest.approx(tripled.log_likelihood, rel=1e-9)
+    assert np.allclose(scaled._eigvals(), tripled._eigvals(), rtol=1e-6, atol=1e-12)
+    once = LaplaceLoRA(prior_precision=1.0).fit(model, train)
+    assert not np.allclose(once._eigvals(), scaled._eigvals())  # the scale is applied, not ignored
+    with pytest.raises(ConfigError, match=rf"data_size must be an integer >= the {n} inputs"):
+        LaplaceLoRA().fit(model, train, data_size=n - 1)
+
+
 def test_validation_tuning_picks_a_finite_prior_and_beats_the_overconfident_map(tiny_backbone):
     model = lora_model(tiny_backbone, seed=15, head_scale=8.0)
     train, validation, test = planted(model, 4, seed=16), planted(model, 4, seed=17), planted(model, 4, seed=18)
@@ -403,6 +419,27 @@ def test_evaluate_reports_laplace_lora_like_the_other_methods(lora_run, tmp_path
     assert set(row["ood_auroc"]) == set(row["fpr95"]) == {str(ood)}
     assert row["cost_ratio"] > 0 and np.isfinite(row["nll"])
     assert row["nll"] != result["methods"]["least_confidence"]["nll"]  # its predictive is not the MAP softmax
+
+
+def test_evaluate_fits_laplace_lora_on_the_whole_train_split_and_tunes_it_on_calibration(lora_run, monkeypatch):
+    from caveat.evaluation import methods as evaluation_methods
+
+    fitted = {}
+    tune = LaplaceLoRA.tune_prior_precision
+
+    def spy(self, model, batches, grid=None):
+        fitted["tuned_on"] = sum(len(b["labels"]) for b in batches)
+        fitted["la"] = self
+        return tune(self, model, batches, grid)
+
+    monkeypatch.setattr(LaplaceLoRA, "tune_prior_precision", spy)
+    monkeypatch.setattr(evaluation_methods, "LAPLACE_LORA_TRAIN", 8)  # a subsample of train, scaled to all of it
+    evaluate_run(lora_run, "test", methods=["laplace_lora"], write=False)
+    run = open_run(lora_run)
+    la = fitted["la"]
+    assert la.prior_source == "validation"
+    assert la.n_train == len(resolve_split(run, "train"))
+    assert fitted["tuned_on"] == min(len(resolve_split(run, "calibration")), evaluation_methods.LAPLACE_LORA_TUNE)
 
 
 def test_laplace_lora_method_refuses_a_run_without_lora(tiny_backbone, text_data, tmp_path):

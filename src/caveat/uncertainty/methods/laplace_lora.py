@@ -181,7 +181,7 @@ class LaplaceLoRA:
             )
         return layers
 
-    def fit(self, model: nn.Module, batches: Iterable[Batch]) -> LaplaceLoRA:
+    def fit(self, model: nn.Module, batches: Iterable[Batch], *, data_size: int | None = None) -> LaplaceLoRA:
         """Compute the KFAC factors at the trained weights and (when not given) the prior precision.
 
         Parameters
@@ -189,6 +189,11 @@ class LaplaceLoRA:
         model : a classifier (``CaveatModel``) whose ``forward(input_ids, attention_mask)`` returns ``.logits``
             (B, C) and whose encoder carries a peft LoRA adapter. Its weights are the MAP (post-hoc Laplace).
         batches : dicts with ``input_ids`` (B, T), ``attention_mask`` (B, T) and ``labels`` (B,) class ids.
+        data_size : int, optional
+            The size N of the training set when ``batches`` hold a subsample of n < N of its inputs. The GGN and
+            the log-likelihood are sums over the training set, so both are scaled by N / n (unbiased for a
+            uniform subsample). Without it a posterior fitted on 1,000 of 67,000 inputs is 67 times too broad,
+            and the predictive under-confident. ``n_train`` then reports N.
 
         Returns
         -------
@@ -199,6 +204,14 @@ class LaplaceLoRA:
         g, a, loglik, n_seen = self._accumulate(model, batches, layers)
         if n_seen == 0:
             raise LaplaceArrayError("batches held no inputs; pass the training batches (input_ids, labels)")
+        if data_size is not None:
+            if isinstance(data_size, bool) or not isinstance(data_size, (int, np.integer)) or data_size < n_seen:
+                raise ConfigError(
+                    f"data_size must be an integer >= the {n_seen} inputs the batches held (the training set's "
+                    f"size); got {data_size!r}"
+                )
+            scale = data_size / n_seen
+            g, loglik, n_seen = {n: v * scale for n, v in g.items()}, loglik * scale, int(data_size)
         self.layers = [(n, m.out_features, m.in_features + (m.bias is not None)) for n, m in layers.items()]
         self.factors = {n: eigen_factors(g[n], a[n]) for n in layers}
         self.theta_sq = float(sum(packed(m).pow(2).sum() for m in layers.values()))
