@@ -70,7 +70,7 @@ def test_unknown_key_lists_valid_keys(tmp_path):
         ("data.format=xml", r"data\.format='xml'.*jsonl"),
         (
             "train.objective=vat",
-            r"unknown objective 'vat'; choose one of: distill, erm, fgm, freelb, mixup, pgd, rdrop",
+            r"unknown objective 'vat'; choose one of: consistency, distill, erm, fgm, freelb, mixup, pgd, rdrop",
         ),
     ],
 )

@@ -219,7 +219,11 @@ class DistillConfig(_Section):
 
 
 class TrainConfig(_Section):
-    objective: str = Field("erm", description="erm, mixup, rdrop, fgm, pgd, freelb or distill.")
+    objective: str = Field(
+        "erm",
+        description="erm, mixup, rdrop, fgm, pgd, freelb, distill or consistency (KL between each example and its "
+        "train.augment edit, TRADES-style; needs train.augment.enabled=true).",
+    )
     alpha: float = Field(1.0, ge=0, description="Robustness strength: loss = task_loss + alpha * R.")
     epochs: float = Field(3, gt=0, le=1000, description="Training epochs (fractions allowed).")
     batch_size: int = Field(32, ge=1, le=4096, description="Global batch size (split across processes).")
@@ -284,6 +288,26 @@ class RunConfig(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _views_need_augmentation(self) -> RunConfig:
+        # before _augment_needs_classification: its fix (augment off) would not help this objective
+        name = self.train.objective
+        if not OBJECTIVES.get(name).needs_views:
+            return self
+        if self.task is not Task.TEXT_CLASSIFICATION:
+            raise ValueError(
+                f"train.objective={name} takes its perturbed views from train.augment, which is for "
+                f"text-classification runs for now; this is a {self.task.value} run: choose another train.objective "
+                "(rdrop compares two dropout passes and needs no augmentation)"
+            )
+        if not self.train.augment.enabled:
+            raise ValueError(
+                f"train.objective={name} compares each example with a perturbed view made by train.augment, which is "
+                "off: set train.augment.enabled=true (e.g. with train.augment.mode=random, train.augment.fraction=1.0 "
+                "and train.augment.start_epoch=0 for a random edit of every example from the first epoch)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _augment_needs_classification(self) -> RunConfig:

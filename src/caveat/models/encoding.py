@@ -106,21 +106,27 @@ def _encode_joined(tokenizer, sentences: Sequence[Sequence[str]], max_length: in
 
 
 class Collator:
-    """Pad a list of encoded rows to the longest in the batch: (B, T) tensors (``soft_labels``: (B, C) floats)."""
+    """Pad a list of encoded rows to the longest in the batch: (B, T) tensors (``soft_labels``: (B, C) floats).
+
+    Rows with a ``perturbed_input_ids`` view (``train.augment`` for ``train.objective=consistency``) add
+    ``perturbed_input_ids`` and ``perturbed_attention_mask`` (B, T), padded to the same T as the clean rows so
+    that the objective stacks both into one forward, and ``perturbed`` (B,) bool; a row without a view
+    repeats its clean ids there, marked False.
+    """
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(r["input_ids"]) for r in rows)
-        batch = {
-            "input_ids": torch.tensor(
-                [r["input_ids"] + [self.pad_token_id] * (width - len(r["input_ids"])) for r in rows]
-            ),
-            "attention_mask": torch.tensor(
-                [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
-            ),
-        }
+        views = [r.get("perturbed_input_ids") for r in rows]
+        seqs = [r["input_ids"] for r in rows]
+        width = max(len(ids) for ids in seqs + [v for v in views if v is not None])
+        batch = {"input_ids": self._ids(seqs, width), "attention_mask": self._mask(seqs, width)}
+        if any(v is not None for v in views):
+            filled = [ids if v is None else v for ids, v in zip(seqs, views)]
+            batch["perturbed_input_ids"] = self._ids(filled, width)
+            batch["perturbed_attention_mask"] = self._mask(filled, width)
+            batch["perturbed"] = torch.tensor([v is not None for v in views])
         if "word_index" in rows[0]:
             batch["word_index"] = torch.tensor([r["word_index"] + [-1] * (width - len(r["word_index"])) for r in rows])
         if "labels" in rows[0]:
@@ -132,3 +138,12 @@ class Collator:
         if "soft_labels" in rows[0]:  # a teacher's probabilities (train.objective=distill): (B, C)
             batch["soft_labels"] = torch.tensor([r["soft_labels"] for r in rows], dtype=torch.float32)
         return batch
+
+    def _ids(self, seqs: list[list[int]], width: int) -> torch.Tensor:
+        """(B, width) ids, right-padded with the pad token."""
+        return torch.tensor([ids + [self.pad_token_id] * (width - len(ids)) for ids in seqs])
+
+    @staticmethod
+    def _mask(seqs: list[list[int]], width: int) -> torch.Tensor:
+        """(B, width) attention mask: 1 on real tokens, 0 on padding."""
+        return torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in seqs])

@@ -11,6 +11,10 @@ substitutes under the same constraints (``Attack.perturb``), without querying th
 example that could be edited adds its edit (Jia et al. 2019's data-augmentation baseline). It costs a
 few sentence-encoder passes per example instead of dozens of model queries.
 
+With ``paired=True`` (``train.objective=consistency``, whose objective ``needs_views``) the epoch's edits are not
+added as rows: each becomes the perturbed view of its clean row (``perturbed_input_ids``), so the epoch keeps
+its length and the objective compares the two predictions (TRADES-style, ``training.objectives.consistency``).
+
 Candidates pass the antonym filter of the word lexicons (``robustness.attacks.lexicon``: WordNet and PPDB
 antonyms, as counter-fitting uses them, Mrkšić et al. 2016), so augmentation never teaches the model that
 ``bad`` may replace ``good`` with the label kept, and ``train.augment.attack`` may draw from PPDB synonyms
@@ -79,9 +83,10 @@ def draw(names: Sequence[str], seed: int, epoch: int, index: int) -> str:
     return names[int(np.random.default_rng([seed, epoch, index, 0xD7A]).integers(len(names)))]
 
 
-def planned_steps(cfg: AugmentConfig, n: int, batch_size: int, epochs: float) -> int:
-    """Optimizer steps of ``epochs`` epochs if every attack succeeded: the schedule's length (an upper bound)."""
-    extra = len(pick(n, cfg.fraction, 0, 0))
+def planned_steps(cfg: AugmentConfig, n: int, batch_size: int, epochs: float, *, paired: bool = False) -> int:
+    """Optimizer steps of ``epochs`` epochs if every attack succeeded: the schedule's length (an upper bound).
+    ``paired``: the edits are views of their rows, so no epoch is longer than a clean one."""
+    extra = 0 if paired else len(pick(n, cfg.fraction, 0, 0))
     clean, augmented = math.ceil(n / batch_size), math.ceil((n + extra) / batch_size)
     whole, part = int(epochs), epochs - int(epochs)
     steps = sum(augmented if e >= cfg.start_epoch else clean for e in range(whole))
@@ -92,11 +97,13 @@ def planned_steps(cfg: AugmentConfig, n: int, batch_size: int, epochs: float) ->
 
 @dataclass
 class Augmentation:
-    """One epoch's adversarial examples (successful attacks only, original labels) and its figures."""
+    """One epoch's adversarial examples (successful attacks only, original labels) and its figures;
+    ``index``: the training example each text edits."""
 
     epoch: int
     texts: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+    index: list[int] = field(default_factory=list)
     attacked: int = 0
     successes: int = 0
     queries: int = 0
@@ -170,6 +177,8 @@ class Augmenter:
     encoder : overrides the sentence encoder (else ``SentenceEncoder(cfg.similarity_model)``).
     lexicons : overrides the word lexicons (else ``load_lexicons(cfg.lexicons)``, read here: an attack drawing from
         ``ppdb`` without the synonym lexicon fails before training starts).
+    paired : attach each edit to its clean row as ``perturbed_input_ids`` instead of adding it as a row (for an
+        objective that ``needs_views``, e.g. ``consistency``).
     """
 
     def __init__(
@@ -185,8 +194,9 @@ class Augmenter:
         batch_size: int,
         encoder=None,
         lexicons: Lexicons | None = None,
+        paired: bool = False,
     ) -> None:
-        self.cfg, self.seed, self.tokenizer, self.label_map = cfg, seed, tokenizer, label_map
+        self.cfg, self.seed, self.tokenizer, self.label_map, self.paired = cfg, seed, tokenizer, label_map, paired
         self.examples, self.rows, self.n_clean = list(examples), train_rows, len(train_rows)
         self.max_length, self.batch_size, self._encoder = max_length, batch_size, encoder
         self.names = parse_attacks(cfg.attack)  # a mixture when several
@@ -283,15 +293,16 @@ class Augmenter:
 
             shard, withheld = gather_object(shard), gather_object(withheld)
         shard = sorted(shard, key=lambda item: item[0])  # the subset's order, whatever the sharding
-        won = [r for _, _, r in shard if r.success]
+        won = [(i, r) for i, _, r in shard if r.success]
         by_attack = {name: {"attacked": 0, "added": 0} for name in self.names}
         for _, name, r in shard:
             by_attack[name]["attacked"] += 1
             by_attack[name]["added"] += int(r.success)
         return Augmentation(
             epoch,
-            [r.adversarial for r in won],
-            [r.label for r in won],
+            [r.adversarial for _, r in won],
+            [r.label for _, r in won],
+            [i for i, _ in won],
             attacked=len(shard),
             successes=len(won),
             queries=sum(r.queries for _, _, r in shard),
@@ -302,12 +313,15 @@ class Augmenter:
         )
 
     def begin_epoch(self, state, model: nn.Module, accelerator=None) -> None:
-        """Set ``train_rows`` to the clean rows plus this epoch's adversarial ones.
+        """Set ``train_rows`` to the clean rows plus this epoch's adversarial ones (``paired``: the clean rows,
+        each edited one with its edit as ``perturbed_input_ids``).
 
         The set is rebuilt unless ``state.augmented`` already holds it (a run resumed mid-epoch); new
         sets go to ``state.augmented`` and their figures to ``state.augment_history``.
         """
         del self.rows[self.n_clean :]
+        for row in self.rows:
+            row.pop("perturbed_input_ids", None)  # last epoch's views
         if not self.active(state.epoch):
             return
         if not state.augmented or state.augmented["epoch"] != state.epoch:
@@ -322,5 +336,10 @@ class Augmenter:
                 aug.seconds,
             )
         aug = Augmentation(**state.augmented)
+        if self.paired:
+            views = encode_texts(self.tokenizer, aug.texts, self.max_length) if aug.texts else []
+            for i, view in zip(aug.index, views):
+                self.rows[i]["perturbed_input_ids"] = view["input_ids"]
+            return
         ids = [self.label_map.to_id(y, where="adversarial example") for y in aug.labels]
         self.rows.extend(encode_texts(self.tokenizer, aug.texts, self.max_length, ids) if aug.texts else [])

@@ -31,11 +31,12 @@ from caveat.models.rundir import save_model, write_run_info
 from caveat.progress import phase
 from caveat.training.augment import Augmenter, planned_steps
 from caveat.training.checkpoint import CHECKPOINT_DIR, has_checkpoint, load_checkpoint, save_checkpoint
-from caveat.training.objectives import build_objective
+from caveat.training.objectives import OBJECTIVES, build_objective
 from caveat.training.optim import build_optimizer, linear_schedule
 from caveat.training.scoring import encode_split, score_outputs, split_summary
 from caveat.training.teacher import attach_soft_targets
 from caveat.training.tracking import abort_tracking, accelerator_options, start_tracking
+from caveat.training.validation_metric import validation_metric
 
 log = logging.getLogger(__name__)
 
@@ -251,9 +252,11 @@ class Trainer:
             train_rows=train_rows,
             max_length=tcfg.max_length,
             batch_size=tcfg.eval_batch_size,
+            paired=OBJECTIVES.get(tcfg.objective).needs_views,  # consistency: edits become views of their rows
         )
-        # augmented epochs are longer; the schedule is planned as if every attack succeeded
-        return augmenter, tcfg.max_steps or planned_steps(tcfg.augment, len(train_rows), tcfg.batch_size, tcfg.epochs)
+        # augmented epochs are longer (unless paired); the schedule is planned as if every attack succeeded
+        steps = planned_steps(tcfg.augment, len(train_rows), tcfg.batch_size, tcfg.epochs, paired=augmenter.paired)
+        return augmenter, tcfg.max_steps or steps
 
     def _build_optimization(self, model, total: int):
         """The optimizer, its warmup-then-linear schedule over ``total`` steps and the training objective."""

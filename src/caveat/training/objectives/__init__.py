@@ -6,7 +6,7 @@ embeddings before the final loss is known.
 """
 
 # Importing the modules registers their objectives.
-from caveat.training.objectives import adversarial, distill, erm, mixup, rdrop  # noqa: E402,F401
+from caveat.training.objectives import adversarial, consistency, distill, erm, mixup, rdrop  # noqa: E402,F401
 from caveat.training.objectives.base import OBJECTIVES, Objective, build_objective
 
 __all__ = ["OBJECTIVES", "Objective", "build_objective"]

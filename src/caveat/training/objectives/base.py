@@ -23,6 +23,10 @@ class Objective:
     """
 
     supports_tokens = True
+    # Whether ``step`` reads a perturbed view of each example from the batch (``perturbed_input_ids``,
+    # ``perturbed_attention_mask``, ``perturbed``): ``train.augment`` then pairs its edits with their clean
+    # rows instead of adding them as rows of their own, and the config requires it.
+    needs_views = False
 
     def __init__(self, config, task: Task):
         self.config = config
