@@ -13,6 +13,7 @@ from pathlib import Path
 from benchmarks.step_cost import _caveat_step_times
 from benchmarks.tasks import _same_run
 from caveat.config import load_config
+from caveat.training.validation_metric import stored_metric
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,6 +88,7 @@ def bench_lora_sst2(data_root: Path, work: Path, *, quick: bool = False) -> dict
         "train_seconds": training["seconds"],
         "train_steps": training["steps"],
         "best_validation": training["best_validation"],
+        "best_validation_metric": stored_metric(training, cfg.task),  # train.select_metric
         "step_cost": step_cost(cfg, data_root, work, steps=4 if quick else 12, repeats=1 if quick else 3),
         "targets": {"accuracy": 0.88, "ece_calibrated": 0.02, "trainable_share": 0.02},
         "met": None if quick else bool(test["accuracy"] >= 0.88 and test["calibrated"]["ece"] <= 0.02),

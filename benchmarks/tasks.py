@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from caveat.config import load_config
+from caveat.training.validation_metric import stored_metric
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +63,7 @@ def bench_task(name: str, data_root: Path, work: Path, *, quick: bool = False, r
         "met": bool(test[metric] >= target) if not quick else None,
         "train_seconds": info["training"]["seconds"],
         "best_validation": info["training"]["best_validation"],
+        "best_validation_metric": stored_metric(info["training"], cfg.task),  # train.select_metric
         "test": keep,
         "quick": quick,
     }

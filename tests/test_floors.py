@@ -25,8 +25,15 @@ FLOORS: list[tuple[str, ...]] = [
         "caveat.progress",
         "caveat.uncertainty.errors",
     ),
-    # objectives and attack algorithms depend on the registry alone; the config checks their names
-    ("caveat.registry", "caveat.config", "caveat.training.objectives", "caveat.robustness.attacks"),
+    # objectives, attack algorithms and the validation metrics need only the registry and the contracts; the
+    # config checks their names
+    (
+        "caveat.registry",
+        "caveat.config",
+        "caveat.training.objectives",
+        "caveat.training.validation_metric",
+        "caveat.robustness.attacks",
+    ),
     # arrays in, arrays out: readers, models, deciders, metrics and the uncertainty scores
     (
         "caveat.data",

@@ -23,6 +23,7 @@ from pydantic import (
 from caveat.errors import ConfigError
 from caveat.robustness.attacks import attack_sources, parse_attacks
 from caveat.training.objectives import OBJECTIVES
+from caveat.training.validation_metric import AUTO, validation_metric
 from caveat.types import Task
 
 DEFAULT_MODEL = "default"
@@ -242,8 +243,14 @@ class TrainConfig(_Section):
     evals_per_epoch: int = Field(1, ge=1, le=100, description="Validation evaluations per epoch (best model kept).")
     select: Literal["best", "last"] = Field(
         "best",
-        description="Weights kept: the best clean validation score, or the last "
+        description="Weights kept: the best clean validation score (train.select_metric), or the last "
         "evaluation's (for robust training, whose gains clean validation does not see).",
+    )
+    select_metric: str = Field(
+        AUTO,
+        description="The validation metric that picks the kept weights and drives early stopping: auto (accuracy "
+        "for text-classification, the official relation_macro_f1 for relation-classification, entity f1 for "
+        "token-classification) or a name such as accuracy, macro_f1, relation_macro_f1, f1 or nll (lower is better).",
     )
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     checkpoint_every: int | None = Field(
@@ -316,6 +323,11 @@ class RunConfig(_Section):
                 f"train.augment is for text-classification runs for now; this is a {self.task.value} run: "
                 "set train.augment.enabled=false"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _select_metric_fits_the_task(self) -> RunConfig:
+        validation_metric(self.task, self.train.select_metric)  # raises ConfigError naming the task's metrics
         return self
 
     @model_validator(mode="after")

@@ -8,6 +8,7 @@ from pathlib import Path
 from caveat.decide.risk import RiskControlled
 from caveat.models.backbone import backbone_name
 from caveat.models.rundir import ARCHITECTURE, Run, open_run
+from caveat.training.validation_metric import stored_metric
 from caveat.types import Task
 from caveat.uncertainty.scores import resolve_score_name
 
@@ -67,7 +68,7 @@ def _training(run: Run) -> dict | None:
         "steps": training.get("steps"),
         "seconds": training.get("seconds"),
         "best_validation": {
-            "metric": "accuracy" if run.task is Task.TEXT_CLASSIFICATION else "f1",
+            "metric": stored_metric(training, run.task),
             "value": training.get("best_validation"),
             "step": training.get("best_step"),
         },

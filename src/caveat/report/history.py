@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from caveat.models.rundir import Run
+from caveat.training.validation_metric import stored_metric
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,9 @@ def logged_losses(log_dir: Path) -> dict[int, float]:
 def training_history(run: Run) -> tuple[str, list[dict]]:
     """``(metric name, rows)``: per validation, its ``epoch``, ``step``, ``train_loss`` (mean of the
     losses logged since the previous validation; None when not logged) and ``validation``."""
-    history = run.info.get("training", {}).get("history", [])
-    metric = next(
-        (
-            k.removeprefix("validation_")
-            for row in history
-            for k in row
-            if k.startswith("validation_") and k != "validation_n"
-        ),
-        "metric",
-    )
+    training = run.info.get("training", {})
+    history = training.get("history", [])
+    metric = stored_metric(training, run.task) if history else "metric"
     losses = logged_losses(run.path / "logs" / "train")
     rows, previous = [], 0
     for row in history:

@@ -137,6 +137,7 @@ class Trainer:
         self.splits, self.progress, self.callbacks = splits, progress, callbacks or []
         self.base: dict | None = None  # the frozen backbone of a LoRA run (caveat.json "base")
         self.teacher: dict | None = None  # train.objective=distill: the teacher (caveat.json training.teacher)
+        self.metric = validation_metric(config.task, config.train.select_metric)  # picks the kept weights
 
     def fit(self, *, resume: bool = False) -> dict:
         """Train; with ``resume``, continue from ``out_dir/checkpoint`` exactly where it stopped."""
@@ -366,12 +367,12 @@ class Trainer:
         return {round(epoch_steps * k / per_epoch) for k in range(1, per_epoch + 1)}
 
     def _validate(self, run: _Run, state: TrainState) -> bool:
-        """Evaluate, keep the best model; returns True when training should stop early."""
+        """Evaluate, keep the best model by ``train.select_metric``; returns True when training should stop early."""
         cfg, tcfg = self.config, self.config.train
         metrics = score_outputs(
             run.model, run.val_loader, run.accelerator, run.label_map, cfg.task, run.splits.validation
         )
-        key = "accuracy" if cfg.task.classifies_texts else "f1"
+        key = self.metric.name
         value = metrics[key]
         state.history.append(
             {
@@ -382,7 +383,7 @@ class Trainer:
             }
         )
         run.accelerator.log({f"validation/{key}": value}, step=state.global_step)
-        improved = state.best_metric is None or value > state.best_metric
+        improved = self.metric.improves(value, state.best_metric)
         if improved:
             state.best_metric, state.best_step, state.evals_without_improvement = value, state.global_step, 0
         else:
@@ -428,6 +429,7 @@ class Trainer:
             "epochs": round(state.global_step / run.steps_per_epoch, 3),
             "best_step": state.best_step,
             "best_validation": state.best_metric,
+            "validation_metric": self.metric.name,  # what best_validation and the history's validation_* are in
             "select": self.config.train.select,
             "selected_step": state.selected_step,  # the weights in model/: best_step, or the last evaluation's
             "stopped_early": state.stopped_early,
