@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from caveat.calibration import Calibration, SpanCalibration, fit_spans
+from caveat.calibration import spans as span_calibration
 from caveat.calibration.run import calibrate_run
 from caveat.calibration.spans import span_scores
 from caveat.config import load_config
@@ -56,8 +57,9 @@ def planted_spans(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
 @pytest.fixture
 def calibrate_planted(monkeypatch):
     """``calibrate_spans`` on planted span arrays: the model, the data and caveat.json are fakes, the
-    threshold choice is the real one. Returns ``(conf, right, **options) -> SpanCalibration``."""
-    planted = {}
+    threshold choice is the real one; calibration.safetensors is a dict. Returns ``(conf, right, **options) ->
+    SpanCalibration``."""
+    planted, stored = {}, {}
     sentence = SimpleNamespace(tokens=["w"], tags=["O"])
     preds = SimpleNamespace(mask=np.ones((1, 1), dtype=bool), logits=np.zeros((1, 1, 1, len(LABELS))))  # (M, N, W, C)
     data = SimpleNamespace(calibration=SimpleNamespace(examples=[sentence]))
@@ -78,9 +80,12 @@ def calibrate_planted(monkeypatch):
 
     monkeypatch.setattr(fit_spans, "span_scores", planted_scores)
     monkeypatch.setattr(fit_spans, "save_calibration", save)
+    monkeypatch.setattr(fit_spans, "save_arrays", lambda run, arrays: stored.update(arrays))
+    monkeypatch.setattr(span_calibration, "stored_arrays", lambda run: stored)
 
     def calibrate(conf: np.ndarray, right: np.ndarray, **options) -> SpanCalibration:
         planted.update(conf=conf, right=right)
+        stored.clear()
         run = SimpleNamespace(task=Task.TOKEN_CLASSIFICATION, config=None, labels=LABELS, path=Path("ner"), info={})
         fit_spans.calibrate_spans(run, **options)
         return SpanCalibration.from_run(run)
@@ -104,6 +109,12 @@ def test_span_threshold_bounds_the_share_of_wrong_kept_spans(calibrate_planted):
     allowed = delta * draws + 3 * math.sqrt(draws * delta * (1 - delta))  # 19.2
     assert failures <= allowed, (failures, allowed)
     assert np.mean(kept) > 0.3 and np.mean(np.array(kept) > 0) > 0.95, np.mean(kept)  # all spans: ~20% wrong
+
+
+def test_the_spans_uncertainty_is_stored_as_the_drift_reference(calibrate_planted):
+    conf, right = planted_spans(300, np.random.default_rng(5))
+    caveats = calibrate_planted(conf, right, target_risk=0.1, delta=0.1)
+    np.testing.assert_array_equal(caveats.calibration_scores, 1.0 - conf)  # (S,) one per calibration span
 
 
 def test_calibrate_a_ner_run_then_keep_or_flag_spans(tiny_backbone, ner_data, tmp_path):

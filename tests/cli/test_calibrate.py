@@ -172,6 +172,8 @@ def test_ner_target_calibration_weighs_calibration_spans_towards_the_targets(ner
     sample of the calibration spans (risk.n_calibration), the word temperature is the in-domain one."""
     import shutil
 
+    from caveat.calibration import SpanCalibration
+    from caveat.models.rundir import open_run
     from tests.fakes import planted_ner
 
     run = tmp_path / "ner"
@@ -190,6 +192,8 @@ def test_ner_target_calibration_weighs_calibration_spans_towards_the_targets(ner
     assert summary["temperature"] == plain["temperature"]
     assert "calibrated for 80 unlabelled target sentences" in result.stderr
     assert shift["covariates"] == "confidence, length, type and familiarity"  # the run's training split was read
+    reference = SpanCalibration.from_run(open_run(run)).calibration_scores
+    assert len(reference) == shift["n_target_spans"]  # the drift alarm's reference: the target's spans now
 
     few = tmp_path / "few.jsonl"
     few.write_text(json.dumps({"time": "t", "text": "nothing here"}) + "\n")

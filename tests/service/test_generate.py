@@ -4,7 +4,9 @@ at a planted threshold, and 4xx bodies that say what to change."""
 from __future__ import annotations
 
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from caveat.generate.sampling import SamplingConfig
 from caveat.service import ServiceSettings, create_app
 from caveat.service.validation import default_estimators
 from tests.fakes import DistinctEncoder
-from tests.service.conftest import serving
+from tests.service.conftest import metric, serving
 
 QUESTION = "where is my parcel"
 SAMPLING = SamplingConfig(samples=2, max_new_tokens=3)
@@ -114,6 +116,53 @@ def test_estimators_by_name(lm_client, direct):
         r.json()["detail"].startswith("estimators: the tokenizer of")
         and "choose other estimators" in r.json()["detail"]
     )
+
+
+def hold_the_generator(client, monkeypatch):
+    """A slow fake of the language model: the question "hold" waits inside the model thread until ``release``
+    is set. ``asked`` lists the questions that reached the model."""
+    gen = client.app.state.caveat.generator
+    real, entered, release, asked = gen.answer, threading.Event(), threading.Event(), []
+
+    def held(question, context, options):
+        asked.append(question)
+        if question == "hold":
+            entered.set()
+            assert release.wait(30)
+        return real(question, context, options)
+
+    monkeypatch.setattr(gen, "answer", held)
+    return entered, release, asked
+
+
+def deadline_sheds(client) -> float:
+    """``caveat_requests_shed_total{reason="deadline"}`` (no sample before the first)."""
+    text = client.get("/metrics").text
+    return metric(text, "caveat_requests_shed_total", reason="deadline") if 'reason="deadline"' in text else 0.0
+
+
+def test_a_question_past_its_deadline_is_504_and_the_service_keeps_serving(lm_client, monkeypatch):
+    state, small = lm_client.app.state.caveat, {"samples": 2, "max_new_tokens": 3}
+    monkeypatch.setattr(state, "settings", state.settings.model_copy(update={"request_timeout_s": 0.3}))
+    shed = deadline_sheds(lm_client)
+    entered, release, asked = hold_the_generator(lm_client, monkeypatch)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(lm_client.post, "/v1/generate", json={"question": "hold", **small})
+            assert entered.wait(30)
+            slow = held.result()  # the service's deadline passes while the model generates
+            late = lm_client.post("/v1/generate", json={"question": "late", "timeout_s": 0.2, **small})  # queued
+    finally:
+        release.set()
+    assert slow.status_code == 504 and "deadline of 0.3 s" in slow.json()["detail"], slow.text
+    assert late.status_code == 504 and "deadline of 0.2 s" in late.json()["detail"], late.text
+    assert late.json()["request_id"] == late.headers["X-Request-ID"]
+    after = lm_client.post("/v1/generate", json={"question": QUESTION, **small})
+    assert after.status_code == 200, after.json()
+    assert asked == ["hold", QUESTION]  # the late question was dropped before the model
+    assert deadline_sheds(lm_client) == shed + 2
+    too_long = lm_client.post("/v1/generate", json={"question": QUESTION, "timeout_s": 1})
+    assert too_long.status_code == 422 and "timeout_s=1 is more than this service's limit of 0.3 s" in too_long.text
 
 
 @pytest.mark.parametrize(

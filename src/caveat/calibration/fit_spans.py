@@ -33,7 +33,7 @@ import numpy as np
 
 from caveat.calibration.shift import weight_figures, weight_warnings
 from caveat.calibration.spans import SCORE, sentence_logits, span_scores
-from caveat.calibration.store import save_calibration
+from caveat.calibration.store import CALIBRATION_SCORES, save_arrays, save_calibration
 from caveat.data.load import load_data
 from caveat.decide.risk import RiskControlled
 from caveat.decide.shift import MIN_INPUTS, DensityRatio, rejection_sample
@@ -57,9 +57,9 @@ def calibrate_spans(
     target_source: str | None = None,
     batch_size: int | None = None,
 ) -> dict:
-    """Fit the word temperature and the span threshold on the calibration split; saved in caveat.json.
-    ``target``: word lists of unlabelled target sentences (module docstring). Returns the summary stored
-    under ``calibration``."""
+    """Fit the word temperature and the span threshold on the calibration split; saved in caveat.json, and the
+    spans' uncertainty (the drift alarm's reference) in calibration.safetensors. ``target``: word lists of
+    unlabelled target sentences (module docstring). Returns the summary stored under ``calibration``."""
     if run.task is not Task.TOKEN_CLASSIFICATION:
         raise ConfigError(f"{run.path} is a {run.task.value} run; calibrate_spans is for token classification")
     cal = load_data(run.config).calibration
@@ -81,11 +81,11 @@ def calibrate_spans(
         raise ConfigError(
             f"the model predicts no entity span on the {len(lengths)} calibration sentences; nothing to calibrate"
         )
-    keep, shift = np.ones(len(conf), dtype=bool), None
+    keep, shift, seen = np.ones(len(conf), dtype=bool), None, conf
     if target:
         with subject("target sentences"):
             target_preds = predictor.predict(target)
-        spans_target, _, _ = span_scores(
+        spans_target, seen, _ = span_scores(
             sentence_logits(target_preds, [len(t) for t in target]), ts.temperature, run.labels, aggregate
         )
         types = sorted({typ for row in spans_cal + spans_target for _, _, typ, _ in row})
@@ -119,6 +119,8 @@ def calibrate_spans(
     }
     if shift is not None:
         summary["shift"] = shift
+    # (S,) the service's drift reference: the target's spans when given, since they are what traffic now looks like
+    save_arrays(run, {CALIBRATION_SCORES: 1.0 - np.asarray(seen, dtype=np.float64)})
     return save_calibration(run, summary)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from scipy.special import softmax
 
 from caveat.calibration.scaling import TemperatureScaled
+from caveat.calibration.store import CALIBRATION_SCORES, stored_arrays
 from caveat.decide.risk import RiskControlled
 from caveat.errors import ConfigError
 from caveat.models.rundir import Run
@@ -57,12 +58,20 @@ def span_scores(
 
 @dataclass
 class SpanCalibration(TemperatureScaled):
-    """Word temperature, span aggregate and keep/flag threshold of a calibrated NER run."""
+    """Word temperature, span aggregate and keep/flag threshold of a calibrated NER run.
+
+    Attributes
+    ----------
+    calibration_scores : (S,) ``1 - confidence`` of each span predicted on the calibration split (on the target
+        sentences when calibrated with a target): the drift alarm's reference; None for runs calibrated before
+        it was stored.
+    """
 
     temperature: float
     aggregate: str
     risk: RiskControlled
     labels: list[str]
+    calibration_scores: np.ndarray | None = None
 
     task = Task.TOKEN_CLASSIFICATION
 
@@ -72,7 +81,13 @@ class SpanCalibration(TemperatureScaled):
         cal = run.info.get("calibration")
         if not cal or cal.get("task") != Task.TOKEN_CLASSIFICATION.value:
             return None
-        return cls(cal["temperature"], cal["aggregate"], RiskControlled.from_state(cal["risk"]), list(run.labels))
+        return cls(
+            cal["temperature"],
+            cal["aggregate"],
+            RiskControlled.from_state(cal["risk"]),
+            list(run.labels),
+            calibration_scores=stored_arrays(run).get(CALIBRATION_SCORES),
+        )
 
     def span_scores(self, word_logits: list[np.ndarray], gold: list[tuple[str, ...]] | None = None):
         """``span_scores`` with this run's temperature and aggregate."""

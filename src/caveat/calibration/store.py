@@ -1,5 +1,6 @@
 """Where a run keeps its fitted calibration: the summary under ``calibration`` in ``caveat.json`` and
-the arrays (Mahalanobis, Laplace, the calibration split's scores) in ``calibration.safetensors``."""
+the arrays (Mahalanobis, Laplace, the calibration split's scores; a NER run: its spans' scores) in
+``calibration.safetensors``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from caveat.models.rundir import RUN_FILE, Run
 
 ARRAYS_FILE = "calibration.safetensors"
 CALIBRATION_SCORES = "scores.calibration"  # key in ARRAYS_FILE: the ``score`` of each calibration input (of each
-# target text when calibrated with --target): the drift alarm's reference
+# target text when calibrated with --target; a NER run: of each predicted span): the drift alarm's reference
 
 
 def save_calibration(run: Run, summary: dict) -> dict:
@@ -32,10 +33,16 @@ def save_arrays(run: Run, arrays: dict[str, np.ndarray]) -> None:
 
 
 def load_arrays(run: Run) -> dict[str, np.ndarray]:
-    """The arrays of a calibrated text run; a RunDirError that says how to refit them when missing."""
+    """The arrays of a calibrated run; a RunDirError that says how to refit them when missing."""
     if not (run.path / ARRAYS_FILE).is_file():
         raise RunDirError(f"{run.path} lacks {ARRAYS_FILE}; calibrate the run again (caveat calibrate {run.path})")
     return load_file(str(run.path / ARRAYS_FILE))
+
+
+def stored_arrays(run: Run) -> dict[str, np.ndarray]:
+    """The run's calibration arrays, or none (``{}``) when it has no ``calibration.safetensors``: a NER run
+    calibrated before its drift reference was stored."""
+    return load_arrays(run) if (run.path / ARRAYS_FILE).is_file() else {}
 
 
 def prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

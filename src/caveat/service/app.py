@@ -42,7 +42,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     /v1/generate if any; /readyz says when each is ready. SIGHUP reloads the calibration (when the
     service runs in the main thread, as under ``caveat serve``)."""
     run, calibration = open_served_run(settings.run_dir, allow_uncalibrated=settings.allow_uncalibrated)
-    reference, score = drift_reference(calibration)  # NER: the engine sets its reference once the model loads
+    reference, score = drift_reference(calibration)  # a NER run calibrated before it was stored: set once loaded
     drift = DriftMonitor(
         reference, window=settings.drift_window, min_inputs=settings.drift_min_inputs, alpha=settings.drift_alpha
     )

@@ -92,10 +92,13 @@ def reread_calibration(run: Run, *, allow_uncalibrated: bool) -> tuple[RunCalibr
 
 def drift_reference(calibration: RunCalibration | None) -> tuple[np.ndarray | None, str]:
     """The drift alarm's reference scores (R,) and the score's name as stored with the calibration: a text
-    calibration's scores on its calibration split, or ``(None, "none")`` for NER runs (their reference needs
-    the model: ``span_drift_reference``) and uncalibrated runs (no drift test)."""
+    calibration's scores on its calibration split, a NER calibration's span uncertainties, or ``(None, "none")``
+    for NER runs calibrated before their reference was stored (it needs the model: ``span_drift_reference``) and
+    uncalibrated runs (no drift test)."""
     if isinstance(calibration, Calibration):
         return calibration.calibration_scores, calibration.score
+    if isinstance(calibration, SpanCalibration) and calibration.calibration_scores is not None:
+        return calibration.calibration_scores, SPAN_SCORE
     return None, "none"
 
 
@@ -104,9 +107,9 @@ def span_drift_reference(
 ) -> np.ndarray | None:
     """(S,) ``1 - confidence`` of each span the model predicts on the first ``limit`` sentences of the run's
     calibration split, with ``calibration``'s temperature and aggregate: the served spans' score on the data
-    the calibration was fitted on. The span calibration stores no such scores, so they are computed here (one
-    deterministic pass; call it in the model thread). None, logged, when the split cannot be read (a run moved
-    away from its data): the NER drift test is then off."""
+    the calibration was fitted on. For runs calibrated before ``caveat calibrate`` stored these scores (the
+    ``calibration_scores`` of ``SpanCalibration``): one deterministic pass; call it in the model thread. None,
+    logged, when the split cannot be read (a run moved away from its data): the NER drift test is then off."""
     try:
         examples = load_data(run.config).calibration.examples[:limit]
     except (CaveatError, OSError) as err:
@@ -131,6 +134,7 @@ class Engine:
     fingerprint: str | None = None  # of ``calibration`` (``calibration_fingerprint``)
     predictor: Predictor | None = field(default=None, repr=False)
     explainer: ExplainModel | None = field(default=None, repr=False)
+    _told_to_recalibrate: bool = field(default=False, init=False, repr=False)  # logged once per service
 
     @property
     def labels(self) -> list[str]:
@@ -151,9 +155,22 @@ class Engine:
         return self
 
     def _watch_spans(self) -> None:
-        """NER: test drift against the span uncertainties of the calibration split (needs the model)."""
-        if isinstance(self.calibration, SpanCalibration) and self.predictor is not None:
-            self.metrics.watch(span_drift_reference(self.predictor, self.run, self.calibration), SPAN_SCORE)
+        """NER calibrated before its drift reference was stored: compute the reference from the calibration
+        split (needs the model); say once that calibrating again stores it."""
+        cal = self.calibration
+        if not isinstance(cal, SpanCalibration) or cal.calibration_scores is not None or self.predictor is None:
+            return
+        if not self._told_to_recalibrate:
+            self._told_to_recalibrate = True
+            log.warning(
+                "%s was calibrated before its NER drift reference was stored, so the service computes it from the "
+                "calibration split at each load and reload (up to %d sentences): run `caveat calibrate %s` again "
+                "to store it and skip this pass",
+                self.run.path,
+                SPAN_REFERENCE_SENTENCES,
+                self.run.path,
+            )
+        self.metrics.watch(span_drift_reference(self.predictor, self.run, cal), SPAN_SCORE)
 
     def use(self, calibration: RunCalibration | None, fingerprint: str | None) -> None:
         """Serve ``calibration`` from the next batch on, and test drift against its reference scores. Call it

@@ -46,8 +46,8 @@ class ServiceSettings(BaseModel):
         60.0,
         gt=0,
         le=3600,
-        description="Deadline of a /v1/predict or /v1/explain request, queue and model together; past it: 504. "
-        "A request may ask for less (timeout_s).",
+        description="Deadline of a /v1/predict, /v1/explain or /v1/generate request, queue and model together; "
+        "past it: 504. A /v1/predict or /v1/generate request may ask for less (timeout_s).",
     )
     max_texts: int = Field(128, ge=1, le=100_000, description="Most inputs per request.")
     max_text_chars: int = Field(10_000, ge=1, description="Most characters per input.")

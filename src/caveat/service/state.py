@@ -14,6 +14,7 @@ from fastapi import Request
 
 from caveat.errors import ConfigError, DataError
 from caveat.models.rundir import Run
+from caveat.service import requestid
 from caveat.service.batcher import MicroBatcher
 from caveat.service.engine import Engine, reread_calibration
 from caveat.service.errors import InferenceFailed, RequestError
@@ -164,16 +165,32 @@ class ServiceState:
             )
         return self.generator
 
-    async def generate(self, question: str, context: str | None, options: GenerateOptions) -> dict:
-        """One answer, generated in the model thread (one at a time there, between classifier batches)."""
+    async def generate(
+        self, question: str, context: str | None, options: GenerateOptions, *, timeout: float | None = None
+    ) -> dict:
+        """One answer, generated in the model thread (one at a time there, between classifier batches), within
+        ``timeout`` seconds (default: the settings' ``request_timeout_s``). Past it a 504: a question still
+        waiting for the model thread is dropped before it starts, one already generating finishes and its
+        answer is discarded."""
         gen = self.need_generator()
         if not gen.loaded or self.executor is None:
             raise RequestError(
                 f"not ready ({gen.status()}): retry once /readyz says generation is ready", 503, {"Retry-After": "1"}
             )
-        loop = asyncio.get_running_loop()
+        loop, timeout = asyncio.get_running_loop(), timeout or self.settings.request_timeout_s
         try:
-            return await loop.run_in_executor(self.executor, gen.answer, question, context, options)
+            # on timeout wait_for cancels the executor's future: a job the model thread has not started never runs
+            return await asyncio.wait_for(
+                loop.run_in_executor(self.executor, gen.answer, question, context, options), timeout
+            )
+        except TimeoutError:
+            self.metrics.shed.labels(reason="deadline").inc()
+            log.warning("request %s: deadline of %.3g s passed; its answer is dropped", requestid.current(), timeout)
+            raise RequestError(
+                f"no answer within the request's deadline of {timeout:.3g} s (the service is busy or the question "
+                "is heavy): retry, ask for fewer samples or max_new_tokens, or allow more time (timeout_s)",
+                504,
+            ) from None
         except ConfigError as err:  # settings are checked before; what is left is an estimator this model cannot run
             raise RequestError(f"estimators: {err}") from None
         except DataError as err:  # e.g. a question the tokenizer leaves empty

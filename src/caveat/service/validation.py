@@ -102,11 +102,7 @@ def check_predict(
         _check_lengths([" ".join(words) for words in req.tokens], settings, "tokens")
     else:
         _check_lengths(req.texts, settings, "texts")
-    if req.timeout_s is not None and req.timeout_s > settings.request_timeout_s:
-        raise RequestError(
-            f"timeout_s={req.timeout_s:g} is more than this service's limit of {settings.request_timeout_s:g} s: "
-            "ask for less, or leave timeout_s out to get the limit"
-        )
+    _check_timeout(req.timeout_s, settings)
     samples = 1
     if req.method == "mc_dropout":
         if task is not Task.TEXT_CLASSIFICATION:
@@ -242,6 +238,15 @@ def default_estimators(samples: int) -> list[str]:
     return [n for n in parse_estimators("all", samples=samples) if "lm" not in ESTIMATORS.get(n).needs]
 
 
+def _check_timeout(timeout_s: float | None, settings: ServiceSettings) -> None:
+    """A request's deadline may be shorter than the service's, not longer."""
+    if timeout_s is not None and timeout_s > settings.request_timeout_s:
+        raise RequestError(
+            f"timeout_s={timeout_s:g} is more than this service's limit of {settings.request_timeout_s:g} s: "
+            "ask for less, or leave timeout_s out to get the limit"
+        )
+
+
 def _same_as_policy(name: str, asked: int | None, fitted: int) -> None:
     if asked is not None and asked != fitted:
         raise RequestError(
@@ -286,6 +291,7 @@ def check_generate(
                 f"{settings.max_generate_tokens}: use 1..{settings.max_generate_tokens}"
             )
         sampling = SamplingConfig(samples=samples, max_new_tokens=tokens)
+    _check_timeout(req.timeout_s, settings)
     spec = default_estimators(sampling.samples) if req.estimators is None else req.estimators
     try:
         names = estimator_names(spec, samples=sampling.samples, policy=policy)

@@ -62,6 +62,12 @@ class GenerateRequest(BaseModel):
         "ask the model again (all but p_true and verbalised). A policy's estimator "
         "is always computed.",
     )
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Deadline in seconds, waiting for the model and generating together: past it the answer is 504 "
+        "and the work is dropped. At most the service's request_timeout_s (its default).",
+    )
 
     @field_validator("question", "context")
     @classmethod
