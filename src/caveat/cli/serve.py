@@ -21,6 +21,14 @@ def serve(
     run: Annotated[Path, typer.Argument(help="Run directory to serve (calibrated with caveat calibrate).")],
     host: Annotated[Optional[str], _opt("Interface to bind (env CAVEAT_HOST; default 127.0.0.1).")] = None,
     port: Annotated[Optional[int], _opt("TCP port (env CAVEAT_PORT; default 8000).")] = None,
+    workers: Annotated[
+        Optional[int],
+        _opt(
+            "Worker processes on the port, each with its own model; /metrics sums them (env CAVEAT_WORKERS; "
+            "default 1).",
+            "--workers",
+        ),
+    ] = None,
     allow_uncalibrated: Annotated[
         Optional[bool],
         _opt(
@@ -123,13 +131,14 @@ def serve(
 
     The API key is read from CAVEAT_API_KEY only (a flag would show in the process list); several keys,
     comma-separated, are each accepted (for rotation). On SIGTERM /readyz turns 503, requests in flight
-    finish within the grace period, and the process exits 0. After
+    finish within the grace period, and the process exits 0 (with --workers N: in every worker). After
     `caveat calibrate RUN`, send the process SIGHUP (or POST /v1/admin/reload with the key) to serve the new
     calibration without a restart; /readyz shows the live one's fingerprint.
     """
     from caveat import progress
     from caveat.service import ServiceSettings, create_app
     from caveat.service.server import run as run_server
+    from caveat.service.workers import serve_workers
 
     progress.enable(False)  # a request's predictions are not a phase of a command: the access log tells of them
 
@@ -137,6 +146,7 @@ def serve(
         run_dir=run,
         host=host,
         port=port,
+        workers=workers,
         allow_uncalibrated=allow_uncalibrated,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
@@ -160,5 +170,8 @@ def serve(
         log_level=log_level,
         access_log=access_log,
     )
+    if settings.workers > 1:
+        serve_workers(settings)  # each worker builds its own app; the parent checks the settings first
+        return
     app = create_app(settings)  # refuses an uncalibrated run or an unusable policy here, before binding the port
     run_server(app, settings)

@@ -1,5 +1,10 @@
 """Prometheus metrics of one app (its own ``CollectorRegistry``) and the uncertainty-drift alarm.
 
+Several workers (``caveat serve --workers N``): each worker process counts into its own files under
+``PROMETHEUS_MULTIPROC_DIR`` (set by the parent before it starts them), and /metrics, whichever worker answers
+it, shows the counters and histograms summed over all workers. The drift test sees only the inputs the answering
+worker served; its gauges carry that worker's ``pid``.
+
 Drift: the uncertainty score the run abstains on (``Caveats.score``) of the last ``window`` served
 inputs (for a NER run: ``1 - confidence`` of the last ``window`` served spans) is compared with its
 distribution on the calibration split by a two-sample Kolmogorov-Smirnov test; the alarm is up when
@@ -10,15 +15,17 @@ not on every request.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily
 
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -130,57 +137,93 @@ class DriftCollector:
             yield family
 
 
+def shared_dir() -> str | None:
+    """The folder the workers of ``caveat serve --workers N`` count into, or None for one process. Only when
+    prometheus_client was imported with ``PROMETHEUS_MULTIPROC_DIR`` set: it picks where values live then."""
+    folder = os.environ.get(MULTIPROC_DIR)
+    return folder if folder and values.ValueClass is not values.MutexValue else None
+
+
+class ThisProcess:
+    """Another collector's samples with a ``pid`` label: a worker's own figures among several workers."""
+
+    def __init__(self, collector):
+        self.collector = collector
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        pid = str(os.getpid())
+        for family in self.collector.collect():
+            family.samples = [s._replace(labels={**s.labels, "pid": pid}) for s in family.samples]
+            yield family
+
+
 class Metrics:
-    """All metrics of one app, on a registry of its own (two apps in one process never clash)."""
+    """All metrics of one app, on a registry of its own (two apps in one process never clash). ``registry``
+    is what /metrics shows: with several workers (``shared_dir()``) the sum over all of them."""
 
     def __init__(self, drift: DriftMonitor, score: str):
-        self.registry = CollectorRegistry(auto_describe=True)
+        shared = shared_dir()
+        self.registry = CollectorRegistry(auto_describe=shared is None)
+        # with several workers the metrics count into files; /metrics reads them all, not this registry
+        own = self.registry if shared is None else CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "caveat_http_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+            "caveat_http_requests", "HTTP requests by route and status", ["route", "status"], registry=own
         )
         self.latency = Histogram(
             "caveat_http_request_duration_seconds",
             "HTTP request latency by route",
             ["route"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=own,
         )
         self.decisions = Counter(
             "caveat_decisions",
             "Served inputs by decision (NER: spans, keep / flag)",
             ["action"],
-            registry=self.registry,
+            registry=own,
         )
-        self.batches = Counter(
-            "caveat_batches", "Forward batches run by the model worker", ["kind"], registry=self.registry
-        )
+        self.batches = Counter("caveat_batches", "Forward batches run by the model worker", ["kind"], registry=own)
         self.batch_inputs = Histogram(
             "caveat_batch_inputs",
             "Inputs per forward batch (micro-batching)",
             buckets=BATCH_BUCKETS,
-            registry=self.registry,
+            registry=own,
         )
         self.batch_failures = Counter(
-            "caveat_batch_failures", "Requests failed by an error inside inference", registry=self.registry
+            "caveat_batch_failures", "Requests failed by an error inside inference", registry=own
         )
         self.calibration_reloads = Counter(
             "caveat_calibration_reloads",
             "Calibration reloads (SIGHUP or POST /v1/admin/reload) by outcome: ok, or failed (the old one stays)",
             ["outcome"],
-            registry=self.registry,
+            registry=own,
         )
         self.input_log_failures = Counter(
-            "caveat_input_log_failures", "Lines the input log (--log-inputs) could not write", registry=self.registry
+            "caveat_input_log_failures", "Lines the input log (--log-inputs) could not write", registry=own
         )
         self.shed = Counter(
             "caveat_requests_shed",
             "Requests refused or dropped under load, by reason: queue_full (503) or deadline (504)",
             ["reason"],
-            registry=self.registry,
+            registry=own,
         )
+        self.worker_up = Gauge(
+            "caveat_worker_up",
+            "1 per live worker process (with several workers, one sample per pid)",
+            registry=own,
+            multiprocess_mode="liveall",  # a dead worker's sample goes with mark_process_dead
+        )
+        self.worker_up.set(1)
         self.drift = drift
         self._drift_gauges = DriftCollector(drift, score)
-        self.registry.register(self._drift_gauges)
+        if shared is None:
+            self.registry.register(self._drift_gauges)
+        else:
+            multiprocess.MultiProcessCollector(self.registry, path=shared)
+            self.registry.register(ThisProcess(self._drift_gauges))
 
     def watch(self, reference: np.ndarray | None, score: str) -> None:
         """Test drift against a new calibration: its reference scores (R,), reported under its ``score``."""

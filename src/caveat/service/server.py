@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 
 import uvicorn
@@ -52,9 +53,10 @@ def _ignore(sig: int, frame) -> None:
     exit status say "killed" (143) after a clean shutdown."""
 
 
-def run(app: FastAPI, settings: ServiceSettings) -> None:
+def run(app: FastAPI, settings: ServiceSettings, *, sockets: list[socket.socket] | None = None) -> None:
     """Serve ``app`` (from ``create_app(settings)``) on ``settings.host:port`` until SIGTERM or Ctrl-C, then
-    shut down as the module says and return (exit status 0)."""
+    shut down as the module says and return (exit status 0). A worker of ``caveat serve --workers N`` passes
+    the parent's listening ``sockets`` instead of binding the port itself."""
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -67,7 +69,7 @@ def run(app: FastAPI, settings: ServiceSettings) -> None:
     main = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread only
     previous = signal.signal(signal.SIGTERM, _ignore) if main else None
     try:
-        server.run()
+        server.run(sockets=sockets)
     except KeyboardInterrupt:  # Ctrl-C, raised again after the graceful shutdown
         pass
     finally:

@@ -23,6 +23,13 @@ class ServiceSettings(BaseModel):
     run_dir: Path = Field(description="Run directory to serve (fixed for the life of the process).")
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the service to the network.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port).")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes on the one port, each with its own model (memory grows with each); "
+        "/metrics sums their counters.",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="When set, /v1/* and /metrics need the header X-API-Key. Several keys, comma-separated "
@@ -84,8 +91,8 @@ class ServiceSettings(BaseModel):
     torch_threads: int | None = Field(
         None,
         ge=1,
-        description="CPU threads for inference (default: all CPUs but one, "
-        "which is left to the event loop; torch's own default oversubscribes).",
+        description="CPU threads for inference, per worker (default: all CPUs but one, which is left to the "
+        "event loop, shared out among the workers; torch's own default oversubscribes).",
     )
     log_inputs: Path | None = Field(
         None,
@@ -170,8 +177,8 @@ class ServiceSettings(BaseModel):
 
     @property
     def inference_threads(self) -> int:
-        """``torch_threads``, or all CPUs but one."""
-        return self.torch_threads or max(1, (os.cpu_count() or 2) - 1)
+        """``torch_threads``, or all CPUs but one, shared out among the workers."""
+        return self.torch_threads or max(1, ((os.cpu_count() or 2) - 1) // self.workers)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> ServiceSettings:
