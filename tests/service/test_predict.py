@@ -356,6 +356,9 @@ def test_api_key_guards_the_api_but_not_health(served_run, monkeypatch):
         assert wrong.status_code == 401 and "wrong X-API-Key" in wrong.json()["detail"]
         assert c.get("/metrics").status_code == 401
         assert c.post("/v1/predict", json={"texts": ["alpha"]}, headers={"X-API-Key": "s3cret"}).status_code == 200
+        text = c.get("/metrics", headers={"X-API-Key": "s3cret"}).text
+        # refused before routing, yet counted under the route asked for (not "other")
+        assert metric(text, "caveat_http_requests_total", route="/v1/predict", status="401") == 2
         assert "APIKeyHeader" in json.dumps(c.get("/openapi.json").json()["components"]["securitySchemes"])
 
 

@@ -121,10 +121,24 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    paths = frozenset(getattr(r, "path", "") for r in app.routes)
+    paths = frozenset(route_paths(app.routes))
     app.add_middleware(MetricsMiddleware, metrics=metrics, paths=paths)  # counts 401, 413 and 500 too
     app.add_middleware(FrontDoorMiddleware)
     return app
+
+
+def route_paths(routes) -> list[str]:
+    """Every route's path template, within included routers too: the metrics label a request that never reaches
+    its route (a 401 from the key check, a 413) by the path it asked for. Recent FastAPI keeps an included
+    router as one entry with no ``path`` (``original_router`` holds its routes); older versions copy them."""
+    out = []
+    for route in routes:
+        if getattr(route, "path", None):
+            out.append(route.path)
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            out += route_paths(inner.routes)
+    return out
 
 
 def _reload_on_sighup(state: ServiceState) -> bool:
