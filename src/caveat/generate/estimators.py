@@ -2,8 +2,9 @@
 
 Every estimator is a function of one :class:`~caveat.generate.sampling.Generation` (the greedy
 answer and K samples with their token statistics, generated once and shared) and a
-:class:`Context` that computes the shared extras once per generation: meaning clusters, and the
-model itself for the two estimators that ask it a further question (``p_true`` and ``verbalised``).
+:class:`Context` that computes the shared extras once per generation: meaning clusters, the samples'
+pairwise similarities, and the model itself for the two estimators that ask it a further question
+(``p_true`` and ``verbalised``).
 Each estimator states what it needs, so an evaluation computes only that.
 """
 
@@ -20,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from caveat.errors import ConfigError
+from caveat.generate import graph
 from caveat.generate.probes import ProbeSet
 from caveat.generate.rauq import rauq as rauq_score
 from caveat.generate.sampling import Generation
-from caveat.generate.semantic import EmbeddingEquivalence, Equivalence, Meanings, meanings
+from caveat.generate.semantic import EmbeddingEquivalence, Equivalence, Meanings, meanings, similarities
 from caveat.registry import Registry
 
 
@@ -31,11 +33,11 @@ from caveat.registry import Registry
 class Estimator:
     """An uncertainty estimator: ``fn(generation, context, message) -> float``.
 
-    ``needs`` is a subset of {"samples", "meaning", "lm", "hidden_states", "attentions"}: K > 0 samples,
-    meaning clusters, further calls to the model, or the model's internals kept from the greedy pass
-    (:mod:`caveat.generate.internals`). ``argument`` names what an estimator written ``name:ARG`` takes
-    (e.g. ``probe:DIR``); registered with one, ``fn`` is ``fn(generation, context, message, arg)``
-    and :func:`get_estimator` binds the argument.
+    ``needs`` is a subset of {"samples", "meaning", "similarity", "lm", "hidden_states", "attentions"}: K > 0
+    samples, meaning clusters, the samples' pairwise similarities (a graph), further calls to the model, or the
+    model's internals kept from the greedy pass (:mod:`caveat.generate.internals`). ``argument`` names what an
+    estimator written ``name:ARG`` takes (e.g. ``probe:DIR``); registered with one, ``fn`` is
+    ``fn(generation, context, message, arg)`` and :func:`get_estimator` binds the argument.
     """
 
     name: str
@@ -89,7 +91,7 @@ class Context:
     Parameters
     ----------
     lm : the :class:`~caveat.generate.lm.LanguageModel` (for ``p_true`` and ``verbalised``).
-    equivalence : how meaning clusters are built (default: embedding similarity, see
+    equivalence : how meaning clusters and similarities are built (default: embedding similarity, see
         :mod:`caveat.generate.semantic`).
 
     Attributes
@@ -100,6 +102,7 @@ class Context:
     def __init__(self, *, lm=None, equivalence: Equivalence | None = None) -> None:
         self.lm, self._equivalence = lm, equivalence
         self._meanings: dict[int, Meanings] = {}
+        self._similarities: dict[int, np.ndarray] = {}
         self.lm_calls = 0
 
     @property
@@ -117,14 +120,27 @@ class Context:
             )
         return self._meanings[key]
 
+    def similarity(self, g: Generation, question: str | None = None) -> np.ndarray:
+        """(K, K) similarity in [0, 1] of ``g``'s samples, 1 on the diagonal (cached per generation)."""
+        key = id(g)
+        if key not in self._similarities:
+            if not callable(getattr(self.equivalence, "similarity", None)):
+                raise ConfigError(
+                    f"{type(self.equivalence).__name__} has no similarity(texts, question=) method, which the "
+                    "graph estimators (eigv, degree, eccentricity) need; give the Context an EmbeddingEquivalence "
+                    "or EntailmentEquivalence"
+                )
+            self._similarities[key] = similarities([s.text for s in g.samples], self.equivalence, question=question)
+        return self._similarities[key]
+
     def need_lm(self, name: str):
         if self.lm is None:
             raise ConfigError(f"estimator {name!r} asks the model a further question; give the Context an lm")
         return self.lm
 
 
-def _need_samples(g: Generation, name: str) -> None:
-    if not g.samples:
+def _need_samples(g: Generation, name: str, at_least: int = 1) -> None:
+    if len(g.samples) < at_least:
         raise ConfigError(f"estimator {name!r} needs sampled answers; generate with samples >= 2 (e.g. 8)")
 
 
@@ -265,6 +281,46 @@ def self_consistency(g: Generation, ctx: Context, message: str = "") -> float:
     _need_samples(g, "self_consistency")
     m = ctx.meanings(g, message)
     return 1.0 - float(np.mean(m.sample_labels == m.greedy_label)) if m.greedy_label >= 0 else 1.0
+
+
+# -- from the graph of the samples' similarities (Lin, Trivedi & Sun 2024) ---------------------------
+
+
+def _graph(g: Generation, ctx: Context, message: str, name: str) -> np.ndarray:
+    _need_samples(g, name, at_least=2)  # one answer makes a graph with nothing to compare
+    return ctx.similarity(g, message)
+
+
+@estimator(
+    "eigv",
+    "sum of max(0, 1 - eigenvalue) of the samples' similarity-graph Laplacian: a soft count of meanings "
+    "(Lin et al. 2024)",
+    needs=("samples", "similarity"),
+)
+def eigv(g: Generation, ctx: Context, message: str = "") -> float:
+    """U_EigV of Lin, Trivedi & Sun (2024) on the samples' similarities (:func:`caveat.generate.graph.eigv`)."""
+    return graph.eigv(_graph(g, ctx, message, "eigv"))
+
+
+@estimator(
+    "degree",
+    "1 - mean pairwise similarity of the samples, 1 - trace(D)/K^2 (Lin et al. 2024)",
+    needs=("samples", "similarity"),
+)
+def degree(g: Generation, ctx: Context, message: str = "") -> float:
+    """U_Deg of Lin, Trivedi & Sun (2024) on the samples' similarities (:func:`caveat.generate.graph.degree`)."""
+    return graph.degree(_graph(g, ctx, message, "degree"))
+
+
+@estimator(
+    "eccentricity",
+    "spread of the samples' spectral embeddings around their centre (Lin et al. 2024)",
+    needs=("samples", "similarity"),
+)
+def eccentricity(g: Generation, ctx: Context, message: str = "") -> float:
+    """U_Ecc of Lin, Trivedi & Sun (2024): eigenvectors with eigenvalue below 0.9
+    (:func:`caveat.generate.graph.eccentricity`)."""
+    return graph.eccentricity(_graph(g, ctx, message, "eccentricity"))
 
 
 # -- from the model's internals in the greedy pass (no samples) --------------------------------------

@@ -1,9 +1,10 @@
 """Score generated answers with every estimator and measure how well each detects wrong answers.
 
 For each question: one :class:`~caveat.generate.sampling.Generation` (greedy + K samples, one
-``generate`` call, cached), then every requested estimator on it. Meaning clusters are computed once
-per question and their cost is charged to every estimator that uses them. The greedy answer is judged
-under every correctness rule; the metrics use the chosen one, and the output says which.
+``generate`` call, cached), then every requested estimator on it. Meaning clusters and the samples'
+similarity graph are computed once per question and their cost is charged to every estimator that uses
+them. The greedy answer is judged under every correctness rule; the metrics use the chosen one, and the
+output says which.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def score_questions(
     ctx = context or Context(lm=sampler.lm)
     found = [get_estimator(n) for n in estimators]
     sampler.require(internals_of(need for e in found for need in e.needs))  # kept from the same generate call
-    uses_meaning = any("meaning" in e.needs for e in found)
+    shared_by = {"meaning": Context.meanings, "similarity": Context.similarity}  # need -> what computes it
+    used = [need for need in shared_by if any(need in e.needs for e in found)]
     scores = {e.name: np.zeros(len(questions)) for e in found}
     seconds = {e.name: np.zeros(len(questions)) for e in found}
     gens, sampling = [], np.zeros(len(questions))
@@ -74,15 +76,15 @@ def score_questions(
             g = sampler(sampler.lm.prompt(message))
             gens.append(g)
             sampling[i] = 0.0 if g.cached else g.seconds
-            shared = 0.0
-            if uses_meaning:
+            shared = {}
+            for need in used:
                 start = time.perf_counter()
-                ctx.meanings(g, message)
-                shared = time.perf_counter() - start
+                shared_by[need](ctx, g, message)
+                shared[need] = time.perf_counter() - start
             for e in found:
                 start = time.perf_counter()
                 scores[e.name][i] = e.fn(g, ctx, message)
-                seconds[e.name][i] = time.perf_counter() - start + (shared if "meaning" in e.needs else 0.0)
+                seconds[e.name][i] = time.perf_counter() - start + sum(shared.get(need, 0.0) for need in e.needs)
             bar.advance()
     return Scored(list(questions), gens, scores, seconds, sampling)
 

@@ -12,6 +12,9 @@ is pluggable:
   using semantic entropy", Nature).
 
 Under both, answers equal after SQuAD normalisation are the same meaning without asking a model.
+
+Each also gives a continuous ``similarity`` in [0, 1], the weighted graph of the graph-based estimators
+(Lin, Trivedi & Sun 2024; :mod:`caveat.generate.graph`), built by :func:`similarities`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ class Equivalence(Protocol):
 
     def matrix(self, texts: Sequence[str], *, question: str | None = None) -> np.ndarray:
         """(N, N) bool, symmetric, True on the diagonal."""
+
+    def similarity(self, texts: Sequence[str], *, question: str | None = None) -> np.ndarray:
+        """(N, N) float in [0, 1], symmetric, 1 on the diagonal."""
 
 
 class EmbeddingEquivalence:
@@ -54,6 +60,14 @@ class EmbeddingEquivalence:
     def matrix(self, texts: Sequence[str], *, question: str | None = None) -> np.ndarray:
         emb = np.asarray(self.encoder.encode(list(texts)), dtype=np.float64)  # (N, D)
         return emb @ emb.T >= self.threshold - 1e-9
+
+    def similarity(self, texts: Sequence[str], *, question: str | None = None) -> np.ndarray:
+        """(N, N) cosine similarity of the embeddings clipped to [0, 1] (opposed answers are as unrelated as
+        orthogonal ones), 1 on the diagonal. The threshold plays no part."""
+        emb = np.asarray(self.encoder.encode(list(texts)), dtype=np.float64)  # (N, D)
+        sim = np.clip(emb @ emb.T, 0.0, 1.0)  # (N, N)
+        np.fill_diagonal(sim, 1.0)
+        return sim
 
 
 class EntailmentEquivalence:
@@ -82,13 +96,15 @@ class EntailmentEquivalence:
             )
         self.entailment, self.batch_size = entail[0], batch_size
 
-    def matrix(self, texts: Sequence[str], *, question: str | None = None) -> np.ndarray:
+    def _logits(self, texts: Sequence[str], question: str | None) -> np.ndarray:
+        """(N, N, C) NLI logits of premise i, hypothesis j, each framed by the question; N >= 2. The diagonal
+        is never asked (zeros)."""
         import torch
 
         n = len(texts)
         framed = [f"{question} {t}" if question else t for t in texts]
         pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
-        entails = np.eye(n, dtype=bool)
+        rows = []
         for start in range(0, len(pairs), self.batch_size):
             chunk = pairs[start : start + self.batch_size]
             enc = self.tokenizer(
@@ -99,10 +115,31 @@ class EntailmentEquivalence:
                 return_tensors="pt",
             )
             with torch.no_grad():
-                pred = self.model(**enc).logits.argmax(-1).numpy()  # (B,)
-            for (i, j), p in zip(chunk, pred):
-                entails[i, j] = p == self.entailment
+                rows.append(self.model(**enc).logits.float().numpy())  # (B, C)
+        flat = np.concatenate(rows)  # (N (N - 1), C), in the order of ``pairs``
+        out = np.zeros((n, n, flat.shape[1]))
+        out[tuple(np.array(pairs).T)] = flat
+        return out
+
+    def matrix(self, texts: Sequence[str], *, question: str | None = None) -> np.ndarray:
+        if len(texts) < 2:
+            return np.ones((len(texts), len(texts)), dtype=bool)
+        entails = self._logits(texts, question).argmax(-1) == self.entailment  # (N, N)
+        np.fill_diagonal(entails, True)
         return entails & entails.T
+
+    def similarity(self, texts: Sequence[str], *, question: str | None = None) -> np.ndarray:
+        """(N, N) mean of the two directions' entailment probability, ``(p(i ⊨ j) + p(j ⊨ i)) / 2``, 1 on the
+        diagonal: Lin et al.'s (2024) "entail" similarity (their other choice, 1 - p(contradiction), needs a
+        contradiction label that not every NLI model has)."""
+        if len(texts) < 2:
+            return np.ones((len(texts), len(texts)))
+        logits = self._logits(texts, question)  # (N, N, C)
+        z = np.exp(logits - logits.max(-1, keepdims=True))
+        entail = z[..., self.entailment] / z.sum(-1)  # (N, N) softmax
+        sim = (entail + entail.T) / 2
+        np.fill_diagonal(sim, 1.0)
+        return sim
 
 
 def make_equivalence(*, threshold: float = 0.9, nli_model: str | None = None) -> Equivalence:
@@ -145,6 +182,33 @@ def cluster(same: np.ndarray) -> np.ndarray:
             labels[i] = len(heads)
             heads.append(i)
     return labels
+
+
+def _distinct(texts: Sequence[str]) -> tuple[list[int], np.ndarray]:
+    """The first index of each distinct text after SQuAD normalisation, and (N,) which of them each text is."""
+    norm = [normalize_answer(t) for t in texts]
+    distinct = sorted(set(norm), key=norm.index)
+    return [norm.index(t) for t in distinct], np.array([distinct.index(t) for t in norm], dtype=int)
+
+
+def similarities(samples: Sequence[str], equivalence: Equivalence, *, question: str | None = None) -> np.ndarray:
+    """(K, K) similarity of the samples in [0, 1], symmetric, 1 on the diagonal.
+
+    Answers equal after SQuAD normalisation have similarity 1 without asking a model (as in :func:`meanings`);
+    the equivalence is asked once, about the distinct texts.
+    """
+    first, where = _distinct(samples)
+    if len(first) < 2:
+        return np.ones((len(samples), len(samples)))
+    sub = np.asarray(equivalence.similarity([samples[i] for i in first], question=question), dtype=np.float64)
+    if sub.shape != (len(first), len(first)):
+        raise ConfigError(
+            f"{type(equivalence).__name__}.similarity returned shape {sub.shape} for {len(first)} texts; "
+            f"it must return ({len(first)}, {len(first)})"
+        )
+    sim = sub[np.ix_(where, where)]  # (K, K)
+    np.fill_diagonal(sim, 1.0)
+    return sim
 
 
 def meanings(greedy: str, samples: Sequence[str], equivalence: Equivalence, *, question: str | None = None) -> Meanings:
