@@ -132,20 +132,53 @@ def generate_command(
 
 
 def generate_eval_command(
-    data: Data,
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="Questions: SQuAD-style JSON (passage in the prompt) or NQ-open JSONL (closed book); with "
+            "--task summarise, documents: XSum-style JSONL."
+        ),
+    ],
+    task: Annotated[
+        str, typer.Option(help="qa: answer questions, judged by --rule; summarise: one-sentence summaries.")
+    ] = "qa",
     max_examples: MaxExamples = None,
     data_seed: DataSeed = 0,
     lm: Lm = "default",
     gguf_file: GgufFile = None,
     samples: Samples = 8,
-    max_new_tokens: MaxNew = 32,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Longest answer, in tokens (default: 32 for qa, 64 for summarise).")
+    ] = None,
     temperature: Temperature = 0.5,
     top_k: TopK = 0,
     top_p: TopP = 1.0,
     seed: Seed = 0,
-    template: Template = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            help="Prompt template with {question} (and {context}), or {document} for summarise; default: "
+            "caveat's prompts."
+        ),
+    ] = None,
     estimators: Estimators = "all",
-    rule: Rule = "contains",
+    rule: Annotated[
+        str | None, typer.Option(help="qa: correctness rule, contains (default), exact, f1 or f1@<threshold>.")
+    ] = None,
+    quality: Annotated[
+        str | None,
+        typer.Option(
+            help="summarise: quality measures against the reference, first = the one PRR uses: rougeL "
+            "(default) and/or embedding (all-MiniLM cosine), e.g. rougeL,embedding."
+        ),
+    ] = None,
+    document_field: Annotated[
+        str | None, typer.Option(help="summarise: the JSONL field with the document (default: document).")
+    ] = None,
+    summary_field: Annotated[
+        str | None, typer.Option(help="summarise: the field with the reference summary (default: summary).")
+    ] = None,
+    id_field: Annotated[str | None, typer.Option(help="summarise: the field with the id (default: id).")] = None,
     meaning_threshold: Threshold = 0.9,
     nli_model: Nli = None,
     cache: Cache = None,
@@ -157,11 +190,11 @@ def generate_eval_command(
         Path | None, typer.Option(help="Also write a self-contained HTML report (and its .json) here.")
     ] = None,
 ) -> None:
-    """How well each estimator detects wrong answers: AUROC, PRR (95% bootstrap), AURC, accuracy at coverage, cost."""
-    from caveat.generate.data import read_questions
+    """How well each estimator detects wrong answers: AUROC, PRR (95% bootstrap), AURC, accuracy at coverage, cost.
+    With --task summarise: PRR against the summaries' ROUGE-L (95% bootstrap), quality at coverage, cost."""
     from caveat.generate.estimators import parse_estimators
-    from caveat.generate.evaluate import evaluate_generation
     from caveat.generate.lm import load_lm
+    from caveat.generate.tasks import TASKS
     from caveat.io import write_json_atomic
     from caveat.report.generation import generation_report
     from caveat.report.html import write_report
@@ -170,40 +203,66 @@ def generate_eval_command(
         raise ConfigError(
             f"--html {html} also writes {html.with_suffix('.json')}, which is --out; give them different names"
         )
-    cfg = _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed)
+    spec = TASKS.get(task)
+    given = {
+        "rule": rule,
+        "quality": quality,
+        "document_field": document_field,
+        "summary_field": summary_field,
+        "id_field": id_field,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    stray = [k for k in given if k not in spec.options]
+    if stray:
+        flags = ", ".join("--" + k.replace("_", "-") for k in stray)
+        owner = next(t for t in TASKS.names() if stray[0] in TASKS.get(t).options)
+        raise ConfigError(f"{flags} does not apply to --task {task}; it belongs to --task {owner}")
+    tokens = spec.max_new_tokens if max_new_tokens is None else max_new_tokens
+    cfg = _sampling(samples, tokens, temperature, top_k, top_p, seed)
     names = parse_estimators(estimators, samples=cfg.samples)
-    questions = read_questions(data, limit=max_examples, seed=data_seed if max_examples else None)
+    reading = {k: v for k, v in given.items() if k in spec.read_options}
+    items = spec.read(data, limit=max_examples, seed=data_seed if max_examples else None, **reading)
     model = load_lm(lm, gguf_file=gguf_file)
-    result = evaluate_generation(
-        questions,
+    result = spec.evaluate(
+        items,
         model,
         sampling=cfg,
         estimators=names,
-        rule=rule,
         cache=_cache(cache),
         context=_context(model, meaning_threshold, nli_model),
         template=template,
         n_boot=n_boot,
+        **{k: v for k, v in given.items() if k in spec.evaluate_options},
     )
     result["data"] = str(data)
     if out is not None:
         write_json_atomic(out, result)
     if html is not None:
         write_report(generation_report(result, data=str(data)), html)
+    curves = ("risk_coverage", "quality_coverage")
     emit(
         {k: v for k, v in result.items() if k != "records"}
-        | {
-            "estimators": {
-                n: {k: v for k, v in m.items() if k != "risk_coverage"} for n, m in result["estimators"].items()
-            }
-        }
+        | {"estimators": {n: {k: v for k, v in m.items() if k not in curves} for n, m in result["estimators"].items()}}
     )
 
 
 def generate_calibrate_command(
     data: Data,
     out: Annotated[Path, typer.Option(help="Where to write the policy (JSON).")],
-    estimator: Annotated[str, typer.Option(help="The estimator to threshold.")] = "semantic_entropy",
+    estimator: Annotated[
+        str,
+        typer.Option(
+            help="The estimator to threshold, or 'auto': choose among --candidates on half the calibration "
+            "questions and fit the threshold on the other half (an honest bound, fitted on fewer questions)."
+        ),
+    ] = "semantic_entropy",
+    candidates: Annotated[
+        str | None,
+        typer.Option(
+            help="With --estimator auto: comma-separated estimators to choose from (default: every one the "
+            "samples allow that does not ask the model again)."
+        ),
+    ] = None,
     target_risk: Annotated[float, typer.Option(help="Bound on the error rate of answered questions.")] = 0.3,
     delta: Annotated[float, typer.Option(help="Allowed probability that the bound fails.")] = 0.05,
     holdout: Annotated[
@@ -226,6 +285,7 @@ def generate_calibrate_command(
     cache: Cache = None,
 ) -> None:
     """Fit a risk-controlled threshold: answer only where P(wrong) among answered questions is bounded."""
+    from caveat.generate.choose import check_candidates, default_candidates
     from caveat.generate.correctness import get_rule, judge
     from caveat.generate.data import read_questions
     from caveat.generate.estimators import parse_estimators
@@ -236,8 +296,16 @@ def generate_calibrate_command(
 
     if not 0 <= holdout < 1:
         raise ConfigError(f"--holdout must lie in [0, 1); got {holdout}. E.g. 0.5 checks the bound on half")
+    auto = estimator == "auto"
+    if candidates is not None and not auto:
+        raise ConfigError(f"--candidates is for --estimator auto; got --estimator {estimator}. Drop one of them")
     cfg = _sampling(samples, max_new_tokens, temperature, top_k, top_p, seed)
-    parse_estimators([estimator], samples=cfg.samples)
+    if not auto:
+        names = parse_estimators([estimator], samples=cfg.samples)
+    elif candidates is None:
+        names = default_candidates(cfg.samples)
+    else:
+        names = check_candidates(candidates.split(","), samples=cfg.samples)
     questions = read_questions(data, limit=max_examples, seed=data_seed if max_examples else None)
     random.Random(data_seed).shuffle(questions)
     n_check = round(holdout * len(questions))
@@ -245,32 +313,37 @@ def generate_calibrate_command(
     scored = score_questions(
         questions,
         Sampler(model, cfg, cache=_cache(cache)),
-        [estimator],
+        names,
         context=_context(model, meaning_threshold, nli_model),
         template=template,
     )
     errors = ~judge(scored.answers, questions, get_rule(rule))
-    s = scored.scores[estimator]
     cal = slice(n_check, None)
-    policy = GenerationPolicy.fit(
-        s[cal],
-        errors[cal],
-        lm=model.name,
-        sampling=cfg,
-        estimator=estimator,
-        rule=get_rule(rule).name,
-        target_risk=target_risk,
-        delta=delta,
-        template=template,
-        meaning={"threshold": meaning_threshold, "nli_model": nli_model},
-    )
+    settings = {
+        "lm": model.name,
+        "sampling": cfg,
+        "rule": get_rule(rule).name,
+        "target_risk": target_risk,
+        "delta": delta,
+        "template": template,
+        "meaning": {"threshold": meaning_threshold, "nli_model": nli_model},
+    }
+    if auto:  # chosen on one half of the calibration questions, thresholded on the other
+        cal_scores = {n: v[cal] for n, v in scored.scores.items()}
+        policy = GenerationPolicy.fit_auto(cal_scores, errors[cal], candidates=names, seed=data_seed, **settings)
+    else:
+        policy = GenerationPolicy.fit(scored.scores[estimator][cal], errors[cal], estimator=estimator, **settings)
     policy.save(out)
+    s = scored.scores[policy.estimator]
     result = {
         "policy": str(out),
+        "estimator": policy.estimator,
         "guarantee": policy.risk.guarantee,
         **policy.state()["risk"],
         "error_rate_calibration": float(errors[cal].mean()),
     }
+    if policy.selection is not None:
+        result["selection"] = policy.selection
     if n_check:
         answered = policy.risk.decide(s[:n_check])
         result["holdout"] = {

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -42,6 +43,7 @@ class Question:
     context: str | None = None
 
 
+T = TypeVar("T")
 Reader = Callable[[str, str], list[Question]]
 READERS: Registry[Reader] = Registry("question reader")
 _SUFFIXES = {".json": "squad", ".jsonl": "nq-open"}
@@ -223,8 +225,7 @@ def read_questions(
     ConfigError
         An unknown format, a suffix the format cannot be inferred from, or a bad ``limit``.
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
-        raise ConfigError(f"limit must be an integer >= 1 (or None for all questions); got {limit!r}")
+    check_limit(limit, "questions")
     file = resolve_data_path(path)
     if format is None:
         format = _SUFFIXES.get(file.suffix.lower())
@@ -241,19 +242,31 @@ def read_questions(
     questions = reader(text, str(file))
     if not questions:
         raise _error(str(file), None, "holds no questions", "give a file with at least one question")
-    _check_unique(questions, str(file))
-    if limit is None or limit >= len(questions):
-        return questions
+    check_unique(questions, str(file), "question")
+    return sample(questions, limit, seed)
+
+
+def check_limit(limit, what: str) -> None:
+    """Raise ``ConfigError`` unless ``limit`` is None or an integer >= 1."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise ConfigError(f"limit must be an integer >= 1 (or None for all {what}); got {limit!r}")
+
+
+def sample(items: list[T], limit: int | None, seed: int | None) -> list[T]:
+    """The first ``limit`` items, or with ``seed`` a uniform sample without replacement in file order;
+    all of them when there are no more than ``limit``."""
+    if limit is None or limit >= len(items):
+        return items
     if seed is None:
-        return questions[:limit]
-    keep = np.sort(np.random.default_rng(seed).choice(len(questions), size=limit, replace=False))
-    return [questions[i] for i in keep]
+        return items[:limit]
+    keep = np.sort(np.random.default_rng(seed).choice(len(items), size=limit, replace=False))
+    return [items[i] for i in keep]
 
 
-def _check_unique(questions: list[Question], file: str) -> None:
-    """Answers and scores are joined to questions by id, so a repeated id would mix them up."""
+def check_unique(items: Iterable, file: str, what: str) -> None:
+    """Answers and scores are joined to questions (documents) by id, so a repeated id would mix them up."""
     seen: set[str] = set()
-    for q in questions:
-        if q.id in seen:
-            raise _error(file, None, f"question id {q.id!r} occurs more than once", "give every question a unique id")
-        seen.add(q.id)
+    for item in items:
+        if item.id in seen:
+            raise _error(file, None, f"{what} id {item.id!r} occurs more than once", f"give every {what} a unique id")
+        seen.add(item.id)

@@ -10,6 +10,9 @@ matter. :func:`prr` and :func:`risk_coverage` break ties uniformly at random *in
 risk after answering ``n`` inputs is its expected value over all orders of the tied inputs. That is
 deterministic, independent of input order, equal to the plain curve when there are no ties, gives a
 constant score PRR 0 and a score that separates errors perfectly PRR 1, however tied within groups.
+
+A continuous quality (summaries: ROUGE-L against the reference) instead of errors is in
+:mod:`caveat.generate.rejection`, on the same tie handling and bootstrap.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from caveat.evaluation.calibration import (
     accuracy_at_coverage,
     aurc,
     error_detection_auroc,
-    risk_coverage_curve,
 )
 
 _MAX_DRAWS_PER_REPLICATE = 100  # bootstrap gives up after 100 * n_boot draws with one class only
@@ -45,23 +47,29 @@ def _two_classes(e: np.ndarray, what: str) -> None:
         )
 
 
-def _expected_risk(s: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """``(N,)`` error rate among the ``n`` most confident inputs, n = 1..N, ties in expectation.
+def _expected_kept_mean(s: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``(N,)`` mean of ``values`` among the ``n`` most confident inputs, n = 1..N, ties in expectation.
 
-    Built on :func:`risk_coverage_curve`, which answers each group of tied scores at once: inside a
-    group of ``g`` inputs with ``e_g`` errors, answering ``k`` of them adds ``k * e_g / g`` errors in
-    expectation over the orders of the group.
+    Inputs are kept lowest score first; inside a group of ``g`` tied inputs whose values sum to ``v_g``,
+    keeping ``k`` of them adds ``k * v_g / g`` in expectation over the orders of the group.
     """
     n = len(s)
-    coverage, risk = risk_coverage_curve(s, e)  # (K,), one point per distinct score
-    ends = np.rint(coverage * n).astype(np.int64)  # (K,) inputs answered after each group
-    done = np.rint(risk * ends)  # (K,) errors among them (exact integers)
-    starts, before = np.r_[0, ends[:-1]], np.r_[0.0, done[:-1]]  # (K,)
-    size, group_errors = ends - starts, done - before  # (K,)
-    group = np.repeat(np.arange(len(ends)), size)  # (N,) group of the n-th answered input
-    answered = np.arange(1, n + 1)  # (N,)
-    k = answered - starts[group]  # (N,) how many of its group are answered
-    return (before[group] + k * group_errors[group] / size[group]) / answered
+    order = np.argsort(s, kind="stable")
+    s, v = s[order], values[order]  # (N,) sorted by score
+    ends = np.r_[np.flatnonzero(np.diff(s)) + 1, n]  # (K,) inputs kept after each group of tied scores
+    starts = np.r_[0, ends[:-1]]  # (K,)
+    through = np.cumsum(v)[ends - 1]  # (K,) sum of values through each group
+    before = np.r_[0.0, through[:-1]]  # (K,) sum before it
+    size = ends - starts  # (K,)
+    group = np.repeat(np.arange(len(ends)), size)  # (N,) group of the n-th kept input
+    kept = np.arange(1, n + 1)  # (N,)
+    k = kept - starts[group]  # (N,) how many of its group are kept
+    return (before[group] + k * (through - before)[group] / size[group]) / kept
+
+
+def _expected_risk(s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """``(N,)`` error rate among the ``n`` most confident inputs, n = 1..N, ties in expectation."""
+    return _expected_kept_mean(s, e.astype(np.float64))
 
 
 def prr(scores: np.ndarray, errors: np.ndarray) -> float:
@@ -139,27 +147,48 @@ def bootstrap_interval(
     ConfigError
         Bad ``n_boot`` or ``level``.
     """
+    s, e = _check(scores, errors)
+    _two_classes(e, "a bootstrap interval")
+    return _percentile_bootstrap(
+        fn,
+        s,
+        e,
+        usable=lambda t: bool(t.any() and not t.all()),
+        n_boot=n_boot,
+        level=level,
+        seed=seed,
+        failure=f"{len(s)} answers ({int(e.sum())} wrong) had both outcomes; evaluate on more questions",
+    )
+
+
+def _percentile_bootstrap(
+    fn: Callable[[np.ndarray, np.ndarray], float],
+    s: np.ndarray,
+    t: np.ndarray,
+    *,
+    usable: Callable[[np.ndarray], bool],
+    n_boot: int,
+    level: float,
+    seed: int,
+    failure: str,
+) -> tuple[float, float]:
+    """The loop both intervals share: resample ``(s, t)`` pairs, redraw where ``usable(t)`` fails."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
         raise ConfigError(f"n_boot must be an integer >= 2; got {n_boot!r}. Use 1000")
     if not 0 < level < 1:
         raise ConfigError(f"level must lie in (0, 1); got {level!r}. Use 0.95 for a 95% interval")
-    s, e = _check(scores, errors)
-    _two_classes(e, "a bootstrap interval")
     rng = np.random.default_rng(seed)
     n, values = len(s), []
     for _ in range(_MAX_DRAWS_PER_REPLICATE * n_boot):
-        idx = rng.integers(0, n, size=n)  # (N,) questions of this replicate
-        eb = e[idx]
-        if eb.all() or not eb.any():
+        idx = rng.integers(0, n, size=n)  # (N,) examples of this replicate
+        tb = t[idx]
+        if not usable(tb):
             continue
-        values.append(fn(s[idx], eb))
+        values.append(fn(s[idx], tb))
         if len(values) == n_boot:
             break
     else:
-        raise DataError(
-            f"only {len(values)} of {_MAX_DRAWS_PER_REPLICATE * n_boot} resamples of "
-            f"{n} answers ({int(e.sum())} wrong) had both outcomes; evaluate on more questions"
-        )
+        raise DataError(f"only {len(values)} of {_MAX_DRAWS_PER_REPLICATE * n_boot} resamples of {failure}")
     lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 

@@ -17,7 +17,9 @@ def _interval(ci) -> str | None:
 
 
 def generation_report(result: dict, *, data: str = "") -> Report:
-    """The report of ``evaluate_generation``'s result (records included)."""
+    """The report of ``evaluate_generation``'s (or ``evaluate_summaries``') result (records included)."""
+    if result.get("task") == "summarise":
+        return _summary_report(result, data=data)
     est = result["estimators"]
     ranked = sorted(est, key=lambda e: -(est[e].get("auroc") or 0.0))
     sampling = result["sampling"]
@@ -112,4 +114,96 @@ def generation_report(result: dict, *, data: str = "") -> Report:
         calibrated=False,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         sections=[overview, detection, Section(key="examples", title="Examples", tables=[examples])],
+    )
+
+
+def _summary_report(result: dict, *, data: str) -> Report:
+    """The report of ``evaluate_summaries``' result: quality, each estimator's PRR, quality-coverage curves."""
+    est, primary = result["estimators"], result["quality"]
+    ranked = sorted(est, key=lambda e: -(est[e].get("prr") or -2.0))
+    others = [m for m in result["mean_quality"] if m != primary]
+    sampling = result["sampling"]
+    overview = Section(
+        key="overview",
+        title="Summaries",
+        notes=[
+            (
+                f"Model `{result['model']}`; greedy summary + {sampling['samples']} samples per document "
+                f"(temperature {sampling['temperature']}, at most {sampling['max_new_tokens']} new tokens). "
+                f"Quality is `{primary}`: {result['quality_description']}."
+            )
+        ]
+        + ([result["warning"]] if "warning" in result else []),
+        metrics=[metric("n", "documents", result["n"])]
+        + [metric(f"quality.{m}", f"mean quality ({m})", q) for m, q in result["mean_quality"].items()],
+    )
+    table = Table(
+        key="estimators",
+        title=f"Rejecting poor summaries (PRR against {primary}: 1 = oracle, 0 = random)",
+        columns=["estimator", "PRR", "95% interval", f"{primary} at 50%", f"{primary} at 80%"]
+        + [f"PRR ({m})" for m in others]
+        + ["s / document"],
+        rows=[
+            [
+                e,
+                num(est[e].get("prr")),
+                _interval(est[e].get("prr_ci")),
+                num((est[e].get("quality_at") or {}).get("0.5")),
+                num((est[e].get("quality_at") or {}).get("0.8")),
+            ]
+            + [num((est[e].get("by_quality") or {}).get(m, {}).get("prr")) for m in others]
+            + [num(est[e].get("seconds_per_question"))]
+            for e in ranked
+        ],
+        note="Interval: percentile bootstrap over documents. s / document: what the estimator adds to sampling.",
+    )
+    curves = [
+        Series(name=e, x=est[e]["quality_coverage"]["coverage"], y=est[e]["quality_coverage"]["quality"])
+        for e in ranked[:6]
+        if est[e].get("quality_coverage")
+    ]
+    figures = (
+        [
+            LineFigure(
+                key="quality_coverage",
+                title=f"Quality-coverage: mean {primary} of the kept summaries",
+                xlabel="coverage (share kept, most certain first)",
+                ylabel=f"mean {primary}",
+                series=curves,
+                note="The six best estimators by PRR.",
+            )
+        ]
+        if curves
+        else []
+    )
+    best = ranked[0] if ranked else None
+    examples = Table(
+        key="examples",
+        title="Example summaries",
+        columns=["id", "summary", "reference", primary, f"{best} (uncertainty)" if best else "uncertainty"],
+        rows=[
+            [
+                r["id"],
+                r["answer"],
+                "; ".join(r["references"]),
+                num(r["quality"].get(primary)),
+                num(r["scores"].get(best)) if best else None,
+            ]
+            for r in (result.get("records") or [])[:EXAMPLES]
+        ],
+    )
+    return Report(
+        title=f"caveat generate-eval --task summarise: {data or 'documents'}",
+        run=result["model"],
+        task="generation",
+        data=data,
+        source=data,
+        n=result["n"],
+        calibrated=False,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        sections=[
+            overview,
+            Section(key="estimators", title="Uncertainty estimators", tables=[table], figures=figures),
+            Section(key="examples", title="Examples", tables=[examples]),
+        ],
     )
