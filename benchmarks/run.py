@@ -448,10 +448,13 @@ def table() -> str:
         r = json.loads(path.read_text())
         la, ts = r["laplace_lora"], r["temperature_scaled"]
         lines.append(
-            "| SST-2 LoRA run: Laplace-LoRA (evidence-tuned prior) vs temperature scaling | test NLL / ECE | "
+            "| SST-2 LoRA run: Laplace-LoRA vs temperature scaling | test NLL / ECE | "
             f"{la['nll']:.4f} / {la['ece']:.4f} vs {ts['nll']:.4f} / {ts['ece']:.4f} "
             f"({la['cost_ratio']:.1f}× a pass) | NLL no worse | {'yes' if la['nll'] <= ts['nll'] else 'no'} | |"
         )
+    path = RESULTS / "lora_clinc150.json"
+    if path.is_file():
+        lines += lora_clinc_rows(json.loads(path.read_text()))
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
@@ -482,6 +485,30 @@ def lora_rows(r: dict) -> list[str]:
         f"({r['parameters']['trainable']:,}) | ≤ 0.02 | {'yes' if share <= 0.02 else 'no'} | |",
         "| cost per step, SmolLM2-135M LoRA / MiniLM full fine-tune (batch 16) | ratio | "
         f"{cost['lora_over_minilm']:.1f}× ({cost['median_seconds_per_step']['smollm2_lora']:.2f} s) | report | | |",
+    ]
+
+
+def lora_clinc_rows(r: dict) -> list[str]:
+    """Table rows of the ``lora_clinc150`` benchmark (benchmarks/llm.py)."""
+    one, ens, la, auroc, c = r["one_adapter"], r["ensemble"], r["laplace_lora"], r["ood_auroc"], r["checks"]
+    best = r["best_single_adapter_method"]
+    yes = {True: "yes", False: "no"}
+    return [
+        f"| CLINC150, SmolLM2-135M + LoRA r 8 ({r['train_steps']} steps, 1 epoch) | in-scope test accuracy | "
+        f"{r['in_scope_accuracy']:.4f} | ≥ 0.93 | {yes[c['in_scope_accuracy_ge_0.93']]} | "
+        f"{r['train_seconds_member0'] / 60:.0f} min |",
+        f"| CLINC150 LoRA: OOS AUROC, best single-adapter method ({best}) | oos_test | {auroc[best]:.4f} | ≥ 0.97 | "
+        f"{yes[c['best_ood_auroc_ge_0.97']]} | |",
+        f"| CLINC150 LoRA ensemble ({r['members']} adapters, one base) vs one adapter | NLL / ECE / OOS AUROC | "
+        f"{ens['nll']:.4f} / {ens['ece']:.4f} / {auroc['ensemble']:.4f} vs {one['nll']:.4f} / {one['ece']:.4f} / "
+        f"{auroc['least_confidence']:.4f} | better, AUROC +0.005 | "
+        f"{yes[c['ensemble_nll_better'] and c['ensemble_ece_better'] and c['ensemble_auroc_ge_one_plus_0.005']]} | |",
+        f"| CLINC150 LoRA ensemble: inference cost; memory (parameters, peak RSS) vs one adapter | ratio | "
+        f"{ens['cost_ratio']:.2f}×; {r['memory']['parameter_ratio']:.3f}×, {r['memory']['rss_ratio']:.2f}× | "
+        f"≤ 4.5×; ≤ 1.2× | {yes[c['ensemble_cost_le_4.5'] and c['ensemble_memory_le_1.2']]} | |",
+        f"| CLINC150 LoRA: Laplace-LoRA (prior tuned on calibration) vs temperature scaling | test NLL; OOS AUROC | "
+        f"{la['nll']:.4f} vs {r['calibrated']['nll']:.4f}; {auroc['laplace_lora']:.4f} | NLL no worse | "
+        f"{yes[c['laplace_nll_no_worse_than_temperature']]} | |",
     ]
 
 
@@ -614,6 +641,10 @@ def main() -> None:
             from benchmarks.llm import bench_lora_sst2
 
             record = bench_lora_sst2(data_root, WORK if not args.quick else WORK / "quick", quick=args.quick)
+        elif name == "lora_clinc150":  # SmolLM2 + LoRA on CLINC150, a 4-adapter ensemble (benchmarks/llm.py); ~90 min
+            from benchmarks.llm import bench_lora_clinc150
+
+            record = bench_lora_clinc150(data_root, WORK if not args.quick else WORK / "quick", quick=args.quick)
         elif name == "onnx":  # needs the clinc150 run: exports it (fp32, int8) into WORK, times and re-calibrates
             from benchmarks.onnx_export import bench_onnx
 
@@ -691,6 +722,7 @@ def main() -> None:
                         "ner_compare",
                         "generate",
                         "lora_sst2",
+                        "lora_clinc150",
                         "onnx",
                         "risk_bounds",
                         "shift",

@@ -161,6 +161,18 @@ def test_lora_ensemble_members_share_one_base_and_match_their_own_runs(tiny_deco
         np.testing.assert_allclose(stacked.logits[i], alone, atol=1e-5)
     np.testing.assert_allclose(members[0].predict(TEXTS).logits[0], stacked.logits[0], atol=1e-5)  # switched back
 
+    from benchmarks.llm import ensemble_memory  # the lora_clinc150 benchmark's memory figure, on this run
+
+    memory = ensemble_memory(out)
+    params = dict(members[0].model.named_parameters())  # every member's adapter now sits on the one base
+    size = {n: p.numel() * p.element_size() for n, p in params.items()}
+    adapter = {name: sum(v for n, v in size.items() if f".{name}." in n) for name in ("default", "member1")}
+    base = sum(v for n, v in size.items() if "lora_" not in n and not n.startswith("head."))
+    head = sum(v for n, v in size.items() if n.startswith("head."))
+    assert memory["members"] == 3 and memory["parameter_bytes_one"] == base + adapter["default"] + head
+    # the base once, plus each other member's adapter and head (equal in size to member 0's)
+    assert memory["parameter_bytes_ensemble"] == memory["parameter_bytes_one"] + 2 * (adapter["member1"] + head)
+
 
 def test_efficient_mc_dropout_on_a_decoder_applies_its_final_norm(lora_run, tmp_path):
     run = tmp_path / "run"
