@@ -93,7 +93,7 @@ def ensemble_memory(run_dir: Path) -> dict:
     }
 
 
-def bench_lora_clinc150(data_root: Path, work: Path, *, quick: bool = False) -> dict:
+def bench_lora_clinc150(data_root: Path, work: Path, *, quick: bool = False, laplace: bool = False) -> dict:
     """SmolLM2-135M + LoRA (r 8) on CLINC150, one adapter against a 4-adapter LoRA ensemble on one base
     (Wang et al. 2023), and Laplace-LoRA (Yang et al. 2024) against temperature scaling: in-scope accuracy,
     calibration, OOS AUROC of each method on oos_test, cost relative to one deterministic pass, memory."""
@@ -103,11 +103,13 @@ def bench_lora_clinc150(data_root: Path, work: Path, *, quick: bool = False) -> 
     run_dir = train_lora_clinc(data_root, work, quick=quick)
     oos_train = str(data_root / "clinc150" / "data_full.json#oos_train")
     calibration = calibrate_run(run_dir, ood=[oos_train, "oos_val"], ood_rate=0.10)
-    methods = "least_confidence,energy,max_logit,mahalanobis,ensemble,laplace_lora"
+    # Laplace-LoRA beyond 20 classes samples adapter weights: K = 10 forwards per input for test and oos_test and
+    # 9 prior values x 10 forwards x 250 calibration inputs to tune it, over 40 min on 2 cores; opt in with laplace
+    methods = "least_confidence,energy,max_logit,mahalanobis,ensemble" + (",laplace_lora" if laplace else "")
     test = evaluate_run(run_dir, "test", ood=["oos_test"], methods=methods, write=False)
     rows = test["methods"]
     keys = ("nll", "ece", "brier", "aurc", "error_auroc", "cost_ratio")
-    one, ens, la = rows["least_confidence"], rows["ensemble"], rows["laplace_lora"]
+    one, ens, la = rows["least_confidence"], rows["ensemble"], rows.get("laplace_lora")
     auroc = {k: v["ood_auroc"]["oos_test"] for k, v in rows.items()}
     single = {k: v for k, v in auroc.items() if k not in ("ensemble",)}
     best_single = max(single, key=single.get)
@@ -130,7 +132,7 @@ def bench_lora_clinc150(data_root: Path, work: Path, *, quick: bool = False) -> 
         "one_adapter": {k: one.get(k) for k in keys},
         "ensemble": {k: ens.get(k) for k in keys},
         "ensemble_members": test.get("ensemble", {}).get("members"),
-        "laplace_lora": {k: la.get(k) for k in keys},
+        "laplace_lora": None if la is None else {k: la.get(k) for k in keys},
         "memory": memory,
         "checks": {
             "in_scope_accuracy_ge_0.93": test["accuracy"] >= 0.93,
@@ -140,7 +142,7 @@ def bench_lora_clinc150(data_root: Path, work: Path, *, quick: bool = False) -> 
             "ensemble_auroc_ge_one_plus_0.005": auroc["ensemble"] >= auroc["least_confidence"] + 0.005,
             "ensemble_cost_le_4.5": ens["cost_ratio"] <= 4.5,
             "ensemble_memory_le_1.2": memory["parameter_ratio"] <= 1.2,
-            "laplace_nll_no_worse_than_temperature": la["nll"] <= test["calibrated"]["nll"],
+            "laplace_nll_no_worse_than_temperature": None if la is None else la["nll"] <= test["calibrated"]["nll"],
         },
         "quick": quick,
     }

@@ -506,10 +506,15 @@ def lora_clinc_rows(r: dict) -> list[str]:
         f"| CLINC150 LoRA ensemble: inference cost; memory (parameters, peak RSS) vs one adapter | ratio | "
         f"{ens['cost_ratio']:.2f}×; {r['memory']['parameter_ratio']:.3f}×, {r['memory']['rss_ratio']:.2f}× | "
         f"≤ 4.5×; ≤ 1.2× | {yes[c['ensemble_cost_le_4.5'] and c['ensemble_memory_le_1.2']]} | |",
-        f"| CLINC150 LoRA: Laplace-LoRA (prior tuned on calibration) vs temperature scaling | test NLL; OOS AUROC | "
-        f"{la['nll']:.4f} vs {r['calibrated']['nll']:.4f}; {auroc['laplace_lora']:.4f} | NLL no worse | "
-        f"{yes[c['laplace_nll_no_worse_than_temperature']]} | |",
-    ]
+    ] + (
+        []
+        if la is None
+        else [
+            f"| CLINC150 LoRA: Laplace-LoRA (prior tuned on calibration) vs temperature scaling | NLL; OOS AUROC | "
+            f"{la['nll']:.4f} vs {r['calibrated']['nll']:.4f}; {auroc['laplace_lora']:.4f} | NLL no worse | "
+            f"{yes[c['laplace_nll_no_worse_than_temperature']]} | |"
+        ]
+    )
 
 
 def onnx_rows(r: dict) -> list[str]:
