@@ -19,6 +19,8 @@ from caveat.robustness.compare import AttackSettings
 from caveat.robustness.run import attack_run
 from caveat.training import select
 from caveat.training.select import sweep
+from caveat.training.validation_metric import validation_metric
+from caveat.types import Task
 from tests.conftest import tiny_overrides
 
 ATTACK = {"max_change": 0.3, "min_similarity": 0.5}
@@ -117,7 +119,7 @@ def test_sweep_scored_under_attack_on_validation(tiny_backbone, text_data, tmp_p
 def planted_sweep(tiny_backbone, text_data, tmp_path, monkeypatch):
     """``sweep`` with training and scoring replaced by planted scores: value -> (clean, attacked)."""
 
-    def run(scores: dict, **options) -> dict:
+    def run(scores: dict, overrides: tuple[str, ...] = (), **options) -> dict:
         def fake_training(cfg, out, **kwargs):
             (out / "model").mkdir(parents=True)
             (out / "model" / "head.safetensors").write_text(str(cfg.train.alpha))
@@ -127,10 +129,10 @@ def planted_sweep(tiny_backbone, text_data, tmp_path, monkeypatch):
 
         alpha = lambda run_dir: float(Path(run_dir).name.split("=")[1])  # noqa: E731
         monkeypatch.setattr(caveat.training.select, "run_training", fake_training)
-        monkeypatch.setattr(select, "_validation_score", lambda run_dir, task: scores[alpha(run_dir)][0])
+        monkeypatch.setattr(select, "_validation_score", lambda run_dir, metric: scores[alpha(run_dir)][0])
         monkeypatch.setattr(select, "_attacked_score", lambda run_dir, *a: {"score": scores[alpha(run_dir)][1]})
         monkeypatch.setattr("caveat.robustness.similarity.SentenceEncoder", lambda name: None)
-        cfg = load_config(overrides=tiny_overrides(tiny_backbone, text_data))
+        cfg = load_config(overrides=[*tiny_overrides(tiny_backbone, text_data), *overrides])
         out = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
         return sweep(cfg, out, "train.alpha", list(scores), progress=False, **options)
 
@@ -148,6 +150,27 @@ def test_the_winner_rules(planted_sweep):
     assert tie["best_value"] == 0.1
     md = select.to_markdown(within)
     assert "| 3 (best) |" in md and "| 1 (clean score too low) |" in md
+
+
+def test_the_clean_score_is_the_runs_select_metric_and_a_loss_counts_lower_as_better(planted_sweep):
+    table = planted_sweep({0.1: (0.52, 0), 0.3: (0.31, 0), 1.0: (0.40, 0)}, overrides=("train.select_metric=nll",))
+    assert table["best_value"] == 0.3 and table["validation_metric"] == "nll"
+    assert "validation nll (clean)" in select.to_markdown(table)
+    within = planted_sweep(
+        {0.1: (0.30, 0.5), 0.3: (0.31, 0.6), 1.0: (0.50, 0.9)},
+        overrides=("train.select_metric=nll",),
+        criterion="attack:greedy",
+        clean_tolerance=0.05,
+    )
+    assert [r["eligible"] for r in within["rows"]] == [True, True, False] and within["best_value"] == 0.3
+
+
+def test_a_relation_run_is_scored_by_the_official_semeval_score(tmp_path):
+    run = tmp_path / "relation-run"  # its saved validation figures: the SemEval macro-F1 is read, not accuracy
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"validation": {"accuracy": 0.8, "relation_macro_f1": 0.7}}))
+    assert select._validation_score(run, validation_metric(Task.RELATION_CLASSIFICATION)) == 0.7
+    assert select._validation_score(run, validation_metric(Task.RELATION_CLASSIFICATION, "accuracy")) == 0.8
 
 
 def test_bad_input_fails_before_training(tiny_backbone, text_data, tmp_path, monkeypatch):

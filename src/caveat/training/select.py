@@ -27,6 +27,7 @@ from caveat.robustness.compare import AttackSettings, attack_figures
 from caveat.robustness.similarity import SentenceEncoder
 from caveat.training.checkpoint import has_checkpoint
 from caveat.training.run import is_main_process, run_training
+from caveat.training.validation_metric import ValidationMetric, validation_metric
 from caveat.types import Task
 
 CRITERIA = (
@@ -69,14 +70,13 @@ def _same_config(run_dir: Path, cfg: RunConfig) -> bool:
     return saved is not None and saved.model_dump(mode="json") == cfg.model_dump(mode="json")
 
 
-def _validation_score(run_dir: Path, task: Task) -> float:
-    """The kept model's clean validation score (accuracy, or span F1 for NER): what ``caveat train`` saved in
-    metrics.json, else evaluated now."""
+def _validation_score(run_dir: Path, metric: ValidationMetric) -> float:
+    """The kept model's clean validation score in the run's ``train.select_metric`` (accuracy, the SemEval macro-F1
+    for relations, span F1 for NER, unless set): what ``caveat train`` saved in metrics.json, else evaluated now."""
 
-    key = "accuracy" if task.classifies_texts else "f1"
     path = run_dir / "metrics.json"
     saved = json.loads(path.read_text()).get("validation", {}) if path.is_file() else {}
-    return saved[key] if key in saved else evaluate_run(run_dir, "validation")[key]
+    return saved[metric.name] if metric.name in saved else evaluate_run(run_dir, "validation")[metric.name]
 
 
 def _attacked_score(run_dir: Path, task: Task, attack: str, settings, encoder) -> dict:
@@ -120,9 +120,11 @@ def sweep(
     ----------
     key, values : a config key (``train.alpha``, ``train.label_smoothing`` ...) and the values to try, each
         checked against the config before anything trains.
-    criterion : ``"validation"`` (the clean validation score of each kept model: accuracy, or span F1 for
-        NER) or ``"attack:NAME"`` (that score under attack NAME on the validation split: robustness chosen on
-        validation, never on test). Ties go to the higher clean score, then to the earlier value.
+    criterion : ``"validation"`` (the clean validation score of each kept model in the run's
+        ``train.select_metric``: accuracy, the SemEval macro-F1 for relations, span F1 for NER, unless set; a
+        loss such as ``nll`` counts lower as better) or ``"attack:NAME"`` (the after-attack accuracy, or span
+        F1 for NER, under attack NAME on the validation split: robustness chosen on validation, never on test).
+        Ties go to the better clean score, then to the earlier value.
     attack_settings : the attack's options (``caveat.robustness.compare.AttackSettings``; its
         ``max_examples`` validation examples are attacked; default: all of them, ≤ 20% of words, similarity ≥ 0.8).
     clean_tolerance : with an attack criterion, only values whose clean validation score is within this
@@ -167,18 +169,20 @@ def sweep(
     encoder = None
     if attack is not None:
         encoder = SentenceEncoder(similarity_model)
+    metric = validation_metric(config.task, config.train.select_metric)
+    clean = lambda r: r["validation"] if metric.higher_is_better else -r["validation"]  # noqa: E731 (higher: better)
     for row in rows:
-        row["validation"] = _validation_score(Path(row["run"]), config.task)
+        row["validation"] = _validation_score(Path(row["run"]), metric)
         if attack is not None:
             row["attack"] = _attacked_score(Path(row["run"]), config.task, attack, settings, encoder)
             row["score"] = row["attack"]["score"]
         else:
             row["score"] = row["validation"]
-    top_clean = max(r["validation"] for r in rows)
+    top_clean = max(clean(r) for r in rows)
     for row in rows:
-        row["eligible"] = clean_tolerance is None or row["validation"] >= top_clean - clean_tolerance - 1e-12
+        row["eligible"] = clean_tolerance is None or clean(row) >= top_clean - clean_tolerance - 1e-12
     best = max(
-        (r for r in rows if r["eligible"]), key=lambda r: (r["score"], r["validation"])
+        (r for r in rows if r["eligible"]), key=lambda r: (r["score"] if attack else clean(r), clean(r))
     )  # max keeps the first tie
     for part in ("model", "caveat.json", "metrics.json"):
         src, dst = Path(best["run"]) / part, out / part
@@ -188,6 +192,7 @@ def sweep(
     table = {
         "key": key,
         "criterion": criterion,
+        "validation_metric": metric.name,
         "clean_tolerance": clean_tolerance,
         "best_value": best["value"],
         "best_run": best["run"],
@@ -204,9 +209,10 @@ def sweep(
 def to_markdown(table: dict) -> str:
     """The sweep as a markdown table; the winner marked."""
     attacked = table["criterion"] != "validation"
+    name = table.get("validation_metric", "accuracy")
     metric = "validation" + (f" after {table['criterion'].split(':', 1)[1]}" if attacked else "")
     lines = [
-        f"| {table['key']} | validation (clean) |{f' {metric} |' if attacked else ''} seconds | reused |",
+        f"| {table['key']} | validation {name} (clean) |{f' {metric} |' if attacked else ''} seconds | reused |",
         "|---:|---:|" + ("---:|" if attacked else "") + "---:|---|",
     ]
     for r in table["rows"]:
