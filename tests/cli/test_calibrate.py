@@ -6,12 +6,16 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.neighbors import NearestNeighbors as SkNeighbours
 from typer.testing import CliRunner
 
 from caveat.calibration.run import calibrate_run
 from caveat.cli.app import app
 from caveat.config import load_config
+from caveat.data.load import load_data
 from caveat.errors import ConfigError, DataError
+from caveat.inference import Predictor
+from caveat.models.rundir import open_run
 from caveat.training.loop import Trainer
 from tests.conftest import tiny_overrides
 
@@ -33,7 +37,13 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
 
     row = json.loads(runner.invoke(app, ["predict", str(run), "the alpha card"]).stdout)
     assert row["label"] == "first"
-    assert set(row["uncertainty"]) == {"least_confidence", "entropy", "energy", "mahalanobis"}
+    assert set(row["uncertainty"]) == {"least_confidence", "entropy", "energy", "mahalanobis", "knn"}
+    # knn: 1 - cosine to the nearest training feature (Sun et al. 2022), against scikit-learn on the run's features
+    predictor = Predictor.from_run(run)
+    train = predictor.predict([ex.text for ex in load_data(open_run(run).config).train.examples]).features
+    query = predictor.predict(["the alpha card"]).features
+    nearest = SkNeighbours(n_neighbors=1, metric="cosine").fit(train).kneighbors(query)[0][0, 0]
+    assert row["uncertainty"]["knn"] == pytest.approx(nearest, abs=2e-3)  # the bank is kept in half precision
     assert row["decision"] in {"answer", "abstain", "route"} and isinstance(row["reason"], str)
     assert "first" in row["prediction_set"]
     assert abs(sum(row["probabilities"].values()) - 1) < 1e-5  # 3 labels, top-5: all of them
@@ -48,19 +58,20 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
     assert set(mc["ood"][str(oos)]) == {"least_confidence", "entropy", "mutual_information", "variance"}
     assert 0 <= metrics["ece"] <= 1 and metrics["calibrated"]["temperature"] == summary["temperature"]
     assert 0 <= metrics["conformal"]["coverage"] <= 1 and metrics["conformal"]["set_size"] > 0  # LAC sets may be empty
-    assert set(metrics["ood"][str(oos)]) == {"least_confidence", "entropy", "energy", "mahalanobis"}
+    assert set(metrics["ood"][str(oos)]) == {"least_confidence", "entropy", "energy", "mahalanobis", "knn"}
     decisions = metrics["decisions"][str(oos)]
     assert sum(decisions[a] for a in ("answer", "abstain", "route")) == 3
 
     # methods side by side: the same figures as the top level where they coincide, and a cost each
     result = runner.invoke(
-        app, ["evaluate", str(run), "--ood", str(oos), "--methods", "least_confidence,mahalanobis,laplace,mc_dropout"]
+        app,
+        ["evaluate", str(run), "--ood", str(oos), "--methods", "least_confidence,mahalanobis,knn,laplace,mc_dropout"],
     )
     assert result.exit_code == 0, result.output
     side = json.loads(result.stdout)
     rows = side["methods"]
-    assert list(rows) == ["least_confidence", "mahalanobis", "laplace", "mc_dropout"]
-    for name in ("least_confidence", "mahalanobis"):
+    assert list(rows) == ["least_confidence", "mahalanobis", "knn", "laplace", "mc_dropout"]
+    for name in ("least_confidence", "mahalanobis", "knn"):
         assert rows[name]["ood_auroc"][str(oos)] == side["ood"][str(oos)][name]["auroc"]
     assert (
         side["ood_auroc"][str(oos)] == rows["least_confidence"]["ood_auroc"][str(oos)]
@@ -76,6 +87,7 @@ def test_calibrate_then_predict_with_decisions(tiny_backbone, text_data, tmp_pat
         "max_logit",
         "energy",
         "mahalanobis",
+        "knn",
         "laplace",
     }
     result = runner.invoke(app, ["evaluate", str(run), "--methods", "least_confidence,bogus"])

@@ -162,7 +162,7 @@ def test_exported_run_calibrates_predicts_and_decides(calibrated_int8):
     assert all(row.prediction_set for row in out)
     info = json.loads((calibrated_int8 / "caveat.json").read_text())
     assert info["calibration"]["laplace"]  # last-layer Laplace, fitted with the exported float32 head
-    assert set(out[0].uncertainty) == {"least_confidence", "entropy", "energy", "mahalanobis"}
+    assert set(out[0].uncertainty) == {"least_confidence", "entropy", "energy", "mahalanobis", "knn"}
 
 
 def test_exported_run_serves_predicts_evaluates_and_reports(calibrated_int8, served_run):

@@ -83,7 +83,7 @@ def test_numbers_equal_those_of_evaluate(calibrated_report, evaluated, oos_file)
             a: evaluated["decisions"][key][a] for a in ("answer", "abstain", "route")
         }
     rows = report.section("ood").table("ood").records()
-    assert {row["score"] for row in rows} == {"least_confidence", "entropy", "energy", "mahalanobis"}
+    assert {row["score"] for row in rows} == {"least_confidence", "entropy", "energy", "mahalanobis", "knn"}
     for row in rows:
         assert row["AUROC"] == approx(evaluated["ood"][str(oos_file)][row["score"]]["auroc"])
         assert row["FPR@95"] == approx(evaluated["ood"][str(oos_file)][row["score"]]["fpr95"])

@@ -43,7 +43,7 @@ def test_identical_shifted_data_reports_the_in_domain_numbers(trained_runs, text
         assert same[key] == approx(result[key]), key
     assert same["per_class"] == result["per_class"]
     assert all(v == approx(0.0, abs=1e-12) for v in same["delta"].values())
-    scores = {"least_confidence", "entropy", "energy"} | ({"mahalanobis"} if which else set())
+    scores = {"least_confidence", "entropy", "energy"} | ({"mahalanobis", "knn"} if which else set())
     assert set(same["ood"]) == scores
     for o in same["ood"].values():
         assert o["auroc"] == 0.5 and o["in_domain"] == o["shifted"]

@@ -52,7 +52,7 @@ def test_each_row_is_what_caveat_predict_prints(client, served_run):
     for row in body["predictions"][:3]:
         keyword = next(w for w in row["text"].split() if w in PLANTED)
         assert row["label"] == PLANTED[keyword] and len(row["probabilities"]) == 2
-        assert set(row["uncertainty"]) == {"least_confidence", "entropy", "energy", "mahalanobis"}
+        assert set(row["uncertainty"]) == {"least_confidence", "entropy", "energy", "mahalanobis", "knn"}
         assert row["decision"] in {"answer", "abstain", "route"} and row["reason"]
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
+from caveat.calibration.scaling import pooled_logits
 from caveat.calibration.shift import TargetShift, choose_temperature, weight_figures, weight_warnings
 from caveat.calibration.store import CALIBRATION_SCORES, save_arrays, save_calibration
 from caveat.calibration.text import MAX_SET_SIZE, ROUTE_ON
@@ -22,10 +23,11 @@ from caveat.decide.risk import RiskControlled
 from caveat.decide.shift import rejection_sample
 from caveat.errors import ConfigError
 from caveat.evaluation.calibration import ece, nll
-from caveat.inference import Predictor
+from caveat.inference import Predictor, ensemble_predict
 from caveat.models.rundir import Run
 from caveat.progress import subject
 from caveat.types import Predictions, Split
+from caveat.uncertainty.methods.knn import NearestNeighbours
 from caveat.uncertainty.methods.laplace import LastLayerLaplace
 from caveat.uncertainty.methods.mahalanobis import Mahalanobis
 from caveat.uncertainty.methods.temperature import TemperatureScaling
@@ -116,7 +118,8 @@ def calibrate_text(
     seen = logits if target_preds is None else target_preds.logits[0]
     z = gate.temperature.transform(seen)
     reference = SCORES.get(score)(probs=softmax(z, axis=-1)[None], logits=z[None])
-    _save_arrays(run, gate.mahalanobis, laplace, reference)
+    knn = NearestNeighbours(seed=run.config.seed).fit(passes.train.features)  # an OOD score beside Mahalanobis
+    _save_arrays(run, gate.mahalanobis, laplace, reference, knn)
     summary = {
         **_fit_figures(gate.temperature, logits, gate.probs, passes.y),
         "conformal": gate.conformal.state(),
@@ -129,6 +132,9 @@ def calibrate_text(
     }
     if gate.shift is not None:
         summary["shift"] = _shift_summary(gate, target_preds, target_source, keep, alpha)
+    members = predictor.ensemble()
+    if len(members) > 1:
+        summary["ensemble"] = _fit_ensemble(members, [ex.text for ex in splits().calibration.examples], passes)
     return save_calibration(run, summary)
 
 
@@ -211,6 +217,17 @@ def _shift_summary(gate: Gate, target: Predictions, source: str | None, keep: np
     }
 
 
+def _fit_ensemble(members: list[Predictor], texts: list[str], passes: Passes) -> dict:
+    """A deep ensemble's own temperature: one T for its pooled prediction, fitted by NLL on the calibration split
+    ("pool then calibrate", Rahaman & Thiery 2021), so that the ensemble is calibrated as a whole and not only its
+    first member. Not importance-weighted under a target shift."""
+    with subject("ensemble members"):
+        stacked = ensemble_predict(members, texts, first=passes.calibration)  # (M, N, C)
+    pooled = pooled_logits(stacked.logits)  # (N, C) log of the mean probability
+    ts = TemperatureScaling().fit(pooled, passes.y)
+    return {"members": len(members), **_fit_figures(ts, pooled, softmax(ts.transform(pooled), axis=-1), passes.y)}
+
+
 def _fit_figures(ts: TemperatureScaling, logits: np.ndarray, probs: np.ndarray, y: np.ndarray) -> dict:
     """The temperature and NLL / ECE on the calibration split before and after it."""
     raw = softmax(logits, axis=-1)
@@ -267,8 +284,11 @@ def _fit_laplace(predictor: Predictor, passes: Passes) -> LastLayerLaplace:
     return laplace.tune_prior_precision(passes.validation.features, passes.y_validation)
 
 
-def _save_arrays(run: Run, maha: Mahalanobis, laplace: LastLayerLaplace, reference: np.ndarray) -> None:
+def _save_arrays(
+    run: Run, maha: Mahalanobis, laplace: LastLayerLaplace, reference: np.ndarray, knn: NearestNeighbours
+) -> None:
     arrays = {f"mahalanobis.{k}": v for k, v in maha.state().items()}
+    arrays.update({f"knn.{k}": v for k, v in knn.state().items()})
     arrays.update({f"laplace.{k}": np.asarray(v, dtype=np.float64) for k, v in laplace.state()["arrays"].items()})
     arrays[CALIBRATION_SCORES] = np.asarray(reference, dtype=np.float64)
     save_arrays(run, arrays)

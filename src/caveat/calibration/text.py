@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
-from caveat.calibration.scaling import TemperatureScaled
+from caveat.calibration.scaling import TemperatureScaled, pooled_logits
 from caveat.calibration.shift import TargetShift
 from caveat.calibration.store import CALIBRATION_SCORES, load_arrays, prefixed
 from caveat.decide.conformal import ConformalClassifier
@@ -20,6 +20,7 @@ from caveat.decide.policy import Decision, Policy
 from caveat.decide.risk import RiskControlled
 from caveat.models.rundir import Run
 from caveat.types import Predictions, Task
+from caveat.uncertainty.methods.knn import NearestNeighbours
 from caveat.uncertainty.methods.laplace import LastLayerLaplace
 from caveat.uncertainty.methods.mahalanobis import Mahalanobis
 from caveat.uncertainty.scores import SCORES, resolve_score_name
@@ -43,6 +44,11 @@ class Calibration(TemperatureScaled):
         for runs calibrated before it was stored.
     shift : for a run calibrated to a target domain (``caveat calibrate RUN --target FILE``), the estimator
         of each input's importance weight, which its prediction set needs; else None.
+    knn : distance to the nearest training feature (Sun et al. 2022), an OOD score reported beside Mahalanobis;
+        None for runs calibrated before it was stored.
+    ensemble_temperature : for a deep ensemble (``caveat train --ensemble N``), the temperature of its pooled
+        prediction, fitted on the calibration split (``pool``); None for a single model or a run calibrated
+        before it was fitted.
     """
 
     temperature: float
@@ -53,6 +59,8 @@ class Calibration(TemperatureScaled):
     laplace: LastLayerLaplace | None = None  # runs calibrated before Laplace existed have none
     calibration_scores: np.ndarray | None = None
     shift: TargetShift | None = None
+    knn: NearestNeighbours | None = None
+    ensemble_temperature: float | None = None
 
     task = Task.TEXT_CLASSIFICATION
 
@@ -90,18 +98,28 @@ class Calibration(TemperatureScaled):
             laplace=laplace,
             calibration_scores=arrays.get(CALIBRATION_SCORES),
             shift=TargetShift.from_state(cal["shift"]["model"]) if cal.get("shift") else None,
+            knn=NearestNeighbours.from_state(prefixed(arrays, "knn")) if "knn.bank" in arrays else None,
+            ensemble_temperature=(cal.get("ensemble") or {}).get("temperature"),
         )
+
+    def pool(self, preds: Predictions) -> np.ndarray:
+        """(N, C) probabilities of an ensemble from its members' stacked (M, N, C) predictions: their mean, scaled
+        by the ensemble temperature (``pooled_logits``); the plain mean when none was fitted."""
+        return softmax(pooled_logits(preds.logits) / (self.ensemble_temperature or 1.0), axis=-1)
 
     def scores(self, preds: Predictions) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Calibrated probabilities (N, C) and uncertainty scores, each (N,), higher = more uncertain."""
         logits = self.scale(preds.logits[0])  # (N, C)
         probs = softmax(logits, axis=-1)
-        return probs, {
+        scores = {
             "least_confidence": SCORES.get("least_confidence")(probs=probs[None]),
             "entropy": SCORES.get("entropy")(probs=probs[None]),
             "energy": SCORES.get("energy")(logits=logits[None]),
             "mahalanobis": self.mahalanobis.score(preds.features),
         }
+        if self.knn is not None:
+            scores["knn"] = self.knn.score(preds.features)
+        return probs, scores
 
     def decide(self, preds: Predictions) -> tuple[np.ndarray, dict[str, np.ndarray], Decision]:
         """``(probs, uncertainty, Decision)`` for a batch of raw predictions."""

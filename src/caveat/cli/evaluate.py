@@ -31,7 +31,7 @@ def evaluate(
         Optional[str],
         typer.Option(
             help=(
-                "Uncertainty methods side by side, e.g. least_confidence,energy,mahalanobis,laplace,mc_dropout,"
+                "Uncertainty methods side by side, e.g. least_confidence,energy,mahalanobis,knn,laplace,mc_dropout,"
                 "ensemble, and laplace_lora for LoRA runs (default: those needing no extra pass). The old name msp "
                 "(of least_confidence) still works until the next release."
             )

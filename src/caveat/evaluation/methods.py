@@ -67,7 +67,7 @@ class Output:
 Method = Callable[[Context], Output]
 METHODS: Registry[Method] = Registry("uncertainty method")
 CHEAP = ("least_confidence", "entropy", "margin", "max_logit", "energy")  # post-processing of the deterministic pass
-NEEDS_CALIBRATION = ("mahalanobis", "laplace")
+NEEDS_CALIBRATION = ("mahalanobis", "knn", "laplace")
 
 
 def _post(name: str, fn: Callable[[Context, Predictions], tuple[np.ndarray, np.ndarray]]) -> Method:
@@ -115,6 +115,11 @@ def _mahalanobis(ctx: Context, p: Predictions) -> tuple[np.ndarray, np.ndarray]:
     return softmax(ctx.logits(p), axis=-1), _calibrated(ctx, "mahalanobis").score(p.features)
 
 
+def _knn(ctx: Context, p: Predictions) -> tuple[np.ndarray, np.ndarray]:
+    """Sun et al. 2022: cosine distance of the penultimate features to the nearest training feature."""
+    return softmax(ctx.logits(p), axis=-1), _calibrated(ctx, "knn").score(p.features)
+
+
 def _laplace(ctx: Context, p: Predictions) -> tuple[np.ndarray, np.ndarray]:
     """Daxberger et al. 2021: last-layer Laplace, probit predictive; scored by its entropy."""
 
@@ -123,13 +128,21 @@ def _laplace(ctx: Context, p: Predictions) -> tuple[np.ndarray, np.ndarray]:
 
 
 METHODS.register("mahalanobis")(_post("mahalanobis", _mahalanobis))
+METHODS.register("knn")(_post("knn", _knn))
 METHODS.register("laplace")(_post("entropy", _laplace))
 
 
-def _sampled(ctx: Context, predict: Callable[[list[str]], Predictions], name: str) -> Output:
-    """Predictive entropy of the mean of M stochastic predictions (MC dropout, ensemble members)."""
+def _sampled(
+    ctx: Context,
+    predict: Callable[[list[str]], Predictions],
+    name: str,
+    pool: Callable[[Predictions], np.ndarray] | None = None,
+) -> Output:
+    """Predictive entropy of the mean of M stochastic predictions (MC dropout, ensemble members); ``pool`` turns
+    the (M, N, C) predictions into (N, C) probabilities instead of the plain mean (a calibrated ensemble)."""
 
     entropy = SCORES.get("entropy")
+    mean = pool or (lambda p: p.probs.mean(0))
     start = time.perf_counter()
     preds = predict(ctx.texts)
     seconds = time.perf_counter() - start
@@ -138,8 +151,9 @@ def _sampled(ctx: Context, predict: Callable[[list[str]], Predictions], name: st
         with subject(f"out-of-scope {k}"):
             ood_preds[k] = predict(t)
     ctx.cache[name] = (preds, ood_preds)  # evaluate reports more scores of the same samples
-    ood = {k: entropy(probs=p.probs) for k, p in ood_preds.items()}
-    return Output(preds.probs.mean(0), entropy(probs=preds.probs), ood, seconds, "entropy")
+    ood = {k: entropy(probs=mean(p)[None]) for k, p in ood_preds.items()}
+    probs = mean(preds)
+    return Output(probs, entropy(probs=probs[None]), ood, seconds, "entropy")
 
 
 @METHODS.register("mc_dropout")
@@ -152,9 +166,11 @@ def mc_dropout(ctx: Context) -> Output:
 
 @METHODS.register("ensemble")
 def ensemble(ctx: Context) -> Output:
-    """Lakshminarayanan et al. 2017: the run's deep-ensemble members (``caveat train --ensemble N``)."""
+    """Lakshminarayanan et al. 2017: the run's deep-ensemble members (``caveat train --ensemble N``); on a calibrated
+    run their mean is scaled by the ensemble's own temperature (``Calibration.pool``)."""
     members = ctx.predictor.ensemble()
-    return _sampled(ctx, lambda t: ensemble_predict(members, t), "ensemble")
+    pool = ctx.caveats.pool if ctx.caveats is not None else None
+    return _sampled(ctx, lambda t: ensemble_predict(members, t), "ensemble", pool)
 
 
 LAPLACE_LORA_TRAIN = 1000  # training inputs Laplace-LoRA is fitted on (a seeded subset of larger splits)

@@ -81,6 +81,13 @@ def _calibration(cal: dict) -> dict:
     out: dict = {"fitted_on": cal.get("fitted_on"), "n": cal.get("n"), "temperature": cal.get("temperature")}
     if "ece_before" in cal:
         out["ece"] = {"before": cal["ece_before"], "after": cal.get("ece_after")}
+    if cal.get("ensemble"):  # a deep ensemble's own temperature, fitted on its pooled prediction
+        ens = cal["ensemble"]
+        out["ensemble"] = {
+            "members": ens["members"],
+            "temperature": ens["temperature"],
+            "ece": {"before": ens["ece_before"], "after": ens["ece_after"]},
+        }
     if cal.get("task") == Task.TOKEN_CLASSIFICATION.value:
         out["spans"] = {
             "aggregate": cal.get("aggregate"),
