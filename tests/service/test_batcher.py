@@ -209,3 +209,24 @@ def test_a_request_whose_deadline_passes_in_the_model_has_its_rows_discarded():
 def test_a_bad_queue_bound_is_refused():
     with pytest.raises(ValueError, match="max_queue must be >= 1"):
         MicroBatcher(FakeModel(), None, max_batch_size=1, max_wait_s=0.0, max_queue=0)
+
+
+def test_jobs_still_queued_at_stop_get_503_with_retry_after():
+    model = BlockedModel()
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(model, executor, max_batch_size=1, max_wait_s=0.0, max_queue=4).start()
+            held = asyncio.ensure_future(batcher.submit(["held"], Opts()))  # inside the model
+            await _until(model.entered)
+            queued = asyncio.ensure_future(batcher.submit(["queued"], Opts()))
+            await asyncio.sleep(0.01)
+            stopping = asyncio.ensure_future(batcher.stop())
+            await asyncio.sleep(0.01)
+            model.release.set()
+            await stopping
+            return await asyncio.gather(held, queued, return_exceptions=True)
+
+    _, refused = asyncio.run(scenario())
+    assert isinstance(refused, RequestError) and refused.status == 503
+    assert refused.headers == {"Retry-After": "1"}  # a client told when to come back, like a full queue's 503

@@ -38,6 +38,10 @@ def test_caveat_serve_over_http(served_run, tmp_path):
         "--no-access-log",
         "--max-wait-ms",
         "50",
+        "--body-timeout",
+        "1",
+        "--max-connections",
+        "50",
     ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -75,6 +79,13 @@ def test_caveat_serve_over_http(served_run, tmp_path):
         metrics = httpx.get(f"{base}/metrics", headers=key).text
         assert 'caveat_http_requests_total{route="/v1/predict",status="200"} 12.0' in metrics
         assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "caveat"
+        # a client that sends its headers and one byte of a 100-byte body holds its connection 1 s, then gets 408
+        slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+        slow.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nX-API-Key: k3y\r\nContent-Length: 100\r\n\r\n{")
+        assert httpx.post(f"{base}/v1/predict", json={"texts": ["beta"]}, headers=key).status_code == 200
+        answer = slow.recv(4096)
+        slow.close()
+        assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer, answer[:300]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -114,6 +114,51 @@ def test_the_body_limit_counts_bytes_as_they_arrive():
     assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [413]
 
 
+def _trickled(first_bytes_then_wait: float, after: list[dict] | None = None):
+    """A receive that gives one chunk of a body, then waits ``first_bytes_then_wait`` s for the rest; and what the
+    app read and the middleware sent."""
+    reads, sent = [], []
+    pending = [{"type": "http.request", "body": b'{"texts": [', "more_body": True}]
+    pending += after or [{"type": "http.request", "body": b'"alpha"]}', "more_body": False}]
+
+    async def app(scope, receive, send):  # reads the body, then waits for a disconnect (as streaming does)
+        while True:
+            message = await receive()
+            reads.append(message)
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+        await receive()
+
+    async def receive():
+        if len(reads) == 1:
+            await asyncio.sleep(first_bytes_then_wait)
+        if pending:
+            return pending.pop(0)
+        await asyncio.sleep(0.3)  # long after the body: no deadline applies any more
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    return app, receive, send, reads, sent
+
+
+def test_a_body_trickled_past_its_deadline_is_408_and_the_connection_closed():
+    scope = {"type": "http", "path": "/v1/predict", "headers": []}
+    app, receive, send, reads, sent = _trickled(1.0)
+    asyncio.run(BodyLimitMiddleware(app, max_bytes=1000, timeout_s=0.2)(scope, receive, send))
+    start = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in start] == [408] and len(reads) == 1  # the rest was never waited for
+    assert (b"connection", b"close") in start[0]["headers"]
+    assert b"did not arrive within 0.2 s" in sent[-1]["body"]
+    # in time, and then a wait (for a disconnect) longer than the deadline: answered as the app said
+    app, receive, send, reads, sent = _trickled(0.05)
+    asyncio.run(BodyLimitMiddleware(app, max_bytes=1000, timeout_s=0.2)(scope, receive, send))
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200] and len(reads) == 2
+
+
 def test_every_response_carries_a_request_id_and_security_headers(client):
     given = client.post("/v1/predict", json={"texts": []}, headers={"X-Request-ID": "trace-42.a:b"})
     assert given.headers["X-Request-ID"] == "trace-42.a:b" and given.json()["request_id"] == "trace-42.a:b"

@@ -51,6 +51,17 @@ def serve(
         Optional[float],
         _opt("Deadline of a request, then 504 (env CAVEAT_REQUEST_TIMEOUT_S; default 60).", "--request-timeout"),
     ] = None,
+    body_timeout_s: Annotated[
+        Optional[float],
+        _opt(
+            "A body not received this long after the request began: 408 (env CAVEAT_BODY_TIMEOUT_S; default 30).",
+            "--body-timeout",
+        ),
+    ] = None,
+    max_connections: Annotated[
+        Optional[int],
+        _opt("Most connections held at once, then 503 (env CAVEAT_MAX_CONNECTIONS; default 1000)."),
+    ] = None,
     max_texts: Annotated[Optional[int], _opt("Most inputs per request (env CAVEAT_MAX_TEXTS; default 128).")] = None,
     max_text_chars: Annotated[
         Optional[int], _opt("Most characters per input (env CAVEAT_MAX_TEXT_CHARS; default 10000).")
@@ -152,6 +163,8 @@ def serve(
         max_wait_ms=max_wait_ms,
         max_queue=max_queue,
         request_timeout_s=request_timeout_s,
+        body_timeout_s=body_timeout_s,
+        max_connections=max_connections,
         max_texts=max_texts,
         max_text_chars=max_text_chars,
         lm=lm,

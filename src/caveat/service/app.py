@@ -112,7 +112,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     # added innermost first: the request passes FrontDoor, Metrics, CORS, BodyLimit, ApiKey, then the routes
     if settings.api_keys:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_keys)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_texts * settings.max_text_chars * 4 + 65_536)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_texts * settings.max_text_chars * 4 + 65_536,
+        timeout_s=settings.body_timeout_s,
+    )
     if settings.cors_origins:  # outside the key check: a browser's preflight carries no key
         app.add_middleware(
             CORSMiddleware,

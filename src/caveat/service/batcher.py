@@ -101,7 +101,9 @@ class MicroBatcher:
         while self._queue is not None and not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
-                job.future.set_exception(RequestError("the service is shutting down: retry on another instance", 503))
+                job.future.set_exception(
+                    RequestError("the service is shutting down: retry on another instance", 503, {"Retry-After": "1"})
+                )
 
     async def submit(self, inputs: Sequence, options, *, timeout: float | None = None) -> list[dict]:
         """Queue one request and wait for its rows (one per input), at most ``timeout`` seconds (None: no
@@ -181,7 +183,9 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 for job in jobs + ([carry] if carry else []):
                     if not job.future.done():
-                        job.future.set_exception(RequestError("the service is shutting down: retry", 503))
+                        job.future.set_exception(
+                            RequestError("the service is shutting down: retry", 503, {"Retry-After": "1"})
+                        )
                 raise
             except Exception as err:  # a bug here must not stop the worker: fail these jobs only
                 log.exception("micro-batcher failed on %d jobs", len(jobs))

@@ -4,6 +4,7 @@ last two answer before the app reads the body; the limit also counts the bytes a
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -113,17 +114,19 @@ class MetricsMiddleware:
             self.metrics.latency.labels(route=route).observe(time.perf_counter() - start)
 
 
-class BodyTooLarge(Exception):
-    """Raised into the app by ``BodyLimitMiddleware``'s receive once the body passes the limit."""
+class BodyRefused(Exception):
+    """Raised into the app by ``BodyLimitMiddleware``'s receive once the body passes the limit or its deadline."""
 
 
 class BodyLimitMiddleware:
     """413 for a body larger than the request limits can justify: at once when Content-Length says so, and
     otherwise (chunked, or a length that lies) as soon as the bytes received pass the limit, whatever the
-    app was about to answer."""
+    app was about to answer. 408 for a body still incomplete ``timeout_s`` after the request began (a client
+    trickling it a byte at a time holds a connection and a task; this lets both go). Slow headers never reach
+    the app: uvicorn's ``limit_concurrency`` (``max_connections``) bounds how many such connections are held."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, timeout_s: float | None = None):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     def _detail(self, size: str) -> str:
         return (
@@ -137,21 +140,36 @@ class BodyLimitMiddleware:
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if length.isdigit() and int(length) > self.max_bytes:
             return await send_problem(send, 413, self._detail(str(int(length))))
-        received, over, started = 0, False, False
+        loop = asyncio.get_running_loop()
+        deadline = None if self.timeout_s is None else loop.time() + self.timeout_s
+        received, complete, started = 0, False, False
+        refused: tuple[int, str, tuple] | None = None
 
         async def counted_receive():
-            nonlocal received, over
-            message = await receive()
+            nonlocal received, complete, refused
+            if complete or deadline is None:  # after the body (e.g. waiting for a disconnect): no deadline
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    detail = (
+                        f"the request body did not arrive within {self.timeout_s:g} s: send it at once, "
+                        "or ask the operator for a longer body_timeout_s"
+                    )
+                    refused = (408, detail, ((b"connection", b"close"),))
+                    raise BodyRefused(detail) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    over = True
-                    raise BodyTooLarge(received)
+                    refused = (413, self._detail(f"more than {self.max_bytes}"), ())
+                    raise BodyRefused(received)
             return message
 
         async def guarded_send(message):
             nonlocal started
-            if over:  # the app's own answer to a body cut short (FastAPI: a 400) gives way to the 413
+            if refused:  # the app's own answer to a body cut short (FastAPI: a 400) gives way to the 413 / 408
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -159,10 +177,10 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, counted_receive, guarded_send)
         except Exception:
-            if not over:
+            if not refused:
                 raise
-        if over and not started:
-            await send_problem(send, 413, self._detail(f"more than {self.max_bytes}"))
+        if refused and not started:
+            await send_problem(send, refused[0], refused[1], refused[2])
 
 
 def _open(path: str) -> bool:

@@ -64,6 +64,7 @@ def run(app: FastAPI, settings: ServiceSettings, *, sockets: list[socket.socket]
         log_level=settings.log_level,
         access_log=settings.access_log,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
+        limit_concurrency=settings.max_connections,
     )
     server = Server(config, app.state.caveat, delay_s=settings.shutdown_delay_s)
     main = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread only

@@ -56,6 +56,19 @@ class ServiceSettings(BaseModel):
         description="Deadline of a /v1/predict, /v1/explain or /v1/generate request, queue and model together; "
         "past it: 504. A /v1/predict or /v1/generate request may ask for less (timeout_s).",
     )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A request body still incomplete this long after the request began is refused with 408 and "
+        "its connection closed (a client trickling bytes holds no task for long).",
+    )
+    max_connections: int | None = Field(
+        1000,
+        ge=1,
+        description="Most connections and requests held at once (uvicorn's limit_concurrency); more get 503 at "
+        "once. Bounds what slow clients can hold. Empty (CAVEAT_MAX_CONNECTIONS=): no limit.",
+    )
     max_texts: int = Field(128, ge=1, le=100_000, description="Most inputs per request.")
     max_text_chars: int = Field(10_000, ge=1, description="Most characters per input.")
     max_samples: int = Field(50, ge=2, le=1000, description="Most MC-dropout samples a request may ask for.")
@@ -125,7 +138,7 @@ class ServiceSettings(BaseModel):
     log_level: str = Field("info", description="uvicorn log level: critical, error, warning, info, debug.")
     access_log: bool = Field(True, description="Log one line per request.")
 
-    @field_validator("api_key", "lm", "generation_policy", "log_inputs", mode="before")
+    @field_validator("api_key", "lm", "generation_policy", "log_inputs", "max_connections", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
