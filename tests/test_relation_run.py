@@ -12,6 +12,7 @@ from caveat.config import load_config
 from caveat.errors import ConfigError
 from caveat.evaluation.run import evaluate_run
 from caveat.inference import Predictor
+from caveat.robustness.run import attack_run
 from caveat.training.loop import Trainer
 from tests.conftest import one_thread, tiny_overrides
 from tests.fakes import planted_relations, write_jsonl
@@ -63,6 +64,12 @@ def test_predict_calibrate_evaluate_on_the_cli(relation_run):
     result = runner.invoke(app, ["evaluate", str(relation_run), "--data", "test"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "relation_macro_f1" in result.stdout
+
+    # attacks on the calibrated run are read through its policy, as a text run's are (caught, answered error)
+    with one_thread():
+        attacked = attack_run(relation_run, "test", "charswap", max_examples=20, write=False)
+    assert attacked["calibrated"] and "note" not in attacked
+    assert {"caught", "answered_error_after_attack"} <= set(attacked["attacks"]["charswap"])
 
 
 def test_predict_without_markers_says_how_to_mark(relation_run):

@@ -45,6 +45,16 @@ def test_constraints_hold(name, max_change, min_similarity, protected, make_setu
     assert victim.queries > 0
 
 
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_no_attack_edits_a_word_of_a_marked_entity(name, make_setup):
+    # the keyword model reads "good" and "great": inside the entities they would be the words to edit
+    text = "the <e1>old good movie</e1> had a <e2>lead great cast</e2> and good fun"
+    attack = build_attack(name, make_setup(max_change=1.0, min_similarity=0.0))
+    r = attack.attack(Victim(KeywordModel()), text, "positive")
+    entity = Words.of(text).fixed
+    assert entity and not set(changed_tokens(r)) & entity, r.adversarial
+
+
 def test_greedy_flips_the_keyword_classifier_with_one_word(make_setup):
     attack, victim = build_attack("greedy", make_setup()), Victim(KeywordModel())
     r = attack.attack(victim, "the movie was good and the cast was great fun", "positive")

@@ -22,3 +22,15 @@ def test_round_trip_and_edits():
 
 def test_match_case():
     assert [match_case(t, "fine") for t in ("Good", "GOOD", "good", "G")] == ["Fine", "FINE", "fine", "Fine"]
+
+
+def test_words_of_a_marked_entity_are_never_editable():
+    text = "The <e1>big red dog</e1> chased the <e2>old grey cat</e2> across the yard."
+    words = Words.of(text)
+    fixed = {words.tokens[i] for i in words.fixed}
+    assert fixed == {"<e1>big", "red", "dog</e1>", "<e2>old", "grey", "cat</e2>"}
+    assert [words.core(i) for i, t in enumerate(words.tokens) if t in ("red", "grey")] == [None, None]
+    assert words.core(words.tokens.index("chased")) == "chased" and words.text == text
+    edited = words.replace(words.tokens.index("chased"), "pursued")
+    assert edited.fixed == words.fixed and edited.core(edited.tokens.index("red")) is None
+    assert Words.of("a plain sentence").fixed == frozenset()

@@ -50,9 +50,9 @@ NER_POLICY = "NER runs: caught and answered_* are for text-classification runs (
 
 
 def reads_policy(run: Run) -> bool:
-    """Are this run's attacks read through a calibrated policy (``caught``, ``answered_*``)? A calibrated
-    text-classification run's are."""
-    return run.task is Task.TEXT_CLASSIFICATION and bool(run.info.get("calibration"))
+    """Are this run's attacks read through a calibrated policy (``caught``, ``answered_*``)? A calibrated text- or
+    relation-classification run's are."""
+    return run.task.classifies_texts and bool(run.info.get("calibration"))
 
 
 def attack_run(
