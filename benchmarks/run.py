@@ -257,6 +257,11 @@ def table() -> str:
                 f"| fuzzing /v1/predict with malformed bodies | 5xx of {f['requests']} | {f['server_errors']} | 0 | "
                 f"{'yes' if f['server_errors'] == 0 else 'no'} | |"
             )
+    path = RESULTS / "service_fire.json"
+    if path.is_file():
+        from benchmarks.service_fire import rows as service_fire_rows
+
+        lines += service_fire_rows(json.loads(path.read_text()))
     path = RESULTS / "robustness.json"
     if path.is_file():
         r = json.loads(path.read_text())
@@ -595,6 +600,13 @@ def main() -> None:
             if out.returncode not in (0, 1):
                 raise SystemExit(f"service benchmark failed:\n{out.stderr[-3000:]}")
             record = json.loads(out.stdout)
+        elif name == "service_fire":  # caveat serve under fire (benchmarks/service_fire.py); ~25 min, not by default
+            from benchmarks.fire.common import Options
+            from benchmarks.service_fire import QUICK, bench_service_fire
+
+            record = bench_service_fire(
+                (WORK if not args.quick else WORK / "quick") / "clinc150", QUICK if args.quick else Options()
+            )
         elif name == "robustness":  # needs the sst2 run
             record = bench_robustness(
                 (WORK if not args.quick else WORK / "quick") / "sst2", data_root, max_examples=20 if args.quick else 500
@@ -659,6 +671,10 @@ def main() -> None:
                 repeats=2 if args.quick else 5,
                 n_texts=128 if args.quick else 1000,
             )
+        elif name == "semeval_caveats":  # reuses/trains the semeval run; calibrates a copy, attacks, times steps
+            from benchmarks.relation import bench_semeval_caveats  # (benchmarks/relation.py); ~20 min on 2 cores
+
+            record = bench_semeval_caveats(data_root, WORK if not args.quick else WORK / "quick", quick=args.quick)
         elif name == "laplace_lora":  # needs the sst2-lora run (lora_sst2)
             from benchmarks.llm import bench_laplace_lora
 
@@ -720,6 +736,7 @@ def main() -> None:
                         "ensemble",
                         "distill",
                         "service",
+                        "service_fire",
                         "robustness",
                         "explain",
                         "robust_compare",
@@ -728,6 +745,7 @@ def main() -> None:
                         "generate",
                         "lora_sst2",
                         "lora_clinc150",
+                        "semeval_caveats",
                         "onnx",
                         "risk_bounds",
                         "shift",

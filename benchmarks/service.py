@@ -33,7 +33,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -73,56 +76,67 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class Served:
+    """A ``caveat serve`` subprocess: its base URL, process and log (stdout and stderr together)."""
+
+    base: str
+    proc: subprocess.Popen
+    log: IO[str]
+
+    def log_text(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+
 @contextlib.contextmanager
-def server(run_dir: Path, *, max_batch_size: int, args: argparse.Namespace):
-    """``caveat serve`` in a subprocess; yields its base URL once /readyz is 200; SIGTERM at exit."""
+def launch(run_dir: Path, flags: Sequence[str] = (), *, ready_timeout: float = 300.0):
+    """``caveat serve RUN_DIR --port P FLAGS`` in a subprocess; yields a ``Served`` once /readyz is 200;
+    SIGTERM at exit (nothing, when the process has already exited)."""
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "caveat",
-        "serve",
-        str(run_dir),
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--max-batch-size",
-        str(max_batch_size),
-        "--max-wait-ms",
-        str(args.max_wait_ms),
-        "--max-texts",
-        str(max(128, args.batch)),
-    ]
-    cmd += ["--torch-threads", str(args.torch_threads)]
-    if args.allow_uncalibrated:
-        cmd.append("--allow-uncalibrated")
+    cmd = [sys.executable, "-m", "caveat", "serve", str(run_dir), "--port", str(port), *flags]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("CAVEAT_API_KEY", None)
     log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
+    served = Served(
+        f"http://127.0.0.1:{port}", subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log
+    )
+    proc = served.proc
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + ready_timeout
         while True:
             if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"caveat serve did not become ready (exit {proc.returncode}):\n{log.read()}")
+                raise RuntimeError(f"caveat serve did not become ready (exit {proc.returncode}):\n{served.log_text()}")
             try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{served.base}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        yield base
+        yield served
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def server(run_dir: Path, *, max_batch_size: int, args: argparse.Namespace):
+    """``caveat serve`` in a subprocess; yields its base URL once /readyz is 200; SIGTERM at exit."""
+    flags = ["--no-access-log", "--log-level", "warning", "--max-batch-size", str(max_batch_size)]
+    flags += ["--max-wait-ms", str(args.max_wait_ms), "--max-texts", str(max(128, args.batch))]
+    flags += ["--torch-threads", str(args.torch_threads)]
+    # room for every client: this test measures throughput, not shedding (the default queue, 8 x max batch size,
+    # is 8 requests for one_at_a_time, fewer than its --concurrency clients)
+    flags += ["--max-queue", str(max(args.concurrency, 8 * max_batch_size))]
+    if args.allow_uncalibrated:
+        flags.append("--allow-uncalibrated")
+    with launch(run_dir, flags) as served:
+        yield served.base
 
 
 async def load(base: str, payloads: list[dict], *, clients: int, seconds: float, warmup: float = 1.0) -> dict:
