@@ -90,11 +90,14 @@ class Served:
 
 
 @contextlib.contextmanager
-def launch(run_dir: Path, flags: Sequence[str] = (), *, ready_timeout: float = 300.0):
+def launch(
+    run_dir: Path, flags: Sequence[str] = (), *, ready_timeout: float = 300.0, entry: Sequence[str] = ("-m", "caveat")
+):
     """``caveat serve RUN_DIR --port P FLAGS`` in a subprocess; yields a ``Served`` once /readyz is 200;
-    SIGTERM at exit (nothing, when the process has already exited)."""
+    SIGTERM at exit (nothing, when the process has already exited). ``entry``: how Python starts the CLI (a
+    script that patches the service first, then runs it, for the fault scenario of ``benchmarks.service_fire``)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "caveat", "serve", str(run_dir), "--port", str(port), *flags]
+    cmd = [sys.executable, *entry, "serve", str(run_dir), "--port", str(port), *flags]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("CAVEAT_API_KEY", None)
     log = tempfile.TemporaryFile(mode="w+")

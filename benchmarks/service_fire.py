@@ -14,7 +14,9 @@ process, so clients and server share the machine's CPUs:
    ``--fuzz-bytes`` (2,000) malformed bodies (benchmarks/service.py): no response ≥ 500;
 4. ``sigterm``: SIGTERM halfway through ``--clients`` clients' load: no request in flight at the signal left
    without an answer, exit status 0, exit within ``--grace`` (the server's --shutdown-grace);
-5. ``faults``: 1% of batches failing — skipped: the service has no fault-injection hook (the record says so);
+5. ``faults``: ``--fault-rate`` (1%) of the model's forward passes raise (a driver script patches the server
+   process; the service itself has no fault switch): only 200 and 500, every 500 with a request ID, no more 500s
+   than inputs in failed passes, and the server answers afterwards;
 6. ``workers``: served req/s of ``--workers 2`` over ``--workers 1`` under ``--workers-clients`` (64) clients
    (≥ 1.6×), and /metrics request counts (summed over the workers) equal to the answers the clients got;
 7. ``batch_file``: ``caveat predict RUN --file F --out preds.parquet`` on ``--file-texts`` (100,000) texts and a
@@ -101,6 +103,13 @@ def rows(record: dict) -> list[str]:
             f"| SIGTERM under {t['clients']} clients | in flight dropped; exit code; exit s | "
             f"{t['in_flight_unanswered']} of {t['in_flight']}; {t['exit_code']}; {t['exit_s']} | 0; 0; "
             f"≤ {t['grace_s']:g} | {met('sigterm')} | |"
+        )
+    if "faults" in r:
+        f = r["faults"]
+        out.append(
+            f"| {f['fault_rate']:.0%} of forward passes failing, {f['clients']} clients | statuses; faults injected | "
+            f"{f['statuses']}; {f['injected_faults']} | 200/500 only, 500s with request ID, still serving | "
+            f"{met('faults')} | |"
         )
     if "workers" in r:
         w = r["workers"]

@@ -9,8 +9,10 @@ from benchmarks.fire.common import Options
 from benchmarks.service_fire import bench_service_fire, parse, rows
 
 
-def test_overload_and_fuzz_run_end_to_end_on_a_tiny_run(served_run):
-    opts = Options(seconds=2, clients=8, max_queue=2, fuzz=50, fuzz_bytes=20, fuzz_clients=4)
+def test_overload_fuzz_and_faults_run_end_to_end_on_a_tiny_run(served_run):
+    opts = Options(
+        seconds=2, clients=8, max_queue=2, fuzz=50, fuzz_bytes=20, fuzz_clients=4, workers_clients=4, fault_rate=0.3
+    )
     record = bench_service_fire(served_run, opts, ["overload", "fuzz", "faults"])
     load = record["overload"]
     assert load["requests"] > 0 and load["statuses"].get("200", 0) > 0
@@ -30,10 +32,14 @@ def test_overload_and_fuzz_run_end_to_end_on_a_tiny_run(served_run):
     assert sum(fuzz["schema"]["statuses"].values()) == 50
     assert fuzz["server_errors"] == 0 and fuzz["checks"] == {"no_5xx": True, "still_serving": True}, fuzz
     assert any(s.startswith("4") for s in fuzz["schema"]["statuses"])  # broken bodies were refused
-    assert record["skipped"] == ["faults"] and "fault-injection hook" in record["faults"]["skipped"]
-    assert len(rows(record)) == 2  # overload and fuzz in the benchmark table; faults has no row
+    faults = record["faults"]  # 30% of forward passes raise in the served process: isolated, and it keeps serving
+    assert faults["injected_faults"] > 0 and set(faults["statuses"]) <= {"200", "500"}, faults
+    assert faults["statuses"].get("200", 0) > 0 and faults["after"] == 200
+    assert faults["500_without_request_id"] == 0
+    assert faults["statuses"].get("500", 0) <= faults["inputs_in_failed_passes"]
+    assert record["skipped"] == [] and len(rows(record)) == 3
     assert record["all_checks_pass"] == all(
-        ok for name in ("overload", "fuzz") for ok in record[name]["checks"].values()
+        ok for name in ("overload", "fuzz", "faults") for ok in record[name]["checks"].values()
     )
 
 

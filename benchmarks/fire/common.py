@@ -32,6 +32,7 @@ class Options:
     grace_s: float = 10.0  # sigterm: --shutdown-grace
     workers_clients: int = 64
     file_texts: int = 100_000
+    fault_rate: float = 0.01  # faults: the share of the model's forward passes that raise
     seed: int = 0
 
     @property
@@ -49,6 +50,7 @@ class Shot:
     status: int | None = None
     error: str | None = None  # "refused", "dropped" or the exception's type name
     retry_after: bool = False
+    request_id: str | None = None  # the X-Request-ID of an error's answer (500s must carry one)
 
 
 @dataclass
@@ -93,7 +95,8 @@ class Load:
             return Shot(start, time.monotonic(), error="dropped")
         except httpx.HTTPError as err:
             return Shot(start, time.monotonic(), error=type(err).__name__)
-        return Shot(start, time.monotonic(), r.status_code, retry_after=retry_after(r))
+        rid = r.headers.get("X-Request-ID") if r.status_code >= 500 else None
+        return Shot(start, time.monotonic(), r.status_code, retry_after=retry_after(r), request_id=rid)
 
     async def sleep(self, seconds: float) -> None:
         try:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import httpx
 
 from benchmarks.fire.common import Load, Options, Shot, payloads_of, predict_counts, rss_mb, statuses, window
 from benchmarks.service import Served, launch, texts_of
@@ -159,14 +162,65 @@ async def _sigterm(served: Served, payloads: list[dict], opts: Options) -> dict:
     }
 
 
+# ``caveat serve`` whose model fails on a seeded share of its forward passes (argv[1]), each failure counted in a
+# file (argv[2]); the rest of argv is the CLI's. Only this benchmark patches the service: it has no fault switch.
+FAULTY = """
+import random, sys
+from caveat.cli.app import main
+from caveat.inference import Predictor
+
+rate, count, draw = float(sys.argv[1]), sys.argv[2], random.Random(0)
+real = Predictor._predict
+
+def faulty(self, inputs, **kw):
+    if draw.random() < rate:
+        with open(count, "a") as f:
+            f.write(f"{len(inputs)}\\n")
+        raise RuntimeError("injected fault")
+    return real(self, inputs, **kw)
+
+Predictor._predict = faulty
+sys.argv = ["caveat", *sys.argv[3:]]
+main()
+"""
+
+
 def faults(run_dir: Path, opts: Options) -> dict:
-    """Skipped: ``caveat serve`` has no fault-injection hook (no setting, flag or environment variable), so a real
-    subprocess cannot be told to fail 1% of its batches. tests/service/test_under_fire.py and test_batcher.py
-    inject faults in-process with monkeypatch instead."""
+    """``fault_rate`` (1%) of the model's forward passes raise under ``workers_clients`` clients: only requests of a
+    failed pass may fail, each with a 500 that carries a request ID (a batch that fails is retried request by
+    request, so mostly none do), and the worker keeps serving."""
+    with tempfile.TemporaryDirectory(prefix="caveat-faults-") as folder:
+        driver, count = Path(folder) / "faulty_serve.py", Path(folder) / "faults.txt"
+        driver.write_text(FAULTY)
+        entry = [str(driver), str(opts.fault_rate), str(count)]
+        with launch(run_dir, QUIET, entry=entry) as served:
+            record = asyncio.run(_faults(served, payloads_of(texts_of(run_dir)), opts))
+        injected = count.read_text().split() if count.is_file() else []
+    record.update(
+        fault_rate=opts.fault_rate, injected_faults=len(injected), inputs_in_failed_passes=sum(map(int, injected))
+    )
+    record["checks"] = {
+        "faults_were_injected": len(injected) > 0,  # else the run proves nothing
+        "only_200_and_500": set(record["statuses"]) <= {"200", "500"},
+        "failed_le_inputs_in_failed_passes": record["statuses"].get("500", 0) <= record["inputs_in_failed_passes"],
+        "every_500_names_a_request_id": record["500_without_request_id"] == 0,
+        "serves_after": record["after"] == 200,
+    }
+    return record
+
+
+async def _faults(served: Served, payloads: list[dict], opts: Options) -> dict:
+    load = Load(served.base, payloads, opts.workers_clients)
+    shots = await load.run(opts.seconds)
+    async with httpx.AsyncClient(base_url=served.base, timeout=60) as http:
+        after = await http.post("/v1/predict", json=payloads[0])
     return {
-        "skipped": "caveat serve has no fault-injection hook (settings.py, engine.py and batcher.py have none; "
-        "the tests inject faults in-process with monkeypatch), so 1% failing batches cannot be injected into "
-        "a real server process"
+        "clients": opts.workers_clients,
+        "seconds": opts.seconds,
+        "requests": len(shots),
+        "statuses": statuses(shots),
+        "500_without_request_id": sum(s.status == 500 and not s.request_id for s in shots),
+        "after": after.status_code,
     }
 
 
