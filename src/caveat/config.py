@@ -302,11 +302,11 @@ class RunConfig(_Section):
         name = self.train.objective
         if not OBJECTIVES.get(name).needs_views:
             return self
-        if self.task is not Task.TEXT_CLASSIFICATION:
+        if not self.task.classifies_texts:
             raise ValueError(
-                f"train.objective={name} takes its perturbed views from train.augment, which is for "
-                f"text-classification runs for now; this is a {self.task.value} run: choose another train.objective "
-                "(rdrop compares two dropout passes and needs no augmentation)"
+                f"train.objective={name} takes its perturbed views from train.augment, which is for text- and "
+                f"relation-classification runs for now; this is a {self.task.value} run: choose another "
+                "train.objective (rdrop compares two dropout passes and needs no augmentation)"
             )
         if not self.train.augment.enabled:
             raise ValueError(
@@ -318,10 +318,10 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _augment_needs_classification(self) -> RunConfig:
-        if self.train.augment.enabled and self.task is not Task.TEXT_CLASSIFICATION:
+        if self.train.augment.enabled and not self.task.classifies_texts:
             raise ValueError(
-                f"train.augment is for text-classification runs for now; this is a {self.task.value} run: "
-                "set train.augment.enabled=false"
+                f"train.augment is for text- and relation-classification runs for now; this is a {self.task.value} "
+                "run: set train.augment.enabled=false"
             )
         return self
 

@@ -127,7 +127,7 @@ def test_subset_is_seeded_by_seed_and_epoch():
 
 
 def test_ner_runs_are_refused(tiny_backbone, ner_data):
-    with pytest.raises(ConfigError, match="train.augment is for text-classification runs"):
+    with pytest.raises(ConfigError, match="train.augment is for text- and relation-classification runs"):
         load_config(
             overrides=tiny_overrides(tiny_backbone, ner_data, "token-classification") + ["train.augment.enabled=true"]
         )
@@ -264,3 +264,25 @@ def test_the_attack_may_be_a_mixture():
     assert load_config(overrides=["train.augment.attack=all"]).train.augment.attack == "charswap,wordsub,greedy,pwws"
     with pytest.raises(ConfigError, match=r"unknown attack 'nope'"):
         load_config(overrides=["train.augment.attack=greedy,nope"])
+
+
+def test_relation_runs_are_augmented_without_touching_an_entity_word(tiny_backbone, tmp_path):
+    import re
+
+    from tests.fakes import planted_relations, write_jsonl
+
+    for name, n, seed in (("train", 48, 1), ("validation", 24, 2), ("test", 24, 3)):  # multi-word entities
+        rows = planted_relations(n, seed)
+        for row in rows:
+            row["text"] = row["text"].replace("<e1>", "<e1>big older ").replace("<e2>", "<e2>small grey ")
+        write_jsonl(tmp_path / f"{name}.jsonl", rows)
+    overrides = augment_overrides(tiny_backbone, tmp_path, mode="random", attack="charswap", fraction=1.0)
+    overrides = [o for o in overrides if not o.startswith("task=")] + ["task=relation-classification"]
+    cfg = load_config(overrides=overrides + ["train.max_length=64"])
+    seen = train_into_epoch_one(cfg, tmp_path / "run")
+    texts, index = seen["augmented"]["texts"], seen["augmented"]["index"]
+    train = load_data(cfg).train.examples
+    assert len(texts) > 10  # most examples got an edit, and training read the marked rows
+    entities = lambda t: re.findall(r"<(e[12])>(.*?)</\1>", t)  # noqa: E731
+    for text, i in zip(texts, index):
+        assert text != train[i].text and entities(text) == entities(train[i].text), (train[i].text, text)

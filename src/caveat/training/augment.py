@@ -45,7 +45,7 @@ from torch import nn
 
 from caveat.config import AugmentConfig
 from caveat.inference import Predictor
-from caveat.models.encoding import encode_texts
+from caveat.models.encoding import encode_sequences
 from caveat.robustness.attacks import (
     AttackSetup,
     Constraints,
@@ -179,6 +179,7 @@ class Augmenter:
         ``ppdb`` without the synonym lexicon fails before training starts).
     paired : attach each edit to its clean row as ``perturbed_input_ids`` instead of adding it as a row (for an
         objective that ``needs_views``, e.g. ``consistency``).
+    task : text or relation classification (a relation input's entity words are never edited: ``Words.fixed``).
     """
 
     def __init__(
@@ -195,8 +196,10 @@ class Augmenter:
         encoder=None,
         lexicons: Lexicons | None = None,
         paired: bool = False,
+        task: Task = Task.TEXT_CLASSIFICATION,
     ) -> None:
         self.cfg, self.seed, self.tokenizer, self.label_map, self.paired = cfg, seed, tokenizer, label_map, paired
+        self.task = Task(task)  # relation runs: marked texts, encoded with their markers; entity words never edited
         self.examples, self.rows, self.n_clean = list(examples), train_rows, len(train_rows)
         self.max_length, self.batch_size, self._encoder = max_length, batch_size, encoder
         self.names = parse_attacks(cfg.attack)  # a mixture when several
@@ -252,7 +255,7 @@ class Augmenter:
                     _OnDevice(model),
                     self.tokenizer,
                     self.label_map.labels,
-                    Task.TEXT_CLASSIFICATION,
+                    self.task,
                     max_length=self.max_length,
                     batch_size=self.batch_size,
                 )
@@ -337,9 +340,10 @@ class Augmenter:
             )
         aug = Augmentation(**state.augmented)
         if self.paired:
-            views = encode_texts(self.tokenizer, aug.texts, self.max_length) if aug.texts else []
+            views = encode_sequences(self.tokenizer, aug.texts, self.max_length, task=self.task) if aug.texts else []
             for i, view in zip(aug.index, views):
                 self.rows[i]["perturbed_input_ids"] = view["input_ids"]
             return
         ids = [self.label_map.to_id(y, where="adversarial example") for y in aug.labels]
-        self.rows.extend(encode_texts(self.tokenizer, aug.texts, self.max_length, ids) if aug.texts else [])
+        if aug.texts:
+            self.rows.extend(encode_sequences(self.tokenizer, aug.texts, self.max_length, ids, task=self.task))

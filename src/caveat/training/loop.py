@@ -254,6 +254,7 @@ class Trainer:
             max_length=tcfg.max_length,
             batch_size=tcfg.eval_batch_size,
             paired=OBJECTIVES.get(tcfg.objective).needs_views,  # consistency: edits become views of their rows
+            task=cfg.task,
         )
         # augmented epochs are longer (unless paired); the schedule is planned as if every attack succeeded
         steps = planned_steps(tcfg.augment, len(train_rows), tcfg.batch_size, tcfg.epochs, paired=augmenter.paired)
