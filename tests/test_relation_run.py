@@ -63,7 +63,11 @@ def test_predict_calibrate_evaluate_on_the_cli(relation_run):
 
     result = runner.invoke(app, ["evaluate", str(relation_run), "--data", "test"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "relation_macro_f1" in result.stdout
+    metrics = json.loads(result.stdout)
+    assert "relation_macro_f1" in metrics
+    split = metrics["relation_decisions"]  # "no relation" withheld apart from real relations
+    withheld = split["withheld_no_relation"] + split["withheld_relation"]
+    assert split["n"] == metrics["n"] and withheld == metrics["n"] - metrics["decisions"]["in_scope"]["answer"]
 
     # attacks on the calibrated run are read through its policy, as a text run's are (caught, answered error)
     with one_thread():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from caveat.evaluation.metrics import metrics_for, relation_metrics, relation_type
+from caveat.evaluation.metrics import metrics_for, relation_decisions, relation_metrics, relation_type
 from caveat.types import Split, Task, TextExample
 
 LABELS = ["A(e1,e2)", "A(e2,e1)", "B(e1,e2)", "B(e2,e1)", "Other"]
@@ -46,3 +46,25 @@ def test_metrics_for_relations_adds_the_official_score_beside_accuracy():
 
 def test_relation_type_drops_the_direction():
     assert relation_type("Cause-Effect(e2,e1)") == "Cause-Effect" and relation_type("Other") == "Other"
+
+
+def test_relation_decisions_split_no_relation_from_errors_between_relations():
+    labels = ["Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)", "Member-Collection(e1,e2)", "Other"]
+    #          gold  pred  answered
+    cases = [
+        (0, 0, True),  # right
+        (0, 1, True),  # between relations, wrong direction
+        (0, 2, True),  # between relations, another relation
+        (3, 0, True),  # "Other" taken for a relation
+        (2, 3, False),  # a relation taken for "Other", withheld
+        (3, 3, False),  # "no relation", right, withheld
+        (3, 3, True),  # "no relation", right, answered
+    ]
+    y, p, answered = (list(c) for c in zip(*cases))
+    out = relation_decisions(y, p, answered, labels)
+    assert out["n"] == 7 and out["withheld_no_relation"] == 1 and out["withheld_relation"] == 1
+    assert out["withheld_would_be_wrong"] == 1
+    assert out["answered_errors_other_vs_relation"] == 1 and out["answered_errors_between_relations"] == 2
+    assert out["answered_errors_wrong_direction"] == 1
+    assert out["answered_error_no_relation"] == 0.5 and out["answered_error_relation"] == 2 / 3
+    assert relation_decisions([3], [3], [False], labels)["answered_error_no_relation"] is None

@@ -86,6 +86,44 @@ def relation_metrics(
     }
 
 
+def relation_decisions(
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    answered: Sequence[bool],
+    labels: Sequence[str],
+    *,
+    other: str = "Other",
+) -> dict:
+    """A calibrated relation policy's decisions split the relation way: what it withholds (abstain or route) of
+    "no relation" (gold ``other``) inputs and of real relations, and its answered errors split into confusions of
+    ``other`` with a relation vs errors between two real relations (``wrong_direction``: the same relation,
+    reversed). Each count is of inputs; ``answered_error_*`` are error rates among the answered inputs of that
+    kind (None when there are none)."""
+    y, p, answered = np.asarray(y_true), np.asarray(y_pred), np.asarray(answered, dtype=bool)
+    is_other = np.array([lab == other for lab in labels])
+    kinds = [relation_type(lab) for lab in labels]
+    wrong = y != p
+    with_other = wrong & (is_other[y] | is_other[p])
+    between = wrong & ~is_other[y] & ~is_other[p]
+    reversed_ = between & np.array([kinds[a] == kinds[b] for a, b in zip(y, p)], dtype=bool)
+    held = ~answered
+
+    def rate(mask: np.ndarray) -> float | None:
+        return float(wrong[mask].mean()) if mask.any() else None
+
+    return {
+        "n": int(len(y)),
+        "withheld_no_relation": int((held & is_other[y]).sum()),
+        "withheld_relation": int((held & ~is_other[y]).sum()),
+        "withheld_would_be_wrong": int((held & wrong).sum()),
+        "answered_errors_other_vs_relation": int((answered & with_other).sum()),
+        "answered_errors_between_relations": int((answered & between).sum()),
+        "answered_errors_wrong_direction": int((answered & reversed_).sum()),
+        "answered_error_no_relation": rate(answered & is_other[y]),
+        "answered_error_relation": rate(answered & ~is_other[y]),
+    }
+
+
 def span_metrics(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict:
     """Entity-level ``precision``, ``recall``, ``f1`` (micro), ``macro_f1`` over types, ``token_accuracy``,
     ``n`` (sentences), ``n_entities`` and ``per_type``; seqeval in strict mode with the IOB2 scheme."""

@@ -14,7 +14,7 @@ from caveat.data.resolve import ood_texts, resolve_split
 from caveat.errors import ConfigError
 from caveat.evaluation.calibration import aurc
 from caveat.evaluation.methods import Context, method_metrics, parse_methods
-from caveat.evaluation.metrics import metrics_for
+from caveat.evaluation.metrics import metrics_for, relation_decisions
 from caveat.evaluation.uncertainty import sampled_metrics, uncertainty_metrics
 from caveat.explain.evaluate import explanation_faithfulness
 from caveat.inference import Predictor
@@ -143,6 +143,9 @@ def _text_metrics(
     y = np.array([run.labels.index(ex.label) for ex in split.examples])
     ood_preds = _predict_ood(predictor, ood_inputs)
     metrics.update(uncertainty_metrics(preds, y, caveats, ood_preds))
+    if caveats is not None and run.task is Task.RELATION_CLASSIFICATION:  # "no relation" apart from real errors
+        probs, _, decision = caveats.decide(preds)
+        metrics["relation_decisions"] = relation_decisions(y, probs.argmax(-1), decision.answered, run.labels)
     if caveats is not None and ood_inputs:  # the calibrated default's score, at the top level
         metrics["ood_auroc"] = {k: v[caveats.score]["auroc"] for k, v in metrics["ood"].items()}
         metrics["fpr95"] = {k: v[caveats.score]["fpr95"] for k, v in metrics["ood"].items()}
