@@ -2,7 +2,7 @@
 
 Intent classification (customer service of a bank and shop, 20 intents, ``text`` / ``label`` JSONL):
     intents_train.jsonl (40 per intent, 800), intents_validation.jsonl (15 per intent, 300),
-    intents_calibration.jsonl (40 per intent, 800), intents_test.jsonl (15 per intent, 300);
+    intents_calibration.jsonl (80 per intent, 1600), intents_test.jsonl (15 per intent, 300);
     out-of-scope queries (label ``oos``, never in train): intents_oos_validation.jsonl (200, to
     calibrate the out-of-scope risk) and intents_oos.jsonl (33, the held-out out-of-scope test set).
 NER (2 columns ``token tag``, BIO2, PER / ORG / LOC):
@@ -29,14 +29,15 @@ import json
 import random
 from pathlib import Path
 
-# calibration is large because a 2% error bound at 95% confidence needs a few hundred answered examples
-PER_INTENT = {"train": 40, "validation": 15, "calibration": 40, "test": 15}
+# calibration is large because a 2% error bound at 95% confidence needs a few hundred answered examples: with 800,
+# a model at 93-96% accuracy could not certify 2% at all on some seeds; with 1600 it does at 14-39% coverage
+PER_INTENT = {"train": 40, "validation": 15, "calibration": 80, "test": 15}
 # written as intents_<name>.jsonl; the test file holds 10% out-of-scope (33 of 333), the share the demo's risk
 # bound assumes, so the error it measures on answered inputs is comparable with the target
 OOS_SIZES = {"oos_validation": 200, "oos": 33}
 NER_SIZES = {"train": 150, "validation": 40, "test": 40}
 # Share of each intent's templates kept out of train: evaluation then meets phrasings never trained on.
-UNSEEN_SHARE = 0.3
+UNSEEN_SHARE = 0.35  # at 0.3 the demo scored 95.3%, above the 85-95% the sample is meant for
 RAMBLE_SHARE, TYPO_SHARE, NO_APOSTROPHE_SHARE = 0.12, 0.3, 0.25
 KEY_ROWS = ["qwertyuiop", "asdfghjkl", "zxcvbnm"]
 # 32-bit draws the intent part of the first version of this script made before the NER part;

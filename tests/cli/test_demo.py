@@ -54,7 +54,7 @@ def test_demo_trains_calibrates_evaluates_and_writes_the_report(tiny_backbone, t
     info = json.loads((out / "caveat.json").read_text())
     assert len(info["labels"]) == 20
     assert info["calibration"]["risk"]["ood_rate"] == 0.1 and info["calibration"]["risk_ood_calibration"]["n"] == 200
-    assert info["calibration"]["risk"]["n_calibration"] == 800  # intents_calibration.jsonl, not half of validation
+    assert info["calibration"]["risk"]["n_calibration"] == 1600  # intents_calibration.jsonl, not half of validation
     assert info["calibration"]["risk"]["summary"] in result.stdout  # the promise (or what can be met) in words
     metrics = json.loads((out / "metrics.json").read_text())["test"]
     assert metrics["n"] == 300 and "oos" in metrics["decisions"]
