@@ -368,3 +368,31 @@ def bench_semeval_caveats(
             "caveat attack runs/re --data test --attack greedy --max-examples 300",
         ],
     }
+
+
+def rows(r: dict) -> list[str]:
+    """Rows of the benchmark table (benchmarks/run.py) for ``semeval_caveats``."""
+    ab, at, step = r["abstention"], r["attack"], r["step_cost"]
+    split = ab["relation_split"]
+    out = [
+        f"| SemEval-2010 Task 8: ECE after calibration ({r['calibration_summary']['n']} calibration sentences) | "
+        f"test | {r['ece_calibrated']:.4f} (raw {r['ece']:.4f}) | ≤ 0.02 | "
+        f"{'yes' if r['ece_calibrated'] <= 0.02 else 'no'} | |",
+        f"| SemEval: risk-controlled abstention at 5% (δ 0.05) | realised error; coverage | {ab['realised_risk']:.4f}; "
+        f"{ab['coverage']:.3f} | ≤ 0.05 | {'yes' if ab['realised_risk'] <= 0.05 else 'no'} | |",
+        f"| SemEval: answered errors, Other vs a relation / between relations | test | "
+        f"{split['answered_errors_other_vs_relation']} / {split['answered_errors_between_relations']} | report | | |",
+        f"| SemEval: greedy attack on {at['n']} test sentences (context words only) | after-attack accuracy; entity "
+        f"words edited | {at['after_attack_accuracy']:.4f} (clean {at['clean_accuracy']:.4f}); "
+        f"{at['entity_check']['entity_words_edited']} | report; 0 | "
+        f"{'yes' if at['entity_check']['entity_words_edited'] == 0 else 'no'} | |",
+        f"| SemEval: training step, relation / text classification of the same sentences | ratio | "
+        f"{step['relation_over_text']:.2f}× | ≤ 1.2× | {'yes' if step['relation_over_text'] <= 1.2 else 'no'} | |",
+    ]
+    if r.get("robust"):
+        rob = r["robust"]
+        out.append(
+            f"| SemEval: robust recipe vs ERM under greedy | after-attack gain | {rob.get('after_attack_gain')} | "
+            "report | | |"
+        )
+    return out

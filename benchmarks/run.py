@@ -460,6 +460,11 @@ def table() -> str:
     path = RESULTS / "lora_clinc150.json"
     if path.is_file():
         lines += lora_clinc_rows(json.loads(path.read_text()))
+    path = RESULTS / "semeval_caveats.json"
+    if path.is_file():
+        from benchmarks.relation import rows as semeval_rows
+
+        lines += semeval_rows(json.loads(path.read_text()))
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
