@@ -230,3 +230,29 @@ def test_jobs_still_queued_at_stop_get_503_with_retry_after():
     _, refused = asyncio.run(scenario())
     assert isinstance(refused, RequestError) and refused.status == 503
     assert refused.headers == {"Retry-After": "1"}  # a client told when to come back, like a full queue's 503
+
+
+@pytest.mark.parametrize("limit", [2.5, None])
+def test_a_request_that_would_wait_too_long_at_the_models_pace_is_refused_at_once(limit):
+    model, shed = FakeModel(delay=0.05), []  # 0.05 s per batch of one input
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(model, executor, max_batch_size=1, max_wait_s=0.0, on_shed=shed.append).start()
+            assert batcher.seconds_per_input is None
+            await batcher.submit(["warm-up"], Opts())  # the first batch sets the pace
+            pace = batcher.seconds_per_input
+            batcher.max_queue_wait_s = None if limit is None else limit * pace  # room for 2 inputs, not 3
+            out = await asyncio.gather(*(batcher.submit([f"q{i}"], Opts()) for i in range(3)), return_exceptions=True)
+            await batcher.stop()
+            return pace, out
+
+    pace, out = asyncio.run(scenario())
+    assert 0.04 < pace < 1.0
+    if limit is None:  # no wait limit: all three are served
+        assert [rows[0]["text"] for rows in out] == ["q0", "q1", "q2"] and shed == []
+        return
+    assert [rows[0]["text"] for rows in out[:2]] == ["q0", "q1"]  # 1 then 2 inputs' worth of waiting: in time
+    refused = out[2]  # 3 inputs' worth, at the pace of the last batches, is over 2.5: refused before queueing
+    assert isinstance(refused, RequestError) and refused.status == 503 and refused.headers == {"Retry-After": "1"}
+    assert "over its limit" in str(refused) and shed == ["queue_wait"] and ["q2"] not in model.batches

@@ -47,6 +47,14 @@ def serve(
         Optional[int],
         _opt("Most requests waiting for the model, then 503 (env CAVEAT_MAX_QUEUE; default 8 x max batch size)."),
     ] = None,
+    max_queue_wait_s: Annotated[
+        Optional[float],
+        _opt(
+            "Refuse (503) a request that would wait longer than this for the model at its recent pace "
+            "(env CAVEAT_MAX_QUEUE_WAIT_S; default 1).",
+            "--max-queue-wait",
+        ),
+    ] = None,
     request_timeout_s: Annotated[
         Optional[float],
         _opt("Deadline of a request, then 504 (env CAVEAT_REQUEST_TIMEOUT_S; default 60).", "--request-timeout"),
@@ -162,6 +170,7 @@ def serve(
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         max_queue=max_queue,
+        max_queue_wait_s=max_queue_wait_s,
         request_timeout_s=request_timeout_s,
         body_timeout_s=body_timeout_s,
         max_connections=max_connections,

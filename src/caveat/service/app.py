@@ -72,6 +72,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_wait_ms / 1000,
             max_queue=settings.queue_limit,
+            max_queue_wait_s=settings.max_queue_wait_s,
             on_failure=metrics.batch_failures.inc,
             on_shed=lambda reason: metrics.shed.labels(reason=reason).inc(),
         )

@@ -7,7 +7,10 @@ requests while the model computes. If a group fails, each of its jobs is retried
 the job that really fails gets the error; the worker itself never stops on an exception.
 
 Under load the queue is bounded (``max_queue`` requests): one more is refused at once with 503 and
-``Retry-After``, so neither latency nor memory grows without bound. Each job has a deadline: a caller
+``Retry-After``, so neither latency nor memory grows without bound. A request is also refused when the inputs
+already waiting would keep it queued longer than ``max_queue_wait_s`` at the recent pace of the model (seconds per
+input, averaged over the last batches): the bound on latency then holds whatever the model's speed, where a bound
+in requests alone means seconds for a fast model and minutes for a slow one. Each job has a deadline: a caller
 past it gets 504 and its job is dropped, before the model if it was still queued, or with its rows
 discarded if the model already had it.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -51,8 +55,10 @@ class MicroBatcher:
     max_batch_size : most inputs gathered per batch (a larger single request runs alone).
     max_wait_s : longest wait, from the first job, for more jobs to join.
     max_queue : most jobs waiting for the model (None: unbounded); ``submit`` refuses one more with 503.
+    max_queue_wait_s : refuse (503) a job whose estimated wait, the inputs ahead of it and its own times the
+        recent seconds per input, is longer (None: no such limit; nothing is refused before a first batch ran).
     on_failure : called once per failed job (for a metric).
-    on_shed : called with the reason ("queue_full" or "deadline") for each job refused or dropped.
+    on_shed : called with the reason ("queue_full", "queue_wait" or "deadline") for each job refused or dropped.
     """
 
     def __init__(
@@ -63,6 +69,7 @@ class MicroBatcher:
         max_batch_size: int,
         max_wait_s: float,
         max_queue: int | None = None,
+        max_queue_wait_s: float | None = None,
         on_failure: Callable[[], None] | None = None,
         on_shed: Callable[[str], None] | None = None,
     ):
@@ -70,8 +77,13 @@ class MicroBatcher:
             raise ValueError(f"max_batch_size must be >= 1 and max_wait_s >= 0; got {max_batch_size}, {max_wait_s}")
         if max_queue is not None and max_queue < 1:
             raise ValueError(f"max_queue must be >= 1 (or None: unbounded); got {max_queue}")
+        if max_queue_wait_s is not None and not max_queue_wait_s > 0:
+            raise ValueError(f"max_queue_wait_s must be > 0 (or None: no limit); got {max_queue_wait_s}")
         self.run_batch, self.executor = run_batch, executor
         self.max_batch_size, self.max_wait_s, self.max_queue = max_batch_size, max_wait_s, max_queue
+        self.max_queue_wait_s = max_queue_wait_s
+        self.seconds_per_input: float | None = None  # the model's recent pace (moving average over batches)
+        self._waiting = 0  # inputs queued and not yet taken by the worker
         self.on_failure = on_failure or (lambda: None)
         self.on_shed = on_shed or (lambda reason: None)
         self._queue: asyncio.Queue[Job] | None = None
@@ -85,7 +97,7 @@ class MicroBatcher:
         """Start the worker task on the running event loop."""
         if self.running:
             raise RuntimeError("the batcher is already running; call stop() first")
-        self._queue = asyncio.Queue(self.max_queue or 0)
+        self._queue, self._waiting = asyncio.Queue(self.max_queue or 0), 0
         self._task = asyncio.get_running_loop().create_task(self._work(), name="caveat-batcher")
         return self
 
@@ -117,8 +129,18 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         deadline = float("inf") if timeout is None else loop.time() + timeout
         job = Job(inputs, options, loop.create_future(), deadline, requestid.current())
+        wait = None if self.seconds_per_input is None else (self._waiting + len(inputs)) * self.seconds_per_input
+        if self.max_queue_wait_s is not None and wait is not None and wait > self.max_queue_wait_s:
+            self.on_shed("queue_wait")
+            raise RequestError(
+                f"the service is at capacity (about {wait:.2g} s of work waiting for the model, over its limit of "
+                f"{self.max_queue_wait_s:g} s): retry after the Retry-After seconds, or on another instance",
+                503,
+                {"Retry-After": str(max(1, math.ceil(wait - self.max_queue_wait_s)))},
+            )
         try:
             self._queue.put_nowait(job)
+            self._waiting += len(job.inputs)
         except asyncio.QueueFull:
             self.on_shed("queue_full")
             raise RequestError(
@@ -147,13 +169,13 @@ class MicroBatcher:
         deadline = loop.time() + self.max_wait_s
         while size < self.max_batch_size:
             try:
-                job = self._queue.get_nowait()
+                job = self._take(self._queue.get_nowait())
             except asyncio.QueueEmpty:
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
                 try:
-                    job = await asyncio.wait_for(self._queue.get(), timeout)
+                    job = self._take(await asyncio.wait_for(self._queue.get(), timeout))
                 except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11 on
                     break
             if size + len(job.inputs) > self.max_batch_size:
@@ -166,7 +188,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         carry: Job | None = None
         while True:
-            first = carry if carry is not None else await self._queue.get()
+            first = carry if carry is not None else self._take(await self._queue.get())
             carry = None
             jobs: list[Job] = [first]
             try:
@@ -192,13 +214,25 @@ class MicroBatcher:
                 for job in jobs:
                     self._fail(job, err)
 
+    def _take(self, job: Job) -> Job:
+        """``job``, just taken from the queue by the worker: its inputs no longer wait."""
+        self._waiting -= len(job.inputs)
+        return job
+
+    def _paced(self, seconds: float, n_inputs: int) -> None:
+        """Fold one batch's seconds per input into the moving average (weight 0.2 for the newest batch)."""
+        pace = seconds / max(1, n_inputs)
+        self.seconds_per_input = pace if self.seconds_per_input is None else 0.8 * self.seconds_per_input + 0.2 * pace
+
     async def _run_group(self, group: list[Job]) -> None:
         group = [job for job in group if not job.future.done()]  # a deadline may have passed while others ran
         if not group:
             return
         loop = asyncio.get_running_loop()
+        start = loop.time()
         try:
             results = await loop.run_in_executor(self.executor, self.run_batch, group)
+            self._paced(loop.time() - start, sum(len(job.inputs) for job in group))
         except Exception as err:
             if len(group) == 1:
                 self._fail(group[0], err)

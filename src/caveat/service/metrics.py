@@ -206,7 +206,7 @@ class Metrics:
         )
         self.shed = Counter(
             "caveat_requests_shed",
-            "Requests refused or dropped under load, by reason: queue_full (503) or deadline (504)",
+            "Requests refused or dropped under load, by reason: queue_full or queue_wait (503) or deadline (504)",
             ["reason"],
             registry=own,
         )

@@ -49,6 +49,14 @@ class ServiceSettings(BaseModel):
         description="Most requests waiting for the model; one more is refused with 503 and Retry-After "
         "(default: 8 x max_batch_size).",
     )
+    max_queue_wait_s: float | None = Field(
+        1.0,
+        gt=0,
+        le=3600,
+        description="Refuse a request with 503 and Retry-After when the inputs waiting ahead of it would keep it "
+        "queued longer than this at the model's recent pace: a bound on queueing latency whatever the model's "
+        "speed. Empty (CAVEAT_MAX_QUEUE_WAIT_S=): no such limit.",
+    )
     request_timeout_s: float = Field(
         60.0,
         gt=0,
@@ -138,7 +146,9 @@ class ServiceSettings(BaseModel):
     log_level: str = Field("info", description="uvicorn log level: critical, error, warning, info, debug.")
     access_log: bool = Field(True, description="Log one line per request.")
 
-    @field_validator("api_key", "lm", "generation_policy", "log_inputs", "max_connections", mode="before")
+    @field_validator(
+        "api_key", "lm", "generation_policy", "log_inputs", "max_connections", "max_queue_wait_s", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
