@@ -85,3 +85,25 @@ def test_predict_without_markers_says_how_to_mark(relation_run):
 def test_relation_runs_refuse_lora():
     with pytest.raises(ConfigError, match="relation-classification runs fine-tune the whole backbone"):
         load_config(overrides=[f"task={TASK}", "model.peft.method=lora"])
+
+
+def test_the_service_takes_relation_texts_marked_or_with_character_spans(relation_run, served_run):
+    from tests.service.conftest import serving
+
+    marked, plain = "the <e1>alice</e1> was in <e2>rome</e2>", "the alice was in rome"
+    head, tail = [plain.index("alice"), plain.index("alice") + 5], [plain.index("rome"), plain.index("rome") + 4]
+    with one_thread(), serving(relation_run, allow_uncalibrated=True) as c:
+        by_markers = c.post("/v1/predict", json={"texts": [marked]})
+        by_spans = c.post("/v1/predict", json={"texts": [plain], "spans": [{"head": head, "tail": tail}]})
+        assert by_markers.status_code == 200 and by_spans.status_code == 200, by_spans.text
+        row, same = by_markers.json()["predictions"][0], by_spans.json()["predictions"][0]
+        assert same["text"] == marked and same["probabilities"] == row["probabilities"]
+        overlap = c.post("/v1/predict", json={"texts": [plain], "spans": [{"head": [4, 9], "tail": [6, 12]}]})
+        assert overlap.status_code == 422 and "spans[0]" in overlap.text and "overlap" in overlap.text
+        outside = c.post("/v1/predict", json={"texts": [plain], "spans": [{"head": [0, 3], "tail": [18, 99]}]})
+        assert outside.status_code == 422 and "outside the text" in outside.text
+        unmarked = c.post("/v1/predict", json={"texts": [plain]})
+        assert unmarked.status_code == 422 and "texts[0]" in unmarked.text and "spans" in unmarked.text
+    with serving(served_run) as c:  # a text-classification run
+        refused = c.post("/v1/predict", json={"texts": ["alpha"], "spans": [{"head": [0, 1], "tail": [2, 3]}]})
+        assert refused.status_code == 422 and "relation-classification runs" in refused.text

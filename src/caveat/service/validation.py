@@ -7,6 +7,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from caveat.data.markers import marker_problem
 from caveat.errors import ConfigError
 from caveat.explain.targets import find_span
 from caveat.generate.answer import estimator_names
@@ -102,6 +103,16 @@ def check_predict(
         _check_lengths([" ".join(words) for words in req.tokens], settings, "tokens")
     else:
         _check_lengths(req.texts, settings, "texts")
+    if req.spans is not None and task is not Task.RELATION_CLASSIFICATION:
+        raise RequestError(f"spans are for relation-classification runs; this run is {task.value}: drop spans")
+    if task is Task.RELATION_CLASSIFICATION:
+        for i, text in enumerate(inputs):
+            problem = marker_problem(text)
+            if problem:
+                raise RequestError(
+                    f"texts[{i}]: {problem}. Mark the two entities as <e1>…</e1> and <e2>…</e2>, or send plain "
+                    'texts with spans: [{"head": [start, end], "tail": [start, end]}] per text'
+                )
     _check_timeout(req.timeout_s, settings)
     samples = 1
     if req.method == "mc_dropout":
@@ -114,7 +125,7 @@ def check_predict(
                 f"use 2..{settings.max_samples}"
             )
     k = min(DEFAULT_K, len(labels)) if req.k is None else req.k
-    if task is Task.TEXT_CLASSIFICATION and k > len(labels):
+    if task.classifies_texts and k > len(labels):
         raise RequestError(f"k={k} is more than the run's {len(labels)} labels: use 1..{len(labels)}")
     if req.explain:
         if task is not Task.TEXT_CLASSIFICATION:

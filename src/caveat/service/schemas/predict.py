@@ -6,12 +6,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from caveat.data.markers import mark, span_problem
 from caveat.service.schemas.common import WordAttribution, _check_texts, _check_unicode
 
 METHODS = ("deterministic", "mc_dropout")
 DEFAULT_SAMPLES = 10
 DEFAULT_K = 5
 MAX_SEED = 2**63 - 1
+
+
+class EntitySpans(BaseModel):
+    """The two entities of one text of a relation-classification run, as character offsets (end exclusive)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    head: tuple[int, int] = Field(description="[start, end) of the head entity (marked <e1>).")
+    tail: tuple[int, int] = Field(description="[start, end) of the tail entity (marked <e2>).")
 
 
 class PredictRequest(BaseModel):
@@ -35,6 +45,12 @@ class PredictRequest(BaseModel):
     )
     tokens: list[list[str]] | None = Field(
         None, strict=True, description="Pre-split sentences (token-classification runs only): a list of word lists."
+    )
+    spans: list[EntitySpans] | None = Field(
+        None,
+        description="Relation-classification runs: the head and tail entity of each text as character offsets, one "
+        "entry per text (the texts are then plain). Without spans a text marks its entities "
+        "<e1>…</e1> and <e2>…</e2> itself.",
     )
     method: Literal["deterministic", "mc_dropout"] = Field(
         "deterministic",
@@ -109,6 +125,14 @@ class PredictRequest(BaseModel):
                 "send exactly one of texts (a list of strings) or tokens (a list of word lists, for "
                 "token-classification runs)" + ("; got both" if self.texts is not None else "")
             )
+        if self.spans is not None:
+            if self.texts is None or len(self.spans) != len(self.texts):
+                given = "tokens" if self.texts is None else f"{len(self.texts)} texts"
+                raise ValueError(f"spans needs one entry per text; got {len(self.spans)} spans for {given}")
+            for i, (text, span) in enumerate(zip(self.texts, self.spans)):
+                problem = span_problem(text, span.head, span.tail)
+                if problem:
+                    raise ValueError(f"spans[{i}]: {problem}; give [start, end) offsets into texts[{i}]")
         if self.samples is not None and self.method != "mc_dropout":
             raise ValueError(
                 f"samples={self.samples} is only used with method='mc_dropout': drop samples or set the method"
@@ -119,6 +143,9 @@ class PredictRequest(BaseModel):
 
     @property
     def inputs(self) -> list:
+        """The texts (marked with their ``spans`` when given) or the token lists."""
+        if self.spans is not None:
+            return [mark(text, span.head, span.tail) for text, span in zip(self.texts, self.spans)]
         return self.texts if self.texts is not None else self.tokens
 
 
@@ -184,7 +211,7 @@ class TokenPrediction(BaseModel):
 
 class PredictResponse(BaseModel):
     run: str
-    task: Literal["text-classification", "token-classification"]
+    task: Literal["text-classification", "token-classification", "relation-classification"]
     method: Literal["deterministic", "mc_dropout"]
     seed: int | None = Field(None, description="method=mc_dropout: the seed the samples were drawn with.")
     calibrated: bool
