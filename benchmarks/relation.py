@@ -19,8 +19,6 @@ import statistics
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.robust import RUNS
 from caveat.config import load_config
 from caveat.data.markers import E1, E1_END, E2, E2_END
@@ -159,55 +157,6 @@ def _attack(run_dir: Path, max_examples: int) -> dict:
     }
 
 
-def relation_split(run_dir: Path) -> dict:
-    """The calibrated policy's abstentions and answered errors on test, split the relation way: inputs whose
-    gold label is ``Other`` ("no relation") vs a real relation; errors that confuse ``Other`` with a relation vs
-    errors between two real relations (of which direction errors: same relation, reversed)."""
-    from caveat.data.load import load_data
-    from caveat.evaluation.metrics import relation_type
-    from caveat.inference import Predictor
-    from caveat.models.rundir import open_run
-
-    run = open_run(run_dir)
-    test = load_data(run.config).test.examples
-    predictor = Predictor.from_run(run)
-    preds = predictor.predict([ex.text for ex in test])
-    probs, _, decision = predictor.calibration.decide(preds)
-    labels = list(run.labels)
-    other = np.array([lab == "Other" for lab in labels])
-    y = np.array([labels.index(ex.label) for ex in test])
-    p = probs.argmax(-1)
-    answered = decision.answered
-    wrong = p != y
-    with_other = wrong & (other[y] | other[p])
-    between = wrong & ~other[y] & ~other[p]
-    reversed_ = between & np.array([relation_type(labels[a]) == relation_type(labels[b]) for a, b in zip(y, p)])
-    held = ~answered
-
-    def n(mask) -> int:
-        return int(mask.sum())
-
-    return {
-        "n": len(y),
-        "answered": n(answered),
-        "abstained": n(held),  # withheld: abstain or route
-        "abstained_gold_other": n(held & other[y]),
-        "abstained_gold_relation": n(held & ~other[y]),
-        "abstained_predicted_other": n(held & other[p]),
-        "abstained_would_be_wrong": n(held & wrong),
-        "answered_errors": n(answered & wrong),
-        "answered_errors_other_vs_relation": n(answered & with_other),
-        "answered_errors_between_relations": n(answered & between),
-        "answered_errors_wrong_direction": n(answered & reversed_),
-        "all_errors_other_vs_relation": n(with_other),
-        "all_errors_between_relations": n(between),
-        "answered_error_rate_gold_other": float(wrong[answered & other[y]].mean()) if n(answered & other[y]) else None,
-        "answered_error_rate_gold_relation": (
-            float(wrong[answered & ~other[y]].mean()) if n(answered & ~other[y]) else None
-        ),
-    }
-
-
 def _stripped_data(cfg, folder: Path, *, n_train: int | None, n_validation: int) -> None:
     """The run's train split (and a small validation split) as JSONL twice: ``marked/`` with the entity markers
     (a relation run reads them) and ``plain/`` without them, labels the relation labels."""
@@ -276,7 +225,7 @@ def bench_semeval_caveats(
 
     - a copy ``work/semeval-calibrated`` calibrated with ``calibrate_run(target_risk=0.05, delta=0.05)``, test
       evaluated: ECE raw and calibrated, temperature, conformal coverage / set size, and the policy's error on
-      answered inputs (``abstention.risk``) and coverage, with the relation split of ``relation_split``;
+      answered inputs (``abstention.risk``) and coverage, with evaluate's ``relation_decisions``;
     - the greedy attack on the first ``max_examples`` (300; quick 20) test sentences of that copy, with the check
       that no entity word was edited; ``robust``: also of ``work/semeval-robust`` (``ROBUST``), and its gain;
     - ``step_ratio``: ``steps`` (30; quick 5) steps, ``repeats`` (3; quick 1) times each.
@@ -297,7 +246,6 @@ def bench_semeval_caveats(
     (copy / "caveat.json").write_text(json.dumps(info, indent=2))
     summary = calibrate_run(copy, target_risk=0.05, delta=0.05)
     test = evaluate_run(copy, "test", write=False)
-    split = relation_split(copy)
     attack = _attack(copy, max_examples)
 
     robust_record = None
@@ -350,7 +298,7 @@ def bench_semeval_caveats(
             "guarantee": ab["guarantee"],
             "threshold": summary.get("risk", {}).get("threshold"),
             "decisions": test.get("decisions", {}).get("in_scope"),
-            "relation_split": split,
+            "relation_split": test["relation_decisions"],  # evaluate's relation way of counting decisions
         },
         "calibration_summary": {k: v for k, v in summary.items() if not isinstance(v, (dict, list))},
         "attack": attack,
