@@ -50,6 +50,7 @@ FLOORS: list[tuple[str, ...]] = [
         "caveat.inference",
         "caveat.rows",
         "caveat.batchscore",
+        "caveat.raybatch",
         "caveat.evaluation.uncertainty",
     ),
     ("caveat.explain", "caveat.robustness", "caveat.generate", "caveat.evaluation.methods", "caveat.training.augment"),

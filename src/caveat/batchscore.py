@@ -253,10 +253,37 @@ def _chunks(it: Iterator, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _check_chunk(chunk: Sequence, start: int) -> None:
-    for i, x in enumerate(chunk):
+def _check_chunk(chunk: Sequence, positions: Iterable[int]) -> None:
+    for position, x in zip(positions, chunk):
         if not (x.strip() if isinstance(x, str) else x):
-            raise DataError(f"input {start + i + 1} is empty. Fix: give non-empty texts (or drop that row)")
+            raise DataError(f"input {position + 1} is empty. Fix: give non-empty texts (or drop that row)")
+
+
+def check_method(task: Task, method: str) -> None:
+    """Refuse MC dropout for a NER run before any model pass (its sampling is for text classifiers so far)."""
+    if method == "mc_dropout" and task is Task.TOKEN_CLASSIFICATION:
+        raise ConfigError("method 'mc_dropout' is for text-classification runs so far; use 'deterministic'")
+
+
+def score_chunk(
+    predictor: Predictor,
+    chunk: Sequence,
+    positions: Sequence[int],
+    *,
+    top_k: int = 0,
+    method: str = "deterministic",
+    samples: int = 10,
+    seed: int = 0,
+) -> list[dict]:
+    """The rows of ``chunk``, whose inputs sit at ``positions`` (0-based) in their file: ``predict_rows``'s, and
+    with ``method="mc_dropout"`` input ``i`` sampled from ``input_seed(seed, i)`` alone. Both the stream here and
+    the Ray actors (caveat.raybatch) build rows with it, so a row does not depend on its chunk, worker or restart."""
+    _check_chunk(chunk, positions)
+    rows = predict_rows(predictor, chunk, top_k=top_k).rows
+    if method == "mc_dropout":
+        for position, x, row in zip(positions, chunk, rows):
+            add_seeded_mc_dropout(predictor, [x], [row], samples=samples, seed=seed, start=position, top_k=top_k)
+    return rows
 
 
 def score_stream(
@@ -275,17 +302,14 @@ def score_stream(
     ``sink.done()`` inputs a previous run wrote. Rows are ``predict_rows``'s; with ``method="mc_dropout"``
     input ``i`` is sampled from ``input_seed(seed, i)``. ``total``: the inputs expected, for the progress
     bar. Returns the number of rows the output holds."""
-    if method == "mc_dropout" and predictor.task is Task.TOKEN_CLASSIFICATION:
-        raise ConfigError("method 'mc_dropout' is for text-classification runs so far; use 'deterministic'")
+    check_method(predictor.task, method)
     start = sink.done()
     position = start
     rest = itertools.islice(iter(inputs), start, None)  # skipped inputs are read, not scored
     with phase("predict", total=total, start=start) as bar:
         for chunk in chunked(rest, chunk_size):
-            _check_chunk(chunk, position)
-            rows = predict_rows(predictor, chunk, top_k=top_k).rows
-            if method == "mc_dropout":
-                add_seeded_mc_dropout(predictor, chunk, rows, samples=samples, seed=seed, start=position, top_k=top_k)
+            positions = range(position, position + len(chunk))
+            rows = score_chunk(predictor, chunk, positions, top_k=top_k, method=method, samples=samples, seed=seed)
             sink.write(rows)
             position += len(chunk)
             bar.advance(len(chunk))

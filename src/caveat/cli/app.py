@@ -105,7 +105,7 @@ def _renamed_said() -> Iterator[None]:
 
 
 # library arguments whose flag is not their name
-FLAGS = {"explain": "--explain-faithfulness", "overrides": "--set", "attacks": "--attack"}
+FLAGS = {"explain": "--explain-faithfulness", "overrides": "--set", "attacks": "--attack", "actors": "--ray-actors"}
 
 
 def flag_message(err: CaveatError) -> str:

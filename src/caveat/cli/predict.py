@@ -57,12 +57,30 @@ def predict(
         ),
     ] = 0,
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="With --file and --out: score on a Ray cluster through Ray Data, one model per actor (pip install "
+            "'caveat\\[ray]'). The same rows, in input order; not resumable, so --out must not exist yet.",
+        ),
+    ] = False,
+    ray_actors: Annotated[int, typer.Option("--ray-actors", help="With --ray: actors, each with its model.")] = 2,
+    ray_address: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray-address", help="With --ray: the cluster to join (default: $RAY_ADDRESS, else a local Ray)."
+        ),
+    ] = None,
 ) -> None:
     """Predict; one JSON object per input (JSON lines when there are several): the rows of Model.predict and
     POST /v1/predict."""
     from caveat.inference import Predictor
     from caveat.rows import check_request, predict_rows
 
+    if ray:
+        _predict_on_ray(run, file, out, ray_actors, ray_address, top_k, method, samples, seed, batch_size, chunk_size)
+        return
     if file is not None:
         _predict_file(run, file, out, top_k, method, samples, seed, batch_size, chunk_size)
         return
@@ -123,4 +141,41 @@ def _predict_file(
         samples=samples,
         seed=seed,
         total=count_inputs(file),
+    )
+
+
+def _predict_on_ray(
+    run: Path,
+    file: Path | None,
+    out: Path | None,
+    actors: int,
+    address: str | None,
+    top_k: int,
+    method: str,
+    samples: int,
+    seed: int,
+    batch_size: int | None,
+    chunk_size: int,
+) -> None:
+    """``--file`` scored on Ray into ``--out`` (caveat.raybatch): both are needed, the rows go to a file."""
+    from caveat.raybatch import score_on_ray
+
+    missing = " and ".join(flag for flag, value in (("--file FILE", file), ("--out OUT", out)) if value is None)
+    if missing:
+        raise ConfigError(
+            f"--ray scores a file into an output: add {missing} (e.g. --file big.jsonl --out preds.parquet), "
+            "or drop --ray"
+        )
+    score_on_ray(
+        run,
+        file,
+        out,
+        actors=actors,
+        address=address,
+        chunk_size=chunk_size,
+        batch_size=batch_size,
+        top_k=top_k,
+        method=method,
+        samples=samples,
+        seed=seed,
     )
