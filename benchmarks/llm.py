@@ -106,14 +106,16 @@ def bench_lora_clinc150(data_root: Path, work: Path, *, quick: bool = False, lap
     calibration = calibrate_run(run_dir, ood=[oos_train, "oos_val"], ood_rate=0.10)
     # Laplace-LoRA beyond 20 classes samples adapter weights: K = 10 forwards per input for test and oos_test and
     # 9 prior values x 10 forwards x 250 calibration inputs to tune it, over 40 min on 2 cores; opt in with laplace
-    methods = "least_confidence,energy,max_logit,mahalanobis,knn,ensemble" + (",laplace_lora" if laplace else "")
+    methods = "least_confidence,energy,max_logit,mahalanobis,knn,ensemble,ensemble_knn" + (
+        ",laplace_lora" if laplace else ""
+    )
     test = evaluate_run(run_dir, "test", ood=["oos_test"], methods=methods, write=False)
     rows = test["methods"]
     keys = ("nll", "ece", "brier", "aurc", "error_auroc", "cost_ratio")
     one, ens, la = rows["least_confidence"], rows["ensemble"], rows.get("laplace_lora")
     auroc = {k: v["ood_auroc"]["oos_test"] for k, v in rows.items()}
-    single = {k: v for k, v in auroc.items() if k not in ("ensemble",)}
-    best_single = max(single, key=single.get)
+    single = {k: v for k, v in auroc.items() if k not in ("ensemble", "ensemble_knn")}
+    best_single, best = max(single, key=single.get), max(auroc, key=auroc.get)
     memory = ensemble_memory(run_dir)
     training = json.loads((run_dir / "caveat.json").read_text())["training"]
     return {
@@ -130,6 +132,7 @@ def bench_lora_clinc150(data_root: Path, work: Path, *, quick: bool = False, lap
         "best_validation": training["best_validation"],
         "ood_auroc": auroc,
         "best_single_adapter_method": best_single,
+        "best_method": best,  # over every method, the ensemble's among them
         "one_adapter": {k: one.get(k) for k in keys},
         "ensemble": {k: ens.get(k) for k in keys},  # pooled, then scaled by the ensemble's own temperature
         "ensemble_calibration": calibration.get("ensemble"),
@@ -138,7 +141,8 @@ def bench_lora_clinc150(data_root: Path, work: Path, *, quick: bool = False, lap
         "memory": memory,
         "checks": {
             "in_scope_accuracy_ge_0.93": test["accuracy"] >= 0.93,
-            "best_ood_auroc_ge_0.97": single[best_single] >= 0.97,
+            "best_ood_auroc_ge_0.97": auroc[best] >= 0.97,
+            "best_single_adapter_ood_auroc_ge_0.97": single[best_single] >= 0.97,
             "ensemble_nll_better": ens["nll"] < one["nll"],
             "ensemble_ece_better": ens["ece"] < one["ece"],
             "ensemble_auroc_ge_one_plus_0.005": auroc["ensemble"] >= auroc["least_confidence"] + 0.005,

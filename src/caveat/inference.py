@@ -254,9 +254,21 @@ def ensemble_predict(
 ) -> Predictions:
     """Stack the members' deterministic predictions: probs (M members, N, C); features of member 0.
     ``first``: member 0's raw predictions of ``inputs`` when the caller already has them (no second pass)."""
+    return stack_members(member_predictions(members, inputs, first=first))
+
+
+def member_predictions(
+    members: Sequence[Predictor], inputs: Sequence[str], *, first: Predictions | None = None
+) -> list[Predictions]:
+    """Each member's deterministic predictions of ``inputs`` (each with its own features); ``first`` as in
+    ``ensemble_predict``."""
     if len(members) < 2:
         raise ConfigError("this run has no ensemble members; train one with caveat train ... --ensemble N")
-    preds = [first if first is not None else members[0].predict(inputs)] + [m.predict(inputs) for m in members[1:]]
+    return [first if first is not None else members[0].predict(inputs)] + [m.predict(inputs) for m in members[1:]]
+
+
+def stack_members(preds: Sequence[Predictions]) -> Predictions:
+    """Members' predictions stacked: probs and logits (M, N, C); features and mask of member 0."""
     return Predictions(
         probs=np.concatenate([p.probs for p in preds]),
         logits=np.concatenate([p.logits for p in preds]),

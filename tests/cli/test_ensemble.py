@@ -46,28 +46,56 @@ def test_train_ensemble_predict_evaluate_and_calibrate(tiny_backbone, text_data,
     assert metrics["ensemble"]["members"] == 3 and metrics["ensemble"]["samples"] == 3
     assert 0 <= metrics["ensemble"]["ece"] <= 1 and metrics["ensemble"]["cost_ratio"] > 0
 
-    # calibrating the ensemble fits its own temperature on the pooled prediction (pool then calibrate); the
-    # reference is computed here from the members' raw logits: log of the mean softmax, one T by NLL
+    # calibrating the ensemble pools its members (mean probability or mean log-probability, whichever has the lower
+    # NLL after its own temperature) and fits one temperature to the pool (pool then calibrate); the reference is
+    # computed here from the members' raw logits
     summary = calibrate_run(run)
-    assert summary["ensemble"]["members"] == 3 and 0.05 < summary["ensemble"]["temperature"] < 20  # not a bound
+    ens = summary["ensemble"]
+    assert ens["members"] == 3 and 0.05 < ens["temperature"] < 20  # not a bound
     members = Predictor.from_run(run, calibrated=False).ensemble()
     splits, labels = load_data(open_run(run).config), open_run(run).labels
 
-    def pooled(split):
+    def member_logits(split):
         y = np.array([labels.index(ex.label) for ex in split.examples])
-        raw = np.stack([m.predict([ex.text for ex in split.examples]).logits[0] for m in members])  # (M, N, C)
-        return np.log(softmax(raw, axis=-1).mean(0)), y
+        return np.stack([m.predict([ex.text for ex in split.examples]).logits[0] for m in members]), y  # (M, N, C)
 
-    log_mean, y_cal = pooled(splits.calibration)
-    expected = TemperatureScaling().fit(log_mean, y_cal).temperature
-    assert summary["ensemble"]["temperature"] == pytest.approx(expected, rel=1e-4)
-    assert summary["ensemble"]["nll_after"] <= summary["ensemble"]["nll_before"] + 1e-12
-    # evaluate's ensemble method serves the calibrated pool: its NLL on test is that of softmax(log mean / T)
-    log_mean, y_test = pooled(splits.test)
-    q = softmax(log_mean / expected, axis=-1)
-    after = json.loads(runner.invoke(app, ["evaluate", str(run), "--ensemble"]).stdout)
-    assert after["methods"]["ensemble"]["nll"] == pytest.approx(-np.log(q[np.arange(len(y_test)), y_test]).mean(), 1e-3)
+    def pooled(raw, how):
+        p = softmax(raw, axis=-1)
+        return np.log(p.mean(0)) if how == "probability" else np.log(softmax(np.log(p).mean(0), axis=-1))
+
+    def nll(logits, y, t):
+        q = softmax(logits / t, axis=-1)
+        return -np.log(q[np.arange(len(y)), y]).mean()
+
+    raw_cal, y_cal = member_logits(splits.calibration)
+    hows = ("probability", "logit")
+    fitted = {how: TemperatureScaling().fit(pooled(raw_cal, how), y_cal).temperature for how in hows}
+    losses = {how: nll(pooled(raw_cal, how), y_cal, t) for how, t in fitted.items()}
+    assert ens["pooling"] == min(losses, key=losses.get)
+    assert ens["nll_by_pooling"] == pytest.approx(losses, rel=1e-4)
+    assert ens["temperature"] == pytest.approx(fitted[ens["pooling"]], rel=1e-4)
+    assert ens["nll_after"] <= ens["nll_before"] + 1e-12
+    # evaluate's ensemble method serves the calibrated pool: its NLL on test is that of softmax(pool / T)
+    raw_test, y_test = member_logits(splits.test)
+    after = json.loads(runner.invoke(app, ["evaluate", str(run), "--methods", "ensemble,ensemble_knn"]).stdout)
+    expected = nll(pooled(raw_test, ens["pooling"]), y_test, ens["temperature"])
+    assert after["methods"]["ensemble"]["nll"] == pytest.approx(expected, 1e-3)
     assert after["methods"]["ensemble"]["nll"] != pytest.approx(metrics["methods"]["ensemble"]["nll"], 1e-3)  # raw
+    assert after["methods"]["ensemble_knn"]["nll"] == after["methods"]["ensemble"]["nll"]  # same probabilities
+
+    # ensemble_knn: each member's cosine distance to its nearest training feature (banks of the members' own
+    # training features), averaged over the members; recomputed here from the members' features by brute force
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    train, test = [ex.text for ex in splits.train.examples], [ex.text for ex in splits.test.examples]
+    distances = [1 - (unit(m.predict(test).features) @ unit(m.predict(train).features).T).max(axis=1) for m in members]
+    score = np.mean(distances, axis=0)
+    caveats = Predictor.from_run(run).calibration
+    assert len(caveats.ensemble_knn) == 2  # members 1 and 2; member 0's bank is caveats.knn
+    got = caveats.ensemble_knn_score([m.predict(test).features for m in members])
+    np.testing.assert_allclose(got, score, atol=2e-3)  # banks are stored in half precision
+    assert not np.allclose(got, distances[0], atol=2e-3)  # not member 0's distance alone
 
 
 def test_ensemble_method_on_a_single_run_says_how(tiny_backbone, text_data, tmp_path):

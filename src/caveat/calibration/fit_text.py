@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
-from caveat.calibration.scaling import pooled_logits
+from caveat.calibration.scaling import POOLINGS, pooled_logits
 from caveat.calibration.shift import TargetShift, choose_temperature, weight_figures, weight_warnings
 from caveat.calibration.store import CALIBRATION_SCORES, save_arrays, save_calibration
-from caveat.calibration.text import MAX_SET_SIZE, ROUTE_ON
+from caveat.calibration.text import ENSEMBLE_KNN, MAX_SET_SIZE, ROUTE_ON
 from caveat.data.load import load_data
 from caveat.data.resolve import ood_texts
+from caveat.data.splits import DataSplits
 from caveat.decide.conformal import ConformalClassifier
 from caveat.decide.policy import Policy
 from caveat.decide.risk import RiskControlled
@@ -119,7 +120,10 @@ def calibrate_text(
     z = gate.temperature.transform(seen)
     reference = SCORES.get(score)(probs=softmax(z, axis=-1)[None], logits=z[None])
     knn = NearestNeighbours(seed=run.config.seed).fit(passes.train.features)  # an OOD score beside Mahalanobis
-    _save_arrays(run, gate.mahalanobis, laplace, reference, knn)
+    members, member_arrays = predictor.ensemble(), {}
+    if len(members) > 1:
+        ensemble, member_arrays = _fit_ensemble(members, splits(), passes, seed=run.config.seed)
+    _save_arrays(run, gate.mahalanobis, laplace, reference, knn, member_arrays)
     summary = {
         **_fit_figures(gate.temperature, logits, gate.probs, passes.y),
         "conformal": gate.conformal.state(),
@@ -132,9 +136,8 @@ def calibrate_text(
     }
     if gate.shift is not None:
         summary["shift"] = _shift_summary(gate, target_preds, target_source, keep, alpha)
-    members = predictor.ensemble()
     if len(members) > 1:
-        summary["ensemble"] = _fit_ensemble(members, [ex.text for ex in splits().calibration.examples], passes)
+        summary["ensemble"] = ensemble
     return save_calibration(run, summary)
 
 
@@ -217,15 +220,36 @@ def _shift_summary(gate: Gate, target: Predictions, source: str | None, keep: np
     }
 
 
-def _fit_ensemble(members: list[Predictor], texts: list[str], passes: Passes) -> dict:
-    """A deep ensemble's own temperature: one T for its pooled prediction, fitted by NLL on the calibration split
-    ("pool then calibrate", Rahaman & Thiery 2021), so that the ensemble is calibrated as a whole and not only its
-    first member. Not importance-weighted under a target shift."""
+def _fit_ensemble(
+    members: list[Predictor], splits: DataSplits, passes: Passes, *, seed: int
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """A deep ensemble's own calibration: its members pooled (mean probability, or mean log-probability: the one
+    with the lower NLL after its temperature) and one temperature for the pool, both fitted on the calibration
+    split ("pool then calibrate", Rahaman & Thiery 2021), so that the ensemble is calibrated as a whole and not
+    only its first member. Not importance-weighted under a target shift. Also each further member's bank of
+    training features, for the ensemble's nearest-neighbour OOD score (``Calibration.ensemble_knn``): one more
+    pass over the training split per member. Returns the summary and the arrays to store."""
     with subject("ensemble members"):
-        stacked = ensemble_predict(members, texts, first=passes.calibration)  # (M, N, C)
-    pooled = pooled_logits(stacked.logits)  # (N, C) log of the mean probability
-    ts = TemperatureScaling().fit(pooled, passes.y)
-    return {"members": len(members), **_fit_figures(ts, pooled, softmax(ts.transform(pooled), axis=-1), passes.y)}
+        stacked = ensemble_predict(members, [ex.text for ex in splits.calibration.examples], first=passes.calibration)
+    fits = {}
+    for pooling in POOLINGS:
+        pooled = pooled_logits(stacked.logits, pooling)  # (N, C) log-probabilities
+        ts = TemperatureScaling().fit(pooled, passes.y)
+        fits[pooling] = (ts, pooled, softmax(ts.transform(pooled), axis=-1))
+    losses = {k: nll(probs, passes.y) for k, (_, _, probs) in fits.items()}
+    pooling = min(losses, key=losses.get)
+    summary = {
+        "members": len(members),
+        "pooling": pooling,
+        "nll_by_pooling": losses,
+        **_fit_figures(*fits[pooling], passes.y),
+    }
+    texts, arrays = [ex.text for ex in splits.train.examples], {}
+    for i, member in enumerate(members[1:], start=1):
+        with subject(f"ensemble member {i}: training features"):
+            bank = NearestNeighbours(seed=seed).fit(member.predict(texts).features)
+        arrays.update({f"{ENSEMBLE_KNN}.{i}.{k}": v for k, v in bank.state().items()})
+    return summary, arrays
 
 
 def _fit_figures(ts: TemperatureScaling, logits: np.ndarray, probs: np.ndarray, y: np.ndarray) -> dict:
@@ -285,9 +309,15 @@ def _fit_laplace(predictor: Predictor, passes: Passes) -> LastLayerLaplace:
 
 
 def _save_arrays(
-    run: Run, maha: Mahalanobis, laplace: LastLayerLaplace, reference: np.ndarray, knn: NearestNeighbours
+    run: Run,
+    maha: Mahalanobis,
+    laplace: LastLayerLaplace,
+    reference: np.ndarray,
+    knn: NearestNeighbours,
+    member_arrays: dict[str, np.ndarray],
 ) -> None:
     arrays = {f"mahalanobis.{k}": v for k, v in maha.state().items()}
+    arrays.update(member_arrays)
     arrays.update({f"knn.{k}": v for k, v in knn.state().items()})
     arrays.update({f"laplace.{k}": np.asarray(v, dtype=np.float64) for k, v in laplace.state()["arrays"].items()})
     arrays[CALIBRATION_SCORES] = np.asarray(reference, dtype=np.float64)

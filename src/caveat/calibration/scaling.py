@@ -26,12 +26,24 @@ class TemperatureScaled:
         )
 
 
-def pooled_logits(member_logits: np.ndarray) -> np.ndarray:
-    """The log of an ensemble's mean probability, ``(M, N, C)`` member logits -> ``(N, C)``, computed in log space
-    (a member's probability that underflows to 0 never makes the pool -inf). Temperature scaling these pooled
-    log-probabilities calibrates the ensemble as a whole ("pool then calibrate": Rahaman & Thiery 2021,
+POOLINGS = ("probability", "logit")  # how an ensemble's members are pooled; calibration keeps the better by NLL
+
+
+def pooled_logits(member_logits: np.ndarray, pooling: str = "probability") -> np.ndarray:
+    """An ensemble's pooled log-probabilities, ``(M, N, C)`` member logits -> ``(N, C)``.
+
+    ``probability``: the log of the members' mean probability, computed in log space (a member's probability that
+    underflows to 0 never makes the pool -inf). ``logit``: the mean of the members' log-probabilities (their
+    normalised geometric mean, log-linear pooling), which stays sharper where members agree on the top class but
+    split their doubt over different runners-up, where the mean probability is under-confident. Temperature
+    scaling the pool calibrates the ensemble as a whole ("pool then calibrate": Rahaman & Thiery 2021,
     "Uncertainty quantification and deep ensembles", NeurIPS)."""
     z = np.asarray(member_logits, dtype=np.float64)
     if z.ndim != 3:
         raise ValueError(f"member logits must have shape (M, N, C); got {z.shape}")
-    return logsumexp(log_softmax(z, axis=-1), axis=0) - np.log(len(z))
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
+    logp = log_softmax(z, axis=-1)
+    if pooling == "logit":
+        return log_softmax(logp.mean(axis=0), axis=-1)
+    return logsumexp(logp, axis=0) - np.log(len(z))

@@ -47,4 +47,4 @@ def stored_arrays(run: Run) -> dict[str, np.ndarray]:
 
 def prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     """The arrays stored under ``prefix.`` with the prefix removed."""
-    return {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{prefix}.")}
+    return {k[len(prefix) + 1 :]: v for k, v in arrays.items() if k.startswith(f"{prefix}.")}

@@ -7,7 +7,8 @@ logits inside autograd call ``scale``. Fitting lives in ``fit_text.py``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import softmax
@@ -18,6 +19,7 @@ from caveat.calibration.store import CALIBRATION_SCORES, load_arrays, prefixed
 from caveat.decide.conformal import ConformalClassifier
 from caveat.decide.policy import Decision, Policy
 from caveat.decide.risk import RiskControlled
+from caveat.errors import ConfigError
 from caveat.models.rundir import Run
 from caveat.types import Predictions, Task
 from caveat.uncertainty.methods.knn import NearestNeighbours
@@ -25,6 +27,7 @@ from caveat.uncertainty.methods.laplace import LastLayerLaplace
 from caveat.uncertainty.methods.mahalanobis import Mahalanobis
 from caveat.uncertainty.scores import SCORES, resolve_score_name
 
+ENSEMBLE_KNN = "ensemble_knn"  # arrays "ensemble_knn.<member>.<name>": members 1.. of a deep ensemble
 ROUTE_ON = ("set_size",)  # ambiguous between a few labels: a person picks; other triggers abstain
 MAX_SET_SIZE = 3
 
@@ -49,6 +52,10 @@ class Calibration(TemperatureScaled):
     ensemble_temperature : for a deep ensemble (``caveat train --ensemble N``), the temperature of its pooled
         prediction, fitted on the calibration split (``pool``); None for a single model or a run calibrated
         before it was fitted.
+    ensemble_pooling : how the ensemble's members are pooled, ``probability`` or ``logit`` (``pooled_logits``),
+        chosen by NLL on the calibration split.
+    ensemble_knn : for a deep ensemble, the nearest-neighbour banks of members 1.. (member 0's is ``knn``): the
+        ensemble's OOD score is the members' mean distance (``ensemble_knn_score``); empty when none was stored.
     """
 
     temperature: float
@@ -61,6 +68,8 @@ class Calibration(TemperatureScaled):
     shift: TargetShift | None = None
     knn: NearestNeighbours | None = None
     ensemble_temperature: float | None = None
+    ensemble_pooling: str = "probability"
+    ensemble_knn: list[NearestNeighbours] = field(default_factory=list)
 
     task = Task.TEXT_CLASSIFICATION
 
@@ -100,12 +109,27 @@ class Calibration(TemperatureScaled):
             shift=TargetShift.from_state(cal["shift"]["model"]) if cal.get("shift") else None,
             knn=NearestNeighbours.from_state(prefixed(arrays, "knn")) if "knn.bank" in arrays else None,
             ensemble_temperature=(cal.get("ensemble") or {}).get("temperature"),
+            ensemble_pooling=(cal.get("ensemble") or {}).get("pooling", "probability"),
+            ensemble_knn=_member_banks(arrays),
         )
 
     def pool(self, preds: Predictions) -> np.ndarray:
         """(N, C) probabilities of an ensemble from its members' stacked (M, N, C) predictions: their mean, scaled
         by the ensemble temperature (``pooled_logits``); the plain mean when none was fitted."""
-        return softmax(pooled_logits(preds.logits) / (self.ensemble_temperature or 1.0), axis=-1)
+        pooled = pooled_logits(preds.logits, self.ensemble_pooling)
+        return softmax(pooled / (self.ensemble_temperature or 1.0), axis=-1)
+
+    def ensemble_knn_score(self, member_features: Sequence[np.ndarray]) -> np.ndarray:
+        """The ensemble's OOD score, (N,): each member's nearest-neighbour distance to its own training features
+        (Sun et al. 2022), averaged over the members (their features live in different spaces, so distances, not
+        features, are pooled). ``member_features``: one (N, D) array per member, member 0 first."""
+        banks = [self.knn, *self.ensemble_knn]
+        if self.knn is None or len(banks) != len(member_features):
+            raise ConfigError(
+                f"the run's calibration holds nearest-neighbour banks for {len(banks) if self.knn else 0} members, "
+                f"got the features of {len(member_features)}: run caveat calibrate on the ensemble again"
+            )
+        return np.mean([bank.score(f) for bank, f in zip(banks, member_features)], axis=0)
 
     def scores(self, preds: Predictions) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Calibrated probabilities (N, C) and uncertainty scores, each (N,), higher = more uncertain."""
@@ -143,3 +167,9 @@ class Calibration(TemperatureScaled):
             }
             for i in range(len(probs))
         ]
+
+
+def _member_banks(arrays: dict[str, np.ndarray]) -> list[NearestNeighbours]:
+    """The nearest-neighbour banks of ensemble members 1.., in member order ([] when none were stored)."""
+    members = sorted({int(k.split(".")[1]) for k in arrays if k.startswith(ENSEMBLE_KNN + ".")})
+    return [NearestNeighbours.from_state(prefixed(arrays, f"{ENSEMBLE_KNN}.{m}")) for m in members]

@@ -32,7 +32,8 @@ def evaluate(
         typer.Option(
             help=(
                 "Uncertainty methods side by side, e.g. least_confidence,energy,mahalanobis,knn,laplace,mc_dropout,"
-                "ensemble, and laplace_lora for LoRA runs (default: those needing no extra pass). The old name msp "
+                "ensemble, ensemble_knn (calibrated ensembles), and laplace_lora for LoRA runs (default: those needing "
+                "no extra pass). The old name msp "
                 "(of least_confidence) still works until the next release."
             )
         ),

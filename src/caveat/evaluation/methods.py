@@ -22,7 +22,7 @@ from caveat.data.resolve import resolve_split
 from caveat.errors import ConfigError
 from caveat.evaluation import calibration as cm
 from caveat.evaluation.uncertainty import selective
-from caveat.inference import Predictor, ensemble_predict
+from caveat.inference import Predictor, member_predictions, stack_members
 from caveat.models.encoding import encode_texts
 from caveat.models.rundir import Run
 from caveat.progress import subject
@@ -132,17 +132,10 @@ METHODS.register("knn")(_post("knn", _knn))
 METHODS.register("laplace")(_post("entropy", _laplace))
 
 
-def _sampled(
-    ctx: Context,
-    predict: Callable[[list[str]], Predictions],
-    name: str,
-    pool: Callable[[Predictions], np.ndarray] | None = None,
-) -> Output:
-    """Predictive entropy of the mean of M stochastic predictions (MC dropout, ensemble members); ``pool`` turns
-    the (M, N, C) predictions into (N, C) probabilities instead of the plain mean (a calibrated ensemble)."""
+def _sampled(ctx: Context, predict: Callable[[list[str]], Predictions], name: str) -> Output:
+    """Predictive entropy of the mean of M stochastic predictions (MC dropout)."""
 
     entropy = SCORES.get("entropy")
-    mean = pool or (lambda p: p.probs.mean(0))
     start = time.perf_counter()
     preds = predict(ctx.texts)
     seconds = time.perf_counter() - start
@@ -151,8 +144,8 @@ def _sampled(
         with subject(f"out-of-scope {k}"):
             ood_preds[k] = predict(t)
     ctx.cache[name] = (preds, ood_preds)  # evaluate reports more scores of the same samples
-    ood = {k: entropy(probs=mean(p)[None]) for k, p in ood_preds.items()}
-    probs = mean(preds)
+    ood = {k: entropy(probs=p.probs.mean(0)[None]) for k, p in ood_preds.items()}
+    probs = preds.probs.mean(0)
     return Output(probs, entropy(probs=probs[None]), ood, seconds, "entropy")
 
 
@@ -164,13 +157,54 @@ def mc_dropout(ctx: Context) -> Output:
     )
 
 
+def _member_passes(ctx: Context) -> tuple[list[Predictions], dict[str, list[Predictions]], float]:
+    """Each ensemble member's deterministic pass over the inputs and each OOD set, run once and shared by
+    ``ensemble`` and ``ensemble_knn``; the seconds are those of the in-scope passes."""
+    if "member_passes" not in ctx.cache:
+        members = ctx.predictor.ensemble()
+        start = time.perf_counter()
+        preds = member_predictions(members, ctx.texts)
+        seconds = time.perf_counter() - start
+        ood = {}
+        for k, t in ctx.ood_texts.items():
+            with subject(f"out-of-scope {k}"):
+                ood[k] = member_predictions(members, t)
+        ctx.cache["member_passes"] = (preds, ood, seconds)
+    return ctx.cache["member_passes"]
+
+
 @METHODS.register("ensemble")
 def ensemble(ctx: Context) -> Output:
-    """Lakshminarayanan et al. 2017: the run's deep-ensemble members (``caveat train --ensemble N``); on a calibrated
-    run their mean is scaled by the ensemble's own temperature (``Calibration.pool``)."""
-    members = ctx.predictor.ensemble()
-    pool = ctx.caveats.pool if ctx.caveats is not None else None
-    return _sampled(ctx, lambda t: ensemble_predict(members, t), "ensemble", pool)
+    """Lakshminarayanan et al. 2017: the run's deep-ensemble members (``caveat train --ensemble N``), scored by the
+    entropy of their pool; on a calibrated run the pool is the one fitted on the calibration split (mean
+    probability or mean log-probability) scaled by the ensemble's own temperature (``Calibration.pool``)."""
+    preds, ood, seconds = _member_passes(ctx)
+    pool = ctx.caveats.pool if ctx.caveats is not None else (lambda p: p.probs.mean(0))
+    stacked, stacked_ood = stack_members(preds), {k: stack_members(v) for k, v in ood.items()}
+    ctx.cache["ensemble"] = (stacked, stacked_ood)  # evaluate reports more scores of the same passes
+    entropy = SCORES.get("entropy")
+    probs = pool(stacked)
+    return Output(
+        probs,
+        entropy(probs=probs[None]),
+        {k: entropy(probs=pool(p)[None]) for k, p in stacked_ood.items()},
+        seconds,
+        "entropy",
+    )
+
+
+@METHODS.register("ensemble_knn")
+def ensemble_knn(ctx: Context) -> Output:
+    """The nearest-neighbour distance (Sun et al. 2022) of each ensemble member's features to its own training
+    features, averaged over the members (banks stored by ``caveat calibrate``); the ensemble's calibrated pool
+    as probabilities. Cost: the members' passes plus the distances."""
+    _calibrated(ctx, "knn")  # a clear error on an uncalibrated run, before the members' passes
+    preds, ood, seconds = _member_passes(ctx)
+    start = time.perf_counter()
+    score = ctx.caveats.ensemble_knn_score([p.features for p in preds])
+    seconds += time.perf_counter() - start
+    ood_scores = {k: ctx.caveats.ensemble_knn_score([p.features for p in v]) for k, v in ood.items()}
+    return Output(ctx.caveats.pool(stack_members(preds)), score, ood_scores, seconds, "knn")
 
 
 LAPLACE_LORA_TRAIN = 1000  # training inputs Laplace-LoRA is fitted on (a seeded subset of larger splits)
