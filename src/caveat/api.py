@@ -34,10 +34,12 @@ from caveat.models.describe import describe_run
 from caveat.models.rundir import Run, open_run
 from caveat.report.build import build_report
 from caveat.report.html import write_report
-from caveat.robustness.certify_run import certify_run
+from caveat.robustness.certify import add_certified
+from caveat.robustness.certify_run import certify_run, certify_sets
 from caveat.robustness.compare import AttackSettings, compare_runs, write_compare
+from caveat.robustness.perturbation_sets import PerturbationSets
 from caveat.robustness.run import attack_run
-from caveat.rows import predict_rows
+from caveat.rows import check_certify, predict_rows
 from caveat.training.ensemble import train_ensemble
 from caveat.training.export import export_run
 from caveat.training.importing import run_import
@@ -136,6 +138,7 @@ class Model:
         self.run, self.batch_size = run, batch_size
         self.calibration: RunCalibration | None = load_calibration(run)  # loaded once; None before calibrate
         self._predictor: Predictor | None = None
+        self._sets: PerturbationSets | None = None  # certify=True's lexicon, read on first use
         self._warned = False
 
     def __repr__(self) -> str:
@@ -172,6 +175,14 @@ class Model:
             self._predictor = Predictor.from_run(self.run, batch_size=self.batch_size, calibrated=False)
             self._predictor.calibration = self.calibration
         return self._predictor
+
+    @property
+    def certify_sets(self) -> PerturbationSets:
+        """The perturbation sets ``predict(certify=True)`` draws from: the PPDB synonyms of the lexicon folder
+        ``caveat certify`` reads by default ($CAVEAT_LEXICONS, else <data root>/lexicons), read once."""
+        if self._sets is None:
+            self._sets = certify_sets()
+        return self._sets
 
     def calibrate(
         self,
@@ -218,12 +229,23 @@ class Model:
         samples: int = 10,
         seed: int = 0,
         top_k: int = 0,
+        certify: bool = False,
     ) -> Results:
         """Rows for texts (or word lists for NER): label, probability, and when calibrated uncertainty,
         prediction set, decision and reason (NER: spans kept or flagged). ``method``: ``deterministic``,
-        ``mc_dropout`` (adds ``mc_dropout`` from ``samples`` passes) or ``ensemble`` (the run's members)."""
+        ``mc_dropout`` (adds ``mc_dropout`` from ``samples`` passes) or ``ensemble`` (the run's members).
+
+        ``certify=True`` (text-classification runs) adds ``certified`` to each row: whether the smoothed
+        prediction provably survives swapping up to 20% of the words for PPDB synonyms (SAFER; the
+        ``certify_sets`` lexicon), with ``prediction``, ``p_a_lower``, ``tv_bound``, ``changed``, ``words``,
+        ``samples`` and ``delta``. Fewer draws than ``caveat certify`` for latency (``certify.CERTIFY``:
+        100, plus 10 that choose the class; 111 model passes per text): with all 100 draws agreeing,
+        ``p_a_lower`` is 0.97 at delta 0.05. Seeded by the text (``certify.certify_seed``), so a row's
+        certificate is the same alone or among other inputs; other settings: ``caveat.robustness.certify.certify``."""
         if isinstance(inputs, str):
             raise ConfigError(f"inputs must be a list of texts; got one string {inputs[:40]!r}: wrap it in a list")
+        check_certify(certify, self.task)
+        sets = self.certify_sets if certify else None  # a folder without synonyms fails before any model pass
         if method == "ensemble":
             served = predict_rows(self.predictor, inputs, top_k=top_k)
             predictions = ensemble_predict(self.predictor.ensemble(), list(inputs), first=served.predictions)
@@ -233,6 +255,8 @@ class Model:
         if predictions is None:
             raw = served.predictions
             predictions = self.predictor.calibrate(raw) if self.calibrated else raw
+        if sets is not None:
+            add_certified(self.predictor, served.rows, sets)
         if not self.calibrated and not self._warned:
             self._warned = True
             warnings.warn(

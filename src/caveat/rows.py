@@ -8,7 +8,9 @@ is ``{text, tokens, tags, spans}``, each span with ``confidence``, ``decision`` 
 ``method="mc_dropout"`` adds ``mc_dropout``: the mean of K sampled passes and its uncertainty scores, and
 ``decided_by: "deterministic"``: the label, probabilities, prediction set and decision stay those of the one
 deterministic, temperature-scaled pass, because the calibration's thresholds and quantiles were fitted on
-those probabilities and guarantee nothing for MC averages (docs/service.md).
+those probabilities and guarantee nothing for MC averages (docs/service.md). ``certify=True`` (text-classification
+runs) adds ``certified``: SAFER's certificate that the smoothed prediction survives word substitutions
+(``caveat.robustness.certify.add_certified``).
 """
 
 from __future__ import annotations
@@ -180,3 +182,16 @@ def add_seeded_mc_dropout(
     for i, (x, row) in enumerate(zip(inputs, rows)):
         sampled = predictor.predict([x], samples=samples, seed=input_seed(seed, start + i))  # (K, 1, C)
         add_mc_dropout([row], sampled, top_k)
+
+
+def check_certify(certify: bool, task: Task) -> None:
+    """Refuse ``certify`` where there is no certificate, before any model pass: SAFER smooths one label per
+    text over word swaps, which this library certifies for text-classification runs only."""
+    if not isinstance(certify, bool):
+        raise ConfigError(f"{{certify}} must be True or False. Got {certify!r}.", fields=("certify",))
+    if certify and task is not Task.TEXT_CLASSIFICATION:
+        raise ConfigError(
+            f"{{certify}} is for text-classification runs; this run is {task.value}: drop {{certify}} (caveat "
+            "attack RUN measures its robustness to word swaps empirically)",
+            fields=("certify",),
+        )

@@ -56,6 +56,21 @@ def predict(
             help="mc_dropout: the seed; with --file input i is sampled alone from (seed, i), so chunks agree."
         ),
     ] = 0,
+    certify: Annotated[
+        bool,
+        typer.Option(
+            "--certify",
+            help="Text classification: add 'certified', SAFER's certificate that the smoothed prediction survives "
+            "swapping up to 20% of the words for PPDB synonyms (111 model passes per text).",
+        ),
+    ] = False,
+    lexicons: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="With --certify: folder holding ppdb_synonyms.txt. Default $CAVEAT_LEXICONS, else "
+            "$CAVEAT_DATA/lexicons."
+        ),
+    ] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Inference batch size.")] = None,
     ray: Annotated[
         bool,
@@ -76,8 +91,14 @@ def predict(
     """Predict; one JSON object per input (JSON lines when there are several): the rows of Model.predict and
     POST /v1/predict."""
     from caveat.inference import Predictor
-    from caveat.rows import check_request, predict_rows
+    from caveat.models.rundir import open_run
+    from caveat.robustness.certify import add_certified
+    from caveat.rows import check_certify, check_request, predict_rows
 
+    if certify and (ray or file is not None):
+        raise ConfigError("--certify is for texts given as arguments or on stdin: drop --file/--ray, or --certify")
+    if lexicons is not None and not certify:
+        raise ConfigError("--lexicons is read by --certify only: add --certify, or drop --lexicons")
     if ray:
         _predict_on_ray(run, file, out, ray_actors, ray_address, top_k, method, samples, seed, batch_size, chunk_size)
         return
@@ -101,8 +122,17 @@ def predict(
     empty = [i + 1 for i, t in enumerate(inputs) if not t.strip()]
     if empty:
         raise ConfigError(f"input {empty[0]} is empty; give non-empty texts")
-    predictor = Predictor.from_run(run, batch_size=batch_size)
+    opened = open_run(run)
+    check_certify(certify, opened.task)
+    sets = None
+    if certify:  # a folder without synonyms fails here, before the model loads (seconds)
+        from caveat.robustness.certify_run import certify_sets
+
+        sets = certify_sets(lexicons)
+    predictor = Predictor.from_run(opened, batch_size=batch_size)
     rows = predict_rows(predictor, inputs, top_k=top_k, method=method, samples=samples, seed=seed).rows
+    if sets is not None:
+        add_certified(predictor, rows, sets)
     for row in rows:
         sys.stdout.write(json.dumps(row, ensure_ascii=False, indent=None if len(rows) > 1 else 2) + "\n")
 

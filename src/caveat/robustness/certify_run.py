@@ -58,7 +58,7 @@ def certify_run(
     if unlabelled is not None:
         raise DataError(f"{split.source}: line {unlabelled.line} has no label; certification needs labelled examples")
     loaded = load_lexicons(lexicons)
-    sets = PerturbationSets.from_lexicons(loaded, size=set_size)  # refuses a folder without PPDB synonyms
+    sets = certify_sets(loaded, set_size=set_size)
     predictor = Predictor.from_run(run, batch_size=batch_size)
     with subject(data):
         result = certify(
@@ -85,3 +85,10 @@ def certify_run(
         "lexicons": {"folder": loaded.folder, "files": list(loaded.files)},
         **figures,
     }
+
+
+def certify_sets(lexicons: str | Path | Lexicons | None = None, *, set_size: int = DEFAULT_SIZE) -> PerturbationSets:
+    """The substitutes and random perturbation sets of ``lexicons`` (default folder: ``lexicons_folder()``), as
+    ``certify_run`` and a certified prediction (``certify.add_certified``) draw them. A folder without PPDB
+    synonyms is refused (``ConfigError`` naming the folder and the fix), before any model pass."""
+    return PerturbationSets.from_lexicons(load_lexicons(lexicons), size=set_size)

@@ -8,6 +8,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,11 +20,17 @@ from caveat.errors import CaveatError, ConfigError, RunDirError
 from caveat.explain import ExplainModel, explain
 from caveat.inference import Predictor
 from caveat.models.rundir import Run, open_run
+from caveat.robustness.attacks.lexicon import SYNONYM_FILE, lexicons_folder
+from caveat.robustness.certify import add_certified
+from caveat.robustness.certify_run import certify_sets
 from caveat.rows import add_seeded_mc_dropout, predict_rows
 from caveat.service.errors import RequestError
 from caveat.service.metrics import Metrics
 from caveat.service.validation import ExplainOptions, PredictOptions
 from caveat.types import Task
+
+if TYPE_CHECKING:
+    from caveat.robustness.perturbation_sets import PerturbationSets
 
 log = logging.getLogger(__name__)
 FIELDS = {
@@ -134,6 +141,7 @@ class Engine:
     fingerprint: str | None = None  # of ``calibration`` (``calibration_fingerprint``)
     predictor: Predictor | None = field(default=None, repr=False)
     explainer: ExplainModel | None = field(default=None, repr=False)
+    sets: PerturbationSets | None = field(default=None, repr=False)  # certify=true's, read at its first request
     _told_to_recalibrate: bool = field(default=False, init=False, repr=False)  # logged once per service
 
     @property
@@ -200,8 +208,24 @@ class Engine:
                 add_seeded_mc_dropout(
                     self.predictor, job.inputs, mine, samples=job.options.samples, seed=job.options.seed
                 )
+            if job.options.certify:  # per input: a certificate must not depend on its batch-mates either
+                add_certified(self.predictor, mine, self._certify_sets())
             out.append([self._finish(row, job.options) for row in mine])
         return out
+
+    def _certify_sets(self) -> PerturbationSets:
+        """The lexicon's perturbation sets, read at the first certify=true request and kept. Without PPDB synonyms
+        the request is a 422, and the next one reads the folder again (fixing it needs no restart)."""
+        if self.sets is None:
+            try:
+                self.sets = certify_sets()
+            except ConfigError:
+                raise RequestError(
+                    f"certify=true draws synonyms from {SYNONYM_FILE}, and this service finds none in "
+                    f"{lexicons_folder().absolute()}: start it with CAVEAT_LEXICONS set to the folder holding "
+                    f"{SYNONYM_FILE}, or drop certify"
+                ) from None
+        return self.sets
 
     def _predict(self, inputs: list) -> list[dict]:
         # all labels; cut to each job's k in _finish

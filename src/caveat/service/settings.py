@@ -82,6 +82,9 @@ class ServiceSettings(BaseModel):
     max_samples: int = Field(50, ge=2, le=1000, description="Most MC-dropout samples a request may ask for.")
     max_explain_texts: int = Field(8, ge=1, description="Most inputs of a /v1/predict request with explain=true.")
     explain_steps: int = Field(50, ge=2, le=1000, description="Integration steps of explain=true in /v1/predict.")
+    max_certify_texts: int = Field(
+        8, ge=1, description="Most inputs of a /v1/predict request with certify=true (111 model passes each)."
+    )
     lm: str | None = Field(
         None,
         description="A causal LM for POST /v1/generate: 'default' (the packaged "

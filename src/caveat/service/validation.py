@@ -42,6 +42,7 @@ class PredictOptions:
     k: int = 5
     explain: bool = False
     seed: int = 0  # mc_dropout: each input's draws depend on it and the input's position only
+    certify: bool = False  # SAFER per input, after the shared deterministic pass
 
     @property
     def batch_key(self) -> tuple:
@@ -139,10 +140,26 @@ def check_predict(
                 f"{settings.max_explain_texts}: send at most {settings.max_explain_texts} texts, "
                 "or call /v1/explain per text"
             )
+    if req.certify:
+        _check_certify(len(inputs), settings, task)
     seed = 0
     if req.method == "mc_dropout":
         seed = request_seed(request_id) if req.seed is None else req.seed
-    return PredictOptions(method=req.method, samples=samples, k=k, explain=req.explain, seed=seed)
+    return PredictOptions(method=req.method, samples=samples, k=k, explain=req.explain, seed=seed, certify=req.certify)
+
+
+def _check_certify(n_inputs: int, settings: ServiceSettings, task: Task) -> None:
+    """certify=true: a text-classification run, and few enough texts (each costs 111 model passes)."""
+    if task is not Task.TEXT_CLASSIFICATION:
+        raise RequestError(
+            f"certify=true is for text-classification runs; this run is {task.value}: drop certify "
+            "(caveat attack RUN measures its robustness to word swaps empirically)"
+        )
+    if n_inputs > settings.max_certify_texts:
+        raise RequestError(
+            f"certify=true with {n_inputs} inputs is more than this service's limit of "
+            f"{settings.max_certify_texts}: send at most {settings.max_certify_texts} texts per request"
+        )
 
 
 # besides the run's labels

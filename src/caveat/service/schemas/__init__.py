@@ -26,6 +26,7 @@ from caveat.service.schemas.predict import (
     DEFAULT_K,
     DEFAULT_SAMPLES,
     METHODS,
+    Certificate,
     McDropout,
     PredictRequest,
     PredictResponse,
@@ -35,6 +36,7 @@ from caveat.service.schemas.predict import (
 )
 
 __all__ = [
+    "Certificate",
     "DEFAULT_GENERATE_SAMPLES",
     "DEFAULT_K",
     "DEFAULT_LIME_SAMPLES",

@@ -33,6 +33,7 @@ class PredictRequest(BaseModel):
             "examples": [
                 {"texts": ["where is my parcel", "cancel my card"], "k": 3},
                 {"texts": ["where is my parcel"], "method": "mc_dropout", "samples": 10, "explain": True},
+                {"texts": ["where is my parcel"], "certify": True},
             ]
         },
     )
@@ -86,6 +87,14 @@ class PredictRequest(BaseModel):
             "Add integrated-gradients word attributions of the predicted label's calibrated probability "
             "(text-classification runs; /v1/explain has every method)."
         ),
+    )
+    certify: bool = Field(
+        False,
+        strict=True,
+        description="Add certified: SAFER's certificate that the smoothed prediction survives swapping up to 20% "
+        "of the words for PPDB synonyms (text-classification runs; 111 model passes per text, at most the "
+        "service's max_certify_texts texts). Each text is certified alone, its draws seeded by the text: its "
+        "certificate does not depend on the other texts.",
     )
 
     timeout_s: float | None = Field(
@@ -162,6 +171,21 @@ class McDropout(BaseModel):
     )
 
 
+class Certificate(BaseModel):
+    """SAFER (Ye et al. 2020): the smoothed classifier reads the text through random synonyms; its prediction is
+    certified when ``p_a_lower - tv_bound > 1/2``, and then no swap of up to ``changed`` words changes it (wrong
+    with probability at most ``delta``). It certifies stability, not correctness."""
+
+    certified: bool
+    prediction: str = Field(description="The smoothed prediction (the majority of the draws).")
+    p_a_lower: float = Field(description="Clopper-Pearson lower bound of the top class's probability under the draws.")
+    tv_bound: float = Field(description="Bound on how far swapping changed words can shift that probability.")
+    changed: int = Field(description="Words an attacker may swap: floor(0.2 x words).")
+    words: int
+    samples: int = Field(description="Random draws that estimated p_a_lower.")
+    delta: float = Field(description="Probability that the certificate is wrong.")
+
+
 class TextPrediction(BaseModel):
     """One text's prediction: the same keys as ``caveat predict`` (calibrated probabilities when the run is
     calibrated)."""
@@ -183,6 +207,7 @@ class TextPrediction(BaseModel):
         "were fitted on it and do not hold for MC-dropout averages, which are reported under mc_dropout.",
     )
     mc_dropout: McDropout | None = None
+    certified: Certificate | None = Field(None, description="certify=true only.")
     attributions: list[WordAttribution] | None = None
 
 
