@@ -107,3 +107,34 @@ def test_the_service_takes_relation_texts_marked_or_with_character_spans(relatio
     with serving(served_run) as c:  # a text-classification run
         refused = c.post("/v1/predict", json={"texts": ["alpha"], "spans": [{"head": [0, 1], "tail": [2, 3]}]})
         assert refused.status_code == 422 and "relation-classification runs" in refused.text
+
+
+def test_explanations_attribute_to_context_words_and_keep_the_entities(relation_run):
+    """Every method explains a relation through its context: entity words (markers included) are never removed,
+    get no attribution, and every text a black-box method scores still holds both marked entities."""
+    from caveat.explain import ExplainModel, explain
+
+    model = ExplainModel.from_run(relation_run)
+    text = "yesterday the tall <e1>alice</e1> was seen in old <e2>rome</e2> again"
+    entity_words = {"<e1>alice</e1>", "<e2>rome</e2>"}
+    scored = []
+    real = model.predictor.predict
+
+    def spy(inputs, **kw):
+        scored.extend(inputs)
+        return real(inputs, **kw)
+
+    model.predictor.predict = spy
+    with one_thread():
+        for method in ("ig", "occlusion", "lime"):
+            scored.clear()
+            attribution = explain(model, text, method=method, seed=0)
+            by_word = dict(zip(attribution.words, attribution.word_attributions))
+            assert all(by_word[w] == 0.0 for w in entity_words), (method, by_word)
+            context = [w for w in attribution.words if w not in entity_words]
+            assert any(by_word[w] != 0.0 for w in context), (method, by_word)
+            assert [w for w, f in zip(attribution.words, attribution.features) if not f] == sorted(
+                entity_words, key=attribution.words.index
+            )
+            if method != "ig":
+                assert len(scored) > 1 and all("<e1>alice</e1>" in t and "<e2>rome</e2>" in t for t in scored)

@@ -32,6 +32,7 @@ import torch
 from caveat.errors import ConfigError
 from caveat.inference import Predictor
 from caveat.models.tags import viterbi_bio
+from caveat.robustness.attacks.words import Words
 from caveat.types import Task
 
 UNCERTAINTY_SCORES = ("entropy", "least_confidence", "mutual_information")
@@ -237,7 +238,7 @@ class ExplainModel:
         words = words_of(text)
         probs = torch.softmax(scale(torch.from_numpy(p.predict([text]).logits[0, 0]).double()), -1)
         predicted = int(probs.argmax())
-        common = dict(words=words, features=np.ones(len(words), dtype=bool), task=p.task, predictor=p)
+        common = dict(words=words, features=_removable(text, len(words), p.task), task=p.task, predictor=p)
         if target == "uncertainty":
             target = uncertainty
         if target == "entropy":
@@ -351,3 +352,13 @@ class ExplainModel:
                 **base,
             },
         )
+
+
+def _removable(text: str, n_words: int, task: Task) -> np.ndarray:
+    """(W,) the words an explanation may remove: all of them, but for a relation input only its context. The
+    marked entities (``<e1>…</e1>``, ``<e2>…</e2>``) stay, as a NER span's own words do: without them there is no
+    relation to explain, and the attribution says which context words carry it (the attacks' ``Words.fixed``)."""
+    keep = np.ones(n_words, dtype=bool)
+    if task is Task.RELATION_CLASSIFICATION:
+        keep[list(Words.of(text).fixed)] = False
+    return keep
