@@ -138,3 +138,28 @@ def test_explanations_attribute_to_context_words_and_keep_the_entities(relation_
             )
             if method != "ig":
                 assert len(scored) > 1 and all("<e1>alice</e1>" in t and "<e2>rome</e2>" in t for t in scored)
+
+
+def test_the_report_has_a_relations_section_with_evaluates_figures(relation_run):
+    """The report's relation section shows the official score and per-relation table evaluate computes, and on a
+    calibrated run the policy's decisions split Other apart from real relations, with evaluate's counts."""
+    from caveat.calibration.run import calibrate_run
+    from caveat.report.build import build_report
+    from caveat.report.html import render_html
+
+    with one_thread():
+        calibrate_run(relation_run, target_risk=0.3)
+        metrics = evaluate_run(relation_run, "test", write=False)
+        report = build_report(relation_run, "test")
+    section = next(s for s in report.sections if s.key == "relations")
+    shown = {m.key: m.value for m in section.metrics}
+    assert shown["relations.macro_f1"] == pytest.approx(metrics["relation_macro_f1"], abs=1e-3)
+    table = next(t for t in section.tables if t.key == "per_relation").records()
+    assert [r["relation"] for r in table] == sorted(metrics["per_relation"])
+    assert all(r["support"] == metrics["per_relation"][r["relation"]]["support"] for r in table)
+    decisions = {r[""]: r["value"] for r in next(t for t in section.tables if t.key == "relation_decisions").records()}
+    split = metrics["relation_decisions"]
+    assert decisions["withheld (abstained or routed): gold Other"] == split["withheld_no_relation"]
+    assert decisions["answered errors: between two relations"] == split["answered_errors_between_relations"]
+    html = render_html(report)
+    assert "Per relation (both directions)" in html and "The policy&#39;s decisions, the relation way" in html

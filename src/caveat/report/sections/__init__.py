@@ -22,6 +22,7 @@ from caveat.report.sections import (
     ood,
     overview,
     performance,
+    relations,
     shift,
     weak_spots,
 )
@@ -33,6 +34,7 @@ SECTIONS: tuple[SectionFn, ...] = (
     export.exported,
     performance.performance,
     ner.span_confidence,
+    relations.relations,
     calibration.reliability,
     calibration.confidence,
     decisions.risk_coverage,
