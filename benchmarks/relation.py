@@ -339,8 +339,11 @@ def rows(r: dict) -> list[str]:
     ]
     if r.get("robust"):
         rob = r["robust"]
+        ra = rob["attack"]
         out.append(
-            f"| SemEval: robust recipe vs ERM under greedy | after-attack gain | {rob.get('after_attack_gain')} | "
+            f"| SemEval: robust recipe vs ERM, greedy on {ra['n']} test sentences | after-attack accuracy; gain; "
+            f"clean change; macro-F1 | {ra['after_attack_accuracy']:.4f} vs {at['after_attack_accuracy']:.4f}; "
+            f"{rob['after_attack_gain']:+.4f}; {rob['clean_change']:+.4f}; {rob['relation_macro_f1']:.4f} | "
             "report | | |"
         )
     return out
