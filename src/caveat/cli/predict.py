@@ -93,67 +93,65 @@ def predict(
     from caveat.inference import Predictor
     from caveat.models.rundir import open_run
     from caveat.robustness.certify import add_certified
+    from caveat.robustness.certify_run import certify_sets
     from caveat.rows import check_certify, check_request, predict_rows
 
     if certify and (ray or file is not None):
         raise ConfigError("--certify is for texts given as arguments or on stdin: drop --file/--ray, or --certify")
     if lexicons is not None and not certify:
         raise ConfigError("--lexicons is read by --certify only: add --certify, or drop --lexicons")
+    scoring = {"top_k": top_k, "method": method, "samples": samples, "seed": seed}  # the rows' options, every path
     if ray:
-        _predict_on_ray(run, file, out, ray_actors, ray_address, top_k, method, samples, seed, batch_size, chunk_size)
+        _predict_on_ray(run, file, out, ray_actors, ray_address, scoring, batch_size, chunk_size)
         return
     if file is not None:
-        _predict_file(run, file, out, top_k, method, samples, seed, batch_size, chunk_size)
+        _predict_file(run, file, out, scoring, batch_size, chunk_size)
         return
     if out is not None:
         raise ConfigError("--out is for --file: score a file (--file FILE --out OUT), or drop --out to print rows")
-    if texts and texts != ["-"]:
-        inputs = list(texts)
-    elif not sys.stdin.isatty():
-        inputs = [line.rstrip("\r") for line in sys.stdin.read().split("\n") if line.strip()]
-    else:
-        raise ConfigError("nothing to predict: pass a text, --file FILE, or pipe texts on stdin")
-    if not inputs:  # checked before the model loads (seconds)
-        raise ConfigError(
-            "nothing to predict: stdin held no texts; pipe one text per line (echo 'a text' | caveat predict RUN), "
-            "pass a text, or --file FILE"
-        )
+    inputs = _read_inputs(texts)
     check_request(method, samples, top_k)
-    empty = [i + 1 for i, t in enumerate(inputs) if not t.strip()]
-    if empty:
-        raise ConfigError(f"input {empty[0]} is empty; give non-empty texts")
     opened = open_run(run)
     check_certify(certify, opened.task)
-    sets = None
-    if certify:  # a folder without synonyms fails here, before the model loads (seconds)
-        from caveat.robustness.certify_run import certify_sets
-
-        sets = certify_sets(lexicons)
+    sets = certify_sets(lexicons) if certify else None  # a folder without synonyms fails before the model loads
     predictor = Predictor.from_run(opened, batch_size=batch_size)
-    rows = predict_rows(predictor, inputs, top_k=top_k, method=method, samples=samples, seed=seed).rows
+    rows = predict_rows(predictor, inputs, **scoring).rows
     if sets is not None:
         add_certified(predictor, rows, sets)
     for row in rows:
         sys.stdout.write(json.dumps(row, ensure_ascii=False, indent=None if len(rows) > 1 else 2) + "\n")
 
 
+def _read_inputs(texts: list[str] | None) -> list[str]:
+    """The texts given as arguments, else one per line of stdin; refused before the model loads (seconds) when
+    there are none or one is empty."""
+    if texts and texts != ["-"]:
+        inputs = list(texts)
+    elif not sys.stdin.isatty():
+        inputs = [line.rstrip("\r") for line in sys.stdin.read().split("\n") if line.strip()]
+    else:
+        raise ConfigError("nothing to predict: pass a text, --file FILE, or pipe texts on stdin")
+    if not inputs:
+        raise ConfigError(
+            "nothing to predict: stdin held no texts; pipe one text per line (echo 'a text' | caveat predict RUN), "
+            "pass a text, or --file FILE"
+        )
+    empty = [i + 1 for i, t in enumerate(inputs) if not t.strip()]
+    if empty:
+        raise ConfigError(f"input {empty[0]} is empty; give non-empty texts")
+    return inputs
+
+
 def _predict_file(
-    run: Path,
-    file: Path,
-    out: Path | None,
-    top_k: int,
-    method: str,
-    samples: int,
-    seed: int,
-    batch_size: int | None,
-    chunk_size: int,
+    run: Path, file: Path, out: Path | None, scoring: dict, batch_size: int | None, chunk_size: int
 ) -> None:
-    """Stream ``file`` through the model a chunk at a time into ``out`` (stdout when None), resuming ``out``."""
+    """Stream ``file`` through the model a chunk at a time into ``out`` (stdout when None), resuming ``out``;
+    ``scoring``: the rows' ``top_k``, ``method``, ``samples`` and ``seed``."""
     from caveat.batchscore import chunked, count_inputs, iter_inputs, open_sink, score_stream
     from caveat.inference import Predictor
     from caveat.rows import check_request
 
-    check_request(method, samples, top_k)
+    check_request(scoring["method"], scoring["samples"], scoring["top_k"])
     chunked((), chunk_size)  # a bad --chunk-size fails here, before the model loads (seconds)
     inputs = iter_inputs(file)
     first = next(inputs, None)  # an empty file fails before the model loads (seconds)
@@ -162,15 +160,7 @@ def _predict_file(
     sink = open_sink(out)
     predictor = Predictor.from_run(run, batch_size=batch_size)
     score_stream(
-        predictor,
-        itertools.chain([first], inputs),
-        sink,
-        chunk_size=chunk_size,
-        top_k=top_k,
-        method=method,
-        samples=samples,
-        seed=seed,
-        total=count_inputs(file),
+        predictor, itertools.chain([first], inputs), sink, chunk_size=chunk_size, total=count_inputs(file), **scoring
     )
 
 
@@ -180,10 +170,7 @@ def _predict_on_ray(
     out: Path | None,
     actors: int,
     address: str | None,
-    top_k: int,
-    method: str,
-    samples: int,
-    seed: int,
+    scoring: dict,
     batch_size: int | None,
     chunk_size: int,
 ) -> None:
@@ -197,15 +184,5 @@ def _predict_on_ray(
             "or drop --ray"
         )
     score_on_ray(
-        run,
-        file,
-        out,
-        actors=actors,
-        address=address,
-        chunk_size=chunk_size,
-        batch_size=batch_size,
-        top_k=top_k,
-        method=method,
-        samples=samples,
-        seed=seed,
+        run, file, out, actors=actors, address=address, chunk_size=chunk_size, batch_size=batch_size, **scoring
     )
