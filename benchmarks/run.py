@@ -442,6 +442,11 @@ def table() -> str:
                 "caveat ≤ lm-polygraph | "
                 f"{'yes' if c['caveat_seconds_per_question'] <= p['seconds_per_question'] else 'no'} | |"
             )
+    path = RESULTS / "generate_single.json"
+    if path.is_file():
+        from benchmarks.generate_single import rows as generate_single_rows
+
+        lines += generate_single_rows(json.loads(path.read_text()))
     path = RESULTS / "onnx.json"
     if path.is_file():
         lines += onnx_rows(json.loads(path.read_text()))
@@ -564,6 +569,7 @@ def main() -> None:
                 "ner_attack",
                 "ner_compare",
                 "generate",
+                "generate_single",
                 "onnx",
                 "risk_bounds",
                 "shift",
@@ -661,6 +667,19 @@ def main() -> None:
                 n={"xquad": 6, "nq_open": 4} if args.quick else None,
                 throughput_n=2 if args.quick else 10,
                 n_boot=50 if args.quick else 1000,
+            )
+        elif name == "generate_single":  # probes, density and RAUQ from one greedy pass (benchmarks/generate_single.py)
+            from benchmarks.generate_single import bench_generate_single
+
+            record = bench_generate_single(
+                data_root,
+                WORK if not args.quick else WORK / "quick",
+                held_out={"xquad": 12, "nq_open": 12} if args.quick else None,
+                n_fit={"xquad": 16, "nq_open": 16} if args.quick else None,
+                cost_n=2 if args.quick else 20,
+                splits=2 if args.quick else 20,
+                n_boot=50 if args.quick else 1000,
+                reuse=not args.no_reuse,
             )
         elif name == "lora_sst2":  # SmolLM2-135M + LoRA on SST-2 (benchmarks/llm.py); trains ~30 min on 2 cores
             from benchmarks.llm import bench_lora_sst2

@@ -8,6 +8,7 @@ import pytest
 from caveat.errors import ConfigError, DataError
 from caveat.evaluation.calibration import error_detection_auroc
 from caveat.generate.estimators import Context, get_estimator, parse_estimators
+from caveat.generate.fit import fit_probe_set
 from caveat.generate.probes import LinearProbe, ProbeSet, best_split, choose_feature, held_out_auroc
 from caveat.generate.sampling import Answer, Generation
 from caveat.uncertainty.methods.mahalanobis import Mahalanobis
@@ -110,3 +111,30 @@ def test_estimators_with_an_argument_must_be_given_one(tmp_path):
         get_estimator(f"probe:{tmp_path}").fn(_generation(np.zeros((1, 2, 3))), Context(), "")
     assert "probe" not in parse_estimators("all", samples=0) and "rauq" in parse_estimators("all", samples=0)
     assert parse_estimators(f"msp,probe:{tmp_path}", samples=0) == ["msp", f"probe:{tmp_path}"]
+
+
+def test_fit_probe_set_from_arrays_finds_the_planted_layer_and_position_for_both_probes():
+    """The arrays half of generate-fit: the correctness probe lands on the layer and position whose states carry
+    the errors, the semantic-entropy probe on the one that carries the entropy, and the fitted set scores a
+    generation's ``extra`` exactly as it scores the array it was fitted from."""
+    x, errors = _planted(400, layer=2, seed=3)  # (N, 4, 12): prompt_last carries the errors at layer 2
+    rng = np.random.default_rng(4)
+    entropy = rng.random(400) * 0.2 + np.where(rng.random(400) < 0.5, 1.5, 0.0)  # two groups
+    answer_mean = rng.normal(size=x.shape)
+    answer_mean[:, 1, :3] += 2.0 * np.where(entropy > 1.0, 1.0, -1.0)[:, None]  # answer_mean layer 1 carries it
+    features = {"prompt_last": x, "answer_mean": answer_mean}
+    probes, summary = fit_probe_set(features, errors, semantic_entropy=entropy)
+    assert (probes.specs["correctness"]["layer"], probes.specs["correctness"]["position"]) == (2, "prompt_last")
+    assert (probes.specs["semantic_entropy"]["layer"], probes.specs["semantic_entropy"]["position"]) == (
+        1,
+        "answer_mean",
+    )
+    assert 1.0 > summary["semantic_entropy"]["threshold"] > 0.2  # the best split lies between the groups
+    assert summary["correctness"]["held_out_auroc"]["prompt_last"][2] > 0.95
+    assert probes.specs["mahalanobis"]["layer"] == 2  # the density sits where the correctness probe does
+    hidden = np.stack([x[0], answer_mean[0], answer_mean[0]])  # T = 3: row 0 prompt_last, rows 1.. answer tokens
+    from_extra = probes.score("correctness", _generation(hidden).extra)
+    from_array = probes.scorers["correctness"].score(x[:1, 2])[0]
+    assert from_extra == pytest.approx(from_array, abs=1e-12)
+    with pytest.raises(DataError, match="two"):
+        fit_probe_set(features, np.zeros(400, dtype=bool))  # one class: no probe to fit

@@ -13,7 +13,7 @@ Used afterwards as ``probe:DIR``, ``sep:DIR`` and ``mahalanobis:DIR``, all from 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
 import numpy as np
@@ -54,9 +54,42 @@ def fit_probes(
     judged = get_rule(rule)
     errors = ~judge(scored.answers, scored.questions, judged)
     features = {pos: feature_stack([g.extra for g in scored.generations], pos) for pos in POSITIONS}  # (N, L+1, D)
-    probes = ProbeSet()
-    summary: dict = {"n": len(questions), "rule": judged.name, "error_rate": float(errors.mean())}
+    probes, summary = fit_probe_set(
+        features,
+        errors,
+        semantic_entropy=scored.scores["semantic_entropy"] if wants_se else None,
+        folds=folds,
+        l2=l2,
+        seed=seed,
+    )
+    summary["rule"] = judged.name
+    probes.meta = {"model": lm.name, "sampling": asdict(sampling), "rule": judged.name, "template": template}
+    return probes, summary
 
+
+def fit_probe_set(
+    features: Mapping[str, np.ndarray],
+    errors: np.ndarray,
+    *,
+    semantic_entropy: np.ndarray | None = None,
+    folds: int = 5,
+    l2: float = 1.0,
+    seed: int = 0,
+) -> tuple[ProbeSet, dict]:
+    """Fit the probes on hidden states already kept: the arrays half of :func:`fit_probes`.
+
+    Parameters
+    ----------
+    features : position -> (N, L + 1, D) hidden states of every layer
+        (:func:`~caveat.generate.internals.feature_stack` of the generations' ``extra``).
+    errors : (N,) bool, the greedy answer is wrong.
+    semantic_entropy : (N,) semantic entropy of K samples per question; fits the semantic-entropy probe too.
+
+    Returns the :class:`ProbeSet` (its ``meta`` empty: the caller records the model and settings) and a summary.
+    """
+    errors = np.asarray(errors).astype(bool)
+    probes = ProbeSet()
+    summary: dict = {"n": len(errors), "error_rate": float(errors.mean())}
     layer, position, table = choose_feature(features, errors, folds=folds, seed=seed, l2=l2)
     probe = LinearProbe(l2=l2).fit(features[position][:, layer], errors)
     probes.add("correctness", probe, layer=layer, position=position, held_out_auroc=table[position][layer])
@@ -65,8 +98,8 @@ def fit_probes(
     density = Mahalanobis().fit(features[position][:, layer], np.zeros(len(errors), dtype=int))
     probes.add("mahalanobis", density, layer=layer, position=position)
 
-    if wants_se:
-        entropy = scored.scores["semantic_entropy"]
+    if semantic_entropy is not None:
+        entropy = np.asarray(semantic_entropy, dtype=np.float64)
         threshold = best_split(entropy)
         high = entropy > threshold
         layer, position, table = choose_feature(features, high, folds=folds, seed=seed, l2=l2)
@@ -86,5 +119,4 @@ def fit_probes(
             "high_share": float(high.mean()),
             "held_out_auroc": table,
         }
-    probes.meta = {"model": lm.name, "sampling": asdict(sampling), "rule": judged.name, "template": template}
     return probes, summary

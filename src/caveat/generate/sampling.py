@@ -253,31 +253,32 @@ class Sampler:
         prompt_ids = torch.tensor([ids])  # (1, L)
         start = time.perf_counter()
         internals = self.internals
-        with torch.no_grad(), torch.random.fork_rng(), eager_attention(lm.model, "attentions" in internals):
+        with torch.no_grad(), torch.random.fork_rng():
             torch.manual_seed((cfg.seed * 1_000_003 + zlib.crc32(prompt.encode())) % 2**63)
             kwargs: dict[str, Any] = {}
             if len(ids) > 1:  # run the prompt (all but its last token) once, then copy its cache to every row
-                out = lm.model(prompt_ids[:, :-1], use_cache=True)
+                out = lm.model(prompt_ids[:, :-1], use_cache=True)  # fused attention: no weights are read here
                 cache = out.past_key_values
                 cache.batch_repeat_interleave(rows)
                 kwargs[lm.cache_kwarg] = cache
             batch = prompt_ids.expand(rows, -1)  # (rows, L)
-            out = lm.model.generate(
-                batch,
-                attention_mask=torch.ones_like(batch),
-                do_sample=True,
-                temperature=cfg.temperature,
-                top_k=cfg.top_k,
-                top_p=cfg.top_p,
-                max_new_tokens=cfg.max_new_tokens,
-                logits_processor=[_greedy_rows_processor(1)],
-                output_logits=True,
-                output_hidden_states="hidden_states" in internals,
-                output_attentions="attentions" in internals,
-                return_dict_in_generate=True,
-                pad_token_id=lm.tokenizer.pad_token_id,
-                **kwargs,
-            )
+            with eager_attention(lm.model, "attentions" in internals):  # the answer's steps return their weights
+                out = lm.model.generate(
+                    batch,
+                    attention_mask=torch.ones_like(batch),
+                    do_sample=True,
+                    temperature=cfg.temperature,
+                    top_k=cfg.top_k,
+                    top_p=cfg.top_p,
+                    max_new_tokens=cfg.max_new_tokens,
+                    logits_processor=[_greedy_rows_processor(1)],
+                    output_logits=True,
+                    output_hidden_states="hidden_states" in internals,
+                    output_attentions="attentions" in internals,
+                    return_dict_in_generate=True,
+                    pad_token_id=lm.tokenizer.pad_token_id,
+                    **kwargs,
+                )
         self.generate_calls += 1
         seconds = time.perf_counter() - start
         new = out.sequences[:, len(ids) :]  # (rows, S)
