@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from caveat.cli.app import app
 from caveat.decide.risk import RiskControlled
 from caveat.errors import ConfigError, DataError
-from caveat.generate.choose import choose_estimator, default_candidates, split_halves
+from caveat.generate.choose import STARTS, choose_estimator, default_candidates, split_halves
 from caveat.generate.policy import GenerationPolicy
 from caveat.generate.sampling import SamplingConfig
 
@@ -98,7 +98,7 @@ def test_the_bound_holds_over_200_draws_and_this_setting_would_catch_a_leak():
         honest += _true_risk(policy.risk.threshold, rate, shift) > target
         coverage.append(policy.risk.coverage_calibration)
         # the leak: the same choice, thresholded on every calibration question, the selection half included
-        leak = RiskControlled(target, delta, starts=2, allow_empty=True).calibrate(scores[policy.estimator], e)
+        leak = RiskControlled(target, delta, starts=STARTS, allow_empty=True).calibrate(scores[policy.estimator], e)
         leaky += _true_risk(leak.threshold, rate, shift) > target
     assert honest <= limit, f"the bound failed in {honest} of {draws} draws"
     assert leaky > limit, f"the planted setting no longer detects a leak ({leaky} of {draws} draws)"

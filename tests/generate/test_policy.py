@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import binom, norm
 
+from caveat.decide.risk import RiskControlled
 from caveat.errors import ConfigError, DataError
 from caveat.generate.policy import GenerationPolicy
 from caveat.generate.sampling import SamplingConfig
@@ -93,3 +95,56 @@ def test_a_version_1_policy_on_perplexity_reads_as_mean_nll_and_decides_as_it_di
         back = GenerationPolicy.load(tmp_path / "old.json")
         assert back.estimator == back.risk.score == name and back.risk.threshold == policy.risk.threshold
         assert [back.decide(x) for x in (0.01, 0.3, 0.99)] == [policy.decide(x) for x in (0.01, 0.3, 0.99)]
+
+
+def _selective_risk(threshold: float, rate: float, shift: float) -> float:
+    """P(wrong | score <= threshold): scores N(0, 1) on right answers, N(shift, 1) on wrong ones."""
+    if not np.isfinite(threshold):
+        return 0.0
+    wrong, right = rate * norm.cdf(threshold - shift), (1 - rate) * norm.cdf(threshold)
+    return wrong / (wrong + right)
+
+
+def _coverage(threshold: float, rate: float, shift: float) -> float:
+    return 0.0 if not np.isfinite(threshold) else rate * norm.cdf(threshold - shift) + (1 - rate) * norm.cdf(threshold)
+
+
+def test_high_error_generation_is_certified_where_two_starts_were_not_and_the_bound_holds():
+    """Issue 20's case: 200 calibration questions, 66% of answers wrong, target risk 0.5, a score of AUROC 0.78.
+
+    The policy's four start points certify a usable coverage on most draws, where the two used before ended
+    at the first noisy threshold on most; the true selective risk (closed form) exceeds the target in no more
+    than delta of 200 draws. The plug-in threshold (the largest whose empirical risk is within the target: the
+    bound's slack dropped) breaks the bound here, so the check has the power to see a broken procedure."""
+    rate, shift, n, target, delta, draws = 0.66, 1.1, 200, 0.5, 0.05, 200
+    limit = 17  # P(Binomial(200, 0.05) > 17) < 0.05
+    assert binom.sf(limit, draws, delta) < 0.05
+    rng = np.random.default_rng(0)
+    new, old, violations, broken = [], [], 0, 0
+    for _ in range(draws):
+        e = rng.uniform(size=n) < rate
+        s = rng.normal(size=n) + shift * e
+        policy = GenerationPolicy.fit(
+            s,
+            e,
+            lm="m",
+            sampling=SamplingConfig(),
+            estimator="probe:p",
+            rule="contains",
+            target_risk=target,
+            delta=delta,
+            allow_empty=True,
+        )
+        new.append(_coverage(policy.risk.threshold, rate, shift))
+        violations += _selective_risk(policy.risk.threshold, rate, shift) > target
+        two = RiskControlled(target, delta, starts=2, allow_empty=True).calibrate(s, e)
+        old.append(_coverage(two.threshold, rate, shift))
+        order = np.sort(s)
+        k = np.cumsum(e[np.argsort(s, kind="stable")])
+        ok = np.flatnonzero(k / np.arange(1, n + 1) <= target)  # the bound's slack dropped: empirical risk only
+        plug_in = order[ok.max()] if ok.size else -np.inf
+        broken += _selective_risk(plug_in, rate, shift) > target
+    assert violations <= limit, f"the bound failed in {violations} of {draws} draws"
+    assert broken > limit, f"the planted setting no longer catches an uncorrected procedure ({broken})"
+    assert np.mean(np.array(new) == 0) < 0.3 < np.mean(np.array(old) == 0)  # certifies where two starts could not
+    assert np.median(new) > 0.15 > np.median(old)

@@ -23,7 +23,7 @@ import numpy as np
 
 from caveat.decide.risk import RiskControlled
 from caveat.errors import ConfigError, DataError
-from caveat.generate.choose import choose_estimator
+from caveat.generate.choose import STARTS, choose_estimator
 from caveat.generate.estimators import version_1_name
 from caveat.generate.sampling import SamplingConfig
 from caveat.io import read_json, write_json_atomic
@@ -79,7 +79,7 @@ class GenerationPolicy:
         With ``allow_empty`` an unreachable target gives a policy that abstains on every question
         instead of an error.
         """
-        risk = RiskControlled(target_risk, delta, score=estimator, starts=2, allow_empty=allow_empty)
+        risk = RiskControlled(target_risk, delta, score=estimator, starts=STARTS, allow_empty=allow_empty)
         risk.calibrate(np.asarray(scores, dtype=float), np.asarray(errors, dtype=bool))
         return cls(lm, sampling, estimator, rule, risk, template, meaning or {"threshold": 0.9, "nli_model": None})
 
