@@ -5,8 +5,10 @@ SmolLM2-135M-Instruct, greedy answers only (no samples). Per set (XQuAD with its
 - the held-out questions are the very sample ``benchmarks/generate.py`` scores (same size, same seed), so the
   sampling-based figures in ``generate.json`` (lm-polygraph's among them) are on the same questions and the same
   greedy answers;
-- a correctness probe and a Mahalanobis density are fitted on other questions of the same file
-  (``caveat.generate.fit.fit_probes``: layer and position chosen by 5-fold AUROC on the fitting questions only);
+- a correctness probe, the stacked probe (the probe's out-of-fold log-odds with msp, mean NLL and mean token
+  entropy) and a Mahalanobis density are fitted on other questions of the same file
+  (``caveat.generate.fit.fit_probe_set``: layer, position and penalty chosen by 5-fold AUROC on the fitting
+  questions only);
 - both probes score both sets' held-out questions, so in-distribution and transfer (XQuAD -> NQ-open and the
   reverse) come from the same generations;
 - the paired bootstrap interval of (best single-pass AUROC - mean token entropy AUROC) on the same questions;
@@ -32,11 +34,12 @@ from caveat.generate.correctness import get_rule, judge
 from caveat.generate.data import read_questions, sample
 from caveat.generate.estimators import Context
 from caveat.generate.evaluate import score_questions
-from caveat.generate.fit import fit_probe_set
+from caveat.generate.fit import STACK_INPUTS, fit_probe_set
 from caveat.generate.internals import POSITIONS, feature_stack
 from caveat.generate.lm import load_lm
 from caveat.generate.metrics import _percentile_bootstrap, estimator_metrics
 from caveat.generate.policy import GenerationPolicy
+from caveat.generate.probes import logit
 from caveat.generate.sampling import Sampler, SamplingConfig
 
 SETS = {"xquad": "xquad_en/xquad.en.json", "nq_open": "nq_open/NQ-open.dev.jsonl"}
@@ -74,6 +77,17 @@ def _generated(work: Path, tag: str, questions, lm, cfg: SamplingConfig, reuse: 
     np.savez(tmp, **arrays)
     tmp.replace(path)
     return arrays
+
+
+def _tokens(arrays: dict) -> dict[str, np.ndarray]:
+    """The stacked probe's inputs (``caveat.generate.fit.STACK_INPUTS``) from the kept scores (mean NLL = log
+    perplexity)."""
+    tokens = {
+        "msp": arrays["score.msp"],
+        "mean_nll": np.log(arrays["score.perplexity"]),
+        "mean_token_entropy": arrays["score.mean_token_entropy"],
+    }
+    return {n: tokens[n] for n in STACK_INPUTS}
 
 
 def _features(arrays: dict) -> dict[str, np.ndarray]:
@@ -190,7 +204,9 @@ def bench_generate_single(
         held[name] = _generated(work, f"{name}-held-{len(held_q)}", held_q, lm, cfg, reuse)
     probes, record = {}, {"model": lm.name, "rule": RULE, "max_new_tokens": max_new_tokens, "fit": {}, "sets": {}}
     for name in SETS:
-        probes[name], summary = fit_probe_set(_features(fit[name]), fit[name]["errors"])
+        probes[name], summary = fit_probe_set(
+            _features(fit[name]), fit[name]["errors"], token_scores=_tokens(fit[name])
+        )
         probes[name].meta = {"model": lm.name, "sampling": {"samples": 0, "max_new_tokens": max_new_tokens}}
         probes[name].save(work / f"probe-{name}")  # usable as probe:benchmarks/work/probe-<set>
         c = summary["correctness"]
@@ -200,17 +216,22 @@ def bench_generate_single(
             "layer": c["layer"],
             "position": c["position"],
             "cross_validated_auroc": c["held_out_auroc"][c["position"]][c["layer"]],
+            "l2": probes[name].specs["correctness"]["l2"],
+            "cross_validated_auroc_tuned": probes[name].specs["correctness"]["held_out_auroc"],
+            "stacked_cross_validated_auroc": summary["stacked"]["held_out_auroc"],
         }
     for name in SETS:
         arrays = held[name]
         errors = arrays["errors"].astype(bool)
         col = {k.removeprefix("score."): v for k, v in arrays.items() if k.startswith("score.")}
         for source, ps in probes.items():
-            for kind, short in (("correctness", "probe"), ("mahalanobis", "mahalanobis")):
-                spec = ps.specs[kind]
-                col[f"{short}({source})"] = ps.scorers[kind].score(
-                    arrays[f"features.{spec['position']}"][:, spec["layer"]]
-                )
+            spec = ps.specs["correctness"]
+            x = arrays[f"features.{spec['position']}"][:, spec["layer"]]  # the density and stack share it
+            col[f"probe({source})"] = ps.scorers["correctness"].score(x)
+            col[f"mahalanobis({source})"] = ps.scorers["mahalanobis"].score(x)
+            tokens = _tokens(arrays)
+            z = np.column_stack([logit(col[f"probe({source})"]), *(tokens[n] for n in ps.specs["stacked"]["inputs"])])
+            col[f"stacked({source})"] = ps.scorers["stacked"].score(z)
         entry: dict = {
             "n": len(errors),
             "accuracy": float(1 - errors.mean()),
@@ -238,15 +259,16 @@ def bench_generate_single(
             ]
             entry["calibrate"] = {
                 e: _calibrate(records, e, cfg, splits=splits, target=0.5)
-                for e in dict.fromkeys((f"probe({name})", "mean_token_entropy", best))
+                for e in dict.fromkeys((f"stacked({name})", f"probe({name})", "mean_token_entropy", best))
             }
     for name in SETS:  # each probe's AUROC drop under transfer: on its own set minus on the other
         other = next(o for o in SETS if o != name)
         own, there = record["sets"][name].get("estimators"), record["sets"][other].get("estimators")
         if own and there:
-            record["fit"][name]["auroc_drop_on_" + other] = (
-                own[f"probe({name})"]["auroc"] - there[f"probe({name})"]["auroc"]
-            )
+            for kind in ("probe", "stacked"):
+                record["fit"][name][f"{kind}_auroc_drop_on_{other}"] = (
+                    own[f"{kind}({name})"]["auroc"] - there[f"{kind}({name})"]["auroc"]
+                )
     cost_questions = read_questions(data_root / SETS["xquad"], limit=cost_n, seed=1)
     record["cost"] = _cost(lm, cost_questions, max_new_tokens)
     return record
@@ -266,7 +288,8 @@ def rows(r: dict) -> list[str]:
     f = r["fit"]["xquad"]
     lines.append(
         f"| xquad, one greedy pass (no samples): wrong-answer AUROC [95% bootstrap], {x['n']} held-out questions; "
-        f"probes fitted on {f['questions']} others (layer {f['layer']}, {f['position']}) | AUROC | {cells} | "
+        f"probes fitted on {f['questions']} others (layer {f['layer']}, {f['position']}, L2 {f['l2']:g}) | AUROC | "
+        f"{cells} | "
         f"best ≥ 0.80 | {'yes' if est[ranked[0]]['auroc'] >= 0.80 else 'no'} | |"
     )
     d = x["best_minus_mean_token_entropy"]
@@ -277,15 +300,17 @@ def rows(r: dict) -> list[str]:
         f"≥ +0.05, interval clear of 0 | {'yes' if beat else 'no'} | |"
     )
     for name in r["sets"]:
-        drop = r["fit"][name].get(f"auroc_drop_on_{next(o for o in r['sets'] if o != name)}")
-        if drop is None:
-            continue
-        own = r["sets"][name]["estimators"][f"probe({name})"]["auroc"]
-        lines.append(
-            f"| probe fitted on {name} ({r['fit'][name]['questions']} questions, error rate "
-            f"{r['fit'][name]['error_rate']:.2f}): AUROC on its own held-out set − on the other set | AUROC drop | "
-            f"{own:.3f} − {own - drop:.3f} = {drop:+.3f} | ≤ 0.05 | {'yes' if drop <= 0.05 else 'no'} | |"
-        )
+        other = next(o for o in r["sets"] if o != name)
+        for kind in ("probe", "stacked"):
+            drop = r["fit"][name].get(f"{kind}_auroc_drop_on_{other}")
+            if drop is None:
+                continue
+            own = r["sets"][name]["estimators"][f"{kind}({name})"]["auroc"]
+            lines.append(
+                f"| {kind} fitted on {name} ({r['fit'][name]['questions']} questions, error rate "
+                f"{r['fit'][name]['error_rate']:.2f}): AUROC on its own held-out set − on {other} | AUROC drop | "
+                f"{own:.3f} − {own - drop:.3f} = {drop:+.3f} | ≤ 0.05 | {'yes' if drop <= 0.05 else 'no'} | |"
+            )
     c = r["cost"]["ratio_to_greedy"]
     lines.append(
         f"| cost of keeping the probes' hidden states / RAUQ's attentions in the greedy generate call "

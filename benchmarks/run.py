@@ -447,6 +447,11 @@ def table() -> str:
         from benchmarks.generate_single import rows as generate_single_rows
 
         lines += generate_single_rows(json.loads(path.read_text()))
+    path = RESULTS / "generate_summaries.json"
+    if path.is_file():
+        from benchmarks.generate_summaries import rows as generate_summaries_rows
+
+        lines += generate_summaries_rows(json.loads(path.read_text()))
     path = RESULTS / "onnx.json"
     if path.is_file():
         lines += onnx_rows(json.loads(path.read_text()))
@@ -570,6 +575,7 @@ def main() -> None:
                 "ner_compare",
                 "generate",
                 "generate_single",
+                "generate_summaries",
                 "onnx",
                 "risk_bounds",
                 "shift",
@@ -680,6 +686,15 @@ def main() -> None:
                 splits=2 if args.quick else 20,
                 n_boot=50 if args.quick else 1000,
                 reuse=not args.no_reuse,
+            )
+        elif name == "generate_summaries":  # XSum summaries, PRR against ROUGE-L (benchmarks/generate_summaries.py)
+            from benchmarks.generate_summaries import bench_generate_summaries
+
+            record = bench_generate_summaries(
+                data_root,
+                WORK if not args.quick else WORK / "quick",
+                n=4 if args.quick else 300,
+                n_boot=50 if args.quick else 1000,
             )
         elif name == "lora_sst2":  # SmolLM2-135M + LoRA on SST-2 (benchmarks/llm.py); trains ~30 min on 2 cores
             from benchmarks.llm import bench_lora_sst2

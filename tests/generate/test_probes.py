@@ -138,3 +138,42 @@ def test_fit_probe_set_from_arrays_finds_the_planted_layer_and_position_for_both
     assert from_extra == pytest.approx(from_array, abs=1e-12)
     with pytest.raises(DataError, match="two"):
         fit_probe_set(features, np.zeros(400, dtype=bool))  # one class: no probe to fit
+
+
+def test_stacked_probe_learns_what_neither_the_hidden_states_nor_the_token_scores_hold_alone(tmp_path):
+    """Errors planted half in a hidden-state direction and half in a token score: the stacked probe, fitted on
+    the probe's out-of-fold log-odds and the token score, beats both on fresh generations, scores a
+    generation's ``extra`` plus its inputs exactly as the arrays, and reloads to the same score."""
+
+    def draw(n, seed):
+        rng = np.random.default_rng(seed)
+        errors = rng.random(n) < 0.5
+        x = rng.normal(size=(n, 3, 8))
+        x[:, 1, 0] += 0.6 * np.where(errors, 1.0, -1.0)  # layer 1 carries part of the signal
+        token = rng.normal(size=n) + 1.2 * errors  # and a token statistic carries an independent part
+        return {"prompt_last": x, "answer_mean": rng.normal(size=x.shape)}, errors, token
+
+    features, errors, token = draw(600, 0)
+    probes, summary = fit_probe_set(features, errors, token_scores={"mean_nll": token})
+    assert probes.specs["stacked"]["inputs"] == ["mean_nll"] and summary["stacked"]["held_out_auroc"] > 0.8
+    assert probes.specs["correctness"]["l2"] in (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+    test_features, test_errors, test_token = draw(3000, 1)
+    probe_scores = probes.scorers["correctness"].score(test_features["prompt_last"][:, 1])
+    z = np.column_stack([np.log(probe_scores / (1 - probe_scores)), test_token])
+    stacked_scores = probes.scorers["stacked"].score(z)
+    auroc = {
+        "probe": error_detection_auroc(probe_scores, test_errors),
+        "token": error_detection_auroc(test_token, test_errors),
+        "stacked": error_detection_auroc(stacked_scores, test_errors),
+    }
+    assert auroc["stacked"] > max(auroc["probe"], auroc["token"]) + 0.03, auroc
+    hidden = np.stack([test_features["prompt_last"][0], test_features["answer_mean"][0]])
+    extra = _generation(hidden).extra
+    assert probes.score("stacked", extra, {"mean_nll": test_token[0]}) == pytest.approx(stacked_scores[0], abs=1e-12)
+    with pytest.raises(ConfigError, match="missing"):
+        probes.score("stacked", extra, {})
+    probes.save(tmp_path / "p")
+    again = ProbeSet.load(tmp_path / "p")
+    assert again.score("stacked", extra, {"mean_nll": test_token[0]}) == probes.score(
+        "stacked", extra, {"mean_nll": test_token[0]}
+    )

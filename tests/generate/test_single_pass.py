@@ -16,6 +16,7 @@ from caveat.generate import prompts
 from caveat.generate.data import Question
 from caveat.generate.estimators import Context, get_estimator
 from caveat.generate.lm import load_lm
+from caveat.generate.probes import ProbeSet
 from caveat.generate.rauq import rauq, rauq_per_layer
 from caveat.generate.sampling import Sampler, SamplingConfig
 
@@ -137,7 +138,8 @@ def test_cli_generate_fit_then_eval_with_the_fitted_probes(decoder, tiny_decoder
     summary = json.loads(r.stdout)
     assert summary["n"] == 16 and 0 < summary["error_rate"] < 1 and "semantic_entropy" not in summary
     saved = json.loads((tmp_path / "probe" / "probes.json").read_text())
-    assert set(saved["probes"]) == {"correctness", "mahalanobis"} and saved["model"] == str(tiny_decoder)
+    assert set(saved["probes"]) == {"correctness", "mahalanobis", "stacked"} and saved["model"] == str(tiny_decoder)
+    assert saved["probes"]["stacked"]["inputs"] == ["msp", "mean_nll", "mean_token_entropy"]
     assert (tmp_path / "probe" / "correctness.safetensors").is_file()
     r = runner.invoke(
         app,
@@ -148,7 +150,8 @@ def test_cli_generate_fit_then_eval_with_the_fitted_probes(decoder, tiny_decoder
             "--samples",
             "0",
             "--estimators",
-            f"probe:{tmp_path / 'probe'},mahalanobis:{tmp_path / 'probe'},rauq,msp",
+            f"probe:{tmp_path / 'probe'},stacked:{tmp_path / 'probe'},mahalanobis:{tmp_path / 'probe'},rauq,msp,"
+            "mean_nll,mean_token_entropy",
             "--n-boot",
             "10",
             "--out",
@@ -160,5 +163,28 @@ def test_cli_generate_fit_then_eval_with_the_fitted_probes(decoder, tiny_decoder
     full = json.loads((tmp_path / "eval.json").read_text())
     assert full["generate_calls"] == 16  # one call per question, internals included
     scores = full["records"][0]["scores"]
-    assert set(scores) == {f"probe:{tmp_path / 'probe'}", f"mahalanobis:{tmp_path / 'probe'}", "rauq", "msp"}
-    assert 0 <= scores[f"probe:{tmp_path / 'probe'}"] <= 1 and scores["rauq"] > 0
+    probe, stacked = f"probe:{tmp_path / 'probe'}", f"stacked:{tmp_path / 'probe'}"
+    assert set(scores) == {
+        probe,
+        stacked,
+        f"mahalanobis:{tmp_path / 'probe'}",
+        "rauq",
+        "msp",
+        "mean_nll",
+        "mean_token_entropy",
+    }
+    assert 0 <= scores[probe] <= 1 and 0 <= scores[stacked] <= 1 and scores["rauq"] > 0
+    # the stacked score equals the saved second regression applied by hand to the probe's log-odds and the
+    # answer's own msp, mean NLL and mean token entropy
+    probes = ProbeSet.load(tmp_path / "probe")
+    row = np.array(
+        [
+            [
+                math.log(scores[probe] / (1 - scores[probe])),
+                scores["msp"],
+                scores["mean_nll"],
+                scores["mean_token_entropy"],
+            ]
+        ]
+    )
+    assert probes.scorers["stacked"].score(row)[0] == pytest.approx(scores[stacked], rel=1e-9)

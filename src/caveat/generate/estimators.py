@@ -360,6 +360,21 @@ def probe(g: Generation, ctx: Context, message: str, folder: str) -> float:
 
 
 @estimator(
+    "stacked",
+    "P(wrong) from a logistic combination of the correctness probe with msp, mean NLL and mean token entropy "
+    "(stacked generalisation, Wolpert 1992); fit with generate-fit",
+    needs=("hidden_states",),
+    argument="DIR",
+)
+def stacked(g: Generation, ctx: Context, message: str, folder: str) -> float:
+    """The stacked probe saved in ``folder``: its inputs are computed from this generation's greedy answer."""
+    probes = _probes(str(Path(folder).expanduser().resolve()))
+    names = probes.specs.get("stacked", {}).get("inputs", ())
+    inputs = {n: ESTIMATORS.get(n).fn(g, ctx, message) for n in names}
+    return probes.score("stacked", g.extra, inputs)
+
+
+@estimator(
     "sep",
     "P(high semantic entropy) from a logistic probe on hidden states (Kossen et al. 2024); fit with generate-fit",
     needs=("hidden_states",),

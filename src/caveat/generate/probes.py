@@ -6,7 +6,12 @@
   is high, so it needs no correctness labels (Kossen, Han, Razzak, Schut, Malik & Gal 2024, "Semantic Entropy
   Probes: Robust and Cheap Hallucination Detection in LLMs"), the entropy being binarised at
   :func:`best_split`.
-- :func:`choose_feature`: the layer and position with the best held-out AUROC over k folds.
+- :func:`choose_feature`: the layer and position with the best held-out AUROC over k folds; :func:`choose_l2` then
+  the penalty there.
+- a **stacked probe**: a second logistic regression on the correctness probe's out-of-fold log-odds and the
+  answer's token statistics (maximum sequence probability, mean NLL, mean token entropy): stacked
+  generalisation (Wolpert 1992, "Stacked generalization"), so the combination is learned on scores the probe
+  gave questions it was not fitted on. Still one greedy pass.
 - :class:`ProbeSet`: the fitted probes, and a Mahalanobis density (Vazhentsev et al. 2022, "Uncertainty
   Estimation of Transformer Predictions for Misclassification Detection", here one Gaussian over the
   training generations' hidden states, :class:`~caveat.uncertainty.methods.mahalanobis.Mahalanobis`), saved as
@@ -16,6 +21,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +35,8 @@ from caveat.uncertainty.errors import NotFittedError
 from caveat.uncertainty.methods.mahalanobis import Mahalanobis
 
 PROBES_VERSION = 1
-KINDS = ("correctness", "semantic_entropy", "mahalanobis")
+KINDS = ("correctness", "semantic_entropy", "mahalanobis", "stacked")
+L2_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)  # penalties tried at the chosen layer and position
 
 
 class LinearProbe:
@@ -125,14 +132,35 @@ def _folds(targets: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
     return [np.flatnonzero(index == f) for f in range(k)]
 
 
-def held_out_auroc(features: np.ndarray, targets: np.ndarray, *, folds: int = 5, seed: int = 0, l2: float = 1.0):
-    """AUROC of out-of-fold probe scores for the targets, from (N, D) features: how well a probe generalises."""
+def out_of_fold(features: np.ndarray, targets: np.ndarray, *, folds: int = 5, seed: int = 0, l2: float = 1.0):
+    """(N,) probe scores of each example from a probe fitted on the other folds (stratified k-fold)."""
     t = np.asarray(targets).astype(bool)
     scores = np.zeros(len(t))
     for held in _folds(t, folds, seed):
         train = np.setdiff1d(np.arange(len(t)), held)
         scores[held] = LinearProbe(l2=l2).fit(features[train], t[train]).score(features[held])
-    return float(error_detection_auroc(scores, t))
+    return scores
+
+
+def held_out_auroc(features: np.ndarray, targets: np.ndarray, *, folds: int = 5, seed: int = 0, l2: float = 1.0):
+    """AUROC of out-of-fold probe scores for the targets, from (N, D) features: how well a probe generalises."""
+    t = np.asarray(targets).astype(bool)
+    return float(error_detection_auroc(out_of_fold(features, t, folds=folds, seed=seed, l2=l2), t))
+
+
+def choose_l2(
+    features: np.ndarray, targets: np.ndarray, *, grid=L2_GRID, folds: int = 5, seed: int = 0
+) -> tuple[float, dict[str, float]]:
+    """The penalty in ``grid`` with the best held-out AUROC on (N, D) features; ``(l2, {str(l2): AUROC})``."""
+    table = {f"{l2:g}": held_out_auroc(features, targets, folds=folds, seed=seed, l2=l2) for l2 in grid}
+    best = max(grid, key=lambda l2: table[f"{l2:g}"])  # first best on ties: the weakest penalty
+    return float(best), table
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), clipped away from 0 and 1."""
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return np.log(q / (1 - q))
 
 
 def choose_feature(
@@ -184,13 +212,24 @@ class ProbeSet:
         self.scorers[kind], self.specs[kind] = scorer, {"layer": int(layer), "position": position, **info}
         return self
 
-    def score(self, kind: str, extra: dict) -> float:
-        """The uncertainty ``kind`` gives one generation, from its ``Generation.extra`` hidden states."""
+    def score(self, kind: str, extra: dict, inputs: Mapping[str, float] | None = None) -> float:
+        """The uncertainty ``kind`` gives one generation, from its ``Generation.extra`` hidden states.
+
+        ``"stacked"`` also takes ``inputs``: the generation's scores named in its spec's ``inputs``.
+        """
         if kind not in self.scorers:
             raise ConfigError(f"these probes have no {kind!r} scorer (they have {sorted(self.scorers)}); refit them")
         spec = self.specs[kind]
         x = hidden_features(extra, spec["layer"], spec["position"])[None]  # (1, D)
-        return float(self.scorers[kind].score(x)[0])
+        if kind != "stacked":
+            return float(self.scorers[kind].score(x)[0])
+        names = spec["inputs"]
+        missing = [n for n in names if inputs is None or n not in inputs]
+        if missing:
+            raise ConfigError(f"the stacked probe needs the scores {names}; missing {missing}")
+        probe = logit(self.scorers["correctness"].score(x))  # (1,)
+        row = np.array([[probe[0], *(float(inputs[n]) for n in names)]])  # (1, 1 + len(names))
+        return float(self.scorers[kind].score(row)[0])
 
     def save(self, folder: str | Path) -> Path:
         """Write ``probes.json`` and one ``<kind>.safetensors`` per scorer into ``folder``."""
