@@ -18,23 +18,27 @@ def _draw(rng, n):
     return s, rng.uniform(size=n) < s
 
 
+def _fit(s, e, estimator: str, target: float, delta: float) -> GenerationPolicy:
+    return GenerationPolicy.fit(
+        s,
+        e,
+        lm="m",
+        sampling=SamplingConfig(),
+        estimator=estimator,
+        rule="contains",
+        target_risk=target,
+        delta=delta,
+        allow_empty=True,
+    )
+
+
 def test_bound_holds_on_fresh_questions_in_at_least_1_minus_delta_of_calibrations():
     rng = np.random.default_rng(0)
     target, delta, trials = 0.2, 0.1, 200
     violations, coverage = 0, []
     for _ in range(trials):
         s, e = _draw(rng, 1000)
-        policy = GenerationPolicy.fit(
-            s,
-            e,
-            lm="m",
-            sampling=SamplingConfig(),
-            estimator="semantic_entropy",
-            rule="contains",
-            target_risk=target,
-            delta=delta,
-            allow_empty=True,
-        )
+        policy = _fit(s, e, "semantic_entropy", target, delta)
         t = max(policy.risk.threshold, 0.0)  # -inf: abstains on everything
         violations += t / 2 > target  # the true selective risk at t is t / 2
         coverage.append(min(t, 1.0))
@@ -124,17 +128,7 @@ def test_high_error_generation_is_certified_where_two_starts_were_not_and_the_bo
     for _ in range(draws):
         e = rng.uniform(size=n) < rate
         s = rng.normal(size=n) + shift * e
-        policy = GenerationPolicy.fit(
-            s,
-            e,
-            lm="m",
-            sampling=SamplingConfig(),
-            estimator="probe:p",
-            rule="contains",
-            target_risk=target,
-            delta=delta,
-            allow_empty=True,
-        )
+        policy = _fit(s, e, "probe:p", target, delta)
         new.append(_coverage(policy.risk.threshold, rate, shift))
         violations += _selective_risk(policy.risk.threshold, rate, shift) > target
         two = RiskControlled(target, delta, starts=2, allow_empty=True).calibrate(s, e)
