@@ -138,6 +138,8 @@ def test_fit_probe_set_from_arrays_finds_the_planted_layer_and_position_for_both
     assert from_extra == pytest.approx(from_array, abs=1e-12)
     with pytest.raises(DataError, match="two"):
         fit_probe_set(features, np.zeros(400, dtype=bool))  # one class: no probe to fit
+    with pytest.raises(DataError, match="400 scores, one per generation"):
+        fit_probe_set(features, errors, token_scores={"msp": np.zeros(399)})  # one score short
 
 
 def test_stacked_probe_learns_what_neither_the_hidden_states_nor_the_token_scores_hold_alone(tmp_path):

@@ -344,8 +344,13 @@ def _probes(folder: str) -> ProbeSet:
     return ProbeSet.load(folder)
 
 
+def _probe_set(folder: str) -> ProbeSet:
+    """The probes saved in ``folder``, loaded once per resolved path."""
+    return _probes(str(Path(folder).expanduser().resolve()))
+
+
 def _probe_score(kind: str, g: Generation, folder: str) -> float:
-    return _probes(str(Path(folder).expanduser().resolve())).score(kind, g.extra)
+    return _probe_set(folder).score(kind, g.extra)
 
 
 @estimator(
@@ -368,7 +373,7 @@ def probe(g: Generation, ctx: Context, message: str, folder: str) -> float:
 )
 def stacked(g: Generation, ctx: Context, message: str, folder: str) -> float:
     """The stacked probe saved in ``folder``: its inputs are computed from this generation's greedy answer."""
-    probes = _probes(str(Path(folder).expanduser().resolve()))
+    probes = _probe_set(folder)
     names = probes.specs.get("stacked", {}).get("inputs", ())
     inputs = {n: ESTIMATORS.get(n).fn(g, ctx, message) for n in names}
     return probes.score("stacked", g.extra, inputs)
