@@ -9,6 +9,7 @@ from caveat.data.markers import mark
 from caveat.errors import ConfigError, DataError
 from caveat.models.backbone import load_backbone
 from caveat.models.relations import add_markers, encode_relations, entity_features, marker_ids, window
+from tests.fakes import make_backbone
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +80,20 @@ def test_entity_features_read_the_start_markers():
     assert out.shape == (2, 6)
     assert torch.equal(out[0], torch.cat([hidden[0, 1], hidden[0, 3]]))
     assert torch.equal(out[1], torch.cat([hidden[1, 4], hidden[1, 1]]))
+
+
+def test_new_markers_start_from_the_punctuation_markers(tmp_path, tiny_backbone):
+    """Zhou & Chen's ``@ head @`` / ``# tail #``: each new marker's row starts as its punctuation's embedding; a
+    vocabulary without them (the tiny backbone's: '@' is [UNK]) keeps transformers' default rows."""
+    tokenizer, encoder = load_backbone(str(make_backbone(tmp_path / "punct", ["@", "#"])))
+    e1, e2 = add_markers(tokenizer, encoder)
+    table = encoder.get_input_embeddings().weight
+    at, hash_ = tokenizer.convert_tokens_to_ids(["@", "#"])
+    end1, end2 = tokenizer.convert_tokens_to_ids(["</e1>", "</e2>"])
+    assert torch.equal(table[e1], table[at]) and torch.equal(table[end1], table[at])
+    assert torch.equal(table[e2], table[hash_]) and torch.equal(table[end2], table[hash_])
+
+    tokenizer, encoder = load_backbone(str(tiny_backbone))
+    e1, e2 = add_markers(tokenizer, encoder)
+    table = encoder.get_input_embeddings().weight
+    assert not torch.equal(table[e1], table[tokenizer.unk_token_id]) and not torch.equal(table[e1], table[e2])

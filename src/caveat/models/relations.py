@@ -13,18 +13,32 @@ from collections.abc import Sequence
 
 import torch
 
-from caveat.data.markers import E1, E2, MARKERS, marker_problem
+from caveat.data.markers import E1, E1_END, E2, E2_END, MARKERS, marker_problem
 from caveat.errors import ConfigError, DataError
+
+# The existing token each new marker's embedding starts from: the punctuation markers of Zhou & Chen 2022
+# (``@ head @``, ``# tail #``), which did at least as well as new marker tokens there. Starting from a pretrained
+# row gives the markers a meaning from the first step; the markers stay special tokens, so their positions are
+# still found and the two start markers still differ.
+MARKER_INIT = {E1: "@", E1_END: "@", E2: "#", E2_END: "#"}
 
 
 def add_markers(tokenizer, encoder) -> tuple[int, int]:
-    """Add the four markers to ``tokenizer`` as special tokens and resize ``encoder``'s embeddings to match
-    (new rows start at the mean of the old ones, transformers' default). Returns the ids of ``<e1>``, ``<e2>``."""
+    """Add the four markers to ``tokenizer`` as special tokens and resize ``encoder``'s embeddings to match.
+    A new marker's row starts as the embedding of its ``MARKER_INIT`` punctuation when the tokenizer has that
+    as one known token (else transformers' default, near the mean of the old rows). Returns the ids of ``<e1>``,
+    ``<e2>``."""
     missing = [m for m in MARKERS if m not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)  # special: never split, never lower-cased
     if encoder.get_input_embeddings().num_embeddings < len(tokenizer):
         encoder.resize_token_embeddings(len(tokenizer))
+    table = encoder.get_input_embeddings().weight  # (V, D)
+    with torch.no_grad():
+        for marker in missing:
+            source = tokenizer(MARKER_INIT[marker], add_special_tokens=False)["input_ids"]
+            if len(source) == 1 and source[0] != tokenizer.unk_token_id:
+                table[tokenizer.convert_tokens_to_ids(marker)] = table[source[0]]
     return marker_ids(tokenizer)
 
 
