@@ -74,6 +74,12 @@ class DataConfig(_Section):
     test_fraction: float = Field(
         0.0, ge=0, lt=1, description="Share of train carved out as test when none is given (0: no test split)."
     )
+    split_seed: int | None = Field(
+        None,
+        ge=0,
+        description="Seed of the carved splits (validation, calibration, test, train_fraction); None: the run's seed. "
+        "The members of a deep ensemble share member 0's, so none of them trains on its calibration or test examples.",
+    )
     max_examples: int | None = Field(
         None, gt=0, description="Keep only the first N examples of each file (quick runs)."
     )

@@ -10,6 +10,7 @@ from scipy.special import softmax
 from typer.testing import CliRunner
 
 import caveat
+from caveat.calibration.fit_text import mixed_split_members
 from caveat.calibration.run import calibrate_run
 from caveat.cli.app import app
 from caveat.data.load import load_data
@@ -32,6 +33,12 @@ def test_train_ensemble_predict_evaluate_and_calibrate(tiny_backbone, text_data,
     info = json.loads((run / "caveat.json").read_text())
     assert info["ensemble"] == {"members": ["members/1", "members/2"], "seeds": [13, 14, 15]}
     assert json.loads((run / "members" / "2" / "caveat.json").read_text())["config"]["seed"] == 15
+    # one data split for every member (calibration is carved from validation here): no member stops early on, or
+    # trains on, member 0's calibration examples
+    calibration = [ex.text for ex in load_data(open_run(run).config).calibration.examples]
+    for member in ("members/1", "members/2"):
+        assert [ex.text for ex in load_data(open_run(run / member).config).calibration.examples] == calibration
+    assert mixed_split_members(open_run(run)) == []
 
     inputs = ["the alpha card", "beta now please", "my gamma order"]
     preds = caveat.predict(run, inputs, method="ensemble")
@@ -45,6 +52,11 @@ def test_train_ensemble_predict_evaluate_and_calibrate(tiny_backbone, text_data,
     metrics = json.loads(runner.invoke(app, ["evaluate", str(run), "--ensemble"]).stdout)
     assert metrics["ensemble"]["members"] == 3 and metrics["ensemble"]["samples"] == 3
     assert 0 <= metrics["ensemble"]["ece"] <= 1 and metrics["ensemble"]["cost_ratio"] > 0
+    test = load_data(open_run(run).config).test  # the ensemble's own accuracy: its mean prediction's
+    texts, gold = [ex.text for ex in test.examples], [ex.label for ex in test.examples]
+    mean = caveat.predict(run, texts, method="ensemble").probs.mean(0)
+    expected = np.mean([open_run(run).labels[k] == g for k, g in zip(mean.argmax(-1), gold)])
+    assert metrics["ensemble"]["accuracy"] == pytest.approx(expected)
 
     # calibrating the ensemble pools its members (mean probability or mean log-probability, whichever has the lower
     # NLL after its own temperature) and fits one temperature to the pool (pool then calibrate); the reference is
@@ -96,6 +108,14 @@ def test_train_ensemble_predict_evaluate_and_calibrate(tiny_backbone, text_data,
     got = caveats.ensemble_knn_score([m.predict(test).features for m in members])
     np.testing.assert_allclose(got, score, atol=2e-3)  # banks are stored in half precision
     assert not np.allclose(got, distances[0], atol=2e-3)  # not member 0's distance alone
+
+    # an ensemble trained before members shared one split (a member carved with its own seed) is named, and
+    # calibrating it warns that its calibration is optimistic
+    path = run / "members" / "2" / "caveat.json"
+    info = json.loads(path.read_text())
+    info["config"]["data"]["split_seed"] = None  # carves with its own seed, 15
+    path.write_text(json.dumps(info))
+    assert mixed_split_members(open_run(run)) == ["members/2"]
 
 
 def test_ensemble_method_on_a_single_run_says_how(tiny_backbone, text_data, tmp_path):

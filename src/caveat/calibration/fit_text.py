@@ -5,6 +5,7 @@ split, and save them with the run (``store.py``). ``Calibration`` (text.py) appl
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from caveat.calibration.scaling import POOLINGS, pooled_logits
 from caveat.calibration.shift import TargetShift, choose_temperature, weight_figures, weight_warnings
 from caveat.calibration.store import CALIBRATION_SCORES, save_arrays, save_calibration
 from caveat.calibration.text import ENSEMBLE_KNN, MAX_SET_SIZE, ROUTE_ON
-from caveat.data.load import load_data
+from caveat.data.load import carves, load_data, split_seed
 from caveat.data.resolve import ood_texts
 from caveat.data.splits import DataSplits
 from caveat.decide.conformal import ConformalClassifier
@@ -25,7 +26,7 @@ from caveat.decide.shift import rejection_sample
 from caveat.errors import ConfigError
 from caveat.evaluation.calibration import ece, nll
 from caveat.inference import Predictor, ensemble_predict
-from caveat.models.rundir import Run
+from caveat.models.rundir import Run, open_run
 from caveat.progress import subject
 from caveat.types import Predictions, Split
 from caveat.uncertainty.methods.knn import NearestNeighbours
@@ -138,7 +139,25 @@ def calibrate_text(
         summary["shift"] = _shift_summary(gate, target_preds, target_source, keep, alpha)
     if len(members) > 1:
         summary["ensemble"] = ensemble
+        mixed = mixed_split_members(run)
+        if mixed:
+            ensemble["warning"] = (
+                f"ensemble members {', '.join(mixed)} carved their data splits with another seed than member 0 "
+                "(trained before members shared one split): they may have trained or stopped early on member 0's "
+                "calibration examples, which makes this calibration optimistic. Retrain with caveat train --ensemble N."
+            )
+            warnings.warn(ensemble["warning"], UserWarning, stacklevel=2)
     return save_calibration(run, summary)
+
+
+def mixed_split_members(run: Run) -> list[str]:
+    """The ensemble members (their folders, as caveat.json lists them) whose carved splits differ from member 0's;
+    [] when none does or when nothing is carved."""
+    if not carves(run.config):
+        return []
+    own = split_seed(run.config)
+    names = run.info.get("ensemble", {}).get("members", [])
+    return [m for m in names if split_seed(open_run(run.path / m).config) != own]
 
 
 @dataclass

@@ -340,6 +340,9 @@ def _sampled(metrics: dict, key: str, width: int):
         what = f"{row.get('samples')} samples" + (f", top {row['top_layers']} layers" if row.get("top_layers") else "")
     table = _table(f"{SAMPLED[key]} ({what})", "figure", "value")
     for label, k in (
+        ("accuracy of the mean", "accuracy"),
+        ("macro-F1 of the mean", "macro_f1"),
+        ("official macro-F1 of the mean", "relation_macro_f1"),
         ("ECE", "ece"),
         ("NLL", "nll"),
         ("Brier", "brier"),

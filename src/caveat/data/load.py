@@ -74,7 +74,7 @@ def load_data(config: RunConfig):
         read.get("validation"),
         read.get("calibration"),
         read.get("test"),
-        seed=config.seed,
+        seed=split_seed(config),
         validation_fraction=data.validation_fraction,
         calibration_fraction=data.calibration_fraction,
         test_fraction=data.test_fraction,
@@ -84,6 +84,22 @@ def load_data(config: RunConfig):
     for name, spec in data.ood.items():
         splits.extra[name] = read_file(spec, data, task, name=name, labelled=False)
     return splits
+
+
+def split_seed(config: RunConfig) -> int:
+    """The seed the run's missing splits are carved with (``data.split_seed``, else the run's seed)."""
+    return config.seed if config.data.split_seed is None else config.data.split_seed
+
+
+def carves(config: RunConfig) -> bool:
+    """Whether any split of the run is carved (so it depends on :func:`split_seed`), not read from a file."""
+    data = config.data
+    return (
+        data.validation is None
+        or data.calibration is None
+        or data.train_fraction < 1
+        or (data.test is None and data.test_fraction > 0)
+    )
 
 
 def find_split(splits, name: str) -> Split | None:

@@ -168,11 +168,23 @@ def _text_metrics(
             if name == "ensemble":
                 extra = {"members": int(sampled.probs.shape[0])}
             metrics[name] = {
+                **_mean_task_figures(run, split, sampled),
                 **sampled_metrics(sampled, y, sampled_ood),
                 **extra,
                 "cost_ratio": metrics["methods"][name]["cost_ratio"],
             }
     return metrics
+
+
+MEAN_TASK_FIGURES = ("accuracy", "macro_f1", "relation_macro_f1")
+
+
+def _mean_task_figures(run, split: Split, sampled: Predictions) -> dict:
+    """The task's headline figures of the samples' mean prediction (an ensemble's own accuracy and, for relation
+    runs, its official macro-F1; the top-level figures are member 0's, the run directory itself)."""
+    mean = sampled.probs.mean(0)  # (N, C)
+    figures = metrics_for(run.task, split, run.labels, logits=np.log(np.clip(mean, 1e-12, None)))
+    return {k: figures[k] for k in MEAN_TASK_FIGURES if k in figures}
 
 
 def _predict_ood(predictor, ood_inputs: dict[str, list[str]]) -> dict[str, Predictions]:

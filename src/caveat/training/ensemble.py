@@ -19,13 +19,17 @@ MEMBERS_DIR = "members"
 
 
 def train_ensemble(config: RunConfig, out: str | Path, members: int, *, progress: bool = True) -> dict:
-    """Train ``members`` runs with seeds ``seed + i``; returns each member's summary."""
+    """Train ``members`` runs with seeds ``seed + i`` on one data split (``data.split_seed``: member 0's), so no
+    member trains on the examples member 0 carved for validation, calibration or test; returns each member's
+    summary."""
     if members < 2:
         raise ConfigError(f"an ensemble needs at least 2 members. Got {members}.")
     out = Path(out)
     results = []
+    shared = config.data.split_seed if config.data.split_seed is not None else config.seed
+    data = config.data.model_copy(update={"split_seed": shared})
     for i in range(members):
-        cfg = config.model_copy(update={"seed": config.seed + i})
+        cfg = config.model_copy(update={"seed": config.seed + i, "data": data})
         results.append(run_training(cfg, out if i == 0 else out / MEMBERS_DIR / str(i), progress=progress))
     if is_main_process():
         info = read_json(out / RUN_FILE)
