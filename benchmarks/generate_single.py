@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from caveat.evaluation.calibration import error_detection_auroc
 from caveat.generate import prompts
 from caveat.generate.correctness import get_rule, judge
 from caveat.generate.data import read_questions, sample
@@ -37,7 +36,7 @@ from caveat.generate.evaluate import score_questions
 from caveat.generate.fit import STACK_INPUTS, fit_probe_set
 from caveat.generate.internals import POSITIONS, feature_stack
 from caveat.generate.lm import load_lm
-from caveat.generate.metrics import _percentile_bootstrap, estimator_metrics
+from caveat.generate.metrics import estimator_metrics, paired_auroc_difference
 from caveat.generate.policy import GenerationPolicy
 from caveat.generate.probes import logit
 from caveat.generate.sampling import Sampler, SamplingConfig
@@ -92,26 +91,6 @@ def _tokens(arrays: dict) -> dict[str, np.ndarray]:
 
 def _features(arrays: dict) -> dict[str, np.ndarray]:
     return {pos: arrays[f"features.{pos}"] for pos in POSITIONS}
-
-
-def _paired_difference(a: np.ndarray, b: np.ndarray, errors: np.ndarray, n_boot: int) -> dict:
-    """AUROC(a) - AUROC(b) on the same questions, with a paired percentile-bootstrap interval."""
-    both = np.stack([a, b], axis=1)  # (N, 2): resampled together
-
-    def diff(s, e):
-        return error_detection_auroc(s[:, 0], e) - error_detection_auroc(s[:, 1], e)
-
-    lo, hi = _percentile_bootstrap(
-        diff,
-        both,
-        errors,
-        usable=lambda t: bool(t.any() and not t.all()),
-        n_boot=n_boot,
-        level=0.95,
-        seed=0,
-        failure="the paired AUROC difference",
-    )
-    return {"difference": float(diff(both, errors)), "ci": [lo, hi], "interval_clear_of_zero": lo > 0}
 
 
 def _calibrate(records: list[dict], estimator: str, cfg: SamplingConfig, *, splits: int, target: float) -> dict:
@@ -246,7 +225,9 @@ def bench_generate_single(
         other = next(o for o in SETS if o != name)
         entry |= {
             "best": best,
-            "best_minus_mean_token_entropy": _paired_difference(col[best], col["mean_token_entropy"], errors, n_boot),
+            "best_minus_mean_token_entropy": paired_auroc_difference(
+                col[best], col["mean_token_entropy"], errors, n_boot=n_boot
+            ),
             "transfer": {
                 "own_probe_auroc": entry["estimators"][f"probe({name})"]["auroc"],
                 f"probe({other})_auroc": entry["estimators"][f"probe({other})"]["auroc"],

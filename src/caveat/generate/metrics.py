@@ -193,6 +193,34 @@ def _percentile_bootstrap(
     return float(lo), float(hi)
 
 
+def paired_auroc_difference(
+    a: np.ndarray, b: np.ndarray, errors: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> dict:
+    """AUROC(a) - AUROC(b) of two scores of the same answers, with a paired percentile-bootstrap interval (each
+    replicate resamples questions and scores both on them, so the interval is of the difference itself).
+
+    Returns ``{"difference", "ci": [lo, hi], "interval_clear_of_zero"}``."""
+    a, e = _check(a, errors)
+    b, _ = _check(b, errors)
+    _two_classes(e, "an AUROC difference")
+    both = np.stack([a, b], axis=1)  # (N, 2): resampled together
+
+    def diff(s, t):
+        return error_detection_auroc(s[:, 0], t) - error_detection_auroc(s[:, 1], t)
+
+    lo, hi = _percentile_bootstrap(
+        diff,
+        both,
+        e,
+        usable=lambda t: bool(t.any() and not t.all()),
+        n_boot=n_boot,
+        level=level,
+        seed=seed,
+        failure="the paired AUROC difference",
+    )
+    return {"difference": float(diff(both, e)), "ci": [lo, hi], "interval_clear_of_zero": lo > 0}
+
+
 def estimator_metrics(
     scores: np.ndarray,
     errors: np.ndarray,
