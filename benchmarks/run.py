@@ -447,6 +447,11 @@ def table() -> str:
         from benchmarks.generate_single import rows as generate_single_rows
 
         lines += generate_single_rows(json.loads(path.read_text()))
+    path = RESULTS / "generate_tune.json"
+    if path.is_file():
+        from benchmarks.generate_tune import rows as generate_tune_rows
+
+        lines += generate_tune_rows(json.loads(path.read_text()))
     path = RESULTS / "generate_summaries.json"
     if path.is_file():
         from benchmarks.generate_summaries import rows as generate_summaries_rows
@@ -576,6 +581,7 @@ def main() -> None:
                 "generate",
                 "generate_single",
                 "generate_summaries",
+                "generate_tune",
                 "onnx",
                 "risk_bounds",
                 "shift",
@@ -694,6 +700,16 @@ def main() -> None:
                 data_root,
                 WORK if not args.quick else WORK / "quick",
                 n=4 if args.quick else 300,
+                n_boot=50 if args.quick else 1000,
+            )
+        elif name == "generate_tune":  # temperature and meaning threshold tuned (benchmarks/generate_tune.py)
+            from benchmarks.generate_tune import bench_generate_tune
+
+            record = bench_generate_tune(
+                data_root,
+                WORK if not args.quick else WORK / "quick",
+                n=24 if args.quick else 150,
+                samples=2 if args.quick else 5,
                 n_boot=50 if args.quick else 1000,
             )
         elif name == "lora_sst2":  # SmolLM2-135M + LoRA on SST-2 (benchmarks/llm.py); trains ~30 min on 2 cores
