@@ -63,7 +63,13 @@ def _figures(accuracy: float, ece: float, calibrated_ece: float, coverage: float
         "accuracy_at_80": 0.9975,
         "accuracy_at_90": 0.99284,
         "accuracy_at_95": 0.98526,
-        "calibrated": {"temperature": 1.1322996, "ece": calibrated_ece, "nll": 0.1426019, "brier": 0.0546376},
+        "calibrated": {
+            "temperature": 1.1322996,
+            "ece": calibrated_ece,
+            "nll": 0.1426019,
+            "brier": 0.0546376,
+            "ece_noise": {"median": 0.0071, "upper": 0.0093, "level": 0.95},
+        },
         "conformal": {"coverage": coverage, "set_size": 0.9026666},
         "abstention": {
             "score": "least_confidence",
@@ -141,6 +147,7 @@ def test_the_table_shows_the_calibrated_figures(capsys, metrics):
     assert _cells(out, "ECE, raw → calibrated") == ["ECE, raw → calibrated", "0.0160 → 0.0105"]
     assert _cells(out, "NLL, raw → calibrated") == ["NLL, raw → calibrated", "0.1481 → 0.1426"]
     assert _cells(out, "temperature") == ["temperature", "1.132"]
+    assert _cells(out, "ECE of a calibrated") == ["ECE of a calibrated model, 95% bound", "0.0093"]
     assert _cells(out, "set coverage") == ["set coverage (level 90%)", "0.8958"]
     assert _cells(out, "mean set size") == ["mean set size", "0.90"]
     assert _cells(out, "abstention risk") == ["abstention risk", "0.0065"]

@@ -131,3 +131,23 @@ def test_errors_name_value_and_fix():
         cal.accuracy_at_coverage(SCORES6, ~ERRORS6, 1.5)
     with pytest.raises(ConfigError, match=r"tpr must lie in \(0, 1\]; got 95"):
         cal.fpr_at_95_tpr(SCORES6, SCORES6, tpr=95)
+
+
+def test_ece_noise_is_the_ece_of_simulated_calibrated_answers():
+    """The reference: ece() itself on each simulated correctness vector (same seed), and the promise: a model that
+    is calibrated by construction exceeds the upper bound in about 5% of fresh samples."""
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.full(3, 0.5), size=400)  # (N, C)
+    got = cal.ece_noise(probs, draws=60, seed=3)
+    conf, pred = probs.max(1), probs.argmax(1)
+    right = np.random.default_rng(3).random((60, 400)) < conf
+    values = [cal.ece(probs, np.where(r, pred, (pred + 1) % 3)) for r in right]
+    assert got["median"] == pytest.approx(np.median(values)) and got["upper"] == pytest.approx(
+        np.quantile(values, 0.95)
+    )
+    fresh = np.random.default_rng(7).random((400, 400)) < conf  # answers right with probability = confidence
+    over = np.mean([cal.ece(probs, np.where(r, pred, (pred + 1) % 3)) > got["upper"] for r in fresh])
+    assert 0.01 <= over <= 0.10
+    assert cal.ece_noise(probs[:40])["median"] > cal.ece_noise(probs)["median"]  # fewer inputs, more noise
+    with pytest.raises(ConfigError, match="draws"):
+        cal.ece_noise(probs, draws=1)

@@ -232,6 +232,9 @@ def _summary(metrics: dict, level: float | None):
     rows = [[(label, _num(metrics[key])) for label, key in task if key in metrics]]
     rows[0] += [(label, str(metrics[key])) for label, key in counts if key in metrics]
     temperature = [("temperature", _num(cal["temperature"], 3))] if "temperature" in cal else []
+    noise = (cal if "ece_noise" in cal else metrics).get("ece_noise")
+    if noise:  # a measured ECE below this is no evidence of miscalibration
+        temperature.append((f"ECE of a calibrated model, {_percent(noise['level'])} bound", _num(noise["upper"])))
     rows.append([row for row in calibration if row] + temperature)
     sets = metrics.get("conformal", {})
     level = sets.get("level", level)

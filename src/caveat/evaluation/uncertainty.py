@@ -21,6 +21,7 @@ def selective(probs: np.ndarray, y: np.ndarray, score: np.ndarray) -> dict:
     return {
         "ece": cm.ece(probs, y),
         "ece_adaptive": cm.ece(probs, y, adaptive=True),
+        "ece_noise": cm.ece_noise(probs),  # what ECE a calibrated model shows on this many inputs
         "brier": cm.brier(probs, y),
         "nll": cm.nll(probs, y),
         "aurc": cm.aurc(score, errors),
