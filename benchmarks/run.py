@@ -708,7 +708,7 @@ def main() -> None:
             record = bench_generate_tune(
                 data_root,
                 WORK if not args.quick else WORK / "quick",
-                n=24 if args.quick else 150,
+                n=24 if args.quick else 100,
                 samples=2 if args.quick else 5,
                 n_boot=50 if args.quick else 1000,
             )
