@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from caveat.config import RunConfig
+from caveat.data.load import split_seed
 from caveat.errors import ConfigError
 from caveat.io import read_json, write_json_atomic
 from caveat.models.rundir import RUN_FILE
@@ -26,10 +27,9 @@ def train_ensemble(config: RunConfig, out: str | Path, members: int, *, progress
         raise ConfigError(f"an ensemble needs at least 2 members. Got {members}.")
     out = Path(out)
     results = []
-    shared = config.data.split_seed if config.data.split_seed is not None else config.seed
-    data = config.data.model_copy(update={"split_seed": shared})
-    for i in range(members):
-        cfg = config.model_copy(update={"seed": config.seed + i, "data": data})
+    shared = config.data.model_copy(update={"split_seed": split_seed(config)})  # member 0's carve, named
+    for i in range(members):  # member 0 keeps its config as given: it is the run directory itself
+        cfg = config if i == 0 else config.model_copy(update={"seed": config.seed + i, "data": shared})
         results.append(run_training(cfg, out if i == 0 else out / MEMBERS_DIR / str(i), progress=progress))
     if is_main_process():
         info = read_json(out / RUN_FILE)
