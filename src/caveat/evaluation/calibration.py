@@ -66,11 +66,16 @@ def _bins(probs, labels, n_bins: int, adaptive: bool) -> list[tuple[int, float, 
         order = np.argsort(conf, kind="stable")  # equal confidences keep input order
         groups = [g for g in np.array_split(order, n_bins) if len(g)]
     else:
-        edges = np.linspace(0.0, 1.0, n_bins + 1)
-        which = np.searchsorted(edges[1:-1], conf, side="left")  # right-closed bins (lo, hi]
+        which = _bin_index(conf, n_bins)
         groups = [np.flatnonzero(which == b) for b in range(n_bins)]
         groups = [g for g in groups if len(g)]
     return [(len(g), float(correct[g].mean()), float(conf[g].mean())) for g in groups]
+
+
+def _bin_index(conf: np.ndarray, n_bins: int) -> np.ndarray:
+    """(N,) equal-width bin of each confidence: right-closed bins (lo, hi] of [0, 1], the first also holding 0."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.searchsorted(edges[1:-1], conf, side="left")
 
 
 def ece(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 15, adaptive: bool = False) -> float:
@@ -117,8 +122,7 @@ def ece_noise(
     if p.ndim != 2 or len(p) == 0:
         raise ArrayError(f"probs must be a non-empty (N, C) array; got shape {p.shape}")
     conf = p.max(axis=1)  # (N,)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    which = np.searchsorted(edges[1:-1], conf, side="left")  # (N,) the bins of ece()
+    which = _bin_index(conf, n_bins)  # (N,) the bins of ece()
     right = np.random.default_rng(seed).random((draws, len(conf))) < conf  # (draws, N) simulated correctness
     gap = right - conf  # (draws, N): correct minus confidence
     per_bin = np.zeros((draws, n_bins))

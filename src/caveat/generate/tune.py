@@ -101,10 +101,10 @@ def tune_sampling(
     temps = _check_grid(temperatures, "temperatures", 0.0, 5.0, DEFAULT[0])
     uses_meaning = "meaning" in found.needs
     thrs = _check_grid(thresholds, "thresholds", 0.0, 1.0, DEFAULT[1]) if uses_meaning else [DEFAULT[1]]
-    generations = {t: _generate(questions, lm, replace(sampling, temperature=t), cache, template) for t in temps}
+    messages = [prompts.message(q, template=template) for q in questions]
+    generations = {t: _generate(messages, lm, replace(sampling, temperature=t), cache) for t in temps}
     greedy = [g.greedy.text for g in generations[temps[0]]]
     errors = ~judge(greedy, list(questions), get_rule(rule))  # (N,) the greedy answer's, the same at every T
-    messages = [prompts.message(q, template=template) for q in questions]
     tuned = tune_on_generations(
         generations, errors, estimator=estimator, thresholds=thrs, messages=messages, encoder=encoder, lm=lm,
         seed=seed, n_boot=n_boot,
@@ -181,13 +181,11 @@ def tune_on_generations(
     }
 
 
-def _generate(
-    questions: Sequence[Question], lm, config: SamplingConfig, cache: SampleCache | None, template: str | None
-) -> list[Generation]:
+def _generate(messages: Sequence[str], lm, config: SamplingConfig, cache: SampleCache | None) -> list[Generation]:
     sampler = Sampler(lm, config, cache=cache)
     out = []
-    with phase(f"sample at temperature {config.temperature:g}", total=len(questions)) as bar:
-        for q in questions:
-            out.append(sampler(lm.prompt(prompts.message(q, template=template))))
+    with phase(f"sample at temperature {config.temperature:g}", total=len(messages)) as bar:
+        for message in messages:
+            out.append(sampler(lm.prompt(message)))
             bar.advance()
     return out
