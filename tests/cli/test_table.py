@@ -124,7 +124,15 @@ def metrics() -> dict:
         "cost_ratio": 9.8765,
         "ood": {"oos_test": {"least_confidence": {"auroc": 0.9612}, "mutual_information": {"auroc": 0.8844}}},
     }
-    m["ensemble"] = {"samples": 5, "members": 5, "ece": 0.0122, "aurc": 0.0027, "cost_ratio": 5.02, "ood": {}}
+    m["ensemble"] = {
+        "samples": 5,
+        "members": 5,
+        "accuracy": 0.9702,
+        "ece": 0.0122,
+        "aurc": 0.0027,
+        "cost_ratio": 5.02,
+        "ood": {},
+    }
     return m
 
 
@@ -187,6 +195,8 @@ def test_the_table_shows_the_calibrated_figures(capsys, metrics):
     assert _cells(sampled, "ECE") == ["ECE", "0.0211"] and _cells(sampled, "cost × one pass")[1] == "9.88×"
     assert _cells(sampled, "OOD AUROC oos_test (mutual_information)")[1] == "0.8844"
     assert _cells(out[out.index("deep ensemble (5 members)") :], "ECE") == ["ECE", "0.0122"]
+    ensemble = out[out.index("deep ensemble (5 members)") :]
+    assert _cells(ensemble, "accuracy of the mean") == ["accuracy of the mean", "0.9702"]
     assert _cells(out[out.index("per class") :], "play_music") == ["play_music", "0.923", "0.800", "0.857", "30"]
 
 
