@@ -17,7 +17,7 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -30,6 +30,7 @@ from caveat.types import Task
 INPUT_SUFFIXES = (".jsonl", ".csv", ".parquet")  # and anything else: one text per line
 OUTPUT_SUFFIXES = (".jsonl", ".parquet")
 PART = "part-{:06d}.parquet"
+Enrich = Callable[[Predictor, list[dict]], None]  # adds to a chunk's rows in place (e.g. a certificate)
 
 
 def _error(path: Path, line: int | None, problem: str, fix: str) -> DataError:
@@ -274,15 +275,21 @@ def score_chunk(
     method: str = "deterministic",
     samples: int = 10,
     seed: int = 0,
+    enrich: Enrich | None = None,
 ) -> list[dict]:
     """The rows of ``chunk``, whose inputs sit at ``positions`` (0-based) in their file: ``predict_rows``'s, and
     with ``method="mc_dropout"`` input ``i`` sampled from ``input_seed(seed, i)`` alone. Both the stream here and
-    the Ray actors (caveat.raybatch) build rows with it, so a row does not depend on its chunk, worker or restart."""
+    the Ray actors (caveat.raybatch) build rows with it, so a row does not depend on its chunk, worker or restart.
+    ``enrich(predictor, rows)``, when given, adds to the rows in place (``caveat predict --file --certify`` passes
+    SAFER's ``add_certified``, which seeds each text from its text alone, so the rows still do not depend on the
+    chunk)."""
     _check_chunk(chunk, positions)
     rows = predict_rows(predictor, chunk, top_k=top_k).rows
     if method == "mc_dropout":
         for position, x, row in zip(positions, chunk, rows):
             add_seeded_mc_dropout(predictor, [x], [row], samples=samples, seed=seed, start=position, top_k=top_k)
+    if enrich is not None:
+        enrich(predictor, rows)
     return rows
 
 
@@ -297,11 +304,12 @@ def score_stream(
     samples: int = 10,
     seed: int = 0,
     total: int | None = None,
+    enrich: Enrich | None = None,
 ) -> int:
     """Score ``inputs`` (consumed lazily: at most one chunk is held) into ``sink``, after skipping the
     ``sink.done()`` inputs a previous run wrote. Rows are ``predict_rows``'s; with ``method="mc_dropout"``
-    input ``i`` is sampled from ``input_seed(seed, i)``. ``total``: the inputs expected, for the progress
-    bar. Returns the number of rows the output holds."""
+    input ``i`` is sampled from ``input_seed(seed, i)``; ``enrich``: as in ``score_chunk``. ``total``: the inputs
+    expected, for the progress bar. Returns the number of rows the output holds."""
     check_method(predictor.task, method)
     start = sink.done()
     position = start
@@ -309,7 +317,9 @@ def score_stream(
     with phase("predict", total=total, start=start) as bar:
         for chunk in chunked(rest, chunk_size):
             positions = range(position, position + len(chunk))
-            rows = score_chunk(predictor, chunk, positions, top_k=top_k, method=method, samples=samples, seed=seed)
+            rows = score_chunk(
+                predictor, chunk, positions, top_k=top_k, method=method, samples=samples, seed=seed, enrich=enrich
+            )
             sink.write(rows)
             position += len(chunk)
             bar.advance(len(chunk))

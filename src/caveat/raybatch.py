@@ -25,7 +25,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from caveat.batchscore import check_method, chunked, count_inputs, iter_inputs, open_sink, score_chunk
+from caveat.batchscore import Enrich, check_method, chunked, count_inputs, iter_inputs, open_sink, score_chunk
 from caveat.errors import CaveatError, ConfigError, DataError
 from caveat.inference import Predictor
 from caveat.models.rundir import open_run
@@ -46,18 +46,20 @@ def score_on_ray(
     method: str = "deterministic",
     samples: int = 10,
     seed: int = 0,
+    enrich: Enrich | None = None,
 ) -> int:
     """Score ``file`` into ``out`` (a new ``.jsonl`` file or ``.parquet`` directory) with ``actors`` Ray actors,
-    each holding the model of ``run``; the rows equal ``score_stream``'s. Connects to the Ray cluster at
-    ``address`` (None: ``RAY_ADDRESS``, else a local Ray), unless Ray is initialised already; a Ray started
-    here is shut down at the end. Returns the number of rows written."""
+    each holding the model of ``run``; the rows equal ``score_stream``'s (``enrich`` too: it travels to the actors,
+    so it must pickle, as a module-level function or a ``functools.partial`` of one does). Connects to the Ray
+    cluster at ``address`` (None: ``RAY_ADDRESS``, else a local Ray), unless Ray is initialised already; a Ray
+    started here is shut down at the end. Returns the number of rows written."""
     file, out = Path(file).resolve(), Path(out)
     _check_options(out, actors, chunk_size, method, samples, top_k)
     ray = import_ray()
     check_method(open_run(run).task, method)  # a bad run fails here, not in every actor
     if next(iter_inputs(file), None) is None:  # before Ray and the model start (seconds)
         raise DataError(f"{file}: no texts. Fix: write one text per line (or one JSON object with 'text')")
-    options = {"top_k": top_k, "method": method, "samples": samples, "seed": seed}
+    options = {"top_k": top_k, "method": method, "samples": samples, "seed": seed, "enrich": enrich}
     started = not ray.is_initialized()
     if started:
         ray.init(address=address)

@@ -92,9 +92,80 @@ def test_cli_certify_prints_the_rows_of_the_python_api(served_run, lexicons):
 
     plain = runner.invoke(app, ["predict", str(served_run), TEXT], catch_exceptions=False)
     assert "certified" not in json.loads(plain.stdout)
-    refused = runner.invoke(app, ["predict", str(served_run), "--file", str(lexicons / "x.txt"), "--certify"])
-    assert isinstance(refused.exception, ConfigError) and "--certify is for texts" in str(refused.exception)
     bare = lexicons.parent / "bare"
     bare.mkdir()
     missing = runner.invoke(app, ["predict", str(served_run), TEXT, "--certify", "--lexicons", str(bare)])
     assert isinstance(missing.exception, ConfigError) and "--lexicons" in flag_message(missing.exception)
+
+
+def _write_texts(path, texts: list[str]):
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_scored_file_carries_the_certificates_of_the_texts_path_and_resumes_to_them(
+    served_run, lexicons, tmp_path, suffix
+):
+    texts = [TEXT, *OTHERS, TEXT, "my card now"]
+    source = _write_texts(tmp_path / "in.jsonl", texts)
+    out = tmp_path / f"preds{suffix}"
+    args = ["predict", str(served_run), "--file", str(source), "--out", str(out), "--certify", "--chunk-size", "2"]
+    with one_thread():
+        result = runner.invoke(app, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        expected = [row.certified for row in caveat.load(served_run).predict(texts, certify=True)]
+        got = _certificates(out)
+        assert got == expected and got[0] == got[3]  # a text's certificate, whatever its chunk
+        _cut_after_first_chunk(out)
+        assert runner.invoke(app, args, catch_exceptions=False).exit_code == 0  # resumes after the first chunk
+    assert _certificates(out) == expected
+
+
+def _certificates(out) -> list[dict]:
+    if out.suffix == ".jsonl":
+        return [json.loads(line)["certified"] for line in out.read_text(encoding="utf-8").splitlines()]
+    import pyarrow.parquet as pq
+
+    return [json.loads(row["certified"]) for row in pq.read_table(out).to_pylist()]  # nested values: JSON strings
+
+
+def _cut_after_first_chunk(out) -> None:
+    if out.suffix == ".jsonl":
+        out.write_text("".join(out.read_text(encoding="utf-8").splitlines(keepends=True)[:2]), encoding="utf-8")
+    else:
+        for part in sorted(out.glob("part-*.parquet"))[1:]:
+            part.unlink()
+
+
+def test_the_ray_actors_certify_as_the_stream_does(served_run, lexicons):
+    import functools
+
+    import pyarrow as pa
+
+    from caveat.raybatch import RowScorer
+    from caveat.robustness.certify import add_certified
+
+    enrich = functools.partial(add_certified, sets=certify_sets(lexicons))
+    with one_thread():
+        scorer = RowScorer(str(served_run), top_k=2, method="deterministic", samples=3, seed=0, enrich=enrich)
+        batch = pa.table({"index": [0, 1], "input": [json.dumps(TEXT), json.dumps(OTHERS[0])]})
+        rows = [json.loads(r) for r in scorer(batch)["row"].to_pylist()]
+        expected = [row.certified for row in caveat.load(served_run).predict([TEXT, OTHERS[0]], certify=True)]
+    assert [row["certified"] for row in rows] == expected
+
+
+def test_a_file_is_refused_for_a_ner_run_before_the_model_loads(ner_run, lexicons, tmp_path, monkeypatch):
+    source = _write_texts(tmp_path / "in.jsonl", [TEXT])
+    monkeypatch.setattr("caveat.inference.Predictor.from_run", _no_model)
+    result = runner.invoke(app, ["predict", str(ner_run), "--file", str(source), "--certify"])
+    assert isinstance(result.exception, ConfigError)
+    assert "certify is for text-classification runs" in str(result.exception)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    served = runner.invoke(app, ["predict", str(ner_run), "--file", str(source), "--lexicons", str(bare)])
+    assert isinstance(served.exception, ConfigError) and "--lexicons is read by --certify only" in str(served.exception)
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError("the model loaded before the refusal")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sys
@@ -61,7 +62,8 @@ def predict(
         typer.Option(
             "--certify",
             help="Text classification: add 'certified', SAFER's certificate that the smoothed prediction survives "
-            "swapping up to 20% of the words for PPDB synonyms (111 model passes per text).",
+            "swapping up to 20% of the words for PPDB synonyms (111 model passes per text; with --file and --ray "
+            "too).",
         ),
     ] = False,
     lexicons: Annotated[
@@ -91,35 +93,42 @@ def predict(
     """Predict; one JSON object per input (JSON lines when there are several): the rows of Model.predict and
     POST /v1/predict."""
     from caveat.inference import Predictor
-    from caveat.models.rundir import open_run
-    from caveat.robustness.certify import add_certified
-    from caveat.robustness.certify_run import certify_sets
-    from caveat.rows import check_certify, check_request, predict_rows
+    from caveat.rows import check_request, predict_rows
 
-    if certify and (ray or file is not None):
-        raise ConfigError("--certify is for texts given as arguments or on stdin: drop --file/--ray, or --certify")
     if lexicons is not None and not certify:
         raise ConfigError("--lexicons is read by --certify only: add --certify, or drop --lexicons")
     scoring = {"top_k": top_k, "method": method, "samples": samples, "seed": seed}  # the rows' options, every path
+    enrich = _certifier(run, lexicons) if certify else None  # refusals come before the model loads
     if ray:
-        _predict_on_ray(run, file, out, ray_actors, ray_address, scoring, batch_size, chunk_size)
+        _predict_on_ray(run, file, out, ray_actors, ray_address, scoring | {"enrich": enrich}, batch_size, chunk_size)
         return
     if file is not None:
-        _predict_file(run, file, out, scoring, batch_size, chunk_size)
+        _predict_file(run, file, out, scoring | {"enrich": enrich}, batch_size, chunk_size)
         return
     if out is not None:
         raise ConfigError("--out is for --file: score a file (--file FILE --out OUT), or drop --out to print rows")
     inputs = _read_inputs(texts)
     check_request(method, samples, top_k)
-    opened = open_run(run)
-    check_certify(certify, opened.task)
-    sets = certify_sets(lexicons) if certify else None  # a folder without synonyms fails before the model loads
-    predictor = Predictor.from_run(opened, batch_size=batch_size)
+    predictor = Predictor.from_run(run, batch_size=batch_size)
     rows = predict_rows(predictor, inputs, **scoring).rows
-    if sets is not None:
-        add_certified(predictor, rows, sets)
+    if enrich is not None:
+        enrich(predictor, rows)
     for row in rows:
         sys.stdout.write(json.dumps(row, ensure_ascii=False, indent=None if len(rows) > 1 else 2) + "\n")
+
+
+def _certifier(run: Path, lexicons: Path | None):
+    """``--certify``: SAFER's ``add_certified`` with the lexicon's synonym sets, as a function of (predictor, rows)
+    for every path (texts, ``--file``, ``--ray``). Each text is seeded from itself, so a file's rows do not depend
+    on their chunk and a resumed output matches a whole one. A NER run, or a folder without synonyms, is refused
+    here, before the model loads."""
+    from caveat.models.rundir import open_run
+    from caveat.robustness.certify import add_certified
+    from caveat.robustness.certify_run import certify_sets
+    from caveat.rows import check_certify
+
+    check_certify(True, open_run(run).task)
+    return functools.partial(add_certified, sets=certify_sets(lexicons))
 
 
 def _read_inputs(texts: list[str] | None) -> list[str]:
@@ -146,7 +155,7 @@ def _predict_file(
     run: Path, file: Path, out: Path | None, scoring: dict, batch_size: int | None, chunk_size: int
 ) -> None:
     """Stream ``file`` through the model a chunk at a time into ``out`` (stdout when None), resuming ``out``;
-    ``scoring``: the rows' ``top_k``, ``method``, ``samples`` and ``seed``."""
+    ``scoring``: the rows' ``top_k``, ``method``, ``samples``, ``seed`` and ``enrich`` (``--certify``)."""
     from caveat.batchscore import chunked, count_inputs, iter_inputs, open_sink, score_stream
     from caveat.inference import Predictor
     from caveat.rows import check_request
