@@ -173,6 +173,33 @@ def test_a_relation_run_is_scored_by_the_official_semeval_score(tmp_path):
     assert select._validation_score(run, validation_metric(Task.RELATION_CLASSIFICATION, "accuracy")) == 0.8
 
 
+def test_a_seed_sweep_carves_one_split_for_every_seed(tiny_backbone, text_data, tmp_path, monkeypatch):
+    from caveat.data.load import split_seed
+
+    carved, pinned = {}, []
+
+    def fake_training(cfg, out, **kwargs):
+        carved[cfg.seed] = split_seed(cfg)
+        pinned.append(cfg.data.split_seed)
+        (out / "model").mkdir(parents=True)
+        (out / "caveat.json").write_text(json.dumps({"config": cfg.model_dump(mode="json")}))
+        (out / "metrics.json").write_text("{}")
+        return {"training": {"seconds": 1.0}}
+
+    monkeypatch.setattr(caveat.training.select, "run_training", fake_training)
+    monkeypatch.setattr(select, "_validation_score", lambda run_dir, metric: 0.5)
+    cfg = load_config(overrides=[*tiny_overrides(tiny_backbone, text_data), "seed=7"])
+    sweep(cfg, tmp_path / "seeds", "seed", [1, 2, 3], progress=False)
+    assert carved == {1: 7, 2: 7, 3: 7}  # the config's seed carves; each point's own seed initialises
+    pinned.clear()
+    sweep(cfg, tmp_path / "alphas", "train.alpha", [0.1, 0.2], progress=False)
+    assert pinned == [None, None]  # other sweeps keep the config as given (and so reuse its finished runs)
+    given = load_config(overrides=[*tiny_overrides(tiny_backbone, text_data), "seed=7", "data.split_seed=4"])
+    carved.clear()
+    sweep(given, tmp_path / "given", "seed", [1, 2], progress=False)
+    assert carved == {1: 4, 2: 4}  # a split seed the user set is kept
+
+
 def test_bad_input_fails_before_training(tiny_backbone, text_data, tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("trained before the input was checked")

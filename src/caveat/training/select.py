@@ -144,8 +144,11 @@ def sweep(
             f"with criterion {criterion!r}"
         )
     settings = attack_settings or AttackSettings(max_examples=None)
+    # a seed sweep varies the model's initialisation and data order, not the data: every point carves the
+    # split of the config's seed, so their validation scores are on the same examples
+    pin = [f"data.split_seed={config.seed}"] if key == "seed" and config.data.split_seed is None else []
     configs = [
-        with_overrides(config, [f"{key}={_label(v)}"]) for v in values
+        with_overrides(config, [f"{key}={_label(v)}", *pin]) for v in values
     ]  # every value checked before any training
     out = Path(out)
     name = key.rsplit(".", 1)[-1]
