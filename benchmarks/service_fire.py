@@ -114,7 +114,8 @@ def rows(record: dict) -> list[str]:
     if "workers" in r:
         w = r["workers"]
         out.append(
-            f"| --workers 2 / 1, {w['clients']} clients | served req/s ratio | {w['throughput_ratio']} | "
+            f"| --workers 2 / 1, {w['clients']} clients, {r['cpus']} cores | served req/s ratio (cores busy: "
+            f"service, clients) | {w['throughput_ratio']} ({_cores(w, 1)}; {_cores(w, 2)}) | "
             f"≥ 1.6, metrics summed | {met('workers')} | |"
         )
     if "batch_file" in r:
@@ -124,6 +125,11 @@ def rows(record: dict) -> list[str]:
             f"{b['big']['peak_rss_mb']} MB; {b['throughput_ratio']} | ≤ 1536 MB; ≥ 0.9 | {met('batch_file')} | |"
         )
     return out
+
+
+def _cores(workers: dict, n: int) -> str:
+    busy = workers[f"workers_{n}"].get("cores_busy")
+    return f"{n} worker: {busy['service']}, {busy['clients']}" if busy else f"{n} worker: not measured"
 
 
 def parse(argv: Sequence[str] | None = None) -> tuple[Path, Options, list[str], Path | None]:

@@ -148,6 +148,22 @@ def rss_mb(pid: int, field_name: str = "VmRSS") -> float | None:
     return int(match.group(1)) / 1024 if match else None
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its live descendants (``--workers N``'s
+    worker processes)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def predict_counts(base: str) -> dict[str, float]:
     """``caveat_http_requests_total`` of /v1/predict by status, from /metrics (summed over workers)."""
     counts: dict[str, float] = {}

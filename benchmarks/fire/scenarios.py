@@ -12,7 +12,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from benchmarks.fire.common import Load, Options, Shot, payloads_of, predict_counts, rss_mb, statuses, window
+from benchmarks.fire.common import (
+    Load,
+    Options,
+    Shot,
+    cpu_seconds,
+    payloads_of,
+    predict_counts,
+    rss_mb,
+    statuses,
+    window,
+)
 from benchmarks.service import Served, launch, texts_of
 
 QUIET = ["--no-access-log", "--log-level", "warning"]
@@ -247,8 +257,15 @@ def workers(run_dir: Path, opts: Options) -> dict:
 
 
 async def _counted(served: Served, payloads: list[dict], opts: Options) -> dict:
-    t0 = time.monotonic()
+    """The served figures, the counts /metrics gives, and the cores the clients (this process) and the service
+    (all its processes) kept busy: on a small machine the clients' share is what the workers cannot have."""
+    t0, client0, server0 = time.monotonic(), time.process_time(), cpu_seconds(served.proc.pid)
     shots: list[Shot] = await Load(served.base, payloads, opts.workers_clients).run(opts.seconds + opts.warmup)
+    wall = time.monotonic() - t0
+    cores = {
+        "clients": round((time.process_time() - client0) / wall, 2),
+        "service": round((cpu_seconds(served.proc.pid) - server0) / wall, 2),
+    }
     await asyncio.sleep(0.5)  # the last responses' counters are written after the bytes went out
     seen = {k: v for k, v in statuses(shots).items() if not k.startswith("error")}
     counted = {k: int(v) for k, v in predict_counts(served.base).items()}
@@ -257,4 +274,5 @@ async def _counted(served: Served, payloads: list[dict], opts: Options) -> dict:
         "client_statuses": statuses(shots),
         "metrics_statuses": counted,
         "metrics_match": seen == counted,
+        "cores_busy": cores,
     }
