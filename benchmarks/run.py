@@ -262,6 +262,11 @@ def table() -> str:
         from benchmarks.service_fire import rows as service_fire_rows
 
         lines += service_fire_rows(json.loads(path.read_text()))
+    path = RESULTS / "robust_transfer.json"
+    if path.is_file():
+        from benchmarks.robust_transfer import rows as robust_transfer_rows
+
+        lines += robust_transfer_rows(json.loads(path.read_text()))
     path = RESULTS / "robustness.json"
     if path.is_file():
         r = json.loads(path.read_text())
@@ -757,6 +762,18 @@ def main() -> None:
             record = bench_attack_caught(
                 WORK if not args.quick else WORK / "quick", data_root, max_examples=20 if args.quick else 500
             )
+        elif (
+            name == "robust_transfer"
+        ):  # issue 19: held-out attacks on ERM and a mixture defence; ~90 min, not by default
+            from benchmarks.robust_transfer import bench_robust_transfer
+
+            record = bench_robust_transfer(
+                WORK if not args.quick else WORK / "quick",
+                data_root,
+                max_examples=20 if args.quick else 500,
+                bae_examples=4 if args.quick else 200,
+                quick=args.quick,
+            )
         elif name == "shift_density":  # needs the sst2 run; density-aware calibration beside TS (benchmarks/shift.py)
             from benchmarks.shift import bench_shift_density
 
@@ -811,6 +828,7 @@ def main() -> None:
                         "shift_density",
                         "spans_shift",
                         "attack_caught",
+                        "robust_transfer",
                     ]
                 )
             )

@@ -1,0 +1,169 @@
+"""Issue 19: does a defence's robustness carry over to attacks it never trained on?
+
+Trains (unless ``benchmarks/work`` holds them with the same config) the ERM SST-2 run and one defence that
+draws its edits from two of the four candidate sources, then calibrates both as a user would (target risk
+10%, as ``attack_caught``) and compares them with ``caveat compare --held-out-attacks``:
+
+- ``sst2``: ERM (``examples/sst2.yaml``), the baseline.
+- ``sst2-mixcons``: consistency regularisation (TRADES-style KL between each example and a random edit of it,
+  ``train.objective=consistency``) with the edits drawn from a mixture of embedding neighbours and character
+  noise (``train.augment.attack=greedy,charswap``, every example, every epoch, no model queries) and label
+  smoothing 0.1.
+
+Attacks on the first 500 test sentences (≤ 20% of the words, similarity ≥ 0.8, antonyms filtered): ``greedy``,
+``wordsub`` and ``charswap`` draw from the recipe's sources (seen); ``pwws`` (PPDB synonyms) and ``bae``
+(SmolLM2's proposals in context) are held out. ``bae`` costs about ten times the others per sentence, so it runs
+on the first ``bae_examples`` sentences (default 200). CR is the shifted domain. The figures the issue asks
+for: on every held-out attack an after-attack gain ≥ +15 points, clean accuracy within 1 point, CR accuracy and
+calibrated ECE no worse than ERM's; and per attack the share of successful adversarial examples the calibrated
+policy withholds. SAFER's certified accuracy needs a run trained with the smoothing's own noise and is not
+measured here (``caveat certify``).
+
+    python -m benchmarks.run --only robust_transfer      # about 90 min alone on 2 cores
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from benchmarks.robust import train_runs
+
+RUNS: dict[str, list[str]] = {
+    "sst2": [],
+    "sst2-mixcons": [
+        "train.objective=consistency",
+        "train.alpha=1.0",
+        "train.label_smoothing=0.1",
+        "train.augment.enabled=true",
+        "train.augment.mode=random",
+        "train.augment.attack=greedy,charswap",
+        "train.augment.fraction=1.0",
+        "train.augment.start_epoch=0",
+    ],
+}
+RECIPE = "sst2-mixcons"
+ATTACKS = "greedy,wordsub,charswap,pwws"
+TARGET_RISK = 0.1  # the policy's risk target: at 5% a label-smoothed run may certify nothing (attack_caught)
+
+
+def bench_robust_transfer(
+    work: Path, data_root: Path, *, max_examples: int = 500, bae_examples: int = 200, quick: bool = False
+) -> dict:
+    from caveat.calibration.run import calibrate_run
+    from caveat.robustness.compare import AttackSettings, compare_runs, write_compare
+
+    trained = train_runs(work, data_root, runs=RUNS, quick=quick)
+    runs = []
+    for run in trained:  # calibrated copies, so a rerun of the other benches finds the runs as they left them
+        copy = run.parent / f"{run.name}-transfer"
+        if not (copy / "calibration.json").is_file() or _older(copy, run):
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(run, copy, ignore=shutil.ignore_patterns("calibration*", "logs", "metrics.json"))
+            calibrate_run(copy, target_risk=TARGET_RISK)
+        runs.append(copy)
+    baseline = "sst2-transfer"
+    cr = [f"cr={data_root / 'cr' / 'custrev.all'}"]
+    main = compare_runs(
+        runs,
+        "test",
+        attacks=ATTACKS,
+        shift=cr,
+        settings=AttackSettings(max_examples=max_examples),
+        baseline=baseline,
+        held_out_attacks=True,
+    )
+    write_compare(main, work / "robust-transfer")
+    bae = compare_runs(
+        runs,
+        "test",
+        attacks="bae",
+        settings=AttackSettings(max_examples=bae_examples),
+        baseline=baseline,
+        held_out_attacks=True,
+    )
+    rows = {Path(r["path"]).name: r for r in main["rows"]}
+    for r in bae["rows"]:
+        rows[Path(r["path"]).name]["attack"]["bae"] = r["attack"]["bae"]
+    erm, recipe = rows[baseline], rows[f"{RECIPE}-transfer"]
+    per_attack = {name: _attack_figures(erm, recipe, name) for name in [*ATTACKS.split(","), "bae"]}
+    held_out = {name: f for name, f in per_attack.items() if f["held_out"]}
+    clean_change = recipe["accuracy"] - erm["accuracy"]
+    cr_erm, cr_recipe = erm["shift"]["cr"], recipe["shift"]["cr"]
+    checks = {
+        "held_out_gain_ge_15_each": bool(held_out) and all(f["gain"] >= 0.15 for f in held_out.values()),
+        "clean_within_1pt": clean_change >= -0.01,
+        "cr_accuracy_no_worse": cr_recipe["accuracy"] >= cr_erm["accuracy"],
+        "cr_calibrated_ece_no_worse": _no_worse(cr_recipe["calibrated_ece"], cr_erm["calibrated_ece"]),
+    }
+    return {
+        "runs": [str(r) for r in runs],
+        "recipe": recipe["recipe"],
+        "max_examples": max_examples,
+        "bae_examples": bae_examples,
+        "target_risk": TARGET_RISK,
+        "clean": {"erm": erm["accuracy"], "recipe": recipe["accuracy"], "change": clean_change},
+        "cr": {"erm": cr_erm, "recipe": cr_recipe},
+        "attacks": per_attack,
+        "held_out_gain": recipe.get("held_out_gain"),
+        "seen_gain": recipe.get("seen_gain"),
+        "checks": checks,
+        "certified_accuracy": "not measured: SAFER needs a run trained on the smoothing's noise (caveat certify)",
+        "table": main["table"],
+        "page": str(work / "robust-transfer" / "report.html"),
+    }
+
+
+def _older(copy: Path, run: Path) -> bool:
+    """Whether the calibrated copy predates its run's weights (the run was retrained since)."""
+    weights = [p.stat().st_mtime for p in (run / "model").glob("*") if p.is_file()]
+    return not weights or (copy / "calibration.json").stat().st_mtime < max(weights)
+
+
+def _no_worse(new: float | None, old: float | None) -> bool:
+    return new is not None and old is not None and new <= old
+
+
+def _attack_figures(erm: dict, recipe: dict, name: str) -> dict:
+    """ERM's and the recipe's figures under attack ``name``: after-attack accuracy, the gain, whether the recipe's
+    training drew from the attack's sources, and the share of successful attacks each calibrated policy withholds."""
+    a, b = erm["attack"][name], recipe["attack"][name]
+    return {
+        "n": b["n"],
+        "held_out": bool(b.get("held_out")),
+        "sources": b.get("sources"),
+        "erm_after_attack": a["after_attack_accuracy"],
+        "recipe_after_attack": b["after_attack_accuracy"],
+        "gain": b["after_attack_accuracy"] - a["after_attack_accuracy"],
+        "erm_caught": a.get("caught"),
+        "recipe_caught": b.get("caught"),
+        "erm_success_rate": a.get("success_rate"),
+        "recipe_success_rate": b.get("success_rate"),
+    }
+
+
+def rows(record: dict) -> list[str]:
+    """Rows of the benchmark table (benchmarks/run.py)."""
+    out = []
+    for name, f in record["attacks"].items():
+        kind = "held-out" if f["held_out"] else "seen"
+        out.append(
+            f"| SST-2 {record['recipe']} vs ERM, {name} ({kind}, {f['n']} sentences) | after-attack accuracy ERM → "
+            f"recipe (gain); caught ERM / recipe | {f['erm_after_attack']:.3f} → {f['recipe_after_attack']:.3f} "
+            f"({f['gain']:+.3f}); {_share(f['erm_caught'])} / {_share(f['recipe_caught'])} | "
+            f"{'≥ +0.15' if f['held_out'] else 'report'} | "
+            f"{('yes' if f['gain'] >= 0.15 else 'no') if f['held_out'] else '—'} | |"
+        )
+    c, cr = record["clean"], record["cr"]
+    met = all(ok for k, ok in record["checks"].items() if k != "held_out_gain_ge_15_each")
+    out.append(
+        f"| SST-2 clean accuracy; CR accuracy and calibrated ECE, ERM → recipe | | {c['erm']:.3f} → {c['recipe']:.3f}; "
+        f"{cr['erm']['accuracy']:.3f} → {cr['recipe']['accuracy']:.3f}; {_share(cr['erm']['calibrated_ece'])} → "
+        f"{_share(cr['recipe']['calibrated_ece'])} | within 1 pt; no worse | "
+        f"{'yes' if met else 'no'} | |"
+    )
+    return out
+
+
+def _share(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"

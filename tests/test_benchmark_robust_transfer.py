@@ -1,0 +1,37 @@
+"""The ``robust_transfer`` benchmark's bookkeeping on planted compare rows (the figures themselves come from
+``python -m benchmarks.run --only robust_transfer`` on SST-2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.robust_transfer import _attack_figures, rows
+
+
+def _row(after: dict[str, float], held_out: set[str], caught: float) -> dict:
+    return {
+        "attack": {
+            name: {"n": 500, "after_attack_accuracy": a, "held_out": name in held_out, "caught": caught}
+            for name, a in after.items()
+        }
+    }
+
+
+def test_gains_are_the_recipes_after_attack_accuracy_over_erms_and_only_held_out_attacks_are_judged():
+    erm = _row({"greedy": 0.30, "pwws": 0.60}, held_out={"greedy", "pwws"}, caught=0.8)  # ERM draws from nothing
+    recipe = _row({"greedy": 0.55, "pwws": 0.70}, held_out={"pwws"}, caught=0.6)
+    greedy, pwws = _attack_figures(erm, recipe, "greedy"), _attack_figures(erm, recipe, "pwws")
+    assert greedy["gain"] == pytest.approx(0.25) and not greedy["held_out"]  # seen by the recipe: reported only
+    assert pwws["gain"] == pytest.approx(0.10) and pwws["held_out"]
+    assert (pwws["erm_caught"], pwws["recipe_caught"]) == (0.8, 0.6)
+    record = {
+        "recipe": "consistency",
+        "attacks": {"greedy": greedy, "pwws": pwws},
+        "clean": {"erm": 0.89, "recipe": 0.885, "change": -0.005},
+        "cr": {k: {"accuracy": 0.85, "calibrated_ece": 0.03} for k in ("erm", "recipe")},
+        "checks": {"held_out_gain_ge_15_each": False, "clean_within_1pt": True},
+    }
+    table = rows(record)
+    assert "(seen, 500 sentences)" in table[0] and table[0].endswith("| report | — | |")
+    assert "(held-out, 500 sentences)" in table[1] and "(+0.100)" in table[1] and table[1].endswith("| no | |")
+    assert "80.0% / 60.0%" in table[1] and table[2].endswith("| yes | |")
