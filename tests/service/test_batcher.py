@@ -256,3 +256,25 @@ def test_a_request_that_would_wait_too_long_at_the_models_pace_is_refused_at_onc
     refused = out[2]  # 3 inputs' worth, at the pace of the last batches, is over 2.5: refused before queueing
     assert isinstance(refused, RequestError) and refused.status == 503 and refused.headers == {"Retry-After": "1"}
     assert "over its limit" in str(refused) and shed == ["queue_wait"] and ["q2"] not in model.batches
+
+
+def test_retrying_a_failed_batch_one_by_one_does_not_set_the_models_pace():
+    model = FakeModel(delay=0.02)  # 0.02 s a pass: a batch of 8 is 0.0025 s an input, a retry alone 0.02
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(model, executor, max_batch_size=8, max_wait_s=0.05).start()
+            await asyncio.gather(*(batcher.submit([f"w{i}"], Opts()) for i in range(8)))  # one batch of 8
+            paced = batcher.seconds_per_input
+            calls = [batcher.submit(["boom" if i == 0 else f"x{i}"], Opts()) for i in range(8)]
+            out = await asyncio.gather(*calls, return_exceptions=True)  # fails as a batch, then 8 passes of one
+            after = batcher.seconds_per_input
+            await batcher.stop()
+            return paced, after, out
+
+    paced, after, out = asyncio.run(scenario())
+    assert isinstance(out[0], InferenceFailed) and [rows[0]["text"] for rows in out[1:]] == [
+        f"x{i}" for i in range(1, 8)
+    ]
+    assert len(model.batches) == 1 + 1 + 8  # the batch of 8, the failed batch, and its 8 retries
+    assert after == paced < 0.01  # the retries (0.02 s an input) left the batch pace as it was

@@ -224,7 +224,10 @@ class MicroBatcher:
         pace = seconds / max(1, n_inputs)
         self.seconds_per_input = pace if self.seconds_per_input is None else 0.8 * self.seconds_per_input + 0.2 * pace
 
-    async def _run_group(self, group: list[Job]) -> None:
+    async def _run_group(self, group: list[Job], *, retry: bool = False) -> None:
+        """Run one batch; if it fails, run its jobs one by one (``retry``) so only a failing job fails. A retry's
+        pace is not the model's: one input per pass is several times slower per input than a batch, and folding
+        it in would shed requests (503 ``queue_wait``) for a while after every fault."""
         group = [job for job in group if not job.future.done()]  # a deadline may have passed while others ran
         if not group:
             return
@@ -232,7 +235,8 @@ class MicroBatcher:
         start = loop.time()
         try:
             results = await loop.run_in_executor(self.executor, self.run_batch, group)
-            self._paced(loop.time() - start, sum(len(job.inputs) for job in group))
+            if not retry:
+                self._paced(loop.time() - start, sum(len(job.inputs) for job in group))
         except Exception as err:
             if len(group) == 1:
                 self._fail(group[0], err)
@@ -241,7 +245,7 @@ class MicroBatcher:
                 "a batch of %d requests failed (%s: %s); retrying them one by one", len(group), type(err).__name__, err
             )
             for job in group:
-                await self._run_group([job])
+                await self._run_group([job], retry=True)
             return
         for job, rows in zip(group, results):
             if not job.future.done():
