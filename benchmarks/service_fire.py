@@ -129,7 +129,8 @@ def rows(record: dict) -> list[str]:
 
 def _cores(workers: dict, n: int) -> str:
     busy = workers[f"workers_{n}"].get("cores_busy")
-    return f"{n} worker: {busy['service']}, {busy['clients']}" if busy else f"{n} worker: not measured"
+    name = f"{n} worker{'s' if n > 1 else ''}"
+    return f"{name}: {busy['service']}, {busy['clients']}" if busy else f"{name}: not measured"
 
 
 def parse(argv: Sequence[str] | None = None) -> tuple[Path, Options, list[str], Path | None]:
