@@ -148,7 +148,7 @@ def rows(record: dict) -> list[str]:
     for name, f in record["attacks"].items():
         kind = "held-out" if f["held_out"] else "seen"
         out.append(
-            f"| SST-2 {record['recipe']} vs ERM, {name} ({kind}, {f['n']} sentences) | after-attack accuracy ERM → "
+            f"| SST-2 {RECIPE} vs ERM, {name} ({kind}, {f['n']} sentences) | after-attack accuracy ERM → "
             f"recipe (gain); caught ERM / recipe | {f['erm_after_attack']:.3f} → {f['recipe_after_attack']:.3f} "
             f"({f['gain']:+.3f}); {_share(f['erm_caught'])} / {_share(f['recipe_caught'])} | "
             f"{'≥ +0.15' if f['held_out'] else 'report'} | "
@@ -157,7 +157,8 @@ def rows(record: dict) -> list[str]:
     c, cr = record["clean"], record["cr"]
     met = all(ok for k, ok in record["checks"].items() if k != "held_out_gain_ge_15_each")
     out.append(
-        f"| SST-2 clean accuracy; CR accuracy and calibrated ECE, ERM → recipe | | {c['erm']:.3f} → {c['recipe']:.3f}; "
+        f"| SST-2 {RECIPE} vs ERM: clean accuracy; CR accuracy and calibrated ECE | ERM → recipe | "
+        f"{c['erm']:.3f} → {c['recipe']:.3f}; "
         f"{cr['erm']['accuracy']:.3f} → {cr['recipe']['accuracy']:.3f}; {_share(cr['erm']['calibrated_ece'])} → "
         f"{_share(cr['recipe']['calibrated_ece'])} | within 1 pt; no worse | "
         f"{'yes' if met else 'no'} | |"
