@@ -19,7 +19,7 @@ calibrated ECE no worse than ERM's; and per attack the share of successful adver
 policy withholds. SAFER's certified accuracy needs a run trained with the smoothing's own noise and is not
 measured here (``caveat certify``).
 
-    python -m benchmarks.run --only robust_transfer      # about 90 min alone on 2 cores
+    python -m benchmarks.run --only robust_transfer      # about 45 min alone on 2 cores, both trainings included
 """
 
 from __future__ import annotations

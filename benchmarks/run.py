@@ -764,7 +764,7 @@ def main() -> None:
             )
         elif (
             name == "robust_transfer"
-        ):  # issue 19: held-out attacks on ERM and a mixture defence; ~90 min, not by default
+        ):  # issue 19: held-out attacks, ERM vs a mixture defence; ~45 min, not by default
             from benchmarks.robust_transfer import bench_robust_transfer
 
             record = bench_robust_transfer(
