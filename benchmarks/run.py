@@ -762,9 +762,7 @@ def main() -> None:
             record = bench_attack_caught(
                 WORK if not args.quick else WORK / "quick", data_root, max_examples=20 if args.quick else 500
             )
-        elif (
-            name == "robust_transfer"
-        ):  # issue 19: held-out attacks, ERM vs a mixture defence; ~45 min, not by default
+        elif name == "robust_transfer":  # issue 19: held-out attacks on a mixture defence; ~45 min, not by default
             from benchmarks.robust_transfer import bench_robust_transfer
 
             record = bench_robust_transfer(
