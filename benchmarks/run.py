@@ -267,6 +267,11 @@ def table() -> str:
         from benchmarks.robust_transfer import rows as robust_transfer_rows
 
         lines += robust_transfer_rows(json.loads(path.read_text()))
+    path = RESULTS / "certify.json"
+    if path.is_file():
+        from benchmarks.robust_transfer import certify_rows
+
+        lines += certify_rows(json.loads(path.read_text()))
     path = RESULTS / "robustness.json"
     if path.is_file():
         r = json.loads(path.read_text())
@@ -772,6 +777,15 @@ def main() -> None:
                 bae_examples=4 if args.quick else 200,
                 quick=args.quick,
             )
+        elif name == "certify":  # issue 19: SAFER on ERM and a run trained on its noise; ~20 min, not by default
+            from benchmarks.robust_transfer import bench_certify
+
+            record = bench_certify(
+                WORK if not args.quick else WORK / "quick",
+                data_root,
+                max_examples=8 if args.quick else 300,
+                quick=args.quick,
+            )
         elif name == "shift_density":  # needs the sst2 run; density-aware calibration beside TS (benchmarks/shift.py)
             from benchmarks.shift import bench_shift_density
 
@@ -827,6 +841,7 @@ def main() -> None:
                         "spans_shift",
                         "attack_caught",
                         "robust_transfer",
+                        "certify",
                     ]
                 )
             )

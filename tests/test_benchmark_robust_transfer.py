@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.robust_transfer import _attack_figures, rows
+from benchmarks.robust_transfer import _attack_figures, certify_rows, rows
 
 
 def _row(after: dict[str, float], held_out: set[str], caught: float) -> dict:
@@ -35,3 +35,17 @@ def test_gains_are_the_recipes_after_attack_accuracy_over_erms_and_only_held_out
     assert "(seen, 500 sentences)" in table[0] and table[0].endswith("| report | — | |")
     assert "(held-out, 500 sentences)" in table[1] and "(+0.100)" in table[1] and table[1].endswith("| no | |")
     assert "80.0% / 60.0%" in table[1] and table[2].endswith("| yes | |")
+
+
+def test_the_certify_row_says_both_runs_and_whether_the_smoothed_one_met_the_target():
+    def run(certified: float, accuracy: float) -> dict:
+        return {"n": 300, "certified_accuracy": certified, "test_accuracy": accuracy}
+
+    record = {
+        "runs": {"sst2": run(0.55, 0.889), "sst2-smooth": run(0.763, 0.892)},
+        "checks": {"certified_ge_60pct": True, "clean_within_3pts_of_erm": True},
+    }
+    (row,) = certify_rows(record)
+    assert "(300 test sentences" in row and "| 0.550 / 0.763; 0.889 / 0.892 |" in row and row.endswith("| yes | |")
+    record["checks"]["clean_within_3pts_of_erm"] = False
+    assert certify_rows(record)[0].endswith("| no | |")
