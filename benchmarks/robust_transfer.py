@@ -16,8 +16,8 @@ and ``charswap`` draw from the recipe's sources (seen; ``wordsub`` would too); `
 on the first ``bae_examples`` sentences (default 200). CR is the shifted domain. The figures the issue asks
 for: on every held-out attack an after-attack gain ≥ +15 points, clean accuracy within 1 point, CR accuracy and
 calibrated ECE no worse than ERM's; and per attack the share of successful adversarial examples the calibrated
-policy withholds. SAFER's certified accuracy needs a run trained with the smoothing's own noise and is not
-measured here (``caveat certify``).
+policy withholds. SAFER's certified accuracy needs a run trained with the smoothing's own noise: ``bench_certify``
+below (``--only certify``).
 
     python -m benchmarks.run --only robust_transfer      # about 45 min alone on 2 cores, both trainings included
 """
@@ -119,7 +119,7 @@ def bench_robust_transfer(
         "held_out_gain": recipe.get("held_out_gain"),
         "seen_gain": recipe.get("seen_gain"),
         "checks": checks,
-        "certified_accuracy": "not measured: SAFER needs a run trained on the smoothing's noise (caveat certify)",
+        "certified_accuracy": "the certify bench (certify.json): SAFER needs a run trained on the smoothing's noise",
         "table": main["table"],
         "page": str(work / "robust-transfer" / "report.html"),
     }
