@@ -373,8 +373,10 @@ def test_state_round_trips_through_safetensors_and_json(link, tiny_backbone, tmp
         }
     )
     test = random_batches(1, 4, seed=21)
-    np.testing.assert_array_equal(again.predict(model, test), la.predict(model, test))
-    assert again.log_evidence(0.3) == la.log_evidence(0.3) and again.layers == la.layers
+    # the same posterior to the last bits: a loaded state recomputes what the fitted one cached, and BLAS may sum
+    # those in another order (a difference of 1e-16 showed up on a fresh venv)
+    np.testing.assert_allclose(again.predict(model, test), la.predict(model, test), rtol=1e-12, atol=1e-15)
+    assert again.log_evidence(0.3) == pytest.approx(la.log_evidence(0.3), rel=1e-12) and again.layers == la.layers
     with pytest.raises(LaplaceArrayError, match=r"inconsistent LaplaceLoRA state"):
         LaplaceLoRA.from_state({"settings": state["settings"], "arrays": {}})
 
