@@ -12,6 +12,7 @@ not retrained, unless ``--no-reuse``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -27,6 +28,15 @@ from caveat.io import write_json_atomic, write_text_atomic
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / "work"
+
+
+def _bench_rows(name: str, module: str, function: str = "rows") -> list[str]:
+    """The table rows ``module.function`` makes of ``RESULTS/name.json``; none when that bench has not run. The
+    module is imported only then (some import the generation stack)."""
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        return []
+    return getattr(importlib.import_module(module), function)(json.loads(path.read_text()))
 
 
 def table() -> str:
@@ -257,21 +267,9 @@ def table() -> str:
                 f"| fuzzing /v1/predict with malformed bodies | 5xx of {f['requests']} | {f['server_errors']} | 0 | "
                 f"{'yes' if f['server_errors'] == 0 else 'no'} | |"
             )
-    path = RESULTS / "service_fire.json"
-    if path.is_file():
-        from benchmarks.service_fire import rows as service_fire_rows
-
-        lines += service_fire_rows(json.loads(path.read_text()))
-    path = RESULTS / "robust_transfer.json"
-    if path.is_file():
-        from benchmarks.robust_transfer import rows as robust_transfer_rows
-
-        lines += robust_transfer_rows(json.loads(path.read_text()))
-    path = RESULTS / "certify.json"
-    if path.is_file():
-        from benchmarks.robust_transfer import certify_rows
-
-        lines += certify_rows(json.loads(path.read_text()))
+    lines += _bench_rows("service_fire", "benchmarks.service_fire")
+    lines += _bench_rows("robust_transfer", "benchmarks.robust_transfer")
+    lines += _bench_rows("certify", "benchmarks.robust_transfer", "certify_rows")
     path = RESULTS / "robustness.json"
     if path.is_file():
         r = json.loads(path.read_text())
@@ -452,21 +450,9 @@ def table() -> str:
                 "caveat ≤ lm-polygraph | "
                 f"{'yes' if c['caveat_seconds_per_question'] <= p['seconds_per_question'] else 'no'} | |"
             )
-    path = RESULTS / "generate_single.json"
-    if path.is_file():
-        from benchmarks.generate_single import rows as generate_single_rows
-
-        lines += generate_single_rows(json.loads(path.read_text()))
-    path = RESULTS / "generate_tune.json"
-    if path.is_file():
-        from benchmarks.generate_tune import rows as generate_tune_rows
-
-        lines += generate_tune_rows(json.loads(path.read_text()))
-    path = RESULTS / "generate_summaries.json"
-    if path.is_file():
-        from benchmarks.generate_summaries import rows as generate_summaries_rows
-
-        lines += generate_summaries_rows(json.loads(path.read_text()))
+    lines += _bench_rows("generate_single", "benchmarks.generate_single")
+    lines += _bench_rows("generate_tune", "benchmarks.generate_tune")
+    lines += _bench_rows("generate_summaries", "benchmarks.generate_summaries")
     path = RESULTS / "onnx.json"
     if path.is_file():
         lines += onnx_rows(json.loads(path.read_text()))
@@ -485,11 +471,7 @@ def table() -> str:
     path = RESULTS / "lora_clinc150.json"
     if path.is_file():
         lines += lora_clinc_rows(json.loads(path.read_text()))
-    path = RESULTS / "semeval_caveats.json"
-    if path.is_file():
-        from benchmarks.relation import rows as semeval_rows
-
-        lines += semeval_rows(json.loads(path.read_text()))
+    lines += _bench_rows("semeval_caveats", "benchmarks.relation")
     path = RESULTS / "conll2003.json"
     if path.is_file():
         per = json.loads(path.read_text())["test"]["per_type"]
