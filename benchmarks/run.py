@@ -730,6 +730,12 @@ def main() -> None:
             from benchmarks.llm import bench_laplace_lora
 
             record = bench_laplace_lora((WORK if not args.quick else WORK / "quick") / "sst2-lora")
+        elif name == "laplace_lora_clinc150":  # one CLINC150 LoRA adapter and Laplace-LoRA; ~80 min, not by default
+            from benchmarks.llm import bench_laplace_lora_clinc150
+
+            record = bench_laplace_lora_clinc150(
+                data_root, WORK if not args.quick else WORK / "quick", quick=args.quick
+            )
         elif name == "risk_bounds":  # needs the clinc150 run (benchmarks/risk_bounds.py)
             from benchmarks.risk_bounds import bench_risk_bounds
 
@@ -815,6 +821,7 @@ def main() -> None:
                         "generate",
                         "lora_sst2",
                         "lora_clinc150",
+                        "laplace_lora_clinc150",
                         "semeval_caveats",
                         "onnx",
                         "risk_bounds",

@@ -41,3 +41,24 @@ def test_figures():
     assert m["examples_per_s"] == 1.5 and len(m["examples"]) == 1 and m["examples"][0]["changed_fraction"] == 0.1
     empty = attack_metrics([result(False, False, 1)], seconds=0.0)
     assert empty["success_rate"] is None and empty["mean_queries"] is None and empty["examples"] == []
+
+
+def test_word_edits_name_each_changed_run_in_text_order():
+    from caveat.robustness.metrics import word_edits
+
+    assert word_edits("the best film , really", "the worst film , really") == ["best -> worst"]
+    assert word_edits("a good fun movie", "a nice fun film") == ["good -> nice", "movie -> film"]
+    assert word_edits("so very good", "so good") == ["very ->"]  # deleted
+    assert word_edits("so good", "so very good") == ["-> very"]  # inserted
+    assert word_edits("one two three", "one 2 3") == ["two three -> 2 3"]  # one run, not two
+    assert word_edits("the   same text", "the same text") == []  # spacing is not an edit
+
+
+def test_example_rows_keep_every_example_with_its_index():
+    from caveat.robustness.metrics import example_rows
+
+    results = [result(False, False, 1), result(True, True, 10, changed=1), result(True, False, 30)]
+    rows = example_rows("greedy", results)
+    assert [r["index"] for r in rows] == [0, 1, 2] and {r["attack"] for r in rows} == {"greedy"}
+    assert [r["success"] for r in rows] == [False, True, False] and rows[1]["edits"] == ["a -> b"]
+    assert rows[0]["edits"] == [] and rows[1]["queries"] == 10 and rows[1]["changed_fraction"] == 0.1

@@ -240,11 +240,21 @@ def test_attack_ner_run_end_to_end(ner_run, tiny_backbone, tmp_path):
             "0.5",
             "--similarity-model",
             str(tiny_backbone),
+            "--examples-out",
+            str(tmp_path / "examples.jsonl"),
         ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
+    rows = [json.loads(line) for line in (tmp_path / "examples.jsonl").read_text().splitlines()]
+    assert len(rows) == 32 and [r["index"] for r in rows if r["attack"] == "greedy"] == list(range(16))
+    for name, m in out["attacks"].items():  # every sentence kept, its span labels as the figures render them
+        mine = [r for r in rows if r["attack"] == name]
+        assert sum(r["success"] for r in mine) == m["successes"] and sum(r["attacked"] for r in mine) == m["attacked"]
+        for r in mine:
+            gold = bio_spans(sentences[r["index"]][1])
+            assert r["label"] == " ".join(f"{typ}:{start}-{end}" for start, end, typ in gold)
     assert out["task"] == "token-classification" and out["n"] == 16 and list(out["attacks"]) == ["charswap", "greedy"]
     assert out["clean_accuracy"] == pytest.approx(sum(right) / 16)
     for m in out["attacks"].values():

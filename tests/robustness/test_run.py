@@ -70,7 +70,34 @@ def test_cli_end_to_end(text_run, tiny_backbone):
         ]
 
 
-def test_bad_input(text_run, tiny_backbone):
+def test_examples_out_keeps_every_example_of_every_attack(text_run, tiny_backbone, tmp_path):
+    path = tmp_path / "out" / "examples.jsonl"
+    args = ["attack", str(text_run), "--max-examples", "10", "--similarity-model", str(tiny_backbone)]
+    result = runner.invoke(
+        app,
+        [*args, "--attack", "charswap,greedy", "--max-change", "0.3", "--min-similarity", "0.5"]
+        + ["--examples-out", str(path)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert out["examples_out"] == {"path": str(path), "rows": 20} and len(rows) == 20
+    for name in ("charswap", "greedy"):
+        mine = [r for r in rows if r["attack"] == name]
+        figures = out["attacks"][name]
+        assert [r["index"] for r in mine] == list(range(10))
+        assert sum(r["attacked"] for r in mine) == figures["attacked"]
+        assert sum(r["success"] for r in mine) == figures["successes"] > 0
+        won = [r for r in mine if r["success"]]
+        assert [{k: r[k] for k in ex} for ex, r in zip(figures["examples"], won)] == figures["examples"]
+        for r in mine:
+            assert bool(r["edits"]) == (r["adversarial"].split() != r["original"].split())
+            # the edits name exactly the words the attack counts as changed
+            assert sum(len(e.split(" -> ")[0].split()) for e in r["edits"]) == r["changed"]
+
+
+def test_bad_input(text_run, tiny_backbone, tmp_path):
     result = runner.invoke(app, ["attack", str(text_run), "--attack", "greedy,bogus"])
     assert result.exit_code != 0 and "unknown attack 'bogus'" in str(result.exception)
     with pytest.raises(ConfigError, match="unknown attack 'bogus'; choose one of: bae, char_adjacent, .*greedy"):
@@ -82,5 +109,8 @@ def test_bad_input(text_run, tiny_backbone):
             attack_run(text_run, max_change=bad)
     with pytest.raises(ConfigError, match="max_examples must be >= 1"):
         attack_run(text_run, max_examples=0)
+    for bad in (tmp_path, tmp_path / "examples.json"):
+        with pytest.raises(ConfigError, match="examples_out must be a .jsonl file path"):
+            attack_run(text_run, examples_out=bad)
     with pytest.raises(ConfigError, match="data='nowhere.txt' is neither a file nor a split name"):
         attack_run(text_run, "nowhere.txt", similarity_model=str(tiny_backbone))

@@ -82,6 +82,16 @@ def attack_command(
             )
         ),
     ] = None,
+    examples_out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--examples-out",
+            help=(
+                "Keep every attacked example, not only the first few successes: a .jsonl file, one line per example "
+                "and attack (edits as 'from -> to', label and prediction before and after, queries, similarity)."
+            ),
+        ),
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="json or table.")] = "json",
 ) -> None:
     """Attack a run; also merged into RUN/metrics.json under attack.<data>. A calibrated run's attacks are read
@@ -114,6 +124,7 @@ def attack_command(
         lexicons=lexicons,
         lm=lm,
         lm_top_k=lm_top_k,
+        examples_out=examples_out,
     )
     if format == "json":
         emit(result)
@@ -174,5 +185,7 @@ def print_table(result: dict) -> None:
     console.print(table)
     if "note" in result:
         console.print(result["note"])
+    if "examples_out" in result:
+        console.print(f"every example: {result['examples_out']['path']} ({result['examples_out']['rows']} lines)")
     for note in dict.fromkeys(a["antonym_filter_note"] for a in attacks.values() if "antonym_filter_note" in a):
         console.print(f"antonym filter off: {note}")

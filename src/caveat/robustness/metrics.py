@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,6 +38,29 @@ def attack_metrics(results: Sequence[AttackResult], seconds: float, *, n_example
         "examples_per_s": len(attacked) / seconds if seconds > 0 else None,
         "examples": [r.as_dict() for r in won[:n_examples]],
     }
+
+
+def word_edits(original: str, adversarial: str) -> list[str]:
+    """The words an attack changed, as ``"from -> to"`` strings in text order: the whitespace-separated words of
+    the two texts aligned (``difflib``), one string per changed run (``"a b -> c"``; ``"-> c"`` for a word
+    inserted, ``"a ->"`` for one deleted). Punctuation stays attached to its word, as the attacks edit it."""
+    a, b = original.split(), adversarial.split()
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    return [
+        f"{' '.join(a[i1:i2])} -> {' '.join(b[j1:j2])}".strip()
+        for op, i1, i2, j1, j2 in matcher.get_opcodes()
+        if op != "equal"
+    ]
+
+
+def example_rows(name: str, results: Sequence[AttackResult]) -> list[dict]:
+    """One row per example of one attack, for a reader who checks the adversarial examples by eye: the attack's
+    name, the example's position in the data (``index``), its ``edits`` (``word_edits``) and every field of its
+    ``AttackResult``."""
+    return [
+        {"attack": name, "index": i, "edits": word_edits(r.original, r.adversarial), **r.as_dict()}
+        for i, r in enumerate(results)
+    ]
 
 
 POLICY_KEYS = (

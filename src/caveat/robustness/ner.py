@@ -267,9 +267,15 @@ def span_attack_metrics(results: Sequence[SpanAttackResult], seconds: float, *, 
 
 
 def attack_ner(
-    predictor: Predicts, examples: Sequence, attacks: Sequence[Attack], *, n_examples: int = 5
+    predictor: Predicts,
+    examples: Sequence,
+    attacks: Sequence[Attack],
+    *,
+    n_examples: int = 5,
+    kept: dict[str, list[AttackResult]] | None = None,
 ) -> dict[str, dict]:
-    """Attack tagged sentences (``TokenExample``s: ``tokens`` and gold ``tags``) with each attack.
+    """Attack tagged sentences (``TokenExample``s: ``tokens`` and gold ``tags``) with each attack; ``kept``, when
+    given, receives every attack's per-sentence results.
 
     The clean pass scores every sentence once (batched) and is shared by the attacks; each attack's
     ``seconds`` include it (as if run alone). Returns ``{attack name: span_attack_metrics(...)}``.
@@ -298,4 +304,6 @@ def attack_ner(
         out[attack.name] = span_attack_metrics(
             results, time.perf_counter() - start + clean_seconds, n_examples=n_examples
         )
+        if kept is not None:
+            kept[attack.name] = results
     return out

@@ -8,6 +8,7 @@ still answers.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from caveat.calibration import Calibration
 from caveat.data.resolve import resolve_split
 from caveat.errors import ConfigError
 from caveat.inference import Predictor
-from caveat.io import read_json, write_json_atomic
+from caveat.io import read_json, write_json_atomic, write_text_atomic
 from caveat.models.rundir import Run, open_run
 from caveat.progress import phase, subject
 from caveat.robustness.attacks import (
@@ -36,7 +37,7 @@ from caveat.robustness.attacks.base import Predicts
 from caveat.robustness.attacks.lexicon import lexicons_folder as lexicons_folder  # re-exported: its old home
 from caveat.robustness.attacks.lexicon import load_lexicons
 from caveat.robustness.lm_words import CausalWords
-from caveat.robustness.metrics import attack_metrics, policy_metrics
+from caveat.robustness.metrics import attack_metrics, example_rows, policy_metrics
 from caveat.robustness.ner import attack_ner
 from caveat.robustness.similarity import SentenceEncoder
 from caveat.types import Task
@@ -72,6 +73,7 @@ def attack_run(
     lexicons: str | Path | Lexicons | None = None,
     lm: str = "default",
     lm_top_k: int = 20,
+    examples_out: str | Path | None = None,
     write: bool = True,
 ) -> dict:
     """Attack the first ``max_examples`` examples of ``data`` with each attack in ``attacks``.
@@ -92,12 +94,24 @@ def attack_run(
     SmolLM2-135M-Instruct, or a local model folder), loaded once and only when ``bae`` is asked for, before the
     clean pass; ``lm_top_k`` the words it proposes per position. ``bae``'s figures add ``lm``, ``lm_top_k``,
     ``lm_calls``, ``lm_texts`` and ``mean_lm_calls`` (per attacked example).
+    ``examples_out`` (a ``.jsonl`` path) keeps every example of every attack, not only the first few successes
+    that the figures hold: one JSON line each (``metrics.example_rows``: attack, index in the data, the edits as
+    ``"from -> to"``, label and prediction before and after, success, queries, words changed, similarity), written
+    atomically once the attacks finish; the result names it under ``examples_out``. Read the successes before
+    quoting after-attack accuracy: an edit that changes the meaning is a label change, not an attack.
     """
 
     names = parse_attacks(attacks)
     constraints = Constraints(max_change=max_change, min_similarity=min_similarity, protected=frozenset(protected))
     if max_examples is not None and max_examples < 1:
         raise ConfigError(f"max_examples must be >= 1 (or None for all). Got {max_examples!r}.")
+    if examples_out is not None:
+        examples_out = Path(examples_out)
+        if examples_out.is_dir() or examples_out.suffix != ".jsonl":
+            raise ConfigError(
+                "examples_out must be a .jsonl file path (one JSON line per attacked example). "
+                f"Got {str(examples_out)!r}."
+            )
     run = run_dir if isinstance(run_dir, Run) else open_run(run_dir)
     split = resolve_split(run, data)
     examples = split.examples[:max_examples]
@@ -117,11 +131,12 @@ def attack_run(
     )
     built = [build_attack(name, setup) for name in names]  # before the clean pass: fail early
 
+    kept: dict[str, list[AttackResult]] = {}
     with subject(data):  # what the passes and attacks work on, for the progress lines
         if run.task is Task.TOKEN_CLASSIFICATION:
-            figures = attack_ner(predictor, examples, built)
+            figures = attack_ner(predictor, examples, built, kept=kept)
         else:
-            figures = attack_texts(predictor, examples, built, calibration=predictor.calibration)
+            figures = attack_texts(predictor, examples, built, calibration=predictor.calibration, kept=kept)
     settings = {"constraints": constraints.as_dict(), "max_candidates": max_candidates, "seed": seed}
     reports = {attack.name: attack.report() for attack in built}
     for name, report in reports.items():
@@ -140,6 +155,10 @@ def attack_run(
         "lexicons": {"folder": lexicons.folder, "files": list(lexicons.files)},
         "attacks": out,
     }
+    if examples_out is not None:
+        rows = [row for name, results in kept.items() for row in example_rows(name, results)]
+        write_text_atomic(examples_out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        result["examples_out"] = {"path": str(examples_out), "rows": len(rows)}
     if not reads_policy(run):
         result["note"] = NER_POLICY if run.task is Task.TOKEN_CLASSIFICATION else NOT_CALIBRATED
     if write:
@@ -151,10 +170,15 @@ def attack_run(
 
 
 def attack_texts(
-    predictor: Predicts, examples: Sequence, attacks: Sequence, *, calibration: Calibration | None = None
+    predictor: Predicts,
+    examples: Sequence,
+    attacks: Sequence,
+    *,
+    calibration: Calibration | None = None,
+    kept: dict[str, list[AttackResult]] | None = None,
 ) -> dict[str, dict]:
     """``{attack name: figures}`` over labelled texts, each attack's ``attack_metrics`` plus, with a
-    ``calibration``, its ``policy_metrics``.
+    ``calibration``, its ``policy_metrics``. ``kept``, when given, receives every attack's per-example results.
 
     The clean pass scores every example once (batched) and is counted in each attack's ``seconds`` (as if
     run alone); the policy's pass over the attacked texts is not (it is not part of the attack).
@@ -175,6 +199,8 @@ def attack_texts(
                 results.append(attack.attack(victim, ex.text, ex.label, probs=probs))
                 bar.advance()
         out[attack.name] = attack_metrics(results, time.perf_counter() - start + clean_seconds)
+        if kept is not None:
+            kept[attack.name] = results
         if calibration is not None:
             after = _answered_after(predictor, calibration, results, answered_clean)
             out[attack.name].update(policy_metrics(results, answered_clean, after))
