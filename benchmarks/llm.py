@@ -272,3 +272,16 @@ def bench_laplace_lora_clinc150(data_root: Path, work: Path, *, quick: bool = Fa
         "nll_no_worse_than_temperature": la["nll"] <= calibrated["nll"],
         "quick": quick,
     }
+
+
+def laplace_clinc_rows(r: dict) -> list[str]:
+    """Table rows of the ``laplace_lora_clinc150`` benchmark."""
+    la, ts, auroc = r["laplace_lora"], r["temperature_scaled"], r["ood_auroc"]
+    others = ", ".join(f"{k} {v:.4f}" for k, v in auroc.items() if k != "laplace_lora")
+    return [
+        f"| CLINC150, one SmolLM2-135M LoRA adapter: Laplace-LoRA vs temperature scaling | test NLL / ECE | "
+        f"{la['nll']:.4f} / {la['ece']:.4f} vs {ts['nll']:.4f} / {ts['ece']:.4f} ({la['cost_ratio']:.1f}× a pass) | "
+        f"NLL no worse | {'yes' if r['nll_no_worse_than_temperature'] else 'no'} | |",
+        f"| CLINC150 LoRA adapter: OOS AUROC of Laplace-LoRA's predictive (single-pass scores beside) | oos_test | "
+        f"{auroc['laplace_lora']:.4f} ({others}) | report | | |",
+    ]

@@ -220,3 +220,86 @@ def rows(record: dict) -> list[str]:
 
 def _share(x: float | None) -> str:
     return "—" if x is None else f"{x:.1%}"
+
+
+def split_cr(cr_file: Path, out: Path, seed: int) -> tuple[Path, Path]:
+    """Halve the CR file (``label sentence`` lines) by a seeded shuffle: the first half's sentences alone, unlabelled
+    (``target.txt``, what a user has of the domain they will serve), and the second half as a labelled file
+    (``held.txt``, the same format) to judge calibration on. Written under ``out/<seed>/``."""
+    import random
+
+    lines = [line for line in cr_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    random.Random(seed).shuffle(lines)
+    half = len(lines) // 2
+    folder = out / str(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    target, held = folder / "target.txt", folder / "held.txt"
+    target.write_text("".join(line.split(" ", 1)[1] + "\n" for line in lines[:half]), encoding="utf-8")
+    held.write_text("".join(line + "\n" for line in lines[half:]), encoding="utf-8")
+    return target, held
+
+
+def bench_cr_target(work: Path, data_root: Path, *, splits: int = 3, quick: bool = False) -> dict:
+    """CR calibration of ERM and the defence, calibrated in-domain (the SST-2 calibration split, as
+    ``robust_transfer``) and for the target domain (``caveat calibrate --target``: importance-weighted temperature,
+    Park et al. 2020, kept only if it wins by importance-weighted cross-validation): each of ``splits`` seeded halvings
+    of CR gives the unlabelled half as the target and scores the other, labelled half. Reuses the runs
+    ``robust_transfer`` trained (trains them if missing). About 15 min alone on 2 cores.
+
+        python -m benchmarks.run --only cr_target
+    """
+    import statistics
+
+    from caveat.calibration.run import calibrate_run
+    from caveat.evaluation.run import evaluate_run
+
+    trained = dict(zip(RUNS, train_runs(work, data_root, runs=RUNS, quick=quick)))
+    folder = work / "cr-target"
+    halves = [split_cr(data_root / "cr" / "custrev.all", folder, seed) for seed in range(splits)]
+
+    def calibrated_copy(run: Path, name: str, target: Path | None) -> tuple[Path, dict]:
+        copy = folder / name
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(run, copy, ignore=shutil.ignore_patterns("calibration*", "logs", "metrics.json"))
+        return copy, calibrate_run(copy, target_risk=TARGET_RISK, target=[str(target)] if target else ())
+
+    def figures(copy: Path, held: Path) -> dict:
+        result = evaluate_run(copy, str(held), methods=["least_confidence"], write=False)
+        return {"accuracy": result["accuracy"], "ece": result["ece"], "calibrated_ece": result["calibrated"]["ece"]}
+
+    rows: dict[str, dict] = {}
+    for name, run in trained.items():
+        plain, summary = calibrated_copy(run, f"{name}-plain", None)
+        per_split = []
+        for seed, (target, held) in enumerate(halves):
+            aware, aware_summary = calibrated_copy(run, f"{name}-target-{seed}", target)
+            shift = aware_summary.get("shift") or {}
+            per_split.append(
+                {
+                    "seed": seed,
+                    "in_domain": figures(plain, held),
+                    "target": figures(aware, held),
+                    "temperature": {"in_domain": summary.get("temperature"), "target": shift.get("temperature")},
+                    "effective_sample_size": shift.get("effective_sample_size"),
+                }
+            )
+            shutil.rmtree(aware, ignore_errors=True)
+        rows[name] = {
+            "per_split": per_split,
+            "median": {
+                way: {k: statistics.median(s[way][k] for s in per_split) for k in ("accuracy", "ece", "calibrated_ece")}
+                for way in ("in_domain", "target")
+            },
+        }
+    erm, recipe = rows["sst2"]["median"], rows[RECIPE]["median"]
+    return {
+        "runs": {name: str(run) for name, run in trained.items()},
+        "splits": splits,
+        "target_risk": TARGET_RISK,
+        "rows": rows,
+        "checks": {
+            f"cr_calibrated_ece_no_worse_{way}": recipe[way]["calibrated_ece"] <= erm[way]["calibrated_ece"]
+            for way in ("in_domain", "target")
+        },
+        "quick": quick,
+    }

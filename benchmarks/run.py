@@ -471,6 +471,7 @@ def table() -> str:
     path = RESULTS / "lora_clinc150.json"
     if path.is_file():
         lines += lora_clinc_rows(json.loads(path.read_text()))
+    lines += _bench_rows("laplace_lora_clinc150", "benchmarks.llm", "laplace_clinc_rows")
     lines += _bench_rows("semeval_caveats", "benchmarks.relation")
     path = RESULTS / "conll2003.json"
     if path.is_file():
@@ -730,6 +731,10 @@ def main() -> None:
             from benchmarks.llm import bench_laplace_lora
 
             record = bench_laplace_lora((WORK if not args.quick else WORK / "quick") / "sst2-lora")
+        elif name == "cr_target":  # issue 19: CR calibration in-domain vs for the target; needs robust_transfer's runs
+            from benchmarks.robust_transfer import bench_cr_target
+
+            record = bench_cr_target(WORK if not args.quick else WORK / "quick", data_root, quick=args.quick)
         elif name == "laplace_lora_clinc150":  # one CLINC150 LoRA adapter and Laplace-LoRA; ~80 min, not by default
             from benchmarks.llm import bench_laplace_lora_clinc150
 
@@ -830,6 +835,7 @@ def main() -> None:
                         "spans_shift",
                         "attack_caught",
                         "robust_transfer",
+                        "cr_target",
                         "certify",
                     ]
                 )

@@ -49,3 +49,18 @@ def test_the_certify_row_says_both_runs_and_whether_the_smoothed_one_met_the_tar
     assert "(300 test sentences" in row and "| 0.550 / 0.763; 0.889 / 0.892 |" in row and row.endswith("| yes | |")
     record["checks"]["clean_within_3pts_of_erm"] = False
     assert certify_rows(record)[0].endswith("| no | |")
+
+
+def test_split_cr_halves_by_seed_into_unlabelled_target_and_labelled_held_half(tmp_path):
+    from benchmarks.robust_transfer import split_cr
+
+    lines = [f"{i % 2} review number {i} , fine" for i in range(11)]
+    (tmp_path / "cr.all").write_text("\n".join(lines) + "\n\n")
+    target, held = split_cr(tmp_path / "cr.all", tmp_path / "out", seed=3)
+    texts, labelled = target.read_text().splitlines(), held.read_text().splitlines()
+    assert len(texts) == 5 and len(labelled) == 6  # the blank line is dropped
+    assert sorted([*(f"{int(t.split()[2]) % 2} {t}" for t in texts), *labelled]) == sorted(lines)  # a partition
+    assert all(not t[0].isdigit() for t in texts)  # labels stripped from the target half
+    again, _ = split_cr(tmp_path / "cr.all", tmp_path / "again", seed=3)
+    other, _ = split_cr(tmp_path / "cr.all", tmp_path / "other", seed=4)
+    assert again.read_text() == target.read_text() != other.read_text()
