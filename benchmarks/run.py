@@ -19,10 +19,9 @@ import re
 import time
 from pathlib import Path
 
+from benchmarks.benches import BENCHES, Context, default_names, unknown
 from benchmarks.distill import distill_rows
-from benchmarks.step_cost import bench_step_cost
-from benchmarks.tasks import TASKS, bench_task
-from benchmarks.uncertainty import bench_ensemble, bench_robustness, bench_spans, bench_uncertainty
+from benchmarks.tasks import TASKS
 from caveat.io import write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -557,32 +556,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--only",
-        default=",".join(
-            [
-                *TASKS,
-                "step_cost",
-                "uncertainty",
-                "spans",
-                "ensemble",
-                "distill",
-                "service",
-                "robustness",
-                "explain",
-                "robust_compare",
-                "ner_attack",
-                "ner_compare",
-                "generate",
-                "generate_single",
-                "generate_summaries",
-                "generate_tune",
-                "onnx",
-                "risk_bounds",
-                "shift",
-                "shift_density",
-                "spans_shift",
-                "attack_caught",
-            ]
-        ),
+        default=",".join(default_names()),
+        help="comma-separated benchmarks (default: those of make bench); every name: benchmarks/benches.py",
     )
     parser.add_argument("--quick", action="store_true", help="a few steps each: checks the harness, not the figures")
     parser.add_argument("--no-reuse", action="store_true")
@@ -590,256 +565,20 @@ def main() -> None:
         "--robust", action="store_true", help="semeval_caveats: also train the robust recipe and report its gain"
     )
     args = parser.parse_args()
+    names = args.only.split(",")
+    error = unknown(names)
+    if error:  # before anything runs: a typo in the last name must not cost the hour the first ones take
+        raise SystemExit(error)
     data_root = Path(os.environ.get("CAVEAT_DATA", ROOT.parent / "shared" / "data")).resolve()
     if not data_root.is_dir():
         raise SystemExit(
             f"data not found at {data_root}; set CAVEAT_DATA to the folder holding clinc150/, conll2003/, sst2/"
         )
+    context = Context(data_root, quick=args.quick, reuse=not args.no_reuse, robust=args.robust)
     results = RESULTS if not args.quick else WORK / "quick-results"
-    for name in args.only.split(","):
+    for name in names:
         start = time.perf_counter()
-        if name == "step_cost":
-            record = bench_step_cost(data_root, WORK, quick=args.quick)
-        elif name == "uncertainty":  # needs the clinc150 run
-            record = bench_uncertainty((WORK if not args.quick else WORK / "quick") / "clinc150", data_root)
-        elif name == "spans":  # needs the conll2003 run
-            record = bench_spans((WORK if not args.quick else WORK / "quick") / "conll2003")
-        elif name == "service":  # the calibrated clinc150 run behind a real server (benchmarks/service.py)
-            import subprocess
-            import sys
-
-            seconds = "3" if args.quick else "30"
-            run_dir = (WORK if not args.quick else WORK / "quick") / "clinc150"
-            out = subprocess.run(
-                [sys.executable, "-m", "benchmarks.service", str(run_dir), "--seconds", seconds],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-            )
-            if out.returncode not in (0, 1):
-                raise SystemExit(f"service benchmark failed:\n{out.stderr[-3000:]}")
-            record = json.loads(out.stdout)
-        elif name == "service_fire":  # caveat serve under fire (benchmarks/service_fire.py); ~25 min, not by default
-            from benchmarks.fire.common import Options
-            from benchmarks.service_fire import QUICK, bench_service_fire
-
-            record = bench_service_fire(
-                (WORK if not args.quick else WORK / "quick") / "clinc150", QUICK if args.quick else Options()
-            )
-        elif name == "robustness":  # needs the sst2 run
-            record = bench_robustness(
-                (WORK if not args.quick else WORK / "quick") / "sst2", data_root, max_examples=20 if args.quick else 500
-            )
-        elif name == "explain":  # needs the sst2 run
-            from benchmarks.explain import bench_explain
-
-            record = bench_explain(
-                (WORK if not args.quick else WORK / "quick") / "sst2",
-                WORK if not args.quick else WORK / "quick",
-                max_examples=10 if args.quick else 200,
-                lime_default_examples=2 if args.quick else 20,
-            )
-        elif name == "ner_attack":  # needs the conll2003 run
-            from benchmarks.robust import bench_ner_attack
-
-            record = bench_ner_attack(
-                (WORK if not args.quick else WORK / "quick") / "conll2003", max_examples=20 if args.quick else 200
-            )
-        elif name == "ner_compare":  # trains the CoNLL-2003 runs benchmarks/robust.py names when missing
-            from benchmarks.robust import bench_ner_compare
-
-            record = bench_ner_compare(
-                WORK if not args.quick else WORK / "quick",
-                data_root,
-                max_examples=20 if args.quick else 200,
-                quick=args.quick,
-            )
-        elif name == "robust_compare":  # needs the sst2 runs (benchmarks/robust.py names them)
-            from benchmarks.robust import bench_robust_compare
-
-            record = bench_robust_compare(
-                WORK if not args.quick else WORK / "quick",
-                data_root,
-                max_examples=20 if args.quick else 500,
-                quick=args.quick,
-            )
-        elif name == "generate":  # SmolLM2 on XQuAD and NQ-open (benchmarks/generate.py)
-            from benchmarks.generate import bench_generate
-
-            record = bench_generate(
-                data_root,
-                WORK if not args.quick else WORK / "quick",
-                n={"xquad": 6, "nq_open": 4} if args.quick else None,
-                throughput_n=2 if args.quick else 10,
-                n_boot=50 if args.quick else 1000,
-            )
-        elif name == "generate_single":  # probes, density and RAUQ from one greedy pass (benchmarks/generate_single.py)
-            from benchmarks.generate_single import bench_generate_single
-
-            record = bench_generate_single(
-                data_root,
-                WORK if not args.quick else WORK / "quick",
-                held_out={"xquad": 12, "nq_open": 12} if args.quick else None,
-                n_fit={"xquad": 16, "nq_open": 16} if args.quick else None,
-                cost_n=2 if args.quick else 20,
-                splits=2 if args.quick else 20,
-                n_boot=50 if args.quick else 1000,
-                reuse=not args.no_reuse,
-            )
-        elif name == "generate_summaries":  # XSum summaries, PRR against ROUGE-L (benchmarks/generate_summaries.py)
-            from benchmarks.generate_summaries import bench_generate_summaries
-
-            record = bench_generate_summaries(
-                data_root,
-                WORK if not args.quick else WORK / "quick",
-                n=4 if args.quick else 300,
-                n_boot=50 if args.quick else 1000,
-            )
-        elif name == "generate_tune":  # temperature and meaning threshold tuned (benchmarks/generate_tune.py)
-            from benchmarks.generate_tune import bench_generate_tune
-
-            record = bench_generate_tune(
-                data_root,
-                WORK if not args.quick else WORK / "quick",
-                n=24 if args.quick else 100,
-                samples=2 if args.quick else 5,
-                n_boot=50 if args.quick else 1000,
-            )
-        elif name == "lora_sst2":  # SmolLM2-135M + LoRA on SST-2 (benchmarks/llm.py); trains ~30 min on 2 cores
-            from benchmarks.llm import bench_lora_sst2
-
-            record = bench_lora_sst2(data_root, WORK if not args.quick else WORK / "quick", quick=args.quick)
-        elif name == "lora_clinc150":  # SmolLM2 + LoRA on CLINC150, a 4-adapter ensemble (benchmarks/llm.py); ~90 min
-            from benchmarks.llm import bench_lora_clinc150
-
-            record = bench_lora_clinc150(data_root, WORK if not args.quick else WORK / "quick", quick=args.quick)
-        elif name == "onnx":  # needs the clinc150 run: exports it (fp32, int8) into WORK, times and re-calibrates
-            from benchmarks.onnx_export import bench_onnx
-
-            record = bench_onnx(
-                (WORK if not args.quick else WORK / "quick") / "clinc150",
-                WORK if not args.quick else WORK / "quick",
-                repeats=2 if args.quick else 5,
-                n_texts=128 if args.quick else 1000,
-            )
-        elif name == "semeval_caveats":  # reuses/trains the semeval run; calibrates a copy, attacks, times steps
-            from benchmarks.relation import bench_semeval_caveats  # (benchmarks/relation.py); ~20 min on 2 cores
-
-            work = WORK if not args.quick else WORK / "quick"
-            record = bench_semeval_caveats(data_root, work, quick=args.quick, robust=args.robust)
-        elif name == "laplace_lora":  # needs the sst2-lora run (lora_sst2)
-            from benchmarks.llm import bench_laplace_lora
-
-            record = bench_laplace_lora((WORK if not args.quick else WORK / "quick") / "sst2-lora")
-        elif name == "cr_target":  # issue 19: CR calibration in-domain vs for the target; needs robust_transfer's runs
-            from benchmarks.robust_transfer import bench_cr_target
-
-            record = bench_cr_target(WORK if not args.quick else WORK / "quick", data_root, quick=args.quick)
-        elif name == "laplace_lora_clinc150":  # one CLINC150 LoRA adapter and Laplace-LoRA; ~80 min, not by default
-            from benchmarks.llm import bench_laplace_lora_clinc150
-
-            record = bench_laplace_lora_clinc150(
-                data_root, WORK if not args.quick else WORK / "quick", quick=args.quick
-            )
-        elif name == "risk_bounds":  # needs the clinc150 run (benchmarks/risk_bounds.py)
-            from benchmarks.risk_bounds import bench_risk_bounds
-
-            record = bench_risk_bounds((WORK if not args.quick else WORK / "quick") / "clinc150", data_root)
-        elif name == "shift":  # needs the sst2 run; calibrates copies of it (benchmarks/shift.py)
-            from benchmarks.shift import bench_shift
-
-            record = bench_shift(
-                (WORK if not args.quick else WORK / "quick") / "sst2",
-                data_root,
-                WORK if not args.quick else WORK / "quick",
-                splits=1 if args.quick else 5,
-            )
-        elif name == "attack_caught":  # trains sst2-rsub-ls when missing; calibrates copies (benchmarks/robust.py)
-            from benchmarks.robust import bench_attack_caught
-
-            record = bench_attack_caught(
-                WORK if not args.quick else WORK / "quick", data_root, max_examples=20 if args.quick else 500
-            )
-        elif name == "robust_transfer":  # issue 19: held-out attacks on a mixture defence; ~45 min, not by default
-            from benchmarks.robust_transfer import bench_robust_transfer
-
-            record = bench_robust_transfer(
-                WORK if not args.quick else WORK / "quick",
-                data_root,
-                max_examples=20 if args.quick else 500,
-                bae_examples=4 if args.quick else 200,
-                quick=args.quick,
-            )
-        elif name == "certify":  # issue 19: SAFER on ERM and a run trained on its noise; ~20 min, not by default
-            from benchmarks.robust_transfer import bench_certify
-
-            record = bench_certify(
-                WORK if not args.quick else WORK / "quick",
-                data_root,
-                max_examples=8 if args.quick else 300,
-                quick=args.quick,
-            )
-        elif name == "shift_density":  # needs the sst2 run; density-aware calibration beside TS (benchmarks/shift.py)
-            from benchmarks.shift import bench_shift_density
-
-            record = bench_shift_density(
-                (WORK if not args.quick else WORK / "quick") / "sst2", data_root, splits=1 if args.quick else 5
-            )
-        elif name == "spans_shift":  # needs the conll2003 run; calibrates copies of it (benchmarks/shift.py)
-            from benchmarks.shift import bench_spans_shift
-
-            record = bench_spans_shift(
-                (WORK if not args.quick else WORK / "quick") / "conll2003",
-                WORK if not args.quick else WORK / "quick",
-                splits=1 if args.quick else 3,
-            )
-        elif name == "ensemble":  # needs the sst2-ens run (caveat train examples/sst2.yaml --ensemble 3)
-            record = bench_ensemble(WORK / "sst2-ens")
-        elif name == "distill":  # trains sst2-ens and its distilled student when missing (benchmarks/distill.py)
-            from benchmarks.distill import bench_distill
-
-            record = bench_distill(
-                data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse
-            )
-        elif name in TASKS:
-            record = bench_task(
-                name, data_root, WORK if not args.quick else WORK / "quick", quick=args.quick, reuse=not args.no_reuse
-            )
-        else:
-            raise SystemExit(
-                f"unknown benchmark {name!r}; choose from "
-                + ", ".join(
-                    [
-                        *TASKS,
-                        "step_cost",
-                        "uncertainty",
-                        "spans",
-                        "ensemble",
-                        "distill",
-                        "service",
-                        "service_fire",
-                        "robustness",
-                        "explain",
-                        "robust_compare",
-                        "ner_attack",
-                        "ner_compare",
-                        "generate",
-                        "lora_sst2",
-                        "lora_clinc150",
-                        "laplace_lora_clinc150",
-                        "semeval_caveats",
-                        "onnx",
-                        "risk_bounds",
-                        "shift",
-                        "shift_density",
-                        "spans_shift",
-                        "attack_caught",
-                        "robust_transfer",
-                        "cr_target",
-                        "certify",
-                    ]
-                )
-            )
+        record = BENCHES[name].run(context)
         record["command"] = "make bench" if not args.quick else "python -m benchmarks.run --quick"
         record["wall_seconds"] = round(time.perf_counter() - start, 1)
         write_json_atomic(results / f"{name}.json", record)
