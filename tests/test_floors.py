@@ -64,6 +64,7 @@ FLOORS: list[tuple[str, ...]] = [
         "caveat.robustness.run",
         "caveat.robustness.certify_run",
         "caveat.robustness.compare",
+        "caveat.robustness.compare_rows",
         "caveat.robustness.shift",
         "caveat.report",
     ),

@@ -14,7 +14,8 @@ from caveat.cli.app import app, flag_message
 from caveat.errors import ConfigError
 from caveat.evaluation.run import evaluate_run
 from caveat.report import Report
-from caveat.robustness.compare import AttackSettings, compare_runs, to_markdown, training_cost, write_compare
+from caveat.robustness.compare import AttackSettings, compare_runs, to_markdown, write_compare
+from caveat.robustness.compare_rows import training_cost
 
 approx = pytest.approx
 
@@ -330,7 +331,7 @@ def test_ner_bad_input(trained_runs, ner_run, ner_data, tmp_path, monkeypatch):
 
 def test_recipe_names_the_objective_smoothing_and_augmentation():
     from caveat.config import load_config
-    from caveat.robustness.compare import recipe
+    from caveat.robustness.compare_rows import recipe
 
     assert recipe(load_config(overrides=[]).train) == "erm"
     assert (

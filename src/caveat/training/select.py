@@ -23,7 +23,7 @@ from caveat.evaluation.run import evaluate_run
 from caveat.io import write_json_atomic, write_text_atomic
 from caveat.models.rundir import open_run
 from caveat.robustness.attacks import parse_attacks
-from caveat.robustness.compare import AttackSettings, attack_figures
+from caveat.robustness.compare_rows import AttackSettings, attack_figures
 from caveat.robustness.similarity import SentenceEncoder
 from caveat.training.checkpoint import has_checkpoint
 from caveat.training.run import is_main_process, run_training
@@ -125,7 +125,7 @@ def sweep(
         loss such as ``nll`` counts lower as better) or ``"attack:NAME"`` (the after-attack accuracy, or span
         F1 for NER, under attack NAME on the validation split: robustness chosen on validation, never on test).
         Ties go to the better clean score, then to the earlier value.
-    attack_settings : the attack's options (``caveat.robustness.compare.AttackSettings``; its
+    attack_settings : the attack's options (``caveat.robustness.compare_rows.AttackSettings``; its
         ``max_examples`` validation examples are attacked; default: all of them, ≤ 20% of words, similarity ≥ 0.8).
     clean_tolerance : with an attack criterion, only values whose clean validation score is within this
         much of the best clean one may win (e.g. 0.015: robustness may cost at most 1.5 points).
