@@ -55,10 +55,10 @@ def test_split_cr_halves_by_seed_into_unlabelled_target_and_labelled_held_half(t
     from benchmarks.robust_transfer import split_cr
 
     lines = [f"{i % 2} review number {i} , fine" for i in range(11)]
-    (tmp_path / "cr.all").write_text("\n".join(lines) + "\n\n")
+    (tmp_path / "cr.all").write_text("\n".join(lines) + "\n\n1 \n0\n")  # a label alone is no example
     target, held = split_cr(tmp_path / "cr.all", tmp_path / "out", seed=3)
     texts, labelled = target.read_text().splitlines(), held.read_text().splitlines()
-    assert len(texts) == 5 and len(labelled) == 6  # the blank line is dropped
+    assert len(texts) == 5 and len(labelled) == 6  # the blank line and the bare labels are dropped
     assert sorted([*(f"{int(t.split()[2]) % 2} {t}" for t in texts), *labelled]) == sorted(lines)  # a partition
     assert all(not t[0].isdigit() for t in texts)  # labels stripped from the target half
     again, _ = split_cr(tmp_path / "cr.all", tmp_path / "again", seed=3)
