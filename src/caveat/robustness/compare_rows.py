@@ -170,8 +170,22 @@ def adversarial_figures(evaluated: dict) -> dict:
     }
 
 
-def text_row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
+def _run_fields(label: str, run: Run, evaluated: dict) -> dict:
+    """The first keys of every row: which run, how it was trained, whether it is calibrated."""
     cfg = run.config.train
+    return {
+        "run": label,
+        "path": str(run.path),
+        "objective": cfg.objective,
+        "alpha": cfg.alpha,
+        "recipe": recipe(cfg),
+        "calibrated": "calibrated" in evaluated,
+    }
+
+
+def text_row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
+    """A text-classification run's row: ``evaluate_run``'s figures on the data, on each shifted set and on each
+    human-made adversarial set, ``attack_run``'s figures per attack (read through a calibrated run's policy too)."""
     shift = {
         name: {
             "n": s["n"],
@@ -206,12 +220,7 @@ def text_row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
         for name, a in attacks.items()
     }
     return {
-        "run": label,
-        "path": str(run.path),
-        "objective": cfg.objective,
-        "alpha": cfg.alpha,
-        "recipe": recipe(cfg),
-        "calibrated": "calibrated" in evaluated,
+        **_run_fields(label, run, evaluated),
         "n": evaluated["n"],
         "accuracy": evaluated["accuracy"],
         "macro_f1": evaluated["macro_f1"],
@@ -228,7 +237,6 @@ def ner_row(label: str, run: Run, evaluated: dict, shifted: dict[str, dict], att
     """A token-classification run's row: ``evaluate_run``'s span figures on the data and on each
     shifted set, ``attack_run``'s span and sentence figures per attack."""
 
-    cfg = run.config.train
     caveats = SpanCalibration.from_run(run)
     aggregate = caveats.aggregate if caveats is not None else "product"  # raw span ECE like the calibrated one
 
@@ -250,12 +258,7 @@ def ner_row(label: str, run: Run, evaluated: dict, shifted: dict[str, dict], att
         for name, a in attacks.items()
     }
     return {
-        "run": label,
-        "path": str(run.path),
-        "objective": cfg.objective,
-        "alpha": cfg.alpha,
-        "recipe": recipe(cfg),
-        "calibrated": "calibrated" in evaluated,
+        **_run_fields(label, run, evaluated),
         "span_aggregate": aggregate,
         **figures(evaluated),
         "attack": attack,
