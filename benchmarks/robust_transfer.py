@@ -304,3 +304,19 @@ def bench_cr_target(work: Path, data_root: Path, *, splits: int = 3, quick: bool
         },
         "quick": quick,
     }
+
+
+def cr_target_rows(record: dict) -> list[str]:
+    """The benchmark table's row for ``bench_cr_target``: CR calibrated ECE of ERM and the defence, calibrated
+    in-domain and for the target (medians over the halvings)."""
+    erm, recipe = record["rows"]["sst2"]["median"], record["rows"][RECIPE]["median"]
+    met = record["checks"]["cr_calibrated_ece_no_worse_target"]
+
+    def pair(way: str) -> str:
+        return f"{erm[way]['calibrated_ece']:.4f} / {recipe[way]['calibrated_ece']:.4f}"
+
+    return [
+        f"| CR (held-out halves, median of {record['splits']}): calibrated ECE, ERM / {RECIPE}, calibrated in-domain; "
+        f"with calibrate --target on the other half | ECE | {pair('in_domain')}; {pair('target')} | defence no worse | "
+        f"{'yes' if met else 'no'} | |"
+    ]

@@ -269,6 +269,7 @@ def table() -> str:
     lines += _bench_rows("service_fire", "benchmarks.service_fire")
     lines += _bench_rows("robust_transfer", "benchmarks.robust_transfer")
     lines += _bench_rows("certify", "benchmarks.robust_transfer", "certify_rows")
+    lines += _bench_rows("cr_target", "benchmarks.robust_transfer", "cr_target_rows")
     path = RESULTS / "robustness.json"
     if path.is_file():
         r = json.loads(path.read_text())

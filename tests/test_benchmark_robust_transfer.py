@@ -64,3 +64,18 @@ def test_split_cr_halves_by_seed_into_unlabelled_target_and_labelled_held_half(t
     again, _ = split_cr(tmp_path / "cr.all", tmp_path / "again", seed=3)
     other, _ = split_cr(tmp_path / "cr.all", tmp_path / "other", seed=4)
     assert again.read_text() == target.read_text() != other.read_text()
+
+
+def test_cr_target_row_gives_both_calibrations_and_judges_the_target_one():
+    from benchmarks.robust_transfer import cr_target_rows
+
+    def median(in_domain: float, target: float) -> dict:
+        return {"median": {"in_domain": {"calibrated_ece": in_domain}, "target": {"calibrated_ece": target}}}
+
+    record = {
+        "splits": 3,
+        "rows": {"sst2": median(0.038, 0.030), "sst2-mixcons": median(0.062, 0.054)},
+        "checks": {"cr_calibrated_ece_no_worse_in_domain": False, "cr_calibrated_ece_no_worse_target": False},
+    }
+    (row,) = cr_target_rows(record)
+    assert "| ECE | 0.0380 / 0.0620; 0.0300 / 0.0540 | defence no worse | no |" in row
