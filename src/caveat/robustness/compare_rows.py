@@ -22,17 +22,11 @@ COST_NOTE = (
 )
 
 
-# an NER run's attack figures in its compare row (attack_run's, see ner.span_attack_metrics): clean_accuracy and
-# after_attack_accuracy are sentence accuracies (all of a sentence's spans right)
-NER_ATTACK_KEYS = (
+# a text run's attack figures in its compare row (attack_run's, see metrics.attack_metrics)
+TEXT_ATTACK_KEYS = (
     "n",
     "clean_accuracy",
     "after_attack_accuracy",
-    "clean_span_f1",
-    "after_attack_span_f1",
-    "clean_span_errors",
-    "after_attack_span_errors",
-    "gold_spans",
     "success_rate",
     "mean_queries",
     "mean_changed_fraction",
@@ -40,6 +34,16 @@ NER_ATTACK_KEYS = (
     "reused",
     "sources",
     "antonym_filter",
+)
+# an NER run's attack figures in its compare row (attack_run's, see ner.span_attack_metrics): clean_accuracy and
+# after_attack_accuracy are sentence accuracies (all of a sentence's spans right)
+NER_ATTACK_KEYS = (
+    *TEXT_ATTACK_KEYS,
+    "clean_span_f1",
+    "after_attack_span_f1",
+    "clean_span_errors",
+    "after_attack_span_errors",
+    "gold_spans",
 )
 
 
@@ -199,21 +203,7 @@ def text_row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
     }
     attack = {
         name: {
-            **{
-                k: a.get(k)
-                for k in (
-                    "n",
-                    "clean_accuracy",
-                    "after_attack_accuracy",
-                    "success_rate",
-                    "mean_queries",
-                    "mean_changed_fraction",
-                    "mean_similarity",
-                    "reused",
-                    "sources",
-                    "antonym_filter",
-                )
-            },
+            **{k: a.get(k) for k in TEXT_ATTACK_KEYS},
             **{k: a[k] for k in POLICY_KEYS if k in a},  # a calibrated run's attack read through its policy
             "examples": a.get("examples", [])[:EXAMPLES],
         }
