@@ -94,8 +94,14 @@ def test_planted_victim_and_policy():
     )
     model, policy = KeywordModel(WEIGHTS), PlantedPolicy(THRESHOLD)
     examples = [TextExample(text=t, label=y) for t, y in PLANTED]
-    figures = attack_texts(model, examples, [build_attack("greedy", setup)], calibration=policy)["greedy"]
+    kept: dict = {}
+    figures = attack_texts(model, examples, [build_attack("greedy", setup)], calibration=policy, kept=kept)["greedy"]
     assert (figures["attacked"], figures["successes"]) == (4, 2)
+    # each example's own decisions, worked out by hand in PLANTED's comments; the caught one is 0
+    rows = kept["greedy"]
+    assert [r["answered_clean"] for r in rows] == [True, True, True, True, False, True]
+    assert [r["answered_after_attack"] for r in rows] == [False, True, True, True, False, False]
+    assert [r["success"] and not r["answered_after_attack"] for r in rows] == [True, *[False] * 5]
     adversarial = {ex["original"]: ex["adversarial"] for ex in figures["examples"]}
     assert adversarial == {
         PLANTED[0][0]: "the movie was fine and the cast was great fun",

@@ -92,6 +92,7 @@ def test_examples_out_keeps_every_example_of_every_attack(text_run, tiny_backbon
         won = [r for r in mine if r["success"]]
         assert [{k: r[k] for k in ex} for ex, r in zip(figures["examples"], won)] == figures["examples"]
         for r in mine:
+            assert "answered_clean" not in r  # the run is not calibrated: no policy decisions to report
             assert bool(r["edits"]) == (r["adversarial"].split() != r["original"].split())
             # the edits name exactly the words the attack counts as changed
             assert sum(len(e.split(" -> ")[0].split()) for e in r["edits"]) == r["changed"]

@@ -53,14 +53,24 @@ def word_edits(original: str, adversarial: str) -> list[str]:
     ]
 
 
-def example_rows(name: str, results: Sequence[AttackResult]) -> list[dict]:
+def example_rows(
+    name: str,
+    results: Sequence[AttackResult],
+    answered_clean: np.ndarray | None = None,
+    answered_after: np.ndarray | None = None,
+) -> list[dict]:
     """One row per example of one attack, for a reader who checks the adversarial examples by eye: the attack's
     name, the example's position in the data (``index``), its ``edits`` (``word_edits``) and every field of its
-    ``AttackResult``."""
-    return [
+    ``AttackResult``. With a calibrated policy's decisions (``policy_metrics``' (N,) bool arrays), each row adds
+    ``answered_clean`` and ``answered_after_attack``; a success the policy does not answer is one it caught."""
+    rows = [
         {"attack": name, "index": i, "edits": word_edits(r.original, r.adversarial), **r.as_dict()}
         for i, r in enumerate(results)
     ]
+    if answered_clean is not None and answered_after is not None:
+        for row, before, after in zip(rows, answered_clean, answered_after, strict=True):
+            row["answered_clean"], row["answered_after_attack"] = bool(before), bool(after)
+    return rows
 
 
 POLICY_KEYS = (

@@ -40,7 +40,7 @@ from caveat.progress import phase
 from caveat.robustness.attacks.base import AttackResult, Predicts
 from caveat.robustness.attacks.search import Attack
 from caveat.robustness.attacks.words import Words
-from caveat.robustness.metrics import attack_metrics
+from caveat.robustness.metrics import attack_metrics, example_rows
 
 Span = tuple[int, int, str]  # (start, end exclusive, type)
 
@@ -272,10 +272,10 @@ def attack_ner(
     attacks: Sequence[Attack],
     *,
     n_examples: int = 5,
-    kept: dict[str, list[AttackResult]] | None = None,
+    kept: dict[str, list[dict]] | None = None,
 ) -> dict[str, dict]:
     """Attack tagged sentences (``TokenExample``s: ``tokens`` and gold ``tags``) with each attack; ``kept``, when
-    given, receives every attack's per-sentence results.
+    given, receives every attack's per-sentence ``metrics.example_rows``.
 
     The clean pass scores every sentence once (batched) and is shared by the attacks; each attack's
     ``seconds`` include it (as if run alone). Returns ``{attack name: span_attack_metrics(...)}``.
@@ -305,5 +305,5 @@ def attack_ner(
             results, time.perf_counter() - start + clean_seconds, n_examples=n_examples
         )
         if kept is not None:
-            kept[attack.name] = results
+            kept[attack.name] = example_rows(attack.name, results)
     return out

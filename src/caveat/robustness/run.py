@@ -131,7 +131,7 @@ def attack_run(
     )
     built = [build_attack(name, setup) for name in names]  # before the clean pass: fail early
 
-    kept: dict[str, list[AttackResult]] = {}
+    kept: dict[str, list[dict]] = {}  # attack name -> its example_rows
     with subject(data):  # what the passes and attacks work on, for the progress lines
         if run.task is Task.TOKEN_CLASSIFICATION:
             figures = attack_ner(predictor, examples, built, kept=kept)
@@ -156,7 +156,7 @@ def attack_run(
         "attacks": out,
     }
     if examples_out is not None:
-        rows = [row for name, results in kept.items() for row in example_rows(name, results)]
+        rows = [row for attack_rows in kept.values() for row in attack_rows]
         write_text_atomic(examples_out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         result["examples_out"] = {"path": str(examples_out), "rows": len(rows)}
     if not reads_policy(run):
@@ -175,10 +175,11 @@ def attack_texts(
     attacks: Sequence,
     *,
     calibration: Calibration | None = None,
-    kept: dict[str, list[AttackResult]] | None = None,
+    kept: dict[str, list[dict]] | None = None,
 ) -> dict[str, dict]:
     """``{attack name: figures}`` over labelled texts, each attack's ``attack_metrics`` plus, with a
-    ``calibration``, its ``policy_metrics``. ``kept``, when given, receives every attack's per-example results.
+    ``calibration``, its ``policy_metrics``. ``kept``, when given, receives every attack's ``example_rows`` (with
+    the policy's decision on each example when calibrated).
 
     The clean pass scores every example once (batched) and is counted in each attack's ``seconds`` (as if
     run alone); the policy's pass over the attacked texts is not (it is not part of the attack).
@@ -199,11 +200,12 @@ def attack_texts(
                 results.append(attack.attack(victim, ex.text, ex.label, probs=probs))
                 bar.advance()
         out[attack.name] = attack_metrics(results, time.perf_counter() - start + clean_seconds)
-        if kept is not None:
-            kept[attack.name] = results
+        after = None
         if calibration is not None:
             after = _answered_after(predictor, calibration, results, answered_clean)
             out[attack.name].update(policy_metrics(results, answered_clean, after))
+        if kept is not None:
+            kept[attack.name] = example_rows(attack.name, results, answered_clean, after)
     return out
 
 
