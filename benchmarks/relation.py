@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
 import statistics
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from benchmarks.robust import RUNS
+from benchmarks.tasks import uncalibrated_copy
 from caveat.config import load_config
 from caveat.data.markers import E1, E1_END, E2, E2_END
 
@@ -238,12 +238,7 @@ def bench_semeval_caveats(
     repeats = repeats or (1 if quick else 3)
     cfg, overrides = _train(data_root, work / "semeval", [], quick)
 
-    copy = work / "semeval-calibrated"
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(work / "semeval", copy, ignore=shutil.ignore_patterns("calibration*", "logs", "metrics.json"))
-    info = json.loads((copy / "caveat.json").read_text())
-    info.pop("calibration", None)  # a calibrated source: its summary without its file would be inconsistent
-    (copy / "caveat.json").write_text(json.dumps(info, indent=2))
+    copy = uncalibrated_copy(work / "semeval", work / "semeval-calibrated")
     summary = calibrate_run(copy, target_risk=0.05, delta=0.05)
     test = evaluate_run(copy, "test", write=False)
     attack = _attack(copy, max_examples)

@@ -208,17 +208,14 @@ def bench_attack_caught(work: Path, data_root: Path, *, max_examples: int = 500,
     throughput (attacked examples per second, the clean pass included) is the README's figure. The target is 10%:
     at 5% the label-smoothed robust run certifies nothing (its policy abstains on every input), which makes
     "caught" trivially 100%."""
-    import shutil
-
+    from benchmarks.tasks import uncalibrated_copy
     from caveat.calibration.run import calibrate_run
     from caveat.robustness.run import attack_run
 
     train_runs(work, data_root, list(CAUGHT_RUNS))
     rows = {}
     for name in CAUGHT_RUNS:
-        copy = work / f"{name}-calibrated"
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(work / name, copy, ignore=shutil.ignore_patterns("calibration*", "logs", "metrics.json"))
+        copy = uncalibrated_copy(work / name, work / f"{name}-calibrated")
         summary = calibrate_run(copy, target_risk=target_risk)
         figures = attack_run(copy, "test", "greedy", max_examples=max_examples, write=False)["attacks"]["greedy"]
         rows[name] = {

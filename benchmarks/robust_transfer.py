@@ -28,6 +28,7 @@ import shutil
 from pathlib import Path
 
 from benchmarks.robust import train_runs
+from benchmarks.tasks import uncalibrated_copy
 
 RUNS: dict[str, list[str]] = {
     "sst2": [],
@@ -69,9 +70,7 @@ def bench_robust_transfer(
     for run in trained:  # calibrated copies, so a rerun of the other benches finds the runs as they left them
         copy = run.parent / f"{run.name}-transfer"
         if not (copy / "calibration.json").is_file() or _older(copy, run):
-            shutil.rmtree(copy, ignore_errors=True)
-            shutil.copytree(run, copy, ignore=shutil.ignore_patterns("calibration*", "logs", "metrics.json"))
-            calibrate_run(copy, target_risk=TARGET_RISK)
+            calibrate_run(uncalibrated_copy(run, copy), target_risk=TARGET_RISK)
         runs.append(copy)
     baseline = "sst2-transfer"
     cr = [f"cr={data_root / 'cr' / 'custrev.all'}"]
@@ -259,9 +258,7 @@ def bench_cr_target(work: Path, data_root: Path, *, splits: int = 3, quick: bool
     halves = [split_cr(data_root / "cr" / "custrev.all", folder, seed) for seed in range(splits)]
 
     def calibrated_copy(run: Path, name: str, target: Path | None) -> tuple[Path, dict]:
-        copy = folder / name
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(run, copy, ignore=shutil.ignore_patterns("calibration*", "logs", "metrics.json"))
+        copy = uncalibrated_copy(run, folder / name)
         return copy, calibrate_run(copy, target_risk=TARGET_RISK, target=[str(target)] if target else ())
 
     def figures(copy: Path, held: Path) -> dict:

@@ -19,6 +19,19 @@ TASKS = {
 }
 
 
+def uncalibrated_copy(run_dir: Path, copy: Path) -> Path:
+    """``copy``, replaced by a copy of ``run_dir`` without its calibration, logs and metrics (and without the
+    calibration summary in caveat.json, which would describe a file the copy lacks): a run to calibrate afresh."""
+    import shutil
+
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("calibration*", "logs", "metrics.json"))
+    info = json.loads((copy / "caveat.json").read_text())
+    if info.pop("calibration", None) is not None:
+        (copy / "caveat.json").write_text(json.dumps(info, indent=2))
+    return copy
+
+
 def _same_run(run_dir: Path, cfg) -> bool:
     """A finished run with this exact config (data.root aside) can be scored again without retraining."""
     from caveat.training.select import finished_config
