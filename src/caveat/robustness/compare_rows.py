@@ -157,16 +157,23 @@ def recipe(train) -> str:
     return out
 
 
+def _set_figures(s: dict) -> dict:
+    """What every row gives of a set scored by ``evaluate_run`` (a shifted or an adversarial one)."""
+    return {
+        "n": s["n"],
+        "accuracy": s["accuracy"],
+        "macro_f1": s["macro_f1"],
+        "ece": s["ece"],
+        "calibrated_ece": s.get("calibrated", {}).get("ece"),
+    }
+
+
 def adversarial_figures(evaluated: dict) -> dict:
     """Per human-made adversarial set: ``n``, ``accuracy``, ``ece``, ``calibrated_ece`` and, for a calibrated run,
     what its policy does on the set: ``answered`` (share answered) and ``answered_error`` (error among them)."""
     return {
         name: {
-            "n": s["n"],
-            "accuracy": s["accuracy"],
-            "macro_f1": s["macro_f1"],
-            "ece": s["ece"],
-            "calibrated_ece": s.get("calibrated", {}).get("ece"),
+            **_set_figures(s),
             "answered": s.get("abstention", {}).get("coverage"),
             "answered_error": s.get("abstention", {}).get("risk"),
         }
@@ -191,14 +198,7 @@ def text_row(label: str, run: Run, evaluated: dict, attacks: dict) -> dict:
     """A text-classification run's row: ``evaluate_run``'s figures on the data, on each shifted set and on each
     human-made adversarial set, ``attack_run``'s figures per attack (read through a calibrated run's policy too)."""
     shift = {
-        name: {
-            "n": s["n"],
-            "accuracy": s["accuracy"],
-            "macro_f1": s["macro_f1"],
-            "ece": s["ece"],
-            "calibrated_ece": s.get("calibrated", {}).get("ece"),
-            "least_confidence_auroc": s["ood"]["least_confidence"]["auroc"],
-        }
+        name: {**_set_figures(s), "least_confidence_auroc": s["ood"]["least_confidence"]["auroc"]}
         for name, s in evaluated.get("shift", {}).items()
     }
     attack = {
