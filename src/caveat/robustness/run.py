@@ -131,7 +131,7 @@ def attack_run(
     )
     built = [build_attack(name, setup) for name in names]  # before the clean pass: fail early
 
-    kept: dict[str, list[dict]] = {}  # attack name -> its example_rows
+    kept: dict[str, list[dict]] | None = {} if examples_out is not None else None  # attack -> its example_rows
     with subject(data):  # what the passes and attacks work on, for the progress lines
         if run.task is Task.TOKEN_CLASSIFICATION:
             figures = attack_ner(predictor, examples, built, kept=kept)
@@ -155,7 +155,7 @@ def attack_run(
         "lexicons": {"folder": lexicons.folder, "files": list(lexicons.files)},
         "attacks": out,
     }
-    if examples_out is not None:
+    if kept is not None:
         rows = [row for attack_rows in kept.values() for row in attack_rows]
         write_text_atomic(examples_out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         result["examples_out"] = {"path": str(examples_out), "rows": len(rows)}
