@@ -294,6 +294,27 @@ def test_a_very_strong_prior_gives_the_map_predictive(link, tiny_backbone):
     np.testing.assert_allclose(la.predict(model, test), softmax(map_logits(model, test), axis=-1), atol=1e-5)
 
 
+@pytest.mark.parametrize("link", ["probit", "mc", "sample"])
+def test_a_temperature_divides_every_logit_the_predictive_uses(link, tiny_backbone):
+    model = lora_model(tiny_backbone, seed=10)
+    train, test = random_batches(2, 4, seed=11), random_batches(2, 4, seed=12)
+    # a very strong prior: the predictive is temperature scaling itself, softmax(f / T)
+    strong = LaplaceLoRA(link=link, prior_precision=1e12, samples=20, temperature=2.5).fit(model, train)
+    np.testing.assert_allclose(strong.predict(model, test), softmax(map_logits(model, test) / 2.5, axis=-1), atol=1e-5)
+    if link != "probit":
+        return
+    # a weak one: MacKay's probit on N(f / T, J Sigma J' / T^2), by hand from the untempered moments
+    weak = LaplaceLoRA(prior_precision=0.5, temperature=2.5).fit(model, train)
+    mean, cov = weak.logit_covariance(model, test)
+    var = np.diagonal(cov, axis1=1, axis2=2) / 2.5**2
+    by_hand = softmax(mean / 2.5 / np.sqrt(1 + np.pi / 8 * var), axis=-1)
+    np.testing.assert_allclose(weak.predict(model, test), by_hand, rtol=1e-10)
+    untempered = LaplaceLoRA(prior_precision=0.5).fit(model, train).predict(model, test)
+    assert np.abs(untempered - by_hand).max() > 0.01  # the temperature changed the predictive
+    with pytest.raises(ConfigError, match=r"temperature must be a finite number > 0.*got 0"):
+        LaplaceLoRA(temperature=0)
+
+
 def planted(model, n_batches, seed, noise=0.1) -> list[dict]:
     """Batches labelled by the model's own argmax, a share ``noise`` of them flipped to another class: the MAP
     is right 90% of the time, and with a large head it is near-certain every time (planted overconfidence)."""
@@ -362,7 +383,7 @@ def test_state_round_trips_through_safetensors_and_json(link, tiny_backbone, tmp
     from safetensors.numpy import load_file, save_file
 
     model = lora_model(tiny_backbone, seed=19)
-    la = LaplaceLoRA(link=link, samples=4, head=True).fit(model, random_batches(2, 4, seed=20))
+    la = LaplaceLoRA(link=link, samples=4, head=True, temperature=1.7).fit(model, random_batches(2, 4, seed=20))
     state = la.state()
     save_file(state["arrays"], str(tmp_path / "laplace_lora.safetensors"))
     (tmp_path / "laplace_lora.json").write_text(json.dumps(state["settings"]))
@@ -377,6 +398,7 @@ def test_state_round_trips_through_safetensors_and_json(link, tiny_backbone, tmp
     # those in another order (a difference of 1e-16 showed up on a fresh venv)
     np.testing.assert_allclose(again.predict(model, test), la.predict(model, test), rtol=1e-12, atol=1e-15)
     assert again.log_evidence(0.3) == pytest.approx(la.log_evidence(0.3), rel=1e-12) and again.layers == la.layers
+    assert again.temperature == 1.7
     with pytest.raises(LaplaceArrayError, match=r"inconsistent LaplaceLoRA state"):
         LaplaceLoRA.from_state({"settings": state["settings"], "arrays": {}})
 
@@ -442,6 +464,28 @@ def test_evaluate_fits_laplace_lora_on_the_whole_train_split_and_tunes_it_on_cal
     assert la.prior_source == "validation"
     assert la.n_train == len(resolve_split(run, "train"))
     assert fitted["tuned_on"] == min(len(resolve_split(run, "calibration")), evaluation_methods.LAPLACE_LORA_TUNE)
+
+
+def test_on_a_calibrated_run_laplace_lora_is_built_on_the_temperature_scaled_model(lora_run, monkeypatch, tmp_path):
+    import shutil
+
+    from caveat.calibration.run import calibrate_run
+
+    run_dir = tmp_path / "calibrated"
+    shutil.copytree(lora_run, run_dir)
+    with one_thread():
+        temperature = calibrate_run(run_dir)["temperature"]
+    assert abs(temperature - 1.0) > 0.01
+    fitted = {}
+    tune = LaplaceLoRA.tune_prior_precision
+
+    def spy(self, model, batches, grid=None):
+        fitted["la"] = self
+        return tune(self, model, batches, grid)
+
+    monkeypatch.setattr(LaplaceLoRA, "tune_prior_precision", spy)
+    evaluate_run(run_dir, "test", methods=["laplace_lora"], write=False)
+    assert fitted["la"].temperature == pytest.approx(temperature)
 
 
 def test_laplace_lora_method_refuses_a_run_without_lora(tiny_backbone, text_data, tmp_path):
