@@ -208,6 +208,7 @@ def bench_generate_single(
             x = arrays[f"features.{spec['position']}"][:, spec["layer"]]  # the density and stack share it
             col[f"probe({source})"] = ps.scorers["correctness"].score(x)
             col[f"mahalanobis({source})"] = ps.scorers["mahalanobis"].score(x)
+            col[f"rde({source})"] = ps.scorers["rde"].score(x)
             tokens = _tokens(arrays)
             z = np.column_stack([logit(col[f"probe({source})"]), *(tokens[n] for n in ps.specs["stacked"]["inputs"])])
             col[f"stacked({source})"] = ps.scorers["stacked"].score(z)

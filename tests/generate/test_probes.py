@@ -12,6 +12,7 @@ from caveat.generate.fit import fit_probe_set
 from caveat.generate.probes import LinearProbe, ProbeSet, best_split, choose_feature, held_out_auroc
 from caveat.generate.sampling import Answer, Generation
 from caveat.uncertainty.methods.mahalanobis import Mahalanobis
+from caveat.uncertainty.methods.rde import RobustDensity
 
 
 def _planted(n, *, layers=4, dim=12, layer=2, seed=0):
@@ -66,6 +67,7 @@ def test_probe_set_saved_and_reloaded_scores_identically(tmp_path):
     probes.add("correctness", LinearProbe().fit(x[:, 2], errors), layer=2, position="prompt_last")
     probes.add("semantic_entropy", LinearProbe().fit(x[:, 1], errors), layer=1, position="answer_mean")
     probes.add("mahalanobis", Mahalanobis().fit(x[:, 2], np.zeros(200, dtype=int)), layer=2, position="prompt_last")
+    probes.add("rde", RobustDensity(n_components=6).fit(x[:, 2]), layer=2, position="prompt_last")
     probes.save(tmp_path / "p")
     assert not list((tmp_path / "p").glob("*.pkl")) and (tmp_path / "p" / "correctness.safetensors").is_file()
     loaded = ProbeSet.load(tmp_path / "p")
@@ -73,7 +75,7 @@ def test_probe_set_saved_and_reloaded_scores_identically(tmp_path):
     rng = np.random.default_rng(5)
     for _ in range(5):
         g = _generation(rng.normal(size=(3, 4, 12)))
-        for kind in ("correctness", "semantic_entropy", "mahalanobis"):
+        for kind in ("correctness", "semantic_entropy", "mahalanobis", "rde"):
             assert loaded.score(kind, g.extra) == probes.score(kind, g.extra)
         # the registered estimators read the same folder
         ctx = Context()
@@ -100,6 +102,19 @@ def test_mahalanobis_estimator_equals_the_closed_form(tmp_path):
         x = hidden[1:, 1].mean(0)
         expected = (x - mu) @ precision @ (x - mu)
         assert estimator.fn(_generation(hidden), Context(), "") == pytest.approx(expected, rel=1e-8)
+
+
+def test_rde_estimator_scores_the_answer_mean_state_as_the_density_does(tmp_path):
+    rng = np.random.default_rng(4)
+    train = rng.normal(size=(60, 6)) @ rng.normal(size=(6, 6)) * 20  # correlated, at a hidden state's scale
+    density = RobustDensity(n_components=5).fit(train)
+    ProbeSet().add("rde", density, layer=1, position="answer_mean").save(tmp_path / "d")
+    estimator = get_estimator(f"rde:{tmp_path / 'd'}")
+    assert estimator.needs == {"hidden_states"}
+    for _ in range(4):
+        hidden = rng.normal(size=(4, 3, 6)) * 20  # T = 4 tokens: the mean of answer rows 1..3 at layer 1
+        expected = density.score(hidden[1:, 1].mean(0)[None])[0]
+        assert estimator.fn(_generation(hidden), Context(), "") == pytest.approx(expected, rel=1e-12)
 
 
 def test_estimators_with_an_argument_must_be_given_one(tmp_path):
@@ -131,7 +146,7 @@ def test_fit_probe_set_from_arrays_finds_the_planted_layer_and_position_for_both
     )
     assert 1.0 > summary["semantic_entropy"]["threshold"] > 0.2  # the best split lies between the groups
     assert summary["correctness"]["held_out_auroc"]["prompt_last"][2] > 0.95
-    assert probes.specs["mahalanobis"]["layer"] == 2  # the density sits where the correctness probe does
+    assert probes.specs["mahalanobis"]["layer"] == probes.specs["rde"]["layer"] == 2  # where the probe sits
     hidden = np.stack([x[0], answer_mean[0], answer_mean[0]])  # T = 3: row 0 prompt_last, rows 1.. answer tokens
     from_extra = probes.score("correctness", _generation(hidden).extra)
     from_array = probes.scorers["correctness"].score(x[:1, 2])[0]

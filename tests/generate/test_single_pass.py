@@ -138,7 +138,8 @@ def test_cli_generate_fit_then_eval_with_the_fitted_probes(decoder, tiny_decoder
     summary = json.loads(r.stdout)
     assert summary["n"] == 16 and 0 < summary["error_rate"] < 1 and "semantic_entropy" not in summary
     saved = json.loads((tmp_path / "probe" / "probes.json").read_text())
-    assert set(saved["probes"]) == {"correctness", "mahalanobis", "stacked"} and saved["model"] == str(tiny_decoder)
+    assert set(saved["probes"]) == {"correctness", "mahalanobis", "rde", "stacked"}
+    assert saved["model"] == str(tiny_decoder)
     assert saved["probes"]["stacked"]["inputs"] == ["msp", "mean_nll", "mean_token_entropy"]
     assert (tmp_path / "probe" / "correctness.safetensors").is_file()
     r = runner.invoke(
@@ -150,8 +151,8 @@ def test_cli_generate_fit_then_eval_with_the_fitted_probes(decoder, tiny_decoder
             "--samples",
             "0",
             "--estimators",
-            f"probe:{tmp_path / 'probe'},stacked:{tmp_path / 'probe'},mahalanobis:{tmp_path / 'probe'},rauq,msp,"
-            "mean_nll,mean_token_entropy",
+            f"probe:{tmp_path / 'probe'},stacked:{tmp_path / 'probe'},mahalanobis:{tmp_path / 'probe'},"
+            f"rde:{tmp_path / 'probe'},rauq,msp,mean_nll,mean_token_entropy",
             "--n-boot",
             "10",
             "--out",
@@ -168,6 +169,7 @@ def test_cli_generate_fit_then_eval_with_the_fitted_probes(decoder, tiny_decoder
         probe,
         stacked,
         f"mahalanobis:{tmp_path / 'probe'}",
+        f"rde:{tmp_path / 'probe'}",
         "rauq",
         "msp",
         "mean_nll",

@@ -379,8 +379,8 @@ def generate_fit_command(
     folds: Annotated[int, typer.Option(help="Folds to choose each probe's layer and position on.")] = 5,
 ) -> None:
     """Fit single-pass scorers on hidden states: a correctness probe, the probe stacked with the answer's token
-    statistics, a semantic-entropy probe and a Mahalanobis density; use them as
-    --estimators probe:DIR,stacked:DIR,sep:DIR,mahalanobis:DIR."""
+    statistics, a semantic-entropy probe, a Mahalanobis density and a robust one (RDE); use them as
+    --estimators probe:DIR,stacked:DIR,sep:DIR,mahalanobis:DIR,rde:DIR."""
     from caveat.generate.data import read_questions
     from caveat.generate.fit import fit_probes
     from caveat.generate.lm import load_lm

@@ -401,6 +401,18 @@ def mahalanobis(g: Generation, ctx: Context, message: str, folder: str) -> float
     return _probe_score("mahalanobis", g, folder)
 
 
+@estimator(
+    "rde",
+    "robust density: MCD Mahalanobis distance on kernel principal components of the hidden state (Yoo et al. 2022)",
+    needs=("hidden_states",),
+    argument="DIR",
+)
+def rde(g: Generation, ctx: Context, message: str, folder: str) -> float:
+    """The robust density saved in ``folder`` by generate-fit (same layer and position as its correctness probe;
+    :class:`~caveat.uncertainty.methods.rde.RobustDensity`)."""
+    return _probe_score("rde", g, folder)
+
+
 # -- asking the model again -------------------------------------------------------------------------
 
 P_TRUE_QUESTION = "Is your answer true or false? Reply with one word: True or False."

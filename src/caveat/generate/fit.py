@@ -1,4 +1,4 @@
-"""Fit the single-pass scorers (correctness probe, semantic-entropy probe, Mahalanobis density) of one model.
+"""Fit the single-pass scorers (correctness probe, semantic-entropy probe, Mahalanobis and robust densities).
 
 Each question is answered once (greedy, plus K samples when the semantic-entropy probe is wanted), the hidden
 states of the greedy pass kept (:mod:`caveat.generate.internals`), the greedy answer judged, and:
@@ -8,9 +8,11 @@ states of the greedy pass kept (:mod:`caveat.generate.internals`), the greedy an
 - the stacked probe combines the correctness probe's out-of-fold log-odds with the greedy answer's token
   statistics (:data:`STACK_INPUTS`) in a second logistic regression;
 - the Mahalanobis density is one Gaussian over every generation's hidden state at the correctness probe's
-  layer and position.
+  layer and position, and the robust density (RDE) a minimum-covariance-determinant Gaussian over their kernel
+  principal components there.
 
-Used afterwards as ``probe:DIR``, ``stacked:DIR``, ``sep:DIR`` and ``mahalanobis:DIR``, all from one greedy pass.
+Used afterwards as ``probe:DIR``, ``stacked:DIR``, ``sep:DIR``, ``mahalanobis:DIR`` and ``rde:DIR``, all from one
+greedy pass.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from caveat.generate.probes import (
 )
 from caveat.generate.sampling import SampleCache, Sampler, SamplingConfig
 from caveat.uncertainty.methods.mahalanobis import Mahalanobis
+from caveat.uncertainty.methods.rde import RobustDensity
 
 STACK_INPUTS = ("msp", "mean_nll", "mean_token_entropy")  # from the greedy answer's own token log-probs
 
@@ -132,6 +135,7 @@ def fit_probe_set(
 
     density = Mahalanobis().fit(features[position][:, layer], np.zeros(len(errors), dtype=int))
     probes.add("mahalanobis", density, layer=layer, position=position)
+    probes.add("rde", RobustDensity(seed=seed).fit(features[position][:, layer]), layer=layer, position=position)
 
     if semantic_entropy is not None:
         entropy = np.asarray(semantic_entropy, dtype=np.float64)

@@ -14,8 +14,9 @@
   gave questions it was not fitted on. Still one greedy pass.
 - :class:`ProbeSet`: the fitted probes, and a Mahalanobis density (Vazhentsev et al. 2022, "Uncertainty
   Estimation of Transformer Predictions for Misclassification Detection", here one Gaussian over the
-  training generations' hidden states, :class:`~caveat.uncertainty.methods.mahalanobis.Mahalanobis`), saved as
-  safetensors plus one JSON file with the layer/position of each (never pickle).
+  training generations' hidden states, :class:`~caveat.uncertainty.methods.mahalanobis.Mahalanobis`) and a robust
+  one (kernel PCA and a minimum-covariance-determinant Gaussian, :class:`~caveat.uncertainty.methods.rde.
+  RobustDensity`), saved as safetensors plus one JSON file with the layer/position of each (never pickle).
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from caveat.generate.internals import POSITIONS, hidden_features
 from caveat.io import write_json_atomic
 from caveat.uncertainty.errors import NotFittedError
 from caveat.uncertainty.methods.mahalanobis import Mahalanobis
+from caveat.uncertainty.methods.rde import RobustDensity
 
 PROBES_VERSION = 1
-KINDS = ("correctness", "semantic_entropy", "mahalanobis", "stacked")
+KINDS = ("correctness", "semantic_entropy", "mahalanobis", "rde", "stacked")
+DENSITIES = {"mahalanobis": Mahalanobis, "rde": RobustDensity}  # kinds that score by density, not a probe
 L2_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)  # penalties tried at the chosen layer and position
 
 
@@ -257,6 +260,6 @@ class ProbeSet:
         out = cls(meta={k: v for k, v in meta.items() if k not in ("version", "probes")})
         for kind, spec in meta["probes"].items():
             state = load_file(str(folder / f"{kind}.safetensors"))
-            scorer = Mahalanobis.from_state(state) if kind == "mahalanobis" else LinearProbe.from_state(state)
+            scorer = DENSITIES.get(kind, LinearProbe).from_state(state)
             out.add(kind, scorer, **spec)
         return out
