@@ -142,3 +142,23 @@ def test_high_error_generation_is_certified_where_two_starts_were_not_and_the_bo
     assert broken > limit, f"the planted setting no longer catches an uncorrected procedure ({broken})"
     assert np.mean(np.array(new) == 0) < 0.3 < np.mean(np.array(old) == 0)  # certifies where two starts could not
     assert np.median(new) > 0.15 > np.median(old)
+
+
+def test_generate_calibrate_summary_checks_the_bound_on_the_held_out_questions_by_hand():
+    from caveat.cli.generate_calibrate import _summary
+
+    rng = np.random.default_rng(7)
+    s, e = _draw(rng, 600)
+    n_check = 200  # the first 200 are held out; the policy is fitted on the rest, as the command does
+    policy = _fit(s[n_check:], e[n_check:], "msp", target=0.3, delta=0.05)
+    out = _summary(policy, "p.json", s, e, n_check)
+    answered = s[:n_check] <= policy.risk.threshold
+    assert answered.any() and not answered.all()
+    assert out["holdout"] == {
+        "n": 200,
+        "coverage": pytest.approx(answered.mean()),
+        "risk": pytest.approx(e[:n_check][answered].mean()),
+        "error_rate_all": pytest.approx(e[:n_check].mean()),
+    }
+    assert out["error_rate_calibration"] == pytest.approx(e[n_check:].mean()) and out["estimator"] == "msp"
+    assert "holdout" not in _summary(policy, "p.json", s, e, 0)
