@@ -263,6 +263,13 @@ def _service_fire(c: Context) -> dict:
     return bench_service_fire(c.work / "clinc150", c.pick(QUICK, Options()))
 
 
+@bench("risk_feasibility", about="generate-calibrate's coverage target against the AUROC it needs, planted; ~1 min")
+def _risk_feasibility(c: Context) -> dict:
+    from benchmarks.risk_feasibility import bench_risk_feasibility
+
+    return bench_risk_feasibility(quick=c.quick)
+
+
 @bench("lora_sst2", default=False, about="SmolLM2-135M + LoRA on SST-2 (benchmarks/llm.py); trains ~30 min")
 def _lora_sst2(c: Context) -> dict:
     from benchmarks.llm import bench_lora_sst2

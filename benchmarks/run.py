@@ -453,6 +453,7 @@ def table() -> str:
     lines += _bench_rows("generate_single", "benchmarks.generate_single")
     lines += _bench_rows("generate_tune", "benchmarks.generate_tune")
     lines += _bench_rows("generate_summaries", "benchmarks.generate_summaries")
+    lines += _bench_rows("risk_feasibility", "benchmarks.risk_feasibility")
     path = RESULTS / "onnx.json"
     if path.is_file():
         lines += onnx_rows(json.loads(path.read_text()))
