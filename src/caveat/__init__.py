@@ -16,8 +16,6 @@ from caveat._version import __version__
 _EXPORTS = {
     "caveat.api": (
         "Model",
-        "Results",
-        "Row",
         "attack",
         "compare",
         "evaluate",
@@ -29,6 +27,7 @@ _EXPORTS = {
     ),
     "caveat.calibration": ("Calibration", "SpanCalibration"),
     "caveat.config": ("RunConfig", "load_config"),
+    "caveat.rows": ("Results", "Row"),
     "caveat.errors": ("CaveatError", "ConfigError", "DataError", "NotCalibratedError", "RunDirError"),
     "caveat.types": ("Predictions", "Task"),
 }
@@ -37,8 +36,6 @@ _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 if TYPE_CHECKING:
     from caveat.api import (
         Model,
-        Results,
-        Row,
         attack,
         compare,
         evaluate,
@@ -51,6 +48,7 @@ if TYPE_CHECKING:
     from caveat.calibration import Calibration, SpanCalibration
     from caveat.config import RunConfig, load_config
     from caveat.errors import CaveatError, ConfigError, DataError, NotCalibratedError, RunDirError
+    from caveat.rows import Results, Row
     from caveat.types import Predictions, Task
 
 

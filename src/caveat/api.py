@@ -18,15 +18,13 @@ functions of earlier releases (``caveat.predict(run, texts)``, ``caveat.evaluate
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from caveat.calibration import RunCalibration, load_calibration
 from caveat.calibration.run import calibrate_run
 from caveat.config import RunConfig, load_config
-from caveat.errors import ConfigError, NotCalibratedError
+from caveat.errors import ConfigError
 from caveat.evaluation.run import evaluate_run
 from caveat.explain import Attribution, ExplainModel, explain
 from caveat.inference import Predictor, ensemble_predict
@@ -39,92 +37,14 @@ from caveat.robustness.certify_run import certify_run, certify_sets
 from caveat.robustness.compare import AttackSettings, compare_runs, write_compare
 from caveat.robustness.perturbation_sets import PerturbationSets
 from caveat.robustness.run import attack_run
-from caveat.rows import check_certify, predict_rows
+from caveat.rows import Results, check_certify, predict_rows
 from caveat.training.ensemble import train_ensemble
 from caveat.training.export import export_run
 from caveat.training.importing import run_import
 from caveat.training.run import run_training
 from caveat.training.select import sweep
-from caveat.types import Predictions, Task
+from caveat.types import Task
 from caveat.uncertainty.scores import resolve_score_name
-
-CALIBRATED_FIELDS = ("uncertainty", "prediction_set", "decision")  # text rows of a calibrated run only
-
-
-class Row(Mapping):
-    """One input's row, read as attributes (``row.label``, ``row.decision``) or as a dict.
-
-    An uncalibrated text run's rows have no ``uncertainty``, ``prediction_set`` or ``decision``: asking
-    for one raises ``NotCalibratedError`` with what to call first.
-    """
-
-    def __init__(self, record: dict, *, calibrated: bool):
-        self._record, self._calibrated = record, calibrated
-
-    def __getitem__(self, key: str):
-        return self._record[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._record)
-
-    def __len__(self) -> int:
-        return len(self._record)
-
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name in self._record:
-            return self._record[name]
-        if name in CALIBRATED_FIELDS and not self._calibrated:
-            raise NotCalibratedError(
-                f"{name} comes from the run's calibration, and this model is not calibrated: "
-                "call model.calibrate() first (or caveat calibrate RUN)"
-            )
-        raise AttributeError(f"a row has no {name!r}; it has: {', '.join(self._record)}")
-
-    def __repr__(self) -> str:
-        return f"Row({self._record!r})"
-
-
-class Results(Sequence[Row]):
-    """What ``Model.predict`` returns: one ``Row`` per input, and the arrays behind them.
-
-    Attributes
-    ----------
-    predictions : ``Predictions`` of the method: the deterministic pass (M = 1; temperature-scaled when the
-        model is calibrated, so ``probs[0, i]`` are row ``i``'s probabilities), or the K sampled passes of
-        ``mc_dropout`` / the members of ``ensemble`` (M = K, raw).
-    calibrated : whether the rows carry the calibration's judgements.
-    """
-
-    def __init__(self, records: list[dict], predictions: Predictions, *, calibrated: bool):
-        self._records, self.predictions, self.calibrated = records, predictions, calibrated
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [Row(r, calibrated=self.calibrated) for r in self._records[i]]
-        return Row(self._records[i], calibrated=self.calibrated)
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    @property
-    def probs(self) -> np.ndarray:
-        """(M, N, C) probabilities ((M, N, T, C) for NER)."""
-        return self.predictions.probs
-
-    @property
-    def labels(self) -> list[str]:
-        return self.predictions.labels
-
-    @property
-    def decisions(self) -> list[str]:
-        """Each input's action (answer / abstain / route); NotCalibratedError on an uncalibrated model."""
-        return [row.decision for row in self]
-
-    def to_records(self) -> list[dict]:
-        """The exact rows ``caveat predict`` prints and ``POST /v1/predict`` returns (copies)."""
-        return [dict(r) for r in self._records]
 
 
 class Model:

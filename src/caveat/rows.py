@@ -1,27 +1,27 @@
 """The rows a prediction is served as: one JSON-ready dict per input, built here and nowhere else.
 
-``caveat predict`` prints them, ``POST /v1/predict`` returns them and ``Model.predict`` wraps them, so
-the three agree by construction. A text row is ``{text, label, probability, probabilities}``, plus
-``uncertainty``, ``prediction_set``, ``decision`` and ``reason`` when the run is calibrated; a NER row
-is ``{text, tokens, tags, spans}``, each span with ``confidence``, ``decision`` (keep / flag) and
-``reason`` when calibrated. An uncalibrated run's rows carry a ``reason`` that says how to calibrate.
+``caveat predict`` prints them, ``POST /v1/predict`` returns them and ``Model.predict`` wraps them (in ``Results``,
+whose ``Row`` reads a row as attributes), so the three agree by construction. A text row is ``{text, label,
+probability, probabilities}``, plus ``uncertainty``, ``prediction_set``, ``decision`` and ``reason`` when the run is
+calibrated; a NER row is ``{text, tokens, tags, spans}``, each span with ``confidence``, ``decision`` (keep / flag)
+and ``reason`` when calibrated. An uncalibrated run's rows carry a ``reason`` that says how to calibrate.
 ``method="mc_dropout"`` adds ``mc_dropout``: the mean of K sampled passes and its uncertainty scores, and
 ``decided_by: "deterministic"``: the label, probabilities, prediction set and decision stay those of the one
-deterministic, temperature-scaled pass, because the calibration's thresholds and quantiles were fitted on
-those probabilities and guarantee nothing for MC averages (docs/service.md). ``certify=True`` (text-classification
-runs) adds ``certified``: SAFER's certificate that the smoothed prediction survives word substitutions
+deterministic, temperature-scaled pass, because the calibration's thresholds and quantiles were fitted on those
+probabilities and guarantee nothing for MC averages (docs/service.md). ``certify=True`` (text-classification runs)
+adds ``certified``: SAFER's certificate that the smoothed prediction survives word substitutions
 (``caveat.robustness.certify.add_certified``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from caveat.calibration import Calibration, SpanCalibration
-from caveat.errors import ConfigError
+from caveat.errors import ConfigError, NotCalibratedError
 from caveat.inference import Predictor
 from caveat.models.tags import bio_spans, decode_tags
 from caveat.types import Predictions, Task
@@ -195,3 +195,82 @@ def check_certify(certify: bool, task: Task) -> None:
             "attack RUN measures its robustness to word swaps empirically)",
             fields=("certify",),
         )
+
+
+CALIBRATED_FIELDS = ("uncertainty", "prediction_set", "decision")  # text rows of a calibrated run only
+
+
+class Row(Mapping):
+    """One input's row, read as attributes (``row.label``, ``row.decision``) or as a dict.
+
+    An uncalibrated text run's rows have no ``uncertainty``, ``prediction_set`` or ``decision``: asking
+    for one raises ``NotCalibratedError`` with what to call first.
+    """
+
+    def __init__(self, record: dict, *, calibrated: bool):
+        self._record, self._calibrated = record, calibrated
+
+    def __getitem__(self, key: str):
+        return self._record[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._record)
+
+    def __len__(self) -> int:
+        return len(self._record)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._record:
+            return self._record[name]
+        if name in CALIBRATED_FIELDS and not self._calibrated:
+            raise NotCalibratedError(
+                f"{name} comes from the run's calibration, and this model is not calibrated: "
+                "call model.calibrate() first (or caveat calibrate RUN)"
+            )
+        raise AttributeError(f"a row has no {name!r}; it has: {', '.join(self._record)}")
+
+    def __repr__(self) -> str:
+        return f"Row({self._record!r})"
+
+
+class Results(Sequence[Row]):
+    """What ``Model.predict`` returns: one ``Row`` per input, and the arrays behind them.
+
+    Attributes
+    ----------
+    predictions : ``Predictions`` of the method: the deterministic pass (M = 1; temperature-scaled when the
+        model is calibrated, so ``probs[0, i]`` are row ``i``'s probabilities), or the K sampled passes of
+        ``mc_dropout`` / the members of ``ensemble`` (M = K, raw).
+    calibrated : whether the rows carry the calibration's judgements.
+    """
+
+    def __init__(self, records: list[dict], predictions: Predictions, *, calibrated: bool):
+        self._records, self.predictions, self.calibrated = records, predictions, calibrated
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [Row(r, calibrated=self.calibrated) for r in self._records[i]]
+        return Row(self._records[i], calibrated=self.calibrated)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """(M, N, C) probabilities ((M, N, T, C) for NER)."""
+        return self.predictions.probs
+
+    @property
+    def labels(self) -> list[str]:
+        return self.predictions.labels
+
+    @property
+    def decisions(self) -> list[str]:
+        """Each input's action (answer / abstain / route); NotCalibratedError on an uncalibrated model."""
+        return [row.decision for row in self]
+
+    def to_records(self) -> list[dict]:
+        """The exact rows ``caveat predict`` prints and ``POST /v1/predict`` returns (copies)."""
+        return [dict(r) for r in self._records]
