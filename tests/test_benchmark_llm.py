@@ -1,8 +1,20 @@
-"""benchmarks/llm.py's table rows on planted results (the benches themselves train SmolLM2 for half an hour)."""
+"""benchmarks/llm.py's table rows on planted results (the benches themselves train SmolLM2 for half an hour), and its
+held-out-temperature check on a tiny run."""
 
 from __future__ import annotations
 
-from benchmarks.llm import laplace_clinc_rows
+import json
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from benchmarks.llm import laplace_clinc_rows, temperature_by_held_out_set
+from caveat.data.resolve import resolve_split
+from caveat.evaluation.calibration import ece
+from caveat.inference import Predictor
+from caveat.models.rundir import open_run
+from tests.conftest import one_thread
 
 
 def planted(la_nll: float) -> dict:
@@ -20,3 +32,19 @@ def test_laplace_clinc_rows_say_the_check_and_every_oos_auroc():
     assert len(better) == 2 and "0.2400 / 0.0100 vs 0.2500 / 0.0090 (11.0× a pass) | NLL no worse | yes |" in better[0]
     assert "| NLL no worse | no |" in worse[0]
     assert "0.9410 (least_confidence 0.9300, knn 0.9670) | report |" in better[1]
+
+
+def test_temperature_by_held_out_set_fits_on_the_split_calibrate_fits_on(served_run):
+    """The calibration split's entry reproduces the run's own fitted temperature (same split, same logits), and
+    each entry's test ECE is the test ECE at its temperature."""
+    with one_thread():
+        out = temperature_by_held_out_set(served_run)
+        run = open_run(served_run)
+        test = resolve_split(run, "test").examples
+        z = Predictor.from_run(run).predict([e.text for e in test], calibrated=False).logits[0]
+    fitted = json.loads((served_run / "caveat.json").read_text())["calibration"]["temperature"]
+    assert out["calibration"]["temperature"] == pytest.approx(fitted, rel=1e-6)
+    assert set(out) == {"calibration", "validation"} and out["validation"]["n"] == len(resolve_split(run, "validation"))
+    y = np.array([run.labels.index(e.label) for e in test])
+    for entry in out.values():
+        assert entry["test_ece"] == pytest.approx(ece(softmax(z / entry["temperature"], axis=-1), y))
