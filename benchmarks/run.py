@@ -517,7 +517,8 @@ def _held_out_rows(by_set: dict | None) -> list[str]:
         f"test ECE {v['test_ece']:.4f}, NLL {v['test_nll']:.4f}"
         for k, v in by_set.items()
     )
-    return [f"| SST-2 LoRA: the temperature each labelled held-out set fits, applied to test | test | {cells} | report | | |"]
+    row = "SST-2 LoRA: the temperature each labelled held-out set fits, applied to test"
+    return [f"| {row} | test | {cells} | report | | |"]
 
 
 def _calibrated_on(r: dict) -> str:
