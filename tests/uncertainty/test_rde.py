@@ -72,11 +72,21 @@ def test_components_are_capped_so_mcd_can_fit():
     assert rde.arrays["projection"].shape == (21, 10)  # (21 - 1) // 2
 
 
+def test_beyond_max_rows_it_fits_a_seeded_subsample():
+    x, test = blobs(50, 6, seed=12), blobs(5, 6, seed=13)
+    capped = RobustDensity(n_components=5, max_rows=20, seed=4).fit(x)
+    keep = np.sort(np.random.default_rng(4).permutation(50)[:20])
+    np.testing.assert_array_equal(capped.score(test), RobustDensity(n_components=5, seed=4).fit(x[keep]).score(test))
+    assert capped.arrays["x_fit"].shape == (20, 6)
+
+
 def test_errors_name_the_value_and_the_fix():
     with pytest.raises(ConfigError, match=r"n_components must be an integer >= 1; got 0"):
         RobustDensity(n_components=0)
     with pytest.raises(ConfigError, match=r"gamma must be a finite number > 0.*got -1"):
         RobustDensity(gamma=-1)
+    with pytest.raises(ConfigError, match=r"max_rows must be an integer >= 5; got 2"):
+        RobustDensity(max_rows=2)
     with pytest.raises(NotFittedError, match=r"call fit"):
         RobustDensity().score(np.zeros((1, 3)))
     with pytest.raises(ArrayError, match=r"N >= 5"):

@@ -19,7 +19,9 @@ and adds ``mean(K)``, constants along the row, and ``Kc 1 = 0`` makes every ``v_
 orthogonal to constants). The fitting rows are kept (the kernel needs them), so the state holds N x D numbers.
 
 ``k`` is ``n_components`` (default 100) capped at ``(N - 1) // 2`` and at the number of positive eigenvalues, so
-that the MCD subset of about half the rows still spans the ``k`` dimensions.
+that the MCD subset of about half the rows still spans the ``k`` dimensions. The kernel is N x N and its
+eigendecomposition costs O(N^3), so ``fit`` keeps at most ``max_rows`` rows (default 2,000: a 32 MB kernel, seconds
+to decompose), a seeded subsample; beyond that more rows sharpen a density estimate little.
 """
 
 from __future__ import annotations
@@ -42,33 +44,37 @@ class RobustDensity:
     gamma : float > 0 or None, default None
         RBF width on the standardised features; None: ``1 / D``.
     seed : int, default 0
-        Seed of MCD's random starting subsets.
+        Seed of MCD's random starting subsets, and of the subsample beyond ``max_rows``.
+    max_rows : int >= 5, default 2000
+        Most fitting rows kept (a seeded subsample of larger inputs; the module docstring says why).
     """
 
-    def __init__(self, *, n_components: int = 100, gamma: float | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, *, n_components: int = 100, gamma: float | None = None, seed: int = 0, max_rows: int = 2000
+    ) -> None:
         if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) or n_components < 1:
             raise ConfigError(f"n_components must be an integer >= 1; got {n_components!r}. E.g. 100")
         if gamma is not None and not (np.isfinite(gamma) and gamma > 0):
             raise ConfigError(f"gamma must be a finite number > 0, or None for 1 / D; got {gamma!r}")
-        self.n_components, self.gamma, self.seed = int(n_components), gamma, int(seed)
+        if isinstance(max_rows, bool) or not isinstance(max_rows, (int, np.integer)) or max_rows < 5:
+            raise ConfigError(f"max_rows must be an integer >= 5; got {max_rows!r}. E.g. 2000")
+        self.n_components, self.gamma, self.seed, self.max_rows = int(n_components), gamma, int(seed), int(max_rows)
         self.arrays: dict[str, np.ndarray] | None = None
 
     @property
     def is_fitted(self) -> bool:
         return self.arrays is not None
 
-    def _kernel(self, x: np.ndarray) -> np.ndarray:
-        """RBF kernel rows of standardised ``x`` (M, D) against the fitting rows: (M, N)."""
-        a = self.arrays
-        z = (x - a["mean"]) / a["scale"]
-        fit = a["x_fit"]
+    def _kernel(self, z: np.ndarray) -> np.ndarray:
+        """RBF kernel rows of already standardised ``z`` (M, D) against the fitting rows: (M, N)."""
+        fit = self.arrays["x_fit"]
         sq = (z**2).sum(1)[:, None] + (fit**2).sum(1)[None, :] - 2.0 * z @ fit.T  # (M, N) squared distances
-        return np.exp(-float(a["gamma"][0]) * np.clip(sq, 0.0, None))
+        return np.exp(-float(self.arrays["gamma"][0]) * np.clip(sq, 0.0, None))
 
     def _project(self, x: np.ndarray) -> np.ndarray:
         """Kernel principal components of (M, D) rows: (M, k)."""
         a = self.arrays
-        return (self._kernel(x) - a["col_mean"][None, :]) @ a["projection"]
+        return (self._kernel((x - a["mean"]) / a["scale"]) - a["col_mean"][None, :]) @ a["projection"]
 
     def fit(self, features: np.ndarray) -> RobustDensity:
         """Fit on (N, D) in-distribution features; returns self."""
@@ -77,11 +83,14 @@ class RobustDensity:
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or len(x) < 5 or not np.isfinite(x).all():
             raise ArrayError(f"fit takes finite (N, D) features with N >= 5; got shape {x.shape}")
+        if len(x) > self.max_rows:
+            x = x[np.sort(np.random.default_rng(self.seed).permutation(len(x))[: self.max_rows])]
         mean, std = x.mean(0), x.std(0)
         scale = np.where(std > 1e-8, std, 1.0)
         gamma = 1.0 / x.shape[1] if self.gamma is None else float(self.gamma)
-        self.arrays = {"x_fit": (x - mean) / scale, "mean": mean, "scale": scale, "gamma": np.array([gamma])}
-        kernel = self._kernel(x)  # (N, N)
+        z = (x - mean) / scale
+        self.arrays = {"x_fit": z, "mean": mean, "scale": scale, "gamma": np.array([gamma])}
+        kernel = self._kernel(z)  # (N, N)
         col_mean, all_mean = kernel.mean(0), kernel.mean()
         centred = kernel - col_mean[None, :] - kernel.mean(1, keepdims=True) + all_mean
         values, vectors = np.linalg.eigh(centred)  # ascending
@@ -89,7 +98,10 @@ class RobustDensity:
         positive = int((values > 1e-10 * max(values[0], 1e-300)).sum())
         k = min(self.n_components, (len(x) - 1) // 2, positive)
         if k < 1:
-            raise ArrayError("the features' kernel has no positive principal component (all rows alike?)")
+            raise ArrayError(
+                "the features' kernel has no positive principal component: the fitting rows are all alike; fit on "
+                "the hidden states of varied generations"
+            )
         projection = vectors[:, :k] / np.sqrt(values[:k])  # (N, k)
         self.arrays.update(col_mean=col_mean, projection=projection)
         mcd = MinCovDet(random_state=self.seed).fit(centred @ projection)
