@@ -80,6 +80,12 @@ def _logit_draws(mean: np.ndarray, cov: np.ndarray, m: int, rng: np.random.Gener
     return mean + np.einsum("...ck,m...k->m...c", root, eps)
 
 
+def _positive(value) -> bool:
+    """A finite real number > 0 (not a bool)."""
+    number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    return bool(number and np.isfinite(value) and value > 0)
+
+
 def _nll(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Mean negative log-likelihood: probs (N, ..., C), y (N,) -> (...)."""
     picked = np.take_along_axis(probs, y.reshape(-1, *([1] * (probs.ndim - 1))), axis=-1)[..., 0]
@@ -134,8 +140,7 @@ class LaplaceLoRA:
             raise ConfigError(f"link must be one of {LINKS}; got {link!r}")
         if fisher not in FISHERS:
             raise ConfigError(f"fisher must be one of {FISHERS}; got {fisher!r}")
-        number = isinstance(prior_precision, (int, float, np.number)) and not isinstance(prior_precision, bool)
-        if prior_precision is not None and not (number and np.isfinite(prior_precision) and prior_precision > 0):
+        if prior_precision is not None and not _positive(prior_precision):
             raise ConfigError(
                 f"prior_precision must be a finite number > 0, or None to fit it; got {prior_precision!r}"
             )
@@ -144,8 +149,7 @@ class LaplaceLoRA:
                 raise ConfigError(f"{name} must be an integer >= 1; got {value!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ConfigError(f"seed must be an integer; got {seed!r}")
-        number = isinstance(temperature, (int, float, np.number)) and not isinstance(temperature, bool)
-        if not (number and np.isfinite(temperature) and temperature > 0):
+        if not _positive(temperature):
             raise ConfigError(
                 f"temperature must be a finite number > 0 (1.0: none; a calibrated run's own temperature to put the "
                 f"posterior on the temperature-scaled model); got {temperature!r}"
