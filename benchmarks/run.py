@@ -460,15 +460,7 @@ def table() -> str:
     path = RESULTS / "lora_sst2.json"
     if path.is_file():
         lines += lora_rows(json.loads(path.read_text()))
-    path = RESULTS / "laplace_lora.json"
-    if path.is_file():
-        r = json.loads(path.read_text())
-        la, ts = r["laplace_lora"], r["temperature_scaled"]
-        lines.append(
-            "| SST-2 LoRA run: Laplace-LoRA vs temperature scaling | test NLL / ECE | "
-            f"{la['nll']:.4f} / {la['ece']:.4f} vs {ts['nll']:.4f} / {ts['ece']:.4f} "
-            f"({la['cost_ratio']:.1f}× a pass) | NLL no worse | {'yes' if la['nll'] <= ts['nll'] else 'no'} | |"
-        )
+    lines += _bench_rows("laplace_lora", "benchmarks.llm", "laplace_sst2_rows")
     path = RESULTS / "lora_clinc150.json"
     if path.is_file():
         lines += lora_clinc_rows(json.loads(path.read_text()))

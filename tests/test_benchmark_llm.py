@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from benchmarks.llm import laplace_clinc_rows, temperature_by_held_out_set
+from benchmarks.llm import laplace_clinc_rows, laplace_sst2_rows, temperature_by_held_out_set
 from caveat.data.resolve import resolve_split
 from caveat.evaluation.calibration import ece
 from caveat.inference import Predictor
@@ -32,6 +32,15 @@ def test_laplace_clinc_rows_say_the_check_and_every_oos_auroc():
     assert len(better) == 2 and "0.2400 / 0.0100 vs 0.2500 / 0.0090 (11.0× a pass) | NLL no worse | yes |" in better[0]
     assert "| NLL no worse | no |" in worse[0]
     assert "0.9410 (least_confidence 0.9300, knn 0.9670) | report |" in better[1]
+
+
+def test_laplace_rows_say_the_prior_the_tuning_chose_when_the_record_has_it():
+    record = planted(0.24)
+    assert "prior precision" not in laplace_sst2_rows(record)[0]  # records written before it was kept
+    record["laplace_lora"]["fitted"] = {"prior_precision": 3.1622776e4, "temperature": 1.2}
+    sst2, clinc = laplace_sst2_rows(record), laplace_clinc_rows(record)
+    assert "(11.0× a pass; prior precision 3.16e+04, tuned on calibration) | NLL no worse | yes |" in sst2[0]
+    assert "; prior precision 3.16e+04, tuned on calibration) | NLL no worse | yes |" in clinc[0]
 
 
 def test_temperature_by_held_out_set_fits_on_the_split_calibrate_fits_on(served_run):

@@ -484,8 +484,12 @@ def test_on_a_calibrated_run_laplace_lora_is_built_on_the_temperature_scaled_mod
         return tune(self, model, batches, grid)
 
     monkeypatch.setattr(LaplaceLoRA, "tune_prior_precision", spy)
-    evaluate_run(run_dir, "test", methods=["laplace_lora"], write=False)
-    assert fitted["la"].temperature == pytest.approx(temperature)
+    row = evaluate_run(run_dir, "test", methods=["laplace_lora"], write=False)["methods"]["laplace_lora"]
+    la = fitted["la"]
+    assert la.temperature == pytest.approx(temperature)
+    # the row says what the tuning chose on the calibration split
+    assert row["fitted"] == {"prior_precision": la.fitted_prior_precision, "temperature": la.temperature}
+    assert row["fitted"]["prior_precision"] in TUNE_GRID
 
 
 def test_laplace_lora_method_refuses_a_run_without_lora(tiny_backbone, text_data, tmp_path):
