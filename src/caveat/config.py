@@ -218,6 +218,13 @@ class DistillConfig(_Section):
         le=1,
         description="Share of the soft-target loss: (1 - weight) CE(y) + weight T^2 KL(teacher_T || student_T).",
     )
+    calibrated: bool = Field(
+        False,
+        description="Soft targets from the teacher as caveat serves it: its calibrated predictive (an ensemble's "
+        "members pooled, then divided by the ensemble's own temperature; a single run divided by its temperature), "
+        "then softened by train.distill.temperature. Needs caveat calibrate TEACHER first. false: the members' "
+        "uncalibrated probabilities.",
+    )
 
     @field_validator("teacher")
     @classmethod

@@ -4,6 +4,7 @@ student's label order, and a student distilled from a tiny ensemble ends closer 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from types import SimpleNamespace
 
@@ -132,6 +133,36 @@ def test_soft_targets_are_the_members_mean_in_the_students_label_order(teacher, 
     np.testing.assert_allclose(mapped.sum(-1), 1.0, rtol=1e-6)
 
 
+def test_calibrated_soft_targets_are_the_teacher_as_caveat_serves_it(teacher, text_data, tmp_path):
+    from caveat.calibration import load_calibration
+    from caveat.calibration.run import calibrate_run
+    from caveat.training.teacher import teacher_calibration
+
+    served = tmp_path / "teacher"
+    shutil.copytree(teacher, served)
+    members = load_teacher(served, LABELS)
+    with pytest.raises(ConfigError, match=rf"needs a calibrated teacher; {re.escape(str(served))} is not: run caveat"):
+        teacher_calibration(members)
+    with one_thread():
+        calibrate_run(served, target_risk=0.2, alpha=0.2)
+    members = load_teacher(served, LABELS)
+    calibration = teacher_calibration(members)
+    assert calibration.ensemble_temperature is not None and calibration.ensemble_temperature != 1.0
+    texts = [row["text"] for row in planted_texts(12, seed=5)]
+    pooled = load_calibration(members[0].run).pool(ensemble_predict(members, texts))  # what caveat serves, (N, C)
+    targets = soft_targets(members, texts, LABELS, calibration=calibration)
+    np.testing.assert_allclose(targets, pooled, rtol=1e-5)
+    assert np.abs(targets - soft_targets(members, texts, LABELS)).max() > 1e-3  # not the raw mean
+    softened = np.exp(np.log(pooled) / 2) / np.exp(np.log(pooled) / 2).sum(-1, keepdims=True)  # then T = 2
+    shuffled = ["third", "first", "second"]
+    mapped = soft_targets(members, texts, shuffled, temperature=2.0, calibration=calibration)
+    np.testing.assert_allclose(mapped, softened[:, [2, 0, 1]], rtol=1e-5)
+    # one member alone: its logits divided by the run's temperature
+    single = soft_targets(members[:1], texts, LABELS, calibration=calibration)
+    logits = members[0].predict(texts).logits[0].astype(np.float64) / calibration.temperature
+    np.testing.assert_allclose(single, np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), rtol=1e-5)
+
+
 def test_a_distilled_student_ends_closer_to_the_ensemble_than_erm(teacher, tiny_backbone, text_data, tmp_path):
     distill = ["train.objective=distill", f"train.distill.teacher={teacher}"]
     with one_thread():
@@ -152,7 +183,7 @@ def test_a_distilled_student_ends_closer_to_the_ensemble_than_erm(teacher, tiny_
     assert mean_kl(tmp_path / "student") < 0.5 * mean_kl(tmp_path / "erm")
     recorded = json.loads((tmp_path / "student" / "caveat.json").read_text())["training"]["teacher"]
     assert recorded["path"] == str(teacher) and recorded["members"] == 3 and len(recorded["fingerprint"]) == 64
-    assert recorded["temperature"] == 1.0 and recorded["weight"] == 1.0
+    assert recorded["temperature"] == 1.0 and recorded["weight"] == 1.0 and recorded["calibration_temperature"] is None
 
 
 def json_rows(path) -> list[dict]:

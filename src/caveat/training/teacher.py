@@ -2,8 +2,13 @@
 Neural Network"): soft targets for the training rows from a run directory, computed once before training.
 
 The teacher is a run: a deep ensemble (``caveat train --ensemble N``; its targets are the mean of its
-members' ``softmax(logits / T)``) or a single model (its own ``softmax(logits / T)``), always uncalibrated.
-Its labels must be the student's (any order: columns are mapped by name) and its task text classification.
+members' ``softmax(logits / T)``) or a single model (its own ``softmax(logits / T)``). With
+``train.distill.calibrated=true`` the targets are the teacher as caveat serves it instead: its calibrated
+predictive ``p`` (the members pooled as ``caveat calibrate`` chose, divided by the ensemble's temperature; a
+single run's logits divided by its temperature), softened as ``softmax(log p / T)``. An ensemble's raw mean is
+over-confident on the rows its members were trained on, and a student distilled from it inherits that; the
+calibrated predictive is what the ensemble's users see. Its labels must be the student's (any order: columns
+are mapped by name) and its task text classification.
 
 Several processes: each computes the targets of every training row on its own device (the rows are the same in
 every process, and Accelerate hands each its share of each batch), so no targets travel between processes.
@@ -20,9 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.special import softmax
+from scipy.special import log_softmax, softmax
 from torch import nn
 
+from caveat.calibration import load_calibration
+from caveat.calibration.scaling import pooled_logits
+from caveat.calibration.text import Calibration
 from caveat.config import RunConfig
 from caveat.errors import ConfigError
 from caveat.inference import Predictor
@@ -68,24 +76,55 @@ def load_teacher(path: str | Path, labels: Sequence[str], *, batch_size: int | N
     return members
 
 
+def teacher_calibration(members: Sequence[Predictor]) -> Calibration:
+    """The calibration ``train.distill.calibrated=true`` reads: the teacher run's own, with an ensemble's
+    temperature when the teacher is an ensemble.
+
+    Raises
+    ------
+    ConfigError : the teacher was never calibrated, or is an ensemble calibrated before its pooled prediction
+        had a temperature of its own.
+    """
+    run = members[0].run
+    calibration = load_calibration(run)
+    fix = f"run caveat calibrate {run.path} first, or set train.distill.calibrated=false"
+    if calibration is None:
+        raise ConfigError(f"train.distill.calibrated=true needs a calibrated teacher; {run.path} is not: {fix}")
+    if len(members) > 1 and calibration.ensemble_temperature is None:
+        raise ConfigError(
+            f"train.distill.calibrated=true needs the ensemble's own temperature; {run.path} was calibrated before "
+            f"ensembles had one: {fix}"
+        )
+    return calibration
+
+
 def soft_targets(
     members: Sequence[Predictor],
     texts: Sequence[str],
     labels: Sequence[str],
     *,
     temperature: float = 1.0,
+    calibration: Calibration | None = None,
     device: torch.device | str | None = None,
 ) -> np.ndarray:
-    """The mean over ``members`` of ``softmax(logits / temperature)`` for ``texts``: (N, C) float32, columns in
-    the order of ``labels`` (matched by name to each member's labels). ``device``: where the members run
-    (default: where they are, the CPU)."""
-    total = np.zeros((len(texts), len(labels)), dtype=np.float64)  # (N, C)
+    """The teacher's soft targets for ``texts``: (N, C) float32, columns in the order of ``labels`` (matched by
+    name to each member's labels). Without ``calibration``, the mean over ``members`` of
+    ``softmax(logits / temperature)``; with it (``teacher_calibration``), ``softmax(log p / temperature)`` with
+    ``p`` the calibrated predictive: the members' logits pooled as the calibration chose and divided by the
+    ensemble's temperature, or one member's logits divided by the run's temperature. ``device``: where the
+    members run (default: where they are, the CPU)."""
+    logits = []  # per member (N, C), columns in the order of labels
     for member in members:
         columns = [member.labels.index(label) for label in labels]  # the member's column of each student label
         with _on_device(member, device):
-            logits = member.predict(list(texts)).logits[0].astype(np.float64)  # (N, C_member)
-        total += softmax(logits / temperature, axis=-1)[:, columns]
-    return (total / len(members)).astype(np.float32)
+            logits.append(member.predict(list(texts)).logits[0].astype(np.float64)[:, columns])
+    if calibration is None:
+        return np.mean([softmax(z / temperature, axis=-1) for z in logits], axis=0).astype(np.float32)
+    if len(members) > 1:
+        pooled = pooled_logits(np.stack(logits), calibration.ensemble_pooling) / calibration.ensemble_temperature
+    else:
+        pooled = logits[0] / calibration.temperature
+    return softmax(log_softmax(pooled, axis=-1) / temperature, axis=-1).astype(np.float32)
 
 
 def attach_soft_targets(
@@ -101,8 +140,11 @@ def attach_soft_targets(
     # dropout and shuffling draw what they would without a teacher (and a resumed run stays exact).
     with torch.random.fork_rng(devices=[]):
         members = load_teacher(dcfg.teacher, labels, batch_size=config.train.eval_batch_size)
+        calibration = teacher_calibration(members) if dcfg.calibrated else None
         texts = [ex.text for ex in split.examples]
-        targets = soft_targets(members, texts, labels, temperature=dcfg.temperature, device=device)
+        targets = soft_targets(
+            members, texts, labels, temperature=dcfg.temperature, calibration=calibration, device=device
+        )
     for row, target in zip(rows, targets, strict=True):
         row["soft_labels"] = target.tolist()
     seconds = time.perf_counter() - started
@@ -113,8 +155,16 @@ def attach_soft_targets(
         "fingerprint": teacher_fingerprint(members),
         "temperature": dcfg.temperature,
         "weight": dcfg.weight,
+        "calibration_temperature": _applied_temperature(calibration, len(members)),
         "seconds": round(seconds, 1),
     }
+
+
+def _applied_temperature(calibration: Calibration | None, members: int) -> float | None:
+    """The calibration temperature the targets were divided by (the ensemble's for an ensemble); None: raw."""
+    if calibration is None:
+        return None
+    return calibration.ensemble_temperature if members > 1 else calibration.temperature
 
 
 def teacher_fingerprint(members: Sequence[Predictor]) -> str:
