@@ -77,19 +77,7 @@ def evaluate_run(
     predictor = Predictor.from_run(run, batch_size=batch_size)
     with subject(data):  # what its passes predict, for the progress lines
         if run.task is Task.TOKEN_CLASSIFICATION:
-            preds = predictor.predict([ex.tokens for ex in split.examples])
-            logits = preds.logits[0]
-            words = [logits[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)]
-            metrics = metrics_for(run.task, split, run.labels, word_logits=words)
-
-            probs = preds.probs[0]
-            metrics["spans"] = span_report(
-                [probs[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)],
-                decode_tags(words, run.labels),
-                [ex.tags for ex in split.examples],
-                run.labels,
-            )
-            metrics.update(_span_caveats(predictor.calibration, preds, split))
+            metrics = _token_metrics(run, predictor, split)
         else:
             metrics = _text_metrics(
                 run,
@@ -101,14 +89,7 @@ def evaluate_run(
                 mc_top_layers=mc_top_layers,
                 ensemble=ensemble,
             )
-            if shifted or adversarial_sets:
-                base = predictor.predict([ex.text for ex in split.examples])  # the in-domain side, once
-                if shifted:
-                    metrics["shift"] = evaluate_shifts(run, predictor, split, shifted, base=base)
-                if adversarial_sets:
-                    metrics["adversarial"] = evaluate_shifts(
-                        run, predictor, split, adversarial_sets, base=base, what="adversarial set"
-                    )
+            metrics.update(_shifted_metrics(run, predictor, split, shifted, adversarial_sets))
             if explain is not None:
                 metrics["explanations"] = explanation_faithfulness(run.path, data, batch_size=batch_size, **explain)
     result = {"data": data, "source": split.source, "task": run.task.value, **metrics}
@@ -118,6 +99,37 @@ def evaluate_run(
         existing[data] = result
         write_json_atomic(path, existing)
     return result
+
+
+def _token_metrics(run: Run, predictor: Predictor, split: Split) -> dict:
+    """An NER run's figures on ``split``: word-level metrics, span confidence and, once calibrated, its caveats."""
+    preds = predictor.predict([ex.tokens for ex in split.examples])
+    logits, probs = preds.logits[0], preds.probs[0]  # (N, T, C)
+    words = [logits[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)]
+    metrics = metrics_for(run.task, split, run.labels, word_logits=words)
+    metrics["spans"] = span_report(
+        [probs[i, : len(ex.tokens)] for i, ex in enumerate(split.examples)],
+        decode_tags(words, run.labels),
+        [ex.tags for ex in split.examples],
+        run.labels,
+    )
+    metrics.update(_span_caveats(predictor.calibration, preds, split))
+    return metrics
+
+
+def _shifted_metrics(
+    run: Run, predictor: Predictor, split: Split, shifted: dict[str, Split], adversarial_sets: dict[str, Split]
+) -> dict:
+    """``shift`` and ``adversarial`` figures, each set against ``split`` predicted once; {} when there are none."""
+    if not (shifted or adversarial_sets):
+        return {}
+    base = predictor.predict([ex.text for ex in split.examples])  # the in-domain side, once
+    out = {}
+    if shifted:
+        out["shift"] = evaluate_shifts(run, predictor, split, shifted, base=base)
+    if adversarial_sets:
+        out["adversarial"] = evaluate_shifts(run, predictor, split, adversarial_sets, base=base, what="adversarial set")
+    return out
 
 
 def _text_metrics(
