@@ -25,17 +25,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.special import log_softmax, softmax
+from scipy.special import softmax
 from torch import nn
 
 from caveat.calibration import load_calibration
-from caveat.calibration.scaling import pooled_logits
 from caveat.calibration.text import Calibration
 from caveat.config import RunConfig
 from caveat.errors import ConfigError
 from caveat.inference import Predictor
 from caveat.models.rundir import COMPLETE_FILE, MODEL_DIR, open_run
-from caveat.types import Split, Task
+from caveat.types import Predictions, Split, Task
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +119,12 @@ def soft_targets(
             logits.append(member.predict(list(texts)).logits[0].astype(np.float64)[:, columns])
     if calibration is None:
         return np.mean([softmax(z / temperature, axis=-1) for z in logits], axis=0).astype(np.float32)
-    if len(members) > 1:
-        pooled = pooled_logits(np.stack(logits), calibration.ensemble_pooling) / calibration.ensemble_temperature
+    if len(members) > 1:  # the ensemble as served: pooled as calibrate chose, then its own temperature
+        stacked = np.stack(logits)  # (M, N, C)
+        served = calibration.pool(Predictions(probs=softmax(stacked, axis=-1), logits=stacked))
     else:
-        pooled = logits[0] / calibration.temperature
-    return softmax(log_softmax(pooled, axis=-1) / temperature, axis=-1).astype(np.float32)
+        served = softmax(calibration.scale(logits[0]), axis=-1)
+    return softmax(np.log(np.clip(served, 1e-300, None)) / temperature, axis=-1).astype(np.float32)
 
 
 def attach_soft_targets(
