@@ -198,7 +198,7 @@ def distill_figures(
 
 
 def bench_distill(data_root: Path, work: Path, *, quick: bool = False, reuse: bool = True) -> dict:
-    """Train (unless present) the SST-2 ensemble and its student in ``work``, then ``distill_figures``."""
+    """Train (unless present) the SST-2 ensemble and its two students in ``work``, then ``distill_figures``."""
     quick_set = ["train.max_steps=4", "data.max_examples=200", "train.evals_per_epoch=1"] if quick else []
     cfg = load_config(ROOT / "examples/sst2.yaml", [f"data.root={data_root}", *quick_set])
     ensemble, student, calibrated = train_students(cfg, work, reuse=reuse)
