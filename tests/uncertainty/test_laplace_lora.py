@@ -6,6 +6,7 @@ materialised, sampled weights against Sigma, the prior precision's limits and ch
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -377,6 +378,23 @@ def test_validation_tuning_picks_a_finite_prior_and_beats_the_overconfident_map(
     assert nll(probs, y) < nll(map_probs, y) - 0.5  # and far better calibrated on held-out inputs
 
 
+def test_a_tuned_prior_on_the_edge_of_the_grid_is_said(tiny_backbone):
+    model = lora_model(tiny_backbone, seed=15, head_scale=8.0)
+    train, validation = planted(model, 4, seed=16), planted(model, 4, seed=17)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default grid holds the optimum: nothing to say
+        la = LaplaceLoRA().fit(model, train).tune_prior_precision(model, validation)
+    lam = la.fitted_prior_precision
+    assert TUNE_GRID[0] < lam < TUNE_GRID[-1] and la.grid_edge is None
+    below, above = np.array([lam / 1e3, lam / 1e2]), np.array([lam * 1e2, lam * 1e3])
+    with pytest.warns(UserWarning, match=r"is the edge of the grid .* the strongest: .* reaching higher precisions"):
+        la.tune_prior_precision(model, validation, below)
+    assert la.fitted_prior_precision == below[1] and la.grid_edge == "strongest"
+    with pytest.warns(UserWarning, match=r"is the edge of the grid .* the weakest: pass a grid reaching lower"):
+        la.tune_prior_precision(model, validation, above)
+    assert la.fitted_prior_precision == above[0] and la.grid_edge == "weakest"
+
+
 # ------------------------------------------------------------------------- 5. state, errors, evaluate
 @pytest.mark.parametrize("link", ["probit", "sample"])
 def test_state_round_trips_through_safetensors_and_json(link, tiny_backbone, tmp_path):
@@ -384,6 +402,7 @@ def test_state_round_trips_through_safetensors_and_json(link, tiny_backbone, tmp
 
     model = lora_model(tiny_backbone, seed=19)
     la = LaplaceLoRA(link=link, samples=4, head=True, temperature=1.7).fit(model, random_batches(2, 4, seed=20))
+    la.grid_edge = "strongest"  # as a tuning on a grid too weak would leave it
     state = la.state()
     save_file(state["arrays"], str(tmp_path / "laplace_lora.safetensors"))
     (tmp_path / "laplace_lora.json").write_text(json.dumps(state["settings"]))
@@ -398,7 +417,7 @@ def test_state_round_trips_through_safetensors_and_json(link, tiny_backbone, tmp
     # those in another order (a difference of 1e-16 showed up on a fresh venv)
     np.testing.assert_allclose(again.predict(model, test), la.predict(model, test), rtol=1e-12, atol=1e-15)
     assert again.log_evidence(0.3) == pytest.approx(la.log_evidence(0.3), rel=1e-12) and again.layers == la.layers
-    assert again.temperature == 1.7
+    assert again.temperature == 1.7 and again.grid_edge == "strongest"
     with pytest.raises(LaplaceArrayError, match=r"inconsistent LaplaceLoRA state"):
         LaplaceLoRA.from_state({"settings": state["settings"], "arrays": {}})
 
@@ -488,7 +507,8 @@ def test_on_a_calibrated_run_laplace_lora_is_built_on_the_temperature_scaled_mod
     la = fitted["la"]
     assert la.temperature == pytest.approx(temperature)
     # the row says what the tuning chose on the calibration split
-    assert row["fitted"] == {"prior_precision": la.fitted_prior_precision, "temperature": la.temperature}
+    chosen = {"prior_precision": la.fitted_prior_precision, "temperature": la.temperature, "grid_edge": la.grid_edge}
+    assert row["fitted"] == chosen
     assert row["fitted"]["prior_precision"] in TUNE_GRID
 
 

@@ -37,6 +37,7 @@ costs ``O(d_out^2 d_in + d_out d_in^2)`` per layer, once per call, shared by all
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -162,6 +163,7 @@ class LaplaceLoRA:
         self.factors: dict[str, dict[str, np.ndarray]] = {}  # per layer: eigendecompositions of G and A
         self._lam: float | None = None
         self.prior_source: str | None = None  # "given", "evidence" or "validation"
+        self.grid_edge: str | None = None  # "strongest" / "weakest": the tuned prior is that end of its grid
         self.log_likelihood: float | None = None  # log p(y | theta_MAP) summed over the fit inputs
         self.theta_sq: float | None = None  # |theta_MAP|^2 over the posterior's parameters
         self.n_train: int | None = None
@@ -440,8 +442,24 @@ class LaplaceLoRA:
                 for mu, cov in self._moments(model, batches, grid)
             ]
             nll = _nll(np.concatenate(probs), y)  # (L,)
-        self._lam = self.prior_precision = float(grid[int(np.argmin(nll))])
+        best = int(np.argmin(nll))
+        self._lam = self.prior_precision = float(grid[best])
         self.prior_source = "validation"
+        self.grid_edge = None
+        if grid.size > 1 and best in (0, grid.size - 1):
+            self.grid_edge = "strongest" if best == grid.size - 1 else "weakest"
+            what = (
+                "the strongest: the held-out inputs ask for less posterior spread than any value allows, and as the "
+                "precision grows the predictive tends to the MAP's (temperature scaling itself with a temperature); "
+                "pass a grid reaching higher precisions to see where it stops"
+                if best == grid.size - 1
+                else "the weakest: pass a grid reaching lower precisions"
+            )
+            warnings.warn(
+                f"the tuned prior precision {self._lam:.3g} is the edge of the grid ({grid.min():.3g} .. "
+                f"{grid.max():.3g}), {what}",
+                stacklevel=2,
+            )
         return self
 
     # ---------------------------------------------------------------- state
@@ -462,6 +480,7 @@ class LaplaceLoRA:
             "prior_precision": self.prior_precision,
             "fitted_prior_precision": self._lam,
             "prior_source": self.prior_source,
+            "grid_edge": self.grid_edge,
             "log_likelihood": self.log_likelihood,
             "theta_sq": self.theta_sq,
             "n_train": self.n_train,
@@ -495,6 +514,7 @@ class LaplaceLoRA:
             n: {k: np.asarray(arrays[f"{n}.{k}"], dtype=np.float64) for k in FACTORS} for n, _, _ in la.layers
         }
         la._lam, la.prior_source = float(lam), settings["prior_source"]
+        la.grid_edge = settings.get("grid_edge")  # None: states saved before it was kept
         la.log_likelihood, la.theta_sq = float(settings["log_likelihood"]), float(settings["theta_sq"])
         la.n_train, la.num_classes = int(settings["n_train"]), settings.get("num_classes")
         return la
