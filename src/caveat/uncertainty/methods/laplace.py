@@ -26,6 +26,12 @@ PRIOR_GRID = np.logspace(-4, 4, 81)  # (L,) candidate prior precisions; the best
 _CHUNK_BYTES = 64 * 2**20  # working memory per chunk of inputs in predict and friends
 
 
+def positive_number(value) -> bool:
+    """A finite real number > 0 (not a bool): what a prior precision or a temperature must be."""
+    number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    return bool(number and np.isfinite(value) and value > 0)
+
+
 class LaplaceNotFittedError(NotFittedError, NotCalibratedError):
     """``LastLayerLaplace`` was used before ``fit`` (catchable as either parent)."""
 
@@ -112,8 +118,7 @@ class LastLayerLaplace:
             raise ConfigError(f"hessian must be one of {HESSIANS}; got {hessian!r}")
         if link not in LINKS:
             raise ConfigError(f"link must be one of {LINKS}; got {link!r}")
-        number = isinstance(prior_precision, (int, float, np.number)) and not isinstance(prior_precision, bool)
-        if prior_precision is not None and not (number and np.isfinite(prior_precision) and prior_precision > 0):
+        if prior_precision is not None and not positive_number(prior_precision):
             raise ConfigError(
                 f"prior_precision must be a finite number > 0, or None to fit it; got {prior_precision!r}"
             )

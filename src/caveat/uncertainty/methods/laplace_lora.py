@@ -48,7 +48,7 @@ from torch import nn
 from caveat.errors import ConfigError, NotCalibratedError
 from caveat.types import Task
 from caveat.uncertainty.errors import NotFittedError
-from caveat.uncertainty.methods.laplace import LaplaceArrayError, evidence_optimum
+from caveat.uncertainty.methods.laplace import LaplaceArrayError, evidence_optimum, positive_number
 from caveat.uncertainty.methods.lora_kfac import (
     Batch,
     assign,
@@ -79,12 +79,6 @@ def _logit_draws(mean: np.ndarray, cov: np.ndarray, m: int, rng: np.random.Gener
     root = u * np.sqrt(np.clip(w, 0.0, None))[..., None, :]  # (..., C, C): cov = root root'
     eps = rng.standard_normal((m, *mean.shape))
     return mean + np.einsum("...ck,m...k->m...c", root, eps)
-
-
-def _positive(value) -> bool:
-    """A finite real number > 0 (not a bool)."""
-    number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    return bool(number and np.isfinite(value) and value > 0)
 
 
 def _nll(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -141,7 +135,7 @@ class LaplaceLoRA:
             raise ConfigError(f"link must be one of {LINKS}; got {link!r}")
         if fisher not in FISHERS:
             raise ConfigError(f"fisher must be one of {FISHERS}; got {fisher!r}")
-        if prior_precision is not None and not _positive(prior_precision):
+        if prior_precision is not None and not positive_number(prior_precision):
             raise ConfigError(
                 f"prior_precision must be a finite number > 0, or None to fit it; got {prior_precision!r}"
             )
@@ -150,7 +144,7 @@ class LaplaceLoRA:
                 raise ConfigError(f"{name} must be an integer >= 1; got {value!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ConfigError(f"seed must be an integer; got {seed!r}")
-        if not _positive(temperature):
+        if not positive_number(temperature):
             raise ConfigError(
                 f"temperature must be a finite number > 0 (1.0: none; a calibrated run's own temperature to put the "
                 f"posterior on the temperature-scaled model); got {temperature!r}"
